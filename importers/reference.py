@@ -1,0 +1,179 @@
+"""The numpy reference interpreter over `Program`: batched over trials, multi-step for stateful graphs."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+
+from ..errors import DataError, MdfBridgeError, ShapeError
+from ..ops import get_op
+from ..program import Op, Program, TensorRef
+
+log = logging.getLogger(__name__)
+
+Env = Dict[str, Any]
+
+
+def _fetch(v: Any, env: Env) -> Any:
+    if isinstance(v, TensorRef):
+        return env[v.name]
+    if isinstance(v, list) and v and all(isinstance(x, TensorRef) for x in v):
+        return [env[x.name] for x in v]
+    return v
+
+
+def _shape(v: Any) -> Any:
+    if isinstance(v, list):
+        return [_shape(x) for x in v]
+    return tuple(np.shape(v))
+
+
+class ReferenceRunner:
+    """Compiles a Program into a list of numpy closures once, then runs batches through it."""
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self.batched = set(program.states) | {f"{s.node}.{s.port}" for s in program.inputs.values()}
+        self.steps: List[Tuple[Op, Callable[[Env], Any]]] = [(op, self._compile(op)) for op in program.ops]
+
+    # ---------------------------------------------------------------- compilation
+    def _is_batched(self, v: Any) -> bool:
+        if isinstance(v, list):
+            return any(self._is_batched(x) for x in v)
+        return isinstance(v, TensorRef) and v.name in self.batched
+
+    def _compile(self, op: Op) -> Callable[[Env], Any]:
+        batched_args = frozenset(k for k, v in op.args.items() if self._is_batched(v))
+        if batched_args:
+            self.batched.add(op.out)
+        items = list(op.args.items())
+        if op.kind == "expr":
+            expr = op.expression
+            if not batched_args or expr.is_elementwise():
+                return lambda env: expr.evaluate({k: _fetch(v, env) for k, v in items})
+            return self._per_trial(items, batched_args, lambda kw: expr.evaluate(kw))
+        opdef = get_op(op.fn)
+        fn = opdef.numpy
+        attrs = {k: v for k, v in items if not isinstance(v, TensorRef) and not (
+            isinstance(v, list) and v and isinstance(v[0], TensorRef))}
+        if not batched_args or opdef.elementwise:
+            return lambda env: fn(**{k: _fetch(v, env) for k, v in items})
+        rule = opdef.batch_rule(batched_args, attrs) if opdef.batch_rule else None
+        if rule is not None:
+            b_items = [(k, rule.get(k, v) if k in attrs else v) for k, v in items]
+            return lambda env: fn(**{k: _fetch(v, env) for k, v in b_items})
+        return self._per_trial(items, batched_args, lambda kw: fn(**kw))
+
+    @staticmethod
+    def _per_trial(items: List[Tuple[str, Any]], batched_args: frozenset,
+                   call: Callable[[Dict[str, Any]], Any]) -> Callable[[Env], Any]:
+        """Run an op trial by trial (ops whose meaning depends on the per-trial shape)."""
+        def run(env: Env) -> Any:
+            kw = {k: _fetch(v, env) for k, v in items}
+            first = kw[min(batched_args)]
+            n = len(first[0]) if isinstance(first, list) else len(first)
+            rows = []
+            for b in range(n):
+                row = {k: (([x[b] for x in v] if isinstance(v, list) else v[b]) if k in batched_args else v)
+                       for k, v in kw.items()}
+                rows.append(np.asarray(call(row), dtype=float))
+            return np.stack(rows)
+        return run
+
+    # ---------------------------------------------------------------- running
+    def prepare_inputs(self, inputs: Mapping[str, Any]) -> Tuple[Env, int]:
+        """Check inputs against the program's input specs; returns the env with them and the batch size."""
+        prog = self.program
+        unknown = set(inputs) - set(prog.inputs) - {s.port for s in prog.inputs.values()}
+        if unknown:
+            raise DataError(f"unknown input(s) {sorted(unknown)}; the model's inputs are {sorted(prog.inputs)}")
+        env: Env = {}
+        batch: Optional[int] = None
+        for name, spec in prog.inputs.items():
+            val = inputs.get(name, inputs.get(spec.port))
+            if val is None:
+                continue
+            arr = np.asarray(val, dtype=float)
+            if spec.shape is not None and tuple(arr.shape[1:]) != tuple(spec.shape):
+                if tuple(arr.shape) == tuple(spec.shape):
+                    arr = arr[None]
+                else:
+                    raise DataError(f"input '{name}' has shape {arr.shape}; expected (trials, "
+                                    f"{', '.join(map(str, spec.shape))}) for port '{spec.node}.{spec.port}' "
+                                    f"of shape {tuple(spec.shape)}")
+            if not np.all(np.isfinite(arr)):
+                raise DataError(f"input '{name}' contains NaN or infinite values")
+            if batch is not None and arr.shape[0] != batch:
+                raise DataError(f"input '{name}' has {arr.shape[0]} trials, other inputs have {batch}")
+            batch = arr.shape[0]
+            env[f"{spec.node}.{spec.port}"] = arr
+        batch = batch or 1
+        for name, spec in prog.inputs.items():
+            key = f"{spec.node}.{spec.port}"
+            if key not in env:
+                if spec.default is None and spec.shape is None:
+                    raise DataError(f"no value for input '{name}' and its port has no default_value or shape")
+                base = spec.default if spec.default is not None else np.zeros(spec.shape)
+                env[key] = np.broadcast_to(base, (batch,) + base.shape).copy()
+        return env, batch
+
+    def run(self, inputs: Mapping[str, Any], *, steps: int = 1, dt: float = 1.0,
+            params: Optional[Mapping[str, np.ndarray]] = None, record: bool = False,
+            keep_env: bool = False) -> Dict[str, Any]:
+        """Run `steps` steps on a batch; returns output name -> (trials, ...) array.
+
+        With `record`, also returns `"__trajectory__"`: output name -> (steps, trials, ...).
+        """
+        prog = self.program
+        env, batch = self.prepare_inputs(inputs)
+        env.update(params if params is not None else prog.param_values())
+        env["dt"] = np.asarray(float(dt))
+        for name, st in prog.states.items():
+            env[name] = np.broadcast_to(st.initial, (batch,) + st.initial.shape).astype(float)
+        traj: Dict[str, List[np.ndarray]] = {k: [] for k in prog.outputs}
+        for _ in range(int(steps)):
+            for op, f in self.steps:
+                try:
+                    env[op.out] = f(env)
+                except MdfBridgeError:
+                    raise
+                except (ValueError, TypeError, IndexError) as exc:
+                    shapes = {k: _shape(_fetch(v, env)) for k, v in op.args.items()
+                              if isinstance(v, (TensorRef, list))}
+                    what = op.fn or f"expression '{op.expression.source}'"
+                    raise ShapeError(f"{what} failed on argument shapes {shapes}: {exc}",
+                                     where=f"node '{op.node}'") from exc
+            if record:
+                for k, t in prog.outputs.items():
+                    traj[k].append(self._batched_value(t, env, batch))
+            if prog.states:
+                env.update({name: self._batched_value(st.update, env, batch)
+                            for name, st in prog.states.items()})
+        out: Dict[str, Any] = {k: self._batched_value(t, env, batch) for k, t in prog.outputs.items()}
+        if record:
+            out["__trajectory__"] = {k: np.stack(v) for k, v in traj.items()}
+        if keep_env:
+            out["__env__"] = env
+        return out
+
+    def _batched_value(self, tensor: str, env: Env, batch: int) -> np.ndarray:
+        v = np.asarray(env[tensor], dtype=float)
+        if tensor in self.batched:
+            return v
+        return np.broadcast_to(v, (batch,) + v.shape).copy()
+
+
+
+def runner_for(program: Program) -> ReferenceRunner:
+    """The ReferenceRunner of this Program, compiled once and kept on the Program."""
+    runner = program.__dict__.get("_reference_runner")
+    if runner is None:
+        runner = program.__dict__["_reference_runner"] = ReferenceRunner(program)
+    return runner
+
+
+def run_program(program: Program, inputs: Mapping[str, Any], *, steps: int = 1, dt: float = 1.0,
+                params: Optional[Mapping[str, np.ndarray]] = None, record: bool = False) -> Dict[str, Any]:
+    """Run a Program with the numpy reference interpreter (see ReferenceRunner.run)."""
+    return runner_for(program).run(inputs, steps=steps, dt=dt, params=params, record=record)

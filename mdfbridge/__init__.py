@@ -1,0 +1,8 @@
+"""mdfbridge: models travel between compositions, ModECI MDF, PyTorch and ONNX."""
+from __future__ import annotations
+
+import logging
+
+__version__ = "0.1.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,0 +1,380 @@
+"""PsyNeuLink-style composition API: mechanisms, projections, pathways, nesting, bias nodes, run."""
+from __future__ import annotations
+
+import itertools
+import keyword
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .errors import CompositionError, DataError
+from .transfer import Linear, TransferFunction
+
+log = logging.getLogger(__name__)
+
+_counters: Dict[str, "itertools.count[int]"] = {}
+
+IDENTITY_MATRIX = "identity"
+FULL_CONNECTIVITY_MATRIX = "full"
+RANDOM_CONNECTIVITY_MATRIX = "random"
+
+
+def _auto_name(kind: str) -> str:
+    return f"{kind}_{next(_counters.setdefault(kind, itertools.count()))}"
+
+
+def identifier(name: str) -> str:
+    """`name` made a Python identifier that is not a keyword (MDF ids must be; modeci-mdf parses them)."""
+    ident = re.sub(r"\W", "_", name.strip()) or "node"
+    if ident[0].isdigit():
+        ident = "_" + ident
+    return ident + "_" if keyword.iskeyword(ident) else ident
+
+
+class Mechanism:
+    """A node of a composition with `size` values."""
+
+    def __init__(self, name: Optional[str] = None, size: Union[int, Sequence[int]] = 1) -> None:
+        self.name = name or _auto_name(type(self).__name__)
+        self.size = int(size if np.isscalar(size) else int(np.prod(size)))
+        if self.size < 1:
+            raise CompositionError(f"mechanism '{self.name}' needs size >= 1, got {size}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, size={self.size})"
+
+
+class TransferMechanism(Mechanism):
+    """A mechanism applying an elementwise transfer function to the sum of its afferents (or its input)."""
+
+    def __init__(self, name: Optional[str] = None, size: Union[int, Sequence[int], None] = None,
+                 function: Optional[TransferFunction] = None, *, input_shapes: Any = None,
+                 default_variable: Any = None) -> None:
+        if size is None:
+            size = input_shapes if input_shapes is not None else (
+                np.size(default_variable) if default_variable is not None else 1)
+        super().__init__(name, size)
+        if function is not None and isinstance(function, type):
+            function = function()
+        self.function: TransferFunction = function if function is not None else Linear()
+        if not isinstance(self.function, TransferFunction):
+            raise CompositionError(f"mechanism '{self.name}': function must be a transfer function such as "
+                                   f"Logistic(gain=1), got {function!r}")
+
+
+class BiasMechanism(Mechanism):
+    """An explicit bias node: outputs a constant (1 by default) every trial; project it through a matrix."""
+
+    def __init__(self, name: Optional[str] = None, size: int = 1, value: float = 1.0) -> None:
+        super().__init__(name, size)
+        self.value = float(value)
+
+
+Node = Union[Mechanism, "Composition"]
+
+
+class MappingProjection:
+    """A weight matrix from sender to receiver, (sender size x receiver size): `receiver += sender @ matrix`."""
+
+    def __init__(self, sender: Optional[Node] = None, receiver: Optional[Node] = None, matrix: Any = None,
+                 learnable: bool = True, name: Optional[str] = None, seed: Optional[int] = None) -> None:
+        self.sender, self.receiver = sender, receiver
+        self.name = name or _auto_name("MappingProjection")
+        self.learnable = bool(learnable)
+        self._matrix_spec = matrix
+        self.seed = seed
+        self.matrix: Optional[np.ndarray] = None
+        if matrix is not None and not isinstance(matrix, str):
+            self.matrix = np.array(matrix, dtype=float)
+            if self.matrix.ndim != 2:
+                raise CompositionError(f"projection '{self.name}': matrix must be 2-D, got shape {self.matrix.shape}")
+            if not np.all(np.isfinite(self.matrix)):
+                raise CompositionError(f"projection '{self.name}': matrix contains NaN or infinite values")
+
+    def __repr__(self) -> str:
+        return f"MappingProjection({self.name!r})"
+
+    def _initialise(self, rows: int, cols: int, seed: int) -> None:
+        """Fill the matrix from its spec (PsyNeuLink's AUTO_ASSIGN_MATRIX when none was given)."""
+        spec = self._matrix_spec
+        if self.matrix is not None:
+            if self.matrix.shape != (rows, cols):
+                raise CompositionError(f"projection '{self.name}': matrix shape {self.matrix.shape} does not match "
+                                       f"sender size x receiver size ({rows}, {cols})")
+            return
+        if spec is None:
+            spec = IDENTITY_MATRIX if rows == cols else FULL_CONNECTIVITY_MATRIX
+        if spec == IDENTITY_MATRIX:
+            if rows != cols:
+                raise CompositionError(f"projection '{self.name}': identity matrix needs equal sizes, got {rows}x{cols}")
+            self.matrix = np.eye(rows)
+        elif spec == FULL_CONNECTIVITY_MATRIX:
+            self.matrix = np.ones((rows, cols))
+        elif spec == RANDOM_CONNECTIVITY_MATRIX:
+            rng = np.random.default_rng(self.seed if self.seed is not None else seed)
+            self.matrix = rng.uniform(0.0, 1.0, (rows, cols))
+        else:
+            raise CompositionError(f"projection '{self.name}': unknown matrix spec {spec!r} "
+                                   f"(use an array, '{IDENTITY_MATRIX}', '{FULL_CONNECTIVITY_MATRIX}' or "
+                                   f"'{RANDOM_CONNECTIVITY_MATRIX}')")
+
+
+@dataclass
+class FlatNode:
+    """A mechanism of the flattened composition, with its MDF id and nesting path."""
+
+    id: str
+    mechanism: Mechanism
+    path: Tuple[str, ...]
+
+
+@dataclass
+class FlatProjection:
+    """A projection of the flattened composition between flat node ids."""
+
+    id: str
+    projection: MappingProjection
+    sender: str
+    receiver: str
+    path: Tuple[str, ...]
+
+
+class Composition:
+    """Nodes (mechanisms or nested compositions) connected by projections; afferents into a node are summed."""
+
+    def __init__(self, name: Optional[str] = None, pathways: Optional[Iterable[Sequence[Any]]] = None,
+                 seed: int = 0) -> None:
+        self.name = name or _auto_name("Composition")
+        self.nodes: List[Node] = []
+        self.projections: List[MappingProjection] = []
+        self.seed = int(seed)
+        self.results: List[List[np.ndarray]] = []
+        self._program = None
+        self._program_key: Any = None
+        for p in pathways or ():
+            self.add_linear_processing_pathway(p)
+
+    def __repr__(self) -> str:
+        return f"Composition({self.name!r}, nodes={[n.name for n in self.nodes]})"
+
+    @property
+    def size(self) -> int:
+        """Size of the single input node (for projections into a nested composition)."""
+        return self._endpoint(self, "receiver").size  # type: ignore[union-attr]
+
+    # ------------------------------------------------------------------ building
+    def add_node(self, node: Node) -> Node:
+        """Add a mechanism or a nested composition (once)."""
+        if node is self:
+            raise CompositionError(f"composition '{self.name}' cannot contain itself")
+        if not isinstance(node, (Mechanism, Composition)):
+            raise CompositionError(f"cannot add {node!r} to '{self.name}': not a mechanism or composition")
+        if isinstance(node, Composition) and self in node._all_compositions():
+            raise CompositionError(f"nesting '{node.name}' in '{self.name}' would make a cycle of compositions")
+        if node not in self.nodes:
+            self.nodes.append(node)
+        return node
+
+    def add_nodes(self, nodes: Iterable[Node]) -> None:
+        """Add several nodes."""
+        for n in nodes:
+            self.add_node(n)
+
+    def add_projection(self, projection: Optional[MappingProjection] = None, sender: Optional[Node] = None,
+                       receiver: Optional[Node] = None) -> MappingProjection:
+        """Add a projection (creating a default MappingProjection if none given); adds missing end nodes."""
+        if projection is None:
+            projection = MappingProjection(sender, receiver)
+        projection.sender = sender if sender is not None else projection.sender
+        projection.receiver = receiver if receiver is not None else projection.receiver
+        for end in ("sender", "receiver"):
+            n = getattr(projection, end)
+            if n is None:
+                raise CompositionError(f"projection '{projection.name}' has no {end}")
+            if not self._contains(n):
+                self.add_node(n)
+        if projection not in self.projections:
+            self.projections.append(projection)
+        return projection
+
+    def add_linear_processing_pathway(self, pathway: Sequence[Any]) -> List[MappingProjection]:
+        """Add `[A, (matrix or MappingProjection), B, ...]`: a projection between consecutive nodes."""
+        items = list(pathway)
+        if not items or not isinstance(items[0], (Mechanism, Composition)):
+            raise CompositionError("a pathway starts with a node")
+        added: List[MappingProjection] = []
+        prev: Node = self.add_node(items[0])
+        pending: Any = None
+        for item in items[1:]:
+            if isinstance(item, (Mechanism, Composition)):
+                proj = pending if isinstance(pending, MappingProjection) else MappingProjection(matrix=pending)
+                added.append(self.add_projection(proj, sender=prev, receiver=item))
+                prev, pending = item, None
+            else:
+                if pending is not None:
+                    raise CompositionError("two projections/matrices in a row in a pathway")
+                pending = item
+        if pending is not None:
+            raise CompositionError("a pathway cannot end with a projection or matrix")
+        return added
+
+    # ------------------------------------------------------------------ structure
+    def _contains(self, node: Node) -> bool:
+        return any(n is node or (isinstance(n, Composition) and n._contains(node)) for n in self.nodes)
+
+    def _all_compositions(self) -> List["Composition"]:
+        out = [self]
+        for n in self.nodes:
+            if isinstance(n, Composition):
+                out += n._all_compositions()
+        return out
+
+    def _endpoint(self, node: Node, end: str) -> Mechanism:
+        """The mechanism a projection to/from `node` attaches to (nested compositions: their single input/output)."""
+        if isinstance(node, Mechanism):
+            return node
+        flat = node.flatten()
+        role = "input" if end == "receiver" else "output"
+        cands = [f.mechanism for f in flat[0] if f.id in node._roles(flat)[role]]
+        if len(cands) != 1:
+            raise CompositionError(f"projection {end} is composition '{node.name}' with {len(cands)} {role} nodes "
+                                   f"({', '.join(c.name for c in cands)}); name the node itself")
+        return cands[0]
+
+    def flatten(self, _prefix: Tuple[str, ...] = ()) -> Tuple[List[FlatNode], List[FlatProjection]]:
+        """Mechanisms and projections of this composition and every nested one, with flat MDF ids."""
+        nodes: List[FlatNode] = []
+        projs: List[FlatProjection] = []
+        path = _prefix + (self.name,)
+        pre = "__".join(identifier(p) for p in path[1:])
+        for n in self.nodes:
+            if isinstance(n, Composition):
+                sub_nodes, sub_projs = n.flatten(path)
+                nodes += sub_nodes
+                projs += sub_projs
+            else:
+                nodes.append(FlatNode(f"{pre}__{identifier(n.name)}" if pre else identifier(n.name), n, path))
+        ids = {id(f.mechanism): f.id for f in nodes}
+        for p in self.projections:
+            s, r = self._endpoint(p.sender, "sender"), self._endpoint(p.receiver, "receiver")
+            for m, end in ((s, "sender"), (r, "receiver")):
+                if id(m) not in ids:
+                    raise CompositionError(f"projection '{p.name}': {end} '{m.name}' is not in composition "
+                                           f"'{self.name}'")
+            if isinstance(r, BiasMechanism):
+                raise CompositionError(f"projection '{p.name}': bias node '{r.name}' cannot receive projections")
+            pid = f"{pre}__{identifier(p.name)}" if pre else identifier(p.name)
+            projs.append(FlatProjection(pid, p, ids[id(s)], ids[id(r)], path))
+        if not _prefix:
+            seen: Dict[str, str] = {}
+            for item in [*(f.id for f in nodes), *(f.id for f in projs)]:
+                if item in seen:
+                    raise CompositionError(f"two nodes/projections of '{self.name}' are both called '{item}'")
+                seen[item] = item
+            for k, fp in enumerate(projs):
+                by = {f.id: f.mechanism for f in nodes}
+                fp.projection._initialise(by[fp.sender].size, by[fp.receiver].size, self.seed + k)
+        return nodes, projs
+
+    def _roles(self, flat: Optional[Tuple[List[FlatNode], List[FlatProjection]]] = None) -> Dict[str, List[str]]:
+        nodes, projs = flat or self.flatten()
+        receivers = {p.receiver for p in projs}
+        senders = {p.sender for p in projs}
+        mechs = [f for f in nodes if not isinstance(f.mechanism, BiasMechanism)]
+        return {"input": [f.id for f in mechs if f.id not in receivers],
+                "output": [f.id for f in mechs if f.id not in senders]}
+
+    def get_input_nodes(self) -> List[Mechanism]:
+        """Mechanisms that receive no projection (they take the composition's inputs)."""
+        flat = self.flatten()
+        ids = self._roles(flat)["input"]
+        return [f.mechanism for f in flat[0] if f.id in ids]
+
+    def get_output_nodes(self) -> List[Mechanism]:
+        """Mechanisms that send no projection (their values are the composition's outputs)."""
+        flat = self.flatten()
+        ids = self._roles(flat)["output"]
+        return [f.mechanism for f in flat[0] if f.id in ids]
+
+    # ------------------------------------------------------------------ MDF and running
+    def to_mdf(self) -> Any:
+        """This composition as a `modeci_mdf.mdf.Model` (nested compositions flattened, nesting in metadata)."""
+        from .exporters.mdf import composition_to_mdf
+
+        return composition_to_mdf(self)
+
+    def save(self, path: str) -> None:
+        """Write the composition as an MDF JSON or YAML file (from the extension), atomically."""
+        from .document import save_document
+        from . import __version__
+
+        save_document(self.to_mdf(), path, generating_application=f"mdfbridge {__version__}")
+
+    def program(self) -> Any:
+        """The lowered Program (rebuilt when the structure changed; matrices refreshed every call)."""
+        from .lowering import lower
+
+        flat = self.flatten()
+        key = (tuple((f.id, f.mechanism.size, repr(getattr(f.mechanism, "function", None)),
+                      getattr(f.mechanism, "value", None)) for f in flat[0]),
+               tuple((p.id, p.sender, p.receiver, p.projection.learnable) for p in flat[1]))
+        if self._program is None or key != self._program_key:
+            self._program, self._program_key = lower(self.to_mdf()), key
+        for p in flat[1]:
+            self._program.params[f"{p.id}.matrix"].value = p.projection.matrix
+        return self._program
+
+    def input_dict(self, inputs: Mapping[Any, Any]) -> Dict[str, np.ndarray]:
+        """Normalise `{node or name: trials}` to `{flat node id: (trials, size) array}`."""
+        flat_nodes, _ = self.flatten()
+        by_obj = {id(f.mechanism): f for f in flat_nodes}
+        by_name: Dict[str, FlatNode] = {}
+        for f in flat_nodes:
+            by_name.setdefault(f.id, f)
+            by_name.setdefault(f.mechanism.name, f)
+        out: Dict[str, np.ndarray] = {}
+        for key, val in inputs.items():
+            if isinstance(key, Composition):
+                key = self._endpoint(key, "receiver")
+            f = by_obj.get(id(key)) if isinstance(key, Mechanism) else by_name.get(str(key))
+            if f is None:
+                raise DataError(f"input for unknown node {getattr(key, 'name', key)!r}; composition "
+                                f"'{self.name}' has {[n.mechanism.name for n in flat_nodes]}")
+            arr = np.asarray(val, dtype=float)
+            size = f.mechanism.size
+            if arr.ndim == 3 and arr.shape[1] == 1:
+                arr = arr[:, 0, :]
+            if arr.ndim <= 1:
+                arr = arr.reshape(1, -1)
+            if arr.ndim != 2 or arr.shape[1] != size:
+                raise DataError(f"input for '{f.mechanism.name}' has shape {np.shape(val)}; expected "
+                                f"(trials, {size})")
+            out[f.id] = arr
+        return out
+
+    def evaluate(self, inputs: Mapping[Any, Any], backend: str = "numpy") -> Dict[str, np.ndarray]:
+        """Run every trial at once; returns output node name -> (trials, size) array."""
+        from .importers.reference import run_program
+
+        prog = self.program()
+        res = run_program(prog, self.input_dict(inputs))
+        flat_nodes, _ = self.flatten()
+        names = {f.id: f.mechanism.name for f in flat_nodes}
+        return {names.get(k, k): v for k, v in res.items()}
+
+    def run(self, inputs: Mapping[Any, Any], num_trials: Optional[int] = None, backend: str = "numpy") -> List[np.ndarray]:
+        """PsyNeuLink's run: executes the trials, appends each trial's outputs to `results`, returns the last."""
+        outs = self.evaluate(inputs, backend=backend)
+        n = len(next(iter(outs.values())))
+        if num_trials is not None:
+            if num_trials > n:
+                reps = -(-num_trials // n)
+                outs = {k: np.concatenate([v] * reps)[:num_trials] for k, v in outs.items()}
+            n = num_trials
+        names = [m.name for m in self.get_output_nodes()]
+        for t in range(n):
+            self.results.append([outs[k][t] for k in names])
+        return self.results[-1]

@@ -1,0 +1,546 @@
+"""Lower an MDF document (modeci-mdf `Model` or its serialised dict) to a `Program`."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .errors import CycleError, ExpressionError, SchemaError, ShapeError, UnknownFunctionError, UnsupportedError
+from .expressions import Expression, parse_expression
+from .ops import VALUE_FORMS, get_op, supported_functions
+from .program import InputSpec, Location, Op, Param, Program, State, TensorRef
+
+log = logging.getLogger(__name__)
+
+Value = Union[TensorRef, Any]  # a tensor reference or a static value
+
+
+def model_to_dict(model: Any) -> Dict[str, Any]:
+    """The serialised dict of a modeci-mdf Model (as its JSON would hold), or the dict itself."""
+    if isinstance(model, dict):
+        return model
+    import json
+
+    return json.loads(model.to_json())
+
+
+def _is_number_like(v: Any) -> bool:
+    return isinstance(v, (int, float, bool, list, np.ndarray)) and not isinstance(v, str)
+
+
+def _mdf_meta(obj: Mapping[str, Any]) -> Dict[str, Any]:
+    return (obj.get("metadata") or {}).get("mdfbridge") or {}
+
+
+def _split_function(fdef: Mapping[str, Any]) -> Tuple[Optional[str], Dict[str, Any], Tuple[str, ...]]:
+    """(function name or None, args, path to the args dict inside the function entry)."""
+    fn = fdef.get("function")
+    if isinstance(fn, dict):
+        if len(fn) != 1:
+            raise SchemaError("a function entry names exactly one function", json_path="function")
+        name = next(iter(fn))
+        return name, dict(fn[name] or {}), ("function", name)
+    return fn, dict(fdef.get("args") or {}), ("args",)
+
+
+class _NodeLowering:
+    """Lowers one MDF node into ops, parameters and state of the program under construction."""
+
+    def __init__(self, lw: "Lowering", nid: str, node: Mapping[str, Any]) -> None:
+        self.lw, self.nid, self.node = lw, nid, node
+        self.where = f"node '{nid}'"
+        self.env: Dict[str, Value] = {}
+        self.base: Location = ("graphs", lw.gid, "nodes", nid)
+
+    # ---------------------------------------------------------------- helpers
+    def tensor(self, local: str) -> str:
+        """Global tensor name for a name local to this node."""
+        return f"{self.nid}.{local}"
+
+    def resolve(self, name: str, where: str) -> Value:
+        """A local name -> tensor ref or static value."""
+        if name in self.env:
+            return self.env[name]
+        raise ExpressionError(f"unknown name '{name}' (known here: {', '.join(sorted(self.env)) or 'none'})",
+                              where=f"{self.where} {where}")
+
+    def value_of(self, v: Any, out: str, where: str, location: Optional[Location],
+                 learnable: bool = False, static: bool = False) -> Value:
+        """Turn an MDF value (number, list, expression string) into a tensor ref or a static value."""
+        if isinstance(v, str):
+            expr = parse_expression(v, where=f"{self.where} {where}")
+            if expr.source.strip() in self.env and expr.source.strip().isidentifier():
+                return self.env[expr.source.strip()]
+            return self.lw.emit_expr(self, out, expr, where)
+        if v is None:
+            return None
+        arr = np.asarray(v, dtype=float) if not isinstance(v, bool) else np.asarray(float(v))
+        if static or (arr.ndim == 0 and not learnable):
+            return v if not isinstance(v, list) else arr
+        self.lw.params[out] = Param(out, arr, location=location, learnable=learnable)
+        return TensorRef(out)
+
+    # ---------------------------------------------------------------- node parts
+    def lower(self) -> None:
+        """Emit the node: ports, parameters (with state), functions, output ports."""
+        self.lower_inputs()
+        params = self.node.get("parameters") or {}
+        functions = self.node.get("functions") or {}
+        stateful = {pid: p for pid, p in params.items() if self.lw.is_stateful(pid, p)}
+        for pid, p in stateful.items():
+            self.env[pid] = self.lw.add_state(self, pid, p)
+        pending: List[Tuple[str, str, Mapping[str, Any]]] = [
+            ("parameter", pid, p) for pid, p in params.items() if pid not in stateful]
+        pending += [("function", fid, f) for fid, f in functions.items()]
+        self.lower_in_dependency_order(pending)
+        for pid, p in stateful.items():
+            self.lw.update_state(self, pid, p)
+        for oid, port in (self.node.get("output_ports") or {}).items():
+            val = port.get("value", oid)
+            ref = self.value_of(val, self.tensor(oid), f"output port '{oid}'",
+                                self.base + ("output_ports", oid, "value"))
+            if not isinstance(ref, TensorRef):
+                ref = self.lw.emit_const(self.tensor(oid), ref, self.nid)
+            self.lw.port_tensor[(self.nid, oid)] = ref.name
+
+    def lower_inputs(self) -> None:
+        """Bind each input port to its incoming edges' values or to an external input."""
+        for pid, port in (self.node.get("input_ports") or {}).items():
+            self.env[pid] = self.lw.input_port_value(self, pid, port)
+
+    def item_names(self, kind: str, item: Mapping[str, Any]) -> Tuple[frozenset, Tuple[str, ...]]:
+        """(names an item reads, names it defines locally) for ordering within the node."""
+        names: set = set()
+        own: Tuple[str, ...] = ()
+        if kind == "parameter" and isinstance(item.get("value"), str):
+            names |= parse_expression(item["value"]).names
+        if item.get("function") is not None or kind == "function":
+            fname, args, _ = _split_function(item)
+            own = tuple(args)
+            for a in args.values():
+                if isinstance(a, str):
+                    names |= parse_expression(a).names
+            if isinstance(item.get("value"), str):
+                names |= parse_expression(item["value"]).names
+        return frozenset(names) - set(own), own
+
+    def lower_in_dependency_order(self, pending: List[Tuple[str, str, Mapping[str, Any]]]) -> None:
+        """Emit parameters and functions once all the names they read are known."""
+        ids = {iid for _, iid, _ in pending}
+        while pending:
+            progressed = False
+            for entry in list(pending):
+                kind, iid, item = entry
+                needed, _ = self.item_names(kind, item)
+                if any(n in ids and n not in self.env for n in needed):
+                    continue
+                self.lower_item(kind, iid, item)
+                pending.remove(entry)
+                progressed = True
+            if not progressed:
+                missing = {iid: sorted(n for n in self.item_names(k, it)[0] if n in ids and n not in self.env)
+                           for k, iid, it in pending}
+                raise CycleError([f"{self.nid}.{i}" for i in missing], where=self.where)
+
+    def lower_item(self, kind: str, iid: str, item: Mapping[str, Any]) -> None:
+        """Emit one non-stateful parameter or one function."""
+        loc = self.base + (("parameters" if kind == "parameter" else "functions"), iid)
+        where = f"{kind} '{iid}'"
+        if kind == "parameter" and item.get("function") is None:
+            learnable = iid in self.lw.learnable_params_of(self.nid, self.node)
+            self.env[iid] = self.value_of(item.get("value"), self.tensor(iid), where, loc + ("value",),
+                                          learnable=learnable)
+            return
+        self.env[iid] = self.lower_function(iid, item, loc, where)
+
+    def lower_function(self, fid: str, fdef: Mapping[str, Any], loc: Location, where: str) -> Value:
+        """A function (standard, onnx::, or `value` expression with args) -> op."""
+        name, args, args_path = _split_function(fdef)
+        out = self.tensor(fid)
+        arg_vals: Dict[str, Value] = {}
+        for a, v in args.items():
+            learnable = self.lw.inline_learnable(self.nid, name, a)
+            arg_vals[a] = self.value_of(v, f"{out}.{a}", f"{where} argument '{a}'", loc + args_path + (a,),
+                                        learnable=learnable)
+        if name is None:
+            value = fdef.get("value")
+            if value is None:
+                raise SchemaError("a function needs 'function' or 'value'", json_path=".".join(loc))
+            fast = self.transfer_fast_path(fdef, value, arg_vals, out)
+            if fast is not None:
+                return fast
+            expr = parse_expression(value, where=f"{self.where} {where}")
+            saved = dict(self.env)
+            self.env.update(arg_vals)
+            try:
+                return self.lw.emit_expr(self, out, expr, where)
+            finally:
+                self.env = {**saved}
+        op = get_op(name)
+        if op is None:
+            raise UnknownFunctionError(name, node=self.nid, supported=supported_functions())
+        unknown = set(arg_vals) - set(op.all_args) - set(op.defaults)
+        if unknown:
+            raise UnsupportedError(f"function '{name}' has no argument(s) {sorted(unknown)}; "
+                                   f"it takes {list(op.all_args)}", where=f"{self.where} {where}")
+        call_args: Dict[str, Value] = {}
+        for a in op.all_args:
+            if a in arg_vals:
+                call_args[a] = arg_vals[a]
+            elif a in op.defaults:
+                call_args[a] = op.defaults[a]
+            elif a in self.env:  # modeci-mdf lets a standard function read a node parameter of that name
+                call_args[a] = self.env[a]
+            else:
+                raise UnsupportedError(f"function '{name}' needs argument '{a}'", where=f"{self.where} {where}")
+        return self.lw.emit_call(self, out, name, call_args)
+
+    def transfer_fast_path(self, fdef: Mapping[str, Any], value: str, arg_vals: Dict[str, Value],
+                           out: str) -> Optional[TensorRef]:
+        """A `value` written by mdfbridge for a registry transfer function (ReLU, SoftMax) runs as that op."""
+        transfer = _mdf_meta(fdef).get("transfer")
+        form = VALUE_FORMS.get(transfer or "")
+        if form is None or value != form("variable0") or "variable0" not in arg_vals:
+            return None
+        op = get_op(transfer)
+        call_args: Dict[str, Value] = {"variable0": arg_vals["variable0"]}
+        for a in op.args[1:]:
+            call_args[a] = self.env.get(a, op.defaults.get(a))
+        return self.lw.emit_call(self, out, transfer, call_args)
+
+
+class Lowering:
+    """Builds a Program from one graph of an MDF document."""
+
+    def __init__(self, doc: Mapping[str, Any], graph: Optional[str] = None) -> None:
+        if not isinstance(doc, Mapping) or len(doc) != 1:
+            raise SchemaError("an MDF document holds exactly one model", json_path="$")
+        self.model_id, self.model = next(iter(doc.items()))
+        graphs = self.model.get("graphs") or {}
+        if not graphs:
+            raise SchemaError("the model has no graph", json_path=f"$.{self.model_id}.graphs")
+        if graph is None:
+            graph = next(iter(graphs))
+            if len(graphs) > 1:
+                log.warning("model '%s' has %d graphs; lowering the first, '%s'", self.model_id, len(graphs), graph)
+        if graph not in graphs:
+            raise SchemaError(f"no graph '{graph}' (graphs: {', '.join(graphs)})", json_path=f"$.{self.model_id}.graphs")
+        self.gid, self.graph = graph, graphs[graph]
+        self.nodes: Dict[str, Mapping[str, Any]] = dict(self.graph.get("nodes") or {})
+        self.edges: Dict[str, Mapping[str, Any]] = dict(self.graph.get("edges") or {})
+        self.ops: List[Op] = []
+        self.params: Dict[str, Param] = {}
+        self.inputs: Dict[str, InputSpec] = {}
+        self.states: Dict[str, State] = {}
+        self.port_tensor: Dict[Tuple[str, str], str] = {}
+        self.batched: set = set()
+        self.uses_dt = False
+        self.delayed: set = set()
+        self.check_conditions()
+
+    # ---------------------------------------------------------------- graph level
+    def check_conditions(self) -> None:
+        """Scheduling conditions other than Always would change the meaning: refuse them clearly."""
+        conds = self.graph.get("conditions") or {}
+        for node, cond in (conds.get("node_specific") or {}).items():
+            ctype = cond.get("type") if isinstance(cond, dict) else None
+            if ctype not in (None, "Always"):
+                raise UnsupportedError(f"scheduling condition '{ctype}' on node '{node}' is not supported "
+                                       "(only Always); run this model with modeci-mdf's engine",
+                                       where=f"graph '{self.gid}'")
+        if conds.get("termination"):
+            log.info("graph '%s': termination conditions are ignored; pass the number of steps", self.gid)
+
+    def order_nodes(self) -> List[str]:
+        """Topological order of nodes; edges closing a cycle into a port with default_value are delayed."""
+        for eid, e in self.edges.items():
+            for end in ("sender", "receiver"):
+                if e.get(end) not in self.nodes:
+                    raise SchemaError(f"edge '{eid}' {end} '{e.get(end)}' is not a node of the graph",
+                                      json_path=f"$.{self.model_id}.graphs.{self.gid}.edges.{eid}")
+        succ: Dict[str, List[Tuple[str, str]]] = {n: [] for n in self.nodes}
+        for eid, e in self.edges.items():
+            succ[e["sender"]].append((e["receiver"], eid))
+        sccs = _strongly_connected(list(self.nodes), {n: [r for r, _ in s] for n, s in succ.items()})
+        comp = {n: i for i, c in enumerate(sccs) for n in c}
+        for eid, e in self.edges.items():
+            if comp[e["sender"]] == comp[e["receiver"]]:
+                port = ((self.nodes[e["receiver"]].get("input_ports") or {}).get(e["receiver_port"]) or {})
+                if port.get("default_value") is not None:
+                    self.delayed.add(eid)
+        indeg = {n: 0 for n in self.nodes}
+        for eid, e in self.edges.items():
+            if eid not in self.delayed:
+                indeg[e["receiver"]] += 1
+        order: List[str] = []
+        ready = [n for n in self.nodes if indeg[n] == 0]
+        while ready:
+            n = ready.pop(0)
+            order.append(n)
+            for r, eid in succ[n]:
+                if eid in self.delayed:
+                    continue
+                indeg[r] -= 1
+                if indeg[r] == 0:
+                    ready.append(r)
+        if len(order) != len(self.nodes):
+            left = [n for n in self.nodes if n not in order]
+            cyc = next(c for c in sccs if set(c) & set(left) and (len(c) > 1 or any(
+                r == c[0] for r, e in succ[c[0]] if e not in self.delayed)))
+            raise CycleError(cyc + [cyc[0]], where=f"graph '{self.gid}' (give a receiving input port a default_value)")
+        return order
+
+    def lower(self) -> Program:
+        """Run the lowering and return the Program (shapes checked by a dry run)."""
+        order = self.order_nodes()
+        for nid in order:
+            _NodeLowering(self, nid, self.nodes[nid]).lower()
+        for eid in self.delayed:
+            e = self.edges[eid]
+            st = self.states[f"delay.{eid}"]
+            st.update = self.port_tensor[(e["sender"], e["sender_port"])]
+        senders = {e["sender"] for e in self.edges.values()}
+        outputs: Dict[str, str] = {}
+        for nid in order:
+            if nid in senders:
+                continue
+            ports = list((self.nodes[nid].get("output_ports") or {}))
+            for pid in ports:
+                outputs[nid if len(ports) == 1 else f"{nid}.{pid}"] = self.port_tensor[(nid, pid)]
+        meta = {"model": self.model_id, "graph": self.gid,
+                "nodes": {n: _mdf_meta(d) for n, d in self.nodes.items() if _mdf_meta(d)},
+                "graph_metadata": _mdf_meta(self.graph), "order": order}
+        prog = Program(self.model_id, self.ops, self.params, self.inputs, outputs, self.states,
+                       metadata=meta, uses_dt=self.uses_dt)
+        from .shapes import infer_shapes
+
+        infer_shapes(prog, self)
+        return prog
+
+    # ---------------------------------------------------------------- emitters
+    def is_batched(self, v: Value) -> bool:
+        """Does this value carry the batch axis?"""
+        if isinstance(v, list):
+            return any(self.is_batched(x) for x in v)
+        return isinstance(v, TensorRef) and v.name in self.batched
+
+    def emit_call(self, nl: _NodeLowering, out: str, fn: str, args: Dict[str, Value]) -> TensorRef:
+        """Append a registry call op."""
+        batched = any(self.is_batched(v) for v in args.values())
+        self.ops.append(Op("call", out, args, nl.nid, fn=fn, batched=batched))
+        if batched:
+            self.batched.add(out)
+        return TensorRef(out)
+
+    def emit_expr(self, nl: _NodeLowering, out: str, expr: Expression, where: str) -> Value:
+        """Append an expression op (names bound to tensors of the node's scope)."""
+        bindings = {n: nl.resolve(n, where) for n in sorted(expr.names) if n in nl.env or not _is_constant_name(n)}
+        if not any(isinstance(v, TensorRef) for v in bindings.values()):
+            try:  # a constant expression: fold it now
+                return expr.evaluate(bindings)
+            except ExpressionError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - numpy errors in a constant expression
+                raise ExpressionError(f"cannot evaluate '{expr.source}': {exc}", where=f"{nl.where} {where}") from exc
+        batched = any(self.is_batched(v) for v in bindings.values())
+        self.ops.append(Op("expr", out, bindings, nl.nid, expression=expr, batched=batched))
+        if batched:
+            self.batched.add(out)
+        return TensorRef(out)
+
+    def emit_const(self, out: str, value: Any, node: str) -> TensorRef:
+        """A constant as a (non-learnable) parameter tensor."""
+        self.params[out] = Param(out, np.asarray(value, dtype=float))
+        return TensorRef(out)
+
+    # ---------------------------------------------------------------- ports, state
+    def input_port_value(self, nl: _NodeLowering, pid: str, port: Mapping[str, Any]) -> Value:
+        """Value of an input port: its edges reduced, or an external input."""
+        incoming = [(eid, e) for eid, e in self.edges.items()
+                    if e["receiver"] == nl.nid and e["receiver_port"] == pid]
+        if not incoming:
+            default = port.get("default_value")
+            shape = tuple(port["shape"]) if port.get("shape") is not None else None
+            name = f"{nl.nid}.{pid}"
+            ext = [p for p, pp in (nl.node.get("input_ports") or {}).items()
+                   if not any(e["receiver"] == nl.nid and e["receiver_port"] == p for e in self.edges.values())]
+            key = nl.nid if len(ext) == 1 else name
+            dflt = None
+            if default is not None:
+                if isinstance(default, str):
+                    raise UnsupportedError("an expression as an input port's default_value is not supported",
+                                           where=f"{nl.where} input port '{pid}'")
+                dflt = np.asarray(default, dtype=float)
+                shape = shape if shape is not None else dflt.shape
+            self.inputs[key] = InputSpec(key, nl.nid, pid, shape, dflt)
+            self.batched.add(name)
+            return TensorRef(name)
+        values: List[Value] = []
+        for eid, e in incoming:
+            if eid in self.delayed:
+                name = f"delay.{eid}"
+                self.states[name] = State(name, np.asarray(port["default_value"], dtype=float), "", nl.nid, "delay")
+                self.batched.add(name)
+                src: Value = TensorRef(name)
+            else:
+                key = (e["sender"], e["sender_port"])
+                if key not in self.port_tensor:
+                    raise SchemaError(f"edge '{eid}': node '{e['sender']}' has no output port '{e['sender_port']}'",
+                                      json_path=f"$.{self.model_id}.graphs.{self.gid}.edges.{eid}")
+                src = TensorRef(self.port_tensor[key])
+            weight = (e.get("parameters") or {}).get("weight")
+            if weight is not None:
+                w = nl.value_of(weight, f"edge.{eid}.weight", f"edge '{eid}' weight",
+                                ("graphs", self.gid, "edges", eid, "parameters", "weight"))
+                src = self._weighted(nl, eid, src, w)
+            values.append(src)
+        if len(values) == 1:
+            return values[0]
+        reduce = port.get("reduce") or "overwrite"
+        if reduce == "overwrite":
+            return values[-1]
+        sym = {"add": " + ", "multiply": " * "}.get(reduce)
+        if sym is None:
+            raise UnsupportedError(f"reduce '{reduce}' is not supported (add, multiply, overwrite)",
+                                   where=f"{nl.where} input port '{pid}'")
+        names = [f"v{i}" for i in range(len(values))]
+        expr = parse_expression(sym.join(names))
+        saved = dict(nl.env)
+        nl.env.update(dict(zip(names, values)))
+        try:
+            return self.emit_expr(nl, f"{nl.nid}.{pid}", expr, f"input port '{pid}'")
+        finally:
+            nl.env = saved
+
+    def _weighted(self, nl: _NodeLowering, eid: str, src: Value, w: Value) -> Value:
+        saved = dict(nl.env)
+        nl.env.update({"weight": w, "x": src})
+        try:
+            return self.emit_expr(nl, f"edge.{eid}", parse_expression("weight * x"), f"edge '{eid}'")
+        finally:
+            nl.env = saved
+
+    def is_stateful(self, pid: str, p: Mapping[str, Any]) -> bool:
+        """modeci-mdf's rule: time_derivative, default_initial_value, or a value that reads itself."""
+        if p.get("time_derivative") is not None or p.get("default_initial_value") is not None:
+            return True
+        v = p.get("value")
+        return isinstance(v, str) and pid in parse_expression(v).names
+
+    def add_state(self, nl: _NodeLowering, pid: str, p: Mapping[str, Any]) -> TensorRef:
+        """Declare the state tensor of a stateful parameter (its value during the step is the previous one)."""
+        name = nl.tensor(pid)
+        init = p.get("default_initial_value")
+        if init is None:
+            initial = np.asarray(0.0)  # modeci-mdf's default initial value
+        elif isinstance(init, str):
+            expr = parse_expression(init, where=f"{nl.where} parameter '{pid}' default_initial_value")
+            consts = {}
+            for n in expr.names:
+                pv = (nl.node.get("parameters") or {}).get(n, {})
+                if n == pid or not _is_number_like(pv.get("value")):
+                    raise UnsupportedError("default_initial_value may only read constant parameters",
+                                           where=f"{nl.where} parameter '{pid}'")
+                consts[n] = np.asarray(pv["value"], dtype=float)
+            initial = np.asarray(expr.evaluate(consts), dtype=float)
+        else:
+            initial = np.asarray(init, dtype=float)
+        kind = "derivative" if p.get("time_derivative") is not None else "parameter"
+        self.states[name] = State(name, initial, "", nl.nid, kind)
+        self.batched.add(name)
+        return TensorRef(name)
+
+    def update_state(self, nl: _NodeLowering, pid: str, p: Mapping[str, Any]) -> None:
+        """Emit the end-of-step update of a stateful parameter (value expression or Euler step)."""
+        name = nl.tensor(pid)
+        where = f"parameter '{pid}'"
+        if p.get("time_derivative") is not None:
+            self.uses_dt = True
+            deriv = parse_expression(p["time_derivative"], where=f"{nl.where} {where} time_derivative")
+            d = self.emit_expr(nl, f"{name}.derivative", deriv, where)
+            new = self._euler(nl, name, d)
+        elif p.get("value") is not None:
+            new = nl.value_of(p["value"], f"{name}.next", where, nl.base + ("parameters", pid, "value"))
+            if not isinstance(new, TensorRef):
+                new = self.emit_const(f"{name}.next", new, nl.nid)
+        else:
+            new = TensorRef(name)
+        self.states[name].update = new.name
+        nl.env[pid] = new
+
+    def _euler(self, nl: _NodeLowering, name: str, d: Value) -> TensorRef:
+        out = f"{name}.next"
+        args = {"x": TensorRef(name), "d": d, "dt": TensorRef("dt")}
+        self.ops.append(Op("expr", out, args, nl.nid, expression=parse_expression("x + dt * d"), batched=True))
+        self.batched.add(out)
+        return TensorRef(out)
+
+    def learnable_params_of(self, nid: str, node: Mapping[str, Any]) -> Sequence[str]:
+        """Parameters of a node marked learnable in mdfbridge metadata (projection matrices)."""
+        meta = _mdf_meta(node)
+        if meta.get("role") == "projection" and meta.get("learnable", True):
+            return ("matrix",)
+        return tuple(meta.get("learnable_parameters") or ())
+
+    def inline_learnable(self, nid: str, fn: Optional[str], arg: str) -> bool:
+        """PsyNeuLink writes projections as `<proj>_dummy_node` running onnx::MatMul with B inline."""
+        return nid.endswith("_dummy_node") and fn in ("onnx::MatMul", "MatMul") and arg == "B"
+
+
+_CONSTANT_NAMES = frozenset({"pi", "e", "inf", "nan", "True", "False"})
+
+
+def _is_constant_name(n: str) -> bool:
+    return n in _CONSTANT_NAMES
+
+
+def _strongly_connected(nodes: List[str], succ: Mapping[str, List[str]]) -> List[List[str]]:
+    """Tarjan's strongly connected components, iteratively; components keep document order."""
+    index: Dict[str, int] = {}
+    low: Dict[str, int] = {}
+    on_stack: set = set()
+    stack: List[str] = []
+    out: List[List[str]] = []
+    counter = 0
+    for root in nodes:
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            v, i = work.pop()
+            if i == 0:
+                index[v] = low[v] = counter
+                counter += 1
+                stack.append(v)
+                on_stack.add(v)
+            recurse = False
+            for j in range(i, len(succ[v])):
+                w = succ[v][j]
+                if w not in index:
+                    work.append((v, j + 1))
+                    work.append((w, 0))
+                    recurse = True
+                    break
+                if w in on_stack:
+                    low[v] = min(low[v], index[w])
+            if recurse:
+                continue
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                out.append(sorted(comp, key=nodes.index))
+            if work:
+                u = work[-1][0]
+                low[u] = min(low[u], low[v])
+    return out
+
+
+def lower(doc: Any, graph: Optional[str] = None) -> Program:
+    """Lower an MDF document (Model or serialised dict) to a Program."""
+    return Lowering(model_to_dict(doc), graph).lower()

@@ -1,0 +1,129 @@
+"""`Program`: the one small IR every backend reads.
+
+A Program is a topologically ordered list of ops over named tensors. Dynamic tensors (inputs, state and
+everything computed from them) carry a leading batch axis; parameters and constants do not. A step runs
+every op once; state tensors carry values from one step to the next (stateful parameters, Euler
+integrated time derivatives, and edges that close a cycle, which read the sender's previous value).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+
+from .expressions import Expression
+
+# A place in the MDF document as the keys leading to it in the serialised dict, e.g.
+# ("graphs", "g", "nodes", "proj", "parameters", "matrix", "value").
+Location = Tuple[str, ...]
+
+
+@dataclass
+class Param:
+    """A constant tensor of the program; `location` is where it lives in the MDF document."""
+
+    name: str
+    value: np.ndarray
+    location: Optional[Location] = None
+    learnable: bool = False
+
+
+@dataclass
+class Op:
+    """One step of the program: `out = fn(**args)` (kind 'call') or an expression (kind 'expr').
+
+    `args` maps argument names to tensor names (str) or static values (attributes, constants not in the
+    parameter table); for 'expr' ops they bind the expression's free names to tensors.
+    """
+
+    kind: str
+    out: str
+    args: Dict[str, Any]
+    node: str
+    fn: str = ""
+    expression: Optional[Expression] = None
+    batched: bool = False  # the output carries the batch axis
+
+    def tensor_args(self) -> Dict[str, str]:
+        """The arguments bound to tensors (name -> tensor), lists of tensors flattened with an index."""
+        out: Dict[str, str] = {}
+        for k, v in self.args.items():
+            if isinstance(v, TensorRef):
+                out[k] = v.name
+            elif isinstance(v, list) and v and all(isinstance(x, TensorRef) for x in v):
+                for i, x in enumerate(v):
+                    out[f"{k}[{i}]"] = x.name
+        return out
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """A reference to a named tensor inside `Op.args` (distinguishes tensor names from string attributes)."""
+
+    name: str
+
+
+@dataclass
+class InputSpec:
+    """An external input: a node's input port with no incoming edge."""
+
+    name: str
+    node: str
+    port: str
+    shape: Optional[Tuple[int, ...]] = None
+    default: Optional[np.ndarray] = None
+
+
+@dataclass
+class State:
+    """A tensor carried between steps: read as `name` during a step, replaced by `update` at its end."""
+
+    name: str
+    initial: np.ndarray
+    update: str
+    node: str
+    kind: str = "parameter"  # parameter | derivative | delay
+
+
+@dataclass
+class Program:
+    """Ordered ops over named tensors, with parameters, inputs, outputs and state."""
+
+    name: str
+    ops: List[Op]
+    params: Dict[str, Param]
+    inputs: Dict[str, InputSpec]
+    outputs: Dict[str, str]  # output name -> tensor
+    states: Dict[str, State] = field(default_factory=dict)
+    shapes: Dict[str, Tuple[int, ...]] = field(default_factory=dict)  # per-trial shape of each tensor
+    metadata: Dict[str, Any] = field(default_factory=dict)
+    uses_dt: bool = False
+
+    @property
+    def stateful(self) -> bool:
+        """True when a step's result depends on earlier steps."""
+        return bool(self.states)
+
+    def learnable_params(self) -> Dict[str, Param]:
+        """The parameters training may change."""
+        return {k: p for k, p in self.params.items() if p.learnable}
+
+    def param_values(self) -> Mapping[str, np.ndarray]:
+        """Name -> current value of every parameter."""
+        return {k: p.value for k, p in self.params.items()}
+
+    def fingerprint(self) -> str:
+        """A content hash of the program's structure and parameter shapes (for compiled-code caches)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for op in self.ops:
+            h.update(repr((op.kind, op.out, op.fn, sorted((k, repr(v)) for k, v in op.args.items()),
+                           op.expression.source if op.expression else None, op.batched)).encode())
+        for k, p in sorted(self.params.items()):
+            h.update(repr((k, p.value.shape, str(p.value.dtype), p.learnable)).encode())
+        for k, s in sorted(self.states.items()):
+            h.update(repr((k, s.update, s.kind, s.initial.shape)).encode())
+        h.update(repr((sorted(self.inputs), sorted(self.outputs.items()))).encode())
+        return h.hexdigest()
