@@ -6,3 +6,51 @@ import logging
 __version__ = "0.1.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+from .composition import (  # noqa: E402
+    FULL_CONNECTIVITY_MATRIX,
+    IDENTITY_MATRIX,
+    RANDOM_CONNECTIVITY_MATRIX,
+    BiasMechanism,
+    Composition,
+    MappingProjection,
+    TransferMechanism,
+    composition_from_mdf,
+)
+from .errors import (  # noqa: E402
+    CompositionError,
+    CycleError,
+    DataError,
+    DocumentError,
+    ExpressionError,
+    MdfBridgeError,
+    SchemaError,
+    ShapeError,
+    UnknownFunctionError,
+    UnsupportedError,
+)
+from .lowering import lower  # noqa: E402
+from .program import Program  # noqa: E402
+from .transfer import Exponential, Linear, Logistic, ReLU, SoftMax, Tanh  # noqa: E402
+
+
+def __getattr__(name: str):  # lazy: keeps `import mdfbridge` light
+    if name in ("load_mdf", "load_program", "run_mdf", "save_mdf"):
+        from . import api
+
+        return getattr(api, name)
+    if name == "run_program":
+        from .importers.reference import run_program
+
+        return run_program
+    raise AttributeError(name)
+
+
+__all__ = [
+    "BiasMechanism", "Composition", "MappingProjection", "TransferMechanism", "composition_from_mdf",
+    "Linear", "Logistic", "Tanh", "ReLU", "SoftMax", "Exponential",
+    "IDENTITY_MATRIX", "FULL_CONNECTIVITY_MATRIX", "RANDOM_CONNECTIVITY_MATRIX",
+    "MdfBridgeError", "DocumentError", "SchemaError", "UnknownFunctionError", "UnsupportedError",
+    "ShapeError", "CycleError", "ExpressionError", "DataError", "CompositionError",
+    "Program", "lower", "load_mdf", "load_program", "run_mdf", "save_mdf", "run_program",
+]

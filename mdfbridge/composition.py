@@ -378,3 +378,14 @@ class Composition:
         for t in range(n):
             self.results.append([outs[k][t] for k in names])
         return self.results[-1]
+
+
+def composition_from_mdf(doc: Any) -> Composition:
+    """Rebuild a Composition from an MDF document mdfbridge wrote (Model, dict, or path)."""
+    from .importers.composition import composition_from_mdf as _rebuild
+
+    if isinstance(doc, (str, bytes)) or hasattr(doc, "__fspath__"):
+        from .document import load_document_dict
+
+        doc = load_document_dict(doc)
+    return _rebuild(doc)

@@ -1,0 +1,199 @@
+"""`mdfbridge` command line: validate, info, run, convert."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .errors import DataError, MdfBridgeError
+
+log = logging.getLogger("mdfbridge.cli")
+
+EPILOG = """examples:
+  mdfbridge validate examples/xor.mdf.json
+  mdfbridge info examples/xor.mdf.json
+  mdfbridge run examples/xor.mdf.json --input input='[[0,0],[0,1],[1,0],[1,1]]'
+  mdfbridge run model.yaml --inputs data.npz --steps 10 --out out.npz
+  mdfbridge convert examples/xor.mdf.json xor.mdf.yaml
+
+Errors print one line and exit with status 2; add --debug for the traceback.
+"""
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+# ---------------------------------------------------------------------------------------- commands
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Parse, schema-check and lower a file (unknown functions, shapes, cycles)."""
+    from .api import load_program
+
+    prog = load_program(args.file)
+    meta = prog.metadata
+    _out(f"{args.file}: valid MDF (model '{meta['model']}', graph '{meta['graph']}', "
+         f"{len(meta['order'])} nodes, {len(prog.inputs)} input(s), {len(prog.outputs)} output(s))")
+    return 0
+
+
+def _param_rows(prog: Any) -> List[str]:
+    rows = []
+    for name, p in prog.params.items():
+        flag = " learnable" if p.learnable else ""
+        rows.append(f"    {name}: shape {tuple(p.value.shape)}{flag}")
+    return rows
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Describe graphs, nodes, functions, parameter counts and shapes."""
+    from .document import load_document_dict
+    from .lowering import lower
+
+    doc = load_document_dict(args.file)
+    model_id, model = next(iter(doc.items()))
+    _out(f"model '{model_id}' ({model.get('format', '?')}, written by {model.get('generating_application', '?')})")
+    for gid, graph in (model.get("graphs") or {}).items():
+        prog = lower(doc, gid)
+        nodes = graph.get("nodes") or {}
+        n_params = sum(int(p.value.size) for p in prog.params.values())
+        n_learn = sum(int(p.value.size) for p in prog.learnable_params().values())
+        _out(f"graph '{gid}': {len(nodes)} nodes, {len(graph.get('edges') or {})} edges, "
+             f"{n_params} parameter values ({n_learn} learnable)")
+        _out("  inputs: " + ", ".join(f"{k} {tuple(s.shape) if s.shape is not None else '?'}"
+                                      for k, s in prog.inputs.items()))
+        _out("  outputs: " + ", ".join(f"{k} {prog.shapes.get(t, '?')}" for k, t in prog.outputs.items()))
+        _out("  nodes:")
+        for nid, node in nodes.items():
+            funcs = []
+            for fid, f in (node.get("functions") or {}).items():
+                fn = f.get("function")
+                funcs.append(next(iter(fn)) if isinstance(fn, dict) else (fn or "value expression"))
+            role = ((node.get("metadata") or {}).get("mdfbridge") or {}).get("role", "")
+            _out(f"    {nid}{' [' + role + ']' if role else ''}: {', '.join(funcs) or 'no function'}")
+        if prog.params:
+            _out("  parameters:")
+            for row in _param_rows(prog):
+                _out(row)
+        if prog.states:
+            _out("  state: " + ", ".join(f"{k} ({s.kind})" for k, s in prog.states.items()))
+    return 0
+
+
+def _parse_inputs(args: argparse.Namespace) -> Dict[str, np.ndarray]:
+    inputs: Dict[str, np.ndarray] = {}
+    if args.inputs:
+        try:
+            with np.load(args.inputs, allow_pickle=False) as data:
+                inputs.update({k: np.asarray(data[k]) for k in data.files})
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read {args.inputs} as an .npz of arrays: {exc}") from exc
+    for item in args.input or []:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise DataError(f"--input {item!r}: expected NODE=JSONLIST, e.g. input='[[0, 1]]'")
+        try:
+            inputs[name] = np.asarray(json.loads(text), dtype=float)
+        except (json.JSONDecodeError, ValueError, TypeError) as exc:
+            raise DataError(f"--input {name}: not a JSON list of numbers: {exc}") from exc
+    return inputs
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a model on inputs with the numpy reference; print (and optionally save) the outputs."""
+    from .api import load_program
+    from .importers.reference import run_program
+
+    prog = load_program(args.file)
+    inputs = _parse_inputs(args)
+    res = run_program(prog, inputs, steps=args.steps, dt=args.dt, record=bool(args.out))
+    traj = res.pop("__trajectory__", None)
+    for k, v in res.items():
+        _out(f"{k}: {json.dumps(np.asarray(v).tolist())}")
+    if args.out:
+        arrays = {k: np.asarray(v) for k, v in res.items()}
+        if traj is not None and args.steps > 1:
+            arrays.update({f"{k}__trajectory": v for k, v in traj.items()})
+        from .document import atomic_write_bytes
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write_bytes(Path(args.out), buf.getvalue())
+        _out(f"wrote {args.out}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Convert between MDF JSON and YAML (format from the extensions)."""
+    from .document import convert_document
+
+    convert_document(args.input, args.output)
+    _out(f"wrote {args.output}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `mdfbridge` command."""
+    p = argparse.ArgumentParser(prog="mdfbridge", description="Move models between MDF, PyTorch and ONNX.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Any, help_: str, example: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_, epilog=f"example:\n  {example}",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = add("validate", cmd_validate, "check an MDF file: syntax, schema, functions, shapes, cycles",
+             "mdfbridge validate examples/xor.mdf.json")
+    sp.add_argument("file")
+    sp = add("info", cmd_info, "describe an MDF file: graphs, nodes, functions, parameters",
+             "mdfbridge info examples/xor.mdf.json")
+    sp.add_argument("file")
+    sp = add("run", cmd_run, "run an MDF file on inputs with the numpy reference interpreter",
+             "mdfbridge run examples/xor.mdf.json --input input='[[0,0],[1,1]]' --out out.npz")
+    sp.add_argument("file")
+    sp.add_argument("--input", action="append", metavar="NODE=JSONLIST",
+                    help="inputs of a node as a JSON list of trials (repeatable)")
+    sp.add_argument("--inputs", metavar="DATA.npz", help="an .npz with one array (trials, ...) per input node")
+    sp.add_argument("--steps", type=int, default=1, help="time steps to run (stateful models), default 1")
+    sp.add_argument("--dt", type=float, default=1.0, help="time increment for time derivatives, default 1")
+    sp.add_argument("--out", metavar="OUT.npz", help="save outputs (and trajectories if --steps > 1)")
+    sp = add("convert", cmd_convert, "convert between formats (MDF .json <-> .yaml)",
+             "mdfbridge convert examples/xor.mdf.json xor.mdf.yaml")
+    sp.add_argument("input")
+    sp.add_argument("output")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point: run the command; errors print one line and return 2."""
+    args = build_parser().parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except MdfBridgeError as exc:
+        if debug:
+            raise
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except (OSError, KeyboardInterrupt) as exc:
+        if debug:
+            raise
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Composition API, MDF export, and agreement with modeci-mdf's own engine (the oracle for MDF meaning)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import XOR_INPUTS, make_xor
+from oracles import modeci_outputs
+
+from mdfbridge import (BiasMechanism, Composition, CompositionError, DataError, Exponential, Linear, Logistic,
+                       MappingProjection, ReLU, SoftMax, Tanh, TransferMechanism, composition_from_mdf, load_mdf)
+from mdfbridge.document import load_document_dict
+
+TOL = 1e-12  # both sides float64
+
+
+def _modeci(comp: Composition, inputs: dict) -> dict:
+    per_port = {f"{comp.input_dict({k: v}).popitem()[0]}_input": np.asarray(v, float) for k, v in inputs.items()}
+    return modeci_outputs(comp.to_mdf(), per_port)
+
+
+def test_linear_3_to_2_fixed_weights_matches_numpy_and_modeci():
+    a, b = TransferMechanism("a", 3), TransferMechanism("b", 2, Linear(slope=2.0, intercept=0.5))
+    w = np.array([[1.0, -1.0], [0.5, 2.0], [-3.0, 0.25]])
+    comp = Composition("lin", pathways=[[a, w, b]])
+    x = np.array([[1.0, 2.0, 3.0], [0.0, -1.0, 0.5]])
+    ours = comp.evaluate({a: x})["b"]
+    np.testing.assert_allclose(ours, 2.0 * (x @ w) + 0.5, rtol=0, atol=TOL)
+    np.testing.assert_allclose(_modeci(comp, {a: x})["b"], ours, rtol=0, atol=TOL)
+
+
+def test_xor_random_weights_matches_modeci(xor):
+    ours = xor.evaluate({"input": XOR_INPUTS})["output"]
+    theirs = _modeci(xor, {"input": XOR_INPUTS})["output"]
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=TOL)
+    assert ours.shape == (4, 1)
+
+
+@pytest.mark.parametrize("fn", [Linear(slope=0.5, intercept=-1), Logistic(gain=2, bias=0.3, offset=0.1), Tanh(gain=1.5),
+                                ReLU(gain=2, bias=0.1, leak=0.05), SoftMax(gain=3), Exponential(rate=0.5, scale=2)])
+def test_every_transfer_function_matches_modeci(fn):
+    a, b = TransferMechanism("a", 3), TransferMechanism("b", 4, fn)
+    w = np.random.default_rng(1).normal(size=(3, 4))
+    comp = Composition("c", pathways=[[a, w, b]])
+    x = np.random.default_rng(2).normal(size=(6, 3))
+    ours = comp.evaluate({a: x})["b"]
+    np.testing.assert_allclose(ours, _modeci(comp, {a: x})["b"], rtol=1e-12, atol=TOL)
+
+
+def test_nested_composition_matches_modeci_and_rebuilds():
+    inner = Composition("inner")
+    h1, h2 = TransferMechanism("h1", 3, Tanh()), TransferMechanism("h2", 2, Logistic())
+    inner.add_linear_processing_pathway([h1, "random", h2])
+    deeper = Composition("deeper")
+    d = TransferMechanism("d", 2, ReLU(leak=0.1))
+    deeper.add_node(d)
+    inner.add_projection(MappingProjection(matrix="random"), h2, deeper)
+    a, o = TransferMechanism("a", 2), TransferMechanism("o", 2, SoftMax())
+    outer = Composition("outer", seed=5)
+    outer.add_linear_processing_pathway([a, "random", inner])
+    outer.add_projection(MappingProjection(matrix="random"), d, o)  # an edge across two nesting boundaries
+    bias = BiasMechanism("b")
+    outer.add_projection(MappingProjection(matrix=[[0.5, -0.5]], name="b_o"), bias, o)
+    x = np.random.default_rng(3).normal(size=(7, 2))
+    ours = outer.evaluate({a: x})["o"]
+    np.testing.assert_allclose(ours, _modeci(outer, {a: x})["o"], rtol=0, atol=TOL)
+    model = outer.to_mdf()
+    ids = [n.id for n in model.graphs[0].nodes]
+    assert "inner__h1" in ids and "inner__deeper__d" in ids
+    rebuilt = composition_from_mdf(model)
+    np.testing.assert_allclose(rebuilt.evaluate({"a": x})["o"], ours, rtol=0, atol=0)
+    assert [n.name for n in rebuilt.nodes if isinstance(n, Composition)] == ["inner"]
+
+
+def test_afferents_are_summed():
+    a, b, c = TransferMechanism("a", 2), TransferMechanism("b", 2), TransferMechanism("c", 2)
+    comp = Composition("sum")
+    comp.add_projection(MappingProjection(matrix=np.eye(2)), a, c)
+    comp.add_projection(MappingProjection(matrix=2 * np.eye(2)), b, c)
+    out = comp.evaluate({a: [[1.0, 2.0]], b: [[10.0, 20.0]]})["c"]
+    np.testing.assert_array_equal(out, [[21.0, 42.0]])
+    np.testing.assert_allclose(_modeci(comp, {a: [[1.0, 2.0]], b: [[10.0, 20.0]]})["c"], out)
+
+
+def test_default_matrices_follow_psyneulink():
+    a, b, c = TransferMechanism("a", 3), TransferMechanism("b", 3), TransferMechanism("c", 2)
+    comp = Composition("d", pathways=[[a, b, c]])
+    comp.flatten()
+    p_ab, p_bc = comp.projections
+    np.testing.assert_array_equal(p_ab.matrix, np.eye(3))
+    np.testing.assert_array_equal(p_bc.matrix, np.ones((3, 2)))
+
+
+def test_random_initialisation_is_seeded():
+    def build(seed):
+        a, b = TransferMechanism("a", 3), TransferMechanism("b", 4)
+        comp = Composition("r", pathways=[[a, "random", b]], seed=seed)
+        comp.flatten()
+        return comp.projections[0].matrix
+
+    np.testing.assert_array_equal(build(7), build(7))
+    assert not np.array_equal(build(7), build(8))
+
+
+def test_run_follows_psyneulink_results(xor):
+    last = xor.run({"input": XOR_INPUTS})
+    assert len(xor.results) == 4 and len(last) == 1
+    np.testing.assert_allclose(last[0], xor.evaluate({"input": XOR_INPUTS})["output"][-1])
+
+
+def test_run_uses_updated_matrices(xor):
+    before = xor.evaluate({"input": XOR_INPUTS})["output"]
+    xor.projections[0].matrix = xor.projections[0].matrix * 2
+    after = xor.evaluate({"input": XOR_INPUTS})["output"]
+    assert not np.allclose(before, after)
+
+
+def test_matrix_shape_mismatch_is_reported():
+    a, b = TransferMechanism("a", 3), TransferMechanism("b", 2)
+    comp = Composition("bad", pathways=[[a, np.ones((2, 2)), b]])
+    with pytest.raises(CompositionError, match=r"\(2, 2\).*\(3, 2\)"):
+        comp.evaluate({a: [[1, 2, 3]]})
+
+
+def test_bad_input_shape_is_reported(xor):
+    with pytest.raises(DataError, match="expected \\(trials, 2\\)"):
+        xor.evaluate({"input": [[1.0, 2.0, 3.0]]})
+    with pytest.raises(DataError, match="unknown node"):
+        xor.evaluate({"nope": [[1.0, 2.0]]})
+
+
+def test_mdf_file_roundtrip_json_and_yaml(tmp_path, xor):
+    for ext in ("json", "yaml"):
+        path = tmp_path / f"xor.mdf.{ext}"
+        xor.save(str(path))
+        doc = load_document_dict(path)
+        model = next(iter(doc.values()))
+        assert model["format"] == "ModECI MDF v0.4"
+        assert model["generating_application"].startswith("mdfbridge ")
+        rebuilt = composition_from_mdf(str(path))
+        np.testing.assert_allclose(rebuilt.evaluate({"input": XOR_INPUTS})["output"],
+                                   xor.evaluate({"input": XOR_INPUTS})["output"], rtol=0, atol=0)
+        assert load_mdf(path).graphs[0].id == "xor"
