@@ -128,11 +128,13 @@ class ReferenceRunner:
         prog = self.program
         env, batch = self.prepare_inputs(inputs)
         env.update(params if params is not None else prog.param_values())
-        env["dt"] = np.asarray(float(dt))
         for name, st in prog.states.items():
             env[name] = np.broadcast_to(st.initial, (batch,) + st.initial.shape).astype(float)
         traj: Dict[str, List[np.ndarray]] = {k: [] for k in prog.outputs}
-        for _ in range(int(steps)):
+        for step in range(int(steps)):
+            # modeci-mdf's convention: the first evaluation initialises time-derivative state, later ones
+            # advance it by dt
+            env["dt"] = np.asarray(0.0 if step == 0 else float(dt))
             for op, f in self.steps:
                 try:
                     env[op.out] = f(env)

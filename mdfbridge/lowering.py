@@ -158,8 +158,14 @@ class _NodeLowering:
         """A function (standard, onnx::, or `value` expression with args) -> op."""
         name, args, args_path = _split_function(fdef)
         out = self.tensor(fid)
+        op = get_op(name) if name is not None else None
+        if name is not None and op is None:
+            raise UnknownFunctionError(name, node=self.nid, supported=supported_functions())
         arg_vals: Dict[str, Value] = {}
         for a, v in args.items():
+            if op is not None and a in op.attrs and not isinstance(v, str):
+                arg_vals[a] = v  # an ONNX attribute: static, as written
+                continue
             learnable = self.lw.inline_learnable(self.nid, name, a)
             arg_vals[a] = self.value_of(v, f"{out}.{a}", f"{where} argument '{a}'", loc + args_path + (a,),
                                         learnable=learnable)
@@ -177,9 +183,6 @@ class _NodeLowering:
                 return self.lw.emit_expr(self, out, expr, where)
             finally:
                 self.env = {**saved}
-        op = get_op(name)
-        if op is None:
-            raise UnknownFunctionError(name, node=self.nid, supported=supported_functions())
         unknown = set(arg_vals) - set(op.all_args) - set(op.defaults)
         if unknown:
             raise UnsupportedError(f"function '{name}' has no argument(s) {sorted(unknown)}; "
@@ -302,9 +305,8 @@ class Lowering:
             st.update = self.port_tensor[(e["sender"], e["sender_port"])]
         senders = {e["sender"] for e in self.edges.values()}
         outputs: Dict[str, str] = {}
-        for nid in order:
-            if nid in senders:
-                continue
+        sinks = [n for n in order if n not in senders] or order  # a fully cyclic graph: report every node
+        for nid in sinks:
             ports = list((self.nodes[nid].get("output_ports") or {}))
             for pid in ports:
                 outputs[nid if len(ports) == 1 else f"{nid}.{pid}"] = self.port_tensor[(nid, pid)]

@@ -51,9 +51,10 @@ def modeci_outputs(doc: Any, trial_inputs: Optional[Mapping[str, np.ndarray]] = 
             warnings.simplefilter("ignore")
             eg = EvaluableGraph(graph, verbose=False)
             hist: Dict[str, List[np.ndarray]] = {k: [] for k in outputs}
-            for _ in range(steps):
+            for step in range(steps):
                 init = {k: np.asarray(v[t], dtype=float) for k, v in trial_inputs.items()}
-                eg.evaluate(initializer=init or None, time_increment=dt)
+                # modeci-mdf's scripts evaluate once without time_increment to initialise, then step by dt
+                eg.evaluate(initializer=init or None, time_increment=dt if step else None)
                 for k, (nid, pid) in outputs.items():
                     hist[k].append(np.asarray(eg.enodes[nid].evaluable_outputs[pid].curr_value, dtype=float))
         per_trial.append(hist)

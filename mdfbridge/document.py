@@ -1,0 +1,608 @@
+"""Read, validate, write and convert MDF v0.4 documents (JSON or YAML).
+
+Reading goes text -> dict (with exact syntax-error positions and duplicate-key detection) ->
+schema + semantic validation (``schemas/mdf-0.4.schema.json``) -> ``modeci_mdf.mdf.Model``.
+Writing is atomic (temporary file in the target directory, fsync, ``os.replace``).
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+
+import jsonschema
+import numpy as np
+import yaml
+from jsonschema.exceptions import ValidationError, best_match
+
+from modeci_mdf import mdf as _mdf
+from modeci_mdf.mdf import Model, ParameterCondition
+
+from mdfbridge.errors import DocumentError, MdfBridgeError, SchemaError
+
+__all__ = [
+    "MDF_FORMAT",
+    "SCHEMA_FILENAME",
+    "SUPPORTED_EXTENSIONS",
+    "schema_path",
+    "load_schema",
+    "load_document",
+    "load_document_dict",
+    "model_from_dict",
+    "model_to_dict",
+    "validate_dict",
+    "save_document",
+    "convert_document",
+]
+
+logger = logging.getLogger(__name__)
+
+MDF_FORMAT = "ModECI MDF v0.4"
+SCHEMA_FILENAME = "mdf-0.4.schema.json"
+_FORMATS = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
+SUPPORTED_EXTENSIONS: Tuple[str, ...] = tuple(_FORMATS)
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+# --------------------------------------------------------------------------------------------
+# schema
+# --------------------------------------------------------------------------------------------
+
+def schema_path() -> Path:
+    """Return the path of ``mdf-0.4.schema.json`` (repository ``schemas/`` first, then package data)."""
+    here = Path(__file__).resolve().parent
+    candidates = [
+        here.parent / "schemas" / SCHEMA_FILENAME,   # source checkout: <repo>/schemas/
+        here / "schemas" / SCHEMA_FILENAME,          # installed as package data: mdfbridge/schemas/
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"MDF schema {SCHEMA_FILENAME} not found; looked in: " + ", ".join(str(c) for c in candidates))
+
+
+@functools.lru_cache(maxsize=1)
+def load_schema() -> Dict[str, Any]:
+    """Return the parsed MDF v0.4 JSON Schema (cached)."""
+    with open(schema_path(), encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+@functools.lru_cache(maxsize=1)
+def _validator() -> jsonschema.Draft202012Validator:
+    schema = load_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+# --------------------------------------------------------------------------------------------
+
+def _format_of(path: PathLike) -> str:
+    suffix = Path(os.fspath(path)).suffix
+    fmt = _FORMATS.get(suffix.lower())
+    if fmt is None:
+        shown = f"'{suffix}'" if suffix else "(none)"
+        raise DocumentError(
+            f"unsupported file extension {shown}; supported: {', '.join(SUPPORTED_EXTENSIONS)}",
+            path=os.fspath(path))
+    return fmt
+
+
+def _json_path(parts: Iterable[Any]) -> str:
+    out = "$"
+    for part in parts:
+        if isinstance(part, int) and not isinstance(part, bool):
+            out += f"[{part}]"
+        elif isinstance(part, str) and _IDENT.match(part):
+            out += f".{part}"
+        else:
+            out += "[" + repr(str(part) if not isinstance(part, str) else part) + "]"
+    return out
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _names(items: Iterable[str], limit: int = 20) -> str:
+    items = list(items)
+    if not items:
+        return "(none)"
+    shown = ", ".join(str(i) for i in items[:limit])
+    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+def _line_col(text: str, pos: int) -> Tuple[int, int]:
+    line = text.count("\n", 0, pos) + 1
+    column = pos - text.rfind("\n", 0, pos)
+    return line, column
+
+
+# --------------------------------------------------------------------------------------------
+# parsing
+# --------------------------------------------------------------------------------------------
+
+class _DuplicateJSONKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _reject_duplicate_pairs(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    result: Dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateJSONKey(key)
+        result[key] = value
+    return result
+
+
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]')
+
+
+def _locate_json_duplicate(text: str) -> Optional[Tuple[str, int, int]]:
+    """Find the first duplicate object key in (otherwise valid) JSON: (key, pos, first_pos)."""
+    stack: List[Optional[Dict[str, Any]]] = []
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        top = stack[-1] if stack else None
+        if token == "{":
+            stack.append({"keys": {}, "expect_key": True})
+        elif token == "[":
+            stack.append(None)
+        elif token in "}]":
+            if stack:
+                stack.pop()
+        elif token == ",":
+            if top is not None:
+                top["expect_key"] = True
+        elif token == ":":
+            if top is not None:
+                top["expect_key"] = False
+        elif top is not None and top["expect_key"]:
+            key = json.loads(token)
+            if key in top["keys"]:
+                return key, match.start(), top["keys"][key]
+            top["keys"][key] = match.start()
+            top["expect_key"] = False
+    return None
+
+
+def _parse_json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text, object_pairs_hook=_reject_duplicate_pairs)
+    except json.JSONDecodeError as exc:
+        raise DocumentError(f"invalid JSON: {exc.msg}", path=where, line=exc.lineno,
+                            column=exc.colno) from None
+    except _DuplicateJSONKey as exc:
+        found = _locate_json_duplicate(text)
+        if found is None or found[0] != exc.key:
+            raise DocumentError(f"duplicate key {exc.key!r}", path=where) from None
+        key, pos, first = found
+        line, column = _line_col(text, pos)
+        first_line, first_column = _line_col(text, first)
+        raise DocumentError(
+            f"duplicate key {key!r} (first defined at line {first_line}, column {first_column})",
+            path=where, line=line, column=column) from None
+
+
+class _DuplicateYAMLKey(yaml.constructor.ConstructorError):
+    pass
+
+
+class _StrictSafeLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys and keeps timestamps as strings (JSON has no dates)."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> Dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: Dict[Any, Any] = {}
+            for key_node, _value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # '<<' merge keys may legitimately override
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:
+                    continue  # unhashable key: let the base class report it
+                if first is not None:
+                    raise _DuplicateYAMLKey(
+                        "while constructing a mapping", node.start_mark,
+                        f"duplicate key {key!r} (first defined at line {first.line + 1}, "
+                        f"column {first.column + 1})",
+                        key_node.start_mark)
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+# JSON has no timestamps: keep YAML dates/times as plain strings so YAML <-> JSON round-trips.
+_StrictSafeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    # Same as yaml.safe_load(text), but with the SafeLoader subclass above (never an unsafe loader).
+    loader = _StrictSafeLoader(text)
+    try:
+        return loader.get_single_data()
+    except _DuplicateYAMLKey as exc:
+        mark = exc.problem_mark
+        raise DocumentError(exc.problem or "duplicate key", path=where,
+                            line=mark.line + 1 if mark else None,
+                            column=mark.column + 1 if mark else None) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        context = exc.context
+        if context and exc.context_mark is not None and exc.problem_mark is not None:
+            context += f" (line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1})"
+        parts = [p for p in (context, exc.problem) if p]
+        raise DocumentError("invalid YAML: " + ("; ".join(parts) or str(exc)), path=where,
+                            line=mark.line + 1 if mark else None,
+                            column=mark.column + 1 if mark else None) from None
+    except yaml.reader.ReaderError as exc:
+        line, column = _line_col(text, exc.position)
+        raise DocumentError(f"invalid YAML: {exc.reason} (character {exc.character!r})",
+                            path=where, line=line, column=column) from None
+    except yaml.YAMLError as exc:
+        raise DocumentError(f"invalid YAML: {exc}", path=where) from None
+    finally:
+        loader.dispose()
+
+
+def _read_text(path: PathLike) -> str:
+    where = os.fspath(path)
+    try:
+        with open(where, encoding="utf-8-sig") as fh:
+            return fh.read()
+    except UnicodeDecodeError as exc:
+        raise DocumentError(f"file is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                            path=where) from None
+    except OSError as exc:
+        raise DocumentError(f"cannot read file: {exc.strerror or exc}", path=where) from None
+
+
+def _check_top_level(data: Any, where: Optional[str], error: type) -> None:
+    if data is None:
+        raise error("document is empty; expected one model: {<model id>: {...}}", path=where)
+    if not isinstance(data, dict):
+        raise error(f"top level must be a mapping {{<model id>: {{...}}}}, got {type(data).__name__}",
+                    path=where)
+    if len(data) != 1:
+        raise error(f"top level must contain exactly one model, found {len(data)}"
+                    + (f": {_names(map(str, data))}" if data else ""), path=where)
+
+
+def load_document_dict(path: PathLike) -> Dict[str, Any]:
+    """Read a .json/.yaml/.yml MDF file and return its validated raw dict (exactly as written)."""
+    where = os.fspath(path)
+    fmt = _format_of(path)
+    text = _read_text(path)
+    if not text.strip():
+        raise DocumentError("file is empty; expected one model: {<model id>: {...}}", path=where)
+    data = _parse_json(text, where) if fmt == "json" else _parse_yaml(text, where)
+    _check_top_level(data, where, DocumentError)
+    validate_dict(data, where)
+    logger.debug("loaded %s document %s (model %r)", fmt, where, next(iter(data)))
+    return data
+
+
+def load_document(path: PathLike) -> Model:
+    """Read, validate and convert an MDF file to a ``modeci_mdf.mdf.Model``."""
+    where = os.fspath(path)
+    return _build_model(load_document_dict(path), where)
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+# --------------------------------------------------------------------------------------------
+
+def _x_error(error: ValidationError) -> Optional[str]:
+    for candidate in (error, error.parent):
+        if candidate is not None and isinstance(candidate.schema, dict) and "x-error" in candidate.schema:
+            return candidate.schema["x-error"]
+    return None
+
+
+def _schema_error(error: ValidationError, where: Optional[str]) -> SchemaError:
+    parts = list(error.absolute_path)
+    in_property_names = "propertyNames" in error.absolute_schema_path
+    if in_property_names:
+        # the instance is the offending key; point at it
+        parts.append(error.instance)
+        if not isinstance(error.instance, str):
+            message = f"key {_short(error.instance)} is not a string"
+            return SchemaError(message, path=where, json_path=_json_path(parts))
+    template = _x_error(error)
+    if error.validator == "additionalProperties" and error.validator_value is False:
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = [k for k in error.instance if k not in error.schema.get("properties", {})]
+        if len(extra) == 1:
+            parts.append(extra[0])
+            message = f"unexpected key {extra[0]!r} (allowed: {_names(allowed)})"
+        else:
+            message = (f"unexpected keys {', '.join(repr(k) for k in extra)} "
+                       f"(allowed: {_names(allowed)})")
+    elif template is not None:
+        message = template.replace("{value}", _short(error.instance))
+    elif error.validator == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        message = f"missing required key {missing[0]!r}" if len(missing) == 1 else error.message
+    elif error.validator == "dependentRequired":
+        message = error.message
+        for key, needed in error.validator_value.items():
+            missing = [n for n in needed if n not in error.instance]
+            if key in error.instance and missing:
+                message = f"{key!r} requires " + ", ".join(repr(n) for n in missing)
+                break
+    else:
+        message = error.message
+    return SchemaError(message, path=where, json_path=_json_path(parts))
+
+
+def _check_string_keys(node: Any, parts: List[Any], where: Optional[str]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not isinstance(key, str):
+                hint = ""
+                if isinstance(key, bool) or key is None:
+                    hint = " (YAML reads unquoted on/off/yes/no/true/false/null as booleans/null; quote it)"
+                raise SchemaError(f"key {_short(key)} is not a string{hint}", path=where,
+                                  json_path=_json_path(parts + [str(key)]))
+            _check_string_keys(value, parts + [key], where)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _check_string_keys(value, parts + [index], where)
+
+
+def _check_semantics(data: Dict[str, Any], where: Optional[str]) -> None:
+    for model_id, model in data.items():
+        for graph_id, graph in (model.get("graphs") or {}).items():
+            gparts = [model_id, "graphs", graph_id]
+            nodes = graph.get("nodes") or {}
+            for edge_id, edge in (graph.get("edges") or {}).items():
+                eparts = gparts + ["edges", edge_id]
+                for role, port_role, ports_key in (("sender", "sender_port", "output_ports"),
+                                                   ("receiver", "receiver_port", "input_ports")):
+                    node_id = edge[role]
+                    if node_id not in nodes:
+                        raise SchemaError(
+                            f"edge {edge_id!r}: {role} node {node_id!r} does not exist in graph "
+                            f"{graph_id!r} (nodes: {_names(nodes)})",
+                            path=where, json_path=_json_path(eparts + [role]))
+                    port_id = edge[port_role]
+                    ports = nodes[node_id].get(ports_key) or {}
+                    if port_id not in ports:
+                        kind = "output" if role == "sender" else "input"
+                        raise SchemaError(
+                            f"edge {edge_id!r}: {kind} port {port_id!r} does not exist on {role} node "
+                            f"{node_id!r} ({ports_key}: {_names(ports)})",
+                            path=where, json_path=_json_path(eparts + [port_role]))
+            node_specific = (graph.get("conditions") or {}).get("node_specific") or {}
+            for node_id in node_specific:
+                if node_id not in nodes:
+                    raise SchemaError(
+                        f"condition for node {node_id!r}, which does not exist in graph {graph_id!r} "
+                        f"(nodes: {_names(nodes)})",
+                        path=where,
+                        json_path=_json_path(gparts + ["conditions", "node_specific", node_id]))
+            for node_id, node in nodes.items():
+                for param_id, param in (node.get("parameters") or {}).items():
+                    conditions = param.get("conditions")
+                    if isinstance(conditions, list):
+                        seen = set()
+                        for index, cond in enumerate(conditions):
+                            if cond["id"] in seen:
+                                raise SchemaError(
+                                    f"duplicate condition id {cond['id']!r} in parameter {param_id!r}",
+                                    path=where,
+                                    json_path=_json_path(gparts + ["nodes", node_id, "parameters",
+                                                                   param_id, "conditions", index, "id"]))
+                            seen.add(cond["id"])
+
+
+def validate_dict(data: Dict[str, Any], path: Optional[str] = None) -> None:
+    """Validate a raw MDF dict against the v0.4 schema and semantic rules; raise SchemaError if invalid."""
+    where = os.fspath(path) if path is not None else None
+    _check_top_level(data, where, SchemaError)
+    _check_string_keys(data, [], where)
+    error = best_match(_validator().iter_errors(data))
+    if error is not None:
+        raise _schema_error(error, where)
+    _check_semantics(data, where)
+
+
+# --------------------------------------------------------------------------------------------
+# dict <-> Model
+# --------------------------------------------------------------------------------------------
+
+def _describe(exc: BaseException) -> str:
+    subs = getattr(exc, "exceptions", None)
+    if subs:
+        return "; ".join(_describe(s) for s in subs)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _normalise_parameter_conditions(model: Model) -> None:
+    # modeci-mdf writes Parameter.conditions as a list of {id, test, value} but cannot structure
+    # that list back (it stays a list of dicts, and to_dict() then fails): rebuild the objects.
+    for graph in model.graphs:
+        for node in graph.nodes:
+            for param in node.parameters:
+                if any(isinstance(c, dict) for c in param.conditions):
+                    param.conditions = [
+                        ParameterCondition(id=c["id"], test=c.get("test"), value=c.get("value"))
+                        if isinstance(c, dict) else c
+                        for c in param.conditions
+                    ]
+
+
+def _build_model(data: Dict[str, Any], where: Optional[str]) -> Model:
+    (model_id, body), = data.items()
+    try:
+        # Same as Model.from_dict(data) but also correct for a model whose id is literally "id";
+        # deep copy because modeci-mdf's structure hooks mutate the dicts they are given.
+        model = _mdf.converter.structure({"id": model_id, **copy.deepcopy(body)}, Model)
+        _normalise_parameter_conditions(model)
+    except MdfBridgeError:
+        raise
+    except Exception as exc:  # cattrs/attrs errors: never leak them raw
+        raise SchemaError(f"modeci-mdf could not build the model: {_describe(exc)}",
+                          path=where, json_path=_json_path([model_id])) from exc
+    return model
+
+
+def model_from_dict(data: Dict[str, Any], path: Optional[str] = None) -> Model:
+    """Validate a raw MDF dict and convert it to a ``modeci_mdf.mdf.Model``."""
+    validate_dict(data, path)
+    return _build_model(data, os.fspath(path) if path is not None else None)
+
+
+def _to_plain(value: Any, parts: List[Any], where: Optional[str] = None) -> Any:
+    """Return a copy of ``value`` made of plain JSON types (numpy arrays/scalars -> lists/floats)."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if isinstance(key, np.str_):
+                key = str(key)
+            out[key] = _to_plain(item, parts + [key], where)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(item, parts + [i], where) for i, item in enumerate(value)]
+    if isinstance(value, np.ndarray):
+        return _to_plain(value.tolist(), parts, where)
+    if isinstance(value, np.generic):
+        return _to_plain(value.item(), parts, where)
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        return str(value)          # e.g. modelspec's EvaluableExpression
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    raise SchemaError(f"cannot save a value of type {type(value).__name__}: {_short(value)}",
+                      path=where, json_path=_json_path(parts))
+
+
+def model_to_dict(model: Model, path: Optional[str] = None) -> Dict[str, Any]:
+    """Serialise a ``modeci_mdf.mdf.Model`` to the dict layout of ``Model.to_json()`` (plain JSON types)."""
+    _normalise_parameter_conditions(model)
+    try:
+        data = model.to_dict()
+    except Exception as exc:
+        raise SchemaError(f"modeci-mdf could not serialise the model: {_describe(exc)}",
+                          path=path, json_path=_json_path([getattr(model, "id", "?")])) from exc
+    return _to_plain(data, [], path)
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------------
+
+def _with_header(data: Dict[str, Any], generating_application: Optional[str]) -> Dict[str, Any]:
+    (model_id, body), = data.items()
+    if not isinstance(body, dict):
+        return data  # let validation report it
+    header: Dict[str, Any] = {"format": MDF_FORMAT}
+    if generating_application is not None:
+        header["generating_application"] = generating_application
+    elif "generating_application" in body:
+        header["generating_application"] = body["generating_application"]
+    if all(k in body for k in header):
+        new_body = {k: header.get(k, v) for k, v in body.items()}   # keep the existing key order
+    else:
+        new_body = {**header, **{k: v for k, v in body.items() if k not in header}}
+    return {model_id: new_body}
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_atomically(target: Path, fmt: str, data: Dict[str, Any]) -> None:
+    directory = target.parent
+    try:
+        mode = (target.stat().st_mode & 0o7777) if target.exists() else (0o666 & ~_current_umask())
+        tmp = tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="\n", delete=False,
+                                          dir=directory, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise DocumentError(f"cannot write file: {exc.strerror or exc}", path=str(target)) from None
+    tmp_name = tmp.name
+    try:
+        with tmp:
+            if fmt == "json":
+                json.dump(data, tmp, indent=4, ensure_ascii=False)
+                tmp.write("\n")
+            else:
+                yaml.safe_dump(data, tmp, sort_keys=False, default_flow_style=None, indent=4,
+                               allow_unicode=True, width=100)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.chmod(tmp_name, mode)
+        os.replace(tmp_name, target)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        except OSError:  # pragma: no cover - best effort cleanup
+            logger.warning("could not remove temporary file %s", tmp_name)
+        if isinstance(exc, OSError):
+            raise DocumentError(f"cannot write file: {exc.strerror or exc}", path=str(target)) from exc
+        raise
+    try:  # make the rename durable; not possible everywhere (e.g. Windows)
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def save_document(model_or_dict: Union[Model, Dict[str, Any]], path: PathLike, *,
+                  generating_application: Optional[str] = None) -> None:
+    """Validate and atomically write a Model or MDF dict as JSON (indent 4) or YAML, chosen by extension."""
+    where = os.fspath(path)
+    fmt = _format_of(path)
+    if isinstance(model_or_dict, Model):
+        data = model_to_dict(model_or_dict, where)
+    elif isinstance(model_or_dict, dict):
+        data = _to_plain(model_or_dict, [], where)
+    else:
+        raise TypeError(f"save_document expects a modeci_mdf Model or an MDF dict, "
+                        f"got {type(model_or_dict).__name__}")
+    _check_top_level(data, where, SchemaError)
+    data = _with_header(data, generating_application)
+    validate_dict(data, where)
+    _write_atomically(Path(where), fmt, data)
+    logger.debug("saved %s document %s (model %r)", fmt, where, next(iter(data)))
+
+
+def convert_document(src: PathLike, dst: PathLike) -> None:
+    """Convert an MDF file between JSON and YAML (validated; content preserved, format set to v0.4)."""
+    _format_of(dst)  # fail on a bad target extension before reading anything
+    data = load_document_dict(src)
+    save_document(data, dst)
+    logger.info("converted %s -> %s", os.fspath(src), os.fspath(dst))
+
