@@ -73,7 +73,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             funcs = []
             for fid, f in (node.get("functions") or {}).items():
                 fn = f.get("function")
-                funcs.append(next(iter(fn)) if isinstance(fn, dict) else (fn or "value expression"))
+                transfer = ((f.get("metadata") or {}).get("mdfbridge") or {}).get("transfer")
+                funcs.append(next(iter(fn)) if isinstance(fn, dict) else (fn or transfer or "value expression"))
             role = ((node.get("metadata") or {}).get("mdfbridge") or {}).get("role", "")
             _out(f"    {nid}{' [' + role + ']' if role else ''}: {', '.join(funcs) or 'no function'}")
         if prog.params:

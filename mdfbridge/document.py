@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+from typing import IO, Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import jsonschema
 import numpy as np
@@ -537,23 +537,22 @@ def _current_umask() -> int:
     return mask
 
 
-def _write_atomically(target: Path, fmt: str, data: Dict[str, Any]) -> None:
+def atomic_write(target: PathLike, write: Callable[[IO[Any]], None], *, binary: bool = False) -> None:
+    """Write a file through `write(fileobj)` into a temp file beside it, fsync, then rename over the target:
+    on any failure the original file is untouched and no temp file is left."""
+    target = Path(target)
     directory = target.parent
     try:
         mode = (target.stat().st_mode & 0o7777) if target.exists() else (0o666 & ~_current_umask())
-        tmp = tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="\n", delete=False,
-                                          dir=directory, prefix=f".{target.name}.", suffix=".tmp")
+        opts: Dict[str, Any] = {"mode": "wb"} if binary else {"mode": "w", "encoding": "utf-8", "newline": "\n"}
+        tmp = tempfile.NamedTemporaryFile(**opts, delete=False, dir=directory, prefix=f".{target.name}.",
+                                          suffix=".tmp")
     except OSError as exc:
         raise DocumentError(f"cannot write file: {exc.strerror or exc}", path=str(target)) from None
     tmp_name = tmp.name
     try:
         with tmp:
-            if fmt == "json":
-                json.dump(data, tmp, indent=4, ensure_ascii=False)
-                tmp.write("\n")
-            else:
-                yaml.safe_dump(data, tmp, sort_keys=False, default_flow_style=None, indent=4,
-                               allow_unicode=True, width=100)
+            write(tmp)
             tmp.flush()
             os.fsync(tmp.fileno())
         os.chmod(tmp_name, mode)
@@ -578,6 +577,23 @@ def _write_atomically(target: Path, fmt: str, data: Dict[str, Any]) -> None:
         pass
     finally:
         os.close(dir_fd)
+
+
+def _write_atomically(target: Path, fmt: str, data: Dict[str, Any]) -> None:
+    def write(f: IO[Any]) -> None:
+        if fmt == "json":
+            json.dump(data, f, indent=4, ensure_ascii=False)
+            f.write("\n")
+        else:
+            yaml.safe_dump(data, f, sort_keys=False, default_flow_style=None, indent=4, allow_unicode=True,
+                           width=100)
+
+    atomic_write(target, write)
+
+
+def atomic_write_bytes(target: PathLike, payload: bytes) -> None:
+    """Write bytes to `target` atomically (see atomic_write)."""
+    atomic_write(target, lambda f: f.write(payload), binary=True)
 
 
 def save_document(model_or_dict: Union[Model, Dict[str, Any]], path: PathLike, *,
