@@ -39,7 +39,7 @@ def main() -> int:
     """Run the demo; returns 0 when every check agrees."""
     path = HERE / "xor.mdf.json"
     comp = build_xor()
-    comp.save(str(path))
+    comp.save_mdf(str(path))
     print(f"1. built XOR 2-10-1 (logistic, explicit bias nodes) and wrote {path.relative_to(HERE.parent)}")
     print("2. mdfbridge validate:", end=" ", flush=True)
     if cli(["validate", str(path)]) != 0:

@@ -2,84 +2,22 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ..errors import DataError, MdfBridgeError, ShapeError
-from ..ops import get_op
-from ..program import Op, Program, TensorRef
+from ..errors import DataError
+from ..executor import Env, compile_program, execute
+from ..program import Program
 
 log = logging.getLogger(__name__)
 
-Env = Dict[str, Any]
-
-
-def _fetch(v: Any, env: Env) -> Any:
-    if isinstance(v, TensorRef):
-        return env[v.name]
-    if isinstance(v, list) and v and all(isinstance(x, TensorRef) for x in v):
-        return [env[x.name] for x in v]
-    return v
-
-
-def _shape(v: Any) -> Any:
-    if isinstance(v, list):
-        return [_shape(x) for x in v]
-    return tuple(np.shape(v))
-
-
 class ReferenceRunner:
-    """Compiles a Program into a list of numpy closures once, then runs batches through it."""
+    """Compiles a Program into numpy closures once, then runs batches through it."""
 
     def __init__(self, program: Program) -> None:
         self.program = program
-        self.batched = set(program.states) | {f"{s.node}.{s.port}" for s in program.inputs.values()}
-        self.steps: List[Tuple[Op, Callable[[Env], Any]]] = [(op, self._compile(op)) for op in program.ops]
-
-    # ---------------------------------------------------------------- compilation
-    def _is_batched(self, v: Any) -> bool:
-        if isinstance(v, list):
-            return any(self._is_batched(x) for x in v)
-        return isinstance(v, TensorRef) and v.name in self.batched
-
-    def _compile(self, op: Op) -> Callable[[Env], Any]:
-        batched_args = frozenset(k for k, v in op.args.items() if self._is_batched(v))
-        if batched_args:
-            self.batched.add(op.out)
-        items = list(op.args.items())
-        if op.kind == "expr":
-            expr = op.expression
-            if not batched_args or expr.is_elementwise():
-                return lambda env: expr.evaluate({k: _fetch(v, env) for k, v in items})
-            return self._per_trial(items, batched_args, lambda kw: expr.evaluate(kw))
-        opdef = get_op(op.fn)
-        fn = opdef.numpy
-        attrs = {k: v for k, v in items if not isinstance(v, TensorRef) and not (
-            isinstance(v, list) and v and isinstance(v[0], TensorRef))}
-        if not batched_args or opdef.elementwise:
-            return lambda env: fn(**{k: _fetch(v, env) for k, v in items})
-        rule = opdef.batch_rule(batched_args, attrs) if opdef.batch_rule else None
-        if rule is not None:
-            b_items = [(k, rule.get(k, v) if k in attrs else v) for k, v in items]
-            return lambda env: fn(**{k: _fetch(v, env) for k, v in b_items})
-        return self._per_trial(items, batched_args, lambda kw: fn(**kw))
-
-    @staticmethod
-    def _per_trial(items: List[Tuple[str, Any]], batched_args: frozenset,
-                   call: Callable[[Dict[str, Any]], Any]) -> Callable[[Env], Any]:
-        """Run an op trial by trial (ops whose meaning depends on the per-trial shape)."""
-        def run(env: Env) -> Any:
-            kw = {k: _fetch(v, env) for k, v in items}
-            first = kw[min(batched_args)]
-            n = len(first[0]) if isinstance(first, list) else len(first)
-            rows = []
-            for b in range(n):
-                row = {k: (([x[b] for x in v] if isinstance(v, list) else v[b]) if k in batched_args else v)
-                       for k, v in kw.items()}
-                rows.append(np.asarray(call(row), dtype=float))
-            return np.stack(rows)
-        return run
+        self.steps, self.batched = compile_program(program, "numpy")
 
     # ---------------------------------------------------------------- running
     def prepare_inputs(self, inputs: Mapping[str, Any]) -> Tuple[Env, int]:
@@ -135,17 +73,7 @@ class ReferenceRunner:
             # modeci-mdf's convention: the first evaluation initialises time-derivative state, later ones
             # advance it by dt
             env["dt"] = np.asarray(0.0 if step == 0 else float(dt))
-            for op, f in self.steps:
-                try:
-                    env[op.out] = f(env)
-                except MdfBridgeError:
-                    raise
-                except (ValueError, TypeError, IndexError) as exc:
-                    shapes = {k: _shape(_fetch(v, env)) for k, v in op.args.items()
-                              if isinstance(v, (TensorRef, list))}
-                    what = op.fn or f"expression '{op.expression.source}'"
-                    raise ShapeError(f"{what} failed on argument shapes {shapes}: {exc}",
-                                     where=f"node '{op.node}'") from exc
+            execute(self.steps, env)
             if record:
                 for k, t in prog.outputs.items():
                     traj[k].append(self._batched_value(t, env, batch))

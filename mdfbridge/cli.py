@@ -1,4 +1,4 @@
-"""`mdfbridge` command line: validate, info, run, convert."""
+"""`mdfbridge` command line: validate, info, run, train, convert."""
 from __future__ import annotations
 
 import argparse
@@ -20,6 +20,7 @@ EPILOG = """examples:
   mdfbridge run examples/xor.mdf.json --input input='[[0,0],[0,1],[1,0],[1,1]]'
   mdfbridge run model.yaml --inputs data.npz --steps 10 --out out.npz
   mdfbridge convert examples/xor.mdf.json xor.mdf.yaml
+  mdfbridge train examples/xor.mdf.json --data examples/xor_data.npz --epochs 500 --lr 0.5 --out trained.json
 
 Errors print one line and exit with status 2; add --debug for the traceback.
 """
@@ -130,6 +131,93 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_training_data(path: str, program: Any) -> tuple:
+    """(inputs, targets) from an .npz holding one array per input node and one per output node, by node id."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: np.asarray(data[k]) for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {path} as an .npz of arrays: {exc}") from exc
+    ports = {s.port: k for k, s in program.inputs.items()}
+    inputs = {k: v for k, v in arrays.items() if k in program.inputs or k in ports}
+    targets = {k: v for k, v in arrays.items() if k in program.outputs and k not in inputs}
+    unknown = sorted(set(arrays) - set(inputs) - set(targets))
+    if unknown:
+        raise DataError(f"{path}: arrays {unknown} match no input or output node (inputs: {sorted(program.inputs)}, "
+                        f"outputs: {sorted(program.outputs)})")
+    return inputs, targets
+
+
+def _plot_losses(losses: List[float], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(np.arange(1, len(losses) + 1), losses)
+    ax.set_xlabel("minibatch")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log" if min(losses) > 0 else "linear")
+    ax.set_title("training loss")
+    fig.tight_layout()
+    buf = __import__("io").BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    from .document import atomic_write_bytes
+
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train an MDF model on an .npz of inputs/targets and write the trained weights back into MDF."""
+    from .api import load_program
+    from .exporters.weights import write_back
+    from .learning import LearnConfig, train_program
+
+    out = args.out
+    if out is None:
+        if not args.in_place:
+            p = Path(args.model)
+            out = str(p.with_name(p.name.replace(".json", ".trained.json").replace(".yaml", ".trained.yaml")
+                                  if p.suffix in (".json", ".yaml", ".yml") else p.name + ".trained.json"))
+        else:
+            out = args.model
+    prog = load_program(args.model)
+    inputs, targets = _load_training_data(args.data, prog)
+    config = LearnConfig(epochs=args.epochs, learning_rate=args.lr, minibatch_size=args.minibatch_size,
+                         randomize_minibatch=args.randomize, optimizer_type=args.optimizer,
+                         weight_decay=args.weight_decay, loss_spec=args.loss, patience=args.patience,
+                         min_delta=args.min_delta, seed=args.seed)
+    n = len(next(iter(inputs.values()))) if inputs else 0
+    per_epoch = -(-n // args.minibatch_size) if n else 0
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=args.epochs, unit="epoch", desc="training", file=sys.stderr, dynamic_ncols=True,
+                   mininterval=0.25, disable=None)  # disable=None: no bar when stderr is not a terminal
+
+    def progress(epoch: int, k: int, loss: float) -> None:
+        if bar is not None and per_epoch and (k + 1) % per_epoch == 0:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4g}")
+
+    try:
+        result = train_program(prog, inputs, targets, config, backend=args.backend, callback=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    write_back(args.model, prog, out)
+    final = result.epoch_losses[-1] if result.epoch_losses else float("nan")
+    _out(f"trained {result.epochs_run} epoch(s){' (stopped early)' if result.stopped_early else ''} in "
+         f"{result.seconds:.2f} s on {args.backend}: loss {result.epoch_losses[0]:.6g} -> {final:.6g}; wrote {out}")
+    if args.plot:
+        _plot_losses(result.losses, args.plot)
+        _out(f"wrote {args.plot}")
+    return 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert between MDF JSON and YAML (format from the extensions)."""
     from .document import convert_document
@@ -170,6 +258,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--steps", type=int, default=1, help="time steps to run (stateful models), default 1")
     sp.add_argument("--dt", type=float, default=1.0, help="time increment for time derivatives, default 1")
     sp.add_argument("--out", metavar="OUT.npz", help="save outputs (and trajectories if --steps > 1)")
+    sp = add("train", cmd_train, "train an MDF model and write the trained weights back into MDF",
+             "mdfbridge train examples/xor.mdf.json --data examples/xor_data.npz --epochs 500 --lr 0.5 "
+             "--optimizer sgd --loss mse --out xor.trained.json --plot loss.png")
+    sp.add_argument("model")
+    sp.add_argument("--data", required=True, metavar="DATA.npz",
+                    help="one array per input node and one per output (target) node, keyed by node id")
+    sp.add_argument("--epochs", type=int, default=1)
+    sp.add_argument("--lr", type=float, default=0.001, help="learning rate (default 0.001)")
+    sp.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    sp.add_argument("--loss", default="mse", help="mse | cross_entropy | l1 | sse (default mse)")
+    sp.add_argument("--minibatch-size", type=int, default=1)
+    sp.add_argument("--randomize", action="store_true", help="shuffle trials every epoch (seeded by --seed)")
+    sp.add_argument("--seed", type=int, default=None)
+    sp.add_argument("--weight-decay", type=float, default=0.0)
+    sp.add_argument("--patience", type=int, default=None, help="early stopping: epochs without improvement")
+    sp.add_argument("--min-delta", type=float, default=0.0)
+    sp.add_argument("--backend", choices=("torch", "llvm"), default="torch")
+    sp.add_argument("--out", help="where to write the trained MDF (default MODEL.trained.json)")
+    sp.add_argument("--in-place", action="store_true", help="overwrite MODEL when --out is omitted")
+    sp.add_argument("--plot", metavar="LOSS.png", help="save the loss curve as a PNG")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
     sp = add("convert", cmd_convert, "convert between formats (MDF .json <-> .yaml)",
              "mdfbridge convert examples/xor.mdf.json xor.mdf.yaml")
     sp.add_argument("input")

@@ -152,6 +152,8 @@ class Composition:
         self.projections: List[MappingProjection] = []
         self.seed = int(seed)
         self.results: List[List[np.ndarray]] = []
+        self.losses: List[float] = []
+        self.learn_result: Any = None
         self._program = None
         self._program_key: Any = None
         for p in pathways or ():
@@ -306,12 +308,67 @@ class Composition:
 
         return composition_to_mdf(self)
 
-    def save(self, path: str) -> None:
-        """Write the composition as an MDF JSON or YAML file (from the extension), atomically."""
-        from .document import save_document
-        from . import __version__
+    def as_mdf_model(self) -> Any:
+        """PsyNeuLink's name for `to_mdf()`."""
+        return self.to_mdf()
 
-        save_document(self.to_mdf(), path, generating_application=f"mdfbridge {__version__}")
+    def save_mdf(self, path: Any) -> None:
+        """Write the composition as an MDF JSON or YAML file (from the extension), atomically."""
+        from .api import save_mdf
+
+        save_mdf(self.to_mdf(), path)
+
+    def save(self, path: Any) -> None:
+        """Save the projection matrices in torch state_dict format (PsyNeuLink's AutodiffComposition.save)."""
+        from .exporters.weights import save_weights
+
+        save_weights(self.program(), path)
+
+    def load(self, path: Any) -> None:
+        """Load projection matrices saved by `save` (torch.load with weights_only=True)."""
+        from .exporters.weights import load_weights
+
+        prog = self.program()
+        load_weights(prog, path)
+        self._pull_matrices(prog)
+
+    def _pull_matrices(self, prog: Any) -> None:
+        """Copy the Program's matrix values into the projections."""
+        for p in self.flatten()[1]:
+            p.projection.matrix = np.array(prog.params[f"{p.id}.matrix"].value, dtype=float)
+
+    def learn(self, inputs: Mapping[Any, Any], targets: Optional[Mapping[Any, Any]] = None, *,
+              backend: Optional[str] = None, execution_mode: Any = None, dtype: Any = None, device: Any = None,
+              callback: Any = None, **settings: Any) -> Dict[str, np.ndarray]:
+        """AutodiffComposition.learn: train on inputs/targets; returns the final epoch's outputs per output node.
+
+        Settings: epochs, learning_rate (0.001), minibatch_size (1), randomize_minibatch, optimizer_type
+        ('sgd' | 'adam'), weight_decay, loss_spec (MSE | CROSS_ENTROPY | L1 | SSE), patience, min_delta,
+        synch_projection_matrices ('minibatch' | 'epoch' | 'run'), seed. Per-minibatch losses: `self.losses`.
+        """
+        from .learning import LearnConfig, backend_name, train_program
+
+        if "inputs" in inputs and targets is None and not isinstance(inputs.get("inputs"), np.ndarray):
+            settings = {**{k: v for k, v in inputs.items() if k not in ("inputs", "targets")}, **settings}
+            inputs, targets = inputs["inputs"], inputs.get("targets")
+        prog = self.program()
+        flat_nodes, _ = self.flatten()
+        ids = {f.mechanism.name: f.id for f in flat_nodes}
+        x = self.input_dict(inputs)
+        t = {k: np.asarray(v, dtype=float) for k, v in self.input_dict(targets or {}).items()}
+        unknown = [k for k in t if k not in prog.outputs]
+        if unknown:
+            raise DataError(f"targets given for {unknown}, which are not output nodes of '{self.name}'")
+        try:
+            config = LearnConfig(**settings)
+        except TypeError as exc:
+            raise CompositionError(f"learn(): {exc}") from None
+        result = train_program(prog, x, t, config, backend=backend_name(backend, execution_mode), dtype=dtype,
+                               device=device, callback=callback, on_synch=lambda: self._pull_matrices(prog))
+        self.losses = result.losses
+        self.learn_result = result
+        names = {v: k for k, v in ids.items()}
+        return {names.get(k, k): v for k, v in result.outputs.items()}
 
     def program(self) -> Any:
         """The lowered Program (rebuilt when the structure changed; matrices refreshed every call)."""

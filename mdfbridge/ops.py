@@ -86,14 +86,32 @@ def _elementwise(name: str, args: Tuple[str, ...], np_fn: Callable, torch_fn: Ca
                    description=description))
 
 
+def _is(v: Any, number: float) -> bool:
+    """True when v is the plain number `number` (not a tensor that training may change)."""
+    return isinstance(v, (int, float)) and v == number
+
+
+def _linear_torch(variable0, slope, intercept):
+    if _is(slope, 1.0) and _is(intercept, 0.0):
+        return variable0
+    return variable0 * slope + intercept
+
+
+def _logistic_torch(variable0, gain, bias, offset):
+    # 1/(1 + exp(-gain*(x + bias) + offset)) == sigmoid(gain*(x + bias) - offset); torch.sigmoid is one
+    # autograd node instead of five
+    z = variable0 if _is(bias, 0.0) else variable0 + bias
+    z = z if _is(gain, 1.0) else gain * z
+    return _torch().sigmoid(z if _is(offset, 0.0) else z - offset)
+
+
 _elementwise("linear", ("variable0", "slope", "intercept"),
-             lambda variable0, slope, intercept: variable0 * slope + intercept,
-             lambda variable0, slope, intercept: variable0 * slope + intercept,
+             lambda variable0, slope, intercept: variable0 * slope + intercept, _linear_torch,
              "variable0 * slope + intercept", {"slope": 1.0, "intercept": 0.0})
 _elementwise("logistic", ("variable0", "gain", "bias", "offset"),
              lambda variable0, gain, bias, offset: 1.0 / (1.0 + np.exp(-gain * (variable0 + bias) + offset)),
-             lambda variable0, gain, bias, offset: 1.0 / (1.0 + _torch().exp(-gain * (variable0 + bias) + offset)),
-             "1/(1 + exp(-gain*(variable0 + bias) + offset))", {"gain": 1.0, "bias": 0.0, "offset": 0.0})
+             _logistic_torch, "1/(1 + exp(-gain*(variable0 + bias) + offset))",
+             {"gain": 1.0, "bias": 0.0, "offset": 0.0})
 _elementwise("exponential", ("variable0", "scale", "rate", "bias", "offset"),
              lambda variable0, scale, rate, bias, offset: scale * np.exp(rate * variable0 + bias) + offset,
              lambda variable0, scale, rate, bias, offset: scale * _torch().exp(rate * variable0 + bias) + offset,
@@ -120,8 +138,14 @@ def _relu_np(variable0, gain, bias, leak):
 
 
 def _relu_torch(variable0, gain, bias, leak):
-    x = variable0 - bias
-    return gain * _torch().where(x > 0, x, leak * x)
+    x = variable0 if _is(bias, 0.0) else variable0 - bias
+    if _is(leak, 0.0):
+        y = _torch().relu(x)
+    elif isinstance(leak, (int, float)):
+        y = _torch().nn.functional.leaky_relu(x, float(leak))
+    else:
+        y = _torch().where(x > 0, x, leak * x)
+    return y if _is(gain, 1.0) else gain * y
 
 
 def _softmax_np(variable0, gain, axis=-1):

@@ -28,6 +28,14 @@ class Param:
     location: Optional[Location] = None
     learnable: bool = False
 
+    @property
+    def key(self) -> str:
+        """A name without dots for torch's state_dict: the projection's node id for a projection matrix."""
+        node, _, rest = self.name.partition(".")
+        if rest in ("matrix", "function.B") or (node.endswith("_dummy_node") and rest.endswith(".B")):
+            return node[: -len("_dummy_node")] if node.endswith("_dummy_node") else node
+        return self.name.replace(".", "__")
+
 
 @dataclass
 class Op:

@@ -134,7 +134,7 @@ def test_bad_input_shape_is_reported(xor):
 def test_mdf_file_roundtrip_json_and_yaml(tmp_path, xor):
     for ext in ("json", "yaml"):
         path = tmp_path / f"xor.mdf.{ext}"
-        xor.save(str(path))
+        xor.save_mdf(str(path))
         doc = load_document_dict(path)
         model = next(iter(doc.values()))
         assert model["format"] == "ModECI MDF v0.4"

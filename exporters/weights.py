@@ -1,0 +1,97 @@
+"""Trained weights -> the same MDF document, at the places they were read from; torch state_dict files."""
+from __future__ import annotations
+
+import copy
+import io
+import logging
+from typing import Any, Dict, Mapping, Optional
+
+import numpy as np
+
+from ..document import atomic_write_bytes, load_document_dict, save_document
+from ..errors import DataError, SchemaError
+from ..program import Program
+
+log = logging.getLogger(__name__)
+
+
+def _container(model: Dict[str, Any], location: tuple) -> Dict[str, Any]:
+    node: Any = model
+    for key in location[:-1]:
+        if not isinstance(node, dict) or key not in node:
+            raise SchemaError(f"the document has no {'.'.join(location)} to write the trained value to",
+                              json_path="$." + ".".join(location))
+        node = node[key]
+    return node
+
+
+def write_weights(doc: Mapping[str, Any], program: Program, *, learnable_only: bool = True) -> Dict[str, Any]:
+    """A copy of the MDF dict with the program's (learnable) parameter values written at their locations."""
+    out = copy.deepcopy(dict(doc))
+    model = next(iter(out.values()))
+    for name, p in program.params.items():
+        if p.location is None or (learnable_only and not p.learnable):
+            continue
+        value = np.asarray(p.value, dtype=float)
+        if not np.all(np.isfinite(value)):
+            raise DataError(f"refusing to write NaN/infinite weights of '{name}' into the document")
+        box = _container(model, p.location)
+        old = box[p.location[-1]]
+        if np.shape(old) != value.shape:
+            raise DataError(f"'{name}' has shape {value.shape} but the document holds shape {np.shape(old)}")
+        box[p.location[-1]] = value.tolist() if value.ndim else float(value)
+    return out
+
+
+def write_back(source: Any, program: Program, out: Optional[Any] = None) -> Dict[str, Any]:
+    """Write trained weights into the MDF file `source` (saved to `out`, or in place when out is None).
+
+    Only the arrays of learnable parameters change; the save is atomic, so a failure leaves files untouched.
+    """
+    doc = load_document_dict(source)
+    new = write_weights(doc, program)
+    save_document(new, out if out is not None else source)
+    return new
+
+
+def state_dict_of(program: Program) -> Dict[str, Any]:
+    """The program's parameters as a torch state_dict (keys named after projections)."""
+    import torch
+
+    from ..importers.torch_module import ProgramModule
+
+    return {k: v.detach().clone() for k, v in ProgramModule(program).state_dict().items()}
+
+
+def save_weights(program: Program, path: Any) -> None:
+    """Save the program's parameters in torch state_dict format (atomically)."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(state_dict_of(program), buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_weights(program: Program, path: Any) -> None:
+    """Load a state_dict file (weights_only=True) into the program's parameters, checking names and shapes."""
+    import torch
+
+    from ..importers.torch_module import ProgramModule
+
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+        raise DataError(f"cannot read weights from {path}: {exc}") from exc
+    module = ProgramModule(program)
+    own = module.state_dict()
+    unknown, missing = set(state) - set(own), set(own) - set(state)
+    if unknown or missing:
+        raise DataError(f"{path}: weights do not match the model (unknown: {sorted(unknown)}, "
+                        f"missing: {sorted(missing)})")
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise DataError(f"{path}: '{k}' has shape {tuple(v.shape)}, the model needs {tuple(own[k].shape)}")
+        if not torch.all(torch.isfinite(v)):
+            raise DataError(f"{path}: '{k}' contains NaN or infinite values")
+    module.load_state_dict(state)
+    module.write_to_program()

@@ -1,0 +1,96 @@
+"""`Program` -> `torch.nn.Module`: one `nn.Parameter` per learnable parameter (named after its projection),
+buffers for fixed ones; forward runs a whole minibatch at once."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Mapping, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..executor import compile_program, execute
+from ..program import Program
+
+log = logging.getLogger(__name__)
+
+
+class ProgramModule(nn.Module):
+    """A torch module computing a Program; `forward(inputs)` maps input names to (batch, ...) tensors."""
+
+    def __init__(self, program: Program, dtype: torch.dtype = torch.float64,
+                 device: Optional[torch.device | str] = None) -> None:
+        super().__init__()
+        self.program = program
+        self.dtype = dtype
+        self.keys: Dict[str, str] = {}  # program param name -> attribute / state_dict key
+        for name, p in program.params.items():
+            key = p.key
+            if key in self.keys.values() or hasattr(self, key):
+                key = name.replace(".", "__")
+            self.keys[name] = key
+            value = torch.as_tensor(np.asarray(p.value), dtype=dtype, device=device)
+            if p.learnable:
+                self.register_parameter(key, nn.Parameter(value.clone()))
+            else:
+                self.register_buffer(key, value.clone())
+        self.steps, self.batched = compile_program(program, "torch")
+        self._input_keys = [(name, s.port, f"{s.node}.{s.port}") for name, s in program.inputs.items()]
+        self.to(device)
+
+    def param_tensors(self) -> Dict[str, torch.Tensor]:
+        """Program param name -> its parameter/buffer tensor."""
+        params, buffers = self._parameters, self._buffers
+        return {name: params[key] if key in params else buffers[key] for name, key in self.keys.items()}
+
+    def forward(self, inputs: Mapping[str, torch.Tensor], steps: int = 1, dt: float = 1.0) -> Dict[str, torch.Tensor]:
+        """Outputs (name -> (batch, ...)) after `steps` steps on a batch of inputs (name -> (batch, ...))."""
+        prog = self.program
+        env: Dict[str, Any] = self.param_tensors()
+        batch, missing = None, []
+        for name, port, key in self._input_keys:
+            x = inputs.get(name)
+            if x is None:
+                x = inputs.get(port)
+            if x is None:
+                missing.append((name, key))
+                continue
+            env[key] = x
+            batch = x.shape[0]
+        batch = batch or 1
+        device = next(iter(env.values())).device if env else None
+        for name, key in missing:
+            spec = prog.inputs[name]
+            base = spec.default if spec.default is not None else np.zeros(spec.shape or ())
+            env[key] = torch.as_tensor(base, dtype=self.dtype, device=device).expand((batch,) + base.shape)
+        for name, st in prog.states.items():
+            init = torch.as_tensor(st.initial, dtype=self.dtype, device=device)
+            env[name] = init.expand((batch,) + tuple(init.shape))
+        for step in range(steps):
+            env["dt"] = 0.0 if step == 0 else float(dt)
+            execute(self.steps, env)
+            if prog.states:
+                env.update({name: env[st.update] for name, st in prog.states.items()})
+        return {k: env[t] if t in self.batched else self._broadcast(env[t], batch) for k, t in prog.outputs.items()}
+
+    def _broadcast(self, v: Any, batch: int) -> torch.Tensor:
+        v = torch.as_tensor(v, dtype=self.dtype)
+        return v.expand((batch,) + tuple(v.shape))
+
+    def write_to_program(self) -> None:
+        """Copy the module's current parameter values into the Program's parameter table."""
+        with torch.no_grad():
+            for name, t in self.param_tensors().items():
+                self.program.params[name].value = t.detach().cpu().numpy().astype(np.float64).copy()
+
+    def load_from_program(self) -> None:
+        """Copy the Program's parameter values into the module."""
+        with torch.no_grad():
+            for name, t in self.param_tensors().items():
+                t.copy_(torch.as_tensor(self.program.params[name].value, dtype=t.dtype))
+
+
+def program_to_module(program: Program, dtype: torch.dtype = torch.float64,
+                      device: Optional[torch.device | str] = None) -> ProgramModule:
+    """Build the torch module of a Program (float64 by default, like MDF/PsyNeuLink numbers)."""
+    return ProgramModule(program, dtype=dtype, device=device)

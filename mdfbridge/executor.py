@@ -1,0 +1,137 @@
+"""Compile a Program's ops into closures over an environment, for one array library (numpy or torch).
+
+Both the numpy reference and the torch module run through this, so batching rules (elementwise ops on a
+batch, registry batch rules, a per-trial loop otherwise) are decided in one place.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Set, Tuple
+
+import numpy as np
+
+from .errors import MdfBridgeError, ShapeError
+from .ops import get_op
+from .program import Op, Program, TensorRef
+
+Env = Dict[str, Any]
+Step = Tuple[Op, Callable[[Env], Any]]
+
+
+def fetch(v: Any, env: Env) -> Any:
+    """The value of an op argument: a tensor from env, a list of tensors, or a static value."""
+    if isinstance(v, TensorRef):
+        return env[v.name]
+    if isinstance(v, list) and v and all(isinstance(x, TensorRef) for x in v):
+        return [env[x.name] for x in v]
+    return v
+
+
+def _is_tensor_arg(v: Any) -> bool:
+    return isinstance(v, TensorRef) or (isinstance(v, list) and bool(v) and isinstance(v[0], TensorRef))
+
+
+def batched_tensors(program: Program) -> Set[str]:
+    """Names of the tensors that carry the batch axis (inputs, state and what depends on them)."""
+    batched = set(program.states) | {f"{s.node}.{s.port}" for s in program.inputs.values()}
+    for op in program.ops:
+        if any(_refs_batched(v, batched) for v in op.args.values()):
+            batched.add(op.out)
+    return batched
+
+
+def _refs_batched(v: Any, batched: Set[str]) -> bool:
+    if isinstance(v, list):
+        return any(_refs_batched(x, batched) for x in v)
+    return isinstance(v, TensorRef) and v.name in batched
+
+
+def compile_program(program: Program, lib: str = "numpy") -> Tuple[List[Step], Set[str]]:
+    """(op, closure) pairs in program order for `lib` ('numpy' or 'torch'), and the batched tensor names."""
+    batched = batched_tensors(program)
+    stack = np.stack if lib == "numpy" else _torch_stack
+    steps = [(op, _compile_op(_simplify(op, program), lib, batched, stack)) for op in program.ops]
+    return steps, batched
+
+
+def _simplify(op: Op, program: Program) -> Op:
+    """Exact algebraic simplifications: a bias node's constant `[1.] @ W` (W of shape (1, n)) is W viewed as (n,)."""
+    if op.kind == "call" and op.fn in ("MatMul", "onnx::MatMul"):
+        a = op.args.get("A")
+        p = program.params.get(a.name) if isinstance(a, TensorRef) else None
+        if p is not None and not p.learnable and p.value.shape == (1,) and p.value[0] == 1.0:
+            return Op("call", op.out, {"data": op.args["B"], "shape": [-1], "allowzero": 0}, op.node,
+                      fn="onnx::Reshape", batched=op.batched)
+    return op
+
+
+def _torch_stack(rows: List[Any]) -> Any:
+    import torch
+
+    return torch.stack([torch.as_tensor(r) for r in rows])
+
+
+def _compile_op(op: Op, lib: str, batched: Set[str], stack: Callable) -> Callable[[Env], Any]:
+    batched_args = frozenset(k for k, v in op.args.items() if _refs_batched(v, batched))
+    items = list(op.args.items())
+    if op.kind == "expr":
+        expr = op.expression
+        if not batched_args or expr.is_elementwise():
+            return lambda env: expr.evaluate({k: fetch(v, env) for k, v in items}, lib)
+        return _per_trial(items, batched_args, lambda kw: expr.evaluate(kw, lib), stack)
+    opdef = get_op(op.fn)
+    fn = opdef.numpy if lib == "numpy" else opdef.torch
+    if fn is None:
+        from .errors import UnsupportedError
+
+        raise UnsupportedError(f"function '{op.fn}' has no {lib} implementation", where=f"node '{op.node}'")
+    if not batched_args or opdef.elementwise:
+        return _direct(fn, items)
+    attrs = {k: v for k, v in items if not _is_tensor_arg(v)}
+    rule = opdef.batch_rule(batched_args, attrs) if opdef.batch_rule else None
+    if rule is not None:
+        return _direct(fn, [(k, rule.get(k, v) if k in attrs else v) for k, v in items])
+    return _per_trial(items, batched_args, lambda kw: fn(**kw), stack)
+
+
+def _direct(fn: Callable, items: List[Tuple[str, Any]]) -> Callable[[Env], Any]:
+    tensors = [(k, v.name) for k, v in items if isinstance(v, TensorRef)]
+    others = [(k, v) for k, v in items if not isinstance(v, TensorRef)]
+    if not any(_is_tensor_arg(v) for _, v in others):
+        static = dict(others)
+        return lambda env: fn(**static, **{k: env[n] for k, n in tensors})
+    return lambda env: fn(**{k: fetch(v, env) for k, v in items})
+
+
+def _per_trial(items: List[Tuple[str, Any]], batched_args: frozenset, call: Callable[[Dict[str, Any]], Any],
+               stack: Callable) -> Callable[[Env], Any]:
+    """Run an op trial by trial (ops whose meaning depends on the per-trial shape)."""
+    def run(env: Env) -> Any:
+        kw = {k: fetch(v, env) for k, v in items}
+        first = kw[min(batched_args)]
+        n = len(first[0]) if isinstance(first, list) else len(first)
+        rows = []
+        for b in range(n):
+            row = {k: (([x[b] for x in v] if isinstance(v, list) else v[b]) if k in batched_args else v)
+                   for k, v in kw.items()}
+            rows.append(call(row))
+        return stack(rows)
+    return run
+
+
+def execute(steps: List[Step], env: Env) -> None:
+    """Run compiled steps once over env; numpy/torch errors become ShapeError naming node and shapes."""
+    for op, f in steps:
+        try:
+            env[op.out] = f(env)
+        except MdfBridgeError:
+            raise
+        except (ValueError, TypeError, IndexError, RuntimeError) as exc:
+            shapes = {k: _shape(fetch(v, env)) for k, v in op.args.items() if _is_tensor_arg(v)}
+            what = op.fn or f"expression '{op.expression.source}'"
+            raise ShapeError(f"{what} failed on argument shapes {shapes}: {exc}", where=f"node '{op.node}'") from exc
+
+
+def _shape(v: Any) -> Any:
+    if isinstance(v, list):
+        return [_shape(x) for x in v]
+    return tuple(getattr(v, "shape", np.shape(v)))
