@@ -19,7 +19,7 @@ def load_mdf(path: PathLike) -> Any:
 def load_program(path: PathLike, graph: Optional[str] = None) -> Program:
     """Read and validate an MDF file and lower it to a Program."""
     doc = load_document_dict(path)
-    prog = lower(doc, graph)
+    prog = lower(doc, graph, source=str(path))
     prog.metadata["source"] = str(path)
     return prog
 

@@ -111,6 +111,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .api import load_program
     from .importers.reference import run_program
 
+    if args.out and not Path(args.out).resolve().parent.is_dir():
+        raise DataError(f"--out {args.out}: directory {Path(args.out).parent} does not exist")
     prog = load_program(args.file)
     inputs = _parse_inputs(args)
     res = run_program(prog, inputs, steps=args.steps, dt=args.dt, record=bool(args.out))

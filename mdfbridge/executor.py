@@ -5,7 +5,10 @@ batch, registry batch rules, a per-trial loop otherwise) are decided in one plac
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Set, Tuple
+import functools
+import operator
+import re
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import numpy as np
 
@@ -70,9 +73,34 @@ def _torch_stack(rows: List[Any]) -> Any:
     return torch.stack([torch.as_tensor(r) for r in rows])
 
 
+_PURE_SUM = re.compile(r"^\s*[A-Za-z_]\w*(\s*\+\s*[A-Za-z_]\w*)*\s*$")
+
+
+def _fast_path(op: Op) -> Optional[Callable[[Env], Any]]:
+    """Closures for the commonest ops without the generic machinery: summed afferents, a flattened row."""
+    if op.kind == "expr" and _PURE_SUM.match(op.expression.source):
+        refs = [op.args[n.strip()] for n in op.expression.source.split("+")]
+        if all(isinstance(r, TensorRef) for r in refs):
+            names = [r.name for r in refs]
+            if len(names) == 1:
+                return lambda env: env[names[0]]
+            if len(names) == 2:
+                a, b = names
+                return lambda env: env[a] + env[b]
+            return lambda env: functools.reduce(operator.add, [env[n] for n in names])
+    if op.kind == "call" and op.fn == "onnx::Reshape" and op.args.get("shape") == [-1]:
+        data = op.args["data"]
+        if isinstance(data, TensorRef):
+            return lambda env: env[data.name].reshape(-1)
+    return None
+
+
 def _compile_op(op: Op, lib: str, batched: Set[str], stack: Callable) -> Callable[[Env], Any]:
     batched_args = frozenset(k for k, v in op.args.items() if _refs_batched(v, batched))
     items = list(op.args.items())
+    fast = _fast_path(op)
+    if fast is not None:
+        return fast
     if op.kind == "expr":
         expr = op.expression
         if not batched_args or expr.is_elementwise():

@@ -75,7 +75,7 @@ class _NodeLowering:
             return self.lw.emit_expr(self, out, expr, where)
         if v is None:
             return None
-        arr = np.asarray(v, dtype=float) if not isinstance(v, bool) else np.asarray(float(v))
+        arr = self.lw.finite(v, location)
         if static or (arr.ndim == 0 and not learnable):
             return v if not isinstance(v, list) else arr
         self.lw.params[out] = Param(out, arr, location=location, learnable=learnable)
@@ -87,7 +87,7 @@ class _NodeLowering:
         self.lower_inputs()
         params = self.node.get("parameters") or {}
         functions = self.node.get("functions") or {}
-        stateful = {pid: p for pid, p in params.items() if self.lw.is_stateful(pid, p)}
+        stateful = {pid: p for pid, p in params.items() if self.lw.is_stateful(self.nid, pid, p)}
         for pid, p in stateful.items():
             self.env[pid] = self.lw.add_state(self, pid, p)
         pending: List[Tuple[str, str, Mapping[str, Any]]] = [
@@ -109,20 +109,21 @@ class _NodeLowering:
         for pid, port in (self.node.get("input_ports") or {}).items():
             self.env[pid] = self.lw.input_port_value(self, pid, port)
 
-    def item_names(self, kind: str, item: Mapping[str, Any]) -> Tuple[frozenset, Tuple[str, ...]]:
+    def item_names(self, kind: str, iid: str, item: Mapping[str, Any]) -> Tuple[frozenset, Tuple[str, ...]]:
         """(names an item reads, names it defines locally) for ordering within the node."""
         names: set = set()
         own: Tuple[str, ...] = ()
+        where = f"{self.where} {kind} '{iid}'"
         if kind == "parameter" and isinstance(item.get("value"), str):
-            names |= parse_expression(item["value"]).names
+            names |= parse_expression(item["value"], where=where).names
         if item.get("function") is not None or kind == "function":
             fname, args, _ = _split_function(item)
             own = tuple(args)
-            for a in args.values():
-                if isinstance(a, str):
-                    names |= parse_expression(a).names
+            for a, v in args.items():
+                if isinstance(v, str):
+                    names |= parse_expression(v, where=f"{where} argument '{a}'").names
             if isinstance(item.get("value"), str):
-                names |= parse_expression(item["value"]).names
+                names |= parse_expression(item["value"], where=where).names
         return frozenset(names) - set(own), own
 
     def lower_in_dependency_order(self, pending: List[Tuple[str, str, Mapping[str, Any]]]) -> None:
@@ -132,14 +133,14 @@ class _NodeLowering:
             progressed = False
             for entry in list(pending):
                 kind, iid, item = entry
-                needed, _ = self.item_names(kind, item)
+                needed, _ = self.item_names(kind, iid, item)
                 if any(n in ids and n not in self.env for n in needed):
                     continue
                 self.lower_item(kind, iid, item)
                 pending.remove(entry)
                 progressed = True
             if not progressed:
-                missing = {iid: sorted(n for n in self.item_names(k, it)[0] if n in ids and n not in self.env)
+                missing = {iid: sorted(n for n in self.item_names(k, iid, it)[0] if n in ids and n not in self.env)
                            for k, iid, it in pending}
                 raise CycleError([f"{self.nid}.{i}" for i in missing], where=self.where)
 
@@ -216,7 +217,8 @@ class _NodeLowering:
 class Lowering:
     """Builds a Program from one graph of an MDF document."""
 
-    def __init__(self, doc: Mapping[str, Any], graph: Optional[str] = None) -> None:
+    def __init__(self, doc: Mapping[str, Any], graph: Optional[str] = None, source: Optional[str] = None) -> None:
+        self.source = source
         if not isinstance(doc, Mapping) or len(doc) != 1:
             raise SchemaError("an MDF document holds exactly one model", json_path="$")
         self.model_id, self.model = next(iter(doc.items()))
@@ -319,6 +321,18 @@ class Lowering:
 
         infer_shapes(prog, self)
         return prog
+
+    def finite(self, v: Any, location: Optional[Location]) -> np.ndarray:
+        """A numeric document value as a float array; NaN/infinity or non-numbers are refused where they stand."""
+        path = "$." + ".".join((self.model_id,) + tuple(location or ()))
+        try:
+            arr = np.asarray(float(v) if isinstance(v, bool) else v, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise SchemaError(f"expected numbers (or an expression string), got {str(v)[:60]!r}: {exc}",
+                              path=self.source, json_path=path) from None
+        if not np.all(np.isfinite(arr)):
+            raise SchemaError("NaN or infinite value in the document", path=self.source, json_path=path)
+        return arr
 
     # ---------------------------------------------------------------- emitters
     def is_batched(self, v: Value) -> bool:
@@ -423,12 +437,12 @@ class Lowering:
         finally:
             nl.env = saved
 
-    def is_stateful(self, pid: str, p: Mapping[str, Any]) -> bool:
+    def is_stateful(self, nid: str, pid: str, p: Mapping[str, Any]) -> bool:
         """modeci-mdf's rule: time_derivative, default_initial_value, or a value that reads itself."""
         if p.get("time_derivative") is not None or p.get("default_initial_value") is not None:
             return True
         v = p.get("value")
-        return isinstance(v, str) and pid in parse_expression(v).names
+        return isinstance(v, str) and pid in parse_expression(v, where=f"node '{nid}' parameter '{pid}'").names
 
     def add_state(self, nl: _NodeLowering, pid: str, p: Mapping[str, Any]) -> TensorRef:
         """Declare the state tensor of a stateful parameter (its value during the step is the previous one)."""
@@ -543,6 +557,6 @@ def _strongly_connected(nodes: List[str], succ: Mapping[str, List[str]]) -> List
     return out
 
 
-def lower(doc: Any, graph: Optional[str] = None) -> Program:
-    """Lower an MDF document (Model or serialised dict) to a Program."""
-    return Lowering(model_to_dict(doc), graph).lower()
+def lower(doc: Any, graph: Optional[str] = None, source: Optional[str] = None) -> Program:
+    """Lower an MDF document (Model or serialised dict) to a Program; `source` names its file in errors."""
+    return Lowering(model_to_dict(doc), graph, source).lower()
