@@ -36,3 +36,25 @@ def save_mdf(model: Any, path: PathLike) -> None:
     from . import __version__
 
     save_document(model, path, generating_application=f"mdfbridge {__version__}")
+
+
+def run_with_backend(program: Program, inputs: Mapping[str, Any], backend: str = "numpy", *, steps: int = 1,
+                     dt: float = 1.0) -> Dict[str, Any]:
+    """Run a Program on 'numpy' (the reference) or 'torch' (no gradients); outputs as numpy arrays."""
+    from .importers.reference import run_program, runner_for
+
+    if backend == "numpy":
+        return run_program(program, inputs, steps=steps, dt=dt)
+    if backend == "torch":
+        import torch
+
+        from .importers.torch_module import ProgramModule
+
+        env, _ = runner_for(program).prepare_inputs(inputs)
+        x = {k: torch.as_tensor(env[f"{s.node}.{s.port}"]) for k, s in program.inputs.items()}
+        with torch.no_grad():
+            out = ProgramModule(program)(x, steps=steps, dt=dt)
+        return {k: v.numpy() for k, v in out.items()}
+    from .errors import UnsupportedError
+
+    raise UnsupportedError(f"backend {backend!r} cannot run programs in this build; use 'numpy' or 'torch'")

@@ -412,19 +412,22 @@ class Composition:
             out[f.id] = arr
         return out
 
-    def evaluate(self, inputs: Mapping[Any, Any], backend: str = "numpy") -> Dict[str, np.ndarray]:
-        """Run every trial at once; returns output node name -> (trials, size) array."""
-        from .importers.reference import run_program
+    def evaluate(self, inputs: Mapping[Any, Any], backend: str = "numpy", execution_mode: Any = None
+                 ) -> Dict[str, np.ndarray]:
+        """Run every trial at once on the numpy reference or torch; returns output name -> (trials, size)."""
+        from .api import run_with_backend
+        from .learning import backend_name
 
         prog = self.program()
-        res = run_program(prog, self.input_dict(inputs))
+        res = run_with_backend(prog, self.input_dict(inputs), backend_name(backend, execution_mode))
         flat_nodes, _ = self.flatten()
         names = {f.id: f.mechanism.name for f in flat_nodes}
         return {names.get(k, k): v for k, v in res.items()}
 
-    def run(self, inputs: Mapping[Any, Any], num_trials: Optional[int] = None, backend: str = "numpy") -> List[np.ndarray]:
+    def run(self, inputs: Mapping[Any, Any], num_trials: Optional[int] = None, backend: str = "numpy",
+            execution_mode: Any = None) -> List[np.ndarray]:
         """PsyNeuLink's run: executes the trials, appends each trial's outputs to `results`, returns the last."""
-        outs = self.evaluate(inputs, backend=backend)
+        outs = self.evaluate(inputs, backend=backend, execution_mode=execution_mode)
         n = len(next(iter(outs.values())))
         if num_trials is not None:
             if num_trials > n:

@@ -166,8 +166,11 @@ def train_program(program: Program, inputs: Mapping[str, Any], targets: Mapping[
     config = config or LearnConfig()
     config.check()
     if backend == "llvm":
-        from .importers.llvm import train_llvm  # noqa: WPS433 - optional backend
-
+        try:
+            from .importers.llvm import train_llvm
+        except ImportError:
+            raise UnsupportedError("backend 'llvm' (ExecutionMode.LLVMRun) is not available in this build; "
+                                   "use backend='torch' (ExecutionMode.PyTorch)") from None
         return train_llvm(program, inputs, targets, config, callback=callback, on_synch=on_synch)
     if backend != "torch":
         raise UnsupportedError(f"learn() runs on backend 'torch' or 'llvm', not {backend!r}")
