@@ -1,9 +1,8 @@
-"""Composition -> MDF (`modeci_mdf.mdf.Model`), laid out as ../shared/DESIGN.md recommends."""
+"""Composition -> MDF, laid out as ../shared/DESIGN.md recommends: the serialised dict is built directly
+(fast, exact), and `composition_to_mdf` turns it into a `modeci_mdf.mdf.Model`."""
 from __future__ import annotations
 
 from typing import Any, Dict, List
-
-from modeci_mdf.mdf import Edge, Function, Graph, InputPort, Model, Node, OutputPort, Parameter
 
 from .. import __version__
 from ..composition import BiasMechanism, Composition, FlatNode, FlatProjection, TransferMechanism, identifier
@@ -31,64 +30,88 @@ def _nesting(comp: Composition) -> Dict[str, Any]:
             "children": [_nesting(n) for n in comp.nodes if isinstance(n, Composition)]}
 
 
-def _mechanism_node(f: FlatNode, afferents: List[FlatProjection], roles: Dict[str, List[str]]) -> Node:
+def _mechanism_node(f: FlatNode, afferents: List[FlatProjection], roles: Dict[str, List[str]]) -> Dict[str, Any]:
     m = f.mechanism
     meta: Dict[str, Any] = {"name": m.name, "composition": list(f.path), "size": m.size,
                             "input": f.id in roles["input"], "output": f.id in roles["output"]}
-    node = Node(id=f.id)
     if isinstance(m, BiasMechanism):
         meta.update(role="bias", value=m.value)
-        node.parameters.append(Parameter(id="value", value=[m.value] * m.size))
-        node.output_ports.append(OutputPort(id=OUTPUT_PORT, value="value", shape=(m.size,)))
-        node.metadata = {"mdfbridge": meta}
-        return node
+        return {"metadata": {"mdfbridge": meta},
+                "parameters": {"value": {"value": [m.value] * m.size}},
+                "output_ports": {OUTPUT_PORT: {"value": "value", "shape": [m.size]}}}
     assert isinstance(m, TransferMechanism)
     meta.update(role="mechanism", function=m.function.name)
-    if afferents:
-        ports = [afferent_port(p.id) for p in afferents]
-    else:
-        ports = [external_port(f.id)]
-    for pid in ports:
-        node.input_ports.append(InputPort(id=pid, shape=(m.size,)))
-    for k, v in m.function.params.items():
-        node.parameters.append(Parameter(id=k, value=v))
-    node.functions.append(Function(id=FUNCTION_ID, **m.function.mdf_function(" + ".join(ports))))
-    node.output_ports.append(OutputPort(id=OUTPUT_PORT, value=FUNCTION_ID, shape=(m.size,)))
-    node.metadata = {"mdfbridge": meta}
-    return node
+    ports = [afferent_port(p.id) for p in afferents] if afferents else [external_port(f.id)]
+    return {"metadata": {"mdfbridge": meta},
+            "input_ports": {pid: {"shape": [m.size]} for pid in ports},
+            "functions": {FUNCTION_ID: m.function.mdf_function(" + ".join(ports))},
+            "parameters": {k: {"value": v} for k, v in m.function.params.items()},
+            "output_ports": {OUTPUT_PORT: {"value": FUNCTION_ID, "shape": [m.size]}}}
 
 
-def _projection_node(p: FlatProjection) -> Node:
+def _projection_node(p: FlatProjection) -> Dict[str, Any]:
     proj = p.projection
-    node = Node(id=p.id, metadata={"mdfbridge": {
-        "role": "projection", "name": proj.name, "learnable": proj.learnable, "sender": p.sender,
-        "receiver": p.receiver, "composition": list(p.path)}})
     rows, cols = proj.matrix.shape
-    node.input_ports.append(InputPort(id=PROJECTION_INPUT, shape=(rows,)))
-    node.parameters.append(Parameter(id="matrix", value=proj.matrix.tolist()))
-    node.functions.append(Function(id=FUNCTION_ID, function="MatMul",
-                                 args={"A": PROJECTION_INPUT, "B": "matrix"}))
-    node.output_ports.append(OutputPort(id=OUTPUT_PORT, value=FUNCTION_ID, shape=(cols,)))
-    return node
+    return {"metadata": {"mdfbridge": {"role": "projection", "name": proj.name, "learnable": proj.learnable,
+                                       "sender": p.sender, "receiver": p.receiver, "composition": list(p.path)}},
+            "input_ports": {PROJECTION_INPUT: {"shape": [rows]}},
+            "functions": {FUNCTION_ID: {"function": "MatMul", "args": {"A": PROJECTION_INPUT, "B": "matrix"}}},
+            "parameters": {"matrix": {"value": proj.matrix.tolist()}},
+            "output_ports": {OUTPUT_PORT: {"value": FUNCTION_ID, "shape": [cols]}}}
 
 
-def composition_to_mdf(comp: Composition) -> Model:
-    """The composition as an MDF Model: a node per mechanism and per projection, edges carrying values."""
+def _gru_block(f: FlatNode, afferents: List[FlatProjection], roles: Dict[str, List[str]], form: str) -> tuple:
+    """(nodes, edges) of a GRU block in the gate form (default) or the fused onnx::GRU form."""
+    from ..gru_mdf import fused_form_nodes, gate_form_nodes
+
+    b = f.mechanism
+    in_id = f"{f.id}__input"
+    ports = [afferent_port(p.id) for p in afferents] if afferents else [external_port(in_id)]
+    info = {"input_size": b.input_size, "hidden_size": b.hidden_size, "bias": b.bias, "name": b.name,
+            "composition": list(f.path), "enable_learning": b.enable_learning, "frozen": list(b.frozen),
+            "learning_rates": dict(b.learning_rates), "input": f.id in roles["input"],
+            "output": f.id in roles["output"]}
+    make = gate_form_nodes if form == "gates" else fused_form_nodes
+    return make(f.id, b.input_size, b.hidden_size, b.gates, b.h0, {p: {"shape": [b.input_size]} for p in ports}, info)
+
+
+def composition_to_dict(comp: Composition, gru_form: str = "gates") -> Dict[str, Any]:
+    """The composition as a serialised MDF dict: a node per mechanism and per projection, edges carrying values.
+
+    GRU blocks are written in `gru_form`: 'gates' (default; modeci-mdf's engine steps it) or 'onnx' (fused).
+    """
+    form = gru_form
     nodes, projs = comp.flatten()
     roles = comp._roles((nodes, projs))
     gid = identifier(comp.name)
-    graph = Graph(id=gid, metadata={"mdfbridge": {"composition": _nesting(comp), "version": __version__}})
     by_receiver: Dict[str, List[FlatProjection]] = {}
     for p in projs:
         by_receiver.setdefault(p.receiver, []).append(p)
+    graph_nodes: Dict[str, Any] = {}
+    edges: Dict[str, Any] = {}
+    ends: Dict[str, tuple] = {}  # flat id -> (node receiving its afferents, node sending its efferents)
     for f in nodes:
-        graph.nodes.append(_mechanism_node(f, by_receiver.get(f.id, []), roles))
+        if hasattr(f.mechanism, "gates"):
+            gnodes, gedges = _gru_block(f, by_receiver.get(f.id, []), roles, form)
+            graph_nodes.update(gnodes)
+            edges.update(gedges)
+            ends[f.id] = (f"{f.id}__input", f"{f.id}__output")
+        else:
+            graph_nodes[f.id] = _mechanism_node(f, by_receiver.get(f.id, []), roles)
     for p in projs:
-        graph.nodes.append(_projection_node(p))
-        graph.edges.append(Edge(id=f"{p.id}_sent", sender=p.sender, sender_port=OUTPUT_PORT,
-                                receiver=p.id, receiver_port=PROJECTION_INPUT))
-        graph.edges.append(Edge(id=f"{p.id}_received", sender=p.id, sender_port=OUTPUT_PORT,
-                                receiver=p.receiver, receiver_port=afferent_port(p.id)))
-    model = Model(id=f"{gid}_model", format=MDF_FORMAT, generating_application=f"mdfbridge {__version__}")
-    model.graphs.append(graph)
-    return model
+        graph_nodes[p.id] = _projection_node(p)
+        edges[f"{p.id}_sent"] = {"sender": ends.get(p.sender, (p.sender, p.sender))[1], "receiver": p.id,
+                                 "sender_port": OUTPUT_PORT, "receiver_port": PROJECTION_INPUT}
+        edges[f"{p.id}_received"] = {"sender": p.id, "receiver": ends.get(p.receiver, (p.receiver,))[0],
+                                     "sender_port": OUTPUT_PORT, "receiver_port": afferent_port(p.id)}
+    graph = {"metadata": {"mdfbridge": {"composition": _nesting(comp), "version": __version__}},
+             "nodes": graph_nodes, "edges": edges}
+    return {f"{gid}_model": {"format": MDF_FORMAT, "generating_application": f"mdfbridge {__version__}",
+                             "graphs": {gid: graph}}}
+
+
+def composition_to_mdf(comp: Composition) -> Any:
+    """The composition as a `modeci_mdf.mdf.Model` (validated against the schema on the way)."""
+    from ..document import model_from_dict
+
+    return model_from_dict(composition_to_dict(comp))

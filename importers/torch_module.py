@@ -32,8 +32,8 @@ class ProgramModule(nn.Module):
             value = torch.as_tensor(np.asarray(p.value), dtype=dtype, device=device)
             if p.learnable:
                 self.register_parameter(key, nn.Parameter(value.clone()))
-            else:
-                self.register_buffer(key, value.clone())
+            else:  # fixed projection matrices are saved with the weights; other constants are not
+                self.register_buffer(key, value.clone(), persistent=p.name.endswith(".matrix"))
         self.steps, self.batched = compile_program(program, "torch")
         self._input_keys = [(name, s.port, f"{s.node}.{s.port}") for name, s in program.inputs.items()]
         self.to(device)

@@ -191,6 +191,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          randomize_minibatch=args.randomize, optimizer_type=args.optimizer,
                          weight_decay=args.weight_decay, loss_spec=args.loss, patience=args.patience,
                          min_delta=args.min_delta, seed=args.seed)
+    config.check()
     n = len(next(iter(inputs.values()))) if inputs else 0
     per_epoch = -(-n // args.minibatch_size) if n else 0
     bar = None
@@ -211,12 +212,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     write_back(args.model, prog, out)
-    final = result.epoch_losses[-1] if result.epoch_losses else float("nan")
-    _out(f"trained {result.epochs_run} epoch(s){' (stopped early)' if result.stopped_early else ''} in "
-         f"{result.seconds:.2f} s on {args.backend}: loss {result.epoch_losses[0]:.6g} -> {final:.6g}; wrote {out}")
     if args.plot:
         _plot_losses(result.losses, args.plot)
-        _out(f"wrote {args.plot}")
+    final = result.epoch_losses[-1] if result.epoch_losses else float("nan")
+    _out(f"trained {result.epochs_run} epoch(s){' (stopped early)' if result.stopped_early else ''} in "
+         f"{result.seconds:.2f} s on {args.backend}: loss {result.epoch_losses[0]:.6g} -> {final:.6g}; wrote {out}"
+         + (f" and the loss curve {args.plot}" if args.plot else ""))
     return 0
 
 

@@ -315,8 +315,9 @@ class Composition:
     def save_mdf(self, path: Any) -> None:
         """Write the composition as an MDF JSON or YAML file (from the extension), atomically."""
         from .api import save_mdf
+        from .exporters.mdf import composition_to_dict
 
-        save_mdf(self.to_mdf(), path)
+        save_mdf(composition_to_dict(self), path)
 
     def save(self, path: Any) -> None:
         """Save the projection matrices in torch state_dict format (PsyNeuLink's AutodiffComposition.save)."""
@@ -333,9 +334,13 @@ class Composition:
         self._pull_matrices(prog)
 
     def _pull_matrices(self, prog: Any) -> None:
-        """Copy the Program's matrix values into the projections."""
-        for p in self.flatten()[1]:
+        """Copy the Program's matrix values into the projections (and GRU gate weights into their blocks)."""
+        nodes, projs = self.flatten()
+        for p in projs:
             p.projection.matrix = np.array(prog.params[f"{p.id}.matrix"].value, dtype=float)
+        for f in nodes:
+            for name, pname in _gru_param_names(f).items():
+                f.mechanism.gates[name] = np.array(prog.params[pname].value, dtype=float)
 
     def learn(self, inputs: Mapping[Any, Any], targets: Optional[Mapping[Any, Any]] = None, *,
               backend: Optional[str] = None, execution_mode: Any = None, dtype: Any = None, device: Any = None,
@@ -352,10 +357,8 @@ class Composition:
             settings = {**{k: v for k, v in inputs.items() if k not in ("inputs", "targets")}, **settings}
             inputs, targets = inputs["inputs"], inputs.get("targets")
         prog = self.program()
-        flat_nodes, _ = self.flatten()
-        ids = {f.mechanism.name: f.id for f in flat_nodes}
         x = self.input_dict(inputs)
-        t = {k: np.asarray(v, dtype=float) for k, v in self.input_dict(targets or {}).items()}
+        t = self.input_dict(targets or {}, targets=True)
         unknown = [k for k in t if k not in prog.outputs]
         if unknown:
             raise DataError(f"targets given for {unknown}, which are not output nodes of '{self.name}'")
@@ -367,8 +370,7 @@ class Composition:
                                device=device, callback=callback, on_synch=lambda: self._pull_matrices(prog))
         self.losses = result.losses
         self.learn_result = result
-        names = {v: k for k, v in ids.items()}
-        return {names.get(k, k): v for k, v in result.outputs.items()}
+        return self._output_names(result.outputs)
 
     def program(self) -> Any:
         """The lowered Program (rebuilt when the structure changed; matrices refreshed every call)."""
@@ -379,14 +381,29 @@ class Composition:
                       getattr(f.mechanism, "value", None)) for f in flat[0]),
                tuple((p.id, p.sender, p.receiver, p.projection.learnable) for p in flat[1]))
         if self._program is None or key != self._program_key:
-            self._program, self._program_key = lower(self.to_mdf()), key
+            from .exporters.mdf import composition_to_dict
+
+            self._program, self._program_key = lower(composition_to_dict(self)), key
         for p in flat[1]:
             self._program.params[f"{p.id}.matrix"].value = p.projection.matrix
+        for f in flat[0]:
+            for name, pname in _gru_param_names(f).items():
+                self._program.params[pname].value = f.mechanism.gates[name]
         return self._program
 
-    def input_dict(self, inputs: Mapping[Any, Any]) -> Dict[str, np.ndarray]:
-        """Normalise `{node or name: trials}` to `{flat node id: (trials, size) array}`."""
+    @property
+    def is_sequence(self) -> bool:
+        """True when the composition holds a GRU block: inputs are (trials, time steps, size)."""
+        return any(_is_gru(f.mechanism) for f in self.flatten()[0])
+
+    def input_dict(self, inputs: Mapping[Any, Any], targets: bool = False) -> Dict[str, np.ndarray]:
+        """Normalise `{node or name: trials}` to `{flat node id: (trials, size) array}`.
+
+        With a GRU block the arrays are sequences, (trials, time steps, size); `targets` maps a GRU block to
+        its output node rather than its input node.
+        """
         flat_nodes, _ = self.flatten()
+        seq = any(_is_gru(f.mechanism) for f in flat_nodes)
         by_obj = {id(f.mechanism): f for f in flat_nodes}
         by_name: Dict[str, FlatNode] = {}
         for f in flat_nodes:
@@ -401,15 +418,22 @@ class Composition:
                 raise DataError(f"input for unknown node {getattr(key, 'name', key)!r}; composition "
                                 f"'{self.name}' has {[n.mechanism.name for n in flat_nodes]}")
             arr = np.asarray(val, dtype=float)
-            size = f.mechanism.size
-            if arr.ndim == 3 and arr.shape[1] == 1:
-                arr = arr[:, 0, :]
-            if arr.ndim <= 1:
-                arr = arr.reshape(1, -1)
-            if arr.ndim != 2 or arr.shape[1] != size:
-                raise DataError(f"input for '{f.mechanism.name}' has shape {np.shape(val)}; expected "
-                                f"(trials, {size})")
-            out[f.id] = arr
+            gru = _is_gru(f.mechanism)
+            size = f.mechanism.input_size if gru and not targets else f.mechanism.size
+            if seq:
+                arr = arr[None] if arr.ndim == 2 else arr
+                if arr.ndim != 3 or arr.shape[2] != size:
+                    raise DataError(f"data for '{f.mechanism.name}' has shape {np.shape(val)}; expected "
+                                    f"(trials, time steps, {size}) (the composition holds a GRU block)")
+            else:
+                if arr.ndim == 3 and arr.shape[1] == 1:
+                    arr = arr[:, 0, :]
+                if arr.ndim <= 1:
+                    arr = arr.reshape(1, -1)
+                if arr.ndim != 2 or arr.shape[1] != size:
+                    raise DataError(f"input for '{f.mechanism.name}' has shape {np.shape(val)}; expected "
+                                    f"(trials, {size})")
+            out[f"{f.id}__{'output' if targets else 'input'}" if gru else f.id] = arr
         return out
 
     def evaluate(self, inputs: Mapping[Any, Any], backend: str = "numpy", execution_mode: Any = None
@@ -420,8 +444,13 @@ class Composition:
 
         prog = self.program()
         res = run_with_backend(prog, self.input_dict(inputs), backend_name(backend, execution_mode))
-        flat_nodes, _ = self.flatten()
-        names = {f.id: f.mechanism.name for f in flat_nodes}
+        return self._output_names(res)
+
+    def _output_names(self, res: Mapping[str, Any]) -> Dict[str, Any]:
+        """Program output ids -> mechanism names."""
+        names: Dict[str, str] = {}
+        for f in self.flatten()[0]:
+            names[f"{f.id}__output" if _is_gru(f.mechanism) else f.id] = f.mechanism.name
         return {names.get(k, k): v for k, v in res.items()}
 
     def run(self, inputs: Mapping[Any, Any], num_trials: Optional[int] = None, backend: str = "numpy",
@@ -449,3 +478,15 @@ def composition_from_mdf(doc: Any) -> Composition:
 
         doc = load_document_dict(doc)
     return _rebuild(doc)
+
+
+def _is_gru(m: Any) -> bool:
+    return hasattr(m, "gates") and hasattr(m, "hidden_size")
+
+
+def _gru_param_names(f: FlatNode) -> Dict[str, str]:
+    """A GRU block's gate weight name -> its Program parameter name (gate-form node ids); {} for others."""
+    if not _is_gru(f.mechanism):
+        return {}
+    node = {"r": "reset", "u": "update", "n": "new"}
+    return {name: f"{f.id}__{node[name[-1]]}.{name}" for name in f.mechanism.gates}

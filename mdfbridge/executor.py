@@ -52,7 +52,8 @@ def compile_program(program: Program, lib: str = "numpy") -> Tuple[List[Step], S
     """(op, closure) pairs in program order for `lib` ('numpy' or 'torch'), and the batched tensor names."""
     batched = batched_tensors(program)
     stack = np.stack if lib == "numpy" else _torch_stack
-    steps = [(op, _compile_op(_simplify(op, program), lib, batched, stack)) for op in program.ops]
+    lead = 2 if program.sequence else 1
+    steps = [(op, _compile_op(_simplify(op, program), lib, batched, stack, lead)) for op in program.ops]
     return steps, batched
 
 
@@ -95,7 +96,7 @@ def _fast_path(op: Op) -> Optional[Callable[[Env], Any]]:
     return None
 
 
-def _compile_op(op: Op, lib: str, batched: Set[str], stack: Callable) -> Callable[[Env], Any]:
+def _compile_op(op: Op, lib: str, batched: Set[str], stack: Callable, lead: int = 1) -> Callable[[Env], Any]:
     batched_args = frozenset(k for k, v in op.args.items() if _refs_batched(v, batched))
     items = list(op.args.items())
     fast = _fast_path(op)
@@ -105,7 +106,7 @@ def _compile_op(op: Op, lib: str, batched: Set[str], stack: Callable) -> Callabl
         expr = op.expression
         if not batched_args or expr.is_elementwise():
             return lambda env: expr.evaluate({k: fetch(v, env) for k, v in items}, lib)
-        return _per_trial(items, batched_args, lambda kw: expr.evaluate(kw, lib), stack)
+        return _per_trial(items, batched_args, lambda kw: expr.evaluate(kw, lib), stack, lead)
     opdef = get_op(op.fn)
     fn = opdef.numpy if lib == "numpy" else opdef.torch
     if fn is None:
@@ -117,32 +118,47 @@ def _compile_op(op: Op, lib: str, batched: Set[str], stack: Callable) -> Callabl
     attrs = {k: v for k, v in items if not _is_tensor_arg(v)}
     rule = opdef.batch_rule(batched_args, attrs) if opdef.batch_rule else None
     if rule is not None:
-        return _direct(fn, [(k, rule.get(k, v) if k in attrs else v) for k, v in items])
-    return _per_trial(items, batched_args, lambda kw: fn(**kw), stack)
+        extra = [(k, v) for k, v in rule.items() if k not in op.args]  # attributes a batch rule adds
+        return _direct(fn, [(k, rule.get(k, v) if k in attrs else v) for k, v in items] + extra)
+    return _per_trial(items, batched_args, lambda kw: fn(**kw), stack, lead)
 
 
 def _direct(fn: Callable, items: List[Tuple[str, Any]]) -> Callable[[Env], Any]:
     tensors = [(k, v.name) for k, v in items if isinstance(v, TensorRef)]
     others = [(k, v) for k, v in items if not isinstance(v, TensorRef)]
-    if not any(_is_tensor_arg(v) for _, v in others):
-        static = dict(others)
-        return lambda env: fn(**static, **{k: env[n] for k, n in tensors})
-    return lambda env: fn(**{k: fetch(v, env) for k, v in items})
+    if any(_is_tensor_arg(v) for _, v in others):
+        return lambda env: fn(**{k: fetch(v, env) for k, v in items})
+    static = dict(others)
+    if len(tensors) == 1:  # the common cases, without building a dict per call
+        (k1, n1), = tensors
+        return lambda env: fn(**{k1: env[n1]}, **static)
+    if len(tensors) == 2:
+        (k1, n1), (k2, n2) = tensors
+        return lambda env: fn(**{k1: env[n1], k2: env[n2]}, **static)
+    return lambda env: fn(**static, **{k: env[n] for k, n in tensors})
 
 
 def _per_trial(items: List[Tuple[str, Any]], batched_args: frozenset, call: Callable[[Dict[str, Any]], Any],
-               stack: Callable) -> Callable[[Env], Any]:
-    """Run an op trial by trial (ops whose meaning depends on the per-trial shape)."""
+               stack: Callable, lead: int = 1) -> Callable[[Env], Any]:
+    """Run an op trial by trial (ops whose meaning depends on the per-trial shape); with lead=2 (sequences)
+    trial by trial and time step by time step."""
+    def rows_of(v: Any) -> Any:
+        return v.reshape((-1,) + tuple(v.shape[2:])) if lead == 2 else v
+
     def run(env: Env) -> Any:
         kw = {k: fetch(v, env) for k, v in items}
         first = kw[min(batched_args)]
-        n = len(first[0]) if isinstance(first, list) else len(first)
+        head = tuple((first[0] if isinstance(first, list) else first).shape[:lead])
+        flat = {k: ([rows_of(x) for x in v] if isinstance(v, list) else rows_of(v)) if k in batched_args else v
+                for k, v in kw.items()}
+        n = int(np.prod(head))
         rows = []
         for b in range(n):
             row = {k: (([x[b] for x in v] if isinstance(v, list) else v[b]) if k in batched_args else v)
-                   for k, v in kw.items()}
+                   for k, v in flat.items()}
             rows.append(call(row))
-        return stack(rows)
+        out = stack(rows)
+        return out.reshape(head + tuple(out.shape[1:])) if lead == 2 else out
     return run
 
 

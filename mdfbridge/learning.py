@@ -95,6 +95,8 @@ class LearnConfig:
 
     def check(self) -> None:
         """Reject settings that cannot work, naming the argument."""
+        if not isinstance(self.epochs, (int, np.integer)) or isinstance(self.epochs, bool):
+            raise DataError(f"epochs must be an integer >= 1, got {self.epochs!r}")
         if int(self.epochs) < 1:
             raise DataError(f"epochs must be >= 1, got {self.epochs}")
         if int(self.minibatch_size) < 1:
@@ -104,8 +106,13 @@ class LearnConfig:
         if str(self.synch_projection_matrices).lower() not in SYNCH_SCALES:
             raise UnsupportedError(f"synch_projection_matrices must be one of {SYNCH_SCALES}, "
                                    f"got {self.synch_projection_matrices!r}")
-        if not np.isfinite(self.learning_rate) or self.learning_rate < 0:
-            raise DataError(f"learning_rate must be a finite number >= 0, got {self.learning_rate}")
+        for name in ("learning_rate", "weight_decay", "min_delta"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+                raise DataError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
+            raise DataError(f"patience must be an integer >= 1 (or None), got {self.patience!r}")
+
         loss_name(self.loss_spec)
 
 
@@ -209,7 +216,7 @@ def train_program(program: Program, inputs: Mapping[str, Any], targets: Mapping[
                 idx: Any = slice(b0, min(b0 + mb, n))
             else:
                 idx = torch.as_tensor(order[b0:b0 + mb], device=dev)
-            out = module({k: v[idx] for k, v in x.items()})
+            out = module.forward({k: v[idx] for k, v in x.items()})  # (no module hooks in this inner loop)
             loss = None
             for k in t:  # summed over output nodes (no `0 +` node in the autograd graph)
                 term = loss_fn(out[k], t[k][idx])

@@ -8,6 +8,7 @@ import numpy as np
 
 from .errors import CycleError, ExpressionError, SchemaError, ShapeError, UnknownFunctionError, UnsupportedError
 from .expressions import Expression, parse_expression
+from . import gru as _gru_ops  # noqa: F401 - registers the GRU ops
 from .ops import VALUE_FORMS, get_op, supported_functions
 from .program import InputSpec, Location, Op, Param, Program, State, TensorRef
 
@@ -20,9 +21,9 @@ def model_to_dict(model: Any) -> Dict[str, Any]:
     """The serialised dict of a modeci-mdf Model (as its JSON would hold), or the dict itself."""
     if isinstance(model, dict):
         return model
-    import json
+    from .document import model_to_dict as serialise
 
-    return json.loads(model.to_json())
+    return serialise(model)
 
 
 def _is_number_like(v: Any) -> bool:
@@ -198,6 +199,10 @@ class _NodeLowering:
                 call_args[a] = self.env[a]
             else:
                 raise UnsupportedError(f"function '{name}' needs argument '{a}'", where=f"{self.where} {where}")
+        if name == "onnx::GRU":
+            from .gru import validate_onnx_gru
+
+            validate_onnx_gru(self.nid, call_args, self.lw.params)
         return self.lw.emit_call(self, out, name, call_args)
 
     def transfer_fast_path(self, fdef: Mapping[str, Any], value: str, arg_vals: Dict[str, Value],
@@ -217,8 +222,11 @@ class _NodeLowering:
 class Lowering:
     """Builds a Program from one graph of an MDF document."""
 
-    def __init__(self, doc: Mapping[str, Any], graph: Optional[str] = None, source: Optional[str] = None) -> None:
+    def __init__(self, doc: Mapping[str, Any], graph: Optional[str] = None, source: Optional[str] = None,
+                 fuse_gru: bool = True) -> None:
         self.source = source
+        self.fuse_gru = fuse_gru
+        self.sequence = False
         if not isinstance(doc, Mapping) or len(doc) != 1:
             raise SchemaError("an MDF document holds exactly one model", json_path="$")
         self.model_id, self.model = next(iter(doc.items()))
@@ -299,12 +307,20 @@ class Lowering:
     def lower(self) -> Program:
         """Run the lowering and return the Program (shapes checked by a dry run)."""
         order = self.order_nodes()
+        fused = self.fused_gru_blocks()
+        skip = {nid for roles in fused.values() for r, nid in roles.items() if r != "input"}
         for nid in order:
+            if nid in skip:
+                continue
             _NodeLowering(self, nid, self.nodes[nid]).lower()
+            block = next((b for b, roles in fused.items() if roles["input"] == nid), None)
+            if block is not None:
+                self.emit_gru_block(block, fused[block])
         for eid in self.delayed:
             e = self.edges[eid]
-            st = self.states[f"delay.{eid}"]
-            st.update = self.port_tensor[(e["sender"], e["sender_port"])]
+            st = self.states.get(f"delay.{eid}")
+            if st is not None:
+                st.update = self.port_tensor[(e["sender"], e["sender_port"])]
         senders = {e["sender"] for e in self.edges.values()}
         outputs: Dict[str, str] = {}
         sinks = [n for n in order if n not in senders] or order  # a fully cyclic graph: report every node
@@ -316,7 +332,11 @@ class Lowering:
                 "nodes": {n: _mdf_meta(d) for n, d in self.nodes.items() if _mdf_meta(d)},
                 "graph_metadata": _mdf_meta(self.graph), "order": order}
         prog = Program(self.model_id, self.ops, self.params, self.inputs, outputs, self.states,
-                       metadata=meta, uses_dt=self.uses_dt)
+                       metadata=meta, uses_dt=self.uses_dt, sequence=self.sequence)
+        if self.sequence and self.states:
+            raise UnsupportedError("a GRU block (a whole-sequence op) together with step-by-step state "
+                                   f"({', '.join(self.states)}) in one graph is not supported; lower with "
+                                   "fuse_gru=False to step the gate form", where=f"graph '{self.gid}'")
         from .shapes import infer_shapes
 
         infer_shapes(prog, self)
@@ -333,6 +353,65 @@ class Lowering:
         if not np.all(np.isfinite(arr)):
             raise SchemaError("NaN or infinite value in the document", path=self.source, json_path=path)
         return arr
+
+    # ---------------------------------------------------------------- GRU blocks
+    def fused_gru_blocks(self) -> Dict[str, Dict[str, str]]:
+        """Gate-form GRU blocks to run as one fused GRU op (all, unless lowering with fuse_gru=False)."""
+        from .gru_mdf import block_gates, find_blocks
+
+        blocks = find_blocks(self.nodes)
+        if any("gru" in roles for roles in blocks.values()):
+            self.sequence = True  # fused form: its onnx::GRU node lowers as written
+        if not self.fuse_gru:
+            return {}
+        out = {}
+        for block, roles in blocks.items():
+            if "gru" in roles:
+                continue
+            if block_gates(self.nodes, roles) is None:
+                log.warning("GRU block '%s' does not have the gate form mdfbridge writes; lowering it node by "
+                            "node (step by step)", block)
+                continue
+            out[block] = roles
+        if out:
+            self.sequence = True
+        return out
+
+    def emit_gru_block(self, block: str, roles: Mapping[str, str]) -> None:
+        """One fused GRU op for a gate-form block: per-gate weights stay parameters at their document places."""
+        from .gru import BIAS_NAMES, WEIGHT_NAMES, torch_param_of
+        from .gru_mdf import OUT, block_gates, h0_of
+
+        gates = block_gates(self.nodes, roles)
+        meta = ((self.nodes[roles["input"]].get("metadata") or {}).get("mdfbridge") or {}).get("gru") or {}
+        frozen = set(meta.get("frozen") or ())
+        H = int(np.shape(gates["wts_hr"][0])[0]) if np.ndim(gates["wts_hr"][0]) == 2 else -1
+        I = int(np.shape(gates["wts_ir"][0])[0]) if np.ndim(gates["wts_ir"][0]) == 2 else -1
+        args: Dict[str, Value] = {"X": TensorRef(self.port_tensor[(roles["input"], OUT)])}
+        h0 = h0_of(self.nodes, roles)
+        args["h0"] = self.emit_const(f"{roles['hidden']}.h0", h0, roles["hidden"])
+        for name in WEIGHT_NAMES + BIAS_NAMES:
+            if name not in gates:
+                args[name] = None
+                continue
+            value, loc = gates[name]
+            arr = self.finite(value, ("graphs", self.gid, "nodes") + loc)
+            want = (I, H) if name.startswith("wts_i") else (H, H) if name.startswith("wts_h") else (H,)
+            if arr.shape != want or h0.shape != (H,):
+                raise ShapeError(f"GRU block '{block}': {name} has shape {arr.shape}, expected {want} for input "
+                                 f"size {I} and hidden size {H} (initial hidden state {h0.shape})",
+                                 where=f"node '{loc[0]}' parameter '{name}'")
+            pname = f"{loc[0]}.{name}"
+            rate = (meta.get("learning_rates") or {}).get(torch_param_of(name))
+            self.params[pname] = Param(pname, arr, location=("graphs", self.gid, "nodes") + loc,
+                                       learnable=name not in frozen and bool(meta.get("enable_learning", True))
+                                       and rate is not False,
+                                       learning_rate=None if rate in (None, False, True) else float(rate))
+            args[name] = TensorRef(pname)
+        out = f"{block}.gru"
+        self.ops.append(Op("call", out, args, roles["reset"], fn="GRU", batched=True))
+        self.batched.add(out)
+        self.port_tensor[(roles["output"], OUT)] = out
 
     # ---------------------------------------------------------------- emitters
     def is_batched(self, v: Value) -> bool:
@@ -557,6 +636,9 @@ def _strongly_connected(nodes: List[str], succ: Mapping[str, List[str]]) -> List
     return out
 
 
-def lower(doc: Any, graph: Optional[str] = None, source: Optional[str] = None) -> Program:
-    """Lower an MDF document (Model or serialised dict) to a Program; `source` names its file in errors."""
-    return Lowering(model_to_dict(doc), graph, source).lower()
+def lower(doc: Any, graph: Optional[str] = None, source: Optional[str] = None, fuse_gru: bool = True) -> Program:
+    """Lower an MDF document (Model or serialised dict) to a Program; `source` names its file in errors.
+
+    GRU blocks run fused (one op over whole sequences) unless `fuse_gru=False`, which steps the gate form.
+    """
+    return Lowering(model_to_dict(doc), graph, source, fuse_gru).lower()

@@ -27,6 +27,11 @@ class OpDef:
     # over trials). Elementwise ops need none.
     batch_rule: Optional[Callable[[frozenset, Dict[str, Any]], Optional[Dict[str, Any]]]] = None
     description: str = ""
+    # The derivative as an MDF expression (mdfbridge.expressions syntax) over the op's arguments by name and
+    # `out` (the op's value). Elementwise ops: d out / d (first argument), elementwise. Other ops (SoftMax):
+    # the vector-Jacobian product, which also reads `grad` (d loss / d out) and gives d loss / d (first
+    # argument). Read by the LLVM backend (compiled) and the gradient tests (evaluated); None: not given.
+    derivative: Optional[str] = None
 
     @property
     def all_args(self) -> Tuple[str, ...]:
@@ -81,9 +86,10 @@ def _always(batched_args: frozenset, attrs: Dict[str, Any]) -> Dict[str, Any]:
 # --------------------------------------------------------------------------- MDF standard functions
 
 def _elementwise(name: str, args: Tuple[str, ...], np_fn: Callable, torch_fn: Callable,
-                 description: str, defaults: Optional[Mapping[str, Any]] = None) -> None:
+                 description: str, defaults: Optional[Mapping[str, Any]] = None,
+                 derivative: Optional[str] = None) -> None:
     register(OpDef(name, args, np_fn, torch_fn, defaults=defaults or {}, elementwise=True,
-                   description=description))
+                   description=description, derivative=derivative))
 
 
 def _is(v: Any, number: float) -> bool:
@@ -107,25 +113,33 @@ def _logistic_torch(variable0, gain, bias, offset):
 
 _elementwise("linear", ("variable0", "slope", "intercept"),
              lambda variable0, slope, intercept: variable0 * slope + intercept, _linear_torch,
-             "variable0 * slope + intercept", {"slope": 1.0, "intercept": 0.0})
+             "variable0 * slope + intercept", {"slope": 1.0, "intercept": 0.0}, derivative="slope")
 _elementwise("logistic", ("variable0", "gain", "bias", "offset"),
              lambda variable0, gain, bias, offset: 1.0 / (1.0 + np.exp(-gain * (variable0 + bias) + offset)),
              _logistic_torch, "1/(1 + exp(-gain*(variable0 + bias) + offset))",
-             {"gain": 1.0, "bias": 0.0, "offset": 0.0})
+             {"gain": 1.0, "bias": 0.0, "offset": 0.0}, derivative="gain * out * (1.0 - out)")
 _elementwise("exponential", ("variable0", "scale", "rate", "bias", "offset"),
              lambda variable0, scale, rate, bias, offset: scale * np.exp(rate * variable0 + bias) + offset,
              lambda variable0, scale, rate, bias, offset: scale * _torch().exp(rate * variable0 + bias) + offset,
              "scale * exp(rate * variable0 + bias) + offset",
-             {"scale": 1.0, "rate": 1.0, "bias": 0.0, "offset": 0.0})
+             {"scale": 1.0, "rate": 1.0, "bias": 0.0, "offset": 0.0},
+             derivative="scale * rate * numpy.exp(rate * variable0 + bias)")
+_TRIG_DERIVATIVES = {
+    "sin": "scale * numpy.cos(variable0)", "cos": "-scale * numpy.sin(variable0)",
+    "tan": "scale / numpy.cos(variable0) ** 2", "sinh": "scale * numpy.cosh(variable0)",
+    "cosh": "scale * numpy.sinh(variable0)", "tanh": "scale * (1.0 - numpy.tanh(variable0) ** 2)",
+    "arctan": "scale / (1.0 + variable0 ** 2)", "arcsin": "scale / numpy.sqrt(1.0 - variable0 ** 2)",
+    "arccos": "-scale / numpy.sqrt(1.0 - variable0 ** 2)"}
 for _trig in ("sin", "cos", "tan", "sinh", "cosh", "tanh", "arctan", "arcsin", "arccos"):
     _tname = {"arctan": "atan", "arcsin": "asin", "arccos": "acos"}.get(_trig, _trig)
     _elementwise(_trig, ("variable0", "scale"),
                  (lambda f: lambda variable0, scale: scale * f(variable0))(getattr(np, _trig)),
                  (lambda n: lambda variable0, scale: scale * getattr(_torch(), n)(variable0))(_tname),
-                 f"scale * {_trig}(variable0)", {"scale": 1.0})
+                 f"scale * {_trig}(variable0)", {"scale": 1.0}, derivative=_TRIG_DERIVATIVES[_trig])
 register(OpDef("MatMul", ("A", "B"), lambda A, B: A @ B, lambda A, B: A @ B,
                batch_rule=_first_arg_batched, description="A @ B"))
-_elementwise("Relu", ("A",), lambda A: A * (A > 0), lambda A: _torch().relu(A), "A * (A > 0)")
+_elementwise("Relu", ("A",), lambda A: A * (A > 0), lambda A: _torch().relu(A), "A * (A > 0)",
+             derivative="numpy.where(A > 0, 1.0, 0.0)")
 
 
 # --------------------------------------------------------------------------- mdfbridge transfer functions
@@ -160,10 +174,12 @@ def _softmax_torch(variable0, gain, axis=-1):
 
 register(OpDef("ReLU", ("variable0", "gain", "bias", "leak"), _relu_np, _relu_torch,
                defaults={"gain": 1.0, "bias": 0.0, "leak": 0.0}, elementwise=True,
-               description="gain * (x - bias) if x > bias else leak * gain * (x - bias)"))
+               description="gain * (x - bias) if x > bias else leak * gain * (x - bias)",
+               derivative="gain * numpy.where(variable0 - bias > 0, 1.0, leak)"))
 register(OpDef("SoftMax", ("variable0", "gain"), _softmax_np, _softmax_torch, defaults={"gain": 1.0},
                batch_rule=_always,
-               description="exp(gain*x) / sum(exp(gain*x)) over the last axis"))
+               description="exp(gain*x) / sum(exp(gain*x)) over the last axis",
+               derivative="gain * out * (grad - numpy.sum(grad * out, axis=-1, keepdims=True))"))
 
 
 # --------------------------------------------------------------------------- onnx:: ops (per trial shapes)
@@ -246,8 +262,15 @@ register(OpDef("onnx::Softmax", ("input",), _softmax_onnx_np,
                attrs=("axis",), batch_rule=_softmax_batched, description="ONNX Softmax"))
 register(OpDef("onnx::Transpose", ("data",), _transpose_np, _transpose_torch, defaults={"perm": None},
                attrs=("perm",), batch_rule=_never, description="ONNX Transpose"))
+def _reshape_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """A per-trial reshape on a batch: keep the batch axis by prepending a 0 (copy) dimension."""
+    if batched_args != {"data"} or attrs.get("allowzero"):
+        return None
+    return {**attrs, "shape": [0] + [int(s) for s in np.asarray(attrs["shape"]).reshape(-1)]}
+
+
 register(OpDef("onnx::Reshape", ("data", "shape"), _reshape_np, _reshape_torch, defaults={"allowzero": 0},
-               attrs=("shape", "allowzero"), batch_rule=_never, description="ONNX Reshape"))
+               attrs=("shape", "allowzero"), batch_rule=_reshape_batched, description="ONNX Reshape"))
 register(OpDef("onnx::Concat", ("inputs",), _concat_np,
                lambda *inputs, axis=0: _torch().cat(inputs, dim=axis), defaults={"axis": 0},
                attrs=("axis",), batch_rule=_never, description="ONNX Concat (inputs is a list)"))

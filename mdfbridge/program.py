@@ -27,6 +27,7 @@ class Param:
     value: np.ndarray
     location: Optional[Location] = None
     learnable: bool = False
+    learning_rate: Optional[float] = None  # a per-parameter rate (GRU optimizer_params); None: learn()'s rate
 
     @property
     def key(self) -> str:
@@ -107,6 +108,8 @@ class Program:
     shapes: Dict[str, Tuple[int, ...]] = field(default_factory=dict)  # per-trial shape of each tensor
     metadata: Dict[str, Any] = field(default_factory=dict)
     uses_dt: bool = False
+    # sequence programs (GRU blocks) take inputs (trials, time, ...): every dynamic tensor has a time axis
+    sequence: bool = False
 
     @property
     def stateful(self) -> bool:

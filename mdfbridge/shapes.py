@@ -23,12 +23,13 @@ def infer_shapes(program: Program, lowering: "Lowering") -> None:
 
     runner = runner_for(program)
     inputs = {}
+    lead = (1, 2) if program.sequence else (1,)  # sequences: a dry run over two time steps
     for name, spec in program.inputs.items():
         base = spec.default if spec.default is not None else np.zeros(spec.shape or ())
-        inputs[name] = np.asarray(base, dtype=float)[None]
+        inputs[name] = np.broadcast_to(np.asarray(base, dtype=float), lead + np.shape(base))
     with np.errstate(all="ignore"):  # zeros as inputs: a division by zero here is not the model's fault
         env = runner.run(inputs, keep_env=True)["__env__"]
-    program.shapes = {k: tuple(np.shape(v)[1:] if k in runner.batched else np.shape(v))
+    program.shapes = {k: tuple(np.shape(v)[len(lead):] if k in runner.batched else np.shape(v))
                       for k, v in env.items() if not isinstance(v, list)}
     for eid, e in lowering.edges.items():
         port = (lowering.nodes[e["receiver"]].get("input_ports") or {}).get(e["receiver_port"]) or {}

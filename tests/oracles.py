@@ -26,7 +26,8 @@ def as_model(doc: Any) -> Any:
 
 
 def modeci_outputs(doc: Any, trial_inputs: Optional[Mapping[str, np.ndarray]] = None, *, steps: int = 1,
-                   dt: Optional[float] = None, outputs: Optional[Dict[str, tuple]] = None) -> Dict[str, np.ndarray]:
+                   dt: Optional[float] = None, outputs: Optional[Dict[str, tuple]] = None,
+                   sequence: bool = False) -> Dict[str, np.ndarray]:
     """Evaluate with modeci-mdf's EvaluableGraph, one fresh graph per trial (inputs by port id: (trials, ...)).
 
     Returns output name -> (trials, ...) (or (steps, trials, ...) when steps > 1); `outputs` maps output names
@@ -45,6 +46,8 @@ def modeci_outputs(doc: Any, trial_inputs: Optional[Mapping[str, np.ndarray]] = 
                     outputs[n.id if len(n.output_ports) == 1 else f"{n.id}.{p.id}"] = (n.id, p.id)
     trial_inputs = dict(trial_inputs or {})
     n_trials = len(next(iter(trial_inputs.values()))) if trial_inputs else 1
+    if sequence:  # inputs (trials, time, ...): one evaluation per time step, fed that step's input
+        steps = next(iter(trial_inputs.values())).shape[1]
     per_trial: List[Dict[str, List[np.ndarray]]] = []
     for t in range(n_trials):
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -52,7 +55,7 @@ def modeci_outputs(doc: Any, trial_inputs: Optional[Mapping[str, np.ndarray]] = 
             eg = EvaluableGraph(graph, verbose=False)
             hist: Dict[str, List[np.ndarray]] = {k: [] for k in outputs}
             for step in range(steps):
-                init = {k: np.asarray(v[t], dtype=float) for k, v in trial_inputs.items()}
+                init = {k: np.asarray(v[t, step] if sequence else v[t], dtype=float) for k, v in trial_inputs.items()}
                 # modeci-mdf's scripts evaluate once without time_increment to initialise, then step by dt
                 eg.evaluate(initializer=init or None, time_increment=dt if step else None)
                 for k, (nid, pid) in outputs.items():
@@ -61,5 +64,5 @@ def modeci_outputs(doc: Any, trial_inputs: Optional[Mapping[str, np.ndarray]] = 
     out = {}
     for k in outputs:
         arr = np.stack([np.stack(h[k]) for h in per_trial], axis=1)  # (steps, trials, ...)
-        out[k] = arr[-1] if steps == 1 else arr
+        out[k] = np.swapaxes(arr, 0, 1) if sequence else arr[-1] if steps == 1 else arr
     return out

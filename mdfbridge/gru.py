@@ -1,0 +1,240 @@
+"""GRU blocks: the math (numpy, torch), the weight layouts and their conversions, and the registry ops.
+
+Per-gate layout (PsyNeuLink's GRUComposition, MDF gate form): `wts_i?` (input x hidden) and `wts_h?` (hidden x
+hidden) are (sender x receiver) matrices, biases have `hidden` entries, gates r (reset), z (update), n (new):
+
+    r = logistic(x @ wts_ir + bias_ir + h @ wts_hr + bias_hr)
+    z = logistic(x @ wts_iu + bias_iu + h @ wts_hu + bias_hu)
+    n = tanh(x @ wts_in + bias_in + r * (h @ wts_hn + bias_hn))
+    h' = (1 - z) * n + z * h
+
+torch.nn.GRU: weight_ih_l0 (3H x I) rows r, z, n; weight_hh_l0 (3H x H); bias_ih_l0, bias_hh_l0 (3H).
+ONNX GRU (linear_before_reset=1 is torch's GRU): W (1, 3H, I) rows z, r, h; R (1, 3H, H); B (1, 6H) = [Wb; Rb].
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import numpy as np
+
+from .errors import UnsupportedError
+from .ops import OpDef, register
+
+GATES = ("r", "z", "n")  # torch order
+ONNX_GATES = ("z", "r", "n")  # ONNX order (z, r, h)
+PNL_GATE = {"r": "r", "z": "u", "n": "n"}  # PsyNeuLink names the update gate 'u'
+WEIGHT_NAMES = tuple(f"wts_i{PNL_GATE[g]}" for g in GATES) + tuple(f"wts_h{PNL_GATE[g]}" for g in GATES)
+BIAS_NAMES = tuple(f"bias_i{PNL_GATE[g]}" for g in GATES) + tuple(f"bias_h{PNL_GATE[g]}" for g in GATES)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def gru_numpy(X: np.ndarray, h0: Any, gates: Mapping[str, Any]) -> np.ndarray:
+    """Run a GRU over X (..., T, I) from h0 (..., H) with per-gate weights; returns Y (..., T, H)."""
+    H = np.shape(gates["wts_hr"])[0]
+    h = np.broadcast_to(np.asarray(h0, dtype=float), X.shape[:-2] + (H,)).astype(float)
+    b = {k: (gates.get(k) if gates.get(k) is not None else 0.0) for k in BIAS_NAMES}
+    ys = []
+    for t in range(X.shape[-2]):
+        x = X[..., t, :]
+        r = _sigmoid(x @ gates["wts_ir"] + b["bias_ir"] + h @ gates["wts_hr"] + b["bias_hr"])
+        z = _sigmoid(x @ gates["wts_iu"] + b["bias_iu"] + h @ gates["wts_hu"] + b["bias_hu"])
+        n = np.tanh(x @ gates["wts_in"] + b["bias_in"] + r * (h @ gates["wts_hn"] + b["bias_hn"]))
+        h = (1.0 - z) * n + z * h
+        ys.append(h)
+    return np.stack(ys, axis=-2)
+
+
+# ------------------------------------------------------------------------------------ layouts
+
+def torch_param_of(gate_name: str) -> str:
+    """wts_ir -> weight_ih_l0, bias_hu -> bias_hh_l0: the torch.nn.GRU parameter a gate weight is a slice of."""
+    kind = "weight" if gate_name.startswith("wts") else "bias"
+    return f"{kind}_{'ih' if gate_name[-2] == 'i' else 'hh'}_l0"
+
+
+def gates_to_torch(gates: Mapping[str, Any], xp: Any = np) -> Dict[str, Any]:
+    """Per-gate (sender x receiver) weights -> torch.nn.GRU's weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0."""
+    cat = xp.concatenate if xp is np else xp.cat
+    out = {"weight_ih_l0": cat([gates[f"wts_i{PNL_GATE[g]}"].T for g in GATES], 0),
+           "weight_hh_l0": cat([gates[f"wts_h{PNL_GATE[g]}"].T for g in GATES], 0)}
+    if gates.get("bias_ir") is not None:
+        out["bias_ih_l0"] = cat([gates[f"bias_i{PNL_GATE[g]}"] for g in GATES], 0)
+        out["bias_hh_l0"] = cat([gates[f"bias_h{PNL_GATE[g]}"] for g in GATES], 0)
+    return out
+
+
+def torch_to_gates(params: Mapping[str, Any]) -> Dict[str, np.ndarray]:
+    """torch.nn.GRU parameters (numpy arrays) -> per-gate (sender x receiver) weights and biases."""
+    w_ih, w_hh = np.asarray(params["weight_ih_l0"]), np.asarray(params["weight_hh_l0"])
+    H = w_hh.shape[1]
+    out: Dict[str, np.ndarray] = {}
+    for k, g in enumerate(GATES):
+        out[f"wts_i{PNL_GATE[g]}"] = w_ih[k * H:(k + 1) * H].T.copy()
+        out[f"wts_h{PNL_GATE[g]}"] = w_hh[k * H:(k + 1) * H].T.copy()
+        if params.get("bias_ih_l0") is not None:
+            out[f"bias_i{PNL_GATE[g]}"] = np.asarray(params["bias_ih_l0"])[k * H:(k + 1) * H].copy()
+            out[f"bias_h{PNL_GATE[g]}"] = np.asarray(params["bias_hh_l0"])[k * H:(k + 1) * H].copy()
+    return out
+
+
+def gates_to_onnx(gates: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """Per-gate weights -> ONNX GRU W (1, 3H, I), R (1, 3H, H), B (1, 6H) (gate order z, r, h)."""
+    W = np.concatenate([gates[f"wts_i{PNL_GATE[g]}"].T for g in ONNX_GATES], 0)[None]
+    R = np.concatenate([gates[f"wts_h{PNL_GATE[g]}"].T for g in ONNX_GATES], 0)[None]
+    H = R.shape[2]
+    if gates.get("bias_ir") is not None:
+        B = np.concatenate([gates[f"bias_i{PNL_GATE[g]}"] for g in ONNX_GATES]
+                           + [gates[f"bias_h{PNL_GATE[g]}"] for g in ONNX_GATES])[None]
+    else:
+        B = np.zeros((1, 6 * H))
+    return {"W": W, "R": R, "B": B}
+
+
+def onnx_to_gates(W: Any, R: Any, B: Any = None, bias: Optional[bool] = None) -> Dict[str, np.ndarray]:
+    """ONNX GRU W, R, B -> per-gate weights (biases omitted when B is None, or all zero and bias is False)."""
+    W, R = np.asarray(W, dtype=float)[0], np.asarray(R, dtype=float)[0]
+    H = R.shape[1]
+    out: Dict[str, np.ndarray] = {}
+    Bv = None if B is None else np.asarray(B, dtype=float).reshape(-1)
+    for k, g in enumerate(ONNX_GATES):
+        out[f"wts_i{PNL_GATE[g]}"] = W[k * H:(k + 1) * H].T.copy()
+        out[f"wts_h{PNL_GATE[g]}"] = R[k * H:(k + 1) * H].T.copy()
+        if Bv is not None and bias is not False:
+            out[f"bias_i{PNL_GATE[g]}"] = Bv[k * H:(k + 1) * H].copy()
+            out[f"bias_h{PNL_GATE[g]}"] = Bv[3 * H + k * H:3 * H + (k + 1) * H].copy()
+    return out
+
+
+# ------------------------------------------------------------------------------------ registry ops
+
+def _gru_gate_np(X, h0, **gates):
+    return gru_numpy(np.asarray(X, dtype=float), h0, gates)
+
+
+def _gru_gate_torch(X, h0, **gates):
+    import torch
+
+    p = gates_to_torch(gates, torch)
+    Y, _ = _torch_gru(X, h0, p)
+    return Y
+
+
+def _torch_gru(X: Any, h0: Any, p: Mapping[str, Any]) -> Tuple[Any, Any]:
+    """torch's fused GRU kernel on X (B, T, I) batch-first from h0 (H,) or (B, H)."""
+    import torch
+
+    batch = X.shape[0]
+    H = p["weight_hh_l0"].shape[1]
+    h0 = torch.as_tensor(h0, dtype=X.dtype, device=X.device)
+    hx = h0.expand(batch, H).unsqueeze(0).contiguous()
+    weights = [p["weight_ih_l0"], p["weight_hh_l0"]]
+    if "bias_ih_l0" in p:
+        weights += [p["bias_ih_l0"], p["bias_hh_l0"]]
+    out, h = torch._VF.gru(X, hx, weights, "bias_ih_l0" in p, 1, 0.0, False, False, True)
+    return out, h[0]
+
+
+GATE_ARGS = ("X", "h0") + WEIGHT_NAMES + BIAS_NAMES
+register(OpDef("GRU", GATE_ARGS, _gru_gate_np, _gru_gate_torch, defaults={k: None for k in BIAS_NAMES},
+               batch_rule=lambda batched, attrs: attrs if batched <= {"X"} else None,
+               description="GRU over a sequence X (T, I) from h0 (H,), PsyNeuLink per-gate weights"))
+
+
+ONNX_GRU_ATTRS = ("hidden_size", "linear_before_reset", "direction", "layout", "activations", "clip",
+                  "activation_alpha", "activation_beta")
+
+
+def check_onnx_gru_attrs(node: str, attrs: Mapping[str, Any], hidden: int) -> None:
+    """Refuse ONNX GRU attributes mdfbridge does not implement, naming node and attribute."""
+    def bad(attr: str, why: str) -> UnsupportedError:
+        return UnsupportedError(f"onnx::GRU attribute {attr}: {why}", where=f"node '{node}'")
+
+    if attrs.get("linear_before_reset") not in (1, True):
+        raise bad("linear_before_reset", f"{attrs.get('linear_before_reset')!r} is not supported (only 1, torch's GRU)")
+    if attrs.get("direction", "forward") not in ("forward", b"forward"):
+        raise bad("direction", f"{attrs.get('direction')!r} (reverse/bidirectional) is not implemented")
+    if attrs.get("layout", 0) not in (0, None):
+        raise bad("layout", "only layout=0 (onnxruntime rejects layout=1)")
+    if attrs.get("clip") is not None:
+        raise bad("clip", "clipping is not implemented")
+    acts = attrs.get("activations")
+    if acts is not None and [a.decode() if isinstance(a, bytes) else a for a in acts] not in (["Sigmoid", "Tanh"],):
+        raise bad("activations", f"{acts!r}; only the default ['Sigmoid', 'Tanh']")
+    if attrs.get("activation_alpha") is not None or attrs.get("activation_beta") is not None:
+        raise bad("activation_alpha/beta", "not supported")
+    if attrs.get("hidden_size") is not None and int(attrs["hidden_size"]) != hidden:
+        raise bad("hidden_size", f"{attrs['hidden_size']} but R implies {hidden}")
+
+
+def _onnx_gru_np(X, W, R, B=None, sequence_lens=None, initial_h=None, hidden_size=None, linear_before_reset=1,
+                 direction="forward", layout=0, activations=None, clip=None, activation_alpha=None,
+                 activation_beta=None, batched_trials=False):
+    """ONNX GRU (linear_before_reset=1) on X (T, N, I): returns Y (T, 1, N, H); with batched_trials X is (B, T, N, I)."""
+    if sequence_lens is not None:
+        raise UnsupportedError("onnx::GRU sequence_lens is not supported")
+    gates = onnx_to_gates(W, R, B)
+    X = np.asarray(X, dtype=float)
+    if batched_trials:  # (B, T, N, I) -> per trial (T, N, I)
+        return np.stack([_onnx_gru_np(x, W, R, B, None, initial_h) for x in X])
+    H = np.asarray(R).shape[-1]
+    h0 = np.zeros((X.shape[1], H)) if initial_h is None else np.asarray(initial_h, dtype=float)[0]
+    Y = gru_numpy(np.swapaxes(X, 0, 1), h0, gates)  # (N, T, H)
+    return np.swapaxes(Y, 0, 1)[:, None]
+
+
+def _onnx_gru_torch(X, W, R, B=None, sequence_lens=None, initial_h=None, hidden_size=None, linear_before_reset=1,
+                    direction="forward", layout=0, activations=None, clip=None, activation_alpha=None,
+                    activation_beta=None, batched_trials=False):
+    import torch
+
+    H = R.shape[-1]
+    perm = torch.cat([torch.arange(H, 2 * H), torch.arange(0, H), torch.arange(2 * H, 3 * H)])  # z,r,h <-> r,z,n
+    p = {"weight_ih_l0": W[0][perm], "weight_hh_l0": R[0][perm]}
+    if B is not None:
+        Bv = B.reshape(-1)
+        p["bias_ih_l0"], p["bias_hh_l0"] = Bv[:3 * H][perm], Bv[3 * H:][perm]
+    if batched_trials:  # (Bt, T, N, I): trials and the ONNX batch axis fold into one batch
+        bt, T, n, i = X.shape
+        x = X.permute(0, 2, 1, 3).reshape(bt * n, T, i)
+        h0 = torch.zeros(H, dtype=X.dtype) if initial_h is None else initial_h[0].repeat(bt, 1)
+        Y, _ = _torch_gru(x, h0, p)
+        return Y.reshape(bt, n, T, H).permute(0, 2, 1, 3)[:, :, None]
+    h0 = torch.zeros(H, dtype=X.dtype) if initial_h is None else initial_h[0]
+    Y, _ = _torch_gru(X.permute(1, 0, 2), h0, p)
+    return Y.permute(1, 0, 2)[:, None]
+
+
+register(OpDef("onnx::GRU", ("X", "W", "R", "B", "sequence_lens", "initial_h"), _onnx_gru_np, _onnx_gru_torch,
+               defaults={"B": None, "sequence_lens": None, "initial_h": None, "hidden_size": None,
+                         "linear_before_reset": 0, "direction": "forward", "layout": 0, "activations": None,
+                         "clip": None, "activation_alpha": None, "activation_beta": None},
+               attrs=ONNX_GRU_ATTRS,
+               batch_rule=lambda batched, attrs: {**attrs, "batched_trials": True} if batched <= {"X"} else None,
+               description="ONNX GRU (linear_before_reset=1), first output Y (T, 1, N, H)"))
+
+
+def validate_onnx_gru(node: str, args: Mapping[str, Any], params: Mapping[str, Any]) -> None:
+    """Check an onnx::GRU call's attributes and W/R/B/initial_h shapes against hidden_size, naming node and argument."""
+    def value(a: str) -> Optional[np.ndarray]:
+        v = args.get(a)
+        name = getattr(v, "name", None)
+        if name is not None:
+            return params[name].value if name in params else None
+        return None if v is None else np.asarray(v, dtype=float)
+
+    R = value("R")
+    hidden = int(args.get("hidden_size") or (R.shape[-1] if R is not None else 0))
+    check_onnx_gru_attrs(node, args, hidden)
+    from .errors import ShapeError
+
+    W, B, h = value("W"), value("B"), value("initial_h")
+    for arg, arr, ok in (("W", W, lambda s: len(s) == 3 and s[0] == 1 and s[1] == 3 * hidden),
+                         ("R", R, lambda s: s == (1, 3 * hidden, hidden)),
+                         ("B", B, lambda s: s == (1, 6 * hidden)),
+                         ("initial_h", h, lambda s: len(s) == 3 and s[0] == 1 and s[2] == hidden)):
+        if arr is not None and not ok(tuple(arr.shape)):
+            raise ShapeError(f"onnx::GRU input {arg} has shape {tuple(arr.shape)}, which does not fit hidden_size "
+                             f"{hidden}", where=f"node '{node}'")

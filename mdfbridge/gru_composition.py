@@ -1,0 +1,149 @@
+"""PsyNeuLink's GRUComposition: a GRU block usable on its own or nested between other nodes."""
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional
+
+import numpy as np
+
+from .composition import Composition, CompositionError, Mechanism
+from .composition import FlatNode, identifier
+from .gru import BIAS_NAMES, PNL_GATE, WEIGHT_NAMES, gates_to_torch, torch_param_of, torch_to_gates
+
+OPTIMIZER_KEYS = {"w_ih": "weight_ih_l0", "w_hh": "weight_hh_l0", "b_ih": "bias_ih_l0", "b_hh": "bias_hh_l0"}
+
+
+class GRUWeights:
+    """One gate weight or bias (e.g. `wts_ir`), a view on the block's arrays with PsyNeuLink's name."""
+
+    def __init__(self, block: "GRUBlock", name: str) -> None:
+        self.block, self.name = block, name
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The (sender x receiver) matrix (or bias vector)."""
+        return self.block.gates[self.name]
+
+    @matrix.setter
+    def matrix(self, value: Any) -> None:
+        value = np.array(value, dtype=float)
+        if value.shape != self.block.gates[self.name].shape:
+            raise CompositionError(f"{self.name}: shape {value.shape}, expected {self.block.gates[self.name].shape}")
+        self.block.gates[self.name] = value
+
+    @property
+    def torch_slice(self) -> str:
+        """Where this lives in torch.nn.GRU: e.g. 'weight_ih_l0[0:H].T' for wts_ir."""
+        H = self.block.hidden_size
+        k = "rzn".index({"r": "r", "u": "z", "n": "n"}[self.name[-1]])
+        param = ("weight_" if self.name.startswith("wts") else "bias_") + ("ih" if self.name[-2] == "i" else "hh")
+        return f"{param}_l0[{k * H}:{(k + 1) * H}]" + (".T" if self.name.startswith("wts") else "")
+
+    def __repr__(self) -> str:
+        return f"GRUWeights({self.name!r}, shape={self.matrix.shape})"
+
+
+class GRUBlock(Mechanism):
+    """The flattened form of a GRUComposition: one node of `hidden_size` values fed by `input_size` values."""
+
+    def __init__(self, name: str, input_size: int, hidden_size: int, bias: bool, seed: Optional[int]) -> None:
+        super().__init__(name, hidden_size)
+        self.input_size, self.hidden_size, self.bias = int(input_size), int(hidden_size), bool(bias)
+        rng = np.random.default_rng(seed)
+        k = 1.0 / np.sqrt(self.hidden_size)  # torch.nn.GRU's initialisation: U(-1/sqrt(H), 1/sqrt(H))
+        self.gates: Dict[str, np.ndarray] = {}
+        for n in WEIGHT_NAMES:
+            rows = self.input_size if n.startswith("wts_i") else self.hidden_size
+            self.gates[n] = rng.uniform(-k, k, (rows, self.hidden_size))
+        if self.bias:
+            for n in BIAS_NAMES:
+                self.gates[n] = rng.uniform(-k, k, self.hidden_size)
+        self.h0 = np.zeros(self.hidden_size)
+        self.enable_learning = True
+        self.frozen: tuple = ()
+        self.learning_rates: Dict[str, Optional[float]] = {}
+
+
+class GRUComposition(Composition):
+    """GRU block (PsyNeuLink's GRUComposition): reset, update and new gates, a recurrent hidden layer.
+
+    Runs as one torch GRU in learn(); in MDF it is written in gate form (modeci-mdf's engine steps it) or, with
+    `convert --gru onnx`, as one `onnx::GRU` node. Inputs are sequences: (trials, time steps, input_size).
+    """
+
+    def __init__(self, input_size: int = 1, hidden_size: int = 1, bias: bool = False, enable_learning: bool = True,
+                 learning_rate: Any = None, optimizer_params: Optional[Mapping[str, Any]] = None,
+                 name: str = "GRU", seed: Optional[int] = None, initial_hidden: Any = None) -> None:
+        super().__init__(name, seed=seed or 0)
+        self.block = GRUBlock(name, input_size, hidden_size, bias, seed)
+        if initial_hidden is not None:
+            self.block.h0 = np.broadcast_to(np.asarray(initial_hidden, dtype=float), (hidden_size,)).copy()
+        self.add_node(self.block)
+        self.input_size, self.hidden_size, self.bias = int(input_size), int(hidden_size), bool(bias)
+        self.enable_learning = enable_learning
+        self.learning_rate = learning_rate
+        self.optimizer_params = dict(optimizer_params or {})
+        unknown = set(self.optimizer_params) - set(OPTIMIZER_KEYS)
+        if unknown:
+            raise CompositionError(f"GRUComposition optimizer_params keys {sorted(unknown)} unknown; use "
+                                   f"{sorted(OPTIMIZER_KEYS)}")
+        for n in WEIGHT_NAMES + (BIAS_NAMES if bias else ()):
+            setattr(self, n, GRUWeights(self.block, n))
+        self.block.enable_learning = bool(enable_learning)
+        self.block.learning_rates = self.parameter_learning_rates()
+        self.block.frozen = tuple(n for n in WEIGHT_NAMES + BIAS_NAMES
+                                  if self.block.learning_rates.get(torch_param_of(n)) is False)
+
+    def flatten(self, _prefix: tuple = ()) -> tuple:
+        """One flat node, the block, with id = the nesting path (`GRU`, or `outer_child__GRU` ...)."""
+        path = _prefix + (self.name,)
+        fid = "__".join(identifier(p) for p in path[1:]) or identifier(self.name)
+        return [FlatNode(fid, self.block, path)], []
+
+    # PsyNeuLink's node attributes: the block stands for its input and output nodes in inputs/targets
+    @property
+    def input_node(self) -> GRUBlock:
+        """The node taking the input sequence."""
+        return self.block
+
+    @property
+    def output_node(self) -> GRUBlock:
+        """The node giving the hidden state at every time step."""
+        return self.block
+
+    @property
+    def hidden_layer_node(self) -> GRUBlock:
+        """The recurrent hidden layer (its values are the output node's)."""
+        return self.block
+
+    reset_node = update_node = new_node = hidden_layer_node
+
+    def parameter_learning_rates(self) -> Dict[str, Any]:
+        """torch GRU parameter -> learning rate (None: learn()'s rate; False: frozen), by PsyNeuLink's rules."""
+        default: Any = self.learning_rate
+        if default is True:
+            default = None
+        out: Dict[str, Any] = {}
+        for key, param in OPTIMIZER_KEYS.items():
+            spec = self.optimizer_params.get(key, None)
+            if not self.enable_learning:
+                out[param] = False
+            elif spec is False:
+                out[param] = False
+            elif spec is None or spec is True:
+                out[param] = False if default is False else default
+            else:
+                out[param] = float(spec)
+        return out
+
+    def torch_parameters(self) -> Dict[str, np.ndarray]:
+        """The block's weights as torch.nn.GRU's parameters (weight_ih_l0, ...)."""
+        return gates_to_torch(self.block.gates)
+
+    def set_torch_parameters(self, params: Mapping[str, Any]) -> None:
+        """Set the block's weights from torch.nn.GRU parameters (numpy or tensors)."""
+        arrays = {k: np.asarray(getattr(v, "detach", lambda: v)()) for k, v in params.items()}
+        for n, v in torch_to_gates(arrays).items():
+            self.block.gates[n] = v.astype(float)
+
+
+__all__ = ["GRUComposition", "GRUBlock", "GRUWeights", "PNL_GATE"]
