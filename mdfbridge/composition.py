@@ -278,7 +278,9 @@ class Composition:
                 seen[item] = item
             for k, fp in enumerate(projs):
                 by = {f.id: f.mechanism for f in nodes}
-                fp.projection._initialise(by[fp.sender].size, by[fp.receiver].size, self.seed + k)
+                receiver = by[fp.receiver]  # a GRU block receives into its input node
+                fp.projection._initialise(by[fp.sender].size, getattr(receiver, "input_size", receiver.size),
+                                          self.seed + k)
         return nodes, projs
 
     def _roles(self, flat: Optional[Tuple[List[FlatNode], List[FlatProjection]]] = None) -> Dict[str, List[str]]:

@@ -148,14 +148,16 @@ def prepare_data(program: Program, inputs: Mapping[str, Any], targets: Mapping[s
     if not targets:
         raise DataError(f"no targets given; the output nodes are {sorted(program.outputs)}")
     t: Dict[str, np.ndarray] = {}
+    lead = 2 if program.sequence else 1
     for k, v in targets.items():
         arr = np.asarray(v, dtype=float)
         want = tuple(program.shapes.get(program.outputs[k], ()))
-        if arr.shape[1:] != want:
-            if arr.ndim == 3 and arr.shape[1] == 1 and arr.shape[2:] == want:
+        if arr.shape[lead:] != want or (lead == 2 and arr.shape[:2] != next(iter(x.values())).shape[:2]):
+            if lead == 1 and arr.ndim == 3 and arr.shape[1] == 1 and arr.shape[2:] == want:
                 arr = arr[:, 0]
             else:
-                raise DataError(f"targets for '{k}' have shape {arr.shape}; expected (trials, "
+                head = "trials, time steps" if lead == 2 else "trials"
+                raise DataError(f"targets for '{k}' have shape {arr.shape}; expected ({head}, "
                                 f"{', '.join(map(str, want))})")
         if arr.shape[0] != n:
             raise DataError(f"targets for '{k}' have {arr.shape[0]} trials, inputs have {n}")
@@ -192,11 +194,15 @@ def train_program(program: Program, inputs: Mapping[str, Any], targets: Mapping[
     dev = dev.device if dev is not None else torch.device("cpu")
     x = {k: torch.as_tensor(v, dtype=dtype, device=dev) for k, v in x_np.items()}
     t = {k: torch.as_tensor(v, dtype=dtype, device=dev) for k, v in t_np.items()}
-    params = list(module.parameters())
+    params = [p for p in module.parameters() if p.requires_grad]
     if not params:
         raise UnsupportedError("the model has no learnable parameters")
     opt_cls = torch.optim.SGD if config.optimizer_type == "sgd" else torch.optim.Adam
-    optimizer = opt_cls(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    # per-parameter learning rates (a GRU block's optimizer_params) become parameter groups
+    rates = [getattr(p, "learning_rate", None) for p in params]
+    groups = [{"params": [p for p, r in zip(params, rates) if r is None]}] + [
+        {"params": [p], "lr": r} for p, r in zip(params, rates) if r is not None]
+    optimizer = opt_cls([g for g in groups if g["params"]], lr=config.learning_rate, weight_decay=config.weight_decay)
     loss_fn = _loss_fns()[loss_name(config.loss_spec)]
     synch = str(config.synch_projection_matrices).lower()
     rng = np.random.default_rng(config.seed)
@@ -252,7 +258,8 @@ def train_program(program: Program, inputs: Mapping[str, Any], targets: Mapping[
     module.write_to_program()
     if on_synch:
         on_synch()
-    outputs = {k: np.zeros((n,) + tuple(program.shapes.get(program.outputs[k], ()))) for k in program.outputs}
+    outputs = {k: np.zeros(next(iter(t_np.values())).shape[:2 if program.sequence else 1]
+                           + tuple(program.shapes.get(program.outputs[k], ()))) for k in program.outputs}
     for idx, out in last_outputs:
         rows = np.arange(n)[idx] if isinstance(idx, slice) else idx.cpu().numpy()
         for k, o in out.items():
