@@ -222,10 +222,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    """Convert between MDF JSON and YAML (format from the extensions)."""
-    from .document import convert_document
+    """Convert between MDF JSON and YAML (format from the extensions); --gru rewrites GRU blocks."""
+    from .document import convert_document, load_document_dict, save_document
 
-    convert_document(args.input, args.output)
+    if args.gru:
+        from .gru_mdf import convert_blocks
+
+        save_document(convert_blocks(load_document_dict(args.input), "gates" if args.gru == "gates" else "onnx"),
+                      args.output)
+    else:
+        convert_document(args.input, args.output)
     _out(f"wrote {args.output}")
     return 0
 
@@ -286,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
              "mdfbridge convert examples/xor.mdf.json xor.mdf.yaml")
     sp.add_argument("input")
     sp.add_argument("output")
+    sp.add_argument("--gru", choices=("onnx", "gates"),
+                    help="write GRU blocks as one onnx::GRU node (onnx) or as reset/update/new/hidden nodes (gates)")
     return p
 
 

@@ -576,6 +576,9 @@ class Lowering:
         meta = _mdf_meta(node)
         if meta.get("role") == "projection" and meta.get("learnable", True):
             return ("matrix",)
+        gru = meta.get("gru") or {}
+        if gru.get("role") == "gru" and gru.get("enable_learning", True):  # a fused GRU block's W, R, B
+            return ("W", "R", "B")
         return tuple(meta.get("learnable_parameters") or ())
 
     def inline_learnable(self, nid: str, fn: Optional[str], arg: str) -> bool:
