@@ -29,6 +29,8 @@ from .errors import (  # noqa: E402
     UnknownFunctionError,
     UnsupportedError,
 )
+from .gru_composition import GRUComposition  # noqa: E402
+from .learning import ExecutionMode, Loss, learn  # noqa: E402
 from .lowering import lower  # noqa: E402
 from .program import Program  # noqa: E402
 from .transfer import Exponential, Linear, Logistic, ReLU, SoftMax, Tanh  # noqa: E402
@@ -39,6 +41,10 @@ def __getattr__(name: str):  # lazy: keeps `import mdfbridge` light
         from . import api
 
         return getattr(api, name)
+    if name == "write_back":
+        from .exporters.weights import write_back
+
+        return write_back
     if name == "run_program":
         from .importers.reference import run_program
 
@@ -52,5 +58,6 @@ __all__ = [
     "IDENTITY_MATRIX", "FULL_CONNECTIVITY_MATRIX", "RANDOM_CONNECTIVITY_MATRIX",
     "MdfBridgeError", "DocumentError", "SchemaError", "UnknownFunctionError", "UnsupportedError",
     "ShapeError", "CycleError", "ExpressionError", "DataError", "CompositionError",
+    "GRUComposition", "ExecutionMode", "Loss", "learn", "write_back",
     "Program", "lower", "load_mdf", "load_program", "run_mdf", "save_mdf", "run_program",
 ]
