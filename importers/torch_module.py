@@ -39,7 +39,10 @@ class ProgramModule(nn.Module):
             self.keys[name] = key
             value = torch.as_tensor(np.asarray(p.value), dtype=dtype, device=device)
             if p.learnable:
-                self.register_parameter(key, nn.Parameter(value.clone()))
+                param = nn.Parameter(value.clone())
+                if p.learning_rate is not None:
+                    param.learning_rate = p.learning_rate  # read by learn() to build optimizer parameter groups
+                self.register_parameter(key, param)
             else:  # fixed projection matrices are saved with the weights; other constants are not
                 self.register_buffer(key, value.clone(), persistent=p.name.endswith(".matrix"))
         self.steps, self.batched = compile_program(program, "torch")

@@ -141,10 +141,10 @@ def block_gates(nodes: Mapping[str, Any], roles: Mapping[str, str]) -> Optional[
     return out
 
 
-def gates_from_fused(node: Mapping[str, Any]) -> Dict[str, np.ndarray]:
-    """Per-gate weights of a fused-form node (for `convert --gru gates`)."""
+def gates_from_fused(node: Mapping[str, Any], bias: bool = True) -> Dict[str, np.ndarray]:
+    """Per-gate weights of a fused-form node (for `convert --gru gates`); no biases for a block without."""
     p = {k: np.asarray(v["value"], dtype=float) for k, v in (node.get("parameters") or {}).items()}
-    return onnx_to_gates(p["W"], p["R"], p.get("B"))
+    return onnx_to_gates(p["W"], p["R"], p.get("B"), bias=bias)
 
 
 def h0_of(nodes: Mapping[str, Any], roles: Mapping[str, str]) -> np.ndarray:
@@ -167,7 +167,7 @@ def convert_blocks(doc: Mapping[str, Any], form: str) -> Dict[str, Any]:
             for k in ("block", "role"):
                 info.pop(k, None)
             if "gru" in roles:
-                gates = gates_from_fused(nodes[roles["gru"]])
+                gates = gates_from_fused(nodes[roles["gru"]], bias=bool(info.get("bias", True)))
             else:
                 gates = {k: np.asarray(v, dtype=float) for k, (v, _) in (block_gates(nodes, roles) or {}).items()}
             h0 = h0_of(nodes, roles)

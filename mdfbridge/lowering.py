@@ -153,6 +153,9 @@ class _NodeLowering:
             learnable = iid in self.lw.learnable_params_of(self.nid, self.node)
             self.env[iid] = self.value_of(item.get("value"), self.tensor(iid), where, loc + ("value",),
                                           learnable=learnable)
+            rate = self.lw.param_learning_rate(self.node, iid)
+            if rate is not None and self.tensor(iid) in self.lw.params:
+                self.lw.params[self.tensor(iid)].learning_rate = rate
             return
         self.env[iid] = self.lower_function(iid, item, loc, where)
 
@@ -165,8 +168,8 @@ class _NodeLowering:
             raise UnknownFunctionError(name, node=self.nid, supported=supported_functions())
         arg_vals: Dict[str, Value] = {}
         for a, v in args.items():
-            if op is not None and a in op.attrs and not isinstance(v, str):
-                arg_vals[a] = v  # an ONNX attribute: static, as written
+            if op is not None and a in op.attrs:  # an ONNX attribute: static, as written (a name may refer to
+                arg_vals[a] = self.env[v] if isinstance(v, str) and v in self.env else v  # a parameter)
                 continue
             learnable = self.lw.inline_learnable(self.nid, name, a)
             arg_vals[a] = self.value_of(v, f"{out}.{a}", f"{where} argument '{a}'", loc + args_path + (a,),
@@ -363,6 +366,9 @@ class Lowering:
         if any("gru" in roles for roles in blocks.values()):
             self.sequence = True  # fused form: its onnx::GRU node lowers as written
         if not self.fuse_gru:
+            for block, roles in blocks.items():
+                if "gru" not in roles and block_gates(self.nodes, roles) is not None:
+                    self.check_gru_block(block, roles)
             return {}
         out = {}
         for block, roles in blocks.items():
@@ -377,16 +383,36 @@ class Lowering:
             self.sequence = True
         return out
 
+    def check_gru_block(self, block: str, roles: Mapping[str, str]) -> Dict[str, np.ndarray]:
+        """A gate-form block's weights as arrays, their shapes checked against the block's sizes (ShapeError)."""
+        from .gru_mdf import block_gates, h0_of
+
+        meta = _gru_meta(self.nodes, roles)
+        gates = block_gates(self.nodes, roles) or {}
+        I, H = int(meta.get("input_size", -1)), int(meta.get("hidden_size", -1))
+        h0 = h0_of(self.nodes, roles)
+        if h0.shape != (H,):
+            raise ShapeError(f"GRU block '{block}': initial hidden state has shape {h0.shape}, expected ({H},)",
+                             where=f"node '{roles['hidden']}' input port 'h'")
+        out: Dict[str, np.ndarray] = {}
+        for name, (value, loc) in gates.items():
+            arr = self.finite(value, ("graphs", self.gid, "nodes") + loc)
+            want = (I, H) if name.startswith("wts_i") else (H, H) if name.startswith("wts_h") else (H,)
+            if arr.shape != want:
+                raise ShapeError(f"GRU block '{block}': {name} has shape {arr.shape}, expected {want} for input "
+                                 f"size {I} and hidden size {H}", where=f"node '{loc[0]}' parameter '{name}'")
+            out[name] = arr
+        return out
+
     def emit_gru_block(self, block: str, roles: Mapping[str, str]) -> None:
         """One fused GRU op for a gate-form block: per-gate weights stay parameters at their document places."""
         from .gru import BIAS_NAMES, WEIGHT_NAMES, torch_param_of
         from .gru_mdf import OUT, block_gates, h0_of
 
         gates = block_gates(self.nodes, roles)
-        meta = ((self.nodes[roles["input"]].get("metadata") or {}).get("mdfbridge") or {}).get("gru") or {}
+        meta = _gru_meta(self.nodes, roles)
         frozen = set(meta.get("frozen") or ())
-        H = int(np.shape(gates["wts_hr"][0])[0]) if np.ndim(gates["wts_hr"][0]) == 2 else -1
-        I = int(np.shape(gates["wts_ir"][0])[0]) if np.ndim(gates["wts_ir"][0]) == 2 else -1
+        arrays = self.check_gru_block(block, roles)
         args: Dict[str, Value] = {"X": TensorRef(self.port_tensor[(roles["input"], OUT)])}
         h0 = h0_of(self.nodes, roles)
         args["h0"] = self.emit_const(f"{roles['hidden']}.h0", h0, roles["hidden"])
@@ -394,13 +420,7 @@ class Lowering:
             if name not in gates:
                 args[name] = None
                 continue
-            value, loc = gates[name]
-            arr = self.finite(value, ("graphs", self.gid, "nodes") + loc)
-            want = (I, H) if name.startswith("wts_i") else (H, H) if name.startswith("wts_h") else (H,)
-            if arr.shape != want or h0.shape != (H,):
-                raise ShapeError(f"GRU block '{block}': {name} has shape {arr.shape}, expected {want} for input "
-                                 f"size {I} and hidden size {H} (initial hidden state {h0.shape})",
-                                 where=f"node '{loc[0]}' parameter '{name}'")
+            arr, loc = arrays[name], gates[name][1]
             pname = f"{loc[0]}.{name}"
             rate = (meta.get("learning_rates") or {}).get(torch_param_of(name))
             self.params[pname] = Param(pname, arr, location=("graphs", self.gid, "nodes") + loc,
@@ -578,12 +598,29 @@ class Lowering:
             return ("matrix",)
         gru = meta.get("gru") or {}
         if gru.get("role") == "gru" and gru.get("enable_learning", True):  # a fused GRU block's W, R, B
-            return ("W", "R", "B")
+            rates = gru.get("learning_rates") or {}
+            names = {"W": "weight_ih_l0", "R": "weight_hh_l0", "B": "bias_ih_l0"}
+            return tuple(k for k, tp in names.items() if rates.get(tp) is not False
+                         and (k != "B" or gru.get("bias", True)))
         return tuple(meta.get("learnable_parameters") or ())
+
+    def param_learning_rate(self, node: Mapping[str, Any], pid: str) -> Optional[float]:
+        """A per-parameter learning rate from metadata (a fused GRU block's optimizer_params), or None."""
+        gru = _mdf_meta(node).get("gru") or {}
+        if gru.get("role") != "gru":
+            return None
+        rate = (gru.get("learning_rates") or {}).get({"W": "weight_ih_l0", "R": "weight_hh_l0",
+                                                       "B": "bias_ih_l0"}.get(pid, ""))
+        return None if rate in (None, False, True) else float(rate)
 
     def inline_learnable(self, nid: str, fn: Optional[str], arg: str) -> bool:
         """PsyNeuLink writes projections as `<proj>_dummy_node` running onnx::MatMul with B inline."""
         return nid.endswith("_dummy_node") and fn in ("onnx::MatMul", "MatMul") and arg == "B"
+
+
+def _gru_meta(nodes: Mapping[str, Any], roles: Mapping[str, str]) -> Dict[str, Any]:
+    """The `metadata.mdfbridge.gru` of a block (read from its input node)."""
+    return (_mdf_meta(nodes[roles["input"]]).get("gru") or {})
 
 
 _CONSTANT_NAMES = frozenset({"pi", "e", "inf", "nan", "True", "False"})
