@@ -1,6 +1,7 @@
 """The main job on the bundled XOR example: build a composition, write it as MDF, validate, load it back,
 run it with mdfbridge's numpy reference and with modeci-mdf's own engine, train it from the MDF file with the
-torch backend, write the trained weights back into the same document, and show the outputs before/after."""
+torch backend, write the trained weights back into the same document, show the outputs before/after, export the
+trained model to ONNX and run it on onnxruntime."""
 from __future__ import annotations
 
 import contextlib
@@ -17,6 +18,8 @@ sys.path.insert(0, str(HERE))
 from xor_model import XOR_INPUTS, XOR_TARGETS, build_xor  # noqa: E402
 
 from mdfbridge import composition_from_mdf, load_program, run_program  # noqa: E402
+from mdfbridge.deploy import DeploymentSession  # noqa: E402
+from mdfbridge.exporters.onnx import program_to_onnx, save_onnx  # noqa: E402
 from mdfbridge.exporters.weights import write_back  # noqa: E402
 from mdfbridge.learning import learn  # noqa: E402
 from mdfbridge.cli import main as cli  # noqa: E402
@@ -77,7 +80,18 @@ def main() -> int:
     learned = bool(np.all((after[:, 0] > 0.5) == (XOR_TARGETS[:, 0] > 0.5)))
     exact = bool(np.array_equal(after, run_program(result.program, {"input": XOR_INPUTS})["output"]))
     print(f"7. XOR learned: {learned}; reloaded outputs equal the trained program's exactly: {exact}")
-    ok = learned and exact
+    onnx_path = HERE / "xor.trained.onnx"
+    trained = load_program(trained_path)
+    save_onnx(program_to_onnx(trained), onnx_path)
+    session = DeploymentSession(str(onnx_path))
+    deployed = session.run({"input": XOR_INPUTS})["output"]
+    err = float(np.max(np.abs(deployed - after)))
+    print(f"8. exported {onnx_path.name} (float32, opset 17) and ran it on onnxruntime ({session.provider}):")
+    print("   input   MDF (numpy, float64)   onnxruntime (float32)")
+    for x, a, b in zip(XOR_INPUTS, after[:, 0], deployed[:, 0]):
+        print(f"   {x.astype(int)}   {a:.7f}              {b:.7f}")
+    print(f"   max |onnxruntime - numpy reference| = {err:.1e} (tolerance 1e-6)")
+    ok = learned and exact and err <= 1e-6
     print("OK" if ok else "MISMATCH")
     return 0 if ok else 1
 

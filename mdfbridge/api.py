@@ -40,7 +40,7 @@ def save_mdf(model: Any, path: PathLike) -> None:
 
 def run_with_backend(program: Program, inputs: Mapping[str, Any], backend: str = "numpy", *, steps: int = 1,
                      dt: float = 1.0) -> Dict[str, Any]:
-    """Run a Program on 'numpy' (the reference) or 'torch' (no gradients); outputs as numpy arrays."""
+    """Run a Program on 'numpy' (the reference), 'torch' (no gradients) or 'llvm' (compiled); outputs as numpy arrays."""
     from .importers.reference import run_program, runner_for
 
     if backend == "numpy":
@@ -55,6 +55,10 @@ def run_with_backend(program: Program, inputs: Mapping[str, Any], backend: str =
         with torch.no_grad():
             out = ProgramModule(program)(x, steps=steps, dt=dt)
         return {k: v.numpy() for k, v in out.items()}
+    if backend == "llvm":
+        from .importers.llvm import run_llvm
+
+        return run_llvm(program, inputs, steps=steps, dt=dt)
     from .errors import UnsupportedError
 
-    raise UnsupportedError(f"backend {backend!r} cannot run programs in this build; use 'numpy' or 'torch'")
+    raise UnsupportedError(f"backend {backend!r} cannot run programs in this build; use 'numpy', 'torch' or 'llvm'")

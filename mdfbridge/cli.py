@@ -107,7 +107,9 @@ def _parse_inputs(args: argparse.Namespace) -> Dict[str, np.ndarray]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run a model on inputs with the numpy reference; print (and optionally save) the outputs."""
+    """Run a model on inputs (numpy reference, or --backend torch|llvm); print (and optionally save) outputs."""
+    if _is_onnx_path(args.file):  # ONNX files run on onnxruntime (see "ONNX and .pt files" below)
+        return cmd_run_onnx(args)
     from .api import load_program
     from .importers.reference import run_program
 
@@ -115,7 +117,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise DataError(f"--out {args.out}: directory {Path(args.out).parent} does not exist")
     prog = load_program(args.file)
     inputs = _parse_inputs(args)
-    res = run_program(prog, inputs, steps=args.steps, dt=args.dt, record=bool(args.out))
+    backend = getattr(args, "backend", "numpy")
+    if backend == "numpy":
+        res = run_program(prog, inputs, steps=args.steps, dt=args.dt, record=bool(args.out))
+    else:
+        from .api import run_with_backend
+
+        res = run_with_backend(prog, inputs, backend, steps=args.steps, dt=args.dt)
     traj = res.pop("__trajectory__", None)
     for k, v in res.items():
         _out(f"{k}: {json.dumps(np.asarray(v).tolist())}")
@@ -223,6 +231,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert between MDF JSON and YAML (format from the extensions); --gru rewrites GRU blocks."""
+    if _foreign_format(args.input) or _foreign_format(args.output):  # .onnx / .pt (see "ONNX and .pt files")
+        return cmd_convert_formats(args)
     from .document import convert_document, load_document_dict, save_document
 
     if args.gru:
@@ -232,6 +242,94 @@ def cmd_convert(args: argparse.Namespace) -> int:
                       args.output)
     else:
         convert_document(args.input, args.output)
+    _out(f"wrote {args.output}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- ONNX and .pt files
+
+_MDF_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+def _is_onnx_path(path: str) -> bool:
+    return Path(path).suffix.lower() == ".onnx"
+
+
+def _foreign_format(path: str) -> bool:
+    return Path(path).suffix.lower() in (".onnx", ".pt")
+
+
+def cmd_run_onnx(args: argparse.Namespace) -> int:
+    """Run an ONNX model on onnxruntime (provider auto/cpu/cuda); print (and optionally save) the outputs."""
+    from .deploy import DeploymentSession
+
+    if args.out and not Path(args.out).resolve().parent.is_dir():
+        raise DataError(f"--out {args.out}: directory {Path(args.out).parent} does not exist")
+    if getattr(args, "steps", 1) != 1:
+        raise DataError("--steps applies to stateful MDF models; an ONNX model runs one step")
+    session = DeploymentSession(args.file, getattr(args, "provider", None) or "auto")
+    res = session.run(_parse_inputs(args))
+    for k, v in res.items():
+        _out(f"{k}: {json.dumps(np.asarray(v).tolist())}")
+    sys.stderr.write(f"ran on onnxruntime {session.provider}\n")
+    if args.out:
+        import io
+
+        from .document import atomic_write_bytes
+
+        buf = io.BytesIO()
+        np.savez(buf, **{k: np.asarray(v) for k, v in res.items()})
+        atomic_write_bytes(Path(args.out), buf.getvalue())
+        _out(f"wrote {args.out}")
+    return 0
+
+
+def _program_of(path: str) -> Any:
+    """The Program of an MDF or ONNX file."""
+    if _is_onnx_path(path):
+        from .importers.onnx import onnx_to_mdf
+        from .lowering import lower
+
+        return lower(onnx_to_mdf(path), source=path)
+    from .api import load_program
+
+    return load_program(path)
+
+
+def cmd_convert_formats(args: argparse.Namespace) -> int:
+    """MDF <-> ONNX, ONNX -> ONNX (through MDF), MDF/ONNX -> .pt (the torch module's state_dict)."""
+    from .errors import DocumentError, UnsupportedError
+
+    src, dst = Path(args.input).suffix.lower(), Path(args.output).suffix.lower()
+    if src == ".pt":
+        raise UnsupportedError(f"{args.input}: a .pt file holds weights only, not the model's structure; convert "
+                               "from an MDF (.json/.yaml) or ONNX (.onnx) file")
+    known = _MDF_SUFFIXES + (".onnx", ".pt")
+    for path, suffix in ((args.input, src), (args.output, dst)):
+        if suffix not in known:
+            raise DocumentError(f"unsupported file extension '{suffix or '(none)'}'; supported: "
+                                f"{', '.join(known)}", path=path)
+    if src == ".onnx" and dst in _MDF_SUFFIXES:
+        from .api import save_mdf
+        from .importers.onnx import onnx_to_mdf
+
+        save_mdf(onnx_to_mdf(args.input), args.output)
+    elif dst == ".onnx":
+        from .exporters.onnx import program_to_onnx, save_onnx
+
+        save_onnx(program_to_onnx(_program_of(args.input), dtype=getattr(args, "dtype", None) or "float32",
+                                  opset=getattr(args, "opset", None) or 17), args.output)
+    else:  # dst == ".pt"
+        import io
+
+        import torch
+
+        from .document import atomic_write_bytes
+        from .importers.torch_module import program_to_module
+
+        buf = io.BytesIO()
+        torch.save(program_to_module(_program_of(args.input)).state_dict(), buf)
+        atomic_write_bytes(Path(args.output), buf.getvalue())
     _out(f"wrote {args.output}")
     return 0
 
@@ -267,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--steps", type=int, default=1, help="time steps to run (stateful models), default 1")
     sp.add_argument("--dt", type=float, default=1.0, help="time increment for time derivatives, default 1")
     sp.add_argument("--out", metavar="OUT.npz", help="save outputs (and trajectories if --steps > 1)")
+    sp.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto",
+                    help="onnxruntime execution provider for .onnx files (default auto: CUDA if available)")
+    sp.add_argument("--backend", choices=("numpy", "torch", "llvm"), default="numpy",
+                    help="numpy (the reference, default), torch, or llvm (compiled; stateless models)")
     sp = add("train", cmd_train, "train an MDF model and write the trained weights back into MDF",
              "mdfbridge train examples/xor.mdf.json --data examples/xor_data.npz --epochs 500 --lr 0.5 "
              "--optimizer sgd --loss mse --out xor.trained.json --plot loss.png")
@@ -288,10 +390,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--in-place", action="store_true", help="overwrite MODEL when --out is omitted")
     sp.add_argument("--plot", metavar="LOSS.png", help="save the loss curve as a PNG")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
-    sp = add("convert", cmd_convert, "convert between formats (MDF .json <-> .yaml)",
+    sp = add("convert", cmd_convert, "convert between formats: MDF .json/.yaml <-> .onnx, and MDF/ONNX -> .pt (weights)",
              "mdfbridge convert examples/xor.mdf.json xor.mdf.yaml")
     sp.add_argument("input")
     sp.add_argument("output")
+    sp.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="ONNX output: tensor type")
+    sp.add_argument("--opset", type=int, default=17, help="ONNX output: opset (>= 17, default 17)")
     sp.add_argument("--gru", choices=("onnx", "gates"),
                     help="write GRU blocks as one onnx::GRU node (onnx) or as reset/update/new/hidden nodes (gates)")
     return p

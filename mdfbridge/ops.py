@@ -244,14 +244,24 @@ _binary = {"Add": (np.add, "add"), "Sub": (np.subtract, "sub"), "Mul": (np.multi
 for _n, (_f, _t) in _binary.items():
     _elementwise(f"onnx::{_n}", ("A", "B"), (lambda f: lambda A, B: f(A, B))(_f),
                  (lambda t: lambda A, B: getattr(_torch(), t)(A, B))(_t), f"ONNX {_n}")
-_unary = {"Relu": ("X", lambda X: np.maximum(X, 0), "relu"),
-          "Sigmoid": ("X", lambda X: 1.0 / (1.0 + np.exp(-X)), "sigmoid"),
+_unary = {"Relu": ("X", lambda x: np.maximum(x, 0), "relu"),
+          "Sigmoid": ("X", lambda x: 1.0 / (1.0 + np.exp(-x)), "sigmoid"),
           "Neg": ("X", np.negative, "neg"),
           "Tanh": ("input", np.tanh, "tanh"), "Exp": ("input", np.exp, "exp"),
           "Log": ("input", np.log, "log"), "Identity": ("input", lambda x: x, None)}
+
+
+def _by_name(arg: str, f: Callable[[Array], Array]) -> Callable[..., Array]:
+    """A one-argument function called by keyword `arg` (the executor passes arguments by name)."""
+    def call(**kw: Array) -> Array:
+        return f(kw[arg])
+    return call
+
+
 for _n, (_a, _f, _t) in _unary.items():
-    _elementwise(f"onnx::{_n}", (_a,), _f,
-                 (lambda t: (lambda x: getattr(_torch(), t)(x)) if t else (lambda x: x))(_t), f"ONNX {_n}")
+    _elementwise(f"onnx::{_n}", (_a,), _by_name(_a, _f),
+                 _by_name(_a, (lambda t: (lambda x: getattr(_torch(), t)(x)) if t else (lambda x: x))(_t)),
+                 f"ONNX {_n}")
 register(OpDef("onnx::MatMul", ("A", "B"), lambda A, B: np.matmul(A, B), lambda A, B: A @ B,
                batch_rule=_first_arg_batched, description="ONNX MatMul"))
 register(OpDef("onnx::Gemm", ("A", "B", "C"), _gemm_np, _gemm_torch,

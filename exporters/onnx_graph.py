@@ -1,0 +1,430 @@
+"""Building blocks of the Program -> ONNX exporter: typed values with per-trial shapes and a graph builder
+whose helpers keep mdfbridge's per-trial semantics on ONNX tensors that carry a leading batch axis.
+
+A `Val` is an ONNX tensor: `batched` ones have the dynamic batch axis ("batch") first and `shape` is their
+per-trial shape; unbatched ones (parameters and what is computed from them alone) have `shape` as their full
+shape. Broadcasting between them follows numpy on per-trial shapes: the helpers insert axes after the batch
+axis where ONNX's right-aligned broadcasting would otherwise pair a per-trial axis with the batch axis.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from ..errors import UnsupportedError
+from ..program import Program, TensorRef
+
+BATCH_DIM = "batch"
+TIME_DIM = "time"
+TIME = -1  # the dynamic time axis of sequence programs (GRU blocks), first in the per-trial shape
+MIN_OPSET = 17
+
+DTYPES = {"float32": (np.float32, TensorProto.FLOAT), "float64": (np.float64, TensorProto.DOUBLE)}
+
+# onnxruntime's CPU provider has no float64 kernel for these (checked with onnxruntime 1.32).
+NO_FLOAT64_KERNEL = frozenset({"Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Erf"})
+
+
+@dataclass(frozen=True)
+class Val:
+    """An ONNX tensor of the graph being built: name, batch axis or not, per-trial (or full) shape, kind."""
+
+    name: str
+    batched: bool
+    shape: Tuple[int, ...]
+    kind: str = "float"  # float | bool | int64
+
+    @property
+    def rank(self) -> int:
+        """Rank of the per-trial value (the full rank for unbatched tensors)."""
+        return len(self.shape)
+
+    def onnx_axis(self, axis: int) -> int:
+        """A per-trial axis (negative allowed) -> the axis of the ONNX tensor (non-negative)."""
+        a = int(axis)
+        if not -self.rank <= a < self.rank:
+            raise UnsupportedError(f"axis {axis} is out of range for a value of shape {self.shape}")
+        a %= self.rank
+        return a + 1 if self.batched else a
+
+
+@dataclass(frozen=True)
+class Const:
+    """A constant known at export time (folded; emitted as an initializer only when a tensor needs it)."""
+
+    value: Any
+
+    @property
+    def array(self) -> np.ndarray:
+        """The value as a numpy array."""
+        return np.asarray(self.value)
+
+    @property
+    def shape(self) -> Tuple[int, ...]:
+        """Its shape."""
+        return tuple(np.shape(self.value))
+
+    def is_scalar(self, number: Optional[float] = None) -> bool:
+        """A numeric scalar (equal to `number` when given)."""
+        a = self.array
+        if a.ndim != 0 or a.dtype.kind not in "biuf":
+            return False
+        return number is None or float(a) == number
+
+
+Operand = Union[Val, Const]
+
+
+class OnnxGraphBuilder:
+    """Accumulates nodes and initializers of one ONNX graph; helpers implement numpy semantics per trial."""
+
+    def __init__(self, program: Program, dtype: str = "float32", opset: int = MIN_OPSET) -> None:
+        if dtype not in DTYPES:
+            raise UnsupportedError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        self.program = program
+        self.dtype = dtype
+        self.np_dtype, self.elem_type = DTYPES[dtype]
+        self.opset = int(opset)
+        self.nodes: List[onnx.NodeProto] = []
+        self.initializers: List[onnx.TensorProto] = []
+        self.env: Dict[str, Val] = {}  # program tensor -> value
+        self.used_names: set = set()
+        self.reserved: set = set()
+        self._const_cache: Dict[Tuple[Any, ...], Val] = {}
+        self._counter = itertools.count()
+        self.node_context = ""  # program node id, for node names and error messages
+        self.batch_source: Optional[Val] = None  # a graph input, to read the batch size from
+        self._batch_shape: Optional[Val] = None
+
+    # ------------------------------------------------------------------ names and emission
+    def fresh(self, hint: str) -> str:
+        """A tensor name not used yet (and not a graph input/output name unless asked for)."""
+        base = hint or "t"
+        name = base
+        while name in self.used_names or name in self.reserved:
+            name = f"{base}_{next(self._counter)}"
+        self.used_names.add(name)
+        return name
+
+    def emit(self, op_type: str, inputs: Sequence[Optional[Union[Val, str]]], *, shape: Sequence[int],
+             batched: bool, kind: str = "float", out: Optional[str] = None, **attrs: Any) -> Val:
+        """Append one ONNX node with one output; returns that output."""
+        if self.dtype == "float64" and op_type in NO_FLOAT64_KERNEL and kind == "float":
+            raise UnsupportedError(f"onnxruntime has no float64 kernel for ONNX {op_type}; export with "
+                                   "dtype='float32' (the numpy reference and torch backends run it in float64)",
+                                   where=self.where)
+        name = out if out is not None else self.fresh(f"{self.node_context or 'graph'}/{op_type}")
+        if out is not None:
+            self.used_names.add(out)
+        ins = ["" if v is None else (v if isinstance(v, str) else v.name) for v in inputs]
+        while ins and ins[-1] == "":
+            ins.pop()
+        attrs = {k: v for k, v in attrs.items() if v is not None}
+        self.nodes.append(helper.make_node(op_type, ins, [name], name=f"{name}", **attrs))
+        return Val(name, batched, tuple(int(d) for d in shape), kind)
+
+    @property
+    def where(self) -> Optional[str]:
+        """'node X' for error messages."""
+        return f"node '{self.node_context}'" if self.node_context else None
+
+    # ------------------------------------------------------------------ constants
+    def initializer(self, name: str, value: np.ndarray) -> str:
+        """Add an initializer under `name` (exactly)."""
+        self.used_names.add(name)
+        self.initializers.append(numpy_helper.from_array(np.asarray(value, order="C"), name))
+        return name
+
+    def const(self, value: Any, kind: str = "float") -> Val:
+        """A constant tensor (float in the model's dtype, bool or int64), deduplicated by value."""
+        np_type = {"float": self.np_dtype, "bool": np.bool_, "int64": np.int64}[kind]
+        arr = np.asarray(value).astype(np_type)
+        key = (kind, arr.shape, arr.tobytes()) if arr.size <= 64 else None
+        if key is not None and key in self._const_cache:
+            return self._const_cache[key]
+        name = self.initializer(self.fresh("const"), arr)
+        val = Val(name, False, arr.shape, kind)
+        if key is not None:
+            self._const_cache[key] = val
+        return val
+
+    def int64s(self, values: Sequence[int]) -> Val:
+        """A 1-D int64 constant (axes, shapes, indices)."""
+        return self.const(np.asarray(list(values), dtype=np.int64).reshape(-1), "int64")
+
+    def tensor(self, v: Operand, kind: str = "float") -> Val:
+        """An operand as a tensor of `kind`: constants become initializers, other kinds are cast."""
+        if isinstance(v, Const):
+            arr = v.array
+            if arr.dtype.kind not in "biuf":
+                raise UnsupportedError(f"constant {v.value!r} is not numeric", where=self.where)
+            return self.const(arr, kind)
+        if v.kind == kind:
+            return v
+        to = {"float": self.elem_type, "bool": TensorProto.BOOL, "int64": TensorProto.INT64}[kind]
+        return self.emit("Cast", [v], shape=v.shape, batched=v.batched, kind=kind, to=to)
+
+    def param(self, ref: TensorRef) -> Val:
+        """The value of a program tensor (a parameter is added as an initializer the first time)."""
+        val = self.env.get(ref.name)
+        if val is not None:
+            return val
+        p = self.program.params.get(ref.name)
+        if p is None:
+            raise UnsupportedError(f"tensor '{ref.name}' is used before it is computed", where=self.where)
+        arr = np.asarray(p.value, dtype=self.np_dtype)
+        name = ref.name if ref.name not in self.used_names and ref.name not in self.reserved else self.fresh(ref.name)
+        self.initializer(name, arr)
+        val = self.env[ref.name] = Val(name, False, arr.shape)
+        return val
+
+    # ------------------------------------------------------------------ shape helpers
+    def unsqueeze(self, x: Val, onnx_axes: Sequence[int]) -> Val:
+        """Insert axes of size 1 at these axes of the ONNX tensor."""
+        if not onnx_axes:
+            return x
+        full = list(self.onnx_shape(x))
+        for a in sorted(onnx_axes):
+            full.insert(a, 1)
+        shape = full[1:] if x.batched else full
+        return self.emit("Unsqueeze", [x, self.int64s(onnx_axes)], shape=shape, batched=x.batched, kind=x.kind)
+
+    def squeeze(self, x: Val, onnx_axes: Sequence[int]) -> Val:
+        """Remove these (size 1) axes of the ONNX tensor."""
+        if not onnx_axes:
+            return x
+        full = [d for i, d in enumerate(self.onnx_shape(x)) if i not in set(onnx_axes)]
+        shape = full[1:] if x.batched else full
+        return self.emit("Squeeze", [x, self.int64s(onnx_axes)], shape=shape, batched=x.batched, kind=x.kind)
+
+    @staticmethod
+    def onnx_shape(x: Val) -> Tuple[Any, ...]:
+        """Shape of the ONNX tensor, with None for the batch axis."""
+        return ((None,) if x.batched else ()) + tuple(x.shape)
+
+    def align(self, *vals: Val) -> Tuple[List[Val], Tuple[int, ...]]:
+        """Make per-trial numpy broadcasting hold under ONNX broadcasting; returns (values, result shape)."""
+        target = max((v.rank for v in vals), default=0)
+        shape = broadcast_shapes(*[v.shape for v in vals])
+        out = []
+        for v in vals:
+            if v.batched and v.rank < target:
+                v = self.unsqueeze(v, list(range(1, 1 + target - v.rank)))
+            out.append(v)
+        return out, shape
+
+    def nary(self, op_type: str, operands: Sequence[Operand], kind: str = "float", out_kind: Optional[str] = None,
+             **attrs: Any) -> Val:
+        """A broadcasting elementwise ONNX op on operands cast to `kind`."""
+        vals = [self.tensor(o, kind) for o in operands]
+        try:
+            vals, shape = self.align(*vals)
+        except ValueError as exc:
+            raise UnsupportedError(f"cannot broadcast shapes {[v.shape for v in vals]}: {exc}", where=self.where)
+        return self.emit(op_type, vals, shape=shape, batched=any(v.batched for v in vals),
+                         kind=out_kind or kind, **attrs)
+
+    def unary(self, op_type: str, x: Operand, kind: str = "float", **attrs: Any) -> Val:
+        """An elementwise unary ONNX op."""
+        v = self.tensor(x, kind)
+        return self.emit(op_type, [v], shape=v.shape, batched=v.batched, kind=kind, **attrs)
+
+    # ------------------------------------------------------------------ arithmetic with identities
+    def add(self, a: Operand, b: Operand) -> Operand:
+        """a + b (adding a scalar 0 is skipped)."""
+        if isinstance(b, Const) and b.is_scalar(0.0) and isinstance(a, Val):
+            return a
+        if isinstance(a, Const) and a.is_scalar(0.0) and isinstance(b, Val):
+            return b
+        if isinstance(a, Const) and isinstance(b, Const):
+            return Const(a.array + b.array)
+        return self.nary("Add", [a, b])
+
+    def sub(self, a: Operand, b: Operand) -> Operand:
+        """a - b (subtracting a scalar 0 is skipped)."""
+        if isinstance(b, Const) and b.is_scalar(0.0) and isinstance(a, Val):
+            return a
+        if isinstance(a, Const) and isinstance(b, Const):
+            return Const(a.array - b.array)
+        return self.nary("Sub", [a, b])
+
+    def mul(self, a: Operand, b: Operand) -> Operand:
+        """a * b (multiplying by a scalar 1 is skipped)."""
+        if isinstance(b, Const) and b.is_scalar(1.0) and isinstance(a, Val):
+            return a
+        if isinstance(a, Const) and a.is_scalar(1.0) and isinstance(b, Val):
+            return b
+        if isinstance(a, Const) and isinstance(b, Const):
+            return Const(a.array * b.array)
+        return self.nary("Mul", [a, b])
+
+    def div(self, a: Operand, b: Operand) -> Operand:
+        """a / b (dividing by a scalar 1 is skipped)."""
+        if isinstance(b, Const) and b.is_scalar(1.0) and isinstance(a, Val):
+            return a
+        if isinstance(a, Const) and isinstance(b, Const):
+            with np.errstate(all="ignore"):
+                return Const(np.true_divide(a.array, b.array))
+        return self.nary("Div", [a, b])
+
+    def neg(self, a: Operand) -> Operand:
+        """-a."""
+        if isinstance(a, Const):
+            return Const(-a.array)
+        return self.unary("Neg", a)
+
+    def as_val(self, a: Operand) -> Val:
+        """A float tensor (constants become initializers)."""
+        return self.tensor(a, "float")
+
+    # ------------------------------------------------------------------ structural ops
+    def matmul(self, a: Operand, b: Operand) -> Val:
+        """numpy.matmul on per-trial values."""
+        a, b = self.as_val(a), self.as_val(b)
+        if a.rank == 0 or b.rank == 0:
+            raise UnsupportedError(f"matmul of a scalar (shapes {a.shape} and {b.shape})", where=self.where)
+        shape = _matmul_shape(a.shape, b.shape)
+        batched = a.batched or b.batched
+        if not batched or (a.rank == 1 and not b.batched and b.rank == 2):
+            # unbatched, or (batch, k) @ (k, m): ONNX MatMul is numpy's matmul here
+            return self.emit("MatMul", [a, b], shape=shape, batched=batched)
+        first, last = a.rank == 1, b.rank == 1
+        a2 = self.unsqueeze(a, [a.onnx_axis(0)]) if first else a
+        b2 = self.unsqueeze(b, [b.onnx_axis(0) + 1]) if last else b
+        target = max(a2.rank, b2.rank)
+        a2, b2 = [self.unsqueeze(v, list(range(1, 1 + target - v.rank))) if v.batched and v.rank < target else v
+                  for v in (a2, b2)]
+        y = self.emit("MatMul", [a2, b2], shape=_matmul_shape(a2.shape, b2.shape), batched=True)
+        drop = ([-2] if first else []) + ([-1] if last else [])
+        if drop:
+            r = y.rank + 1
+            y = self.squeeze(y, sorted(d % r for d in drop))
+        if tuple(y.shape) != tuple(shape):  # pragma: no cover - an exporter bug, not a user error
+            raise AssertionError(f"matmul shape {y.shape} != {shape}")
+        return y
+
+    def transpose(self, x: Val, perm: Optional[Sequence[int]] = None) -> Val:
+        """numpy.transpose with a per-trial permutation (reversed axes by default)."""
+        perm = list(range(x.rank))[::-1] if perm is None else [int(p) % max(x.rank, 1) for p in perm]
+        if sorted(perm) != list(range(x.rank)):
+            raise UnsupportedError(f"transpose permutation {perm} does not fit shape {x.shape}", where=self.where)
+        if perm == list(range(x.rank)):
+            return x
+        shape = [x.shape[p] for p in perm]
+        onnx_perm = [0] + [p + 1 for p in perm] if x.batched else perm
+        return self.emit("Transpose", [x], shape=shape, batched=x.batched, kind=x.kind, perm=onnx_perm)
+
+    def reshape(self, x: Val, shape: Sequence[int]) -> Val:
+        """Reshape the per-trial value to `shape` (-1 allowed once)."""
+        if TIME in x.shape:
+            raise UnsupportedError(f"reshape of a value with a time axis (shape {x.shape})", where=self.where)
+        shape = resolve_shape(x.shape, shape)
+        if tuple(shape) == tuple(x.shape):
+            return x
+        if x.batched and 0 in shape:
+            raise UnsupportedError("reshape to an empty per-trial shape", where=self.where)
+        target = ([-1] if x.batched else []) + list(shape)
+        return self.emit("Reshape", [x, self.int64s(target)], shape=shape, batched=x.batched, kind=x.kind)
+
+    def concat(self, vals: Sequence[Operand], axis: int) -> Val:
+        """numpy.concatenate on per-trial values (unbatched ones are expanded over the batch when needed)."""
+        vs = [self.as_val(v) for v in vals]
+        rank = vs[0].rank
+        if any(v.rank != rank for v in vs) or rank == 0:
+            raise UnsupportedError(f"concatenate of shapes {[v.shape for v in vs]}", where=self.where)
+        ax = int(axis) % rank
+        batched = any(v.batched for v in vs)
+        if batched:
+            vs = [v if v.batched else self.expand_to_batch(v) for v in vs]
+        shape = list(vs[0].shape)
+        shape[ax] = sum(v.shape[ax] for v in vs)
+        if len(vs) == 1:
+            return vs[0]
+        return self.emit("Concat", vs, shape=shape, batched=batched, axis=ax + (1 if batched else 0))
+
+    def batch_shape(self) -> Optional[Val]:
+        """A 1-element int64 tensor holding the batch size (None when the graph has no batched input)."""
+        if self._batch_shape is None and self.batch_source is not None:
+            self._batch_shape = self.emit("Shape", [self.batch_source], shape=[1], batched=False, kind="int64",
+                                          start=0, end=1)
+        return self._batch_shape
+
+    def expand_to_batch(self, x: Val) -> Val:
+        """An unbatched value repeated over the batch axis."""
+        if x.batched:
+            return x
+        u = self.emit("Unsqueeze", [x, self.int64s([0])], shape=(1,) + tuple(x.shape), batched=False, kind=x.kind)
+        bs = self.batch_shape()
+        if bs is None:
+            return Val(u.name, True, x.shape, x.kind)
+        target = self.emit("Concat", [bs, self.int64s(x.shape)], shape=[1 + x.rank], batched=False, kind="int64",
+                           axis=0) if x.rank else bs
+        return self.emit("Expand", [u, target], shape=x.shape, batched=True, kind=x.kind)
+
+    def reduce(self, op_type: str, x: Val, axes: Optional[Sequence[int]], keepdims: bool) -> Val:
+        """numpy sum/max/min/mean/prod over per-trial axes (all of them when None)."""
+        per_trial = list(range(x.rank)) if axes is None else sorted({int(a) % max(x.rank, 1) for a in axes})
+        if x.rank == 0 or not per_trial:
+            return x
+        if x.kind == "bool":
+            x = self.tensor(x, "float")
+        onnx_axes = [x.onnx_axis(a) for a in per_trial]
+        shape = [1 if i in per_trial else d for i, d in enumerate(x.shape)] if keepdims else \
+            [d for i, d in enumerate(x.shape) if i not in per_trial]
+        if op_type == "ReduceSum" or self.opset >= 18:
+            return self.emit(op_type, [x, self.int64s(onnx_axes)], shape=shape, batched=x.batched,
+                             keepdims=int(bool(keepdims)))
+        return self.emit(op_type, [x], shape=shape, batched=x.batched, axes=onnx_axes, keepdims=int(bool(keepdims)))
+
+
+def broadcast_shapes(*shapes: Sequence[int]) -> Tuple[int, ...]:
+    """numpy's broadcasting of shapes, with TIME (-1) as a dimension that broadcasts with 1 and itself."""
+    rank = max((len(s) for s in shapes), default=0)
+    out = []
+    for i in range(rank):
+        dims = {int(s[len(s) - rank + i]) for s in shapes if len(s) - rank + i >= 0} - {1}
+        if len(dims) > 1:
+            raise UnsupportedError(f"shapes {[tuple(s) for s in shapes]} do not broadcast")
+        out.append(dims.pop() if dims else 1)
+    return tuple(out)
+
+
+def resolve_shape(old: Sequence[int], new: Sequence[int]) -> Tuple[int, ...]:
+    """numpy's reshape rule: `new` with its -1 filled in (ValueError-like UnsupportedError when it cannot fit)."""
+    new = [int(d) for d in (new if np.ndim(new) else [new])]
+    size = int(np.prod(old, dtype=np.int64))
+    if new.count(-1) > 1 or any(d < -1 for d in new):
+        raise UnsupportedError(f"cannot reshape {tuple(old)} to {tuple(new)}")
+    if -1 in new:
+        rest = int(np.prod([d for d in new if d != -1], dtype=np.int64))
+        if rest == 0 or size % rest:
+            raise UnsupportedError(f"cannot reshape {tuple(old)} to {tuple(new)}")
+        new[new.index(-1)] = size // rest
+    if int(np.prod(new, dtype=np.int64)) != size:
+        raise UnsupportedError(f"cannot reshape {tuple(old)} to {tuple(new)}")
+    return tuple(new)
+
+
+def _matmul_shape(a: Sequence[int], b: Sequence[int]) -> Tuple[int, ...]:
+    """numpy.matmul's result shape (raises ValueError when the shapes do not fit)."""
+    a, b = tuple(a), tuple(b)
+    a2 = (1,) + a if len(a) == 1 else a
+    b2 = b + (1,) if len(b) == 1 else b
+    if a2[-1] != b2[-2]:
+        raise UnsupportedError(f"matmul shapes {a} and {b} do not fit")
+    lead = broadcast_shapes(a2[:-2], b2[:-2])
+    out = lead + (a2[-2], b2[-1])
+    if len(a) == 1:
+        out = out[:-2] + out[-1:]
+    if len(b) == 1:
+        out = out[:-1]
+    return out
+
+
+LN2, LN10 = math.log(2.0), math.log(10.0)

@@ -1,0 +1,44 @@
+"""ONNX export of GRU blocks: one ONNX `GRU` op (linear_before_reset=1 written explicitly), Transpose nodes for
+batch-first data (onnxruntime rejects layout=1), weights converted to ONNX's z, r, h layout."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..gru import BIAS_NAMES, WEIGHT_NAMES, gates_to_onnx
+from ..program import Op, TensorRef
+from .onnx import arg, register_onnx
+from .onnx_graph import Const, OnnxGraphBuilder, Operand, Val
+
+TIME = -1  # the (dynamic) time axis in per-trial shapes of sequence programs
+
+
+def _gates(b: OnnxGraphBuilder, op: Op) -> dict:
+    out = {}
+    for g in WEIGHT_NAMES + BIAS_NAMES:
+        v = op.args.get(g)
+        if isinstance(v, TensorRef):
+            out[g] = np.asarray(b.program.params[v.name].value, dtype=float)
+    return out
+
+
+def gru_node(b: OnnxGraphBuilder, x_btI: Val, gates: dict, h0: Operand, hidden: int) -> Val:
+    """ONNX GRU on batch-first x (per trial (T, I)) from h0 (H,); returns batch-first Y (per trial (T, H))."""
+    onnx_w = gates_to_onnx(gates)
+    W, R = b.const(onnx_w["W"]), b.const(onnx_w["R"])
+    B = b.const(onnx_w["B"]) if gates.get("bias_ir") is not None else None
+    I = x_btI.shape[-1]
+    x_tbi = b.emit("Transpose", [x_btI], shape=(TIME, TIME, I), batched=False, perm=[1, 0, 2])
+    h = b.as_val(h0) if not isinstance(h0, Const) else b.const(np.asarray(h0.value, dtype=float))
+    h_bh = b.expand_to_batch(h)  # (B, H)
+    h_1bh = b.emit("Unsqueeze", [h_bh, b.int64s([0])], shape=(1, TIME, hidden), batched=False)
+    y = b.emit("GRU", [x_tbi, W, R, B, None, h_1bh], shape=(TIME, 1, TIME, hidden), batched=False,
+               hidden_size=int(hidden), linear_before_reset=1)
+    y_tbh = b.emit("Squeeze", [y, b.int64s([1])], shape=(TIME, TIME, hidden), batched=False)
+    return b.emit("Transpose", [y_tbh], shape=(TIME, hidden), batched=True, perm=[1, 0, 2])
+
+
+@register_onnx("GRU")
+def _gru(b: OnnxGraphBuilder, op: Op) -> Operand:
+    gates = _gates(b, op)
+    x = b.as_val(arg(b, op, "X"))
+    return gru_node(b, x, gates, arg(b, op, "h0"), gates["wts_hr"].shape[0])

@@ -1,0 +1,406 @@
+"""ONNX model -> MDF document (the serialised dict `mdfbridge.document` saves and `mdfbridge.lowering` lowers).
+
+Layout: one MDF node per graph input (id = the input's name made an identifier, one input port, so the
+lowered Program's input is named after it), one MDF node per ONNX node that computes from the inputs
+(`function: {"onnx::<Op>": {args}}`, or a `value` expression for ops the function registry lacks), and one
+node per graph output. Weights stay in the document: initializers become node parameters (scalars inline),
+MatMul/Gemm weights and their biases are marked learnable in `metadata.mdfbridge.learnable_parameters`.
+Nodes that only compute constants (Constant, transposed initializers, ...) are folded; nodes that only compute
+shapes (Shape -> Gather -> Concat feeding a Reshape) are dropped, the Reshape taking the shape the probe runs
+found. Shapes and folded constants come from running the graph with onnx's reference evaluator at two batch
+sizes, which also catches ops that move or mix the batch axis.
+"""
+from __future__ import annotations
+
+import keyword
+import logging
+import os
+import re
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
+
+import numpy as np
+import onnx
+from onnx import TensorProto, numpy_helper
+
+from ..errors import DocumentError, UnsupportedError
+from .onnx_ops import Emitted, NodeImport, Tensor, find_handler, supported_onnx_ops
+
+log = logging.getLogger(__name__)
+
+MDF_FORMAT = "ModECI MDF v0.4"
+PROBE_BATCHES = (2, 3)
+FUNCTION_ID = "fn"
+OUTPUT_PORT = "output"
+_FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
+
+__all__ = ["onnx_to_mdf", "load_onnx", "supported_onnx_ops"]
+
+
+def load_onnx(model: Union[str, "os.PathLike[str]", bytes, onnx.ModelProto]) -> onnx.ModelProto:
+    """A ModelProto from a path, serialised bytes or a ModelProto."""
+    if isinstance(model, onnx.ModelProto):
+        return model
+    try:
+        if isinstance(model, (bytes, bytearray)):
+            return onnx.load_from_string(bytes(model))
+        return onnx.load(os.fspath(model))
+    except (OSError, onnx.onnx_cpp2py_export.checker.ValidationError) as exc:  # type: ignore[attr-defined]
+        raise DocumentError(f"cannot read ONNX model: {exc}", path=str(model)) from exc
+    except Exception as exc:  # protobuf DecodeError
+        raise DocumentError(f"not an ONNX model: {type(exc).__name__}: {exc}",
+                            path=str(model) if not isinstance(model, (bytes, bytearray)) else None) from exc
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    """The model's opset of the default ONNX domain."""
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return int(o.version)
+    return 1
+
+
+class _Names:
+    """Unique Python identifiers made from ONNX names (no leading underscore: MDF expressions reserve it)."""
+
+    def __init__(self) -> None:
+        self.used: Set[str] = set()
+
+    def make(self, raw: str, fallback: str = "node", prefix: str = "n") -> str:
+        """`raw` as a fresh identifier; `prefix` goes before one starting with a digit."""
+        base = re.sub(r"\W+", "_", raw or "").strip("_") or fallback
+        if base[0].isdigit():
+            base = f"{prefix}{base}"
+        if keyword.iskeyword(base):
+            base += "_"
+        name, i = base, 2
+        while name in self.used:
+            name, i = f"{base}_{i}", i + 1
+        self.used.add(name)
+        return name
+
+
+class OnnxImporter:
+    """Converts one ONNX graph; `run()` returns the MDF dict."""
+
+    def __init__(self, model: onnx.ModelProto, *, batch_axis: bool = True, name: Optional[str] = None,
+                 input_shapes: Optional[Mapping[str, Sequence[int]]] = None, learnable: bool = True) -> None:
+        self.model = model
+        self.graph = model.graph
+        self.opset = default_opset(model)
+        self.batch_axis = batch_axis
+        self.learnable = learnable
+        self.input_shapes = {k: tuple(int(d) for d in v) for k, v in (input_shapes or {}).items()}
+        self.name = _Names().make(name or self.graph.name, "onnx_model", "m")
+        self.tensors: Dict[str, Tensor] = {}
+        self.inits = {i.name: numpy_helper.to_array(i) for i in self.graph.initializer}
+        self.graph_inputs = [i for i in self.graph.input if i.name not in self.inits]
+        self.nodes: Dict[str, Dict[str, Any]] = {}
+        self.edges: Dict[str, Dict[str, Any]] = {}
+        self.ids = _Names()
+        self.edge_ids = _Names()
+        self.learnable_users: Dict[str, List[str]] = {}
+
+    # ------------------------------------------------------------------ analysis
+    def classify(self) -> Dict[str, str]:
+        """Tensor name -> 'dynamic' | 'const' | 'shape' by structure (graph inputs are dynamic)."""
+        kinds: Dict[str, str] = {n: "const" for n in self.inits}
+        kinds.update({i.name: "dynamic" for i in self.graph_inputs})
+        for node in self.graph.node:
+            ins = [kinds.get(n, "const") for n in node.input if n]
+            if node.op_type in ("Shape", "Size"):
+                kind = "const" if all(k == "const" for k in ins) else "shape"
+            elif "dynamic" in ins:
+                kind = "dynamic"
+            elif "shape" in ins:
+                kind = "shape"
+            else:
+                kind = "const"
+            for o in node.output:
+                if o:
+                    kinds[o] = kind
+        return kinds
+
+    def probe_shapes(self) -> List[Tuple[int, ...]]:
+        """Full shapes of the graph inputs for the probe runs (batch axis at PROBE_BATCHES)."""
+        shapes = []
+        for batch in (PROBE_BATCHES if self.batch_axis else (None,)):
+            feed = {}
+            for inp in self.graph_inputs:
+                feed[inp.name] = self.input_shape(inp, batch)
+            shapes.append(feed)
+        return shapes
+
+    def input_shape(self, inp: onnx.ValueInfoProto, batch: Optional[int]) -> Tuple[int, ...]:
+        """The full shape of a graph input for a probe run at `batch` trials."""
+        tt = inp.type.tensor_type
+        if inp.type.WhichOneof("value") != "tensor_type" or tt.elem_type not in _FLOAT_TYPES:
+            raise UnsupportedError(f"graph input '{inp.name}' is not a float tensor (mdfbridge values are floats)")
+        if inp.name in self.input_shapes:
+            per_trial = self.input_shapes[inp.name]
+            return ((batch,) if batch is not None else ()) + per_trial
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        if not tt.HasField("shape"):
+            raise UnsupportedError(f"graph input '{inp.name}' has no shape; pass input_shapes={{'{inp.name}': "
+                                   "(per-trial shape)}")
+        if batch is not None:
+            if not dims:
+                raise UnsupportedError(f"graph input '{inp.name}' is a scalar: it has no batch axis; import with "
+                                       "batch_axis=False")
+            dims[0] = batch
+        if any(d is None for d in dims):
+            raise UnsupportedError(f"graph input '{inp.name}' has symbolic dimensions {_dims(tt)}; pass "
+                                   f"input_shapes={{'{inp.name}': (per-trial shape)}}")
+        return tuple(dims)
+
+    def probe(self) -> List[Dict[str, np.ndarray]]:
+        """Every intermediate value of the graph for the probe inputs (random, fixed seed)."""
+        from onnx.reference import ReferenceEvaluator
+
+        rng = np.random.default_rng(0)
+        try:
+            ev = ReferenceEvaluator(self.model)
+        except Exception as exc:  # noqa: BLE001 - the reference evaluator's own errors
+            raise UnsupportedError(f"onnx's reference evaluator cannot load the model to find shapes: {exc}") from exc
+        runs = []
+        for feed_shapes in self.probe_shapes():
+            feeds = {k: rng.uniform(0.1, 0.9, size=s).astype(_np_type(self.graph_input(k))) for k, s in
+                     feed_shapes.items()}
+            try:
+                with np.errstate(all="ignore"):
+                    results = ev.run(None, feeds, intermediate=True)
+            except Exception as exc:  # noqa: BLE001
+                hint = (" (does the graph fix the batch size, e.g. a Reshape to a constant shape? import with "
+                        "batch_axis=False to treat each tensor as one trial)" if self.batch_axis else "")
+                raise UnsupportedError(f"running the ONNX graph on inputs of shapes "
+                                       f"{ {k: v.shape for k, v in feeds.items()} } failed: {exc}{hint}") from exc
+            results.update(feeds)
+            runs.append(results)
+        return runs
+
+    def graph_input(self, name: str) -> onnx.ValueInfoProto:
+        """The graph input called `name`."""
+        return next(i for i in self.graph_inputs if i.name == name)
+
+    def per_trial(self, name: str, runs: List[Dict[str, np.ndarray]]) -> Optional[Tuple[int, ...]]:
+        """Per-trial shape of a dynamic tensor, or None if the probe runs show it lost the batch axis."""
+        shapes = [tuple(np.shape(r[name])) for r in runs if name in r]
+        if not shapes:
+            return None
+        if not self.batch_axis:
+            return shapes[0]
+        ok = all(len(s) >= 1 and s[0] == b for s, b in zip(shapes, PROBE_BATCHES)) and len({s[1:] for s in shapes}) == 1
+        return shapes[0][1:] if ok else None
+
+    # ------------------------------------------------------------------ building
+    def run(self) -> Dict[str, Any]:
+        """The MDF document dict."""
+        for node in self.graph.node:
+            if node.domain not in ("", "ai.onnx"):
+                raise UnsupportedError(f"ONNX node '{node.name}' is op '{node.op_type}' of domain '{node.domain}'; "
+                                       "only the default ONNX domain is supported")
+        kinds = self.classify()
+        used_by: Dict[str, int] = {}
+        for node in self.graph.node:
+            for n in node.input:
+                used_by[n] = used_by.get(n, 0) + 1
+        outputs = {o.name for o in self.graph.output}
+        for node in self.graph.node:  # fail early, before running anything, on ops without a handler
+            dynamic = any(kinds.get(o) == "dynamic" for o in node.output if o)
+            if dynamic and find_handler(node.op_type, self.opset) is None:
+                raise UnsupportedError(
+                    f"ONNX op '{node.op_type}' (opset {self.opset}) is not supported by mdfbridge's ONNX importer; "
+                    f"supported: {', '.join(supported_onnx_ops())}",
+                    where=f"ONNX node '{node.name or node.output[0]}'")
+        runs = self.probe()
+        for inp in self.graph_inputs:
+            shape = self.per_trial(inp.name, runs)
+            nid = self.ids.make(inp.name, "input")
+            port = f"{nid}_input"
+            self.nodes[nid] = {"metadata": {"mdfbridge": {"role": "input", "onnx_name": inp.name}},
+                               "input_ports": {port: {"shape": list(shape)}},
+                               "output_ports": {OUTPUT_PORT: {"value": port, "shape": list(shape)}}}
+            self.tensors[inp.name] = Tensor(inp.name, "dynamic", shape, producer=(nid, OUTPUT_PORT),
+                                            producer_op="input")
+        for name, value in self.inits.items():
+            self.tensors[name] = Tensor(name, "const", tuple(value.shape), value)
+        for index, node in enumerate(self.graph.node):
+            kind = kinds.get(node.output[0], "const") if node.output else "const"
+            if kind == "const":
+                for o in node.output:
+                    if o and o in runs[0]:
+                        v = np.asarray(runs[0][o])
+                        self.tensors[o] = Tensor(o, "const", tuple(v.shape), v)
+                continue
+            if kind == "shape":
+                for o in node.output:
+                    if o:
+                        self.tensors[o] = Tensor(o, "shape", tuple(np.shape(runs[0].get(o, ()))), runs[0].get(o))
+                continue
+            self.import_node(index, node, runs, used_by, outputs)
+        for out in self.graph.output:
+            self.add_output(out)
+        self.prune()
+        return self.document()
+
+    def import_node(self, index: int, node: onnx.NodeProto, runs: List[Dict[str, np.ndarray]],
+                    used_by: Dict[str, int], outputs: Set[str]) -> None:
+        """One ONNX node that computes from the inputs -> one MDF node (and its incoming edges)."""
+        handler = find_handler(node.op_type, self.opset)
+        ins = [self.tensors.get(n) if n else None for n in node.input]
+        for n, t in zip(node.input, ins):
+            if n and t is None:
+                raise UnsupportedError(f"input '{n}' is neither a graph input, an initializer nor computed before",
+                                       where=f"ONNX node '{node.name}'")
+        out_shapes = [self.per_trial(o, runs) if o else None for o in node.output]
+        used = [bool(o) and (used_by.get(o, 0) > 0 or o in outputs) for o in node.output]
+        ni = NodeImport(node, self.opset, self.batch_axis, ins, out_shapes, used)
+        if out_shapes and out_shapes[0] is None and node.output[0] in runs[0]:
+            got = [tuple(np.shape(r[node.output[0]])) for r in runs]
+            ni.batch_problem = (f"output shape {got[0]} for {PROBE_BATCHES[0]} trials and {got[-1]} for "
+                                f"{PROBE_BATCHES[-1]}: the op moves or mixes the batch axis (mdfbridge reads the "
+                                "leading axis as the trial axis; import with batch_axis=False to treat each tensor "
+                                "as one trial)")
+        emitted = handler(ni)  # its own, more specific, refusal first
+        if ni.batch_problem:
+            raise ni.fail(ni.batch_problem)
+        if any(used[1:]):
+            raise ni.fail("only the first output is supported")
+        nid = self.ids.make(node.name, f"{node.op_type}_{index}")
+        self.nodes[nid] = self.mdf_node(nid, node, emitted, out_shapes[0])
+        for o, shape in zip(node.output[:1], out_shapes[:1]):
+            self.tensors[o] = Tensor(o, "dynamic", shape, producer=(nid, OUTPUT_PORT), producer_op=node.op_type)
+
+    def mdf_node(self, nid: str, node: onnx.NodeProto, em: Emitted, shape: Tuple[int, ...]) -> Dict[str, Any]:
+        """The MDF node of one emitted function: ports for dynamic args, parameters for constants."""
+        ports: Dict[str, Any] = {}
+        params: Dict[str, Any] = {}
+        learnable: List[str] = []
+        args: Dict[str, Any] = {}
+        local = _Names()
+        local.used |= set(em.args) | {FUNCTION_ID, OUTPUT_PORT}
+        for key, v in em.args.items():
+            if not isinstance(v, Tensor):
+                args[key] = v
+                continue
+            if v.kind == "dynamic":
+                ports[key] = {"shape": list(v.shape)}
+                sender, sport = v.producer
+                eid = self.edge_ids.make(f"{sender}_to_{nid}_{key}")
+                self.edges[eid] = {"sender": sender, "sender_port": sport, "receiver": nid, "receiver_port": key}
+                args[key] = key
+                continue
+            if v.kind != "const":
+                raise UnsupportedError(f"argument '{key}' is derived from tensor shapes",
+                                       where=f"ONNX node '{node.name}'")
+            value = np.asarray(v.value, dtype=float)
+            learn = self.learnable and key in em.learnable
+            if em.value is not None:
+                pid = key  # value expressions name their operands
+            elif value.ndim == 0 and not learn:
+                args[key] = float(value)
+                continue
+            else:
+                pid = local.make(v.name, key, "p")
+            params[pid] = {"value": value.tolist()}
+            args[key] = pid
+            if learn:
+                learnable.append(pid)
+                self.learnable_users.setdefault(v.name, []).append(nid)
+        meta: Dict[str, Any] = {"role": "onnx", "onnx": {"op_type": node.op_type, "name": node.name,
+                                                         "opset": self.opset}}
+        if learnable:
+            meta["learnable_parameters"] = learnable
+        if em.value is not None:
+            function: Dict[str, Any] = {"value": em.value}
+        else:
+            function = {"function": {em.function: args}}
+        out: Dict[str, Any] = {"metadata": {"mdfbridge": meta}}
+        if ports:
+            out["input_ports"] = ports
+        if params:
+            out["parameters"] = params
+        out["functions"] = {FUNCTION_ID: function}
+        out["output_ports"] = {OUTPUT_PORT: {"value": FUNCTION_ID, "shape": list(shape)}}
+        return out
+
+    def add_output(self, out: onnx.ValueInfoProto) -> None:
+        """One MDF node per graph output (so the Program's output carries the ONNX output's name)."""
+        t = self.tensors.get(out.name)
+        nid = self.ids.make(out.name, "output")
+        meta = {"mdfbridge": {"role": "output", "onnx_name": out.name}}
+        if t is None:
+            raise UnsupportedError(f"graph output '{out.name}' is not computed by the graph")
+        if t.kind == "dynamic":
+            port = "value"
+            self.nodes[nid] = {"metadata": meta, "input_ports": {port: {"shape": list(t.shape)}},
+                               "output_ports": {OUTPUT_PORT: {"value": port, "shape": list(t.shape)}}}
+            sender, sport = t.producer
+            self.edges[self.edge_ids.make(f"{sender}_to_{nid}")] = {
+                "sender": sender, "sender_port": sport, "receiver": nid, "receiver_port": port}
+        elif t.kind == "const":
+            value = np.asarray(t.value, dtype=float)
+            self.nodes[nid] = {"metadata": meta, "parameters": {"value": {"value": value.tolist()}},
+                               "output_ports": {OUTPUT_PORT: {"value": "value", "shape": list(value.shape)}}}
+        else:
+            raise UnsupportedError(f"graph output '{out.name}' is derived from tensor shapes only")
+
+    def prune(self) -> None:
+        """Drop MDF nodes that no graph output depends on (dead ONNX nodes, unused inputs stay)."""
+        keep = {nid for nid, n in self.nodes.items() if n["metadata"]["mdfbridge"]["role"] in ("output", "input")}
+        incoming: Dict[str, List[str]] = {}
+        for e in self.edges.values():
+            incoming.setdefault(e["receiver"], []).append(e["sender"])
+        stack = list(keep)
+        while stack:
+            for s in incoming.get(stack.pop(), []):
+                if s not in keep:
+                    keep.add(s)
+                    stack.append(s)
+        dead = [nid for nid in self.nodes if nid not in keep]
+        if dead:
+            log.info("ONNX import: dropping %d node(s) no output depends on: %s", len(dead), ", ".join(dead))
+        self.nodes = {k: v for k, v in self.nodes.items() if k in keep}
+        self.edges = {k: e for k, e in self.edges.items() if e["sender"] in keep and e["receiver"] in keep}
+        for name, users in self.learnable_users.items():
+            users = [u for u in users if u in keep]
+            if len(users) > 1:
+                log.warning("ONNX initializer '%s' is a learnable weight of %d nodes (%s); each gets its own copy, "
+                            "so training unties them", name, len(users), ", ".join(users))
+
+    def document(self) -> Dict[str, Any]:
+        """Wrap nodes and edges as a one-graph MDF document."""
+        from .. import __version__
+
+        meta = {"mdfbridge": {"onnx": {
+            "batch_axis": self.batch_axis, "opset": self.opset, "ir_version": int(self.model.ir_version),
+            "producer": f"{self.model.producer_name} {self.model.producer_version}".strip(),
+            "inputs": {nid: n["metadata"]["mdfbridge"]["onnx_name"] for nid, n in self.nodes.items()
+                       if n["metadata"]["mdfbridge"]["role"] == "input"},
+            "outputs": {nid: n["metadata"]["mdfbridge"]["onnx_name"] for nid, n in self.nodes.items()
+                        if n["metadata"]["mdfbridge"]["role"] == "output"}}}}
+        graph: Dict[str, Any] = {"metadata": meta, "nodes": self.nodes}
+        if self.edges:
+            graph["edges"] = self.edges
+        return {f"{self.name}_model": {"format": MDF_FORMAT, "generating_application": f"mdfbridge {__version__}",
+                                       "graphs": {self.name: graph}}}
+
+
+def _dims(tt: Any) -> List[Any]:
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim]
+
+
+def _np_type(inp: onnx.ValueInfoProto) -> Any:
+    return onnx.helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type)
+
+
+def onnx_to_mdf(model: Union[str, "os.PathLike[str]", bytes, onnx.ModelProto], *, batch_axis: bool = True,
+                name: Optional[str] = None, input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
+                learnable: bool = True) -> Dict[str, Any]:
+    """An ONNX model as an MDF document dict (weights kept; see the module docstring for the layout).
+
+    `batch_axis`: the leading axis of the graph inputs is mdfbridge's trial axis (per-trial shapes drop it);
+    False treats every ONNX tensor as one trial's value. `input_shapes` gives per-trial shapes for inputs with
+    symbolic dimensions. `learnable=False` marks no parameter learnable.
+    """
+    proto = load_onnx(model)
+    return OnnxImporter(proto, batch_axis=batch_axis, name=name, input_shapes=input_shapes, learnable=learnable).run()

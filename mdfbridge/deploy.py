@@ -1,0 +1,141 @@
+"""Run an ONNX model (a file, bytes, a `ModelProto`, or a `Program` exported on the fly) on onnxruntime.
+
+`DeploymentSession` picks the execution provider (CUDA first when onnxruntime offers it, then CPU), creates
+the inference session once, reports which provider actually runs, casts inputs to the model's input types,
+and uses IO binding on CUDA so inputs are copied once and outputs land in host memory in one step.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from .errors import DataError, UnsupportedError
+
+log = logging.getLogger(__name__)
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+PROVIDER_CHOICES = ("auto", "cpu", "cuda")
+
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
+              "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_}
+
+
+def available_providers() -> List[str]:
+    """onnxruntime's available execution providers, in its order."""
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def choose_providers(provider: str = "auto", available: Optional[Sequence[str]] = None) -> List[str]:
+    """The provider list for a session: 'auto' -> CUDA (if available) then CPU; 'cuda' needs CUDA; 'cpu'."""
+    key = str(provider).lower().replace("executionprovider", "")
+    if key not in PROVIDER_CHOICES:
+        raise UnsupportedError(f"provider must be one of {', '.join(PROVIDER_CHOICES)}, got {provider!r}")
+    available = list(available) if available is not None else available_providers()
+    if key == "cpu":
+        return [CPU]
+    if key == "cuda":
+        if CUDA not in available:
+            raise UnsupportedError(f"provider 'cuda' requested but onnxruntime offers no {CUDA} here "
+                                   f"(available: {', '.join(available) or 'none'}); install onnxruntime-gpu with a "
+                                   "matching CUDA, or use provider='cpu'")
+        return [CUDA, CPU]
+    return ([CUDA] if CUDA in available else []) + [CPU]
+
+
+ModelLike = Union[str, "os.PathLike[str]", bytes, Any]
+
+
+def _model_bytes(model: ModelLike, dtype: str) -> Union[str, bytes]:
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        if not os.path.isfile(path):
+            raise DataError(f"no ONNX model at {path}")
+        return path
+    if isinstance(model, (bytes, bytearray)):
+        return bytes(model)
+    from .program import Program
+
+    if isinstance(model, Program):
+        from .exporters.onnx import program_to_onnx
+
+        model = program_to_onnx(model, dtype=dtype)
+    if hasattr(model, "SerializeToString"):
+        return model.SerializeToString()
+    raise DataError(f"cannot deploy a {type(model).__name__}; give an ONNX file, bytes, ModelProto or Program")
+
+
+class DeploymentSession:
+    """One onnxruntime inference session, created once and reused for every `run`."""
+
+    def __init__(self, model_or_path: ModelLike, provider: str = "auto", *, dtype: str = "float32",
+                 session_options: Any = None) -> None:
+        import onnxruntime as ort
+
+        self.requested = provider
+        providers = choose_providers(provider)
+        source = _model_bytes(model_or_path, dtype)
+        self.session = ort.InferenceSession(source, sess_options=session_options, providers=providers)
+        self.provider: str = self.session.get_providers()[0]
+        if str(provider).lower() == "cuda" and self.provider != CUDA:
+            raise UnsupportedError(f"provider 'cuda' requested but onnxruntime fell back to {self.provider} "
+                                   "(is a GPU visible and CUDA/cuDNN installed?)")
+        self.inputs = {i.name: i for i in self.session.get_inputs()}
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self._binding = self.provider == CUDA
+        log.info("onnxruntime session on %s (requested %s; available %s)", self.provider, provider,
+                 ", ".join(available_providers()))
+
+    @property
+    def input_names(self) -> List[str]:
+        """Names of the model's inputs."""
+        return list(self.inputs)
+
+    def _prepare(self, inputs: Mapping[str, Any]) -> Dict[str, np.ndarray]:
+        unknown = set(inputs) - set(self.inputs)
+        if unknown:
+            raise DataError(f"unknown input(s) {sorted(unknown)}; the model's inputs are {self.input_names}")
+        missing = [k for k in self.inputs if k not in inputs]
+        if missing:
+            raise DataError(f"no value for input(s) {missing}")
+        feed: Dict[str, np.ndarray] = {}
+        for name, meta in self.inputs.items():
+            want = _ORT_TYPES.get(meta.type)
+            arr = np.asarray(inputs[name])
+            arr = np.asarray(arr, dtype=want, order="C")
+            rank = len(meta.shape) if meta.shape is not None else None
+            if rank is not None and arr.ndim == rank - 1:  # one trial without its batch axis
+                arr = arr[None]
+            if rank is not None and arr.ndim != rank:
+                raise DataError(f"input '{name}' has shape {arr.shape}; the model expects {list(meta.shape)}")
+            for got, dim in zip(arr.shape, meta.shape or ()):
+                if isinstance(dim, int) and dim != got:
+                    raise DataError(f"input '{name}' has shape {arr.shape}; the model expects {list(meta.shape)}")
+            feed[name] = arr
+        return feed
+
+    def run(self, inputs: Mapping[str, Any]) -> Dict[str, np.ndarray]:
+        """Outputs (name -> array) for a batch of inputs (name -> array, cast to the model's input types)."""
+        feed = self._prepare(inputs)
+        if not self._binding:
+            return dict(zip(self.output_names, self.session.run(self.output_names, feed)))
+        binding = self.session.io_binding()
+        for name, arr in feed.items():
+            binding.bind_cpu_input(name, arr)
+        for name in self.output_names:
+            binding.bind_output(name, "cuda")
+        self.session.run_with_iobinding(binding)
+        return dict(zip(self.output_names, binding.copy_outputs_to_cpu()))
+
+    def __repr__(self) -> str:
+        return f"DeploymentSession(provider={self.provider!r}, inputs={self.input_names}, outputs={self.output_names})"
+
+
+def deploy(model_or_path: ModelLike, provider: str = "auto", **kwargs: Any) -> DeploymentSession:
+    """Shorthand for `DeploymentSession(model_or_path, provider)`."""
+    return DeploymentSession(model_or_path, provider, **kwargs)

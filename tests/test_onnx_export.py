@@ -1,0 +1,311 @@
+"""Program -> ONNX: onnxruntime on the exported model equals the numpy reference (1e-6 float32, 1e-12 float64)
+for compositions and generic MDF documents; the model passes the full checker; batch is dynamic; what has no
+translation is refused with a clear error."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from conftest import XOR_INPUTS, make_xor
+
+from mdfbridge import (BiasMechanism, Composition, Exponential, Linear, Logistic, MappingProjection, ReLU, SoftMax,
+                       Tanh, TransferMechanism, UnsupportedError, lower)
+from mdfbridge.exporters.mdf import composition_to_dict
+from mdfbridge.exporters.onnx import ONNX_EXPORTERS, mdf_to_onnx, program_to_onnx, register_onnx, save_onnx
+from mdfbridge.importers.reference import run_program
+
+TOL = {"float32": 1e-6, "float64": 1e-12}
+
+
+def ort_run(model: onnx.ModelProto, inputs: dict) -> dict:
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np_type = {1: np.float32, 11: np.float64}[model.graph.input[0].type.tensor_type.elem_type] if model.graph.input \
+        else np.float32
+    out = sess.run(None, {k: np.asarray(v, dtype=np_type) for k, v in inputs.items()})
+    return dict(zip([o.name for o in sess.get_outputs()], out))
+
+
+def check_equal(program, inputs: dict, dtype: str, opset: int = 17) -> onnx.ModelProto:
+    """Export, check the model, run it on onnxruntime and compare every output with the numpy reference."""
+    model = program_to_onnx(program, dtype=dtype, opset=opset)
+    onnx.checker.check_model(model, full_check=True)
+    if dtype == "float32":  # the reference sees the same (float32-rounded) inputs
+        inputs = {k: np.asarray(v, dtype=np.float32).astype(np.float64) for k, v in inputs.items()}
+    want = run_program(program, inputs)
+    got = {k[: -len("_output")] if k.endswith("_output") and k[: -len("_output")] in program.inputs else k: v
+           for k, v in ort_run(model, inputs).items()}
+    assert set(got) == set(want)
+    for k in want:
+        assert got[k].shape == want[k].shape, k
+        np.testing.assert_allclose(got[k], want[k], rtol=TOL[dtype], atol=TOL[dtype], err_msg=k)
+    return model
+
+
+def comp_program(comp: Composition):
+    return lower(composition_to_dict(comp))
+
+
+# --------------------------------------------------------------------------- compositions
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch", [1, 64])
+def test_xor_random_weights(dtype, batch):
+    prog = make_xor().program()
+    x = np.random.default_rng(batch).uniform(-1, 1, size=(batch, 2))
+    model = check_equal(prog, {"input": x}, dtype)
+    assert [i.name for i in model.graph.input] == ["input"] and [o.name for o in model.graph.output] == ["output"]
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch" and dims[1].dim_value == 2
+    assert {i.name for i in model.graph.initializer} >= {"input_to_hidden.matrix", "hidden_to_output.matrix"}
+
+
+TRANSFERS = [Linear(slope=0.5, intercept=-1), Linear(), Logistic(gain=2, bias=0.3, offset=0.1), Logistic(), Tanh(),
+             Tanh(gain=1.5, bias=-0.2, offset=0.1, scale=0.7), ReLU(), ReLU(gain=2, bias=0.1, leak=0.05),
+             ReLU(leak=0.2), SoftMax(gain=3), SoftMax(), Exponential(rate=0.5, scale=2, bias=0.1, offset=-1)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("fn", TRANSFERS, ids=repr)
+def test_every_transfer_function(fn, dtype):
+    a, b = TransferMechanism("a", 3), TransferMechanism("b", 4, fn)
+    comp = Composition("c", pathways=[[a, np.random.default_rng(1).normal(size=(3, 4)), b]])
+    x = np.random.default_rng(2).normal(size=(64, 3))
+    check_equal(comp_program(comp), {"a": x}, dtype)
+
+
+def test_leaky_relu_becomes_one_onnx_op():
+    a, b = TransferMechanism("a", 3), TransferMechanism("b", 3, ReLU(leak=0.1))
+    model = program_to_onnx(comp_program(Composition("c", pathways=[[a, np.eye(3), b]])))
+    assert "LeakyRelu" in [n.op_type for n in model.graph.node]
+    a, b = TransferMechanism("a", 3), TransferMechanism("b", 3, Logistic())
+    model = program_to_onnx(comp_program(Composition("c", pathways=[[a, np.eye(3), b]])))
+    assert [n.op_type for n in model.graph.node] == ["MatMul", "Sigmoid", "Identity"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch", [1, 64])
+def test_nested_composition_with_bias_nodes(dtype, batch):
+    inner = Composition("inner")
+    h1, h2 = TransferMechanism("h1", 3, Tanh()), TransferMechanism("h2", 2, Logistic())
+    inner.add_linear_processing_pathway([h1, "random", h2])
+    deeper = Composition("deeper")
+    d = TransferMechanism("d", 2, ReLU(leak=0.1))
+    deeper.add_node(d)
+    inner.add_projection(MappingProjection(matrix="random"), h2, deeper)
+    a, o = TransferMechanism("a", 2), TransferMechanism("o", 2, SoftMax())
+    outer = Composition("outer", seed=5)
+    outer.add_linear_processing_pathway([a, "random", inner])
+    outer.add_projection(MappingProjection(matrix="random"), d, o)
+    outer.add_projection(MappingProjection(matrix=[[0.5, -0.5]], name="b_o"), BiasMechanism("b"), o)
+    x = np.random.default_rng(3).normal(size=(batch, 2))
+    check_equal(comp_program(outer), {"a": x}, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_multiple_inputs_and_outputs_fixed_weights(dtype):
+    a, b = TransferMechanism("a", 2), TransferMechanism("b", 3)
+    h = TransferMechanism("h", 4, Logistic(gain=1.5))
+    y1, y2 = TransferMechanism("y1", 2, Linear(slope=2.0)), TransferMechanism("y2", 3, Tanh())
+    comp = Composition("multi")
+    comp.add_projection(MappingProjection(matrix=np.arange(8.0).reshape(2, 4) / 10), a, h)
+    comp.add_projection(MappingProjection(matrix=-np.arange(12.0).reshape(3, 4) / 10), b, h)
+    comp.add_projection(MappingProjection(matrix=np.ones((4, 2))), h, y1)
+    comp.add_projection(MappingProjection(matrix=np.full((4, 3), 0.25)), h, y2)
+    comp.add_projection(MappingProjection(matrix=np.eye(2, 3)), a, y2)
+    rng = np.random.default_rng(4)
+    model = check_equal(comp_program(comp), {"a": rng.normal(size=(5, 2)), "b": rng.normal(size=(5, 3))}, dtype)
+    assert [i.name for i in model.graph.input] == ["a", "b"]
+    assert sorted(o.name for o in model.graph.output) == ["y1", "y2"]
+
+
+def test_dynamic_batch_one_model_many_batch_sizes():
+    prog = make_xor().program()
+    sess = ort.InferenceSession(program_to_onnx(prog).SerializeToString(), providers=["CPUExecutionProvider"])
+    for n in (1, 3, 64, 257):
+        x = np.random.default_rng(n).normal(size=(n, 2)).astype(np.float32)
+        got = sess.run(None, {"input": x})[0]
+        np.testing.assert_allclose(got, run_program(prog, {"input": x.astype(float)})["output"], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("opset", [17, 18, 21])
+def test_ir_version_and_opset(opset):
+    model = program_to_onnx(make_xor().program(), opset=opset)
+    assert model.opset_import[0].domain == "" and model.opset_import[0].version == opset
+    assert model.ir_version == {17: 8, 18: 8, 21: 10}[opset] <= 10
+    onnx.checker.check_model(model, full_check=True)
+    np.testing.assert_allclose(ort_run(model, {"input": XOR_INPUTS})["output"],
+                               make_xor().evaluate({"input": XOR_INPUTS})["output"], rtol=1e-6, atol=1e-6)
+
+
+def test_opset_below_17_is_refused():
+    with pytest.raises(UnsupportedError, match="opset must be between 17"):
+        program_to_onnx(make_xor().program(), opset=13)
+
+
+def test_save_and_mdf_to_onnx_from_file(tmp_path):
+    xor = make_xor()
+    path = tmp_path / "xor.mdf.json"
+    xor.save_mdf(str(path))
+    model = mdf_to_onnx(path, dtype="float64")
+    save_onnx(model, tmp_path / "xor.onnx")
+    loaded = onnx.load(str(tmp_path / "xor.onnx"))
+    np.testing.assert_allclose(ort_run(loaded, {"input": XOR_INPUTS})["output"],
+                               xor.evaluate({"input": XOR_INPUTS})["output"], rtol=1e-12, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- generic MDF documents
+
+def doc(nodes: dict, edges: dict | None = None) -> dict:
+    graph = {"nodes": nodes}
+    if edges:
+        graph["edges"] = edges
+    return {"m": {"format": "ModECI MDF v0.4", "generating_application": "test", "graphs": {"g": graph}}}
+
+
+def edge(s, sp, r, rp, **params):
+    e = {"sender": s, "sender_port": sp, "receiver": r, "receiver_port": rp}
+    if params:
+        e["parameters"] = params
+    return e
+
+
+def one_node(shape, value, params=None, functions=None):
+    """A one-node document whose input port `x` has per-trial `shape`."""
+    node = {"input_ports": {"x": {"shape": list(shape)}}, "output_ports": {"o": {"value": value}}}
+    if params:
+        node["parameters"] = {k: {"value": v} for k, v in params.items()}
+    if functions:
+        node["functions"] = functions
+    return doc({"n": node})
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_standard_functions_expressions_and_edge_weight(dtype):
+    d = doc({
+        "A": {"input_ports": {"A_in": {"shape": [3]}},
+              "parameters": {"W": {"value": [[1.0, 2.0], [0.5, -1.0], [0.0, 3.0]]}, "k": {"value": 2.0}},
+              "functions": {"mm": {"function": "MatMul", "args": {"A": "A_in", "B": "W"}},
+                            "lg": {"function": "logistic", "args": {"variable0": "mm * k", "gain": 1.5, "bias": 0.1,
+                                                                    "offset": 0.0}}},
+              "output_ports": {"out": {"value": "lg + 1"}}},
+        "B": {"input_ports": {"B_in": {"shape": [2]}},
+              "functions": {"r": {"function": "Relu", "args": {"A": "B_in - 0.5"}},
+                            "s": {"function": "sin", "args": {"variable0": "r", "scale": 2.0}},
+                            "e": {"value": "numpy.exp(s) * 0.5 + r[0]"}},
+              "output_ports": {"y": {"value": "e"}}},
+    }, {"e1": edge("A", "out", "B", "B_in", weight=0.5)})
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    check_equal(lower(d), {"A": x}, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_onnx_ops_document(dtype):
+    d = doc({
+        "g": {"input_ports": {"x": {"shape": [1, 3]}},
+              "parameters": {"W": {"value": np.arange(12.0).reshape(3, 4).tolist()},
+                             "b": {"value": [0.1, 0.2, 0.3, 0.4]}},
+              "functions": {
+                  "gemm": {"function": {"onnx::Gemm": {"A": "x", "B": "W", "C": "b", "alpha": 0.5, "beta": 2.0}}},
+                  "sig": {"function": {"onnx::Sigmoid": {"X": "gemm"}}},
+                  "sm": {"function": {"onnx::Softmax": {"input": "sig", "axis": 1}}},
+                  "tr": {"function": {"onnx::Transpose": {"data": "sm", "perm": [1, 0]}}},
+                  "rs": {"function": {"onnx::Reshape": {"data": "tr", "shape": [2, 2]}}},
+                  "mm": {"function": {"onnx::MatMul": {"A": "rs", "B": [[1.0, -1.0], [0.5, 2.0]]}}},
+                  "ad": {"function": {"onnx::Add": {"A": "mm", "B": [1.0, 2.0]}}},
+                  "dv": {"function": {"onnx::Div": {"A": "ad", "B": 4.0}}},
+                  "gm": {"function": {"onnx::Gemm": {"A": "dv", "B": [[1.0], [2.0]], "transA": 1}}},
+              },
+              "output_ports": {"y": {"value": "gm"}}},
+    })
+    x = np.random.default_rng(1).normal(size=(4, 1, 3))
+    check_equal(lower(d), {"g": x}, dtype)
+
+
+EXPRESSIONS = [
+    ("x / numpy.sum(x)", [3], None),
+    ("numpy.exp(x - numpy.max(x)) / numpy.sum(numpy.exp(x - numpy.max(x)))", [4], None),
+    ("x * (x > 0) + 0.1 * x * (x <= 0)", [3], None),
+    ("numpy.where(x > 0.2, x, -x) + (1.0 if k > 1 else 2.0)", [3], {"k": 2.0}),
+    ("x[0] * x[-1] + numpy.sum(x[1:3]) - x[::-1][0] + x[-2:0:-1][0]", [4], None),
+    ("numpy.maximum(x, 0.1) + numpy.minimum(x, k) - numpy.abs(x) ** 2 + x ** 3 + max(x[0], x[1], 0.2)", [3],
+     {"k": 0.3}),
+    ("numpy.sqrt(numpy.abs(x)) + numpy.tanh(x) * numpy.cos(x) - numpy.sin(x)", [3], None),
+    ("numpy.mean(x, axis=1) + numpy.sum(x, axis=0)[0] + numpy.max(x, axis=-1, keepdims=True)[:, 0]", [2, 2], None),
+    ("x[0, 1] * x[1][0] + numpy.min(x) + numpy.sum(x[:, 1])", [2, 2], None),
+    ("numpy.dot(x, W) + numpy.matmul(numpy.transpose(W), x)[0]", [2], {"W": [[1.0, 2.0], [3.0, 4.0]]}),
+    ("W @ x + numpy.sum(W, axis=0) * pi + x @ W", [2], {"W": [[1.0, 2.0], [3.0, 4.0]]}),
+    ("x @ W", [3, 2], {"W": [[1.0, 2.0], [3.0, 4.0]]}),
+    ("(x > 0) * 1.0 + numpy.log(numpy.exp(x)) - numpy.floor(x) + numpy.ceil(x) % 3 - x // 0.3", [3], None),
+    ("numpy.concatenate([x, x * 2, c], axis=0)", [2], {"c": [1.0, 2.0]}),
+    ("numpy.reshape(x, (4,)) + numpy.reshape(numpy.transpose(x), (-1,))", [2, 2], None),
+    ("numpy.clip(x, -0.5, 0.5) + numpy.sign(x) + numpy.square(x)", [3], None),
+    ("numpy.outer(x, x)[1] + numpy.stack([x, x], axis=1)[:, 0] + numpy.array([x[0], 1.0, x[2]])", [3], None),
+    ("numpy.argmax(x) + numpy.argmin(x) + len(x) + numpy.prod(x)", [3], None),
+    ("numpy.expand_dims(x, 0)[0] + numpy.squeeze(numpy.reshape(x, (1, 3)))", [3], None),
+    ("numpy.zeros_like(x) + numpy.ones_like(x) * numpy.array([1.0, 2.0, 3.0]) + numpy.ones(3)", [3], None),
+    ("numpy.logical_and(x > -0.5, x < 0.5) * 1.0 + (not 0) + numpy.logical_or(x > 0.9, x < -0.9) * 2.0", [3], None),
+    ("numpy.arctan(x) + numpy.sinh(x) - numpy.cosh(x) + numpy.tan(x)", [3], None),
+    ("sigmoid(x) + relu(x) + numpy.exp(c) * x", [3], {"c": [0.1, 0.2, 0.3]}),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("expr,shape,params", EXPRESSIONS, ids=[e[0][:40] for e in EXPRESSIONS])
+def test_expression_translation(expr, shape, params, dtype):
+    prog = lower(one_node(shape, "f", params, {"f": {"value": expr}}))
+    x = np.random.default_rng(5).uniform(-1, 1, size=(6, *shape))
+    if dtype == "float64" and "arctan" in expr:
+        with pytest.raises(UnsupportedError, match="float64 kernel for ONNX Atan"):
+            program_to_onnx(prog, dtype=dtype)
+        return
+    check_equal(prog, {"n": x}, dtype)
+
+
+def test_unbatched_values_stay_without_batch_axis():
+    d = one_node([3], "f", {"W": [[1.0, 2.0, 3.0]], "c": [0.5, 1.0, 1.5]},
+                 {"f": {"value": "x + numpy.exp(c) * W[0]"}})
+    model = program_to_onnx(lower(d))
+    exp_node = next(n for n in model.graph.node if n.op_type == "Exp")
+    assert exp_node.input[0] == "n.c"  # computed from a parameter alone: no batch axis, no Expand
+    assert "Expand" not in [n.op_type for n in model.graph.node]
+    check_equal(lower(d), {"n": np.ones((3, 3))}, "float64")
+
+
+def test_constant_output_is_broadcast_over_the_batch():
+    d = doc({"a": {"input_ports": {"x": {"shape": [2]}}, "output_ports": {"o": {"value": "x * 2"}}},
+             "b": {"parameters": {"v": {"value": [1.0, 2.0]}}, "output_ports": {"o": {"value": "v + 1"}}}})
+    check_equal(lower(d), {"a": np.ones((5, 2))}, "float64")
+
+
+# --------------------------------------------------------------------------- refusals
+
+def test_stateful_program_is_refused_naming_the_state():
+    d = doc({"counter": {"parameters": {"increment": {"value": 1.5}, "count": {"value": "count + increment"}},
+                         "output_ports": {"c": {"value": "count"}}}})
+    with pytest.raises(UnsupportedError, match=r"stateful.*counter\.count.*numpy reference or torch"):
+        program_to_onnx(lower(d))
+
+
+def test_untranslatable_expression_names_node_and_backends():
+    d = one_node([3], "f", None, {"f": {"value": "x[int(numpy.argmax(x))]"}})
+    prog = lower(d)
+    with pytest.raises(UnsupportedError) as ei:
+        program_to_onnx(prog)
+    msg = str(ei.value)
+    assert "node 'n'" in msg and "x[int(numpy.argmax(x))]" in msg and "numpy reference and torch" in msg
+
+
+def test_op_without_exporter_names_node_op_and_backends():
+    prog = make_xor().program()
+    prog.ops[2].fn = "onnx::GRU_test_only"
+    with pytest.raises(UnsupportedError) as ei:
+        program_to_onnx(prog)
+    assert "onnx::GRU_test_only" in str(ei.value) and f"node '{prog.ops[2].node}'" in str(ei.value)
+
+
+def test_registry_refuses_double_registration_and_takes_new_ops():
+    with pytest.raises(ValueError, match="registered twice"):
+        register_onnx("logistic")(lambda b, op: None)
+    assert "onnx::GRU" not in ONNX_EXPORTERS or callable(ONNX_EXPORTERS["onnx::GRU"])  # the GRU block's hook
