@@ -66,10 +66,10 @@ def inference(I: int, H: int, T: int, B: int, number: int) -> Dict[str, float]:
     """Time the three implementations of one GRU on the same random data; check they agree."""
     comp = GRUComposition(I, H, bias=True, seed=0, initial_hidden=np.linspace(-0.5, 0.5, H))
     x = np.random.default_rng(1).normal(size=(B, T, I))
-    ours = DeploymentSession(program_to_onnx(comp.program()), provider="cpu")
-    feed = {ours.input_names[0]: x.astype(np.float32)}
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
+    opts.intra_op_num_threads = 1  # both sessions single-threaded, like torch below
+    ours = DeploymentSession(program_to_onnx(comp.program()), provider="cpu", session_options=opts)
+    feed = {ours.input_names[0]: x.astype(np.float32)}
     hand = ort.InferenceSession(hand_built_gru(comp).SerializeToString(), opts, providers=["CPUExecutionProvider"])
     gru = torch.nn.GRU(I, H, batch_first=True).float()
     with torch.no_grad():

@@ -42,3 +42,13 @@ def _gru(b: OnnxGraphBuilder, op: Op) -> Operand:
     gates = _gates(b, op)
     x = b.as_val(arg(b, op, "X"))
     return gru_node(b, x, gates, arg(b, op, "h0"), gates["wts_hr"].shape[0])
+
+
+@register_onnx("GRU_ONNX")
+def _gru_onnx_layout(b: OnnxGraphBuilder, op: Op) -> Operand:
+    from ..gru import onnx_to_gates
+
+    p = {k: np.asarray(b.program.params[v.name].value, dtype=float) for k, v in op.args.items()
+         if k in ("W", "R", "B") and isinstance(v, TensorRef)}
+    gates = onnx_to_gates(p["W"], p["R"], p.get("B"))
+    return gru_node(b, b.as_val(arg(b, op, "X")), gates, arg(b, op, "h0"), p["R"].shape[-1])

@@ -238,3 +238,24 @@ def validate_onnx_gru(node: str, args: Mapping[str, Any], params: Mapping[str, A
         if arr is not None and not ok(tuple(arr.shape)):
             raise ShapeError(f"onnx::GRU input {arg} has shape {tuple(arr.shape)}, which does not fit hidden_size "
                              f"{hidden}", where=f"node '{node}'")
+
+
+def _gru_onnx_layout_np(X, h0, W, R, B=None):
+    return gru_numpy(np.asarray(X, dtype=float), h0, onnx_to_gates(W, R, B))
+
+
+def _gru_onnx_layout_torch(X, h0, W, R, B=None):
+    import torch
+
+    H = R.shape[-1]
+    perm = torch.cat([torch.arange(H, 2 * H), torch.arange(0, H), torch.arange(2 * H, 3 * H)])  # z,r,h -> r,z,n
+    p = {"weight_ih_l0": W[0][perm], "weight_hh_l0": R[0][perm]}
+    if B is not None:
+        Bv = B.reshape(-1)
+        p["bias_ih_l0"], p["bias_hh_l0"] = Bv[:3 * H][perm], Bv[3 * H:][perm]
+    return _torch_gru(X, h0, p)[0]
+
+
+register(OpDef("GRU_ONNX", ("X", "h0", "W", "R", "B"), _gru_onnx_layout_np, _gru_onnx_layout_torch,
+               defaults={"B": None}, batch_rule=lambda batched, attrs: attrs if batched <= {"X"} else None,
+               description="a fused-form GRU block: X (T, I) from h0 (H,) with ONNX-layout W, R, B"))

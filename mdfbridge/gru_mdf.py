@@ -189,3 +189,17 @@ def convert_blocks(doc: Mapping[str, Any], form: str) -> Dict[str, Any]:
             graph["nodes"] = ordered
             graph["edges"] = {**kept, **new_edges}
     return out
+
+
+def is_fused_form(node: Mapping[str, Any]) -> bool:
+    """True when a block's `onnx::GRU` node has exactly the functions `fused_form_nodes` writes."""
+    fns = node.get("functions") or {}
+    gru = ((fns.get("gru") or {}).get("function") or {}).get("onnx::GRU") or {}
+    x3 = ((fns.get("x3") or {}).get("function") or {}).get("onnx::Reshape") or {}
+    y = ((fns.get("y") or {}).get("function") or {}).get("onnx::Reshape") or {}
+    return (set(fns) == {"x3", "gru", "y"} and x3.get("data") == "x" and list(x3.get("shape") or []) == [0, 1, -1]
+            and gru.get("X") == "x3" and gru.get("W") == "W" and gru.get("R") == "R"
+            and gru.get("B") in ("B", None) and gru.get("initial_h") == "initial_h"
+            and set(gru) <= {"X", "W", "R", "B", "initial_h", "hidden_size", "linear_before_reset"}
+            and gru.get("linear_before_reset") == 1 and y.get("data") == "gru"
+            and list(y.get("shape") or []) == [0, -1] and (node.get("output_ports") or {}).get(OUT, {}).get("value") == "y")

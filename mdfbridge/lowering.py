@@ -311,14 +311,17 @@ class Lowering:
         """Run the lowering and return the Program (shapes checked by a dry run)."""
         order = self.order_nodes()
         fused = self.fused_gru_blocks()
-        skip = {nid for roles in fused.values() for r, nid in roles.items() if r != "input"}
+        skip = {nid for roles in fused.values() for r, nid in roles.items() if r != "input"}  # run as one op
         for nid in order:
             if nid in skip:
                 continue
             _NodeLowering(self, nid, self.nodes[nid]).lower()
             block = next((b for b, roles in fused.items() if roles["input"] == nid), None)
             if block is not None:
-                self.emit_gru_block(block, fused[block])
+                if "gru" in fused[block]:
+                    self.emit_fused_gru_block(block, fused[block])
+                else:
+                    self.emit_gru_block(block, fused[block])
         for eid in self.delayed:
             e = self.edges[eid]
             st = self.states.get(f"delay.{eid}")
@@ -360,7 +363,7 @@ class Lowering:
     # ---------------------------------------------------------------- GRU blocks
     def fused_gru_blocks(self) -> Dict[str, Dict[str, str]]:
         """Gate-form GRU blocks to run as one fused GRU op (all, unless lowering with fuse_gru=False)."""
-        from .gru_mdf import block_gates, find_blocks
+        from .gru_mdf import block_gates, find_blocks, is_fused_form
 
         blocks = find_blocks(self.nodes)
         if any("gru" in roles for roles in blocks.values()):
@@ -373,6 +376,8 @@ class Lowering:
         out = {}
         for block, roles in blocks.items():
             if "gru" in roles:
+                if is_fused_form(self.nodes[roles["gru"]]):
+                    out[block] = roles
                 continue
             if block_gates(self.nodes, roles) is None:
                 log.warning("GRU block '%s' does not have the gate form mdfbridge writes; lowering it node by "
@@ -403,6 +408,40 @@ class Lowering:
                                  f"size {I} and hidden size {H}", where=f"node '{loc[0]}' parameter '{name}'")
             out[name] = arr
         return out
+
+    def emit_fused_gru_block(self, block: str, roles: Mapping[str, str]) -> None:
+        """One GRU op for a fused-form block (as mdfbridge writes it): W, R, B stay parameters at their places."""
+        from .gru_mdf import OUT
+
+        nid = roles["gru"]
+        node = self.nodes[nid]
+        meta = _gru_meta(self.nodes, roles)
+        H, I = int(meta.get("hidden_size", -1)), int(meta.get("input_size", -1))
+        learnable = self.learnable_params_of(nid, node)
+        attr = node["functions"]["gru"]["function"]["onnx::GRU"].get("hidden_size", H)
+        if int(attr) != H:
+            raise ShapeError(f"onnx::GRU attribute hidden_size {attr} but the block has hidden_size {H}",
+                             where=f"node '{nid}'")
+        args: Dict[str, Value] = {"X": TensorRef(self.port_tensor[(roles["input"], OUT)])}
+        want = {"W": (1, 3 * H, I), "R": (1, 3 * H, H), "B": (1, 6 * H), "initial_h": (1, 1, H)}
+        for pid, shape in want.items():
+            loc = ("graphs", self.gid, "nodes", nid, "parameters", pid, "value")
+            arr = self.finite(node["parameters"][pid]["value"], loc)
+            if arr.shape != shape:
+                raise ShapeError(f"GRU block '{block}': {pid} has shape {arr.shape}, expected {shape} for input "
+                                 f"size {I} and hidden_size {H}", where=f"node '{nid}' parameter '{pid}'")
+            if pid == "initial_h":
+                args["h0"] = self.emit_const(f"{nid}.h0", arr.reshape(-1), nid)
+                continue
+            self.params[f"{nid}.{pid}"] = Param(f"{nid}.{pid}", arr, location=loc, learnable=pid in learnable,
+                                                learning_rate=self.param_learning_rate(node, pid))
+            args[pid] = TensorRef(f"{nid}.{pid}")
+        if not meta.get("bias", True):
+            args["B"] = None
+        out = f"{block}.gru"
+        self.ops.append(Op("call", out, args, nid, fn="GRU_ONNX", batched=True))
+        self.batched.add(out)
+        self.port_tensor[(roles["output"], OUT)] = out
 
     def emit_gru_block(self, block: str, roles: Mapping[str, str]) -> None:
         """One fused GRU op for a gate-form block: per-gate weights stay parameters at their document places."""
