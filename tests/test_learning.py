@@ -634,3 +634,15 @@ def test_learn_function_on_saved_mdf_matches_composition_learn(tmp_path):
                                                **kw})
     for name, p in res.program.learnable_params().items():
         np.testing.assert_array_equal(res2.program.params[name].value, p.value)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: torch.cuda.is_available() is False")
+def test_learn_on_cuda_matches_cpu():
+    from xor_model import XOR_INPUTS, XOR_TARGETS, build_xor
+
+    cpu, gpu = build_xor(), build_xor()
+    kw = dict(epochs=20, learning_rate=0.5, minibatch_size=2)
+    cpu.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, **kw)
+    gpu.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, device="cuda", **kw)
+    for a, b in zip(cpu.projections, gpu.projections):
+        np.testing.assert_allclose(a.matrix, b.matrix, atol=1e-9)
