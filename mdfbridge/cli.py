@@ -215,7 +215,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             bar.set_postfix(loss=f"{loss:.4g}")
 
     try:
-        result = train_program(prog, inputs, targets, config, backend=args.backend, callback=progress)
+        result = train_program(prog, inputs, targets, config, backend=args.backend,
+                               callback=progress if bar is not None else None)
     finally:
         if bar is not None:
             bar.close()

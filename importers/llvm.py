@@ -1,0 +1,237 @@
+"""The LLVM backend: a `Program` compiled with llvmlite to native code for forward runs and whole training runs.
+
+`train_llvm` (what `learn(..., backend='llvm')` calls) runs every epoch, minibatch, forward pass,
+backward pass and optimizer step in one native call, with PsyNeuLink AutodiffComposition / torch
+semantics (see mdfbridge/learning.py): losses mse | cross_entropy | l1 | sse | poisson_nll with torch's
+mean reduction, sgd and adam with torch's `weight_decay` (L2 added to the gradient), early stopping on
+the epoch loss (mean of the minibatch losses), per-minibatch losses and final-epoch outputs (each taken
+before that minibatch's update) returned to Python. Float64 throughout.
+
+Notes
+- Shuffling (`randomize_minibatch`): the epochs' orders are drawn in Python before the run, exactly as
+  the torch backend does (`rng = np.random.default_rng(seed)`, one `rng.permutation(n)` per epoch), and
+  passed to native code as an (epochs, n) int64 array (8 bytes per trial per epoch); both backends see
+  the same order for a seed (and, as there, `seed=None` draws a fresh order).
+- `synch_projection_matrices` and `callback`: the trained values reach `program.params` (then `on_synch`)
+  at the end of the run. With a `callback`, or 'minibatch' / 'epoch' synching and an `on_synch` (or a
+  callback) to observe it, native code calls back into Python after each minibatch / epoch: `callback`
+  (epoch, minibatch index, loss) as the torch backend calls it, and at each synch point the current
+  values are written to the Program and `on_synch` runs, in the torch backend's order. Without a callback
+  or on_synch no Python runs between trials.
+- Compiled code is cached per process by content: `program.fingerprint()` plus what else changes the
+  code (tensor shapes, mode, loss, optimizer, minibatch size, which outputs have targets). `stats` counts
+  compiles and cache hits and keeps the last compile and run times; `LearnResult.seconds` is the native
+  run alone (compile time excluded).
+- Supported programs: see importers/llvm_plan.py; anything else raises UnsupportedError naming the node.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..learning import LearnConfig, LearnResult, loss_name, prepare_data
+from ..program import Program
+from .llvm_codegen import build_module
+from .llvm_jit import Compiled, compile_module, vector_width
+from .llvm_plan import analyse
+from .llvm_train import HOOK_EPOCH, HOOK_MINIBATCH, USE_PERM
+
+log = logging.getLogger(__name__)
+
+FORWARD_CHUNK = 64  # rows per forward pass in `run_llvm`
+CACHE_SIZE = 64  # compiled modules kept (least recently used dropped)
+
+stats: Dict[str, float] = {"compiles": 0, "cache_hits": 0, "last_compile_seconds": 0.0,
+                           "total_compile_seconds": 0.0, "last_run_seconds": 0.0}
+
+_cache: "OrderedDict[Tuple[Any, ...], Compiled]" = OrderedDict()
+_cache_lock = threading.Lock()
+
+_D = ctypes.POINTER(ctypes.c_double)
+_I = ctypes.POINTER(ctypes.c_int64)
+HOOK = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_double)
+
+
+def clear_cache() -> None:
+    """Drop every compiled module (the next call compiles again)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def cache_key(program: Program, mode: str, *extra: Any) -> Tuple[Any, ...]:
+    """What identifies compiled code: the Program's content hash (plus its tensor shapes, which the hash leaves
+    to the parameters), the mode and mode-specific settings."""
+    shapes = hash(tuple(sorted((k, tuple(v)) for k, v in program.shapes.items())))
+    return (program.fingerprint(), mode, shapes, vector_width()) + tuple(extra)
+
+
+def _compiled(key: Tuple[Any, ...], build: Callable[[], Tuple[Any, Any, Tuple[str, ...]]], label: str = "") -> Compiled:
+    """The cached module for `key`, or build (plan, ir module, names) and compile it."""
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+            stats["cache_hits"] += 1
+            return hit
+    plan, module, names = build()
+    compiled = compile_module(module, names)
+    compiled.plan = plan
+    with _cache_lock:
+        _cache[key] = compiled
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+        stats["compiles"] += 1
+        stats["last_compile_seconds"] = compiled.compile_seconds
+        stats["total_compile_seconds"] += compiled.compile_seconds
+    log.info("llvm: compiled %s of '%s' in %.3f s", key[1], label, compiled.compile_seconds)
+    return compiled
+
+
+def _ptr(a: np.ndarray, ty: Any = _D) -> Any:
+    return a.ctypes.data_as(ty)
+
+
+def _pack_params(program: Program, plan: Any) -> np.ndarray:
+    buf = np.empty(max(plan.n_params, 1))
+    for name in plan.params:
+        off = plan.param_offset[name]
+        v = np.asarray(program.params[name].value, dtype=np.float64).reshape(-1)
+        buf[off:off + v.size] = v
+    return buf
+
+
+def _write_params(program: Program, plan: Any, buf: np.ndarray) -> None:
+    """Copy the parameter buffer into the Program's parameter table (float64 copies, as the torch backend)."""
+    for name in plan.params:
+        p = program.params[name]
+        off = plan.param_offset[name]
+        shape = np.shape(p.value)
+        p.value = buf[off:off + int(np.prod(shape, dtype=int))].reshape(shape).astype(np.float64, copy=True)
+
+
+def _pack_rows(arrays: Mapping[str, np.ndarray], columns: Any, n: int) -> np.ndarray:
+    if not columns:
+        return np.zeros((n, 1))
+    return np.ascontiguousarray(np.concatenate([np.asarray(arrays[name], dtype=np.float64).reshape(n, -1)
+                                                for name, *_ in columns], axis=1))
+
+
+def _split_outputs(program: Program, plan: Any, y: np.ndarray, n: int) -> Dict[str, np.ndarray]:
+    out = {}
+    for name, _, col, size in plan.outputs:
+        shape = tuple(program.shapes.get(program.outputs[name], (size,)))
+        out[name] = y[:, col:col + size].reshape((n,) + shape).copy()
+    return out
+
+
+# ------------------------------------------------------------------------------------------ forward
+
+def run_llvm(program: Program, inputs: Mapping[str, Any], *, steps: int = 1, dt: float = 1.0) -> Dict[str, np.ndarray]:
+    """Run a (stateless) Program on a batch of inputs with compiled native code; outputs as numpy arrays."""
+    from .reference import runner_for
+
+    key = cache_key(program, "forward", FORWARD_CHUNK)
+
+    def build():
+        plan = analyse(program)
+        module, names = build_module(plan, FORWARD_CHUNK, vector_width())
+        return plan, module, names
+    compiled = _compiled(key, build, program.name)  # unsupported programs fail here, before the data is read
+    plan = compiled.plan
+    env, n = runner_for(program).prepare_inputs(inputs)
+    x = _pack_rows({name: env[t] for name, t, *_ in plan.inputs}, plan.inputs, n)
+    y = np.empty((n, max(plan.n_out, 1)))
+    params = _pack_params(program, plan)
+    fn = compiled.function("forward", None, _D, _D, _D, ctypes.c_int64)
+    start = time.perf_counter()
+    with compiled.lock:
+        fn(_ptr(params), _ptr(x), _ptr(y), n)
+    stats["last_run_seconds"] = time.perf_counter() - start
+    return _split_outputs(program, plan, y, n)
+
+
+# ------------------------------------------------------------------------------------------ training
+
+def train_llvm(program: Program, inputs: Mapping[str, Any], targets: Mapping[str, Any], config: LearnConfig,
+               callback: Optional[Callable[[int, int, float], None]] = None,
+               on_synch: Optional[Callable[[], None]] = None) -> LearnResult:
+    """Train the Program's learnable parameters in one native call; the Program holds the trained values."""
+    config.check()
+    loss = loss_name(config.loss_spec)
+    opt = str(config.optimizer_type)
+    x, t, n = prepare_data(program, inputs, targets)
+    mb = int(config.minibatch_size)
+    target_names = tuple(t)
+    key = cache_key(program, "train", loss, opt, mb, target_names)
+
+    def build():
+        plan = analyse(program, target_names)
+        module, names = build_module(plan, mb, vector_width(), loss=loss, optimizer_name=opt)
+        return plan, module, names
+    compiled = _compiled(key, build, program.name)
+    plan = compiled.plan
+    epochs = int(config.epochs)
+    nb = -(-n // mb)
+    xs = _pack_rows(x, plan.inputs, n)
+    ts = _pack_rows(t, plan.targets, n)
+    params = _pack_params(program, plan)
+    if config.randomize_minibatch:
+        rng = np.random.default_rng(config.seed)
+        perm = np.ascontiguousarray(np.stack([rng.permutation(n) for _ in range(epochs)]), dtype=np.int64)
+    else:
+        perm = np.zeros(1, dtype=np.int64)
+    hyper = np.array([config.learning_rate, config.weight_decay, config.min_delta], dtype=np.float64)
+    losses = np.zeros(epochs * nb)
+    epoch_losses = np.zeros(epochs)
+    y = np.zeros((n, max(plan.n_out, 1)))
+    stopped = np.zeros(1, dtype=np.int64)
+    synch = str(config.synch_projection_matrices).lower()
+    flags = USE_PERM if config.randomize_minibatch else 0
+    if callback is not None or (synch == "minibatch" and on_synch is not None):
+        flags |= HOOK_MINIBATCH
+    if synch == "epoch" and (on_synch is not None or callback is not None):
+        flags |= HOOK_EPOCH
+    errors: list = []
+
+    def hook(kind: int, epoch: int, index: int, value: float) -> int:
+        try:
+            if kind == 0 and callback is not None:
+                callback(int(epoch), int(index), float(value))
+            if (kind == 0 and synch == "minibatch") or (kind == 1 and synch == "epoch"):
+                _write_params(program, plan, params)
+                if on_synch is not None:
+                    on_synch()
+        except BaseException as exc:  # noqa: BLE001 - re-raised after the native call returns
+            errors.append(exc)
+            return 1
+        return 0
+    c_hook = HOOK(hook)
+    fn = compiled.function("train", ctypes.c_int64, _D, _D, _D, _I, ctypes.c_int64, ctypes.c_int64, _D,
+                           ctypes.c_int64, ctypes.c_int64, _D, _D, _D, HOOK, _I)
+    patience = -1 if config.patience is None else int(config.patience)
+    start = time.perf_counter()
+    with compiled.lock:
+        ran = fn(_ptr(params), _ptr(xs), _ptr(ts), _ptr(perm, _I), n, epochs, _ptr(hyper), patience, flags,
+                 _ptr(losses), _ptr(epoch_losses), _ptr(y), c_hook, _ptr(stopped, _I))
+    seconds = time.perf_counter() - start
+    stats["last_run_seconds"] = seconds
+    if errors:
+        raise errors[0]
+    if ran < 0:
+        raise UnsupportedError("llvm training stopped by a callback")
+    _write_params(program, plan, params)
+    if on_synch is not None:
+        on_synch()
+    loss_list = losses[:ran * nb].tolist()
+    # the epoch loss as the torch backend reports it (numpy's mean of that epoch's minibatch losses)
+    epoch_list = losses[:ran * nb].reshape(ran, nb).mean(axis=1).tolist()
+    log.info("llvm: trained %d epoch(s) x %d minibatch(es) in %.4f s", ran, nb, seconds)
+    return LearnResult(_split_outputs(program, plan, y, n), loss_list, program, int(ran), bool(stopped[0]),
+                       seconds, epoch_list)
