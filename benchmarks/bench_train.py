@@ -99,6 +99,8 @@ def psyneulink_xor(epochs):
     ad = pnl.AutodiffComposition(learning_rate=0.5)
     ad.add_linear_processing_pathway([i, pnl.MappingProjection(matrix=w["input_to_hidden"]), h,
                                       pnl.MappingProjection(matrix=w["hidden_to_output"]), o])
+    ad.add_node(bh)
+    ad.add_node(bo)
     ad.add_projection(pnl.MappingProjection(matrix=w["bias_to_hidden"]), bh, h)
     ad.add_projection(pnl.MappingProjection(matrix=w["bias_to_output"]), bo, o)
     ones = np.ones((4, 1))
