@@ -181,10 +181,11 @@ def _broadcast_args(n: NodeImport, names: Sequence[str]) -> Dict[str, Tensor]:
     dyn = [o for o in ops if o.kind == "dynamic"]
     if not dyn:
         raise n.fail("no input is computed from the graph inputs")
-    if len({o.rank for o in dyn}) > 1:
-        raise n.fail(f"inputs of ranks {[o.rank for o in dyn]} computed from the graph inputs: mdfbridge's "
-                     "elementwise ops need equal per-trial ranks")
-    against = n.full_rank(dyn[0])
+    if n.batch_axis and len({o.rank for o in dyn}) > 1:  # ONNX aligns trailing axes: the batch axes would not meet
+        raise n.fail(f"inputs of ranks {[o.rank + 1 for o in dyn]} computed from the graph inputs: broadcasting "
+                     "them aligns the batch axis of one with another axis of the other (import with batch_axis=False "
+                     "to treat each ONNX tensor as one trial)")
+    against = max(n.full_rank(o) for o in dyn)
     out = {}
     for name, o in zip(names, ops):
         if o.kind == "shape":
@@ -326,7 +327,10 @@ def _reshape_to_output(n: NodeImport) -> Emitted:
         raise n.fail(n.batch_problem or "output shape unknown")
     if tuple(shape) == tuple(x.shape):
         return unary_emitted("Identity", x)
-    return Emitted("onnx::Reshape", {"data": x, "shape": [int(d) for d in shape]})
+    args: Dict[str, Any] = {"data": x, "shape": [int(d) for d in shape]}
+    if 0 in shape:  # an empty axis: 0 means size 0 here, not "copy the input's size"
+        args["allowzero"] = 1
+    return Emitted("onnx::Reshape", args)
 
 
 register_import("Reshape", 5)(_reshape_to_output)
@@ -456,6 +460,11 @@ def _reduce(fn: str, axes_from_input: bool) -> Handler:
                 raise n.fail("reduces over every axis, the batch axis included (mixes trials)")
             axes = list(range(x.rank))
         per_trial = tuple(sorted(n.axis(a, x) for a in np.asarray(axes).reshape(-1)))
+        if fn == "prod" and len(per_trial) > 1:  # torch.prod takes one axis: reduce the axes one by one
+            expr = "X"
+            for a in reversed(per_trial):  # last axis first, so the remaining axis numbers stay valid
+                expr = f"numpy.prod({expr}, axis={a}, keepdims={keep})"
+            return Emitted(None, {"X": x}, value=expr)
         return Emitted(None, {"X": x}, value=f"numpy.{fn}(X, axis={per_trial}, keepdims={keep})")
     return handle
 

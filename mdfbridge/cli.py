@@ -1,4 +1,4 @@
-"""`mdfbridge` command line: validate, info, run, train, convert."""
+"""`mdfbridge` command line: validate, info, run, train, convert, graph."""
 from __future__ import annotations
 
 import argparse
@@ -20,6 +20,8 @@ EPILOG = """examples:
   mdfbridge run examples/xor.mdf.json --input input='[[0,0],[0,1],[1,0],[1,1]]'
   mdfbridge run model.yaml --inputs data.npz --steps 10 --out out.npz
   mdfbridge convert examples/xor.mdf.json xor.mdf.yaml
+  mdfbridge convert examples/xor.mdf.json xor.onnx && mdfbridge info xor.onnx
+  mdfbridge graph examples/xor.mdf.json --out xor.svg
   mdfbridge train examples/xor.mdf.json --data examples/xor_data.npz --epochs 500 --lr 0.5 --out trained.json
 
 Errors print one line and exit with status 2; add --debug for the traceback.
@@ -52,7 +54,9 @@ def _param_rows(prog: Any) -> List[str]:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """Describe graphs, nodes, functions, parameter counts and shapes."""
+    """Describe graphs, nodes, functions, parameter counts and shapes (ONNX files: see cmd_info_onnx)."""
+    if _is_onnx_path(args.file):
+        return cmd_info_onnx(args)
     from .document import load_document_dict
     from .lowering import lower
 
@@ -232,8 +236,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert between MDF JSON and YAML (format from the extensions); --gru rewrites GRU blocks."""
-    if _foreign_format(args.input) or _foreign_format(args.output):  # .onnx / .pt (see "ONNX and .pt files")
-        return cmd_convert_formats(args)
+    if any(Path(p).suffix.lower() not in _MDF_SUFFIXES for p in (args.input, args.output)):
+        return cmd_convert_formats(args)  # .onnx / .pt, or an unknown extension (see "ONNX and .pt files")
     from .document import convert_document, load_document_dict, save_document
 
     if args.gru:
@@ -254,10 +258,6 @@ _MDF_SUFFIXES = (".json", ".yaml", ".yml")
 
 def _is_onnx_path(path: str) -> bool:
     return Path(path).suffix.lower() == ".onnx"
-
-
-def _foreign_format(path: str) -> bool:
-    return Path(path).suffix.lower() in (".onnx", ".pt")
 
 
 def cmd_run_onnx(args: argparse.Namespace) -> int:
@@ -285,6 +285,54 @@ def cmd_run_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_info_onnx(args: argparse.Namespace) -> int:
+    """Describe an ONNX file: inputs/outputs with types and shapes, ops with counts, opset, IR version, weights."""
+    from collections import Counter
+
+    from onnx import numpy_helper
+
+    from .graphviz_render import onnx_type_text
+    from .importers.onnx import load_onnx
+
+    model = load_onnx(args.file)
+    graph = model.graph
+    opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in model.opset_import)
+    producer = f"{model.producer_name} {model.producer_version}".strip() or "?"
+    _out(f"ONNX model '{graph.name}' (ir_version {model.ir_version}, opset {opsets}, produced by {producer})")
+    inits = {i.name: i for i in graph.initializer}
+    _out("  inputs: " + (", ".join(f"{i.name} {onnx_type_text(i)}" for i in graph.input if i.name not in inits)
+                         or "none"))
+    _out("  outputs: " + (", ".join(f"{o.name} {onnx_type_text(o)}" for o in graph.output) or "none"))
+    counts = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}" for n in graph.node)
+    _out(f"  ops ({len(graph.node)} nodes): " + (", ".join(f"{op} x{k}" for op, k in counts.most_common())
+                                                   or "none"))
+    n_values = 0
+    for init in graph.initializer:
+        n_values += int(np.prod(init.dims)) if init.dims else 1
+    _out(f"  initializers: {len(inits)} ({n_values} parameter values)")
+    if args.verbose:
+        for name, init in inits.items():
+            _out(f"    {name}: shape {tuple(numpy_helper.to_array(init).shape)}")
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    """Draw the graph of an MDF or ONNX file with graphviz (.png/.svg/.pdf need the `dot` program; .dot does not)."""
+    from .graphviz_render import mdf_digraph, onnx_digraph, render
+
+    if _is_onnx_path(args.file):
+        from .importers.onnx import load_onnx
+
+        digraph = onnx_digraph(load_onnx(args.file))
+    else:
+        from .document import load_document_dict
+
+        digraph = mdf_digraph(load_document_dict(args.file), args.graph)
+    render(digraph, args.out)
+    _out(f"wrote {args.out}")
+    return 0
+
+
 def _program_of(path: str) -> Any:
     """The Program of an MDF or ONNX file."""
     if _is_onnx_path(path):
@@ -298,7 +346,7 @@ def _program_of(path: str) -> Any:
 
 
 def cmd_convert_formats(args: argparse.Namespace) -> int:
-    """MDF <-> ONNX, ONNX -> ONNX (through MDF), MDF/ONNX -> .pt (the torch module's state_dict)."""
+    """MDF <-> ONNX, ONNX -> ONNX (through MDF), MDF/ONNX -> .pt (a state_dict, see `_write_pt`)."""
     from .errors import DocumentError, UnsupportedError
 
     src, dst = Path(args.input).suffix.lower(), Path(args.output).suffix.lower()
@@ -321,17 +369,34 @@ def cmd_convert_formats(args: argparse.Namespace) -> int:
         save_onnx(program_to_onnx(_program_of(args.input), dtype=getattr(args, "dtype", None) or "float32",
                                   opset=getattr(args, "opset", None) or 17), args.output)
     else:  # dst == ".pt"
-        import io
-
-        import torch
-
-        from .document import atomic_write_bytes
-        from .importers.torch_module import program_to_module
-
-        buf = io.BytesIO()
-        torch.save(program_to_module(_program_of(args.input)).state_dict(), buf)
-        atomic_write_bytes(Path(args.output), buf.getvalue())
+        return _write_pt(args.input, args.output)
     _out(f"wrote {args.output}")
+    return 0
+
+
+def _write_pt(src: str, dst: str) -> int:
+    """The weights as a torch state_dict: the original module's keys for a model imported from torch, else the
+    keys of mdfbridge's torch module of the Program (`importers.torch_module.program_to_module`)."""
+    import io
+
+    import torch
+
+    from .document import atomic_write_bytes
+
+    program = _program_of(src)
+    if (program.metadata.get("graph_metadata") or {}).get("source") == "torch":
+        from .importers.pytorch import save_state_dict
+
+        save_state_dict(program, dst)
+        _out(f"wrote {dst} (state_dict of the original torch module: load it with module.load_state_dict)")
+        return 0
+    from .importers.torch_module import program_to_module
+
+    buf = io.BytesIO()
+    torch.save(program_to_module(program).state_dict(), buf)
+    atomic_write_bytes(Path(dst), buf.getvalue())
+    _out(f"wrote {dst} (state_dict of mdfbridge's torch module for this model, as "
+         "mdfbridge.importers.torch_module.program_to_module builds it; the model was not imported from torch)")
     return 0
 
 
@@ -354,9 +419,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("validate", cmd_validate, "check an MDF file: syntax, schema, functions, shapes, cycles",
              "mdfbridge validate examples/xor.mdf.json")
     sp.add_argument("file")
-    sp = add("info", cmd_info, "describe an MDF file: graphs, nodes, functions, parameters",
+    sp = add("info", cmd_info, "describe an MDF or ONNX file: graphs, nodes/ops, functions, parameters",
              "mdfbridge info examples/xor.mdf.json")
     sp.add_argument("file")
+    sp.add_argument("--verbose", "-v", action="store_true", help="ONNX files: list every initializer's shape")
+    sp = add("graph", cmd_graph, "draw the graph of an MDF or ONNX file (graphviz; .png/.svg/.pdf need 'dot')",
+             "mdfbridge graph examples/xor.mdf.json --out xor.png")
+    sp.add_argument("file")
+    sp.add_argument("--out", required=True, metavar="G.png|G.svg|G.pdf|G.dot", help="the drawing (format from the "
+                    "extension; .dot writes the graphviz source)")
+    sp.add_argument("--graph", default=None, help="MDF files: the graph to draw (default: the first)")
     sp = add("run", cmd_run, "run an MDF file on inputs with the numpy reference interpreter",
              "mdfbridge run examples/xor.mdf.json --input input='[[0,0],[1,1]]' --out out.npz")
     sp.add_argument("file")
@@ -391,7 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--in-place", action="store_true", help="overwrite MODEL when --out is omitted")
     sp.add_argument("--plot", metavar="LOSS.png", help="save the loss curve as a PNG")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
-    sp = add("convert", cmd_convert, "convert between formats: MDF .json/.yaml <-> .onnx, and MDF/ONNX -> .pt (weights)",
+    sp = add("convert", cmd_convert, "convert between formats: MDF .json/.yaml <-> .onnx, and MDF/ONNX -> .pt "
+             "(weights: the original module's state_dict for a model imported from torch, else that of mdfbridge's "
+             "torch module); a .pt file cannot be converted from (weights only)",
              "mdfbridge convert examples/xor.mdf.json xor.mdf.yaml")
     sp.add_argument("input")
     sp.add_argument("output")

@@ -6,6 +6,7 @@ batch, registry batch rules, a per-trial loop otherwise) are decided in one plac
 from __future__ import annotations
 
 import functools
+import inspect
 import operator
 import re
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
@@ -77,18 +78,48 @@ def _torch_stack(rows: List[Any]) -> Any:
 _PURE_SUM = re.compile(r"^\s*[A-Za-z_]\w*(\s*\+\s*[A-Za-z_]\w*)*\s*$")
 
 
-def _fast_path(op: Op) -> Optional[Callable[[Env], Any]]:
+def align_ranks(values: List[Any], batched: List[bool], lead: int = 1) -> List[Any]:
+    """Per-trial broadcasting: batched values of lower per-trial rank get axes inserted after the batch axis
+    (unbatched values are left to numpy's/torch's broadcasting, as before)."""
+    top = max(v.ndim for v, b in zip(values, batched) if b)
+    return [v[(slice(None),) * lead + (None,) * (top - v.ndim) + (Ellipsis,)]
+            if b and v.ndim != top else v for v, b in zip(values, batched)]
+
+
+def _ranks_differ(values: List[Any], batched: List[bool]) -> bool:
+    """Do the batched arguments of an elementwise op differ in rank (so `align_ranks` is needed)?"""
+    ranks = {v.ndim for v, b in zip(values, batched) if b}
+    return len(ranks) > 1
+
+
+def _fast_path(op: Op, batched: Set[str] = frozenset(), lead: int = 1) -> Optional[Callable[[Env], Any]]:
     """Closures for the commonest ops without the generic machinery: summed afferents, a flattened row."""
     if op.kind == "expr" and _PURE_SUM.match(op.expression.source):
         refs = [op.args[n.strip()] for n in op.expression.source.split("+")]
         if all(isinstance(r, TensorRef) for r in refs):
             names = [r.name for r in refs]
+            flags = [n in batched for n in names]
             if len(names) == 1:
                 return lambda env: env[names[0]]
             if len(names) == 2:
                 a, b = names
-                return lambda env: env[a] + env[b]
-            return lambda env: functools.reduce(operator.add, [env[n] for n in names])
+                if not all(flags):  # at most one batched term: plain broadcasting
+                    return lambda env: env[a] + env[b]
+
+                def add2(env: Env) -> Any:
+                    x, y = env[a], env[b]
+                    if x.ndim == y.ndim:  # the common case: one compare
+                        return x + y
+                    x, y = align_ranks([x, y], flags, lead)
+                    return x + y
+                return add2
+
+            def add_all(env: Env) -> Any:
+                vals = [env[n] for n in names]
+                if sum(flags) > 1 and _ranks_differ(vals, flags):
+                    vals = align_ranks(vals, flags, lead)
+                return functools.reduce(operator.add, vals)
+            return add_all
     if op.kind == "call" and op.fn == "onnx::Reshape" and op.args.get("shape") == [-1]:
         data = op.args["data"]
         if isinstance(data, TensorRef):
@@ -96,31 +127,77 @@ def _fast_path(op: Op) -> Optional[Callable[[Env], Any]]:
     return None
 
 
+def _broadcast_per_trial(run: Callable[[Env], Any], items: List[Tuple[str, Any]], batched: Set[str], lead: int,
+                         call: Callable[[Dict[str, Any]], Any]) -> Callable[[Env], Any]:
+    """An elementwise op whose batched arguments may differ in per-trial rank: `run` when their ranks agree (one
+    `ndim` compare for two), else the arguments aligned by `align_ranks` and passed to `call`."""
+    tensors = [(k, v.name) for k, v in items if isinstance(v, TensorRef)]
+    flags = [n in batched for _, n in tensors]
+    if sum(flags) < 2:
+        return run
+
+    def aligned_call(env: Env) -> Any:
+        vals = [env[n] for _, n in tensors]
+        kw = {k: fetch(v, env) for k, v in items}
+        kw.update(zip([k for k, _ in tensors], align_ranks(vals, flags, lead)))
+        return call(kw)
+
+    names = [n for (_, n), b in zip(tensors, flags) if b]
+    if len(names) == 2:  # the common case: one compare
+        n1, n2 = names
+        return lambda env: run(env) if env[n1].ndim == env[n2].ndim else aligned_call(env)
+
+    def aligned(env: Env) -> Any:
+        if len({env[n].ndim for n in names}) > 1:
+            return aligned_call(env)
+        return run(env)
+    return aligned
+
+
 def _compile_op(op: Op, lib: str, batched: Set[str], stack: Callable, lead: int = 1) -> Callable[[Env], Any]:
     batched_args = frozenset(k for k, v in op.args.items() if _refs_batched(v, batched))
     items = list(op.args.items())
-    fast = _fast_path(op)
+    fast = _fast_path(op, batched, lead)
     if fast is not None:
         return fast
     if op.kind == "expr":
         expr = op.expression
         if not batched_args or expr.is_elementwise():
-            return lambda env: expr.evaluate({k: fetch(v, env) for k, v in items}, lib)
-        return _per_trial(items, batched_args, lambda kw: expr.evaluate(kw, lib), stack, lead)
+            run = lambda env: expr.evaluate({k: fetch(v, env) for k, v in items}, lib)  # noqa: E731
+            return _broadcast_per_trial(run, items, batched, lead, lambda kw: expr.evaluate(kw, lib)) \
+                if batched_args else run
+        return _per_trial(items, batched_args, lambda kw: expr.evaluate(kw, lib), stack, lead, batched)
     opdef = get_op(op.fn)
     fn = opdef.numpy if lib == "numpy" else opdef.torch
     if fn is None:
         from .errors import UnsupportedError
 
         raise UnsupportedError(f"function '{op.fn}' has no {lib} implementation", where=f"node '{op.node}'")
+    fn = _keyword_callable(fn)
     if not batched_args or opdef.elementwise:
-        return _direct(fn, items)
+        direct = _direct(fn, items)
+        return _broadcast_per_trial(direct, items, batched, lead, lambda kw: fn(**kw)) if batched_args else direct
     attrs = {k: v for k, v in items if not _is_tensor_arg(v)}
     rule = opdef.batch_rule(batched_args, attrs) if opdef.batch_rule else None
     if rule is not None:
         extra = [(k, v) for k, v in rule.items() if k not in op.args]  # attributes a batch rule adds
         return _direct(fn, [(k, rule.get(k, v) if k in attrs else v) for k, v in items] + extra)
-    return _per_trial(items, batched_args, lambda kw: fn(**kw), stack, lead)
+    return _per_trial(items, batched_args, lambda kw: fn(**kw), stack, lead, batched)
+
+
+def _keyword_callable(fn: Callable) -> Callable:
+    """`fn` callable with every argument by keyword: a `*inputs` parameter (onnx::Concat) takes its list."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature
+        return fn
+    star = next((p.name for p in params if p.kind is inspect.Parameter.VAR_POSITIONAL), None)
+    if star is None:
+        return fn
+
+    def call(**kw: Any) -> Any:
+        return fn(*kw.pop(star, ()), **kw)
+    return call
 
 
 def _direct(fn: Callable, items: List[Tuple[str, Any]]) -> Callable[[Env], Any]:
@@ -139,22 +216,29 @@ def _direct(fn: Callable, items: List[Tuple[str, Any]]) -> Callable[[Env], Any]:
 
 
 def _per_trial(items: List[Tuple[str, Any]], batched_args: frozenset, call: Callable[[Dict[str, Any]], Any],
-               stack: Callable, lead: int = 1) -> Callable[[Env], Any]:
+               stack: Callable, lead: int = 1, batched: Set[str] = frozenset()) -> Callable[[Env], Any]:
     """Run an op trial by trial (ops whose meaning depends on the per-trial shape); with lead=2 (sequences)
-    trial by trial and time step by time step."""
+    trial by trial and time step by time step. In a list of tensors only the batched items are sliced."""
+    item_flags = {k: [isinstance(x, TensorRef) and x.name in batched for x in v]
+                  for k, v in items if k in batched_args and isinstance(v, list)}
+
     def rows_of(v: Any) -> Any:
         return v.reshape((-1,) + tuple(v.shape[2:])) if lead == 2 else v
 
     def run(env: Env) -> Any:
         kw = {k: fetch(v, env) for k, v in items}
         first = kw[min(batched_args)]
-        head = tuple((first[0] if isinstance(first, list) else first).shape[:lead])
-        flat = {k: ([rows_of(x) for x in v] if isinstance(v, list) else rows_of(v)) if k in batched_args else v
+        if isinstance(first, list):
+            first = next(x for x, f in zip(first, item_flags[min(batched_args)]) if f)
+        head = tuple(first.shape[:lead])
+        flat = {k: ([rows_of(x) if f else x for x, f in zip(v, item_flags[k])] if isinstance(v, list)
+                    else rows_of(v)) if k in batched_args else v
                 for k, v in kw.items()}
         n = int(np.prod(head))
         rows = []
         for b in range(n):
-            row = {k: (([x[b] for x in v] if isinstance(v, list) else v[b]) if k in batched_args else v)
+            row = {k: (([x[b] if f else x for x, f in zip(v, item_flags[k])] if isinstance(v, list) else v[b])
+                       if k in batched_args else v)
                    for k, v in flat.items()}
             rows.append(call(row))
         out = stack(rows)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import math
 import logging
 import time
 from dataclasses import dataclass, field
@@ -240,7 +241,7 @@ def train_program(program: Program, inputs: Mapping[str, Any], targets: Mapping[
                 if on_synch:
                     on_synch()
         last_outputs = epoch_outputs
-        epoch_loss = float(np.mean(losses[first_loss:]))
+        epoch_loss = math.fsum(losses[first_loss:]) / (len(losses) - first_loss)  # (np.mean costs 25 us)
         epoch_losses.append(epoch_loss)
         if synch == "epoch":
             module.write_to_program()

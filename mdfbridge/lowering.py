@@ -30,6 +30,11 @@ def _is_number_like(v: Any) -> bool:
     return isinstance(v, (int, float, bool, list, np.ndarray)) and not isinstance(v, str)
 
 
+def _is_tensor_list(v: Any) -> bool:
+    """A list argument naming tensors (at least one item is a name or expression string)."""
+    return isinstance(v, list) and any(isinstance(x, str) for x in v)
+
+
 def _mdf_meta(obj: Mapping[str, Any]) -> Dict[str, Any]:
     return (obj.get("metadata") or {}).get("mdfbridge") or {}
 
@@ -76,6 +81,13 @@ class _NodeLowering:
             return self.lw.emit_expr(self, out, expr, where)
         if v is None:
             return None
+        if _is_tensor_list(v):  # e.g. onnx::Concat's `inputs`: a list of names (or expressions, or constants)
+            items: List[TensorRef] = []
+            for i, x in enumerate(v):
+                ref = self.value_of(x, f"{out}.item{i}", f"{where} item {i}",
+                                    None if location is None else location + (str(i),), learnable=False)
+                items.append(ref if isinstance(ref, TensorRef) else self.lw.emit_const(f"{out}.item{i}", ref, self.nid))
+            return items
         arr = self.lw.finite(v, location)
         if static or (arr.ndim == 0 and not learnable):
             return v if not isinstance(v, list) else arr
@@ -121,8 +133,9 @@ class _NodeLowering:
             fname, args, _ = _split_function(item)
             own = tuple(args)
             for a, v in args.items():
-                if isinstance(v, str):
-                    names |= parse_expression(v, where=f"{where} argument '{a}'").names
+                for x in (v if _is_tensor_list(v) else [v]):
+                    if isinstance(x, str):
+                        names |= parse_expression(x, where=f"{where} argument '{a}'").names
             if isinstance(item.get("value"), str):
                 names |= parse_expression(item["value"], where=where).names
         return frozenset(names) - set(own), own
