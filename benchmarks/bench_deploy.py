@@ -25,25 +25,15 @@ import sys
 import tempfile
 import time
 import warnings
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
+from timing import best_of
 
 from mdfbridge import Composition, Logistic, MappingProjection, ReLU, SoftMax, TransferMechanism
 
 MODECI_TRIALS = 8  # modeci-mdf trials timed for the batch-64 figure (then scaled to 64)
 TARGET_MB_S = 50.0
-
-
-def best_of(fn: Callable[[], Any], repeat: int = 5, number: int = 1) -> float:
-    """Best wall time of `number` calls over `repeat` runs, per call (seconds)."""
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        times.append((time.perf_counter() - t0) / number)
-    return min(times)
 
 
 def number_for(seconds_per_call: float, budget: float = 0.2) -> int:

@@ -5,27 +5,16 @@ from __future__ import annotations
 import contextlib
 import io
 import sys
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+from timing import best_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 from xor_model import build_xor  # noqa: E402
 
 from mdfbridge.importers.reference import run_program  # noqa: E402
-
-
-def best_of(fn, repeat: int = 5, number: int = 1) -> float:
-    """Best wall time of `number` calls, over `repeat` runs, per call."""
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        times.append((time.perf_counter() - t0) / number)
-    return min(times)
 
 
 def main() -> None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Callable, Dict
+from typing import Dict
 
 import numpy as np
+from timing import best_of
 import onnx
 import onnxruntime as ort
 import torch
@@ -22,18 +23,6 @@ from mdfbridge.deploy import DeploymentSession
 from mdfbridge.exporters.onnx import program_to_onnx
 from mdfbridge.gru import gates_to_onnx
 from mdfbridge.gru_composition import GRUComposition
-
-
-def best(fn: Callable[[], object], number: int, repeat: int = 5) -> float:
-    """Best per-call wall time over `repeat` runs of `number` calls."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        times.append((time.perf_counter() - t0) / number)
-    return min(times)
 
 
 def hand_built_gru(comp: GRUComposition) -> onnx.ModelProto:
@@ -87,8 +76,9 @@ def inference(I: int, H: int, T: int, B: int, number: int) -> Dict[str, float]:
         with torch.no_grad():
             gru(xt, h0)
 
-    return {"mdfbridge": best(lambda: ours.run(feed), number), "torch": best(run_torch, number),
-            "hand": best(lambda: hand.run(None, {"x": feed[ours.input_names[0]]}), number)}
+    return {"mdfbridge": best_of(lambda: ours.run(feed), number=number),
+            "torch": best_of(run_torch, number=number),
+            "hand": best_of(lambda: hand.run(None, {"x": feed[ours.input_names[0]]}), number=number)}
 
 
 def training(epochs: int) -> Dict[str, float]:

@@ -372,7 +372,8 @@ def program_to_onnx(program: Program, *, dtype: str = "float32", opset: int = MI
         else:
             raise UnsupportedError(f"output '{key}' reads '{tensor}', which nothing computes")
         val = b.expand_to_batch(val) if not val.batched else val
-        b.emit("Identity", [val], shape=val.shape, batched=True, out=out_names[key])
+        if not _rename_output(b, val.name, out_names[key]):
+            b.emit("Identity", [val], shape=val.shape, batched=True, out=out_names[key])
         graph_outputs.append(helper.make_tensor_value_info(out_names[key], b.elem_type, _dims(val.shape)))
     graph = helper.make_graph(b.nodes, name or program.name, graph_inputs, graph_outputs, initializer=b.initializers)
     from .. import __version__
@@ -387,6 +388,25 @@ def program_to_onnx(program: Program, *, dtype: str = "float32", opset: int = MI
     log.debug("exported program '%s' to ONNX: %d nodes, %d initializers, opset %d, IR %d", program.name,
               len(b.nodes), len(b.initializers), opset, model.ir_version)
     return model
+
+
+def _rename_output(b: OnnxGraphBuilder, name: str, out: str) -> bool:
+    """Name the node output `name` `out` (no Identity node) when only nodes of this graph produce/read it."""
+    producers = [n for n in b.nodes if name in n.output]
+    if len(producers) != 1 or name == out or out in b.used_names - {out} and out != name:
+        return False
+    if any(name == i.name for i in b.initializers):
+        return False
+    for n in b.nodes:
+        for seq in (n.input, n.output):
+            for i, v in enumerate(seq):
+                if v == name:
+                    seq[i] = out
+    for k, v in list(b.env.items()):
+        if v.name == name:
+            b.env[k] = Val(out, v.batched, v.shape, v.kind)
+    b.used_names.add(out)
+    return True
 
 
 def mdf_to_onnx(doc: Any, *, graph: Optional[str] = None, **kwargs: Any) -> onnx.ModelProto:

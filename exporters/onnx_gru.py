@@ -28,13 +28,26 @@ def gru_node(b: OnnxGraphBuilder, x_btI: Val, gates: dict, h0: Operand, hidden: 
     B = b.const(onnx_w["B"]) if gates.get("bias_ir") is not None else None
     I = x_btI.shape[-1]
     x_tbi = b.emit("Transpose", [x_btI], shape=(TIME, TIME, I), batched=False, perm=[1, 0, 2])
-    h = b.as_val(h0) if not isinstance(h0, Const) else b.const(np.asarray(h0.value, dtype=float))
-    h_bh = b.expand_to_batch(h)  # (B, H)
-    h_1bh = b.emit("Unsqueeze", [h_bh, b.int64s([0])], shape=(1, TIME, hidden), batched=False)
+    if isinstance(h0, Const) or (isinstance(h0, Val) and not h0.batched and h0.name in
+                                 {i.name for i in b.initializers}):
+        value = h0.value if isinstance(h0, Const) else _initializer_value(b, h0.name)
+        row = b.const(np.asarray(value, dtype=float).reshape(1, 1, hidden))  # (1, 1, H) expanded to (1, B, H)
+        target = b.emit("Concat", [b.int64s([1]), b.batch_shape(), b.int64s([hidden])], shape=[3], batched=False,
+                        kind="int64", axis=0)
+        h_1bh = b.emit("Expand", [row, target], shape=(1, TIME, hidden), batched=False)
+    else:
+        h_bh = b.expand_to_batch(b.as_val(h0))  # (B, H)
+        h_1bh = b.emit("Unsqueeze", [h_bh, b.int64s([0])], shape=(1, TIME, hidden), batched=False)
     y = b.emit("GRU", [x_tbi, W, R, B, None, h_1bh], shape=(TIME, 1, TIME, hidden), batched=False,
                hidden_size=int(hidden), linear_before_reset=1)
     y_tbh = b.emit("Squeeze", [y, b.int64s([1])], shape=(TIME, TIME, hidden), batched=False)
     return b.emit("Transpose", [y_tbh], shape=(TIME, hidden), batched=True, perm=[1, 0, 2])
+
+
+def _initializer_value(b: OnnxGraphBuilder, name: str) -> np.ndarray:
+    from onnx import numpy_helper
+
+    return numpy_helper.to_array(next(i for i in b.initializers if i.name == name))
 
 
 @register_onnx("GRU")

@@ -56,8 +56,6 @@ def write_back(source: Any, program: Program, out: Optional[Any] = None) -> Dict
 
 def state_dict_of(program: Program) -> Dict[str, Any]:
     """The program's parameters as a torch state_dict (keys named after projections)."""
-    import torch
-
     from ..importers.torch_module import ProgramModule
 
     return {k: v.detach().clone() for k, v in ProgramModule(program).state_dict().items()}
