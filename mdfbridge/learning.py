@@ -168,6 +168,35 @@ def prepare_data(program: Program, inputs: Mapping[str, Any], targets: Mapping[s
     return x, t, n
 
 
+class PlainSGD:
+    """torch.optim.SGD's update without momentum (p -= lr * (grad + weight_decay * p)), the same arithmetic in the
+    same order, without the optimizer machinery's per-step overhead (about 60 us, a quarter of a small step)."""
+
+    def __init__(self, groups: List[Dict[str, Any]], lr: float, weight_decay: float = 0.0) -> None:
+        self.groups = [(list(g["params"]), float(g.get("lr", lr))) for g in groups]
+        self.weight_decay = float(weight_decay)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the gradients."""
+        for params, _ in self.groups:
+            for p in params:
+                p.grad = None
+
+    def step(self) -> None:
+        """One update of every parameter that has a gradient."""
+        import torch
+
+        with torch.no_grad():
+            for params, lr in self.groups:
+                for p in params:
+                    g = p.grad
+                    if g is None:
+                        continue
+                    if self.weight_decay:
+                        g = g.add(p, alpha=self.weight_decay)
+                    p.add_(g, alpha=-lr)
+
+
 def train_program(program: Program, inputs: Mapping[str, Any], targets: Mapping[str, Any],
                   config: Optional[LearnConfig] = None, *, backend: str = "torch", dtype: Any = None,
                   device: Any = None, callback: Optional[Callable[[int, int, float], None]] = None,
@@ -198,7 +227,7 @@ def train_program(program: Program, inputs: Mapping[str, Any], targets: Mapping[
     params = [p for p in module.parameters() if p.requires_grad]
     if not params:
         raise UnsupportedError("the model has no learnable parameters")
-    opt_cls = torch.optim.SGD if config.optimizer_type == "sgd" else torch.optim.Adam
+    opt_cls = PlainSGD if config.optimizer_type == "sgd" else torch.optim.Adam
     # per-parameter learning rates (a GRU block's optimizer_params) become parameter groups
     rates = [getattr(p, "learning_rate", None) for p in params]
     groups = [{"params": [p for p, r in zip(params, rates) if r is None]}] + [
