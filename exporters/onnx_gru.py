@@ -12,6 +12,14 @@ from .onnx_graph import Const, OnnxGraphBuilder, Operand, Val
 TIME = -1  # the (dynamic) time axis in per-trial shapes of sequence programs
 
 
+def _h0(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """The initial hidden state: a constant when it is a parameter (no initializer of its own)."""
+    ref = op.args.get("h0")
+    if isinstance(ref, TensorRef) and ref.name in b.program.params:
+        return Const(np.asarray(b.program.params[ref.name].value, dtype=float))
+    return arg(b, op, "h0")
+
+
 def _gates(b: OnnxGraphBuilder, op: Op) -> dict:
     out = {}
     for g in WEIGHT_NAMES + BIAS_NAMES:
@@ -28,10 +36,8 @@ def gru_node(b: OnnxGraphBuilder, x_btI: Val, gates: dict, h0: Operand, hidden: 
     B = b.const(onnx_w["B"]) if gates.get("bias_ir") is not None else None
     I = x_btI.shape[-1]
     x_tbi = b.emit("Transpose", [x_btI], shape=(TIME, TIME, I), batched=False, perm=[1, 0, 2])
-    if isinstance(h0, Const) or (isinstance(h0, Val) and not h0.batched and h0.name in
-                                 {i.name for i in b.initializers}):
-        value = h0.value if isinstance(h0, Const) else _initializer_value(b, h0.name)
-        row = b.const(np.asarray(value, dtype=float).reshape(1, 1, hidden))  # (1, 1, H) expanded to (1, B, H)
+    if isinstance(h0, Const):
+        row = b.const(np.asarray(h0.value, dtype=float).reshape(1, 1, hidden))  # (1, 1, H) expanded to (1, B, H)
         target = b.emit("Concat", [b.int64s([1]), b.batch_shape(), b.int64s([hidden])], shape=[3], batched=False,
                         kind="int64", axis=0)
         h_1bh = b.emit("Expand", [row, target], shape=(1, TIME, hidden), batched=False)
@@ -44,17 +50,11 @@ def gru_node(b: OnnxGraphBuilder, x_btI: Val, gates: dict, h0: Operand, hidden: 
     return b.emit("Transpose", [y_tbh], shape=(TIME, hidden), batched=True, perm=[1, 0, 2])
 
 
-def _initializer_value(b: OnnxGraphBuilder, name: str) -> np.ndarray:
-    from onnx import numpy_helper
-
-    return numpy_helper.to_array(next(i for i in b.initializers if i.name == name))
-
-
 @register_onnx("GRU")
 def _gru(b: OnnxGraphBuilder, op: Op) -> Operand:
     gates = _gates(b, op)
     x = b.as_val(arg(b, op, "X"))
-    return gru_node(b, x, gates, arg(b, op, "h0"), gates["wts_hr"].shape[0])
+    return gru_node(b, x, gates, _h0(b, op), gates["wts_hr"].shape[0])
 
 
 @register_onnx("GRU_ONNX")
@@ -64,4 +64,4 @@ def _gru_onnx_layout(b: OnnxGraphBuilder, op: Op) -> Operand:
     p = {k: np.asarray(b.program.params[v.name].value, dtype=float) for k, v in op.args.items()
          if k in ("W", "R", "B") and isinstance(v, TensorRef)}
     gates = onnx_to_gates(p["W"], p["R"], p.get("B"))
-    return gru_node(b, b.as_val(arg(b, op, "X")), gates, arg(b, op, "h0"), p["R"].shape[-1])
+    return gru_node(b, b.as_val(arg(b, op, "X")), gates, _h0(b, op), p["R"].shape[-1])
