@@ -6,9 +6,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .errors import CycleError, ExpressionError, SchemaError, ShapeError, UnknownFunctionError, UnsupportedError
+from .errors import CycleError, ExpressionError, SchemaError, UnknownFunctionError, UnsupportedError
 from .expressions import Expression, parse_expression
-from . import gru as _gru_ops  # noqa: F401 - registers the GRU ops
+from .gru_lowering import GRUBlockLowering, mdf_meta as _mdf_meta
 from .ops import VALUE_FORMS, get_op, supported_functions
 from .program import InputSpec, Location, Op, Param, Program, State, TensorRef
 
@@ -33,10 +33,6 @@ def _is_number_like(v: Any) -> bool:
 def _is_tensor_list(v: Any) -> bool:
     """A list argument naming tensors (at least one item is a name or expression string)."""
     return isinstance(v, list) and any(isinstance(x, str) for x in v)
-
-
-def _mdf_meta(obj: Mapping[str, Any]) -> Dict[str, Any]:
-    return (obj.get("metadata") or {}).get("mdfbridge") or {}
 
 
 def _split_function(fdef: Mapping[str, Any]) -> Tuple[Optional[str], Dict[str, Any], Tuple[str, ...]]:
@@ -235,7 +231,7 @@ class _NodeLowering:
         return self.lw.emit_call(self, out, transfer, call_args)
 
 
-class Lowering:
+class Lowering(GRUBlockLowering):
     """Builds a Program from one graph of an MDF document."""
 
     def __init__(self, doc: Mapping[str, Any], graph: Optional[str] = None, source: Optional[str] = None,
@@ -372,118 +368,6 @@ class Lowering:
         if not np.all(np.isfinite(arr)):
             raise SchemaError("NaN or infinite value in the document", path=self.source, json_path=path)
         return arr
-
-    # ---------------------------------------------------------------- GRU blocks
-    def fused_gru_blocks(self) -> Dict[str, Dict[str, str]]:
-        """Gate-form GRU blocks to run as one fused GRU op (all, unless lowering with fuse_gru=False)."""
-        from .gru_mdf import block_gates, find_blocks, is_fused_form
-
-        blocks = find_blocks(self.nodes)
-        if any("gru" in roles for roles in blocks.values()):
-            self.sequence = True  # fused form: its onnx::GRU node lowers as written
-        if not self.fuse_gru:
-            for block, roles in blocks.items():
-                if "gru" not in roles and block_gates(self.nodes, roles) is not None:
-                    self.check_gru_block(block, roles)
-            return {}
-        out = {}
-        for block, roles in blocks.items():
-            if "gru" in roles:
-                if is_fused_form(self.nodes[roles["gru"]]):
-                    out[block] = roles
-                continue
-            if block_gates(self.nodes, roles) is None:
-                log.warning("GRU block '%s' does not have the gate form mdfbridge writes; lowering it node by "
-                            "node (step by step)", block)
-                continue
-            out[block] = roles
-        if out:
-            self.sequence = True
-        return out
-
-    def check_gru_block(self, block: str, roles: Mapping[str, str]) -> Dict[str, np.ndarray]:
-        """A gate-form block's weights as arrays, their shapes checked against the block's sizes (ShapeError)."""
-        from .gru_mdf import block_gates, h0_of
-
-        meta = _gru_meta(self.nodes, roles)
-        gates = block_gates(self.nodes, roles) or {}
-        I, H = int(meta.get("input_size", -1)), int(meta.get("hidden_size", -1))
-        h0 = h0_of(self.nodes, roles)
-        if h0.shape != (H,):
-            raise ShapeError(f"GRU block '{block}': initial hidden state has shape {h0.shape}, expected ({H},)",
-                             where=f"node '{roles['hidden']}' input port 'h'")
-        out: Dict[str, np.ndarray] = {}
-        for name, (value, loc) in gates.items():
-            arr = self.finite(value, ("graphs", self.gid, "nodes") + loc)
-            want = (I, H) if name.startswith("wts_i") else (H, H) if name.startswith("wts_h") else (H,)
-            if arr.shape != want:
-                raise ShapeError(f"GRU block '{block}': {name} has shape {arr.shape}, expected {want} for input "
-                                 f"size {I} and hidden size {H}", where=f"node '{loc[0]}' parameter '{name}'")
-            out[name] = arr
-        return out
-
-    def emit_fused_gru_block(self, block: str, roles: Mapping[str, str]) -> None:
-        """One GRU op for a fused-form block (as mdfbridge writes it): W, R, B stay parameters at their places."""
-        from .gru_mdf import OUT
-
-        nid = roles["gru"]
-        node = self.nodes[nid]
-        meta = _gru_meta(self.nodes, roles)
-        H, I = int(meta.get("hidden_size", -1)), int(meta.get("input_size", -1))
-        learnable = self.learnable_params_of(nid, node)
-        attr = node["functions"]["gru"]["function"]["onnx::GRU"].get("hidden_size", H)
-        if int(attr) != H:
-            raise ShapeError(f"onnx::GRU attribute hidden_size {attr} but the block has hidden_size {H}",
-                             where=f"node '{nid}'")
-        args: Dict[str, Value] = {"X": TensorRef(self.port_tensor[(roles["input"], OUT)])}
-        want = {"W": (1, 3 * H, I), "R": (1, 3 * H, H), "B": (1, 6 * H), "initial_h": (1, 1, H)}
-        for pid, shape in want.items():
-            loc = ("graphs", self.gid, "nodes", nid, "parameters", pid, "value")
-            arr = self.finite(node["parameters"][pid]["value"], loc)
-            if arr.shape != shape:
-                raise ShapeError(f"GRU block '{block}': {pid} has shape {arr.shape}, expected {shape} for input "
-                                 f"size {I} and hidden_size {H}", where=f"node '{nid}' parameter '{pid}'")
-            if pid == "initial_h":
-                args["h0"] = self.emit_const(f"{nid}.h0", arr.reshape(-1), nid)
-                continue
-            self.params[f"{nid}.{pid}"] = Param(f"{nid}.{pid}", arr, location=loc, learnable=pid in learnable,
-                                                learning_rate=self.param_learning_rate(node, pid))
-            args[pid] = TensorRef(f"{nid}.{pid}")
-        if not meta.get("bias", True):
-            args["B"] = None
-        out = f"{block}.gru"
-        self.ops.append(Op("call", out, args, nid, fn="GRU_ONNX", batched=True))
-        self.batched.add(out)
-        self.port_tensor[(roles["output"], OUT)] = out
-
-    def emit_gru_block(self, block: str, roles: Mapping[str, str]) -> None:
-        """One fused GRU op for a gate-form block: per-gate weights stay parameters at their document places."""
-        from .gru import BIAS_NAMES, WEIGHT_NAMES, torch_param_of
-        from .gru_mdf import OUT, block_gates, h0_of
-
-        gates = block_gates(self.nodes, roles)
-        meta = _gru_meta(self.nodes, roles)
-        frozen = set(meta.get("frozen") or ())
-        arrays = self.check_gru_block(block, roles)
-        args: Dict[str, Value] = {"X": TensorRef(self.port_tensor[(roles["input"], OUT)])}
-        h0 = h0_of(self.nodes, roles)
-        args["h0"] = self.emit_const(f"{roles['hidden']}.h0", h0, roles["hidden"])
-        for name in WEIGHT_NAMES + BIAS_NAMES:
-            if name not in gates:
-                args[name] = None
-                continue
-            arr, loc = arrays[name], gates[name][1]
-            pname = f"{loc[0]}.{name}"
-            rate = (meta.get("learning_rates") or {}).get(torch_param_of(name))
-            self.params[pname] = Param(pname, arr, location=("graphs", self.gid, "nodes") + loc,
-                                       learnable=name not in frozen and bool(meta.get("enable_learning", True))
-                                       and rate is not False,
-                                       learning_rate=None if rate in (None, False, True) else float(rate))
-            args[name] = TensorRef(pname)
-        out = f"{block}.gru"
-        self.ops.append(Op("call", out, args, roles["reset"], fn="GRU", batched=True))
-        self.batched.add(out)
-        self.port_tensor[(roles["output"], OUT)] = out
 
     # ---------------------------------------------------------------- emitters
     def is_batched(self, v: Value) -> bool:
@@ -668,11 +552,6 @@ class Lowering:
     def inline_learnable(self, nid: str, fn: Optional[str], arg: str) -> bool:
         """PsyNeuLink writes projections as `<proj>_dummy_node` running onnx::MatMul with B inline."""
         return nid.endswith("_dummy_node") and fn in ("onnx::MatMul", "MatMul") and arg == "B"
-
-
-def _gru_meta(nodes: Mapping[str, Any], roles: Mapping[str, str]) -> Dict[str, Any]:
-    """The `metadata.mdfbridge.gru` of a block (read from its input node)."""
-    return (_mdf_meta(nodes[roles["input"]]).get("gru") or {})
 
 
 _CONSTANT_NAMES = frozenset({"pi", "e", "inf", "nan", "True", "False"})
