@@ -1,15 +1,15 @@
 """Composition API, MDF export, and agreement with modeci-mdf's own engine (the oracle for MDF meaning)."""
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
 
-from conftest import XOR_INPUTS, make_xor
+from conftest import XOR_INPUTS
+from mdf_fixtures import nested_composition
 from oracles import modeci_outputs
 
-from mdfbridge import (BiasMechanism, Composition, CompositionError, DataError, Exponential, Linear, Logistic,
+from mdfbridge import (Composition, CompositionError, DataError, Exponential, Linear, Logistic,
                        MappingProjection, ReLU, SoftMax, Tanh, TransferMechanism, composition_from_mdf, load_mdf)
 from mdfbridge.document import load_document_dict
 
@@ -50,19 +50,7 @@ def test_every_transfer_function_matches_modeci(fn):
 
 
 def test_nested_composition_matches_modeci_and_rebuilds():
-    inner = Composition("inner")
-    h1, h2 = TransferMechanism("h1", 3, Tanh()), TransferMechanism("h2", 2, Logistic())
-    inner.add_linear_processing_pathway([h1, "random", h2])
-    deeper = Composition("deeper")
-    d = TransferMechanism("d", 2, ReLU(leak=0.1))
-    deeper.add_node(d)
-    inner.add_projection(MappingProjection(matrix="random"), h2, deeper)
-    a, o = TransferMechanism("a", 2), TransferMechanism("o", 2, SoftMax())
-    outer = Composition("outer", seed=5)
-    outer.add_linear_processing_pathway([a, "random", inner])
-    outer.add_projection(MappingProjection(matrix="random"), d, o)  # an edge across two nesting boundaries
-    bias = BiasMechanism("b")
-    outer.add_projection(MappingProjection(matrix=[[0.5, -0.5]], name="b_o"), bias, o)
+    outer, a, o = nested_composition()
     x = np.random.default_rng(3).normal(size=(7, 2))
     ours = outer.evaluate({a: x})["o"]
     np.testing.assert_allclose(ours, _modeci(outer, {a: x})["o"], rtol=0, atol=TOL)

@@ -5,25 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mdf_fixtures import doc, edge, standard_functions_doc
 from oracles import modeci_outputs
 
 from mdfbridge import CycleError, ShapeError, UnknownFunctionError, UnsupportedError, lower
 from mdfbridge.importers.reference import run_program
-
-
-def doc(nodes: dict, edges: dict | None = None, gid: str = "g") -> dict:
-    """A one-graph MDF document dict."""
-    graph = {"nodes": nodes}
-    if edges:
-        graph["edges"] = edges
-    return {"m": {"format": "ModECI MDF v0.4", "generating_application": "test", "graphs": {gid: graph}}}
-
-
-def edge(s, sp, r, rp, **params):
-    e = {"sender": s, "sender_port": sp, "receiver": r, "receiver_port": rp}
-    if params:
-        e["parameters"] = params
-    return e
 
 
 def both(d, inputs=None, steps=1, dt=None):
@@ -38,19 +24,7 @@ def both(d, inputs=None, steps=1, dt=None):
 
 
 def test_standard_functions_expressions_and_edge_weight():
-    d = doc({
-        "A": {"input_ports": {"A_in": {"shape": [3]}},
-              "parameters": {"W": {"value": [[1.0, 2.0], [0.5, -1.0], [0.0, 3.0]]}, "k": {"value": 2.0}},
-              "functions": {"mm": {"function": "MatMul", "args": {"A": "A_in", "B": "W"}},
-                            "lg": {"function": "logistic", "args": {"variable0": "mm * k", "gain": 1.5, "bias": 0.1,
-                                                                    "offset": 0.0}}},
-              "output_ports": {"out": {"value": "lg + 1"}}},
-        "B": {"input_ports": {"B_in": {"shape": [2]}},
-              "functions": {"r": {"function": "Relu", "args": {"A": "B_in - 0.5"}},
-                            "s": {"function": "sin", "args": {"variable0": "r", "scale": 2.0}},
-                            "e": {"value": "numpy.exp(s) * 0.5 + r[0]"}},
-              "output_ports": {"y": {"value": "e"}}},
-    }, {"e1": edge("A", "out", "B", "B_in", weight=0.5)})
+    d = standard_functions_doc()
     x = np.random.default_rng(0).normal(size=(5, 3))
     ours, theirs = both(d, {"A_in": x})
     np.testing.assert_allclose(ours["B"], theirs["B"], rtol=1e-12, atol=1e-12)

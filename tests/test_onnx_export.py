@@ -9,8 +9,9 @@ import onnxruntime as ort
 import pytest
 
 from conftest import XOR_INPUTS, make_xor
+from mdf_fixtures import doc, nested_composition, standard_functions_doc
 
-from mdfbridge import (BiasMechanism, Composition, Exponential, Linear, Logistic, MappingProjection, ReLU, SoftMax,
+from mdfbridge import (Composition, Exponential, Linear, Logistic, MappingProjection, ReLU, SoftMax,
                        Tanh, TransferMechanism, UnsupportedError, lower)
 from mdfbridge.exporters.mdf import composition_to_dict
 from mdfbridge.exporters.onnx import ONNX_EXPORTERS, mdf_to_onnx, program_to_onnx, register_onnx, save_onnx
@@ -87,18 +88,7 @@ def test_leaky_relu_becomes_one_onnx_op():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("batch", [1, 64])
 def test_nested_composition_with_bias_nodes(dtype, batch):
-    inner = Composition("inner")
-    h1, h2 = TransferMechanism("h1", 3, Tanh()), TransferMechanism("h2", 2, Logistic())
-    inner.add_linear_processing_pathway([h1, "random", h2])
-    deeper = Composition("deeper")
-    d = TransferMechanism("d", 2, ReLU(leak=0.1))
-    deeper.add_node(d)
-    inner.add_projection(MappingProjection(matrix="random"), h2, deeper)
-    a, o = TransferMechanism("a", 2), TransferMechanism("o", 2, SoftMax())
-    outer = Composition("outer", seed=5)
-    outer.add_linear_processing_pathway([a, "random", inner])
-    outer.add_projection(MappingProjection(matrix="random"), d, o)
-    outer.add_projection(MappingProjection(matrix=[[0.5, -0.5]], name="b_o"), BiasMechanism("b"), o)
+    outer, _, _ = nested_composition()
     x = np.random.default_rng(3).normal(size=(batch, 2))
     check_equal(comp_program(outer), {"a": x}, dtype)
 
@@ -157,20 +147,6 @@ def test_save_and_mdf_to_onnx_from_file(tmp_path):
 
 # --------------------------------------------------------------------------- generic MDF documents
 
-def doc(nodes: dict, edges: dict | None = None) -> dict:
-    graph = {"nodes": nodes}
-    if edges:
-        graph["edges"] = edges
-    return {"m": {"format": "ModECI MDF v0.4", "generating_application": "test", "graphs": {"g": graph}}}
-
-
-def edge(s, sp, r, rp, **params):
-    e = {"sender": s, "sender_port": sp, "receiver": r, "receiver_port": rp}
-    if params:
-        e["parameters"] = params
-    return e
-
-
 def one_node(shape, value, params=None, functions=None):
     """A one-node document whose input port `x` has per-trial `shape`."""
     node = {"input_ports": {"x": {"shape": list(shape)}}, "output_ports": {"o": {"value": value}}}
@@ -183,19 +159,7 @@ def one_node(shape, value, params=None, functions=None):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_standard_functions_expressions_and_edge_weight(dtype):
-    d = doc({
-        "A": {"input_ports": {"A_in": {"shape": [3]}},
-              "parameters": {"W": {"value": [[1.0, 2.0], [0.5, -1.0], [0.0, 3.0]]}, "k": {"value": 2.0}},
-              "functions": {"mm": {"function": "MatMul", "args": {"A": "A_in", "B": "W"}},
-                            "lg": {"function": "logistic", "args": {"variable0": "mm * k", "gain": 1.5, "bias": 0.1,
-                                                                    "offset": 0.0}}},
-              "output_ports": {"out": {"value": "lg + 1"}}},
-        "B": {"input_ports": {"B_in": {"shape": [2]}},
-              "functions": {"r": {"function": "Relu", "args": {"A": "B_in - 0.5"}},
-                            "s": {"function": "sin", "args": {"variable0": "r", "scale": 2.0}},
-                            "e": {"value": "numpy.exp(s) * 0.5 + r[0]"}},
-              "output_ports": {"y": {"value": "e"}}},
-    }, {"e1": edge("A", "out", "B", "B_in", weight=0.5)})
+    d = standard_functions_doc()
     x = np.random.default_rng(0).normal(size=(5, 3))
     check_equal(lower(d), {"A": x}, dtype)
 
