@@ -65,7 +65,7 @@ def _simplify(op: Op, program: Program) -> Op:
         p = program.params.get(a.name) if isinstance(a, TensorRef) else None
         if p is not None and not p.learnable and p.value.shape == (1,) and p.value[0] == 1.0:
             return Op("call", op.out, {"data": op.args["B"], "shape": [-1], "allowzero": 0}, op.node,
-                      fn="onnx::Reshape", batched=op.batched)
+                      fn="onnx::Reshape")
     return op
 
 

@@ -106,8 +106,7 @@ class GRUBlockLowering:
         if not meta.get("bias", True):
             args["B"] = None
         out = f"{block}.gru"
-        self.ops.append(Op("call", out, args, nid, fn="GRU_ONNX", batched=True))
-        self.batched.add(out)
+        self.ops.append(Op("call", out, args, nid, fn="GRU_ONNX"))
         self.port_tensor[(roles["output"], OUT)] = out
 
     def emit_gru_block(self, block: str, roles: Mapping[str, str]) -> None:
@@ -135,6 +134,5 @@ class GRUBlockLowering:
                                        learning_rate=None if rate in (None, False, True) else float(rate))
             args[name] = TensorRef(pname)
         out = f"{block}.gru"
-        self.ops.append(Op("call", out, args, roles["reset"], fn="GRU", batched=True))
-        self.batched.add(out)
+        self.ops.append(Op("call", out, args, roles["reset"], fn="GRU"))
         self.port_tensor[(roles["output"], OUT)] = out

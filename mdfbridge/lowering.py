@@ -259,7 +259,6 @@ class Lowering(GRUBlockLowering):
         self.inputs: Dict[str, InputSpec] = {}
         self.states: Dict[str, State] = {}
         self.port_tensor: Dict[Tuple[str, str], str] = {}
-        self.batched: set = set()
         self.uses_dt = False
         self.delayed: set = set()
         self.check_conditions()
@@ -370,18 +369,9 @@ class Lowering(GRUBlockLowering):
         return arr
 
     # ---------------------------------------------------------------- emitters
-    def is_batched(self, v: Value) -> bool:
-        """Does this value carry the batch axis?"""
-        if isinstance(v, list):
-            return any(self.is_batched(x) for x in v)
-        return isinstance(v, TensorRef) and v.name in self.batched
-
     def emit_call(self, nl: _NodeLowering, out: str, fn: str, args: Dict[str, Value]) -> TensorRef:
         """Append a registry call op."""
-        batched = any(self.is_batched(v) for v in args.values())
-        self.ops.append(Op("call", out, args, nl.nid, fn=fn, batched=batched))
-        if batched:
-            self.batched.add(out)
+        self.ops.append(Op("call", out, args, nl.nid, fn=fn))
         return TensorRef(out)
 
     def emit_expr(self, nl: _NodeLowering, out: str, expr: Expression, where: str) -> Value:
@@ -394,10 +384,7 @@ class Lowering(GRUBlockLowering):
                 raise
             except Exception as exc:  # noqa: BLE001 - numpy errors in a constant expression
                 raise ExpressionError(f"cannot evaluate '{expr.source}': {exc}", where=f"{nl.where} {where}") from exc
-        batched = any(self.is_batched(v) for v in bindings.values())
-        self.ops.append(Op("expr", out, bindings, nl.nid, expression=expr, batched=batched))
-        if batched:
-            self.batched.add(out)
+        self.ops.append(Op("expr", out, bindings, nl.nid, expression=expr))
         return TensorRef(out)
 
     def emit_const(self, out: str, value: Any, node: str) -> TensorRef:
@@ -425,14 +412,12 @@ class Lowering(GRUBlockLowering):
                 dflt = np.asarray(default, dtype=float)
                 shape = shape if shape is not None else dflt.shape
             self.inputs[key] = InputSpec(key, nl.nid, pid, shape, dflt)
-            self.batched.add(name)
             return TensorRef(name)
         values: List[Value] = []
         for eid, e in incoming:
             if eid in self.delayed:
                 name = f"delay.{eid}"
                 self.states[name] = State(name, np.asarray(port["default_value"], dtype=float), "", nl.nid, "delay")
-                self.batched.add(name)
                 src: Value = TensorRef(name)
             else:
                 key = (e["sender"], e["sender_port"])
@@ -499,7 +484,6 @@ class Lowering(GRUBlockLowering):
             initial = np.asarray(init, dtype=float)
         kind = "derivative" if p.get("time_derivative") is not None else "parameter"
         self.states[name] = State(name, initial, "", nl.nid, kind)
-        self.batched.add(name)
         return TensorRef(name)
 
     def update_state(self, nl: _NodeLowering, pid: str, p: Mapping[str, Any]) -> None:
@@ -523,8 +507,7 @@ class Lowering(GRUBlockLowering):
     def _euler(self, nl: _NodeLowering, name: str, d: Value) -> TensorRef:
         out = f"{name}.next"
         args = {"x": TensorRef(name), "d": d, "dt": TensorRef("dt")}
-        self.ops.append(Op("expr", out, args, nl.nid, expression=parse_expression("x + dt * d"), batched=True))
-        self.batched.add(out)
+        self.ops.append(Op("expr", out, args, nl.nid, expression=parse_expression("x + dt * d")))
         return TensorRef(out)
 
     def learnable_params_of(self, nid: str, node: Mapping[str, Any]) -> Sequence[str]:

@@ -52,18 +52,6 @@ class Op:
     node: str
     fn: str = ""
     expression: Optional[Expression] = None
-    batched: bool = False  # the output carries the batch axis
-
-    def tensor_args(self) -> Dict[str, str]:
-        """The arguments bound to tensors (name -> tensor), lists of tensors flattened with an index."""
-        out: Dict[str, str] = {}
-        for k, v in self.args.items():
-            if isinstance(v, TensorRef):
-                out[k] = v.name
-            elif isinstance(v, list) and v and all(isinstance(x, TensorRef) for x in v):
-                for i, x in enumerate(v):
-                    out[f"{k}[{i}]"] = x.name
-        return out
 
 
 @dataclass(frozen=True)
@@ -131,7 +119,7 @@ class Program:
         h = hashlib.sha256()
         for op in self.ops:
             h.update(repr((op.kind, op.out, op.fn, sorted((k, repr(v)) for k, v in op.args.items()),
-                           op.expression.source if op.expression else None, op.batched)).encode())
+                           op.expression.source if op.expression else None)).encode())
         for k, p in sorted(self.params.items()):
             h.update(repr((k, p.value.shape, str(p.value.dtype), p.learnable)).encode())
         for k, s in sorted(self.states.items()):
