@@ -134,7 +134,6 @@ for _name in ("sin", "cos", "tan", "sinh", "cosh", "tanh", "arctan", "arcsin", "
 
 
 @register_onnx("MatMul")
-@register_onnx("onnx::MatMul")
 def _matmul(b: OnnxGraphBuilder, op: Op) -> Operand:
     return b.matmul(_x(b, op, "A"), _x(b, op, "B"))
 
@@ -159,7 +158,9 @@ def _relu(b: OnnxGraphBuilder, op: Op) -> Operand:
 
 @register_onnx("SoftMax")
 def _softmax(b: OnnxGraphBuilder, op: Op) -> Operand:
-    x = b.as_val(b.mul(_x(b, op, "variable0"), arg(b, op, "gain", 1.0)))
+    x, gain = _x(b, op, "variable0"), arg(b, op, "gain", 1.0)
+    if not (isinstance(gain, Const) and gain.is_scalar(1.0)):
+        x = b.as_val(b.mul(x, gain))
     axis = static_arg(op, "axis", -1)
     return b.emit("Softmax", [x], shape=x.shape, batched=x.batched, axis=x.onnx_axis(axis))
 
@@ -174,22 +175,18 @@ def _binary(op_type: str) -> ExportFn:
 
 
 for _name in ("Add", "Sub", "Mul", "Div"):
-    register_onnx(f"onnx::{_name}")(_binary(_name))
+    register_onnx(_name)(_binary(_name))
 
-_UNARY_ARG = {"Relu": "X", "Sigmoid": "X", "Neg": "X", "Tanh": "input", "Exp": "input", "Log": "input",
-              "Identity": "input"}
-
-
-def _unary(op_type: str, argname: str) -> ExportFn:
+def _unary(op_type: str) -> ExportFn:
     def export(b: OnnxGraphBuilder, op: Op) -> Operand:
-        x = _x(b, op, argname)
+        x = _x(b, op, "X")
         return x if op_type == "Identity" else b.unary(op_type, x)
     export.__name__ = f"_export_{op_type}"
     return export
 
 
-for _name, _a in _UNARY_ARG.items():
-    register_onnx(f"onnx::{_name}")(_unary(_name, _a))
+for _name in ("Sigmoid", "Neg", "Tanh", "Exp", "Log", "Identity"):
+    register_onnx(_name)(_unary(_name))
 
 
 def _gemm_direct(a: Val, w: Val, c: Optional[Val], trans_a: int, trans_b: int) -> bool:
@@ -205,7 +202,7 @@ def _gemm_direct(a: Val, w: Val, c: Optional[Val], trans_a: int, trans_b: int) -
     return not c.batched and c.rank <= 2 and tuple(np.broadcast_shapes((rows, m), c.shape)) == (rows, m)
 
 
-@register_onnx("onnx::Gemm")
+@register_onnx("Gemm")
 def _gemm(b: OnnxGraphBuilder, op: Op) -> Operand:
     a, w, c = _x(b, op, "A"), _x(b, op, "B"), arg(b, op, "C")
     alpha, beta = float(static_arg(op, "alpha", 1.0)), float(static_arg(op, "beta", 1.0))
@@ -224,18 +221,12 @@ def _gemm(b: OnnxGraphBuilder, op: Op) -> Operand:
     return y if c is None else b.add(y, b.mul(c, Const(beta)))
 
 
-@register_onnx("onnx::Softmax")
-def _onnx_softmax(b: OnnxGraphBuilder, op: Op) -> Operand:
-    x = _x(b, op, "input")
-    return b.emit("Softmax", [x], shape=x.shape, batched=x.batched, axis=x.onnx_axis(static_arg(op, "axis", -1)))
-
-
-@register_onnx("onnx::Transpose")
+@register_onnx("Transpose")
 def _onnx_transpose(b: OnnxGraphBuilder, op: Op) -> Operand:
     return b.transpose(_x(b, op, "data"), static_arg(op, "perm"))
 
 
-@register_onnx("onnx::Reshape")
+@register_onnx("Reshape")
 def _onnx_reshape(b: OnnxGraphBuilder, op: Op) -> Operand:
     x = _x(b, op, "data")
     shape = [int(s) for s in np.asarray(static_arg(op, "shape")).reshape(-1)]
@@ -244,7 +235,7 @@ def _onnx_reshape(b: OnnxGraphBuilder, op: Op) -> Operand:
     return b.reshape(x, shape)
 
 
-@register_onnx("onnx::Concat")
+@register_onnx("Concat")
 def _onnx_concat(b: OnnxGraphBuilder, op: Op) -> Operand:
     items = op.args.get("inputs")
     if not isinstance(items, list) or not items:

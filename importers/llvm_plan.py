@@ -41,7 +41,6 @@ FORWARD_FORMS: Dict[str, str] = {
     "Relu": "A * (A > 0)",
     "ReLU": "gain * numpy.where(variable0 - bias > 0, variable0 - bias, leak * (variable0 - bias))",
 }
-MATMULS = ("MatMul", "onnx::MatMul")
 
 
 @dataclass
@@ -201,7 +200,7 @@ def lowerer(*names: str) -> Any:
     return deco
 
 
-@lowerer(*MATMULS)
+@lowerer("MatMul")
 def _lower_matmul(bld: _Builder, op: Op) -> None:
     a, w = op.args.get("A"), op.args.get("B")
     if not isinstance(a, TensorRef) or not isinstance(w, TensorRef):

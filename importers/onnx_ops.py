@@ -18,7 +18,7 @@ import numpy as np
 from onnx import helper
 
 from ..errors import UnsupportedError
-from ..ops import get_op
+from ..ops import resolve
 
 log = logging.getLogger(__name__)
 
@@ -222,9 +222,11 @@ _UNARY_FALLBACK = {"Relu": ("X", "numpy.maximum(X, 0.0)"), "Sigmoid": ("X", "1 /
 @functools.lru_cache(maxsize=None)
 def registry_runs(name: str, argname: str) -> bool:
     """Does registry op `name` run when called as the executor calls it (keyword args, numpy and torch)?"""
-    op = get_op(name)
-    if op is None:
+    hit = resolve(name)
+    if hit is None:
         return False
+    op, renames = hit
+    argname = renames.get(argname, argname)
     try:
         op.numpy(**{argname: np.full(2, 0.5)})
     except Exception:  # noqa: BLE001 - any failure means: do not write this function

@@ -60,12 +60,12 @@ def compile_program(program: Program, lib: str = "numpy") -> Tuple[List[Step], S
 
 def _simplify(op: Op, program: Program) -> Op:
     """Exact algebraic simplifications: a bias node's constant `[1.] @ W` (W of shape (1, n)) is W viewed as (n,)."""
-    if op.kind == "call" and op.fn in ("MatMul", "onnx::MatMul"):
+    if op.kind == "call" and op.fn == "MatMul":
         a = op.args.get("A")
         p = program.params.get(a.name) if isinstance(a, TensorRef) else None
         if p is not None and not p.learnable and p.value.shape == (1,) and p.value[0] == 1.0:
             return Op("call", op.out, {"data": op.args["B"], "shape": [-1], "allowzero": 0}, op.node,
-                      fn="onnx::Reshape")
+                      fn="Reshape")
     return op
 
 
@@ -120,7 +120,7 @@ def _fast_path(op: Op, batched: Set[str] = frozenset(), lead: int = 1) -> Option
                     vals = align_ranks(vals, flags, lead)
                 return functools.reduce(operator.add, vals)
             return add_all
-    if op.kind == "call" and op.fn == "onnx::Reshape" and op.args.get("shape") == [-1]:
+    if op.kind == "call" and op.fn == "Reshape" and op.args.get("shape") == [-1]:
         data = op.args["data"]
         if isinstance(data, TensorRef):
             return lambda env: env[data.name].reshape(-1)

@@ -18,7 +18,6 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from .errors import UnsupportedError
-from .ops import OpDef, register
 
 GATES = ("r", "z", "n")  # torch order
 ONNX_GATES = ("z", "r", "n")  # ONNX order (z, r, h)
@@ -138,9 +137,6 @@ def _torch_gru(X: Any, h0: Any, p: Mapping[str, Any]) -> Tuple[Any, Any]:
 
 
 GATE_ARGS = ("X", "h0") + WEIGHT_NAMES + BIAS_NAMES
-register(OpDef("GRU", GATE_ARGS, _gru_gate_np, _gru_gate_torch, defaults={k: None for k in BIAS_NAMES},
-               batch_rule=lambda batched, attrs: attrs if batched <= {"X"} else None,
-               description="GRU over a sequence X (T, I) from h0 (H,), PsyNeuLink per-gate weights"))
 
 
 ONNX_GRU_ATTRS = ("hidden_size", "linear_before_reset", "direction", "layout", "activations", "clip",
@@ -207,13 +203,6 @@ def _onnx_gru_torch(X, W, R, B=None, sequence_lens=None, initial_h=None, hidden_
     return Y.permute(1, 0, 2)[:, None]
 
 
-register(OpDef("onnx::GRU", ("X", "W", "R", "B", "sequence_lens", "initial_h"), _onnx_gru_np, _onnx_gru_torch,
-               defaults={"B": None, "sequence_lens": None, "initial_h": None, "hidden_size": None,
-                         "linear_before_reset": 0, "direction": "forward", "layout": 0, "activations": None,
-                         "clip": None, "activation_alpha": None, "activation_beta": None},
-               attrs=ONNX_GRU_ATTRS,
-               batch_rule=lambda batched, attrs: {**attrs, "batched_trials": True} if batched <= {"X"} else None,
-               description="ONNX GRU (linear_before_reset=1), first output Y (T, 1, N, H)"))
 
 
 def validate_onnx_gru(node: str, args: Mapping[str, Any], params: Mapping[str, Any]) -> None:
@@ -256,6 +245,3 @@ def _gru_onnx_layout_torch(X, h0, W, R, B=None):
     return _torch_gru(X, h0, p)[0]
 
 
-register(OpDef("GRU_ONNX", ("X", "h0", "W", "R", "B"), _gru_onnx_layout_np, _gru_onnx_layout_torch,
-               defaults={"B": None}, batch_rule=lambda batched, attrs: attrs if batched <= {"X"} else None,
-               description="a fused-form GRU block: X (T, I) from h0 (H,) with ONNX-layout W, R, B"))

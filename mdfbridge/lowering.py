@@ -9,7 +9,7 @@ import numpy as np
 from .errors import CycleError, ExpressionError, SchemaError, UnknownFunctionError, UnsupportedError
 from .expressions import Expression, parse_expression
 from .gru_lowering import GRUBlockLowering, mdf_meta as _mdf_meta
-from .ops import VALUE_FORMS, get_op, supported_functions
+from .ops import get_op, resolve, supported_functions
 from .program import InputSpec, Location, Op, Param, Program, State, TensorRef
 
 log = logging.getLogger(__name__)
@@ -172,16 +172,19 @@ class _NodeLowering:
         """A function (standard, onnx::, or `value` expression with args) -> op."""
         name, args, args_path = _split_function(fdef)
         out = self.tensor(fid)
-        op = get_op(name) if name is not None else None
-        if name is not None and op is None:
+        hit = resolve(name) if name is not None else None
+        if name is not None and hit is None:
             raise UnknownFunctionError(name, node=self.nid, supported=supported_functions())
+        op, renames = hit if hit is not None else (None, {})
         arg_vals: Dict[str, Value] = {}
-        for a, v in args.items():
+        for written, v in args.items():
+            a = renames.get(written, written)  # an alias's argument names -> the op's
+            args_path_a = args_path + (written,)
             if op is not None and a in op.attrs:  # an ONNX attribute: static, as written (a name may refer to
                 arg_vals[a] = self.env[v] if isinstance(v, str) and v in self.env else v  # a parameter)
                 continue
-            learnable = self.lw.inline_learnable(self.nid, name, a)
-            arg_vals[a] = self.value_of(v, f"{out}.{a}", f"{where} argument '{a}'", loc + args_path + (a,),
+            learnable = self.lw.inline_learnable(self.nid, op.name if op else None, a)
+            arg_vals[a] = self.value_of(v, f"{out}.{a}", f"{where} argument '{written}'", loc + args_path_a,
                                         learnable=learnable)
         if name is None:
             value = fdef.get("value")
@@ -199,8 +202,10 @@ class _NodeLowering:
                 self.env = {**saved}
         unknown = set(arg_vals) - set(op.all_args) - set(op.defaults)
         if unknown:
+            written_as = {c: w for w, c in renames.items()}
             raise UnsupportedError(f"function '{name}' has no argument(s) {sorted(unknown)}; "
-                                   f"it takes {list(op.all_args)}", where=f"{self.where} {where}")
+                                   f"it takes {[written_as.get(a, a) for a in op.all_args]}",
+                                   where=f"{self.where} {where}")
         call_args: Dict[str, Value] = {}
         for a in op.all_args:
             if a in arg_vals:
@@ -211,24 +216,22 @@ class _NodeLowering:
                 call_args[a] = self.env[a]
             else:
                 raise UnsupportedError(f"function '{name}' needs argument '{a}'", where=f"{self.where} {where}")
-        if name == "onnx::GRU":
+        if op.name == "onnx::GRU":
             from .gru import validate_onnx_gru
 
             validate_onnx_gru(self.nid, call_args, self.lw.params)
-        return self.lw.emit_call(self, out, name, call_args)
+        return self.lw.emit_call(self, out, op.name, call_args)
 
     def transfer_fast_path(self, fdef: Mapping[str, Any], value: str, arg_vals: Dict[str, Value],
                            out: str) -> Optional[TensorRef]:
         """A `value` written by mdfbridge for a registry transfer function (ReLU, SoftMax) runs as that op."""
-        transfer = _mdf_meta(fdef).get("transfer")
-        form = VALUE_FORMS.get(transfer or "")
-        if form is None or value != form("variable0") or "variable0" not in arg_vals:
+        op = get_op(_mdf_meta(fdef).get("transfer") or "")
+        if op is None or op.value_form is None or value != op.value_form("variable0") or "variable0" not in arg_vals:
             return None
-        op = get_op(transfer)
         call_args: Dict[str, Value] = {"variable0": arg_vals["variable0"]}
         for a in op.args[1:]:
             call_args[a] = self.env.get(a, op.defaults.get(a))
-        return self.lw.emit_call(self, out, transfer, call_args)
+        return self.lw.emit_call(self, out, op.name, call_args)
 
 
 class Lowering(GRUBlockLowering):
@@ -534,7 +537,7 @@ class Lowering(GRUBlockLowering):
 
     def inline_learnable(self, nid: str, fn: Optional[str], arg: str) -> bool:
         """PsyNeuLink writes projections as `<proj>_dummy_node` running onnx::MatMul with B inline."""
-        return nid.endswith("_dummy_node") and fn in ("onnx::MatMul", "MatMul") and arg == "B"
+        return nid.endswith("_dummy_node") and fn == "MatMul" and arg == "B"
 
 
 _CONSTANT_NAMES = frozenset({"pi", "e", "inf", "nan", "True", "False"})

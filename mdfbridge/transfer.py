@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping
 
-from .ops import VALUE_FORMS
+from .ops import get_op
 
 
 class TransferFunction:
@@ -77,7 +77,7 @@ class _ValueForm(TransferFunction):
 
     def mdf_function(self, x: str) -> Dict[str, Any]:
         """`value` = the registry's expression of `variable0`, with `variable0` bound to `x`."""
-        return {"value": VALUE_FORMS[self.name]("variable0"), "args": {"variable0": x},
+        return {"value": get_op(self.name).value_form("variable0"), "args": {"variable0": x},
                 "metadata": {"mdfbridge": {"transfer": self.name}}}
 
 

@@ -384,7 +384,7 @@ def test_unsupported_constructs_raise_naming_them():
     onnx = lower(_doc({"A": {"input_ports": {"x": {"shape": [2]}},
                              "functions": {"s": {"function": {"onnx::Sigmoid": {"X": "x"}}}},
                              "output_ports": {"y": {"value": "s"}}}}))
-    _assert_unsupported(onnx, "node 'A'", "onnx::Sigmoid", inputs={"A": np.ones((2, 2))})
+    _assert_unsupported(onnx, "node 'A'", "Sigmoid", inputs={"A": np.ones((2, 2))})
     counter = {"parameters": {"increment": {"value": 1.5}, "count": {"value": "count + increment"}},
                "output_ports": {"c": {"value": "count"}}}
     stateful = lower(_doc({"counter": counter}))

@@ -110,7 +110,7 @@ def test_onnx_concat_with_a_list_of_names_lowers_and_runs():
                    "output_ports": {"out": {"value": "f"}}}}
     doc = _doc(nodes, {"e1": _edge("a", "c", "x"), "e2": _edge("b", "c", "y")})
     prog = lower(doc)
-    (op,) = [o for o in prog.ops if o.fn == "onnx::Concat"]
+    (op,) = [o for o in prog.ops if o.fn == "Concat"]
     assert [r.name for r in op.args["inputs"]][:3] == ["a.a_in", "b.b_in", "c.w"]
     assert prog.shapes[op.out] == (10,)
     a, b = RNG.normal(size=(4, 3)), RNG.normal(size=(4, 2))

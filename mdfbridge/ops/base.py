@@ -1,0 +1,138 @@
+"""The op record and the one registry of ops every backend reads.
+
+An op's record (`OpDef`) holds everything a backend needs to know about it, or says it has none: canonical
+name and aliases (with argument renames), arguments, attributes and defaults, numpy and torch
+implementations, derivative, batch rule, and the hooks later layers read (shape rule, LLVM form, ONNX export,
+ONNX import mapping, MDF value form). Backends look ops up here by canonical name; lowering canonicalises
+aliases once (`resolve`), so no backend sees an alias.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+Array = Any
+BatchRule = Callable[[frozenset, Dict[str, Any]], Optional[Dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Alias:
+    """Another name of an op (e.g. `onnx::MatMul` for `MatMul`); `args` renames the alias's arguments
+    (alias argument -> canonical argument)."""
+
+    name: str
+    args: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """One registered op: `args` in order, `defaults` for optional ones, `attrs` are static.
+
+    Fields a backend reads (None: the op has none, and the backend says so clearly):
+    - `numpy`, `torch`: implementations called with every argument by keyword (per trial shapes, or batched
+      as `batch_rule` says).
+    - `elementwise`: the same per-row result on a batch as row by row (no batch rule needed).
+    - `batch_rule(batched_args, attrs)`: the attrs to call with when the arguments named in `batched_args`
+      carry a leading batch axis, or None when the op cannot run on that batch (backends loop over trials).
+    - `derivative`: an MDF expression (mdfbridge.expressions syntax) over the op's arguments by name and `out`
+      (the op's value). Elementwise ops: d out / d (first argument). Other ops (SoftMax): the vector-Jacobian
+      product, which also reads `grad` (d loss / d out). None: autograd only.
+    - `value_form(x)`: the MDF `value` expression mdfbridge writes for this op applied to expression `x`
+      (modeci-mdf evaluates it); lowering runs such a value as this op.
+    """
+
+    name: str
+    args: Tuple[str, ...]
+    numpy: Callable[..., Array]
+    torch: Optional[Callable[..., Array]] = None
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    attrs: Tuple[str, ...] = ()
+    elementwise: bool = False
+    batch_rule: Optional[BatchRule] = None
+    description: str = ""
+    derivative: Optional[str] = None
+    aliases: Tuple[Alias, ...] = ()
+    value_form: Optional[Callable[[str], str]] = None
+
+    @property
+    def all_args(self) -> Tuple[str, ...]:
+        """Positional arguments followed by attributes."""
+        return self.args + tuple(a for a in self.attrs if a not in self.args)
+
+
+REGISTRY: Dict[str, OpDef] = {}
+_ALIASES: Dict[str, Tuple[str, Mapping[str, str]]] = {}
+
+
+def register(op: OpDef) -> OpDef:
+    """Add an op (and its aliases) to the registry; a name may be registered once."""
+    for name in (op.name,) + tuple(a.name for a in op.aliases):
+        if name in REGISTRY or name in _ALIASES:
+            raise ValueError(f"op {name!r} registered twice")
+    REGISTRY[op.name] = op
+    for a in op.aliases:
+        _ALIASES[a.name] = (op.name, dict(a.args))
+    return op
+
+
+def resolve(name: str) -> Optional[Tuple[OpDef, Mapping[str, str]]]:
+    """(the op called `name` or aliased by it, argument renames from the alias's names), or None."""
+    if name in REGISTRY:
+        return REGISTRY[name], {}
+    hit = _ALIASES.get(name)
+    if hit is None:
+        return None
+    return REGISTRY[hit[0]], hit[1]
+
+
+def get_op(name: str) -> Optional[OpDef]:
+    """The op called `name` (canonical name or alias), or None."""
+    hit = resolve(name)
+    return hit[0] if hit else None
+
+
+def canonical_name(name: str) -> str:
+    """The canonical name of op `name` (itself when it is not an alias)."""
+    hit = _ALIASES.get(name)
+    return hit[0] if hit else name
+
+
+def supported_functions() -> Tuple[str, ...]:
+    """Sorted names of every registered function/op, aliases included."""
+    return tuple(sorted(set(REGISTRY) | set(_ALIASES)))
+
+
+def torch_module() -> Any:
+    """torch, imported on first use (the numpy reference runs without it)."""
+    import torch
+
+    return torch
+
+
+def is_number(v: Any, number: float) -> bool:
+    """True when v is the plain number `number` (not a tensor that training may change)."""
+    return isinstance(v, (int, float)) and v == number
+
+
+def by_name(arg: str, f: Callable[[Array], Array]) -> Callable[..., Array]:
+    """A one-argument function called by keyword `arg` (the executor passes arguments by name)."""
+    def call(**kw: Array) -> Array:
+        return f(kw[arg])
+    return call
+
+
+# --------------------------------------------------------------------------- batching policies
+
+def first_arg_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """Matrix products: fine on a batch when only the left operand carries the batch axis."""
+    return attrs if batched_args <= {"A"} else None
+
+
+def never(batched_args: frozenset, attrs: Dict[str, Any]) -> None:
+    """Shape-dependent ops: run trial by trial."""
+    return None
+
+
+def only_x(batched_args: frozenset, attrs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """Sequence ops: fine on a batch when only the input sequence X carries the batch axis."""
+    return attrs if batched_args <= {"X"} else None

@@ -1,0 +1,68 @@
+"""MDF standard functions (modeci-mdf's names and arguments): linear, logistic, exponential, the trigonometric
+and hyperbolic functions with a `scale`, and Relu."""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Optional, Tuple
+
+import numpy as np
+
+from .base import Alias, OpDef, is_number, register, torch_module
+
+
+def elementwise(name: str, args: Tuple[str, ...], np_fn: Callable, torch_fn: Callable, description: str,
+                defaults: Optional[Mapping[str, Any]] = None, derivative: Optional[str] = None,
+                aliases: Tuple[Alias, ...] = ()) -> OpDef:
+    """Register an elementwise op."""
+    return register(OpDef(name, args, np_fn, torch_fn, defaults=defaults or {}, elementwise=True,
+                          description=description, derivative=derivative, aliases=aliases))
+
+
+def _linear_torch(variable0: Any, slope: Any, intercept: Any) -> Any:
+    if is_number(slope, 1.0) and is_number(intercept, 0.0):
+        return variable0
+    return variable0 * slope + intercept
+
+
+def _logistic_torch(variable0: Any, gain: Any, bias: Any, offset: Any) -> Any:
+    # 1/(1 + exp(-gain*(x + bias) + offset)) == sigmoid(gain*(x + bias) - offset); torch.sigmoid is one
+    # autograd node instead of five
+    z = variable0 if is_number(bias, 0.0) else variable0 + bias
+    z = z if is_number(gain, 1.0) else gain * z
+    return torch_module().sigmoid(z if is_number(offset, 0.0) else z - offset)
+
+
+elementwise("linear", ("variable0", "slope", "intercept"),
+            lambda variable0, slope, intercept: variable0 * slope + intercept, _linear_torch,
+            "variable0 * slope + intercept", {"slope": 1.0, "intercept": 0.0}, derivative="slope")
+elementwise("logistic", ("variable0", "gain", "bias", "offset"),
+            lambda variable0, gain, bias, offset: 1.0 / (1.0 + np.exp(-gain * (variable0 + bias) + offset)),
+            _logistic_torch, "1/(1 + exp(-gain*(variable0 + bias) + offset))",
+            {"gain": 1.0, "bias": 0.0, "offset": 0.0}, derivative="gain * out * (1.0 - out)")
+elementwise("exponential", ("variable0", "scale", "rate", "bias", "offset"),
+            lambda variable0, scale, rate, bias, offset: scale * np.exp(rate * variable0 + bias) + offset,
+            lambda variable0, scale, rate, bias, offset: scale * torch_module().exp(rate * variable0 + bias) + offset,
+            "scale * exp(rate * variable0 + bias) + offset",
+            {"scale": 1.0, "rate": 1.0, "bias": 0.0, "offset": 0.0},
+            derivative="scale * rate * numpy.exp(rate * variable0 + bias)")
+
+
+def _scaled(name: str, torch_name: str, derivative: str) -> None:
+    """`scale * f(variable0)` for numpy's f called `name` (torch's `torch_name`)."""
+    f = getattr(np, name)
+    elementwise(name, ("variable0", "scale"), lambda variable0, scale: scale * f(variable0),
+                lambda variable0, scale: scale * getattr(torch_module(), torch_name)(variable0),
+                f"scale * {name}(variable0)", {"scale": 1.0}, derivative=derivative)
+
+
+_scaled("sin", "sin", "scale * numpy.cos(variable0)")
+_scaled("cos", "cos", "-scale * numpy.sin(variable0)")
+_scaled("tan", "tan", "scale / numpy.cos(variable0) ** 2")
+_scaled("sinh", "sinh", "scale * numpy.cosh(variable0)")
+_scaled("cosh", "cosh", "scale * numpy.sinh(variable0)")
+_scaled("tanh", "tanh", "scale * (1.0 - numpy.tanh(variable0) ** 2)")
+_scaled("arctan", "atan", "scale / (1.0 + variable0 ** 2)")
+_scaled("arcsin", "asin", "scale / numpy.sqrt(1.0 - variable0 ** 2)")
+_scaled("arccos", "acos", "-scale / numpy.sqrt(1.0 - variable0 ** 2)")
+
+elementwise("Relu", ("A",), lambda A: A * (A > 0), lambda A: torch_module().relu(A), "A * (A > 0)",
+            derivative="numpy.where(A > 0, 1.0, 0.0)", aliases=(Alias("onnx::Relu", {"X": "A"}),))
