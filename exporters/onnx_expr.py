@@ -49,11 +49,17 @@ class Seq:
 Item = Union[Val, Const, Seq]
 
 
+def _numpy(name: str, *values: Any, **kwargs: Any) -> Any:
+    """Expression function `name`'s numpy implementation on positional values."""
+    op = FUNCTIONS[name]
+    return op.numpy(**dict(zip(op.all_args, values)), **kwargs)
+
+
 def elementwise_fn(b: OnnxGraphBuilder, name: str, x: Operand) -> Operand:
     """numpy's elementwise `name` (exp, tanh, arctan, ...) of x; float64 fallbacks where onnxruntime has none."""
     if isinstance(x, Const):
         with np.errstate(all="ignore"):
-            return Const(FUNCTIONS[name].numpy(x.value))
+            return Const(_numpy(name, x.value))
     if b.dtype == "float64" and name in ("tan", "sinh", "cosh"):
         if name == "tan":
             return b.div(b.unary("Sin", x), b.unary("Cos", x))
@@ -316,7 +322,7 @@ class ExpressionTranslator:
                     out = fn(out, v)
                 return Const(out)
             with np.errstate(all="ignore"):
-                return Const(FUNCTIONS[name].numpy(*values, **kwargs))
+                return Const(_numpy(name, *values, **kwargs))
         handler = getattr(self, f"call_{name}", None)
         if handler is not None:
             return handler(args, kwargs)

@@ -7,7 +7,7 @@ MDF standard function), `recurrent` (GRU blocks).
 """
 from __future__ import annotations
 
-from . import arithmetic, linalg, recurrent, shaping, standard, transfer  # noqa: F401  (each registers its ops)
+from . import arithmetic, linalg, recurrent, reductions, shaping, standard, transfer  # noqa: F401 (registering)
 from .base import (REGISTRY, Alias, OpDef, canonical_name, get_op, register, resolve,
                    supported_functions)
 

@@ -8,6 +8,7 @@ aliases once (`resolve`), so no backend sees an alias.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
@@ -39,6 +40,8 @@ class OpDef:
       product, which also reads `grad` (d loss / d out). None: autograd only.
     - `value_form(x)`: the MDF `value` expression mdfbridge writes for this op applied to expression `x`
       (modeci-mdf evaluates it); lowering runs such a value as this op.
+    - `expr_names`: the names MDF `value` expressions call this op by (`exp`, `numpy.exp`; positional
+      arguments in `all_args` order); operators (`+`, `<`, `@`, ...) map to ops in mdfbridge.expressions.
     """
 
     name: str
@@ -53,6 +56,7 @@ class OpDef:
     derivative: Optional[str] = None
     aliases: Tuple[Alias, ...] = ()
     value_form: Optional[Callable[[str], str]] = None
+    expr_names: Tuple[str, ...] = ()
 
     @property
     def all_args(self) -> Tuple[str, ...]:
@@ -62,6 +66,7 @@ class OpDef:
 
 REGISTRY: Dict[str, OpDef] = {}
 _ALIASES: Dict[str, Tuple[str, Mapping[str, str]]] = {}
+EXPRESSION_FUNCTIONS: Dict[str, OpDef] = {}  # expression function name -> op (filled by register)
 
 
 def register(op: OpDef) -> OpDef:
@@ -69,9 +74,14 @@ def register(op: OpDef) -> OpDef:
     for name in (op.name,) + tuple(a.name for a in op.aliases):
         if name in REGISTRY or name in _ALIASES:
             raise ValueError(f"op {name!r} registered twice")
+    for n in op.expr_names:
+        if n in EXPRESSION_FUNCTIONS:
+            raise ValueError(f"expression function {n!r} registered twice")
     REGISTRY[op.name] = op
     for a in op.aliases:
         _ALIASES[a.name] = (op.name, dict(a.args))
+    for n in op.expr_names:
+        EXPRESSION_FUNCTIONS[n] = op
     return op
 
 
@@ -114,6 +124,20 @@ def is_number(v: Any, number: float) -> bool:
     return isinstance(v, (int, float)) and v == number
 
 
+def keywords(fn: Callable[..., Array], args: Tuple[str, ...]) -> Callable[..., Array]:
+    """`fn` (a builtin or ufunc taking positional arguments) callable with `args` by keyword, as backends call
+    ops; extra keyword arguments (attributes) pass through. Python functions are returned as they are."""
+    if inspect.isfunction(fn):
+        return fn
+    if len(args) == 1:
+        (a,) = args
+        return lambda **kw: fn(kw.pop(a), **kw)
+    if len(args) == 2:
+        a, b = args
+        return lambda **kw: fn(kw.pop(a), kw.pop(b), **kw)
+    return lambda **kw: fn(*[kw.pop(x) for x in args], **kw)
+
+
 def by_name(arg: str, f: Callable[[Array], Array]) -> Callable[..., Array]:
     """A one-argument function called by keyword `arg` (the executor passes arguments by name)."""
     def call(**kw: Array) -> Array:
@@ -136,3 +160,34 @@ def never(batched_args: frozenset, attrs: Dict[str, Any]) -> None:
 def only_x(batched_args: frozenset, attrs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """Sequence ops: fine on a batch when only the input sequence X carries the batch axis."""
     return attrs if batched_args <= {"X"} else None
+
+
+MAX_ELEMENTS = 10**8  # the largest array an op that creates arrays (zeros, ones, full, tile) may create
+
+
+def check_size(shape: Any, times: int = 1) -> None:
+    """Refuse to create arrays of more than MAX_ELEMENTS elements (ExpressionError naming the count)."""
+    import numpy as np
+
+    from ..errors import ExpressionError
+
+    dims = [shape] if np.ndim(shape) == 0 else list(np.asarray(shape).ravel())
+    n = times
+    for d in dims:
+        d = int(d)
+        if d < 0:
+            raise ValueError(f"negative dimension {d}")
+        n *= d
+    if n > MAX_ELEMENTS:
+        raise ExpressionError(f"array of {n} elements is larger than the limit of {MAX_ELEMENTS}")
+
+
+def shift_axis(batched_args: frozenset, attrs: Dict[str, Any], key: str = "axis") -> Optional[Dict[str, Any]]:
+    """Batch rule of ops with a per-trial `axis` (int or tuple): non-negative axes move one to the right past
+    the batch axis; None (all axes) cannot run on the batch."""
+    axis = attrs.get(key)
+    if axis is None:
+        return None
+    if isinstance(axis, (list, tuple)):
+        return {**attrs, key: tuple(int(a) + 1 if int(a) >= 0 else int(a) for a in axis)}
+    return {**attrs, key: int(axis) + 1 if int(axis) >= 0 else int(axis)}

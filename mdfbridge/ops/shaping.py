@@ -1,11 +1,13 @@
-"""Shape ops (ONNX's): Transpose, Reshape, Concat."""
+"""Shape ops: ONNX's Transpose, Reshape, Concat, and the numpy array functions MDF expressions use (stack,
+indexing, squeeze, expand_dims, tile, shape, len, array construction)."""
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from .base import Alias, OpDef, never, register, torch_module
+from . import torchlib
+from .base import Alias, OpDef, check_size, keywords, never, register, shift_axis, torch_module
 
 
 def _target_shape(data: Any, shape: Any, allowzero: int) -> List[int]:
@@ -21,19 +23,148 @@ def _reshape_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Optional
     return {**attrs, "shape": [0] + [int(s) for s in np.asarray(attrs["shape"]).reshape(-1)]}
 
 
-def _transpose_torch(data: Any, perm: Any = None) -> Any:
-    return data.permute(list(perm) if perm is not None else list(range(data.dim()))[::-1])
+def _t_transpose(data: Any, perm: Any = None) -> Any:
+    x = torchlib.tt(data)
+    return x.permute(*(reversed(range(x.ndim)) if perm is None else [int(a) for a in perm]))
 
 
-register(OpDef("Transpose", ("data",), lambda data, perm=None: np.transpose(data, perm), _transpose_torch,
-               defaults={"perm": None}, attrs=("perm",), batch_rule=never, description="ONNX Transpose",
-               aliases=(Alias("onnx::Transpose"),)))
+def _t_concat(inputs: Any, axis: Any = 0) -> Any:
+    ts = torchlib.tt_like(*inputs)
+    if axis is None:
+        return torch_module().cat([t.reshape(-1) for t in ts])
+    return torch_module().cat(ts, dim=int(axis))
+
+
+register(OpDef("Transpose", ("data", "perm"),
+               lambda data, perm=None: np.transpose(data, None if perm is None else [int(a) for a in perm]),
+               _t_transpose, defaults={"perm": None}, attrs=("perm",), batch_rule=never,
+               description="ONNX Transpose / numpy.transpose(data, axes)", aliases=(Alias("onnx::Transpose"),),
+               expr_names=("transpose",)))
 register(OpDef("Reshape", ("data", "shape"),
-               lambda data, shape, allowzero=0: np.reshape(data, _target_shape(data, shape, allowzero)),
-               lambda data, shape, allowzero=0: data.reshape(_target_shape(data, shape, allowzero)),
+               lambda data, shape, allowzero=0: np.reshape(data, _target_shape(np.asarray(data), shape, allowzero)),
+               lambda data, shape, allowzero=0: torchlib.tt(data).reshape(
+                   _target_shape(torchlib.tt(data), shape, allowzero)),
                defaults={"allowzero": 0}, attrs=("shape", "allowzero"), batch_rule=_reshape_batched,
-               description="ONNX Reshape", aliases=(Alias("onnx::Reshape"),)))
-register(OpDef("Concat", ("inputs",), lambda *inputs, axis=0: np.concatenate(inputs, axis=axis),
-               lambda *inputs, axis=0: torch_module().cat(inputs, dim=axis), defaults={"axis": 0},
-               attrs=("axis",), batch_rule=never, description="ONNX Concat (inputs is a list)",
-               aliases=(Alias("onnx::Concat"),)))
+               description="ONNX Reshape (a 0 copies the input's dimension unless allowzero) / numpy.reshape",
+               aliases=(Alias("onnx::Reshape"),), expr_names=("reshape",)))
+register(OpDef("Concat", ("inputs", "axis"),
+               lambda inputs, axis=0: np.concatenate(inputs, axis=None if axis is None else int(axis)), _t_concat,
+               defaults={"axis": 0}, attrs=("axis",), batch_rule=never,
+               description="ONNX Concat / numpy.concatenate (inputs is a list; axis None flattens)",
+               aliases=(Alias("onnx::Concat"),), expr_names=("concatenate",)))
+
+
+def _stack_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    return shift_axis(batched_args, {**attrs, "axis": attrs.get("axis", 0)})
+
+
+def _np_stack(inputs: Any, axis: int = 0) -> Any:
+    return np.stack(np.broadcast_arrays(*inputs), axis=int(axis))
+
+
+def _t_stack(inputs: Any, axis: int = 0) -> Any:
+    torch = torch_module()
+    return torch.stack(torch.broadcast_tensors(*torchlib.tt_like(*inputs)), dim=int(axis))
+
+
+register(OpDef("Stack", ("inputs", "axis"), _np_stack, _t_stack, defaults={"axis": 0}, attrs=("axis",),
+               batch_rule=_stack_batched, description="numpy.stack(inputs, axis) (inputs broadcast to one shape)",
+               expr_names=("stack",)))
+
+
+def _np_asarray(X: Any, axis: int = 0) -> Any:
+    if isinstance(X, (list, tuple)) and any(isinstance(x, np.ndarray) and x.ndim for x in X):
+        return np.stack(np.broadcast_arrays(*X), axis=int(axis))
+    return np.asarray(X)
+
+
+def _t_asarray(X: Any, axis: int = 0) -> Any:
+    if isinstance(X, (list, tuple)) and torchlib.has_tensor(X):
+        return _t_stack(X, axis)
+    return torchlib.tt(X)
+
+
+register(OpDef("AsArray", ("X",), _np_asarray, _t_asarray, defaults={"axis": 0}, attrs=("axis",),
+               batch_rule=_stack_batched,
+               description="numpy.asarray(X): a list of values becomes an array (stacked along `axis`, 0)",
+               expr_names=("array", "asarray")))
+
+
+def _getitem_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    index = attrs["index"]
+    return {**attrs, "index": (slice(None),) + (index if isinstance(index, tuple) else (index,))}
+
+
+register(OpDef("Getitem", ("X", "index"), lambda X, index: X[index], lambda X, index: torchlib.tt(X)[index],
+               attrs=("index",), batch_rule=_getitem_batched,
+               description="X[index] (index: an int, a slice, or a tuple of them)"))
+
+
+def _np_squeeze(X: Any, axis: Any = None) -> Any:
+    return np.squeeze(X, axis=tuple(axis) if isinstance(axis, list) else axis)
+
+
+def _t_squeeze(X: Any, axis: Any = None) -> Any:
+    x = torchlib.tt(X)
+    return torch_module().squeeze(x) if axis is None else torch_module().squeeze(x, dim=torchlib.shape_tuple(axis))
+
+
+def _t_expand_dims(X: Any, axis: Any) -> Any:
+    x = torchlib.tt(X)
+    for a in sorted(torchlib.shape_tuple(axis)):
+        x = torch_module().unsqueeze(x, a)
+    return x
+
+
+register(OpDef("Squeeze", ("X", "axis"), _np_squeeze, _t_squeeze, defaults={"axis": None}, attrs=("axis",),
+               batch_rule=shift_axis, description="numpy.squeeze(X, axis)", expr_names=("squeeze",)))
+register(OpDef("Unsqueeze", ("X", "axis"),
+               lambda X, axis: np.expand_dims(X, tuple(axis) if isinstance(axis, list) else axis), _t_expand_dims,
+               attrs=("axis",), batch_rule=shift_axis, description="numpy.expand_dims(X, axis)",
+               expr_names=("expand_dims",)))
+
+
+def _np_tile(X: Any, reps: Any) -> Any:
+    check_size(reps, np.size(X))
+    return np.tile(X, reps)
+
+
+def _t_tile(X: Any, reps: Any) -> Any:
+    x = torchlib.tt(X)
+    check_size(reps, x.numel())
+    return torch_module().tile(x, torchlib.shape_tuple(reps))
+
+
+register(OpDef("Tile", ("X", "reps"), _np_tile, _t_tile, attrs=("reps",), batch_rule=never,
+               description="numpy.tile(X, reps)", expr_names=("tile",)))
+register(OpDef("Shape", ("X",), keywords(np.shape, ("X",)), lambda X: tuple(torchlib.tt(X).shape), batch_rule=never,
+               description="the shape of X as a tuple", expr_names=("shape",)))
+register(OpDef("Len", ("X",), keywords(len, ("X",)), keywords(len, ("X",)), batch_rule=never, description="len(X): the length of X's first axis",
+               expr_names=("len",)))
+
+
+def _sized(fn: Any) -> Any:
+    def f(shape: Any, **kw: Any) -> Any:
+        check_size(shape)
+        return fn(shape, **kw)
+    return f
+
+
+def _t_full(shape: Any, fill_value: Any) -> Any:
+    check_size(shape)
+    return torchlib.tt(fill_value).expand(torchlib.shape_tuple(shape)).clone()
+
+
+def _t_sized(name: str) -> Any:
+    def f(shape: Any) -> Any:
+        check_size(shape)
+        return getattr(torch_module(), name)(torchlib.shape_tuple(shape), dtype=torch_module().float64)
+    return f
+
+
+register(OpDef("Zeros", ("shape",), _sized(np.zeros), _t_sized("zeros"), attrs=("shape",),
+               description="numpy.zeros(shape)", expr_names=("zeros",)))
+register(OpDef("Ones", ("shape",), _sized(np.ones), _t_sized("ones"), attrs=("shape",),
+               description="numpy.ones(shape)", expr_names=("ones",)))
+register(OpDef("Full", ("shape", "fill_value"), _sized(np.full), _t_full, attrs=("shape",),
+               description="numpy.full(shape, fill_value)", expr_names=("full",)))

@@ -11,10 +11,10 @@ from .base import Alias, OpDef, is_number, register, torch_module
 
 def elementwise(name: str, args: Tuple[str, ...], np_fn: Callable, torch_fn: Callable, description: str,
                 defaults: Optional[Mapping[str, Any]] = None, derivative: Optional[str] = None,
-                aliases: Tuple[Alias, ...] = ()) -> OpDef:
+                aliases: Tuple[Alias, ...] = (), expr_names: Tuple[str, ...] = ()) -> OpDef:
     """Register an elementwise op."""
     return register(OpDef(name, args, np_fn, torch_fn, defaults=defaults or {}, elementwise=True,
-                          description=description, derivative=derivative, aliases=aliases))
+                          description=description, derivative=derivative, aliases=aliases, expr_names=expr_names))
 
 
 def _linear_torch(variable0: Any, slope: Any, intercept: Any) -> Any:
@@ -65,4 +65,4 @@ _scaled("arcsin", "asin", "scale / numpy.sqrt(1.0 - variable0 ** 2)")
 _scaled("arccos", "acos", "-scale / numpy.sqrt(1.0 - variable0 ** 2)")
 
 elementwise("Relu", ("A",), lambda A: A * (A > 0), lambda A: torch_module().relu(A), "A * (A > 0)",
-            derivative="numpy.where(A > 0, 1.0, 0.0)", aliases=(Alias("onnx::Relu", {"X": "A"}),))
+            derivative="numpy.where(A > 0, 1.0, 0.0)", aliases=(Alias("onnx::Relu", {"X": "A"}),), expr_names=("relu",))
