@@ -15,15 +15,9 @@ from .transfer import Linear, TransferFunction
 
 log = logging.getLogger(__name__)
 
-_counters: Dict[str, "itertools.count[int]"] = {}
-
 IDENTITY_MATRIX = "identity"
 FULL_CONNECTIVITY_MATRIX = "full"
 RANDOM_CONNECTIVITY_MATRIX = "random"
-
-
-def _auto_name(kind: str) -> str:
-    return f"{kind}_{next(_counters.setdefault(kind, itertools.count()))}"
 
 
 def identifier(name: str) -> str:
@@ -34,11 +28,37 @@ def identifier(name: str) -> str:
     return ident + "_" if keyword.iskeyword(ident) else ident
 
 
-class Mechanism:
+class _Named:
+    """A mechanism, projection or composition: named by the user, or automatically `<kind>_<n>`.
+
+    An automatic name is `<kind>_0` until the object is added to a composition; the composition then makes it
+    unique among the names in every composition tree the object belongs to (the smallest free n). Names thus
+    depend only on how a composition is built, not on what else the process built before: the same
+    construction code gives the same names (and MDF ids, and weights-file keys) every time.
+    """
+
+    def _init_name(self, name: Optional[str], kind: str) -> None:
+        """Take the given name, or the provisional automatic one of `kind`."""
+        self._kind = kind
+        self._auto = not name
+        self._name = name if name else f"{kind}_0"
+        self._owners: List["Composition"] = []  # compositions this object was added to (as a node or projection)
+
+    @property
+    def name(self) -> str:
+        """The given name, or the automatic one."""
+        return self._name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name, self._auto = value, False
+
+
+class Mechanism(_Named):
     """A node of a composition with `size` values."""
 
     def __init__(self, name: Optional[str] = None, size: Union[int, Sequence[int]] = 1) -> None:
-        self.name = name or _auto_name(type(self).__name__)
+        self._init_name(name, type(self).__name__)
         self.size = int(size if np.isscalar(size) else int(np.prod(size)))
         if self.size < 1:
             raise CompositionError(f"mechanism '{self.name}' needs size >= 1, got {size}")
@@ -76,13 +96,13 @@ class BiasMechanism(Mechanism):
 Node = Union[Mechanism, "Composition"]
 
 
-class MappingProjection:
+class MappingProjection(_Named):
     """A weight matrix from sender to receiver, (sender size x receiver size): `receiver += sender @ matrix`."""
 
     def __init__(self, sender: Optional[Node] = None, receiver: Optional[Node] = None, matrix: Any = None,
                  learnable: bool = True, name: Optional[str] = None, seed: Optional[int] = None) -> None:
         self.sender, self.receiver = sender, receiver
-        self.name = name or _auto_name("MappingProjection")
+        self._init_name(name, "MappingProjection")
         self.learnable = bool(learnable)
         self._matrix_spec = matrix
         self.seed = seed
@@ -142,12 +162,16 @@ class FlatProjection:
     path: Tuple[str, ...]
 
 
-class Composition:
-    """Nodes (mechanisms or nested compositions) connected by projections; afferents into a node are summed."""
+class Composition(_Named):
+    """Nodes (mechanisms or nested compositions) connected by projections; afferents into a node are summed.
+
+    Nodes, projections and nested compositions created without a name get one when they are added:
+    `<kind>_<n>` (`TransferMechanism_0`, `MappingProjection_1`, `Composition_0`), unique in the composition tree.
+    """
 
     def __init__(self, name: Optional[str] = None, pathways: Optional[Iterable[Sequence[Any]]] = None,
                  seed: int = 0) -> None:
-        self.name = name or _auto_name("Composition")
+        self._init_name(name, "Composition")
         self.nodes: List[Node] = []
         self.projections: List[MappingProjection] = []
         self.seed = int(seed)
@@ -178,6 +202,7 @@ class Composition:
             raise CompositionError(f"nesting '{node.name}' in '{self.name}' would make a cycle of compositions")
         if node not in self.nodes:
             self.nodes.append(node)
+            self._adopt(node)
         return node
 
     def add_nodes(self, nodes: Iterable[Node]) -> None:
@@ -200,6 +225,7 @@ class Composition:
                 self.add_node(n)
         if projection not in self.projections:
             self.projections.append(projection)
+            self._adopt(projection)
         return projection
 
     def add_linear_processing_pathway(self, pathway: Sequence[Any]) -> List[MappingProjection]:
@@ -222,6 +248,20 @@ class Composition:
         if pending is not None:
             raise CompositionError("a pathway cannot end with a projection or matrix")
         return added
+
+    def _adopt(self, obj: _Named) -> None:
+        """Record that `obj` (a node or projection just added) is in this composition, and rename what is
+        automatically named in it (itself, and for a nested composition everything inside) where its name is
+        taken in a composition tree it now belongs to. Given names are never changed."""
+        if not any(o is self for o in obj._owners):
+            obj._owners.append(self)
+        renamable = [o for o in _members(obj) if o._auto]
+        moving = {id(o) for o in renamable}
+        taken = {o.name for root in _roots([obj, *renamable]) for o in _members(root) if id(o) not in moving}
+        for o in renamable:
+            if o.name in taken:
+                o._name = next(name for name in (f"{o._kind}_{k}" for k in itertools.count()) if name not in taken)
+            taken.add(o.name)
 
     # ------------------------------------------------------------------ structure
     def _contains(self, node: Node) -> bool:
@@ -480,6 +520,32 @@ def composition_from_mdf(doc: Any) -> Composition:
 
         doc = load_document_dict(doc)
     return _rebuild(doc)
+
+
+def _members(obj: _Named) -> List[_Named]:
+    """`obj` and, for a composition, every node and projection in it (nested ones too), in order."""
+    out: List[_Named] = [obj]
+    if isinstance(obj, Composition):
+        for n in obj.nodes:
+            out += _members(n)
+        out += obj.projections
+    return out
+
+
+def _roots(objs: Iterable[_Named]) -> List["Composition"]:
+    """The outermost compositions the objects belong to (a composition in none is its own)."""
+    roots: List[Composition] = []
+    seen, work = set(), list(objs)
+    while work:
+        o = work.pop()
+        if id(o) in seen:
+            continue
+        seen.add(id(o))
+        if o._owners:
+            work += o._owners
+        elif isinstance(o, Composition):
+            roots.append(o)
+    return roots
 
 
 def _is_gru(m: Any) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import XOR_INPUTS
+from conftest import XOR_INPUTS, XOR_TARGETS
 from mdf_fixtures import nested_composition
 from oracles import modeci_outputs
 
@@ -131,3 +131,68 @@ def test_mdf_file_roundtrip_json_and_yaml(tmp_path, xor):
         np.testing.assert_allclose(rebuilt.evaluate({"input": XOR_INPUTS})["output"],
                                    xor.evaluate({"input": XOR_INPUTS})["output"], rtol=0, atol=0)
         assert load_mdf(path).graphs[0].id == "xor"
+
+
+# ------------------------------------------------------------------------------------------- automatic names
+
+def _unnamed_composition() -> Composition:
+    """2-3-1 logistic net, nothing named: mechanisms, projections (pathway and add_projection), a nested
+    composition and the composition itself get automatic names."""
+    inner = Composition(pathways=[[TransferMechanism(size=3, function=Logistic()), "random",
+                                   TransferMechanism(size=3, function=Tanh())]])
+    i, o = TransferMechanism(size=2), TransferMechanism(size=1, function=Logistic())
+    comp = Composition(seed=3)
+    comp.add_linear_processing_pathway([i, "random", inner])
+    comp.add_projection(MappingProjection(matrix="random"), inner.nodes[1], o)
+    comp.add_projection(sender=i, receiver=o)
+    return comp
+
+
+def _names(comp: Composition) -> list:
+    nodes, projs = comp.flatten()
+    return [comp.name] + [f.mechanism.name for f in nodes] + [p.projection.name for p in projs]
+
+
+def test_automatic_names_are_per_composition_not_per_process(tmp_path):
+    TransferMechanism(), MappingProjection(), Composition()  # built before: must not shift the names below
+    first = _unnamed_composition()
+    TransferMechanism(size=4), Composition(pathways=[[TransferMechanism(), TransferMechanism()]])
+    second = _unnamed_composition()
+    assert _names(first) == _names(second) == [
+        "Composition_0", "TransferMechanism_0", "TransferMechanism_1", "TransferMechanism_2", "TransferMechanism_3",
+        "MappingProjection_0", "MappingProjection_1", "MappingProjection_2", "MappingProjection_3"]
+    assert first.nodes[1].name == "Composition_1"  # the nested one, renamed off the outer's provisional name
+    first.save_mdf(tmp_path / "first.json")
+    second.save_mdf(tmp_path / "second.json")
+    assert (tmp_path / "first.json").read_text() == (tmp_path / "second.json").read_text()
+
+
+def test_weights_saved_by_one_composition_load_into_an_identically_built_one(tmp_path):
+    a = _unnamed_composition()
+    a.learn({a.nodes[0]: XOR_INPUTS}, {a.nodes[2]: XOR_TARGETS}, epochs=3, learning_rate=0.5)
+    a.save(tmp_path / "weights.pt")
+    trained = a.evaluate({a.nodes[0]: XOR_INPUTS})["TransferMechanism_3"]
+    b = _unnamed_composition()
+    assert not np.allclose(b.evaluate({b.nodes[0]: XOR_INPUTS})["TransferMechanism_3"], trained)
+    b.load(tmp_path / "weights.pt")
+    for pa, pb in zip(a.flatten()[1], b.flatten()[1]):
+        np.testing.assert_array_equal(pb.projection.matrix, pa.projection.matrix)
+    np.testing.assert_array_equal(b.evaluate({b.nodes[0]: XOR_INPUTS})["TransferMechanism_3"], trained)
+
+
+def test_unnamed_nodes_get_distinct_names_given_names_stay():
+    a, b = TransferMechanism(size=2), TransferMechanism(size=2)
+    comp = Composition("c", pathways=[[a, b]])
+    assert (a.name, b.name) == ("TransferMechanism_0", "TransferMechanism_1")
+    np.testing.assert_array_equal(comp.evaluate({a: [[1.0, 2.0]]})[b.name], [[1.0, 2.0]])
+    # nested: the inner composition's automatic names are made unique in the outer tree, given names kept
+    inner = Composition("inner", pathways=[[TransferMechanism(size=2), TransferMechanism("TransferMechanism_5", 2)]])
+    outer = Composition("outer")
+    first = outer.add_node(TransferMechanism(size=2))
+    outer.add_linear_processing_pathway([first, inner, TransferMechanism(size=2)])
+    names = [f.mechanism.name for f in outer.flatten()[0]]
+    assert names == ["TransferMechanism_0", "TransferMechanism_1", "TransferMechanism_5", "TransferMechanism_2"]
+    assert len({p.projection.name for p in outer.flatten()[1]}) == len(outer.flatten()[1])
+    # a node added to a nested composition avoids the names of the tree it is in
+    late = inner.add_node(TransferMechanism(size=2))
+    assert late.name == "TransferMechanism_3"

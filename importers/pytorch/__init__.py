@@ -1,0 +1,30 @@
+"""torch.nn.Module -> MDF, traced with `torch.fx.symbolic_trace` (`torch.export.export` when fx cannot trace the
+module; never TorchScript), weights kept, and the way back to the module's own `state_dict`.
+
+Layout (the composition exporter's, `mdfbridge.exporters.mdf`): each `nn.Linear` becomes a projection node
+`<path>_weight` holding W^T as its (in x out) `matrix` (`MatMul(A=input, B=matrix)`, role projection, learnable),
+a bias node `<path>_bias_node` (value [1.0]) with a bias projection `<path>_bias` holding b as a (1 x out)
+`matrix`, and a node `<path>` summing the two. Every weight's place in the document is then one Parameter, so
+write-back and `learn()` work unchanged; each projection node records the torch key it came from
+(`metadata.mdfbridge.torch_key`, `transpose`, `torch_shape`) so `program_state_dict` rebuilds a state_dict the
+original module loads with `strict=True`. Activations are MDF standard functions (`Relu`, `logistic`, `tanh`) or
+mdfbridge's value forms (`ReLU` with a leak, `SoftMax`); `nn.GRU` is a GRU block (`mdfbridge.gru_mdf`, gate
+form by default) whose gate nodes record the GRU's module path. Graph inputs are nodes named after the fx
+placeholders; outputs are nodes named after the fx output (`output`, or `output_<i>` for tuples).
+
+Modules: `values` (what converters see), `builder` (the MDF nodes and edges the converters write), `registry`
+(converters keyed by torch callables / nn.Module classes), `converters` (one per layer / function / method /
+aten op), `tracing` (torch.fx, torch.export fallback), `convert` (the graph walk, `module_to_mdf`) and
+`state_dict` (weights back to the module). A converter is registered for the torch callables it stands for
+(onnx2torch style), so the graph walk stays generic:
+
+    @add_converter(nn.Tanh, torch.tanh, torch.Tensor.tanh, aten("tanh.default"))
+    def _tanh(b: Builder, call: Call) -> MDFTensor: ...
+"""
+from __future__ import annotations
+
+from .convert import module_to_mdf, module_to_program
+from .registry import supported_layers
+from .state_dict import program_state_dict, save_state_dict
+
+__all__ = ["module_to_mdf", "module_to_program", "program_state_dict", "save_state_dict", "supported_layers"]

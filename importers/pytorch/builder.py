@@ -1,0 +1,229 @@
+"""The MDF document builder the converters write into: nodes and edges in serialised dict form, with the
+node kinds a torch module becomes (graph inputs and outputs, learnable projections, linear layers, transfer
+functions, elementwise arithmetic, GRU blocks)."""
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ...composition import identifier
+from ...errors import UnsupportedError
+from .values import Call, GRUOutput, MDFTensor, Weight
+
+MDF_FORMAT = "ModECI MDF v0.4"
+SOURCE = "torch"  # metadata.mdfbridge.source of the graphs this importer writes
+OUT = "output"  # the output port of every node
+IN = "input"  # the input port of single-input nodes
+FUNCTION = "function"  # the function id of every computing node
+
+
+class Builder:
+    """Accumulates MDF nodes and edges (serialised dict form) for one traced module."""
+
+    def __init__(self, lead: int, dtype: torch.dtype, gru_form: str) -> None:
+        self.lead = lead  # leading axes that are not part of a trial's shape: 1 (batch) or 2 (batch, time)
+        self.dtype = dtype
+        self.gru_form = gru_form
+        self.nodes: Dict[str, Dict[str, Any]] = {}
+        self.edges: Dict[str, Dict[str, Any]] = {}
+        self.used_keys: Dict[str, str] = {}  # torch state_dict key -> node that holds it
+
+    # ---------------------------------------------------------------- ids, edges
+    def new_id(self, base: str) -> str:
+        """A fresh node id from `base` (sanitised, made unique)."""
+        stem = identifier(base)
+        out, i = stem, 1
+        while out in self.nodes:
+            out = f"{stem}_{i}"
+            i += 1
+        self.nodes[out] = {}
+        return out
+
+    def connect(self, src: MDFTensor, node: str, port: str) -> None:
+        """An edge carrying `src` into `node.port`."""
+        eid = identifier(f"{src.node}_to_{node}")
+        k, i = eid, 1
+        while k in self.edges:
+            k = f"{eid}_{i}"
+            i += 1
+        self.edges[k] = {"sender": src.node, "receiver": node, "sender_port": src.port, "receiver_port": port}
+
+    def per_trial(self, shape: Optional[Sequence[int]], where: Call) -> Tuple[int, ...]:
+        """A full torch shape without its leading batch (and time) axes."""
+        if shape is None:
+            raise where.unsupported("the traced call produced no tensor shape")
+        if len(shape) <= self.lead:
+            raise where.unsupported(f"output of shape {tuple(shape)} has no per-trial axes after the "
+                                    f"{'batch and time axes' if self.lead == 2 else 'batch axis'}")
+        return tuple(int(s) for s in shape[self.lead:])
+
+    def claim(self, key: str, node: str, call: Call) -> None:
+        """Record that a state_dict entry lives in `node`; a weight used twice cannot be one Parameter."""
+        if key in self.used_keys:
+            raise call.unsupported(f"weight '{key}' is used more than once (a module called twice / shared "
+                                   f"weights); MDF keeps one Parameter per use")
+        self.used_keys[key] = node
+
+    @staticmethod
+    def _array(t: torch.Tensor) -> np.ndarray:
+        """A tensor as a float64 numpy array (exact for float32/float16 values)."""
+        return t.detach().to("cpu", torch.float64).numpy()
+
+    # ---------------------------------------------------------------- node kinds
+    def input_node(self, name: str, shape: Tuple[int, ...]) -> MDFTensor:
+        """A graph input: node `name` with one external input port."""
+        nid = self.new_id(name)
+        port = f"{nid}_input"
+        self.nodes[nid] = {"metadata": {"mdfbridge": {"role": "input", "input": True, "torch_input": name}},
+                           "input_ports": {port: {"shape": list(shape)}},
+                           "output_ports": {OUT: {"value": port, "shape": list(shape)}}}
+        return MDFTensor(nid, OUT, shape)
+
+    def output_node(self, name: str, src: MDFTensor) -> str:
+        """A graph output: node `name` passing `src` through; returns its id."""
+        nid = self.new_id(name)
+        self.nodes[nid] = {"metadata": {"mdfbridge": {"role": "output", "output": True, "torch_output": name}},
+                           "input_ports": {IN: {"shape": list(src.shape)}},
+                           "output_ports": {OUT: {"value": IN, "shape": list(src.shape)}}}
+        self.connect(src, nid, IN)
+        return nid
+
+    def projection(self, base: str, src: MDFTensor, matrix: np.ndarray, meta: Dict[str, Any]) -> MDFTensor:
+        """A learnable projection node `src @ matrix` (matrix is sender x receiver)."""
+        nid = self.new_id(base)
+        rows, cols = matrix.shape
+        self.nodes[nid] = {
+            "metadata": {"mdfbridge": {"role": "projection", "learnable": True, "sender": src.node, **meta}},
+            "input_ports": {IN: {"shape": list(src.shape)}},
+            "functions": {FUNCTION: {"function": "MatMul", "args": {"A": IN, "B": "matrix"}}},
+            "parameters": {"matrix": {"value": matrix.tolist()}},
+            "output_ports": {OUT: {"value": FUNCTION, "shape": list(src.shape[:-1]) + [cols]}}}
+        if src.shape[-1:] != (rows,):
+            raise UnsupportedError(f"internal: matrix of shape {matrix.shape} after a value of shape {src.shape}",
+                                   where=f"node '{nid}'")
+        self.connect(src, nid, IN)
+        return MDFTensor(nid, OUT, src.shape[:-1] + (cols,))
+
+    def linear(self, call: Call, x: MDFTensor, weight: Weight, bias: Optional[Weight]) -> MDFTensor:
+        """y = x @ W^T + b as weight projection, bias node + bias projection, and a summing node."""
+        W = self._array(weight.value)
+        if W.ndim != 2 or x.shape[-1:] != (W.shape[1],):
+            raise call.unsupported(f"linear weight '{weight.key}' of shape {tuple(W.shape)} does not fit an input "
+                                   f"of per-trial shape {x.shape}")
+        base = identifier(call.base)
+        out_id = self.new_id(base)
+        wproj = self.projection(identifier(weight.key), x, W.T.copy(),
+                                {"torch_key": weight.key, "transpose": True, "torch_shape": list(W.shape),
+                                 "layer": call.path})
+        self.claim(weight.key, wproj.node, call)
+        parts = [wproj]
+        if bias is not None:
+            b = self._array(bias.value).reshape(-1)
+            if b.shape != (W.shape[0],):
+                raise call.unsupported(f"linear bias '{bias.key}' has shape {b.shape}, expected ({W.shape[0]},)")
+            unit = self.new_id(f"{base}_bias_node")
+            self.nodes[unit] = {"metadata": {"mdfbridge": {"role": "bias", "value": 1.0, "size": 1,
+                                                           "layer": call.path}},
+                                "parameters": {"value": {"value": [1.0]}},
+                                "output_ports": {OUT: {"value": "value", "shape": [1]}}}
+            bproj = self.projection(identifier(bias.key), MDFTensor(unit, OUT, (1,)), b[None, :].copy(),
+                                    {"torch_key": bias.key, "transpose": False, "torch_shape": [int(b.shape[0])],
+                                     "layer": call.path})
+            self.claim(bias.key, bproj.node, call)
+            parts.append(bproj)
+        shape = x.shape[:-1] + (int(W.shape[0]),)
+        ports = {f"from_{p.node}": p for p in parts}
+        for pid, p in ports.items():
+            self.connect(p, out_id, pid)
+            self.nodes[p.node]["metadata"]["mdfbridge"]["receiver"] = out_id
+        self.nodes[out_id] = {
+            "metadata": {"mdfbridge": {"role": "mechanism", "function": "Linear", "layer": call.path,
+                                       "torch_type": "Linear"}},
+            "input_ports": {pid: {"shape": list(p.shape)} for pid, p in ports.items()},
+            "functions": {FUNCTION: {"value": " + ".join(ports)}},
+            "output_ports": {OUT: {"value": FUNCTION, "shape": list(shape)}}}
+        return MDFTensor(out_id, OUT, shape)
+
+    def elementwise(self, call: Call, x: MDFTensor, kind: str, function: Dict[str, Any],
+                    params: Optional[Dict[str, float]] = None) -> MDFTensor:
+        """A node applying one transfer function to `x` (same shape out)."""
+        nid = self.new_id(call.base)
+        node: Dict[str, Any] = {
+            "metadata": {"mdfbridge": {"role": "mechanism", "function": kind, "layer": call.path}},
+            "input_ports": {IN: {"shape": list(x.shape)}},
+            "functions": {FUNCTION: function},
+            "output_ports": {OUT: {"value": FUNCTION, "shape": list(x.shape)}}}
+        if params:
+            node["parameters"] = {k: {"value": float(v)} for k, v in params.items()}
+        self.nodes[nid] = node
+        self.connect(x, nid, IN)
+        return MDFTensor(nid, OUT, x.shape)
+
+    def binary(self, call: Call, a: Any, b: Any, symbol: str, alpha: Any = 1) -> MDFTensor:
+        """a (+|-|*) b where at least one side is a tensor of the graph and the other a tensor or a number."""
+        tensors = [v for v in (a, b) if isinstance(v, MDFTensor)]
+        for v in (a, b):
+            if not isinstance(v, (MDFTensor, int, float)) or isinstance(v, bool):
+                raise call.unsupported(f"operand of type {type(v).__name__} (only graph tensors and numbers)")
+        if not tensors:
+            raise call.unsupported("no operand is computed from the inputs")
+        if len(tensors) == 2 and a.shape != b.shape:
+            raise call.unsupported(f"operands of per-trial shapes {a.shape} and {b.shape} (broadcasting between "
+                                   "branches is not supported)")
+        nid = self.new_id(call.name)
+        ports: Dict[str, Any] = {}
+        params: Dict[str, Any] = {}
+        terms = []
+        for pid, v in (("a", a), ("b", b)):
+            if isinstance(v, MDFTensor):
+                ports[pid] = {"shape": list(v.shape)}
+                self.connect(v, nid, pid)
+                terms.append(pid)
+            else:
+                params[f"{pid}_value"] = {"value": float(v)}
+                terms.append(f"{pid}_value")
+        if alpha != 1:
+            params["alpha"] = {"value": float(alpha)}
+            terms[1] = f"alpha * {terms[1]}"
+        shape = tensors[0].shape
+        node: Dict[str, Any] = {"metadata": {"mdfbridge": {"role": "mechanism", "function": call.target,
+                                                           "layer": call.path}},
+                                "input_ports": ports,
+                                "functions": {FUNCTION: {"value": f"{terms[0]} {symbol} {terms[1]}"}},
+                                "output_ports": {OUT: {"value": FUNCTION, "shape": list(shape)}}}
+        if params:
+            node["parameters"] = params
+        self.nodes[nid] = node
+        return MDFTensor(nid, OUT, shape)
+
+    def gru(self, call: Call, x: MDFTensor, params: Mapping[str, Weight], prefix: str, hidden: int,
+            bias: bool) -> GRUOutput:
+        """A GRU block (gate or fused form) over the input sequence, h0 = 0; returns its output sequence."""
+        from ...gru import torch_to_gates
+        from ...gru_mdf import fused_form_nodes, gate_form_nodes
+
+        if self.lead != 2:
+            raise call.unsupported("internal: GRU outside a sequence model")
+        arrays = {k: self._array(w.value) for k, w in params.items()}
+        I = int(arrays["weight_ih_l0"].shape[1])
+        if x.shape != (I,):
+            raise call.unsupported(f"GRU input has per-step shape {x.shape}, the GRU takes ({I},)")
+        for w in params.values():
+            self.claim(w.key, prefix, call)
+        block = self.new_id(prefix or call.name)
+        del self.nodes[block]  # the block's nodes are <block>__<role>
+        info = {"input_size": I, "hidden_size": hidden, "bias": bias, "name": prefix or call.name,
+                "composition": [], "enable_learning": True, "frozen": [], "learning_rates": {},
+                "input": False, "output": False, "torch_key": prefix, "layer": call.path,
+                "torch_keys": sorted(w.key for w in params.values())}
+        make = gate_form_nodes if self.gru_form == "gates" else fused_form_nodes
+        nodes, edges = make(block, I, hidden, torch_to_gates(arrays), np.zeros(hidden), {"x": {"shape": [I]}}, info)
+        clash = set(nodes) & set(self.nodes)
+        if clash:
+            raise call.unsupported(f"node ids {sorted(clash)} of GRU block '{block}' are taken")
+        self.nodes.update(nodes)
+        self.edges.update(edges)
+        self.connect(x, f"{block}__input", "x")
+        return GRUOutput(MDFTensor(f"{block}__output", OUT, (hidden,)), call.path or call.name)

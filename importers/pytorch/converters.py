@@ -1,0 +1,255 @@
+"""The converters: one function per torch.nn layer / function / tensor method / aten op (or family of them), each
+registered with `@add_converter` for the torch callables it stands for, writing MDF nodes into the `Builder`.
+
+Activations are MDF standard functions (`Relu`, `logistic`, `tanh`) or mdfbridge's value forms (`ReLU` with a
+leak, `SoftMax`); `nn.GRU` is a GRU block; layers that pass their input through (Identity, flat Flatten,
+Dropout at inference) make no node.
+"""
+from __future__ import annotations
+
+import operator
+from typing import Any, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...transfer import Logistic, ReLU, SoftMax, TransferFunction
+from .builder import IN, Builder
+from .registry import Converter, add_converter, aten
+from .values import Call, GRUOutput, MDFTensor, Weight, Zeros
+
+# --------------------------------------------------------------------------------------- shared conversions
+
+
+def _transfer(b: Builder, call: Call, fn: TransferFunction, x: Optional[MDFTensor] = None) -> MDFTensor:
+    """A node applying mdfbridge transfer function `fn` (its MDF form and parameters) to `x` (default: input 0)."""
+    return b.elementwise(call, call.tensor() if x is None else x, fn.name, fn.mdf_function(IN), fn.params)
+
+
+def _leaky(b: Builder, call: Call, slope: Any) -> MDFTensor:
+    """LeakyReLU: mdfbridge's ReLU value form with leak = negative_slope."""
+    if isinstance(slope, bool) or not isinstance(slope, (int, float)):
+        raise call.unsupported(f"negative_slope {slope!r} is not a number")
+    return _transfer(b, call, ReLU(leak=float(slope)))
+
+
+def _softmax(b: Builder, call: Call, dim: Any) -> MDFTensor:
+    """Softmax over the last dim: mdfbridge's SoftMax value form (gain 1)."""
+    x = call.tensor()
+    ndim = len(x.shape) + b.lead
+    if dim is None:  # torch's legacy implicit dim
+        dim = 0 if ndim in (0, 1, 3) else 1
+    if not isinstance(dim, int) or dim % ndim != ndim - 1:
+        raise call.unsupported(f"softmax over dim={dim!r} of a {ndim}-d tensor; only the last dim (dim=-1) is "
+                               "supported")
+    return _transfer(b, call, SoftMax(), x)
+
+
+def _flatten(b: Builder, call: Call, start: Any, end: Any) -> MDFTensor:
+    """Flatten that leaves the shape as it is (already flat): no node; anything else is refused."""
+    x = call.tensor()
+    ndim = len(x.shape) + b.lead
+    s, e = int(start) % ndim, int(end) % ndim
+    if e > s:
+        raise call.unsupported(f"flatten(start_dim={start}, end_dim={end}) of a tensor with per-trial shape "
+                               f"{x.shape} changes its shape; only flattening an already flat input is supported")
+    return x
+
+
+def _dropout(b: Builder, call: Call, p: Any, training: bool) -> MDFTensor:
+    """Dropout at inference (eval mode or p = 0): no node."""
+    if training and float(p) > 0:
+        raise call.unsupported(f"dropout (p={p}) in training mode; call module.eval() first (MDF has no dropout)")
+    return call.tensor()
+
+
+def _check_gru(call: Call, *, batch_first: bool, num_layers: int, bidirectional: bool, proj_size: int = 0) -> None:
+    """Refuse GRU configurations the MDF GRU block does not express, naming them."""
+    bad = []
+    if not batch_first:
+        bad.append("batch_first=False")
+    if num_layers != 1:
+        bad.append(f"num_layers={num_layers}")
+    if bidirectional:
+        bad.append("bidirectional=True")
+    if proj_size:
+        bad.append(f"proj_size={proj_size}")
+    if bad:
+        raise call.unsupported(f"GRU with {', '.join(bad)}; only batch_first=True, 1 layer, unidirectional GRUs are "
+                               "supported")
+
+
+def _gru_weight_names(bias: bool) -> List[str]:
+    """torch.nn.GRU's parameter names of a 1-layer GRU, in aten.gru's order."""
+    return ["weight_ih_l0", "weight_hh_l0"] + (["bias_ih_l0", "bias_hh_l0"] if bias else [])
+
+
+# --------------------------------------------------------------------------------------- linear layers
+
+@add_converter(nn.Linear)
+def _linear_module(b: Builder, call: Call) -> MDFTensor:
+    """nn.Linear: weight and bias projections (see `Builder.linear`)."""
+    m = call.module
+    bias = Weight(f"{call.path}.bias", m.bias) if m.bias is not None else None
+    return b.linear(call, call.tensor(), Weight(f"{call.path}.weight", m.weight), bias)
+
+
+@add_converter(F.linear, aten("linear.default"))
+def _linear_function(b: Builder, call: Call) -> MDFTensor:
+    """F.linear / aten.linear on parameters of the module."""
+    w, bias = call.arg(1, "weight"), call.arg(2, "bias")
+    if not isinstance(w, Weight) or not (bias is None or isinstance(bias, Weight)):
+        raise call.unsupported("linear() with weights that are not parameters of the module")
+    return b.linear(call, call.tensor(), w, bias)
+
+
+# --------------------------------------------------------------------------------------- activations
+
+@add_converter(nn.ReLU, F.relu, torch.relu, torch.Tensor.relu, aten("relu.default"))
+def _relu(b: Builder, call: Call) -> MDFTensor:
+    """ReLU (nn.ReLU, F.relu, torch.relu, Tensor.relu): MDF standard `Relu`."""
+    return b.elementwise(call, call.tensor(), "Relu", {"function": "Relu", "args": {"A": IN}})
+
+
+@add_converter(nn.Sigmoid, torch.sigmoid, F.sigmoid, torch.Tensor.sigmoid, aten("sigmoid.default"))
+def _sigmoid(b: Builder, call: Call) -> MDFTensor:
+    """Sigmoid: MDF standard `logistic` with gain 1, bias 0, offset 0 (mdfbridge's Logistic)."""
+    return _transfer(b, call, Logistic())
+
+
+@add_converter(nn.Tanh, torch.tanh, F.tanh, torch.Tensor.tanh, aten("tanh.default"))
+def _tanh(b: Builder, call: Call) -> MDFTensor:
+    """Tanh: MDF standard `tanh` with scale 1."""
+    return b.elementwise(call, call.tensor(), "Tanh",
+                         {"function": "tanh", "args": {"variable0": IN, "scale": "scale"}}, {"scale": 1.0})
+
+
+@add_converter(nn.LeakyReLU)
+def _leaky_module(b: Builder, call: Call) -> MDFTensor:
+    """nn.LeakyReLU."""
+    return _leaky(b, call, call.module.negative_slope)
+
+
+@add_converter(F.leaky_relu, aten("leaky_relu.default"))
+def _leaky_function(b: Builder, call: Call) -> MDFTensor:
+    """F.leaky_relu / aten.leaky_relu."""
+    return _leaky(b, call, call.arg(1, "negative_slope", 0.01))
+
+
+@add_converter(nn.Softmax)
+def _softmax_module(b: Builder, call: Call) -> MDFTensor:
+    """nn.Softmax."""
+    return _softmax(b, call, call.module.dim)
+
+
+@add_converter(F.softmax, torch.softmax, aten("softmax.int"), aten("_softmax.default"))
+def _softmax_function(b: Builder, call: Call) -> MDFTensor:
+    """F.softmax / torch.softmax / aten softmax."""
+    if call.kwargs.get("dtype") is not None:
+        raise call.unsupported("softmax with a dtype argument")
+    return _softmax(b, call, call.arg(1, "dim"))
+
+
+@add_converter(torch.Tensor.softmax)
+def _softmax_method(b: Builder, call: Call) -> MDFTensor:
+    """Tensor.softmax."""
+    return _softmax(b, call, call.arg(1, "dim"))
+
+
+# --------------------------------------------------------------------------------------- pass-through layers
+
+@add_converter(nn.Identity, aten("clone.default"), aten("alias.default"))
+def _identity(b: Builder, call: Call) -> MDFTensor:
+    """A layer that passes its input through: no node."""
+    return call.tensor()
+
+
+@add_converter(nn.Flatten)
+def _flatten_module(b: Builder, call: Call) -> MDFTensor:
+    """nn.Flatten."""
+    return _flatten(b, call, call.module.start_dim, call.module.end_dim)
+
+
+@add_converter(torch.flatten, torch.Tensor.flatten, aten("flatten.using_ints"))
+def _flatten_function(b: Builder, call: Call) -> MDFTensor:
+    """torch.flatten / Tensor.flatten / aten.flatten."""
+    return _flatten(b, call, call.arg(1, "start_dim", 0), call.arg(2, "end_dim", -1))
+
+
+@add_converter(nn.Dropout)
+def _dropout_module(b: Builder, call: Call) -> MDFTensor:
+    """nn.Dropout."""
+    return _dropout(b, call, call.module.p, call.module.training)
+
+
+@add_converter(F.dropout, aten("dropout.default"))
+def _dropout_function(b: Builder, call: Call) -> MDFTensor:
+    """F.dropout / aten.dropout."""
+    return _dropout(b, call, call.arg(1, "p", 0.5), bool(call.arg(2, "training", True)))
+
+
+# --------------------------------------------------------------------------------------- arithmetic, indexing
+
+def _binary_converter(symbol: str) -> Converter:
+    """The converter of an elementwise binary operator (+, -, *) between tensors and numbers."""
+    def convert(b: Builder, call: Call) -> MDFTensor:
+        """a <symbol> alpha * b (alpha from torch.add/torch.sub)."""
+        alpha = call.kwargs.get("alpha", 1)
+        return b.binary(call, call.arg(0, "input"), call.arg(1, "other"), symbol, alpha)
+    return convert
+
+
+add_converter(operator.add, torch.add, torch.Tensor.add, aten("add.Tensor"))(_binary_converter("+"))
+add_converter(operator.sub, torch.sub, torch.Tensor.sub, aten("sub.Tensor"))(_binary_converter("-"))
+add_converter(operator.mul, torch.mul, torch.Tensor.mul, aten("mul.Tensor"))(_binary_converter("*"))
+
+
+@add_converter(operator.getitem)
+def _getitem(b: Builder, call: Call) -> Any:
+    """Indexing: item 0 of a GRU's (output, h_n), items of Python tuples; tensor indexing is refused."""
+    src, index = call.arg(0, "a"), call.arg(1, "b")
+    if isinstance(src, GRUOutput):
+        if index == 0:
+            return src.seq
+        raise call.unsupported(f"the final hidden state h_n (item {index!r}) of GRU '{src.path}' is not "
+                               "supported; use the output sequence (item 0)")
+    if isinstance(src, (tuple, list)):
+        return src[index]
+    raise call.unsupported(f"indexing a tensor ([{index!r}]) is not supported")
+
+
+# --------------------------------------------------------------------------------------- GRU
+
+@add_converter(nn.GRU)
+def _gru_module(b: Builder, call: Call) -> GRUOutput:
+    """nn.GRU (batch_first, 1 layer, unidirectional, h0 = 0): a GRU block."""
+    m = call.module
+    _check_gru(call, batch_first=m.batch_first, num_layers=m.num_layers, bidirectional=m.bidirectional,
+               proj_size=getattr(m, "proj_size", 0))
+    if call.arg(1, "hx") is not None:
+        raise call.unsupported("an initial hidden state argument (hx); only h0 = 0 is supported")
+    params = {n: Weight(f"{call.path}.{n}", getattr(m, n)) for n in _gru_weight_names(m.bias)}
+    return b.gru(call, call.tensor(), params, call.path, m.hidden_size, bool(m.bias))
+
+
+@add_converter(aten("gru.input"))
+def _gru_aten(b: Builder, call: Call) -> GRUOutput:
+    """aten.gru.input from torch.export (same restrictions as nn.GRU)."""
+    x, hx, weights, has_bias, layers, _dropout_p, _train, bidi, batch_first = call.args[:9]
+    _check_gru(call, batch_first=bool(batch_first), num_layers=int(layers), bidirectional=bool(bidi))
+    if not isinstance(hx, Zeros):
+        raise call.unsupported("an initial hidden state argument (hx); only h0 = 0 is supported")
+    names = _gru_weight_names(has_bias)
+    if len(weights) != len(names) or not all(isinstance(w, Weight) for w in weights):
+        raise call.unsupported("GRU weights that are not the module's parameters")
+    params = dict(zip(names, weights))
+    prefix = weights[0].key.rsplit(".", 1)[0] if "." in weights[0].key else ""
+    hidden = int(weights[1].value.shape[1])
+    return b.gru(call, call.tensor(), params, prefix, hidden, bool(has_bias))
+
+
+@add_converter(aten("zeros.default"))
+def _zeros(b: Builder, call: Call) -> Zeros:
+    """aten.zeros (torch.export's default GRU hx): a marker, not a node."""
+    return Zeros(tuple(call.arg(0, "size")))

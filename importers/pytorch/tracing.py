@@ -1,0 +1,156 @@
+"""Tracing a torch module: `torch.fx.symbolic_trace` first, `torch.export.export` when fx cannot trace it (never
+TorchScript), and what the graph walk reads off a traced node (shape, module path, printable target)."""
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Set, Tuple
+
+import torch
+from torch import nn
+
+from ...errors import UnsupportedError
+from .registry import callable_name
+from .values import Weight
+
+log = logging.getLogger(__name__)
+
+# aten ops of recurrent layers (torch.export); with one of them every tensor has a time axis after the batch axis
+_RECURRENT_ATEN = (torch.ops.aten.gru, torch.ops.aten.gru_cell, torch.ops.aten.lstm, torch.ops.aten.lstm_cell,
+                   torch.ops.aten.rnn_tanh, torch.ops.aten.rnn_tanh_cell, torch.ops.aten.rnn_relu,
+                   torch.ops.aten.rnn_relu_cell)
+
+_CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
+
+
+@dataclass
+class Trace:
+    """A traced graph with what the walk needs: tensor shapes, parameter values, module paths."""
+
+    graph: Any  # torch.fx.Graph
+    tracer: str  # 'fx' | 'export'
+    root: nn.Module  # where call_module targets and get_attr paths resolve (the GraphModule for fx)
+    module: nn.Module  # the module given (its state_dict is what program_state_dict rebuilds)
+    user_inputs: List[str]  # placeholder names that are user inputs
+    weights: Dict[str, Weight] = field(default_factory=dict)  # placeholder name -> parameter (export)
+
+
+def _fx_trace(module: nn.Module, example_inputs: Tuple[Any, ...]) -> Trace:
+    """Trace with torch.fx.symbolic_trace and record tensor shapes with ShapeProp."""
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    gm = torch.fx.symbolic_trace(module)
+    ShapeProp(gm).propagate(*example_inputs)
+    placeholders = [n.name for n in gm.graph.nodes if n.op == "placeholder"]
+    return Trace(gm.graph, "fx", gm, module, placeholders)
+
+
+def _export_trace(module: nn.Module, example_inputs: Tuple[Any, ...]) -> Trace:
+    """Trace with torch.export.export (parameters become placeholders mapped to state_dict keys)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ep = torch.export.export(module, tuple(example_inputs))
+    sig = ep.graph_signature
+    state = dict(ep.state_dict)
+    state.update(getattr(ep, "constants", {}) or {})
+    weights = {}
+    lifted = getattr(sig, "inputs_to_lifted_tensor_constants", {}) or {}
+    for ph, key in [*sig.inputs_to_parameters.items(), *sig.inputs_to_buffers.items(), *lifted.items()]:
+        if key in state:
+            weights[ph] = Weight(key, state[key])
+    return Trace(ep.graph, "export", module, module, list(sig.user_inputs), weights)
+
+
+def trace(module: nn.Module, example_inputs: Tuple[Any, ...]) -> Trace:
+    """fx symbolic tracing first; torch.export when fx cannot trace (data-dependent Python control flow)."""
+    try:
+        return _fx_trace(module, example_inputs)
+    except Exception as fx_exc:  # noqa: BLE001 - fx raises TraceError, TypeError, ... on untraceable code
+        log.info("torch.fx could not trace %s (%s); trying torch.export", type(module).__name__, fx_exc)
+        try:
+            return _export_trace(module, example_inputs)
+        except Exception as ex_exc:  # noqa: BLE001
+            log.debug("torch.export failed on %s", type(module).__name__, exc_info=True)
+            raise UnsupportedError(f"cannot trace {type(module).__name__} (data-dependent control flow?): torch.fx: "
+                                   f"{_first_line(fx_exc)}; torch.export: {_first_line(ex_exc)}",
+                                   where=f"module {type(module).__name__}") from ex_exc
+
+
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message, shortened."""
+    text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --------------------------------------------------------------------------------------- reading traced nodes
+
+def shape_of(node: Any) -> Optional[Tuple[int, ...]]:
+    """The full shape of a traced node's (first) tensor output, from ShapeProp or export's fake values."""
+    meta = node.meta.get("tensor_meta")
+    if meta is None:
+        val = node.meta.get("val")
+        if isinstance(val, (tuple, list)) and val:
+            val = val[0]
+        return tuple(int(s) for s in val.shape) if hasattr(val, "shape") else None
+    if isinstance(meta, (tuple, list)):
+        meta = meta[0] if meta else None
+    return tuple(int(s) for s in meta.shape) if hasattr(meta, "shape") else None
+
+
+def path_of(node: Any) -> Tuple[str, bool]:
+    """(module path the traced node belongs to, whether that module is a torch.nn layer the node stands for)."""
+    if node.op == "call_module":
+        return str(node.target), True
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return "", False
+    entry = list(stack.values())[-1]
+    path, typ = (entry[0], entry[1]) if isinstance(entry, tuple) else (entry, "")
+    path = re.sub(r"^L__self__\.?|^L\['self'\]\.?", "", str(path))
+    typ = getattr(typ, "__module__", "") + "." + getattr(typ, "__name__", "") if isinstance(typ, type) else str(typ)
+    leaf = typ.startswith("torch.nn.modules.") and not typ.endswith(_CONTAINERS)
+    return path, leaf and bool(path)
+
+
+def target_name(node: Any, module: Optional[nn.Module]) -> str:
+    """A printable target of a traced node (module path and type, function or aten op, method)."""
+    if node.op == "call_module":
+        return f"{node.target} ({type(module).__name__})"
+    if node.op == "call_method":
+        return f"Tensor.{node.target}"
+    return callable_name(node.target)
+
+
+def fetch_attr(root: nn.Module, target: str) -> Any:
+    """The attribute at dotted path `target` of `root`."""
+    obj: Any = root
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+# --------------------------------------------------------------------------------------- whole-graph facts
+
+def needed_nodes(graph: Any) -> Set[Any]:
+    """Nodes the output depends on (others, such as an unused h_n, are not converted)."""
+    out = next(n for n in graph.nodes if n.op == "output")
+    seen, work = {out}, [out]
+    while work:
+        n = work.pop()
+        for m in n.all_input_nodes:
+            if m not in seen:
+                seen.add(m)
+                work.append(m)
+    return seen
+
+
+def has_recurrent_layer(tr: Trace, needed: Set[Any]) -> bool:
+    """Does the output depend on a recurrent layer (then every tensor has a time axis after the batch axis)?"""
+    for n in needed:
+        if n.op == "call_module" and isinstance(tr.root.get_submodule(n.target), nn.RNNBase):
+            return True
+        if n.op == "call_function" and getattr(n.target, "overloadpacket", None) in _RECURRENT_ATEN:
+            return True
+    return False
