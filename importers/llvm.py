@@ -36,7 +36,9 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from ..errors import UnsupportedError
-from ..learning import LearnConfig, LearnResult, loss_name, prepare_data
+from ..learning import LearnConfig, LearnResult, prepare_data
+from ..losses import get_loss
+from ..optimizers import get_optimizer
 from ..program import Program
 from .llvm_codegen import build_module
 from .llvm_jit import Compiled, compile_module, vector_width
@@ -164,8 +166,8 @@ def train_llvm(program: Program, inputs: Mapping[str, Any], targets: Mapping[str
                on_synch: Optional[Callable[[], None]] = None) -> LearnResult:
     """Train the Program's learnable parameters in one native call; the Program holds the trained values."""
     config.check()
-    loss = loss_name(config.loss_spec)
-    opt = str(config.optimizer_type)
+    loss = get_loss(config.loss_spec).name
+    opt = get_optimizer(config.optimizer_type).name
     x, t, n = prepare_data(program, inputs, targets)
     mb = int(config.minibatch_size)
     target_names = tuple(t)

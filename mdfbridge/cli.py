@@ -404,6 +404,9 @@ def _write_pt(src: str, dst: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `mdfbridge` command."""
+    from .losses import loss_names
+    from .optimizers import optimizer_names
+
     p = argparse.ArgumentParser(prog="mdfbridge", description="Move models between MDF, PyTorch and ONNX.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
@@ -450,8 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="one array per input node and one per output (target) node, keyed by node id")
     sp.add_argument("--epochs", type=int, default=1)
     sp.add_argument("--lr", type=float, default=0.001, help="learning rate (default 0.001)")
-    sp.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
-    sp.add_argument("--loss", default="mse", help="mse | cross_entropy | l1 | sse (default mse)")
+    sp.add_argument("--optimizer", choices=optimizer_names(), default="sgd")
+    sp.add_argument("--loss", default="mse", help=" | ".join(loss_names()) + " (default mse)")
     sp.add_argument("--minibatch-size", type=int, default=1)
     sp.add_argument("--randomize", action="store_true", help="shuffle trials every epoch (seeded by --seed)")
     sp.add_argument("--seed", type=int, default=None)

@@ -11,6 +11,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 import numpy as np
 
 from .errors import DataError, UnsupportedError
+from .lazy_function import resolved
+from .losses import Loss, get_loss, loss_name  # noqa: F401 - Loss and loss_name: also importable from here
+from .optimizers import PlainSGD, get_optimizer  # noqa: F401 - PlainSGD: also importable from here
 from .program import Program
 
 log = logging.getLogger(__name__)
@@ -26,41 +29,7 @@ class ExecutionMode(enum.Enum):
     LLVMExec = "llvm"
 
 
-class Loss(str, enum.Enum):
-    """Loss functions by PsyNeuLink's names; each is torch's function of that name with mean reduction."""
-
-    MSE = "mse"
-    CROSS_ENTROPY = "cross_entropy"
-    L1 = "l1"
-    SSE = "sse"
-    POISSON_NLL = "poisson_nll"
-
-
-def _loss_fns() -> Dict[str, Callable[[Any, Any], Any]]:
-    import torch.nn.functional as F
-
-    return {
-        "mse": lambda o, t: F.mse_loss(o, t),
-        "cross_entropy": lambda o, t: F.cross_entropy(o, t),
-        "l1": lambda o, t: F.l1_loss(o, t),
-        "sse": lambda o, t: ((o - t) ** 2).sum(),
-        "poisson_nll": lambda o, t: F.poisson_nll_loss(o, t),
-    }
-
-
-LOSS_ALIASES = {"mse": "mse", "mean_squared_error": "mse", "crossentropy": "cross_entropy",
-                "cross_entropy": "cross_entropy", "ce": "cross_entropy", "l1": "l1", "mae": "l1", "sse": "sse",
-                "poisson_nll": "poisson_nll"}
 SYNCH_SCALES = ("minibatch", "epoch", "run")
-
-
-def loss_name(spec: Union[str, Loss]) -> str:
-    """Normalise a loss spec ('MSE', Loss.SSE, 'cross-entropy', ...) to its registry name."""
-    raw = spec.value if isinstance(spec, Loss) else str(getattr(spec, "name", spec))
-    key = raw.lower().replace("-", "_").replace(" ", "_")
-    if key not in LOSS_ALIASES:
-        raise UnsupportedError(f"unknown loss_spec {spec!r}; use one of {sorted(set(LOSS_ALIASES.values()))}")
-    return LOSS_ALIASES[key]
 
 
 def backend_name(backend: Optional[str] = None, execution_mode: Any = None) -> str:
@@ -102,8 +71,7 @@ class LearnConfig:
             raise DataError(f"epochs must be >= 1, got {self.epochs}")
         if int(self.minibatch_size) < 1:
             raise DataError(f"minibatch_size must be >= 1, got {self.minibatch_size}")
-        if self.optimizer_type not in ("sgd", "adam"):
-            raise UnsupportedError(f"optimizer_type must be 'sgd' or 'adam', got {self.optimizer_type!r}")
+        get_optimizer(self.optimizer_type)
         if str(self.synch_projection_matrices).lower() not in SYNCH_SCALES:
             raise UnsupportedError(f"synch_projection_matrices must be one of {SYNCH_SCALES}, "
                                    f"got {self.synch_projection_matrices!r}")
@@ -113,8 +81,7 @@ class LearnConfig:
                 raise DataError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
             raise DataError(f"patience must be an integer >= 1 (or None), got {self.patience!r}")
-
-        loss_name(self.loss_spec)
+        get_loss(self.loss_spec)
 
 
 @dataclass
@@ -168,35 +135,6 @@ def prepare_data(program: Program, inputs: Mapping[str, Any], targets: Mapping[s
     return x, t, n
 
 
-class PlainSGD:
-    """torch.optim.SGD's update without momentum (p -= lr * (grad + weight_decay * p)), the same arithmetic in the
-    same order, without the optimizer machinery's per-step overhead (about 60 us, a quarter of a small step)."""
-
-    def __init__(self, groups: List[Dict[str, Any]], lr: float, weight_decay: float = 0.0) -> None:
-        self.groups = [(list(g["params"]), float(g.get("lr", lr))) for g in groups]
-        self.weight_decay = float(weight_decay)
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """Forget the gradients."""
-        for params, _ in self.groups:
-            for p in params:
-                p.grad = None
-
-    def step(self) -> None:
-        """One update of every parameter that has a gradient."""
-        import torch
-
-        with torch.no_grad():
-            for params, lr in self.groups:
-                for p in params:
-                    g = p.grad
-                    if g is None:
-                        continue
-                    if self.weight_decay:
-                        g = g.add(p, alpha=self.weight_decay)
-                    p.add_(g, alpha=-lr)
-
-
 def train_program(program: Program, inputs: Mapping[str, Any], targets: Mapping[str, Any],
                   config: Optional[LearnConfig] = None, *, backend: str = "torch", dtype: Any = None,
                   device: Any = None, callback: Optional[Callable[[int, int, float], None]] = None,
@@ -227,13 +165,13 @@ def train_program(program: Program, inputs: Mapping[str, Any], targets: Mapping[
     params = [p for p in module.parameters() if p.requires_grad]
     if not params:
         raise UnsupportedError("the model has no learnable parameters")
-    opt_cls = PlainSGD if config.optimizer_type == "sgd" else torch.optim.Adam
     # per-parameter learning rates (a GRU block's optimizer_params) become parameter groups
     rates = [getattr(p, "learning_rate", None) for p in params]
     groups = [{"params": [p for p, r in zip(params, rates) if r is None]}] + [
         {"params": [p], "lr": r} for p, r in zip(params, rates) if r is not None]
-    optimizer = opt_cls([g for g in groups if g["params"]], lr=config.learning_rate, weight_decay=config.weight_decay)
-    loss_fn = _loss_fns()[loss_name(config.loss_spec)]
+    optimizer = get_optimizer(config.optimizer_type).torch([g for g in groups if g["params"]], lr=config.learning_rate,
+                                                           weight_decay=config.weight_decay)
+    loss_fn = resolved(get_loss(config.loss_spec).torch)
     synch = str(config.synch_projection_matrices).lower()
     rng = np.random.default_rng(config.seed)
     mb = int(config.minibatch_size)
