@@ -1,9 +1,10 @@
 """The LLVM backend: a `Program` compiled with llvmlite to native code for forward runs and whole training runs.
 
-`train_llvm` (what `learn(..., backend='llvm')` calls) runs every epoch, minibatch, forward pass,
-backward pass and optimizer step in one native call, with PsyNeuLink AutodiffComposition / torch
-semantics (see mdfbridge/learning.py): losses mse | cross_entropy | l1 | sse | poisson_nll with torch's
-mean reduction, sgd and adam with torch's `weight_decay` (L2 added to the gradient), early stopping on
+`train_llvm` (the trainer of backend 'llvm', mdfbridge/backends/llvm_backend.py, which `learn(..., backend='llvm')`
+reaches) runs every epoch, minibatch, forward pass, backward pass and optimizer step in one native call, with
+PsyNeuLink AutodiffComposition / torch semantics (see mdfbridge/learning.py): the losses of mdfbridge/losses.py
+with their torch reductions, the optimizers of mdfbridge/optimizers.py (sgd, adam with torch's `weight_decay`, L2
+added to the gradient), early stopping on
 the epoch loss (mean of the minibatch losses), per-minibatch losses and final-epoch outputs (each taken
 before that minibatch's update) returned to Python. Float64 throughout.
 
@@ -36,7 +37,9 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from ..errors import UnsupportedError
-from ..learning import LearnConfig, LearnResult, loss_name, prepare_data
+from ..learning import LearnConfig, LearnResult, TrainingData
+from ..losses import get_loss
+from ..optimizers import get_optimizer
 from ..program import Program
 from .llvm_codegen import build_module
 from .llvm_jit import Compiled, compile_module, vector_width
@@ -159,14 +162,16 @@ def run_llvm(program: Program, inputs: Mapping[str, Any], *, steps: int = 1, dt:
 
 # ------------------------------------------------------------------------------------------ training
 
-def train_llvm(program: Program, inputs: Mapping[str, Any], targets: Mapping[str, Any], config: LearnConfig,
+def train_llvm(program: Program, data: TrainingData, config: LearnConfig,
                callback: Optional[Callable[[int, int, float], None]] = None,
                on_synch: Optional[Callable[[], None]] = None) -> LearnResult:
-    """Train the Program's learnable parameters in one native call; the Program holds the trained values."""
-    config.check()
-    loss = loss_name(config.loss_spec)
-    opt = str(config.optimizer_type)
-    x, t, n = prepare_data(program, inputs, targets)
+    """Train the Program's learnable parameters in one native call; the Program holds the trained values.
+
+    data: from learning.prepare_data; config: checked settings; callback(epoch, minibatch index, loss) after each
+    minibatch and on_synch() after each write of the trained values to the Program (both default None)."""
+    loss = get_loss(config.loss_spec).name
+    opt = get_optimizer(config.optimizer_type).name
+    x, t, n = data
     mb = int(config.minibatch_size)
     target_names = tuple(t)
     key = cache_key(program, "train", loss, opt, mb, target_names)
@@ -182,36 +187,14 @@ def train_llvm(program: Program, inputs: Mapping[str, Any], targets: Mapping[str
     xs = _pack_rows(x, plan.inputs, n)
     ts = _pack_rows(t, plan.targets, n)
     params = _pack_params(program, plan)
-    if config.randomize_minibatch:
-        rng = np.random.default_rng(config.seed)
-        perm = np.ascontiguousarray(np.stack([rng.permutation(n) for _ in range(epochs)]), dtype=np.int64)
-    else:
-        perm = np.zeros(1, dtype=np.int64)
+    perm = _orders(data, config)
     hyper = np.array([config.learning_rate, config.weight_decay, config.min_delta], dtype=np.float64)
     losses = np.zeros(epochs * nb)
     epoch_losses = np.zeros(epochs)
     y = np.zeros((n, max(plan.n_out, 1)))
     stopped = np.zeros(1, dtype=np.int64)
-    synch = str(config.synch_projection_matrices).lower()
-    flags = USE_PERM if config.randomize_minibatch else 0
-    if callback is not None or (synch == "minibatch" and on_synch is not None):
-        flags |= HOOK_MINIBATCH
-    if synch == "epoch" and (on_synch is not None or callback is not None):
-        flags |= HOOK_EPOCH
-    errors: list = []
-
-    def hook(kind: int, epoch: int, index: int, value: float) -> int:
-        try:
-            if kind == 0 and callback is not None:
-                callback(int(epoch), int(index), float(value))
-            if (kind == 0 and synch == "minibatch") or (kind == 1 and synch == "epoch"):
-                _write_params(program, plan, params)
-                if on_synch is not None:
-                    on_synch()
-        except BaseException as exc:  # noqa: BLE001 - re-raised after the native call returns
-            errors.append(exc)
-            return 1
-        return 0
+    hook = _PythonHook(program, plan, params, str(config.synch_projection_matrices).lower(), callback, on_synch)
+    flags = (USE_PERM if config.randomize_minibatch else 0) | hook.flags()
     c_hook = HOOK(hook)
     fn = compiled.function("train", ctypes.c_int64, _D, _D, _D, _I, ctypes.c_int64, ctypes.c_int64, _D,
                            ctypes.c_int64, ctypes.c_int64, _D, _D, _D, HOOK, _I)
@@ -222,8 +205,8 @@ def train_llvm(program: Program, inputs: Mapping[str, Any], targets: Mapping[str
                  _ptr(losses), _ptr(epoch_losses), _ptr(y), c_hook, _ptr(stopped, _I))
     seconds = time.perf_counter() - start
     stats["last_run_seconds"] = seconds
-    if errors:
-        raise errors[0]
+    if hook.errors:
+        raise hook.errors[0]
     if ran < 0:
         raise UnsupportedError("llvm training stopped by a callback")
     _write_params(program, plan, params)
@@ -235,3 +218,45 @@ def train_llvm(program: Program, inputs: Mapping[str, Any], targets: Mapping[str
     log.info("llvm: trained %d epoch(s) x %d minibatch(es) in %.4f s", ran, nb, seconds)
     return LearnResult(_split_outputs(program, plan, y, n), loss_list, program, int(ran), bool(stopped[0]),
                        seconds, epoch_list)
+
+
+def _orders(data: TrainingData, config: LearnConfig) -> np.ndarray:
+    """The epochs' trial orders as one (epochs, n) int64 array when shuffling (else a placeholder)."""
+    if not config.randomize_minibatch:
+        return np.zeros(1, dtype=np.int64)
+    return np.ascontiguousarray(np.stack(list(data.epoch_orders(config))), dtype=np.int64)
+
+
+class _PythonHook:
+    """What native code calls after a minibatch (kind 0) or an epoch (kind 1) when its flags ask: the callback, and at
+    the synch points the current values to the Program then on_synch, in the torch backend's order. An exception
+    ends the run (answer 1) and is kept in `errors` to be raised once the native call has returned."""
+
+    def __init__(self, program: Program, plan: Any, params: np.ndarray, synch: str,
+                 callback: Optional[Callable[[int, int, float], None]],
+                 on_synch: Optional[Callable[[], None]]) -> None:
+        self.program, self.plan, self.params, self.synch = program, plan, params, synch
+        self.callback, self.on_synch = callback, on_synch
+        self.errors: list = []
+
+    def flags(self) -> int:
+        """The hook bits of `flags`: call back only where something observes it."""
+        flags = 0
+        if self.callback is not None or (self.synch == "minibatch" and self.on_synch is not None):
+            flags |= HOOK_MINIBATCH
+        if self.synch == "epoch" and (self.on_synch is not None or self.callback is not None):
+            flags |= HOOK_EPOCH
+        return flags
+
+    def __call__(self, kind: int, epoch: int, index: int, value: float) -> int:
+        try:
+            if kind == 0 and self.callback is not None:
+                self.callback(int(epoch), int(index), float(value))
+            if (kind == 0 and self.synch == "minibatch") or (kind == 1 and self.synch == "epoch"):
+                _write_params(self.program, self.plan, self.params)
+                if self.on_synch is not None:
+                    self.on_synch()
+        except BaseException as exc:  # noqa: BLE001 - re-raised after the native call returns
+            self.errors.append(exc)
+            return 1
+        return 0

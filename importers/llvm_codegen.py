@@ -6,8 +6,8 @@ trainable parameters), M/V (Adam moments), WT (a transposed matrix), TB (a minib
 (the trial of each minibatch row). A compiled module therefore runs one call at a time (the Python side
 holds a lock). Parameters are copied in at the start of a call and out at its end (and before each hook).
 
-Kernels are emitted by the class registered for their kind (`EMITTERS`), losses and optimizers by
-functions keyed by name (`LOSSES`, `OPTIMIZERS`). Matrix products go through one register-tiled
+Kernels are emitted by the class registered for their kind (`EMITTERS`), losses and optimizers by the LLVM
+emitters of their records (mdfbridge/losses.py, mdfbridge/optimizers.py). Matrix products go through one register-tiled
 micro-kernel (`Codegen.gemm`) whose inner loop is a contiguous vector axpy; every output element is
 still summed in plain index order, so no fast-math flags are needed.
 """
@@ -417,30 +417,34 @@ def _round_up(n: int, to: int = 8) -> int:
 
 
 def check_supported(plan: Plan, loss: Optional[str] = None, optimizer_name: Optional[str] = None) -> None:
-    """Raise UnsupportedError for a loss/optimizer/kernel with no emitter."""
+    """Raise UnsupportedError for a loss/optimizer/kernel with no emitter (loss, optimizer_name: record names)."""
+    from ..losses import get_loss
+    from ..optimizers import get_optimizer
     from .llvm_kernels import EMITTERS
-    from .llvm_train import LOSSES, OPTIMIZERS
 
     for k in plan.kernels:
         if k.kind not in EMITTERS:
             raise UnsupportedError(f"kernel '{k.kind}' has no llvm emitter", where=k.where)
-    if loss is not None and loss not in LOSSES:
+    if loss is not None and get_loss(loss).llvm is None:
         raise UnsupportedError(f"loss '{loss}' is not supported by the llvm backend; use backend 'torch'")
-    if optimizer_name is not None and optimizer_name not in OPTIMIZERS:
+    if optimizer_name is not None and get_optimizer(optimizer_name).llvm is None:
         raise UnsupportedError(f"optimizer '{optimizer_name}' is not supported by the llvm backend; "
                                "use backend 'torch'")
 
 
 def build_module(plan: Plan, cap: int, vector_width: int, *, loss: Optional[str] = None,
                  optimizer_name: Optional[str] = None) -> Tuple[ir.Module, Tuple[str, ...]]:
-    """The LLVM module of a plan: `train` when a loss and optimizer are given, else `forward`."""
+    """The LLVM module of a plan: `train` when a loss and optimizer (names of their records) are given, else
+    `forward`."""
+    from ..losses import get_loss
+    from ..optimizers import get_optimizer
     from .llvm_train import emit_train
 
     check_supported(plan, loss, optimizer_name)
     training = loss is not None
     cg = Codegen(plan, cap, vector_width, training=training)
     if training:
-        emit_train(cg, loss, optimizer_name)
+        emit_train(cg, get_loss(loss), get_optimizer(optimizer_name))
         return cg.module, ("train",)
     cg.emit_forward_entry()
     return cg.module, ("forward",)

@@ -40,25 +40,10 @@ def save_mdf(model: Any, path: PathLike) -> None:
 
 def run_with_backend(program: Program, inputs: Mapping[str, Any], backend: str = "numpy", *, steps: int = 1,
                      dt: float = 1.0) -> Dict[str, Any]:
-    """Run a Program on 'numpy' (the reference), 'torch' (no gradients) or 'llvm' (compiled); outputs as numpy arrays."""
-    from .importers.reference import run_program, runner_for
+    """Run a Program on a registered backend (mdfbridge.backends.BACKENDS: 'numpy', the reference and default;
+    'torch', no gradients; 'llvm', compiled; 'onnxruntime', the float32 ONNX export) with its default options,
+    `steps` time steps (default 1) of `dt` (default 1); outputs as numpy arrays. An unknown backend raises
+    UnsupportedError listing the available ones."""
+    from .backends import get_backend
 
-    if backend == "numpy":
-        return run_program(program, inputs, steps=steps, dt=dt)
-    if backend == "torch":
-        import torch
-
-        from .importers.torch_module import ProgramModule
-
-        env, _ = runner_for(program).prepare_inputs(inputs)
-        x = {k: torch.as_tensor(env[f"{s.node}.{s.port}"]) for k, s in program.inputs.items()}
-        with torch.no_grad():
-            out = ProgramModule(program)(x, steps=steps, dt=dt)
-        return {k: v.numpy() for k, v in out.items()}
-    if backend == "llvm":
-        from .importers.llvm import run_llvm
-
-        return run_llvm(program, inputs, steps=steps, dt=dt)
-    from .errors import UnsupportedError
-
-    raise UnsupportedError(f"backend {backend!r} cannot run programs in this build; use 'numpy', 'torch' or 'llvm'")
+    return get_backend(backend).prepare(program).run(inputs, steps=steps, dt=dt)

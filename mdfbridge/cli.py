@@ -111,23 +111,20 @@ def _parse_inputs(args: argparse.Namespace) -> Dict[str, np.ndarray]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run a model on inputs (numpy reference, or --backend torch|llvm); print (and optionally save) outputs."""
+    """Run a model on inputs (--backend: numpy reference by default, see mdfbridge.backends); print (and optionally
+    save) outputs, with trajectories where the backend records them."""
     if _is_onnx_path(args.file):  # ONNX files run on onnxruntime (see "ONNX and .pt files" below)
         return cmd_run_onnx(args)
     from .api import load_program
-    from .importers.reference import run_program
+    from .backends import get_backend
 
     if args.out and not Path(args.out).resolve().parent.is_dir():
         raise DataError(f"--out {args.out}: directory {Path(args.out).parent} does not exist")
     prog = load_program(args.file)
     inputs = _parse_inputs(args)
-    backend = getattr(args, "backend", "numpy")
-    if backend == "numpy":
-        res = run_program(prog, inputs, steps=args.steps, dt=args.dt, record=bool(args.out))
-    else:
-        from .api import run_with_backend
-
-        res = run_with_backend(prog, inputs, backend, steps=args.steps, dt=args.dt)
+    backend = get_backend(getattr(args, "backend", "numpy"))
+    res = backend.prepare(prog).run(inputs, steps=args.steps, dt=args.dt,
+                                    record=bool(args.out) and backend.records_trajectory)
     traj = res.pop("__trajectory__", None)
     for k, v in res.items():
         _out(f"{k}: {json.dumps(np.asarray(v).tolist())}")
@@ -404,6 +401,10 @@ def _write_pt(src: str, dst: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `mdfbridge` command."""
+    from .backends import BACKENDS, training_backend_names
+    from .losses import loss_names
+    from .optimizers import optimizer_names
+
     p = argparse.ArgumentParser(prog="mdfbridge", description="Move models between MDF, PyTorch and ONNX.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
@@ -440,8 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", metavar="OUT.npz", help="save outputs (and trajectories if --steps > 1)")
     sp.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto",
                     help="onnxruntime execution provider for .onnx files (default auto: CUDA if available)")
-    sp.add_argument("--backend", choices=("numpy", "torch", "llvm"), default="numpy",
-                    help="numpy (the reference, default), torch, or llvm (compiled; stateless models)")
+    sp.add_argument("--backend", choices=tuple(BACKENDS), default="numpy",
+                    help=", ".join(f"{b.name} ({b.summary})" for b in BACKENDS.values()) + "; default numpy")
     sp = add("train", cmd_train, "train an MDF model and write the trained weights back into MDF",
              "mdfbridge train examples/xor.mdf.json --data examples/xor_data.npz --epochs 500 --lr 0.5 "
              "--optimizer sgd --loss mse --out xor.trained.json --plot loss.png")
@@ -450,15 +451,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="one array per input node and one per output (target) node, keyed by node id")
     sp.add_argument("--epochs", type=int, default=1)
     sp.add_argument("--lr", type=float, default=0.001, help="learning rate (default 0.001)")
-    sp.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
-    sp.add_argument("--loss", default="mse", help="mse | cross_entropy | l1 | sse (default mse)")
+    sp.add_argument("--optimizer", choices=optimizer_names(), default="sgd")
+    sp.add_argument("--loss", default="mse", help=" | ".join(loss_names()) + " (default mse)")
     sp.add_argument("--minibatch-size", type=int, default=1)
     sp.add_argument("--randomize", action="store_true", help="shuffle trials every epoch (seeded by --seed)")
     sp.add_argument("--seed", type=int, default=None)
     sp.add_argument("--weight-decay", type=float, default=0.0)
     sp.add_argument("--patience", type=int, default=None, help="early stopping: epochs without improvement")
     sp.add_argument("--min-delta", type=float, default=0.0)
-    sp.add_argument("--backend", choices=("torch", "llvm"), default="torch")
+    sp.add_argument("--backend", choices=training_backend_names(), default="torch")
     sp.add_argument("--out", help="where to write the trained MDF (default MODEL.trained.json)")
     sp.add_argument("--in-place", action="store_true", help="overwrite MODEL when --out is omitted")
     sp.add_argument("--plot", metavar="LOSS.png", help="save the loss curve as a PNG")

@@ -393,7 +393,7 @@ class Composition(_Named):
         ('sgd' | 'adam'), weight_decay, loss_spec (MSE | CROSS_ENTROPY | L1 | SSE), patience, min_delta,
         synch_projection_matrices ('minibatch' | 'epoch' | 'run'), seed. Per-minibatch losses: `self.losses`.
         """
-        from .learning import LearnConfig, backend_name, train_program
+        from .learning import backend_name, make_config, train_program
 
         if "inputs" in inputs and targets is None and not isinstance(inputs.get("inputs"), np.ndarray):
             settings = {**{k: v for k, v in inputs.items() if k not in ("inputs", "targets")}, **settings}
@@ -404,10 +404,7 @@ class Composition(_Named):
         unknown = [k for k in t if k not in prog.outputs]
         if unknown:
             raise DataError(f"targets given for {unknown}, which are not output nodes of '{self.name}'")
-        try:
-            config = LearnConfig(**settings)
-        except TypeError as exc:
-            raise CompositionError(f"learn(): {exc}") from None
+        config = make_config(None, settings, error=CompositionError)
         result = train_program(prog, x, t, config, backend=backend_name(backend, execution_mode), dtype=dtype,
                                device=device, callback=callback, on_synch=lambda: self._pull_matrices(prog))
         self.losses = result.losses
@@ -480,7 +477,8 @@ class Composition(_Named):
 
     def evaluate(self, inputs: Mapping[Any, Any], backend: str = "numpy", execution_mode: Any = None
                  ) -> Dict[str, np.ndarray]:
-        """Run every trial at once on the numpy reference or torch; returns output name -> (trials, size)."""
+        """Run every trial at once on a backend (mdfbridge.backends: 'numpy', the reference and default, 'torch',
+        'llvm', 'onnxruntime'; or PsyNeuLink's execution_mode); returns output name -> (trials, size)."""
         from .api import run_with_backend
         from .learning import backend_name
 

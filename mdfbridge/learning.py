@@ -1,19 +1,28 @@
-"""Supervised learning with PsyNeuLink AutodiffComposition semantics over the torch module of a Program."""
+"""Supervised learning with PsyNeuLink AutodiffComposition semantics: settings, data preparation, results.
+
+`learn` / `train_program` check the settings (LearnConfig) and hand the Program to a training backend
+(mdfbridge.backends: 'torch' or 'llvm'), whose `BackendRep.train` prepares the data here (`prepare_data`: inputs
+and targets checked against the Program and aligned by trial; `TrainingData.epoch_orders`: each epoch's minibatch
+order) and runs its trainer (mdfbridge/backends/torch_trainer.py, importers/llvm.py). Losses and optimizers are
+records in mdfbridge/losses.py and mdfbridge/optimizers.py.
+"""
 from __future__ import annotations
 
 import enum
-import math
 import logging
-import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Union
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Union
 
 import numpy as np
 
 from .errors import DataError, UnsupportedError
+from .losses import Loss, get_loss, loss_name  # noqa: F401 - Loss and loss_name: also importable from here
+from .optimizers import PlainSGD, get_optimizer  # noqa: F401 - PlainSGD: also importable from here
 from .program import Program
 
 log = logging.getLogger(__name__)
+
+SYNCH_SCALES = ("minibatch", "epoch", "run")
 
 
 class ExecutionMode(enum.Enum):
@@ -26,56 +35,19 @@ class ExecutionMode(enum.Enum):
     LLVMExec = "llvm"
 
 
-class Loss(str, enum.Enum):
-    """Loss functions by PsyNeuLink's names; each is torch's function of that name with mean reduction."""
-
-    MSE = "mse"
-    CROSS_ENTROPY = "cross_entropy"
-    L1 = "l1"
-    SSE = "sse"
-    POISSON_NLL = "poisson_nll"
-
-
-def _loss_fns() -> Dict[str, Callable[[Any, Any], Any]]:
-    import torch.nn.functional as F
-
-    return {
-        "mse": lambda o, t: F.mse_loss(o, t),
-        "cross_entropy": lambda o, t: F.cross_entropy(o, t),
-        "l1": lambda o, t: F.l1_loss(o, t),
-        "sse": lambda o, t: ((o - t) ** 2).sum(),
-        "poisson_nll": lambda o, t: F.poisson_nll_loss(o, t),
-    }
-
-
-LOSS_ALIASES = {"mse": "mse", "mean_squared_error": "mse", "crossentropy": "cross_entropy",
-                "cross_entropy": "cross_entropy", "ce": "cross_entropy", "l1": "l1", "mae": "l1", "sse": "sse",
-                "poisson_nll": "poisson_nll"}
-SYNCH_SCALES = ("minibatch", "epoch", "run")
-
-
-def loss_name(spec: Union[str, Loss]) -> str:
-    """Normalise a loss spec ('MSE', Loss.SSE, 'cross-entropy', ...) to its registry name."""
-    raw = spec.value if isinstance(spec, Loss) else str(getattr(spec, "name", spec))
-    key = raw.lower().replace("-", "_").replace(" ", "_")
-    if key not in LOSS_ALIASES:
-        raise UnsupportedError(f"unknown loss_spec {spec!r}; use one of {sorted(set(LOSS_ALIASES.values()))}")
-    return LOSS_ALIASES[key]
-
-
 def backend_name(backend: Optional[str] = None, execution_mode: Any = None) -> str:
-    """'torch' | 'llvm' | 'numpy' from `backend=` or PsyNeuLink's `execution_mode=`."""
+    """The name of a registered backend (mdfbridge.backends.BACKENDS) from `backend=` ('torch' when neither is
+    given) or PsyNeuLink's `execution_mode=` (an ExecutionMode, or anything with that member name)."""
+    from .backends import get_backend
+
     if execution_mode is not None:
         name = getattr(execution_mode, "name", str(execution_mode)).split(".")[-1]
         try:
-            return ExecutionMode[name].value
+            return get_backend(ExecutionMode[name].value).name
         except KeyError:
             raise UnsupportedError(f"unknown execution_mode {execution_mode!r}; use ExecutionMode.PyTorch or "
                                    "ExecutionMode.LLVMRun") from None
-    backend = (backend or "torch").lower()
-    if backend not in ("torch", "llvm", "numpy"):
-        raise UnsupportedError(f"unknown backend {backend!r}; use 'torch' or 'llvm'")
-    return backend
+    return get_backend((backend or "torch").lower()).name
 
 
 @dataclass
@@ -102,8 +74,7 @@ class LearnConfig:
             raise DataError(f"epochs must be >= 1, got {self.epochs}")
         if int(self.minibatch_size) < 1:
             raise DataError(f"minibatch_size must be >= 1, got {self.minibatch_size}")
-        if self.optimizer_type not in ("sgd", "adam"):
-            raise UnsupportedError(f"optimizer_type must be 'sgd' or 'adam', got {self.optimizer_type!r}")
+        get_optimizer(self.optimizer_type)
         if str(self.synch_projection_matrices).lower() not in SYNCH_SCALES:
             raise UnsupportedError(f"synch_projection_matrices must be one of {SYNCH_SCALES}, "
                                    f"got {self.synch_projection_matrices!r}")
@@ -113,8 +84,7 @@ class LearnConfig:
                 raise DataError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
             raise DataError(f"patience must be an integer >= 1 (or None), got {self.patience!r}")
-
-        loss_name(self.loss_spec)
+        get_loss(self.loss_spec)
 
 
 @dataclass
@@ -130,8 +100,74 @@ class LearnResult:
     epoch_losses: List[float] = field(default_factory=list)
 
 
-def prepare_data(program: Program, inputs: Mapping[str, Any], targets: Mapping[str, Any]) -> tuple:
-    """Validate training data against the program: (inputs name -> (N, ...), targets name -> (N, ...), N)."""
+class TrainingData(NamedTuple):
+    """Inputs and targets checked against a Program (what `prepare_data` returns)."""
+
+    inputs: Dict[str, np.ndarray]  # input name -> (trials, ...)
+    targets: Dict[str, np.ndarray]  # output name -> (trials, ...)
+    n: int  # trials
+
+    def epoch_orders(self, config: LearnConfig) -> Iterator[Optional[np.ndarray]]:
+        """One trial order per epoch (config.epochs of them): None (trial order) unless config.randomize_minibatch,
+        then `rng.permutation(n)` from one `numpy.random.default_rng(config.seed)` (fresh each call)."""
+        rng = np.random.default_rng(config.seed)
+        for _ in range(int(config.epochs)):
+            yield rng.permutation(self.n) if config.randomize_minibatch else None
+
+
+class EarlyStopping:
+    """AutodiffComposition's early stopping on the epoch loss: stop after `patience` epochs in a row that do not
+    improve on the best loss by more than `min_delta` (patience None: never)."""
+
+    def __init__(self, patience: Optional[int], min_delta: float = 0.0) -> None:
+        """patience: epochs without improvement before stopping (None: never stop); min_delta: default 0."""
+        self.patience, self.min_delta = patience, min_delta
+        self.best, self.waited = np.inf, 0
+
+    def should_stop(self, epoch_loss: float) -> bool:
+        """Record one epoch's loss; True when training should stop now."""
+        if self.patience is None:
+            return False
+        if epoch_loss < self.best - self.min_delta:
+            self.best, self.waited = epoch_loss, 0
+            return False
+        self.waited += 1
+        return self.waited >= self.patience
+
+
+def make_config(config: Optional[LearnConfig] = None, settings: Optional[Mapping[str, Any]] = None,
+                error: type = UnsupportedError, where: str = "learn()") -> LearnConfig:
+    """`config` (default LearnConfig()) with `settings` (LearnConfig field -> value) applied; an unknown setting
+    raises `error` (default UnsupportedError) with a message starting with `where`."""
+    try:
+        if config is None:
+            return LearnConfig(**(settings or {}))
+        return replace(config, **settings) if settings else config
+    except TypeError as exc:
+        raise error(f"{where}: {exc}") from None
+
+
+def prepare_data(program: Program, inputs: Mapping[str, Any], targets: Mapping[str, Any]) -> TrainingData:
+    """Check training data against the program and align it by trial.
+
+    inputs: input node (or port) name -> (trials, ...) arrays; inputs with a default value may be left out.
+    targets: output node name -> (trials, ...) arrays ((trials, 1, ...) is accepted too; sequence programs take
+    (trials, time steps, ...)). Raises DataError naming the node for anything that does not fit.
+    """
+    x, n = _training_inputs(program, inputs)
+    unknown = set(targets) - set(program.outputs)
+    if unknown:
+        raise DataError(f"targets for {sorted(unknown)}, which are not output nodes; outputs are "
+                        f"{sorted(program.outputs)}")
+    if not targets:
+        raise DataError(f"no targets given; the output nodes are {sorted(program.outputs)}")
+    lead_shape = next(iter(x.values())).shape[:2] if program.sequence and x else None
+    return TrainingData(x, {k: _aligned_targets(program, k, v, n, lead_shape) for k, v in targets.items()}, n)
+
+
+def _training_inputs(program: Program, inputs: Mapping[str, Any]) -> tuple:
+    """(input name -> (trials, ...) array, trials): the reference's input rules, and every input without a default
+    must have data."""
     from .importers.reference import runner_for
 
     if not inputs:
@@ -141,160 +177,50 @@ def prepare_data(program: Program, inputs: Mapping[str, Any], targets: Mapping[s
                       and s.default is None]
     if missing_inputs:
         raise DataError(f"no data for input node(s) {missing_inputs}")
-    x = {k: x[f"{s.node}.{s.port}"] for k, s in program.inputs.items()}
-    unknown = set(targets) - set(program.outputs)
-    if unknown:
-        raise DataError(f"targets for {sorted(unknown)}, which are not output nodes; outputs are "
-                        f"{sorted(program.outputs)}")
-    if not targets:
-        raise DataError(f"no targets given; the output nodes are {sorted(program.outputs)}")
-    t: Dict[str, np.ndarray] = {}
+    return {k: x[f"{s.node}.{s.port}"] for k, s in program.inputs.items()}, n
+
+
+def _aligned_targets(program: Program, name: str, value: Any, n: int, lead_shape: Optional[tuple]) -> np.ndarray:
+    """One output's targets as a float (trials, ...) array ((trials, time steps, ...) for sequences, whose leading
+    axes must be the inputs' `lead_shape`), checked for shape, trial count and finiteness."""
+    arr = np.asarray(value, dtype=float)
     lead = 2 if program.sequence else 1
-    for k, v in targets.items():
-        arr = np.asarray(v, dtype=float)
-        want = tuple(program.shapes.get(program.outputs[k], ()))
-        if arr.shape[lead:] != want or (lead == 2 and arr.shape[:2] != next(iter(x.values())).shape[:2]):
-            if lead == 1 and arr.ndim == 3 and arr.shape[1] == 1 and arr.shape[2:] == want:
-                arr = arr[:, 0]
-            else:
-                head = "trials, time steps" if lead == 2 else "trials"
-                raise DataError(f"targets for '{k}' have shape {arr.shape}; expected ({head}, "
-                                f"{', '.join(map(str, want))})")
-        if arr.shape[0] != n:
-            raise DataError(f"targets for '{k}' have {arr.shape[0]} trials, inputs have {n}")
-        if not np.all(np.isfinite(arr)):
-            raise DataError(f"targets for '{k}' contain NaN or infinite values")
-        t[k] = arr
-    return x, t, n
-
-
-class PlainSGD:
-    """torch.optim.SGD's update without momentum (p -= lr * (grad + weight_decay * p)), the same arithmetic in the
-    same order, without the optimizer machinery's per-step overhead (about 60 us, a quarter of a small step)."""
-
-    def __init__(self, groups: List[Dict[str, Any]], lr: float, weight_decay: float = 0.0) -> None:
-        self.groups = [(list(g["params"]), float(g.get("lr", lr))) for g in groups]
-        self.weight_decay = float(weight_decay)
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """Forget the gradients."""
-        for params, _ in self.groups:
-            for p in params:
-                p.grad = None
-
-    def step(self) -> None:
-        """One update of every parameter that has a gradient."""
-        import torch
-
-        with torch.no_grad():
-            for params, lr in self.groups:
-                for p in params:
-                    g = p.grad
-                    if g is None:
-                        continue
-                    if self.weight_decay:
-                        g = g.add(p, alpha=self.weight_decay)
-                    p.add_(g, alpha=-lr)
+    want = tuple(program.shapes.get(program.outputs[name], ()))
+    if arr.shape[lead:] != want or (lead == 2 and arr.shape[:2] != lead_shape):
+        if lead == 1 and arr.ndim == 3 and arr.shape[1] == 1 and arr.shape[2:] == want:
+            arr = arr[:, 0]
+        else:
+            head = "trials, time steps" if lead == 2 else "trials"
+            raise DataError(f"targets for '{name}' have shape {arr.shape}; expected ({head}, "
+                            f"{', '.join(map(str, want))})")
+    if arr.shape[0] != n:
+        raise DataError(f"targets for '{name}' have {arr.shape[0]} trials, inputs have {n}")
+    if not np.all(np.isfinite(arr)):
+        raise DataError(f"targets for '{name}' contain NaN or infinite values")
+    return arr
 
 
 def train_program(program: Program, inputs: Mapping[str, Any], targets: Mapping[str, Any],
                   config: Optional[LearnConfig] = None, *, backend: str = "torch", dtype: Any = None,
                   device: Any = None, callback: Optional[Callable[[int, int, float], None]] = None,
                   on_synch: Optional[Callable[[], None]] = None) -> LearnResult:
-    """Train the Program's learnable parameters in place (its parameter table holds the trained values)."""
+    """Train the Program's learnable parameters in place (its parameter table holds the trained values).
+
+    inputs/targets: as `prepare_data` takes them; config: the settings (default LearnConfig()); backend: a training
+    backend's name ('torch', default, or 'llvm'); dtype, device: the torch backend's tensor type (default float64)
+    and device (default CPU); callback(epoch, minibatch index, loss) after each minibatch; on_synch() after the
+    trained values reach the Program (per config.synch_projection_matrices, and at the end).
+    """
+    from .backends import get_backend, training_backend_names
+
     config = config or LearnConfig()
     config.check()
-    if backend == "llvm":
-        try:
-            from .importers.llvm import train_llvm
-        except ImportError:
-            raise UnsupportedError("backend 'llvm' (ExecutionMode.LLVMRun) is not available in this build; "
-                                   "use backend='torch' (ExecutionMode.PyTorch)") from None
-        return train_llvm(program, inputs, targets, config, callback=callback, on_synch=on_synch)
-    if backend != "torch":
-        raise UnsupportedError(f"learn() runs on backend 'torch' or 'llvm', not {backend!r}")
-    import torch
-
-    from .importers.torch_module import ProgramModule
-
-    x_np, t_np, n = prepare_data(program, inputs, targets)
-    dtype = dtype or torch.float64
-    module = ProgramModule(program, dtype=dtype, device=device)
-    dev = next(iter(module.buffers()), next(iter(module.parameters()), None))
-    dev = dev.device if dev is not None else torch.device("cpu")
-    x = {k: torch.as_tensor(v, dtype=dtype, device=dev) for k, v in x_np.items()}
-    t = {k: torch.as_tensor(v, dtype=dtype, device=dev) for k, v in t_np.items()}
-    params = [p for p in module.parameters() if p.requires_grad]
-    if not params:
-        raise UnsupportedError("the model has no learnable parameters")
-    opt_cls = PlainSGD if config.optimizer_type == "sgd" else torch.optim.Adam
-    # per-parameter learning rates (a GRU block's optimizer_params) become parameter groups
-    rates = [getattr(p, "learning_rate", None) for p in params]
-    groups = [{"params": [p for p, r in zip(params, rates) if r is None]}] + [
-        {"params": [p], "lr": r} for p, r in zip(params, rates) if r is not None]
-    optimizer = opt_cls([g for g in groups if g["params"]], lr=config.learning_rate, weight_decay=config.weight_decay)
-    loss_fn = _loss_fns()[loss_name(config.loss_spec)]
-    synch = str(config.synch_projection_matrices).lower()
-    rng = np.random.default_rng(config.seed)
-    mb = int(config.minibatch_size)
-    losses: List[float] = []
-    epoch_losses: List[float] = []
-    best, waited, stopped = np.inf, 0, False
-    last_outputs: List[tuple] = []
-    start = time.perf_counter()
-    epoch = 0
-    for epoch in range(int(config.epochs)):
-        order = rng.permutation(n) if config.randomize_minibatch else None
-        epoch_outputs: List[tuple] = []
-        first_loss = len(losses)
-        for b0 in range(0, n, mb):
-            if order is None:
-                idx: Any = slice(b0, min(b0 + mb, n))
-            else:
-                idx = torch.as_tensor(order[b0:b0 + mb], device=dev)
-            out = module.forward({k: v[idx] for k, v in x.items()})  # (no module hooks in this inner loop)
-            loss = None
-            for k in t:  # summed over output nodes (no `0 +` node in the autograd graph)
-                term = loss_fn(out[k], t[k][idx])
-                loss = term if loss is None else loss + term
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            value = float(loss.detach())
-            losses.append(value)
-            epoch_outputs.append((idx, {k: o.detach() for k, o in out.items()}))
-            if callback is not None:
-                callback(epoch, len(losses) - 1, value)
-            if synch == "minibatch":
-                module.write_to_program()
-                if on_synch:
-                    on_synch()
-        last_outputs = epoch_outputs
-        epoch_loss = math.fsum(losses[first_loss:]) / (len(losses) - first_loss)  # (np.mean costs 25 us)
-        epoch_losses.append(epoch_loss)
-        if synch == "epoch":
-            module.write_to_program()
-            if on_synch:
-                on_synch()
-        if config.patience is not None:
-            if epoch_loss < best - config.min_delta:
-                best, waited = epoch_loss, 0
-            else:
-                waited += 1
-                if waited >= config.patience:
-                    stopped = True
-                    log.info("early stopping after epoch %d (loss %.6g)", epoch + 1, epoch_loss)
-                    break
-    module.write_to_program()
-    if on_synch:
-        on_synch()
-    outputs = {k: np.zeros(next(iter(t_np.values())).shape[:2 if program.sequence else 1]
-                           + tuple(program.shapes.get(program.outputs[k], ()))) for k in program.outputs}
-    for idx, out in last_outputs:
-        rows = np.arange(n)[idx] if isinstance(idx, slice) else idx.cpu().numpy()
-        for k, o in out.items():
-            outputs[k][rows] = o.cpu().numpy()
-    return LearnResult(outputs, losses, program, epoch + 1, stopped, time.perf_counter() - start, epoch_losses)
+    chosen = get_backend(backend)
+    if not chosen.trains:
+        raise UnsupportedError(f"learn() runs on backend {' or '.join(map(repr, training_backend_names()))}, "
+                               f"not {backend!r}")
+    rep = chosen.prepare(program, dtype=dtype, device=device)
+    return rep.train(inputs, targets, config, callback=callback, on_synch=on_synch)
 
 
 def learn(model: Any, inputs: Mapping[str, Any], targets: Optional[Mapping[str, Any]] = None, *,
@@ -319,9 +245,6 @@ def learn(model: Any, inputs: Mapping[str, Any], targets: Optional[Mapping[str, 
         program = load_program(model)
     else:
         program = lower(model)
-    try:
-        config = LearnConfig(**settings)
-    except TypeError as exc:
-        raise UnsupportedError(f"learn(): {exc}") from None
+    config = make_config(None, settings)
     return train_program(program, inputs, targets or {}, config, backend=backend_name(backend, execution_mode),
                          dtype=dtype, device=device, callback=callback)

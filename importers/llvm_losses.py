@@ -1,0 +1,133 @@
+"""The LLVM emitters of the training losses (mdfbridge/losses.py's records name them).
+
+Each takes (codegen, output tensor, target column, size, rows), adds d loss / d output into the output's gradient
+(when it has one) and returns the minibatch's loss value: torch's function of that name with its reduction.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from llvmlite import ir
+
+from .llvm_codegen import Codegen, View, f64, i64
+from .llvm_expr import DOUBLE, declare_math
+
+
+def _target(cg: Codegen, col: int) -> View:
+    """The minibatch's targets of one output (columns from `col` of the packed target rows)."""
+    return View(cg.at(cg.TB, col), cg.plan.n_target, 0)
+
+
+def _sum_rows(cg: Codegen, t: str, col: int, size: int, rows: ir.Value,
+              term: Callable[[ir.Value, ir.Value], ir.Value]) -> ir.Value:
+    """sum over rows and elements of term(output, target)."""
+    out, tgt = cg.val(t), _target(cg, col)
+    total = cg.var(0.0)
+    with cg.loop(rows, name="lr") as r:
+        with cg.loop(size, name="lj") as j:
+            cg.b.store(cg.b.fadd(cg.b.load(total), term(cg.load(out, r, j), cg.load(tgt, r, j))), total)
+    return cg.b.load(total)
+
+
+def _grad_rows(cg: Codegen, t: str, col: int, size: int, rows: ir.Value,
+               term: Callable[[ir.Value, ir.Value], ir.Value]) -> None:
+    """Add term(output, target) into the output's gradient (when it has one)."""
+    if not cg.needs_grad(t):
+        return
+    out, tgt, g = cg.val(t), _target(cg, col), cg.grad(t)
+    with cg.loop(rows, name="gr") as r:
+        with cg.loop(size, name="gj") as j:
+            cg.add_to(g, r, j, term(cg.load(out, r, j), cg.load(tgt, r, j)))
+
+
+def _count(cg: Codegen, rows: ir.Value, size: int) -> ir.Value:
+    return cg.b.uitofp(cg.b.mul(rows, i64(size)), DOUBLE)
+
+
+def mse(cg: Codegen, t: str, col: int, size: int, rows: ir.Value) -> ir.Value:
+    """torch's mse_loss: mean of squared differences."""
+    b = cg.b
+    n = _count(cg, rows, size)
+
+    def sq(o, y):
+        d = b.fsub(o, y)
+        return b.fmul(d, d)
+    loss = b.fdiv(_sum_rows(cg, t, col, size, rows, sq), n)
+    norm = b.fdiv(f64(2.0), n)  # torch: 2 / numel * (input - target)
+    _grad_rows(cg, t, col, size, rows, lambda o, y: b.fmul(norm, b.fsub(o, y)))
+    return loss
+
+
+def sse(cg: Codegen, t: str, col: int, size: int, rows: ir.Value) -> ir.Value:
+    """Sum of squared differences (PsyNeuLink's SSE: `((o - t) ** 2).sum()`)."""
+    b = cg.b
+
+    def sq(o, y):
+        d = b.fsub(o, y)
+        return b.fmul(d, d)
+    loss = _sum_rows(cg, t, col, size, rows, sq)
+    _grad_rows(cg, t, col, size, rows, lambda o, y: b.fmul(f64(2.0), b.fsub(o, y)))
+    return loss
+
+
+def l1(cg: Codegen, t: str, col: int, size: int, rows: ir.Value) -> ir.Value:
+    """torch's l1_loss: mean absolute difference."""
+    b = cg.b
+    n = _count(cg, rows, size)
+    fabs = declare_math(cg.module, "llvm.fabs.f64")
+    loss = b.fdiv(_sum_rows(cg, t, col, size, rows, lambda o, y: b.call(fabs, [b.fsub(o, y)])), n)
+    inv = b.fdiv(f64(1.0), n)
+
+    def sign(o, y):  # torch: (1 / numel) * sgn(input - target), sgn(0) = 0
+        d = b.fsub(o, y)
+        s = b.select(b.fcmp_ordered(">", d, f64(0.0)), f64(1.0),
+                     b.select(b.fcmp_ordered("<", d, f64(0.0)), f64(-1.0), f64(0.0)))
+        return b.fmul(inv, s)
+    _grad_rows(cg, t, col, size, rows, sign)
+    return loss
+
+
+def poisson_nll(cg: Codegen, t: str, col: int, size: int, rows: ir.Value) -> ir.Value:
+    """torch's poisson_nll_loss (log_input=True, full=False): mean of exp(o) - t * o."""
+    b = cg.b
+    n = _count(cg, rows, size)
+    exp = declare_math(cg.module, "exp")
+    loss = b.fdiv(_sum_rows(cg, t, col, size, rows,
+                            lambda o, y: b.fsub(b.call(exp, [o]), b.fmul(y, o))), n)
+    inv = b.fdiv(f64(1.0), n)
+    _grad_rows(cg, t, col, size, rows,
+               lambda o, y: b.fsub(b.fmul(inv, b.call(exp, [o])), b.fmul(inv, y)))
+    return loss
+
+
+def cross_entropy(cg: Codegen, t: str, col: int, size: int, rows: ir.Value) -> ir.Value:
+    """torch's cross_entropy with class-probability targets: -(log_softmax(o) * t).sum() / rows."""
+    b = cg.b
+    out, tgt = cg.val(t), _target(cg, col)
+    exp, logf = declare_math(cg.module, "exp"), declare_math(cg.module, "log")
+    total = cg.var(0.0)
+    nrows = b.uitofp(rows, DOUBLE)
+    grad = cg.grad(t) if cg.needs_grad(t) else None
+    with cg.loop(rows, name="cr") as r:
+        top = cg.var(float("-inf"))
+        with cg.loop(size, name="cm") as j:
+            o, m = cg.load(out, r, j), b.load(top)
+            b.store(b.select(b.fcmp_unordered("uno", o, o), o, b.select(b.fcmp_ordered(">", o, m), o, m)), top)
+        m = b.load(top)
+        se = cg.var(0.0)
+        with cg.loop(size, name="cs") as j:
+            b.store(b.fadd(b.load(se), b.call(exp, [b.fsub(cg.load(out, r, j), m)])), se)
+        lse = b.call(logf, [b.load(se)])
+        gsum = cg.var(0.0)
+        with cg.loop(size, name="cl") as j:
+            logp = b.fsub(b.fsub(cg.load(out, r, j), m), lse)
+            y = cg.load(tgt, r, j)
+            b.store(b.fadd(b.load(total), b.fmul(logp, y)), total)
+            b.store(b.fadd(b.load(gsum), b.fdiv(b.fneg(y), nrows)), gsum)
+        if grad is not None:  # log_softmax backward of g = -t / rows: g - exp(logp) * sum(g)
+            s = b.load(gsum)
+            with cg.loop(size, name="cg") as j:
+                logp = b.fsub(b.fsub(cg.load(out, r, j), m), lse)
+                g = b.fdiv(b.fneg(cg.load(tgt, r, j)), nrows)
+                cg.add_to(grad, r, j, b.fsub(g, b.fmul(b.call(exp, [logp]), s)))
+    return b.fdiv(b.fneg(b.load(total)), nrows)

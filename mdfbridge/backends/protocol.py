@@ -1,0 +1,97 @@
+"""The backend protocol, after onnx's `Backend.prepare(model) -> BackendRep.run(inputs)`.
+
+A `Backend` prepares a Program once (`prepare(program, **options)`: compiling, building a module, exporting);
+the `BackendRep` it returns runs batches of inputs (`run`: outputs as numpy arrays) and, on backends that train
+(`Backend.trains`), trains the Program's learnable parameters (`train`: data checked here, then the backend's
+trainer). Asking a backend for what it does not do raises UnsupportedError naming the backends that do.
+"""
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..program import Program
+from .registry import BACKENDS, training_backend_names
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..learning import LearnConfig, LearnResult, TrainingData
+
+Callback = Optional[Callable[[int, int, float], None]]  # (epoch, minibatch index, loss) after each minibatch
+OnSynch = Optional[Callable[[], None]]  # after the trained values reach the Program
+
+
+class Backend(abc.ABC):
+    """A way to compute Programs; registered by `name` in mdfbridge.backends.BACKENDS."""
+
+    name: str = ""
+    summary: str = ""  # a few words for help texts
+    trains: bool = False  # BackendRep.train works
+    records_trajectory: bool = False  # BackendRep.run(record=True) works
+
+    @abc.abstractmethod
+    def prepare(self, program: Program, **options: Any) -> "BackendRep":
+        """Make `program` ready to run on this backend (options: the backend's own, each documented there)."""
+
+    def __repr__(self) -> str:
+        return f"<backend {self.name!r}>"
+
+
+class BackendRep(abc.ABC):
+    """A Program prepared by one backend."""
+
+    def __init__(self, backend: Backend, program: Program) -> None:
+        """backend: the Backend that prepared it; program: the Program it computes."""
+        self.backend, self.program = backend, program
+
+    @abc.abstractmethod
+    def run(self, inputs: Mapping[str, Any], steps: int = 1, dt: float = 1.0, *,
+            record: bool = False) -> Dict[str, np.ndarray]:
+        """Outputs (output name -> (trials, ...) array) for a batch of inputs (input node or port name -> (trials,
+        ...); inputs with a default value may be left out) after `steps` time steps (default 1) of `dt` (default 1).
+        record: also return "__trajectory__" (output name -> (steps, trials, ...)) where the backend
+        records_trajectory (default False)."""
+
+    def train(self, inputs: Mapping[str, Any], targets: Mapping[str, Any], config: Optional["LearnConfig"] = None,
+              *, callback: Callback = None, on_synch: OnSynch = None, **settings: Any) -> "LearnResult":
+        """Train the Program's learnable parameters in place (AutodiffComposition semantics, see learning.py).
+
+        inputs: input name -> (trials, ...); targets: output name -> (trials, ...); config: a LearnConfig (default
+        LearnConfig()) and/or `settings` (its fields: epochs, learning_rate, ...) overriding it; callback(epoch,
+        minibatch index, loss) after each minibatch; on_synch() whenever the trained values reach the Program.
+        Backends that do not train raise UnsupportedError.
+        """
+        if not self.backend.trains:
+            raise UnsupportedError(f"backend {self.backend.name!r} does not train; train on "
+                                   f"{' or '.join(map(repr, training_backend_names()))}")
+        from ..learning import make_config, prepare_data
+
+        config = make_config(config, settings)
+        config.check()
+        return self._train(prepare_data(self.program, inputs, targets), config, callback, on_synch)
+
+    def _train(self, data: "TrainingData", config: "LearnConfig", callback: Callback,
+               on_synch: OnSynch) -> "LearnResult":
+        """The backend's trainer, on checked data and settings (backends with `trains` override it)."""
+        raise UnsupportedError(f"backend {self.backend.name!r} has no trainer")
+
+    def _refuse_record(self, record: bool) -> None:
+        """UnsupportedError when a trajectory is asked of a backend that does not record one."""
+        if record:
+            keeps = [name for name, b in BACKENDS.items() if b.records_trajectory]
+            raise UnsupportedError(f"backend {self.backend.name!r} does not record trajectories; use "
+                                   f"{' or '.join(map(repr, keeps))}")
+
+    def __repr__(self) -> str:
+        return f"<{self.backend.name} rep of program {self.program.name!r}>"
+
+
+def input_arrays(program: Program, inputs: Mapping[str, Any]) -> Dict[str, np.ndarray]:
+    """Inputs checked against the Program (the reference's rules: node or port names, defaults filled in, shapes,
+    NaN), as input name -> (trials, ...) float arrays."""
+    from ..importers.reference import runner_for
+
+    env, _ = runner_for(program).prepare_inputs(inputs)
+    return {name: env[f"{spec.node}.{spec.port}"] for name, spec in program.inputs.items()}

@@ -1,0 +1,71 @@
+"""Backend 'torch': the Program's torch module (importers/torch_module.py ProgramModule); runs and trains."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
+
+import numpy as np
+
+from ..program import Program
+from .protocol import Backend, BackendRep, Callback, OnSynch, input_arrays
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..learning import LearnConfig, LearnResult, TrainingData
+
+
+class TorchRep(BackendRep):
+    """A Program with its torch module (built on first use from the Program's parameter values)."""
+
+    def __init__(self, backend: Backend, program: Program, dtype: Any = None, device: Any = None) -> None:
+        """dtype: the module's torch dtype (None: float64); device: its torch device (None: CPU)."""
+        super().__init__(backend, program)
+        self.dtype, self.device = dtype, device
+        self._module: Any = None
+
+    def new_module(self) -> Any:
+        """A fresh ProgramModule of the Program's current parameter values (it becomes `module`)."""
+        import torch
+
+        from ..importers.torch_module import ProgramModule
+
+        self._module = ProgramModule(self.program, dtype=self.dtype or torch.float64, device=self.device)
+        return self._module
+
+    @property
+    def module(self) -> Any:
+        """The ProgramModule runs use: the last one trained, else one built on first use."""
+        return self._module if self._module is not None else self.new_module()
+
+    def run(self, inputs: Mapping[str, Any], steps: int = 1, dt: float = 1.0, *,
+            record: bool = False) -> Dict[str, np.ndarray]:
+        """See BackendRep.run: one forward pass of the module without gradients (no trajectories)."""
+        import torch
+
+        self._refuse_record(record)
+        x_np = input_arrays(self.program, inputs)
+        module = self.module
+        device = self.device
+        x = {k: torch.as_tensor(v, dtype=module.dtype, device=device) for k, v in x_np.items()}
+        with torch.no_grad():
+            out = module(x, steps=steps, dt=dt)
+        return {k: v.detach().cpu().numpy() for k, v in out.items()}
+
+    def _train(self, data: "TrainingData", config: "LearnConfig", callback: Callback,
+               on_synch: OnSynch) -> "LearnResult":
+        """A fresh module from the Program's current values, trained by TorchTrainer (it then serves `run`)."""
+        from .torch_trainer import TorchTrainer
+
+        return TorchTrainer(self.new_module(), data, config, callback=callback, on_synch=on_synch).train()
+
+
+class TorchBackend(Backend):
+    """PyTorch: runs any Program the torch module supports (GRU blocks, state) and trains it with autograd."""
+
+    name = "torch"
+    summary = "the Program's torch module"
+    trains = True
+
+    def prepare(self, program: Program, dtype: Any = None, device: Optional[Any] = None  # type: ignore[override]
+                ) -> TorchRep:
+        """dtype: torch dtype of parameters and data (default None: float64); device: torch device (default None:
+        CPU). The module is built on the first run or train."""
+        return TorchRep(self, program, dtype=dtype, device=device)
