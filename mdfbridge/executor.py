@@ -5,10 +5,7 @@ batch, registry batch rules, a per-trial loop otherwise) are decided in one plac
 """
 from __future__ import annotations
 
-import functools
 import inspect
-import operator
-import re
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import numpy as np
@@ -75,9 +72,6 @@ def _torch_stack(rows: List[Any]) -> Any:
     return torch.stack([torch.as_tensor(r) for r in rows])
 
 
-_PURE_SUM = re.compile(r"^\s*[A-Za-z_]\w*(\s*\+\s*[A-Za-z_]\w*)*\s*$")
-
-
 def align_ranks(values: List[Any], batched: List[bool], lead: int = 1) -> List[Any]:
     """Per-trial broadcasting: batched values of lower per-trial rank get axes inserted after the batch axis
     (unbatched values are left to numpy's/torch's broadcasting, as before)."""
@@ -92,35 +86,9 @@ def _ranks_differ(values: List[Any], batched: List[bool]) -> bool:
     return len(ranks) > 1
 
 
-def _fast_path(op: Op, batched: Set[str] = frozenset(), lead: int = 1) -> Optional[Callable[[Env], Any]]:
-    """Closures for the commonest ops without the generic machinery: summed afferents, a flattened row."""
-    if op.kind == "expr" and _PURE_SUM.match(op.expression.source):
-        refs = [op.args[n.strip()] for n in op.expression.source.split("+")]
-        if all(isinstance(r, TensorRef) for r in refs):
-            names = [r.name for r in refs]
-            flags = [n in batched for n in names]
-            if len(names) == 1:
-                return lambda env: env[names[0]]
-            if len(names) == 2:
-                a, b = names
-                if not all(flags):  # at most one batched term: plain broadcasting
-                    return lambda env: env[a] + env[b]
-
-                def add2(env: Env) -> Any:
-                    x, y = env[a], env[b]
-                    if x.ndim == y.ndim:  # the common case: one compare
-                        return x + y
-                    x, y = align_ranks([x, y], flags, lead)
-                    return x + y
-                return add2
-
-            def add_all(env: Env) -> Any:
-                vals = [env[n] for n in names]
-                if sum(flags) > 1 and _ranks_differ(vals, flags):
-                    vals = align_ranks(vals, flags, lead)
-                return functools.reduce(operator.add, vals)
-            return add_all
-    if op.kind == "call" and op.fn == "Reshape" and op.args.get("shape") == [-1]:
+def _fast_path(op: Op) -> Optional[Callable[[Env], Any]]:
+    """A closure for a flattened row (a bias node's constant `[1.] @ W`) without the generic machinery."""
+    if op.fn == "Reshape" and op.args.get("shape") == [-1]:
         data = op.args["data"]
         if isinstance(data, TensorRef):
             return lambda env: env[data.name].reshape(-1)
@@ -157,16 +125,9 @@ def _broadcast_per_trial(run: Callable[[Env], Any], items: List[Tuple[str, Any]]
 def _compile_op(op: Op, lib: str, batched: Set[str], stack: Callable, lead: int = 1) -> Callable[[Env], Any]:
     batched_args = frozenset(k for k, v in op.args.items() if _refs_batched(v, batched))
     items = list(op.args.items())
-    fast = _fast_path(op, batched, lead)
+    fast = _fast_path(op)
     if fast is not None:
         return fast
-    if op.kind == "expr":
-        expr = op.expression
-        if not batched_args or expr.is_elementwise():
-            run = lambda env: expr.evaluate({k: fetch(v, env) for k, v in items}, lib)  # noqa: E731
-            return _broadcast_per_trial(run, items, batched, lead, lambda kw: expr.evaluate(kw, lib)) \
-                if batched_args else run
-        return _per_trial(items, batched_args, lambda kw: expr.evaluate(kw, lib), stack, lead, batched)
     opdef = get_op(op.fn)
     fn = opdef.numpy if lib == "numpy" else opdef.torch
     if fn is None:
@@ -255,8 +216,7 @@ def execute(steps: List[Step], env: Env) -> None:
             raise
         except (ValueError, TypeError, IndexError, RuntimeError) as exc:
             shapes = {k: _shape(fetch(v, env)) for k, v in op.args.items() if _is_tensor_arg(v)}
-            what = op.fn or f"expression '{op.expression.source}'"
-            raise ShapeError(f"{what} failed on argument shapes {shapes}: {exc}", where=f"node '{op.node}'") from exc
+            raise ShapeError(f"{op.fn} failed on argument shapes {shapes}: {exc}", where=f"node '{op.node}'") from exc
 
 
 def _shape(v: Any) -> Any:

@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .errors import CycleError, ExpressionError, SchemaError, UnknownFunctionError, UnsupportedError
+from .expression_lowering import ExpressionLowering
 from .expressions import Expression, parse_expression
 from .gru_lowering import GRUBlockLowering, mdf_meta as _mdf_meta
 from .ops import get_op, resolve, supported_functions
@@ -378,17 +379,9 @@ class Lowering(GRUBlockLowering):
         return TensorRef(out)
 
     def emit_expr(self, nl: _NodeLowering, out: str, expr: Expression, where: str) -> Value:
-        """Append an expression op (names bound to tensors of the node's scope)."""
-        bindings = {n: nl.resolve(n, where) for n in sorted(expr.names) if n in nl.env or not _is_constant_name(n)}
-        if not any(isinstance(v, TensorRef) for v in bindings.values()):
-            try:  # a constant expression: fold it now
-                return expr.evaluate(bindings)
-            except ExpressionError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - numpy errors in a constant expression
-                raise ExpressionError(f"cannot evaluate '{expr.source}': {exc}", where=f"{nl.where} {where}") from exc
-        self.ops.append(Op("expr", out, bindings, nl.nid, expression=expr))
-        return TensorRef(out)
+        """Append the call ops of an expression (names bound to the node's scope); constants fold."""
+        return ExpressionLowering(expr, out, nl.nid, f"{nl.where} {where}", lambda n: nl.resolve(n, where),
+                                  self.ops.append, lambda name, v: self.emit_const(name, v, nl.nid)).lower()
 
     def emit_const(self, out: str, value: Any, node: str) -> TensorRef:
         """A constant as a (non-learnable) parameter tensor."""
@@ -508,10 +501,12 @@ class Lowering(GRUBlockLowering):
         nl.env[pid] = new
 
     def _euler(self, nl: _NodeLowering, name: str, d: Value) -> TensorRef:
-        out = f"{name}.next"
-        args = {"x": TensorRef(name), "d": d, "dt": TensorRef("dt")}
-        self.ops.append(Op("expr", out, args, nl.nid, expression=parse_expression("x + dt * d")))
-        return TensorRef(out)
+        saved = dict(nl.env)
+        nl.env.update({"x": TensorRef(name), "d": d, "dt": TensorRef("dt")})
+        try:
+            return self.emit_expr(nl, f"{name}.next", parse_expression("x + dt * d"), "Euler step")
+        finally:
+            nl.env = saved
 
     def learnable_params_of(self, nid: str, node: Mapping[str, Any]) -> Sequence[str]:
         """Parameters of a node marked learnable in mdfbridge metadata (projection matrices)."""
@@ -538,13 +533,6 @@ class Lowering(GRUBlockLowering):
     def inline_learnable(self, nid: str, fn: Optional[str], arg: str) -> bool:
         """PsyNeuLink writes projections as `<proj>_dummy_node` running onnx::MatMul with B inline."""
         return nid.endswith("_dummy_node") and fn == "MatMul" and arg == "B"
-
-
-_CONSTANT_NAMES = frozenset({"pi", "e", "inf", "nan", "True", "False"})
-
-
-def _is_constant_name(n: str) -> bool:
-    return n in _CONSTANT_NAMES
 
 
 def _strongly_connected(nodes: List[str], succ: Mapping[str, List[str]]) -> List[List[str]]:

@@ -12,7 +12,6 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from .expressions import Expression
 
 # A place in the MDF document as the keys leading to it in the serialised dict, e.g.
 # ("graphs", "g", "nodes", "proj", "parameters", "matrix", "value").
@@ -40,10 +39,11 @@ class Param:
 
 @dataclass
 class Op:
-    """One step of the program: `out = fn(**args)` (kind 'call') or an expression (kind 'expr').
+    """One step of the program: `out = fn(**args)`, `fn` a canonical registry op name (mdfbridge.ops).
 
-    `args` maps argument names to tensor names (str) or static values (attributes, constants not in the
-    parameter table); for 'expr' ops they bind the expression's free names to tensors.
+    `args` maps argument names to tensor references (TensorRef, or a list of them) or static values
+    (attributes, constants not in the parameter table). The IR is closed: MDF expressions are lowered to
+    registry ops, so `kind` is always 'call'.
     """
 
     kind: str
@@ -51,7 +51,6 @@ class Op:
     args: Dict[str, Any]
     node: str
     fn: str = ""
-    expression: Optional[Expression] = None
 
 
 @dataclass(frozen=True)
@@ -118,8 +117,7 @@ class Program:
 
         h = hashlib.sha256()
         for op in self.ops:
-            h.update(repr((op.kind, op.out, op.fn, sorted((k, repr(v)) for k, v in op.args.items()),
-                           op.expression.source if op.expression else None)).encode())
+            h.update(repr((op.kind, op.out, op.fn, sorted((k, repr(v)) for k, v in op.args.items()))).encode())
         for k, p in sorted(self.params.items()):
             h.update(repr((k, p.value.shape, str(p.value.dtype), p.learnable)).encode())
         for k, s in sorted(self.states.items()):

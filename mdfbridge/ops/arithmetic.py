@@ -41,11 +41,15 @@ def _pow(A: Any, B: Any) -> Any:
     return A ** B
 
 
-for _name, _fn, _onnx, _desc in (("Add", operator.add, True, "A + B"), ("Sub", operator.sub, True, "A - B"),
-                                 ("Mul", operator.mul, True, "A * B"), ("Div", operator.truediv, True, "A / B"),
-                                 ("FloorDiv", operator.floordiv, False, "A // B"),
-                                 ("Mod", operator.mod, False, "A % B (Python's sign rule)")):
-    _op(_name, ("A", "B"), _fn, torchlib.arith(_fn), _desc, onnx={} if _onnx else None)
+# numpy implementations as plain functions of A and B: the executor calls them by keyword on its hot path
+for _name, _fn, _np, _onnx, _desc in (
+        ("Add", operator.add, lambda A, B: A + B, True, "A + B"),
+        ("Sub", operator.sub, lambda A, B: A - B, True, "A - B"),
+        ("Mul", operator.mul, lambda A, B: A * B, True, "A * B"),
+        ("Div", operator.truediv, lambda A, B: A / B, True, "A / B"),
+        ("FloorDiv", operator.floordiv, lambda A, B: A // B, False, "A // B"),
+        ("Mod", operator.mod, lambda A, B: A % B, False, "A % B (Python's sign rule)")):
+    _op(_name, ("A", "B"), _np, torchlib.arith(_fn), _desc, onnx={} if _onnx else None)
 _op("Pow", ("A", "B"), _pow, torchlib.arith(_pow), "A ** B", _names("power"), onnx={"X": "A", "Y": "B"})
 
 for _name, _fn, _desc in (("Less", operator.lt, "A < B"), ("LessOrEqual", operator.le, "A <= B"),
