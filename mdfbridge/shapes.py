@@ -1,12 +1,18 @@
-"""Shape inference for a Program by a one-trial dry run, and the edge shape checks it enables."""
+"""Shape inference for a Program from each op's shape rule (mdfbridge.ops), and the edge shape checks it
+enables."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from .errors import ShapeError
-from .program import Program
+from .errors import MdfBridgeError, ShapeError
+from .executor import batched_tensors
+from .ops import get_op
+from .ops.shape_rules import Shape, broadcast
+from .program import Op, Program, TensorRef
+
+_TIME = 2  # the stand-in length of a sequence's time axis during inference
 
 if TYPE_CHECKING:  # pragma: no cover
     from .lowering import Lowering
@@ -17,20 +23,65 @@ def _same_shape(a: Tuple[int, ...], b: Tuple[int, ...]) -> bool:
     return int(np.prod(a)) == int(np.prod(b)) and [d for d in a if d != 1] == [d for d in b if d != 1]
 
 
-def infer_shapes(program: Program, lowering: "Lowering") -> None:
-    """Fill `program.shapes` (per-trial shape of every tensor) and check edges against declared port shapes."""
-    from .importers.reference import runner_for
+def _rule_args(op: Op, opdef: Any, shapes: Dict[str, Tuple[int, ...]]) -> Dict[str, Any]:
+    """The op's arguments as its shape rule reads them: tensors as Shape, attributes as values."""
+    out: Dict[str, Any] = {k: v for k, v in opdef.defaults.items() if k in opdef.attrs}
+    for k, v in op.args.items():
+        if isinstance(v, TensorRef):
+            out[k] = Shape(shapes[v.name])
+        elif isinstance(v, list) and v and all(isinstance(x, TensorRef) for x in v):
+            out[k] = [Shape(shapes[x.name]) for x in v]
+        elif k in opdef.attrs or v is None:
+            out[k] = v
+        else:
+            out[k] = Shape(np.shape(v))
+    return out
 
-    runner = runner_for(program)
-    inputs = {}
-    lead = (1, 2) if program.sequence else (1,)  # sequences: a dry run over two time steps
-    for name, spec in program.inputs.items():
+
+def op_shape(op: Op, shapes: Dict[str, Tuple[int, ...]]) -> Tuple[int, ...]:
+    """The per-trial shape of `op`'s output given the shapes of the tensors it reads; ShapeError naming the node
+    and the argument shapes when they do not fit."""
+    opdef = get_op(op.fn)
+    if opdef is None:
+        raise ShapeError(f"function '{op.fn}' is not a registered op", where=f"node '{op.node}'")
+    args = _rule_args(op, opdef, shapes)
+    rule = opdef.shape or (broadcast if opdef.elementwise else None)
+    if rule is None:
+        raise ShapeError(f"op '{op.fn}' has no shape rule (an mdfbridge bug)", where=f"node '{op.node}'")
+    try:
+        return tuple(int(d) for d in rule(args))
+    except MdfBridgeError:
+        raise
+    except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError) as exc:
+        got = {k: (list(v) if isinstance(v, list) else tuple(v)) for k, v in args.items()
+               if isinstance(v, (Shape, list))}
+        raise ShapeError(f"{op.fn} failed on argument shapes {got}: {exc}", where=f"node '{op.node}'") from None
+
+
+def infer_shapes(program: Program, lowering: Optional["Lowering"] = None) -> None:
+    """Fill `program.shapes` (per-trial shape of every tensor; sequence programs: per time step) from the ops'
+    shape rules, and check edges against declared port shapes when the `lowering` that built it is given."""
+    # ops of a sequence program see batched tensors per trial as (time, ...): infer with a stand-in length
+    lead = (_TIME,) if program.sequence else ()
+    shapes: Dict[str, Tuple[int, ...]] = {"dt": ()}
+    for spec in program.inputs.values():
         base = spec.default if spec.default is not None else np.zeros(spec.shape or ())
-        inputs[name] = np.broadcast_to(np.asarray(base, dtype=float), lead + np.shape(base))
-    with np.errstate(all="ignore"):  # zeros as inputs: a division by zero here is not the model's fault
-        env = runner.run(inputs, keep_env=True)["__env__"]
-    program.shapes = {k: tuple(np.shape(v)[len(lead):] if k in runner.batched else np.shape(v))
-                      for k, v in env.items() if not isinstance(v, list)}
+        shapes[f"{spec.node}.{spec.port}"] = lead + tuple(np.shape(base))
+    shapes.update({k: tuple(np.shape(p.value)) for k, p in program.params.items()})
+    shapes.update({k: lead + tuple(np.shape(s.initial)) for k, s in program.states.items()})
+    batched = batched_tensors(program)
+    for op in program.ops:
+        shape = op_shape(op, shapes)
+        if lead and op.out in batched and shape[:1] != lead:
+            raise ShapeError(f"{op.fn} of a sequence program lost the time axis (shape {shape})",
+                             where=f"node '{op.node}'")
+        shapes[op.out] = shape
+    program.shapes = {k: v[len(lead):] if k in batched else v for k, v in shapes.items()}
+    if lowering is not None:
+        _check_edges(program, lowering)
+
+
+def _check_edges(program: Program, lowering: "Lowering") -> None:
     for eid, e in lowering.edges.items():
         port = (lowering.nodes[e["receiver"]].get("input_ports") or {}).get(e["receiver_port"]) or {}
         if port.get("shape") is None:

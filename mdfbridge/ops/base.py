@@ -40,6 +40,8 @@ class OpDef:
       product, which also reads `grad` (d loss / d out). None: autograd only.
     - `value_form(x)`: the MDF `value` expression mdfbridge writes for this op applied to expression `x`
       (modeci-mdf evaluates it); lowering runs such a value as this op.
+    - `shape(args)`: the per-trial output shape from the arguments' shapes (mdfbridge.ops.shape_rules); None
+      for elementwise ops, whose output broadcasts their tensor arguments.
     - `expr_names`: the names MDF `value` expressions call this op by (`exp`, `numpy.exp`; positional
       arguments in `all_args` order); operators (`+`, `<`, `@`, ...) map to ops in mdfbridge.expressions.
     """
@@ -57,6 +59,7 @@ class OpDef:
     aliases: Tuple[Alias, ...] = ()
     value_form: Optional[Callable[[str], str]] = None
     expr_names: Tuple[str, ...] = ()
+    shape: Optional[Callable[[Mapping[str, Any]], Tuple[int, ...]]] = None
 
     @property
     def all_args(self) -> Tuple[str, ...]:

@@ -5,6 +5,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from . import shape_rules as sr
 from . import torchlib
 from .base import Alias, OpDef, first_arg_batched, keywords, register, torch_module
 
@@ -23,6 +24,14 @@ def _gemm_torch(A: Any, B: Any, C: Any = None, alpha: float = 1.0, beta: float =
     B = B.transpose(-1, -2) if transB else B
     y = alpha * (A @ B)
     return y if C is None else y + beta * C
+
+
+def _gemm_shape(a: Dict[str, Any]) -> Any:
+    A, B = a["A"], a["B"]
+    rows = A[-1] if a.get("transA") else A[-2] if len(A) > 1 else None
+    cols = B[-2] if a.get("transB") else B[-1]
+    out = (cols,) if rows is None else (rows, cols)
+    return tuple(np.broadcast_shapes(out, a["C"])) if isinstance(a.get("C"), tuple) else out
 
 
 def _gemm_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
@@ -49,11 +58,13 @@ def _t_outer(A: Any, B: Any) -> Any:
 
 register(OpDef("MatMul", ("A", "B"), lambda A, B: np.matmul(A, B), _t_matmul,
                batch_rule=first_arg_batched, description="A @ B (numpy.matmul)", aliases=(Alias("onnx::MatMul"),),
-               expr_names=("matmul",)))
-register(OpDef("Dot", ("A", "B"), keywords(np.dot, ("A", "B")), _t_dot, description="numpy.dot(A, B)", expr_names=("dot",)))
+               expr_names=("matmul",), shape=lambda a: sr.matmul(a["A"], a["B"])))
+register(OpDef("Dot", ("A", "B"), keywords(np.dot, ("A", "B")), _t_dot, description="numpy.dot(A, B)", expr_names=("dot",),
+               shape=lambda a: sr.dot(a["A"], a["B"])))
 register(OpDef("Outer", ("A", "B"), keywords(np.outer, ("A", "B")), _t_outer, description="numpy.outer(A, B) of the flattened arguments",
-               expr_names=("outer",)))
+               expr_names=("outer",), shape=lambda a: (int(np.prod(a["A"])), int(np.prod(a["B"])))))
 register(OpDef("Gemm", ("A", "B", "C"), _gemm_np, _gemm_torch,
                defaults={"C": None, "alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0},
                attrs=("alpha", "beta", "transA", "transB"), batch_rule=_gemm_batched, description="ONNX Gemm",
+               shape=_gemm_shape,
                aliases=(Alias("onnx::Gemm"),)))

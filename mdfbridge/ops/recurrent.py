@@ -13,14 +13,15 @@ def _onnx_gru_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Optiona
 
 
 register(OpDef("GRU", GATE_ARGS, _gru_gate_np, _gru_gate_torch, defaults={k: None for k in BIAS_NAMES},
-               batch_rule=only_x,
+               batch_rule=only_x, shape=lambda a: tuple(a["X"][:-1]) + (a["wts_hr"][0],),
                description="GRU over a sequence X (T, I) from h0 (H,), PsyNeuLink per-gate weights"))
 register(OpDef("onnx::GRU", ("X", "W", "R", "B", "sequence_lens", "initial_h"), _onnx_gru_np, _onnx_gru_torch,
                defaults={"B": None, "sequence_lens": None, "initial_h": None, "hidden_size": None,
                          "linear_before_reset": 0, "direction": "forward", "layout": 0, "activations": None,
                          "clip": None, "activation_alpha": None, "activation_beta": None},
                attrs=ONNX_GRU_ATTRS, batch_rule=_onnx_gru_batched,
+               shape=lambda a: (a["X"][0], 1) + tuple(a["X"][1:-1]) + (a["R"][-1],),
                description="ONNX GRU (linear_before_reset=1), first output Y (T, 1, N, H)"))
 register(OpDef("GRU_ONNX", ("X", "h0", "W", "R", "B"), _gru_onnx_layout_np, _gru_onnx_layout_torch,
-               defaults={"B": None}, batch_rule=only_x,
+               defaults={"B": None}, batch_rule=only_x, shape=lambda a: tuple(a["X"][:-1]) + (a["R"][-1],),
                description="a fused-form GRU block: X (T, I) from h0 (H,) with ONNX-layout W, R, B"))

@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import shape_rules as sr
 from . import torchlib
 from .base import OpDef, register, shift_axis, torch_module
 
@@ -48,9 +49,9 @@ for _name, _np, _expr in (("ReduceSum", np.sum, "sum"), ("ReduceMean", np.mean, 
                           ("ReduceMax", np.max, "max"), ("ReduceMin", np.min, "min"),
                           ("ReduceProd", np.prod, "prod")):
     register(OpDef(_name, ("X",), _np_reduce(_np), _t_reduce(_expr), defaults={"axis": None, "keepdims": False},
-                   attrs=("axis", "keepdims"), batch_rule=shift_axis, expr_names=(_expr,),
+                   attrs=("axis", "keepdims"), batch_rule=shift_axis, expr_names=(_expr,), shape=sr.reduce,
                    description=f"numpy.{_expr}(X, axis, keepdims)"))
 for _name, _np, _expr in (("ArgMax", np.argmax, "argmax"), ("ArgMin", np.argmin, "argmin")):
     register(OpDef(_name, ("X",), _np_arg(_np), _t_reduce(_expr), defaults={"axis": None, "keepdims": False},
-                   attrs=("axis", "keepdims"), batch_rule=shift_axis, expr_names=(_expr,),
+                   attrs=("axis", "keepdims"), batch_rule=shift_axis, expr_names=(_expr,), shape=sr.reduce,
                    description=f"numpy.{_expr}(X, axis): the index of the first extreme value"))

@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from . import shape_rules as sr
 from . import torchlib
 from .base import Alias, OpDef, check_size, keywords, never, register, shift_axis, torch_module
 
@@ -38,7 +39,8 @@ def _t_concat(inputs: Any, axis: Any = 0) -> Any:
 register(OpDef("Transpose", ("data", "perm"),
                lambda data, perm=None: np.transpose(data, None if perm is None else [int(a) for a in perm]),
                _t_transpose, defaults={"perm": None}, attrs=("perm",), batch_rule=never,
-               description="ONNX Transpose / numpy.transpose(data, axes)", aliases=(Alias("onnx::Transpose"),),
+               description="ONNX Transpose / numpy.transpose(data, axes)",
+               shape=lambda a: np.transpose(sr.view(a["data"]), a.get("perm")).shape, aliases=(Alias("onnx::Transpose"),),
                expr_names=("transpose",)))
 register(OpDef("Reshape", ("data", "shape"),
                lambda data, shape, allowzero=0: np.reshape(data, _target_shape(np.asarray(data), shape, allowzero)),
@@ -46,12 +48,29 @@ register(OpDef("Reshape", ("data", "shape"),
                    _target_shape(torchlib.tt(data), shape, allowzero)),
                defaults={"allowzero": 0}, attrs=("shape", "allowzero"), batch_rule=_reshape_batched,
                description="ONNX Reshape (a 0 copies the input's dimension unless allowzero) / numpy.reshape",
+               shape=lambda a: np.reshape(sr.view(a["data"]), _target_shape(sr.view(a["data"]), a["shape"],
+                                                                           a.get("allowzero", 0))).shape,
                aliases=(Alias("onnx::Reshape"),), expr_names=("reshape",)))
 register(OpDef("Concat", ("inputs", "axis"),
                lambda inputs, axis=0: np.concatenate(inputs, axis=None if axis is None else int(axis)), _t_concat,
                defaults={"axis": 0}, attrs=("axis",), batch_rule=never,
                description="ONNX Concat / numpy.concatenate (inputs is a list; axis None flattens)",
+               shape=lambda a: _concat_shape(a["inputs"], a.get("axis", 0)),
                aliases=(Alias("onnx::Concat"),), expr_names=("concatenate",)))
+
+
+def _concat_shape(inputs: Any, axis: Any) -> Any:
+    if axis is None:
+        return (sum(int(np.prod(s)) for s in inputs),)
+    first = tuple(inputs[0])
+    ax = int(axis) % len(first)
+    return first[:ax] + (sum(s[ax] for s in inputs),) + first[ax + 1:]
+
+
+def _stack_shape(items: Any, axis: Any) -> Any:
+    item = tuple(np.broadcast_shapes(*[tuple(s) for s in items]))
+    ax = int(axis) % (len(item) + 1)
+    return item[:ax] + (len(items),) + item[ax:]
 
 
 def _stack_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
@@ -69,6 +88,7 @@ def _t_stack(inputs: Any, axis: int = 0) -> Any:
 
 register(OpDef("Stack", ("inputs", "axis"), _np_stack, _t_stack, defaults={"axis": 0}, attrs=("axis",),
                batch_rule=_stack_batched, description="numpy.stack(inputs, axis) (inputs broadcast to one shape)",
+               shape=lambda a: _stack_shape(a["inputs"], a.get("axis", 0)),
                expr_names=("stack",)))
 
 
@@ -87,6 +107,7 @@ def _t_asarray(X: Any, axis: int = 0) -> Any:
 register(OpDef("AsArray", ("X",), _np_asarray, _t_asarray, defaults={"axis": 0}, attrs=("axis",),
                batch_rule=_stack_batched,
                description="numpy.asarray(X): a list of values becomes an array (stacked along `axis`, 0)",
+               shape=lambda a: _stack_shape(a["X"], a.get("axis", 0)) if isinstance(a["X"], list) else a["X"],
                expr_names=("array", "asarray")))
 
 
@@ -97,7 +118,8 @@ def _getitem_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Optional
 
 register(OpDef("Getitem", ("X", "index"), lambda X, index: X[index], lambda X, index: torchlib.tt(X)[index],
                attrs=("index",), batch_rule=_getitem_batched,
-               description="X[index] (index: an int, a slice, or a tuple of them)"))
+               description="X[index] (index: an int, a slice, or a tuple of them)",
+               shape=lambda a: sr.view(a["X"])[a["index"]].shape))
 
 
 def _np_squeeze(X: Any, axis: Any = None) -> Any:
@@ -117,16 +139,26 @@ def _t_expand_dims(X: Any, axis: Any) -> Any:
 
 
 register(OpDef("Squeeze", ("X", "axis"), _np_squeeze, _t_squeeze, defaults={"axis": None}, attrs=("axis",),
-               batch_rule=shift_axis, description="numpy.squeeze(X, axis)", expr_names=("squeeze",)))
+               batch_rule=shift_axis, description="numpy.squeeze(X, axis)", expr_names=("squeeze",),
+               shape=lambda a: _np_squeeze(sr.view(a["X"]), a.get("axis")).shape))
 register(OpDef("Unsqueeze", ("X", "axis"),
                lambda X, axis: np.expand_dims(X, tuple(axis) if isinstance(axis, list) else axis), _t_expand_dims,
                attrs=("axis",), batch_rule=shift_axis, description="numpy.expand_dims(X, axis)",
-               expr_names=("expand_dims",)))
+               expr_names=("expand_dims",),
+               shape=lambda a: np.expand_dims(sr.view(a["X"]), tuple(a["axis"]) if isinstance(a["axis"], list)
+                                              else a["axis"]).shape))
 
 
 def _np_tile(X: Any, reps: Any) -> Any:
     check_size(reps, np.size(X))
     return np.tile(X, reps)
+
+
+def _tile_shape(x: Any, reps: Any) -> Any:
+    r = torchlib.shape_tuple(reps)
+    n = max(len(x), len(r))
+    xs, rs = (1,) * (n - len(x)) + tuple(x), (1,) * (n - len(r)) + r
+    return tuple(a * b for a, b in zip(xs, rs))
 
 
 def _t_tile(X: Any, reps: Any) -> Any:
@@ -136,11 +168,11 @@ def _t_tile(X: Any, reps: Any) -> Any:
 
 
 register(OpDef("Tile", ("X", "reps"), _np_tile, _t_tile, attrs=("reps",), batch_rule=never,
-               description="numpy.tile(X, reps)", expr_names=("tile",)))
+               description="numpy.tile(X, reps)", expr_names=("tile",), shape=lambda a: _tile_shape(a["X"], a["reps"])))
 register(OpDef("Shape", ("X",), keywords(np.shape, ("X",)), lambda X: tuple(torchlib.tt(X).shape), batch_rule=never,
-               description="the shape of X as a tuple", expr_names=("shape",)))
+               description="the shape of X as a tuple", expr_names=("shape",), shape=lambda a: (len(a["X"]),)))
 register(OpDef("Len", ("X",), keywords(len, ("X",)), keywords(len, ("X",)), batch_rule=never, description="len(X): the length of X's first axis",
-               expr_names=("len",)))
+               expr_names=("len",), shape=lambda a: ()))
 
 
 def _sized(fn: Any) -> Any:
@@ -163,8 +195,11 @@ def _t_sized(name: str) -> Any:
 
 
 register(OpDef("Zeros", ("shape",), _sized(np.zeros), _t_sized("zeros"), attrs=("shape",),
-               description="numpy.zeros(shape)", expr_names=("zeros",)))
+               description="numpy.zeros(shape)", expr_names=("zeros",),
+               shape=lambda a: torchlib.shape_tuple(a["shape"])))
 register(OpDef("Ones", ("shape",), _sized(np.ones), _t_sized("ones"), attrs=("shape",),
-               description="numpy.ones(shape)", expr_names=("ones",)))
+               description="numpy.ones(shape)", expr_names=("ones",),
+               shape=lambda a: torchlib.shape_tuple(a["shape"])))
 register(OpDef("Full", ("shape", "fill_value"), _sized(np.full), _t_full, attrs=("shape",),
-               description="numpy.full(shape, fill_value)", expr_names=("full",)))
+               description="numpy.full(shape, fill_value)", expr_names=("full",),
+               shape=lambda a: torchlib.shape_tuple(a["shape"])))

@@ -8,6 +8,7 @@ from typing import Any, Dict
 import numpy as np
 
 from .base import Alias, OpDef, is_number, register, torch_module
+from .shape_rules import broadcast
 
 
 def softmax_value_expression(x: str, gain: str = "gain") -> str:
@@ -60,7 +61,7 @@ register(OpDef("ReLU", ("variable0", "gain", "bias", "leak"), _relu_np, _relu_to
                description="gain * (x - bias) if x > bias else leak * gain * (x - bias)",
                derivative="gain * numpy.where(variable0 - bias > 0, 1.0, leak)", value_form=relu_value_expression))
 register(OpDef("SoftMax", ("variable0", "gain"), _softmax_np, _softmax_torch, defaults={"gain": 1.0, "axis": -1},
-               attrs=("axis",), batch_rule=_softmax_batched,
+               attrs=("axis",), batch_rule=_softmax_batched, shape=broadcast,
                description="exp(gain*x) / sum(exp(gain*x)) over `axis` (the last by default)",
                derivative="gain * out * (grad - numpy.sum(grad * out, axis=-1, keepdims=True))",
                value_form=softmax_value_expression,
