@@ -56,14 +56,15 @@ def compile_program(program: Program, lib: str = "numpy") -> Tuple[List[Step], S
 
 
 def _simplify(op: Op, program: Program) -> Op:
-    """Exact algebraic simplifications: a bias node's constant `[1.] @ W` (W of shape (1, n)) is W viewed as (n,)."""
-    if op.kind == "call" and op.fn == "MatMul":
-        a = op.args.get("A")
-        p = program.params.get(a.name) if isinstance(a, TensorRef) else None
-        if p is not None and not p.learnable and p.value.shape == (1,) and p.value[0] == 1.0:
-            return Op("call", op.out, {"data": op.args["B"], "shape": [-1], "allowzero": 0}, op.node,
-                      fn="Reshape")
-    return op
+    """The op as its record's exact algebraic simplification rewrites it (e.g. a bias node's constant `[1.] @ W`
+    is W viewed as a vector), or the op itself."""
+    simplify = get_op(op.fn).simplify
+    if simplify is None:
+        return op
+    constants = {k: program.params[v.name].value for k, v in op.args.items()
+                 if isinstance(v, TensorRef) and v.name in program.params and not program.params[v.name].learnable}
+    rewritten = simplify(op.args, constants)
+    return op if rewritten is None else Op("call", op.out, rewritten[1], op.node, fn=rewritten[0])
 
 
 def _torch_stack(rows: List[Any]) -> Any:
@@ -84,15 +85,6 @@ def _ranks_differ(values: List[Any], batched: List[bool]) -> bool:
     """Do the batched arguments of an elementwise op differ in rank (so `align_ranks` is needed)?"""
     ranks = {v.ndim for v, b in zip(values, batched) if b}
     return len(ranks) > 1
-
-
-def _fast_path(op: Op) -> Optional[Callable[[Env], Any]]:
-    """A closure for a flattened row (a bias node's constant `[1.] @ W`) without the generic machinery."""
-    if op.fn == "Reshape" and op.args.get("shape") == [-1]:
-        data = op.args["data"]
-        if isinstance(data, TensorRef):
-            return lambda env: env[data.name].reshape(-1)
-    return None
 
 
 def _broadcast_per_trial(run: Callable[[Env], Any], items: List[Tuple[str, Any]], batched: Set[str], lead: int,
@@ -125,9 +117,6 @@ def _broadcast_per_trial(run: Callable[[Env], Any], items: List[Tuple[str, Any]]
 def _compile_op(op: Op, lib: str, batched: Set[str], stack: Callable, lead: int = 1) -> Callable[[Env], Any]:
     batched_args = frozenset(k for k, v in op.args.items() if _refs_batched(v, batched))
     items = list(op.args.items())
-    fast = _fast_path(op)
-    if fast is not None:
-        return fast
     opdef = get_op(op.fn)
     fn = opdef.numpy if lib == "numpy" else opdef.torch
     if fn is None:

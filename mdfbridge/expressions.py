@@ -109,9 +109,6 @@ _BINOPS: dict[type, str] = {ast.Add: "Add", ast.Sub: "Sub", ast.Mult: "Mul", ast
                             ast.Mod: "Mod", ast.Pow: "Pow", ast.MatMult: "MatMul"}
 _CMPOPS: dict[type, str] = {ast.Lt: "Less", ast.LtE: "LessOrEqual", ast.Gt: "Greater", ast.GtE: "GreaterOrEqual",
                             ast.Eq: "Equal", ast.NotEq: "NotEqual"}
-_FOLD: dict[str, Callable[[Any, Any], Any]] = {"Add": operator.add, "Sub": operator.sub, "Mul": operator.mul,
-                                               "Div": operator.truediv, "FloorDiv": operator.floordiv,
-                                               "Mod": operator.mod, "Pow": operator.pow}
 _DESCRIBE = {ast.Lambda: "lambda", ast.ListComp: "comprehension", ast.SetComp: "comprehension",
              ast.DictComp: "comprehension", ast.GeneratorExp: "comprehension", ast.JoinedStr: "f-string",
              ast.NamedExpr: "assignment expression (:=)", ast.Starred: "starred argument",
@@ -206,20 +203,23 @@ class _Compiler:
             raise self.fail(f"operator {type(node.op).__name__} is not allowed")
         a, b = self.expr(node.left), self.expr(node.right)
         ca, cb = _const(a), _const(b)
-        if name == "Pow" and _is_num(cb) and abs(cb) > MAX_POWER:
+        power = isinstance(node.op, ast.Pow)
+        if power and _is_num(cb) and abs(cb) > MAX_POWER:
             raise self.fail(f"exponent {cb!r} exceeds the limit of {MAX_POWER}")
-        if _is_num(ca) and _is_num(cb) and name in _FOLD:
-            folded = self._fold(name, ca, cb)
+        op = REGISTRY[name]
+        if _is_num(ca) and _is_num(cb) and op.elementwise:
+            folded = self._fold(op, ca, cb, power)
             if folded is not _NOCONST:
                 return Const(folded)
-        return _call(name, A=a, B=b)
+        return Call(op, {"A": a, "B": b})
 
-    def _fold(self, name: str, x: Any, y: Any) -> Any:
-        """Evaluate an operation on two numeric constants now, refusing huge integers."""
-        if name == "Pow" and type(x) is int and type(y) is int and y > 0 and x.bit_length() * y > _MAX_INT_BITS:
+    def _fold(self, op: OpDef, x: Any, y: Any, power: bool) -> Any:
+        """Evaluate an operation on two numeric constants now (the op's numpy implementation on Python numbers),
+        refusing huge integers."""
+        if power and type(x) is int and type(y) is int and y > 0 and x.bit_length() * y > _MAX_INT_BITS:
             raise self.fail(f"integer constant {ast.unparse(ast.Constant(x))[:20]}**{y} is too large")
         try:
-            v = _FOLD[name](x, y)
+            v = op.numpy(A=x, B=y)
         except (ArithmeticError, ValueError):
             return _NOCONST  # leave it to run time (e.g. 1/0), where the error is reported
         if isinstance(v, int) and v.bit_length() > _MAX_INT_BITS:

@@ -532,7 +532,8 @@ class Lowering(GRUBlockLowering):
 
     def inline_learnable(self, nid: str, fn: Optional[str], arg: str) -> bool:
         """PsyNeuLink writes projections as `<proj>_dummy_node` running onnx::MatMul with B inline."""
-        return nid.endswith("_dummy_node") and fn == "MatMul" and arg == "B"
+        op = get_op(fn) if fn else None
+        return nid.endswith("_dummy_node") and op is not None and op.weight_arg == arg
 
 
 def _strongly_connected(nodes: List[str], succ: Mapping[str, List[str]]) -> List[List[str]]:

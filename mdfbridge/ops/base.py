@@ -42,6 +42,10 @@ class OpDef:
       (modeci-mdf evaluates it); lowering runs such a value as this op.
     - `shape(args)`: the per-trial output shape from the arguments' shapes (mdfbridge.ops.shape_rules); None
       for elementwise ops, whose output broadcasts their tensor arguments.
+    - `simplify(args, constants)`: an exact rewrite of a call (constants: the values of its non-learnable
+      parameter arguments) as (op name, args), or None; backends that compile ops apply it.
+    - `weight_arg`: the argument holding a projection's weight matrix when a node computes `x @ W` with W
+      written inline (PsyNeuLink's `<projection>_dummy_node`s): that argument is learnable.
     - `expr_names`: the names MDF `value` expressions call this op by (`exp`, `numpy.exp`; positional
       arguments in `all_args` order); operators (`+`, `<`, `@`, ...) map to ops in mdfbridge.expressions.
     """
@@ -60,6 +64,8 @@ class OpDef:
     value_form: Optional[Callable[[str], str]] = None
     expr_names: Tuple[str, ...] = ()
     shape: Optional[Callable[[Mapping[str, Any]], Tuple[int, ...]]] = None
+    simplify: Optional[Callable[[Mapping[str, Any], Mapping[str, Any]], Optional[Tuple[str, Dict[str, Any]]]]] = None
+    weight_arg: Optional[str] = None
 
     @property
     def all_args(self) -> Tuple[str, ...]:

@@ -1,7 +1,7 @@
 """Matrix products: MatMul (MDF's standard function; `onnx::MatMul` is an alias) and ONNX Gemm."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -24,6 +24,14 @@ def _gemm_torch(A: Any, B: Any, C: Any = None, alpha: float = 1.0, beta: float =
     B = B.transpose(-1, -2) if transB else B
     y = alpha * (A @ B)
     return y if C is None else y + beta * C
+
+
+def _bias_row(args: Mapping[str, Any], constants: Mapping[str, Any]) -> Optional[Tuple[str, Dict[str, Any]]]:
+    """A bias node's constant `[1.] @ W` (W of shape (1, n)) is W viewed as (n,)."""
+    a = constants.get("A")
+    if a is not None and np.shape(a) == (1,) and a[0] == 1.0:
+        return "Reshape", {"data": args["B"], "shape": [-1], "allowzero": 0}
+    return None
 
 
 def _gemm_shape(a: Dict[str, Any]) -> Any:
@@ -58,7 +66,7 @@ def _t_outer(A: Any, B: Any) -> Any:
 
 register(OpDef("MatMul", ("A", "B"), lambda A, B: np.matmul(A, B), _t_matmul,
                batch_rule=first_arg_batched, description="A @ B (numpy.matmul)", aliases=(Alias("onnx::MatMul"),),
-               expr_names=("matmul",), shape=lambda a: sr.matmul(a["A"], a["B"])))
+               expr_names=("matmul",), shape=lambda a: sr.matmul(a["A"], a["B"]), simplify=_bias_row, weight_arg="B"))
 register(OpDef("Dot", ("A", "B"), keywords(np.dot, ("A", "B")), _t_dot, description="numpy.dot(A, B)", expr_names=("dot",),
                shape=lambda a: sr.dot(a["A"], a["B"])))
 register(OpDef("Outer", ("A", "B"), keywords(np.outer, ("A", "B")), _t_outer, description="numpy.outer(A, B) of the flattened arguments",

@@ -42,10 +42,20 @@ register(OpDef("Transpose", ("data", "perm"),
                description="ONNX Transpose / numpy.transpose(data, axes)",
                shape=lambda a: np.transpose(sr.view(a["data"]), a.get("perm")).shape, aliases=(Alias("onnx::Transpose"),),
                expr_names=("transpose",)))
-register(OpDef("Reshape", ("data", "shape"),
-               lambda data, shape, allowzero=0: np.reshape(data, _target_shape(np.asarray(data), shape, allowzero)),
-               lambda data, shape, allowzero=0: torchlib.tt(data).reshape(
-                   _target_shape(torchlib.tt(data), shape, allowzero)),
+def _np_reshape(data: Any, shape: Any, allowzero: int = 0) -> Any:
+    if isinstance(shape, list) and shape == [-1]:  # a row (the commonest form: a bias node's weights)
+        return data.reshape(-1)
+    return np.reshape(data, _target_shape(np.asarray(data), shape, allowzero))
+
+
+def _t_reshape(data: Any, shape: Any, allowzero: int = 0) -> Any:
+    x = torchlib.tt(data)
+    if isinstance(shape, list) and shape == [-1]:
+        return x.reshape(-1)
+    return x.reshape(_target_shape(x, shape, allowzero))
+
+
+register(OpDef("Reshape", ("data", "shape"), _np_reshape, _t_reshape,
                defaults={"allowzero": 0}, attrs=("shape", "allowzero"), batch_rule=_reshape_batched,
                description="ONNX Reshape (a 0 copies the input's dimension unless allowzero) / numpy.reshape",
                shape=lambda a: np.reshape(sr.view(a["data"]), _target_shape(sr.view(a["data"]), a["shape"],
