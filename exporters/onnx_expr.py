@@ -70,15 +70,6 @@ def elementwise_fn(b: OnnxGraphBuilder, name: str, x: Operand) -> Operand:
     return b.unary(op_type, x)
 
 
-def where(b: OnnxGraphBuilder, cond: Operand, x: Operand, y: Operand) -> Operand:
-    """numpy.where(cond, x, y) with per-trial broadcasting."""
-    if isinstance(cond, Const) and isinstance(x, Const) and isinstance(y, Const):
-        return Const(np.where(cond.array, x.array, y.array))
-    vals = [b.tensor(cond, "bool"), b.tensor(x, "float"), b.tensor(y, "float")]
-    vals, shape = b.align(*vals)
-    return b.emit("Where", vals, shape=shape, batched=any(v.batched for v in vals))
-
-
 class ExpressionTranslator:
     """Walks one expression's AST, emitting ONNX nodes for tensor parts and folding constant parts."""
 
@@ -242,7 +233,7 @@ class ExpressionTranslator:
         test = self.value(self.visit(node.test))
         if isinstance(test, Const) and test.array.ndim == 0:
             return self.visit(node.body if bool(test.value) else node.orelse)
-        return where(self.b, test, self.value(self.visit(node.body)), self.value(self.visit(node.orelse)))
+        return self.b.select(test, self.value(self.visit(node.body)), self.value(self.visit(node.orelse)))
 
     # ------------------------------------------------------------------ indexing
     def index(self, node: ast.AST) -> Any:
@@ -410,7 +401,7 @@ class ExpressionTranslator:
     def call_where(self, args: List[Item], kwargs: dict) -> Operand:
         """numpy.where() of tensors."""
         self._arity("where", args, 3, kwargs)
-        return where(self.b, *self._vals(args))
+        return self.b.select(*self._vals(args))
 
     def call_clip(self, args: List[Item], kwargs: dict) -> Operand:
         """numpy.clip() of tensors."""
@@ -423,8 +414,8 @@ class ExpressionTranslator:
         self._arity("heaviside", args, 2, kwargs)
         x, h = self._vals(args)
         zero = Const(0.0)
-        inner = where(self.b, self.compare(ast.Eq(), x, zero), h, Const(1.0))
-        return where(self.b, self.compare(ast.Lt(), x, zero), zero, inner)
+        inner = self.b.select(self.compare(ast.Eq(), x, zero), h, Const(1.0))
+        return self.b.select(self.compare(ast.Lt(), x, zero), zero, inner)
 
     def call_round(self, args: List[Item], kwargs: dict) -> Operand:
         """numpy.round() of tensors."""

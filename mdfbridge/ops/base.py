@@ -9,7 +9,12 @@ aliases once (`resolve`), so no backend sees an alias.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple
+
+if TYPE_CHECKING:  # the backends' types, for hints only (the registry imports no backend)
+    from ..exporters.onnx_graph import OnnxGraphBuilder, Operand
+    from ..importers.onnx_node import Emitted, NodeImport
+    from ..program import Op
 
 Array = Any
 BatchRule = Callable[[frozenset, Dict[str, Any]], Optional[Dict[str, Any]]]
@@ -22,6 +27,31 @@ class Alias:
 
     name: str
     args: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OnnxImport:
+    """ONNX op `op_type` imports as this op for opsets `since`..`until` (inclusive; None: every later opset).
+
+    `handler(node)` turns one ONNX node (an `importers.onnx_node.NodeImport`) into one MDF function (an
+    `Emitted`); `constant_inputs` are the input positions it reads as constants (weights, shapes, axes), which
+    onnx's backend node tests feed as graph inputs.
+    """
+
+    op_type: str
+    since: int
+    until: Optional[int]
+    handler: Callable[[NodeImport], Emitted]
+    constant_inputs: Tuple[int, ...] = ()
+
+    def covers(self, opset: int) -> bool:
+        """Does this entry handle `op_type` at `opset`?"""
+        return self.since <= opset and (self.until is None or opset <= self.until)
+
+    def overlaps(self, other: "OnnxImport") -> bool:
+        """Do the two entries handle the same op type at some common opset?"""
+        return (self.op_type == other.op_type and (other.until is None or self.since <= other.until)
+                and (self.until is None or other.since <= self.until))
 
 
 @dataclass(frozen=True)
@@ -39,6 +69,11 @@ class OpDef:
       product, which also reads `grad` (d loss / d out). None: autograd only.
     - `value_form(x)`: the MDF `value` expression mdfbridge writes for this op applied to expression `x`
       (modeci-mdf evaluates it); lowering runs such a value as this op.
+    - `onnx_export(builder, op)`: emits the ONNX nodes computing one Program op through an
+      `exporters.onnx_graph.OnnxGraphBuilder` and returns its value.
+    - `onnx_import`: the ONNX op types (with opset ranges) the ONNX importer reads as this op.
+    - `linear_map`: the op is a product with (learnable) weights (MatMul, Gemm), so the ONNX importer makes a
+      constant added to its output right after a learnable bias.
     """
 
     name: str
@@ -53,6 +88,9 @@ class OpDef:
     derivative: Optional[str] = None
     aliases: Tuple[Alias, ...] = ()
     value_form: Optional[Callable[[str], str]] = None
+    onnx_export: Optional[Callable[[OnnxGraphBuilder, Op], Operand]] = None
+    onnx_import: Tuple[OnnxImport, ...] = ()
+    linear_map: bool = False
 
     @property
     def all_args(self) -> Tuple[str, ...]:

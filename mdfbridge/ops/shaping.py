@@ -5,7 +5,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from .base import Alias, OpDef, never, register, torch_module
+from . import from_onnx, to_onnx
+from .base import Alias, OnnxImport, OpDef, never, register, torch_module
 
 
 def _target_shape(data: Any, shape: Any, allowzero: int) -> List[int]:
@@ -27,13 +28,18 @@ def _transpose_torch(data: Any, perm: Any = None) -> Any:
 
 register(OpDef("Transpose", ("data",), lambda data, perm=None: np.transpose(data, perm), _transpose_torch,
                defaults={"perm": None}, attrs=("perm",), batch_rule=never, description="ONNX Transpose",
-               aliases=(Alias("onnx::Transpose"),)))
+               aliases=(Alias("onnx::Transpose"),), onnx_export=to_onnx.transpose,
+               onnx_import=(OnnxImport("Transpose", 1, None, from_onnx.transpose),)))
 register(OpDef("Reshape", ("data", "shape"),
                lambda data, shape, allowzero=0: np.reshape(data, _target_shape(data, shape, allowzero)),
                lambda data, shape, allowzero=0: data.reshape(_target_shape(data, shape, allowzero)),
                defaults={"allowzero": 0}, attrs=("shape", "allowzero"), batch_rule=_reshape_batched,
-               description="ONNX Reshape", aliases=(Alias("onnx::Reshape"),)))
+               description="ONNX Reshape", aliases=(Alias("onnx::Reshape"),), onnx_export=to_onnx.reshape,
+               onnx_import=(OnnxImport("Reshape", 5, None, from_onnx.reshape_to_output, constant_inputs=(1,)),
+                            OnnxImport("Flatten", 1, None, from_onnx.reshape_to_output),
+                            OnnxImport("Squeeze", 1, None, from_onnx.reshape_to_output, constant_inputs=(1,)),
+                            OnnxImport("Unsqueeze", 1, None, from_onnx.reshape_to_output, constant_inputs=(1,)))))
 register(OpDef("Concat", ("inputs",), lambda *inputs, axis=0: np.concatenate(inputs, axis=axis),
                lambda *inputs, axis=0: torch_module().cat(inputs, dim=axis), defaults={"axis": 0},
                attrs=("axis",), batch_rule=never, description="ONNX Concat (inputs is a list)",
-               aliases=(Alias("onnx::Concat"),)))
+               aliases=(Alias("onnx::Concat"),), onnx_export=to_onnx.concat))
