@@ -18,6 +18,7 @@ from onnx import helper
 
 from ..errors import UnsupportedError
 from ..expressions import FUNCTIONS
+from ..ops import OpDef, get_op
 from ..program import Op, TensorRef
 from .onnx_graph import LN2, LN10, TIME, Const, OnnxGraphBuilder, Operand, Val
 
@@ -25,11 +26,10 @@ BACKENDS_HINT = "the numpy reference and torch backends run it"
 _MODULES = {"numpy", "np", "math"}
 _CONSTANTS = {"pi": math.pi, "e": math.e, "inf": math.inf, "nan": math.nan}
 
-# numpy function -> ONNX op for elementwise unary functions (float in, float out)
-UNARY_ONNX = {"exp": "Exp", "log": "Log", "sqrt": "Sqrt", "abs": "Abs", "sin": "Sin", "cos": "Cos", "tan": "Tan",
-              "arcsin": "Asin", "arccos": "Acos", "arctan": "Atan", "sinh": "Sinh", "cosh": "Cosh",
-              "tanh": "Tanh", "sign": "Sign", "floor": "Floor", "ceil": "Ceil", "erf": "Erf",
-              "sigmoid": "Sigmoid", "relu": "Relu"}
+# numpy function -> ONNX op for elementwise unary functions (float in, float out) that are no registry op (those
+# that are, sin, tanh, arctan, ..., are written by their record's onnx_export)
+UNARY_ONNX = {"exp": "Exp", "log": "Log", "sqrt": "Sqrt", "abs": "Abs", "sign": "Sign", "floor": "Floor",
+              "ceil": "Ceil", "erf": "Erf", "sigmoid": "Sigmoid", "relu": "Relu"}
 _COMPARE = {ast.Gt: "Greater", ast.Lt: "Less", ast.GtE: "GreaterOrEqual", ast.LtE: "LessOrEqual", ast.Eq: "Equal"}
 _FOLD_BINOP: Dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
@@ -49,16 +49,26 @@ class Seq:
 Item = Union[Val, Const, Seq]
 
 
+def _registry_fn(name: str) -> Optional[OpDef]:
+    """The registry op numpy's elementwise function `name` is at its defaults (the MDF standard functions sin,
+    tanh, arctan, ... with scale 1), when it has an ONNX export."""
+    op = get_op(name)
+    return op if op is not None and op.elementwise and op.onnx_export is not None else None
+
+
+def is_elementwise_fn(name: str) -> bool:
+    """Does `elementwise_fn` translate numpy's function `name`?"""
+    return name in UNARY_ONNX or name in ("square", "log2", "log10") or _registry_fn(name) is not None
+
+
 def elementwise_fn(b: OnnxGraphBuilder, name: str, x: Operand) -> Operand:
-    """numpy's elementwise `name` (exp, tanh, arctan, ...) of x; float64 fallbacks where onnxruntime has none."""
+    """numpy's elementwise `name` (exp, tanh, arctan, ...) of x (registry ops through their record's export)."""
     if isinstance(x, Const):
         with np.errstate(all="ignore"):
             return Const(FUNCTIONS[name].numpy(x.value))
-    if b.dtype == "float64" and name in ("tan", "sinh", "cosh"):
-        if name == "tan":
-            return b.div(b.unary("Sin", x), b.unary("Cos", x))
-        ep, en = b.unary("Exp", x), b.unary("Exp", b.neg(x))
-        return b.mul(b.sub(ep, en) if name == "sinh" else b.add(ep, en), Const(0.5))
+    op = _registry_fn(name)
+    if op is not None:
+        return op.onnx_export(b, Op("call", "", {op.args[0]: x}, b.node_context, fn=op.name))
     if name == "square":
         v = b.as_val(x)
         return b.nary("Mul", [v, v])
@@ -311,7 +321,7 @@ class ExpressionTranslator:
         handler = getattr(self, f"call_{name}", None)
         if handler is not None:
             return handler(args, kwargs)
-        if name in UNARY_ONNX or name in ("square", "log2", "log10"):
+        if is_elementwise_fn(name):
             self._arity(name, args, 1)
             return elementwise_fn(self.b, name, self.value(args[0]))
         raise self.fail(f"function '{name}' on tensors")

@@ -186,9 +186,10 @@ class OnnxGraphBuilder:
 
     # ------------------------------------------------------------------ op arguments (read by the ops' onnx_export)
     def operand(self, value: Any) -> Optional[Operand]:
-        """A Program value as an operand: a tensor for a TensorRef, a folded constant otherwise, None for None."""
-        if value is None:
-            return None
+        """A Program value as an operand: a tensor for a TensorRef, a folded constant otherwise, None for None
+        (an operand already, as the expression exporter passes to records, stays as it is)."""
+        if value is None or isinstance(value, (Val, Const)):
+            return value
         if isinstance(value, TensorRef):
             return self.param(value)
         return Const(np.asarray(value) if isinstance(value, (list, tuple)) else value)

@@ -49,24 +49,24 @@ elementwise("exponential", ("variable0", "scale", "rate", "bias", "offset"),
             derivative="scale * rate * numpy.exp(rate * variable0 + bias)", onnx_export=to_onnx.exponential)
 
 
-def _scaled(name: str, torch_name: str, derivative: str) -> None:
-    """`scale * f(variable0)` for numpy's f called `name` (torch's `torch_name`)."""
+def _scaled(name: str, torch_name: str, derivative: str, onnx_export: to_onnx.OnnxExport) -> None:
+    """`scale * f(variable0)` for numpy's f called `name` (torch's `torch_name`). At its default scale the op is
+    numpy's f, so the ONNX exporter writes numpy's `name` in MDF expressions through this record."""
     f = getattr(np, name)
     elementwise(name, ("variable0", "scale"), lambda variable0, scale: scale * f(variable0),
                 lambda variable0, scale: scale * getattr(torch_module(), torch_name)(variable0),
-                f"scale * {name}(variable0)", {"scale": 1.0}, derivative=derivative,
-                onnx_export=to_onnx.scaled(name))
+                f"scale * {name}(variable0)", {"scale": 1.0}, derivative=derivative, onnx_export=onnx_export)
 
 
-_scaled("sin", "sin", "scale * numpy.cos(variable0)")
-_scaled("cos", "cos", "-scale * numpy.sin(variable0)")
-_scaled("tan", "tan", "scale / numpy.cos(variable0) ** 2")
-_scaled("sinh", "sinh", "scale * numpy.cosh(variable0)")
-_scaled("cosh", "cosh", "scale * numpy.sinh(variable0)")
-_scaled("tanh", "tanh", "scale * (1.0 - numpy.tanh(variable0) ** 2)")
-_scaled("arctan", "atan", "scale / (1.0 + variable0 ** 2)")
-_scaled("arcsin", "asin", "scale / numpy.sqrt(1.0 - variable0 ** 2)")
-_scaled("arccos", "acos", "-scale / numpy.sqrt(1.0 - variable0 ** 2)")
+_scaled("sin", "sin", "scale * numpy.cos(variable0)", to_onnx.scaled("Sin"))
+_scaled("cos", "cos", "-scale * numpy.sin(variable0)", to_onnx.scaled("Cos"))
+_scaled("tan", "tan", "scale / numpy.cos(variable0) ** 2", to_onnx.scaled("Tan", to_onnx.tan_float64))
+_scaled("sinh", "sinh", "scale * numpy.cosh(variable0)", to_onnx.scaled("Sinh", to_onnx.sinh_float64))
+_scaled("cosh", "cosh", "scale * numpy.sinh(variable0)", to_onnx.scaled("Cosh", to_onnx.cosh_float64))
+_scaled("tanh", "tanh", "scale * (1.0 - numpy.tanh(variable0) ** 2)", to_onnx.scaled("Tanh"))
+_scaled("arctan", "atan", "scale / (1.0 + variable0 ** 2)", to_onnx.scaled("Atan"))
+_scaled("arcsin", "asin", "scale / numpy.sqrt(1.0 - variable0 ** 2)", to_onnx.scaled("Asin"))
+_scaled("arccos", "acos", "-scale / numpy.sqrt(1.0 - variable0 ** 2)", to_onnx.scaled("Acos"))
 
 elementwise("Relu", ("A",), lambda A: A * (A > 0), lambda A: torch_module().relu(A), "A * (A > 0)",
             derivative="numpy.where(A > 0, 1.0, 0.0)", aliases=(Alias("onnx::Relu", {"X": "A"}),),

@@ -40,15 +40,31 @@ def exponential(b: OnnxGraphBuilder, op: Op) -> Operand:
     return b.add(b.mul(b.unary("Exp", z), b.arg(op, "scale", 1.0)), b.arg(op, "offset", 0.0))
 
 
-def scaled(name: str) -> OnnxExport:
-    """scale * f(variable0) for numpy's elementwise f called `name` (sin, tanh, arctan, ...), written as the
-    expression exporter writes numpy's f (with its float64 forms where onnxruntime has no kernel)."""
+def scaled(onnx_type: str, float64_form: Optional[Callable[[OnnxGraphBuilder, Val], Operand]] = None
+           ) -> OnnxExport:
+    """scale * f(variable0) for the elementwise ONNX op `onnx_type` f; `float64_form(b, x)` computes f in float64
+    models (onnxruntime has no float64 kernel for some of them)."""
     def export(b: OnnxGraphBuilder, op: Op) -> Operand:
-        from ..exporters.onnx_expr import elementwise_fn
-
-        return b.mul(elementwise_fn(b, name, b.required_arg(op, "variable0")), b.arg(op, "scale", 1.0))
-    export.__name__ = f"export_{name}"
+        x = b.required_arg(op, "variable0")
+        y = float64_form(b, x) if float64_form is not None and b.dtype == "float64" else b.unary(onnx_type, x)
+        return b.mul(y, b.arg(op, "scale", 1.0))
+    export.__name__ = f"export_{onnx_type}"
     return export
+
+
+def tan_float64(b: OnnxGraphBuilder, x: Val) -> Operand:
+    """tan(x) = sin(x) / cos(x)."""
+    return b.div(b.unary("Sin", x), b.unary("Cos", x))
+
+
+def sinh_float64(b: OnnxGraphBuilder, x: Val) -> Operand:
+    """sinh(x) = (exp(x) - exp(-x)) / 2."""
+    return b.mul(b.sub(b.unary("Exp", x), b.unary("Exp", b.neg(x))), b.literal(0.5))
+
+
+def cosh_float64(b: OnnxGraphBuilder, x: Val) -> Operand:
+    """cosh(x) = (exp(x) + exp(-x)) / 2."""
+    return b.mul(b.add(b.unary("Exp", x), b.unary("Exp", b.neg(x))), b.literal(0.5))
 
 
 # --------------------------------------------------------------------------- transfer functions
