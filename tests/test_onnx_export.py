@@ -16,7 +16,7 @@ from mdfbridge import (Composition, Exponential, GRUComposition, Linear, Logisti
 from mdfbridge.exporters.mdf import composition_to_dict
 from mdfbridge.exporters.onnx import mdf_to_onnx, program_to_onnx, save_onnx
 from mdfbridge.importers.reference import run_program
-from mdfbridge.ops import REGISTRY, get_op, register
+from mdfbridge.ops import REGISTRY, OpDef, get_op, register
 from mdfbridge.program import InputSpec, Op, Param, Program, TensorRef
 
 TOL = {"float32": 1e-6, "float64": 1e-12}
@@ -274,13 +274,15 @@ def test_op_without_exporter_names_node_op_and_backends():
 def test_registry_refuses_double_registration_and_records_carry_their_exporter():
     with pytest.raises(ValueError, match="registered twice"):
         register(get_op("logistic"))
-    assert callable(get_op("onnx::Gemm").onnx_export) and get_op("onnx::GRU").onnx_export is None
+    assert callable(get_op("onnx::Gemm").onnx_export) and callable(get_op("SoftMax").onnx_export)
 
 
-def test_op_without_exporter_lists_the_ops_that_have_one():
+def test_op_without_exporter_lists_the_ops_that_have_one(monkeypatch):
+    monkeypatch.setitem(REGISTRY, "NoExport", OpDef("NoExport", ("A",), lambda A: A))
     prog = make_xor().program()
-    prog.ops[2].fn = "onnx::GRU"
-    with pytest.raises(UnsupportedError, match="numpy reference, torch.*exist for .*Gemm, .*logistic"):
+    prog.ops[2].fn = "NoExport"
+    with pytest.raises(UnsupportedError, match=r"'NoExport' has no ONNX exporter \(backends that can run it: numpy "
+                                               r"reference\); ONNX exporters exist for .*Gemm, .*logistic"):
         program_to_onnx(prog)
 
 
