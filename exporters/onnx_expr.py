@@ -18,6 +18,7 @@ from onnx import helper
 
 from ..errors import UnsupportedError
 from ..expressions import FUNCTIONS
+from ..ops import OpDef, get_op
 from ..program import Op, TensorRef
 from .onnx_graph import LN2, LN10, TIME, Const, OnnxGraphBuilder, Operand, Val
 
@@ -25,11 +26,10 @@ BACKENDS_HINT = "the numpy reference and torch backends run it"
 _MODULES = {"numpy", "np", "math"}
 _CONSTANTS = {"pi": math.pi, "e": math.e, "inf": math.inf, "nan": math.nan}
 
-# numpy function -> ONNX op for elementwise unary functions (float in, float out)
-UNARY_ONNX = {"exp": "Exp", "log": "Log", "sqrt": "Sqrt", "abs": "Abs", "sin": "Sin", "cos": "Cos", "tan": "Tan",
-              "arcsin": "Asin", "arccos": "Acos", "arctan": "Atan", "sinh": "Sinh", "cosh": "Cosh",
-              "tanh": "Tanh", "sign": "Sign", "floor": "Floor", "ceil": "Ceil", "erf": "Erf",
-              "sigmoid": "Sigmoid", "relu": "Relu"}
+# numpy function -> ONNX op for elementwise unary functions (float in, float out) that are no registry op (those
+# that are, sin, tanh, arctan, ..., are written by their record's onnx_export)
+UNARY_ONNX = {"exp": "Exp", "log": "Log", "sqrt": "Sqrt", "abs": "Abs", "sign": "Sign", "floor": "Floor",
+              "ceil": "Ceil", "erf": "Erf", "sigmoid": "Sigmoid", "relu": "Relu"}
 _COMPARE = {ast.Gt: "Greater", ast.Lt: "Less", ast.GtE: "GreaterOrEqual", ast.LtE: "LessOrEqual", ast.Eq: "Equal"}
 _FOLD_BINOP: Dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
@@ -55,16 +55,26 @@ def _numpy(name: str, *values: Any, **kwargs: Any) -> Any:
     return op.numpy(**dict(zip(op.all_args, values)), **kwargs)
 
 
+def _registry_fn(name: str) -> Optional[OpDef]:
+    """The registry op numpy's elementwise function `name` is at its defaults (the MDF standard functions sin,
+    tanh, arctan, ... with scale 1), when it has an ONNX export."""
+    op = get_op(name)
+    return op if op is not None and op.elementwise and op.onnx_export is not None else None
+
+
+def is_elementwise_fn(name: str) -> bool:
+    """Does `elementwise_fn` translate numpy's function `name`?"""
+    return name in UNARY_ONNX or name in ("square", "log2", "log10") or _registry_fn(name) is not None
+
+
 def elementwise_fn(b: OnnxGraphBuilder, name: str, x: Operand) -> Operand:
-    """numpy's elementwise `name` (exp, tanh, arctan, ...) of x; float64 fallbacks where onnxruntime has none."""
+    """numpy's elementwise `name` (exp, tanh, arctan, ...) of x (registry ops through their record's export)."""
     if isinstance(x, Const):
         with np.errstate(all="ignore"):
             return Const(_numpy(name, x.value))
-    if b.dtype == "float64" and name in ("tan", "sinh", "cosh"):
-        if name == "tan":
-            return b.div(b.unary("Sin", x), b.unary("Cos", x))
-        ep, en = b.unary("Exp", x), b.unary("Exp", b.neg(x))
-        return b.mul(b.sub(ep, en) if name == "sinh" else b.add(ep, en), Const(0.5))
+    op = _registry_fn(name)
+    if op is not None:
+        return op.onnx_export(b, Op("call", "", {op.args[0]: x}, b.node_context, fn=op.name))
     if name == "square":
         v = b.as_val(x)
         return b.nary("Mul", [v, v])
@@ -74,15 +84,6 @@ def elementwise_fn(b: OnnxGraphBuilder, name: str, x: Operand) -> Operand:
     if op_type is None:
         raise UnsupportedError(f"function '{name}' has no ONNX translation", where=b.where)
     return b.unary(op_type, x)
-
-
-def where(b: OnnxGraphBuilder, cond: Operand, x: Operand, y: Operand) -> Operand:
-    """numpy.where(cond, x, y) with per-trial broadcasting."""
-    if isinstance(cond, Const) and isinstance(x, Const) and isinstance(y, Const):
-        return Const(np.where(cond.array, x.array, y.array))
-    vals = [b.tensor(cond, "bool"), b.tensor(x, "float"), b.tensor(y, "float")]
-    vals, shape = b.align(*vals)
-    return b.emit("Where", vals, shape=shape, batched=any(v.batched for v in vals))
 
 
 class ExpressionTranslator:
@@ -248,7 +249,7 @@ class ExpressionTranslator:
         test = self.value(self.visit(node.test))
         if isinstance(test, Const) and test.array.ndim == 0:
             return self.visit(node.body if bool(test.value) else node.orelse)
-        return where(self.b, test, self.value(self.visit(node.body)), self.value(self.visit(node.orelse)))
+        return self.b.select(test, self.value(self.visit(node.body)), self.value(self.visit(node.orelse)))
 
     # ------------------------------------------------------------------ indexing
     def index(self, node: ast.AST) -> Any:
@@ -326,7 +327,7 @@ class ExpressionTranslator:
         handler = getattr(self, f"call_{name}", None)
         if handler is not None:
             return handler(args, kwargs)
-        if name in UNARY_ONNX or name in ("square", "log2", "log10"):
+        if is_elementwise_fn(name):
             self._arity(name, args, 1)
             return elementwise_fn(self.b, name, self.value(args[0]))
         raise self.fail(f"function '{name}' on tensors")
@@ -416,7 +417,7 @@ class ExpressionTranslator:
     def call_where(self, args: List[Item], kwargs: dict) -> Operand:
         """numpy.where() of tensors."""
         self._arity("where", args, 3, kwargs)
-        return where(self.b, *self._vals(args))
+        return self.b.select(*self._vals(args))
 
     def call_clip(self, args: List[Item], kwargs: dict) -> Operand:
         """numpy.clip() of tensors."""
@@ -429,8 +430,8 @@ class ExpressionTranslator:
         self._arity("heaviside", args, 2, kwargs)
         x, h = self._vals(args)
         zero = Const(0.0)
-        inner = where(self.b, self.compare(ast.Eq(), x, zero), h, Const(1.0))
-        return where(self.b, self.compare(ast.Lt(), x, zero), zero, inner)
+        inner = self.b.select(self.compare(ast.Eq(), x, zero), h, Const(1.0))
+        return self.b.select(self.compare(ast.Lt(), x, zero), zero, inner)
 
     def call_round(self, args: List[Item], kwargs: dict) -> Operand:
         """numpy.round() of tensors."""

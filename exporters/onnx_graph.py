@@ -18,7 +18,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import UnsupportedError
-from ..program import Program, TensorRef
+from ..program import Op, Program, TensorRef
 
 BATCH_DIM = "batch"
 TIME_DIM = "time"
@@ -184,6 +184,52 @@ class OnnxGraphBuilder:
         val = self.env[ref.name] = Val(name, False, arr.shape)
         return val
 
+    # ------------------------------------------------------------------ op arguments (read by the ops' onnx_export)
+    def operand(self, value: Any) -> Optional[Operand]:
+        """A Program value as an operand: a tensor for a TensorRef, a folded constant otherwise, None for None
+        (an operand already, as the expression exporter passes to records, stays as it is)."""
+        if value is None or isinstance(value, (Val, Const)):
+            return value
+        if isinstance(value, TensorRef):
+            return self.param(value)
+        return Const(np.asarray(value) if isinstance(value, (list, tuple)) else value)
+
+    def arg(self, op: Op, name: str, default: Any = None) -> Optional[Operand]:
+        """Argument `name` of `op` as an operand (None when absent and no default); a list of tensors is refused."""
+        v = op.args.get(name, default)
+        if isinstance(v, list) and v and all(isinstance(x, TensorRef) for x in v):
+            raise UnsupportedError(f"argument '{name}' is a list of tensors", where=self.where)
+        return self.operand(v)
+
+    def required_arg(self, op: Op, name: str) -> Val:
+        """Argument `name` of `op` as a float tensor; its absence is an error."""
+        v = self.arg(op, name)
+        if v is None:
+            raise UnsupportedError(f"{op.fn} needs argument '{name}'", where=self.where)
+        return self.as_val(v)
+
+    @staticmethod
+    def static_arg(op: Op, name: str, default: Any = None) -> Any:
+        """An attribute-like argument that must be static (axis, perm, shape), as a Python value."""
+        v = op.args.get(name, default)
+        if isinstance(v, TensorRef) or (isinstance(v, list) and any(isinstance(x, TensorRef) for x in v)):
+            raise UnsupportedError(f"argument '{name}' of {op.fn} must be a constant", where=f"node '{op.node}'")
+        return v.tolist() if isinstance(v, np.ndarray) else v
+
+    def exact_attr(self, value: float) -> bool:
+        """Can a float attribute (ONNX stores float32) carry `value` without changing the model's numbers?"""
+        return self.dtype == "float32" or float(np.float32(value)) == float(value)
+
+    @staticmethod
+    def literal(value: Any) -> Const:
+        """A constant folded at export time (an initializer only if a tensor op needs it)."""
+        return Const(value)
+
+    @staticmethod
+    def is_scalar(v: Optional[Operand], number: Optional[float] = None) -> bool:
+        """Is `v` a folded numeric scalar (equal to `number` when given)?"""
+        return isinstance(v, Const) and v.is_scalar(number)
+
     # ------------------------------------------------------------------ shape helpers
     def unsqueeze(self, x: Val, onnx_axes: Sequence[int]) -> Val:
         """Insert axes of size 1 at these axes of the ONNX tensor."""
@@ -282,6 +328,14 @@ class OnnxGraphBuilder:
     def as_val(self, a: Operand) -> Val:
         """A float tensor (constants become initializers)."""
         return self.tensor(a, "float")
+
+    def select(self, cond: Operand, x: Operand, y: Operand) -> Operand:
+        """numpy.where(cond, x, y) with per-trial broadcasting."""
+        if isinstance(cond, Const) and isinstance(x, Const) and isinstance(y, Const):
+            return Const(np.where(cond.array, x.array, y.array))
+        vals = [self.tensor(cond, "bool"), self.tensor(x, "float"), self.tensor(y, "float")]
+        vals, shape = self.align(*vals)
+        return self.emit("Where", vals, shape=shape, batched=any(v.batched for v in vals))
 
     # ------------------------------------------------------------------ structural ops
     def matmul(self, a: Operand, b: Operand) -> Val:

@@ -6,7 +6,6 @@ import numpy as np
 
 from ..gru import BIAS_NAMES, WEIGHT_NAMES, gates_to_onnx
 from ..program import Op, TensorRef
-from .onnx import arg, register_onnx
 from .onnx_graph import Const, OnnxGraphBuilder, Operand, Val
 
 TIME = -1  # the (dynamic) time axis in per-trial shapes of sequence programs
@@ -17,7 +16,7 @@ def _h0(b: OnnxGraphBuilder, op: Op) -> Operand:
     ref = op.args.get("h0")
     if isinstance(ref, TensorRef) and ref.name in b.program.params:
         return Const(np.asarray(b.program.params[ref.name].value, dtype=float))
-    return arg(b, op, "h0")
+    return b.arg(op, "h0")
 
 
 def _gates(b: OnnxGraphBuilder, op: Op) -> dict:
@@ -50,18 +49,18 @@ def gru_node(b: OnnxGraphBuilder, x_btI: Val, gates: dict, h0: Operand, hidden: 
     return b.emit("Transpose", [y_tbh], shape=(TIME, hidden), batched=True, perm=[1, 0, 2])
 
 
-@register_onnx("GRU")
-def _gru(b: OnnxGraphBuilder, op: Op) -> Operand:
+def export_gru(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """The `GRU` op (PsyNeuLink per-gate weights) as one ONNX GRU node."""
     gates = _gates(b, op)
-    x = b.as_val(arg(b, op, "X"))
+    x = b.as_val(b.arg(op, "X"))
     return gru_node(b, x, gates, _h0(b, op), gates["wts_hr"].shape[0])
 
 
-@register_onnx("GRU_ONNX")
-def _gru_onnx_layout(b: OnnxGraphBuilder, op: Op) -> Operand:
+def export_gru_onnx_layout(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """The `GRU_ONNX` op (ONNX-layout W, R, B) as one ONNX GRU node."""
     from ..gru import onnx_to_gates
 
     p = {k: np.asarray(b.program.params[v.name].value, dtype=float) for k, v in op.args.items()
          if k in ("W", "R", "B") and isinstance(v, TensorRef)}
     gates = onnx_to_gates(p["W"], p["R"], p.get("B"))
-    return gru_node(b, b.as_val(arg(b, op, "X")), gates, _h0(b, op), p["R"].shape[-1])
+    return gru_node(b, b.as_val(b.arg(op, "X")), gates, _h0(b, op), p["R"].shape[-1])

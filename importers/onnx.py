@@ -12,6 +12,7 @@ sizes, which also catches ops that move or mix the batch axis.
 """
 from __future__ import annotations
 
+import functools
 import keyword
 import logging
 import os
@@ -23,7 +24,10 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from ..errors import DocumentError, UnsupportedError
-from .onnx_ops import Emitted, NodeImport, Tensor, find_handler, supported_onnx_ops
+from ..ops import REGISTRY
+from ..ops.base import OnnxImport
+from .onnx_node import Emitted, NodeImport, Tensor
+from .onnx_values import VALUE_IMPORTS
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +37,37 @@ FUNCTION_ID = "fn"
 OUTPUT_PORT = "output"
 _FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
 
-__all__ = ["onnx_to_mdf", "load_onnx", "supported_onnx_ops"]
+__all__ = ["onnx_to_mdf", "load_onnx", "supported_onnx_ops", "onnx_imports", "find_import"]
+
+
+@functools.lru_cache(maxsize=None)
+def onnx_imports() -> Dict[str, Tuple[OnnxImport, ...]]:
+    """ONNX op type -> its import entries: the registry records' `onnx_import` and the value-expression forms
+    (importers/onnx_values.py), built once; overlapping opset ranges of one op type are an error."""
+    index: Dict[str, List[OnnxImport]] = {}
+    entries = [e for op in REGISTRY.values() for e in op.onnx_import] + VALUE_IMPORTS
+    for entry in entries:
+        for other in index.setdefault(entry.op_type, []):
+            if entry.overlaps(other):
+                raise ValueError(f"ONNX importers for {entry.op_type} opsets {entry.since}..{entry.until} and "
+                                 f"{other.since}..{other.until} overlap")
+        index[entry.op_type].append(entry)
+    return {k: tuple(v) for k, v in index.items()}
+
+
+def find_import(op_type: str, opset: int) -> Optional[OnnxImport]:
+    """The import entry of `op_type` at `opset` (its `handler` converts the node), or None."""
+    return next((e for e in onnx_imports().get(op_type, ()) if e.covers(opset)), None)
+
+
+def supported_onnx_ops() -> Tuple[str, ...]:
+    """ONNX op types the importer reads (constant-only nodes of any type are folded besides)."""
+    return tuple(sorted(onnx_imports()))
+
+
+def constant_input_positions(op_type: str) -> Tuple[int, ...]:
+    """Input positions of `op_type` the importer reads as constants (in any opset)."""
+    return tuple(sorted({i for e in onnx_imports().get(op_type, ()) for i in e.constant_inputs}))
 
 
 def load_onnx(model: Union[str, "os.PathLike[str]", bytes, onnx.ModelProto]) -> onnx.ModelProto:
@@ -206,7 +240,7 @@ class OnnxImporter:
         outputs = {o.name for o in self.graph.output}
         for node in self.graph.node:  # fail early, before running anything, on ops without a handler
             dynamic = any(kinds.get(o) == "dynamic" for o in node.output if o)
-            if dynamic and find_handler(node.op_type, self.opset) is None:
+            if dynamic and find_import(node.op_type, self.opset) is None:
                 raise UnsupportedError(
                     f"ONNX op '{node.op_type}' (opset {self.opset}) is not supported by mdfbridge's ONNX importer; "
                     f"supported: {', '.join(supported_onnx_ops())}",
@@ -219,8 +253,7 @@ class OnnxImporter:
             self.nodes[nid] = {"metadata": {"mdfbridge": {"role": "input", "onnx_name": inp.name}},
                                "input_ports": {port: {"shape": list(shape)}},
                                "output_ports": {OUTPUT_PORT: {"value": port, "shape": list(shape)}}}
-            self.tensors[inp.name] = Tensor(inp.name, "dynamic", shape, producer=(nid, OUTPUT_PORT),
-                                            producer_op="input")
+            self.tensors[inp.name] = Tensor(inp.name, "dynamic", shape, producer=(nid, OUTPUT_PORT))
         for name, value in self.inits.items():
             self.tensors[name] = Tensor(name, "const", tuple(value.shape), value)
         for index, node in enumerate(self.graph.node):
@@ -245,7 +278,7 @@ class OnnxImporter:
     def import_node(self, index: int, node: onnx.NodeProto, runs: List[Dict[str, np.ndarray]],
                     used_by: Dict[str, int], outputs: Set[str]) -> None:
         """One ONNX node that computes from the inputs -> one MDF node (and its incoming edges)."""
-        handler = find_handler(node.op_type, self.opset)
+        entry = find_import(node.op_type, self.opset)
         ins = [self.tensors.get(n) if n else None for n in node.input]
         for n, t in zip(node.input, ins):
             if n and t is None:
@@ -260,7 +293,7 @@ class OnnxImporter:
                                 f"{PROBE_BATCHES[-1]}: the op moves or mixes the batch axis (mdfbridge reads the "
                                 "leading axis as the trial axis; import with batch_axis=False to treat each tensor "
                                 "as one trial)")
-        emitted = handler(ni)  # its own, more specific, refusal first
+        emitted = entry.handler(ni)  # its own, more specific, refusal first
         if ni.batch_problem:
             raise ni.fail(ni.batch_problem)
         if any(used[1:]):
@@ -268,7 +301,8 @@ class OnnxImporter:
         nid = self.ids.make(node.name, f"{node.op_type}_{index}")
         self.nodes[nid] = self.mdf_node(nid, node, emitted, out_shapes[0])
         for o, shape in zip(node.output[:1], out_shapes[:1]):
-            self.tensors[o] = Tensor(o, "dynamic", shape, producer=(nid, OUTPUT_PORT), producer_op=node.op_type)
+            self.tensors[o] = Tensor(o, "dynamic", shape, producer=(nid, OUTPUT_PORT),
+                                     producer_op=emitted.function or "")
 
     def mdf_node(self, nid: str, node: onnx.NodeProto, em: Emitted, shape: Tuple[int, ...]) -> Dict[str, Any]:
         """The MDF node of one emitted function: ports for dynamic args, parameters for constants."""

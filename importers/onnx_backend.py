@@ -8,9 +8,9 @@ Frame: models are imported with `batch_axis=False` by default, so every ONNX ten
 tests have no trial axis); `run` adds the trial axis of length 1 and takes it off again.
 
 Run-time constants: MDF values are floats, and mdfbridge reads some op inputs as constants (Gemm's B and C,
-Clip's bounds, BatchNormalization's statistics, ...; see `CONSTANT_INPUTS`). Graph inputs in those places, and
-every graph input that is not a float tensor (shapes, axes, exponents), are bound as initializers when `run`
-receives their values; the model is imported once per distinct set of bound values (cached). A model none of whose
+Clip's bounds, BatchNormalization's statistics, ...: the `constant_inputs` of the ops' ONNX import entries).
+Graph inputs in those places, and every graph input that is not a float tensor (shapes, axes, exponents), are
+bound as initializers when `run` receives their values; the model is imported once per distinct set of bound values (cached). A model none of whose
 graph inputs would stay an input (all of them integer data, say) is refused with UnsupportedError: binding them
 would leave nothing for mdfbridge to compute.
 """
@@ -27,29 +27,23 @@ from onnx.backend.base import Backend, BackendRep, Device, DeviceType
 
 from ..errors import DataError, UnsupportedError
 from ..program import Program
+from .onnx import constant_input_positions
 
 log = logging.getLogger(__name__)
 
 ENGINES = ("numpy", "torch")
 _FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
 
-# op type -> input positions mdfbridge's importer reads as constants (weights, bounds, statistics, flags)
-CONSTANT_INPUTS: Dict[str, Tuple[int, ...]] = {
-    "Gemm": (1, 2), "Clip": (1, 2), "BatchNormalization": (1, 2, 3, 4), "Dropout": (1, 2),
-    "Reshape": (1,), "ReduceSum": (1,), "ReduceMean": (1,), "ReduceMax": (1,), "ReduceMin": (1,),
-    "ReduceProd": (1,), "Squeeze": (1,), "Unsqueeze": (1,),
-}
-
-
 def constant_inputs(model: onnx.ModelProto) -> Set[str]:
-    """Graph inputs to bind as initializers at run time (non-float ones and those in `CONSTANT_INPUTS` places)."""
+    """Graph inputs to bind as initializers at run time (non-float ones and those the importer reads as
+    constants)."""
     inits = {i.name for i in model.graph.initializer}
     graph_inputs = [i for i in model.graph.input if i.name not in inits]
     tensors = [i for i in graph_inputs if i.type.WhichOneof("value") == "tensor_type"]
     names = {i.name for i in tensors if i.type.tensor_type.elem_type not in _FLOAT_TYPES}
     dynamic = {i.name for i in tensors}
     for node in model.graph.node:
-        for pos in CONSTANT_INPUTS.get(node.op_type, ()):
+        for pos in constant_input_positions(node.op_type):
             if pos < len(node.input) and node.input[pos] in dynamic:
                 names.add(node.input[pos])
     return names

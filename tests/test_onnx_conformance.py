@@ -103,7 +103,7 @@ from onnx import TensorProto, numpy_helper
 
 from mdfbridge.executor import batched_tensors
 from mdfbridge.importers.onnx_backend import MdfBridgeBackend, MdfBridgeTorchBackend
-from mdfbridge.importers.onnx_ops import supported_onnx_ops
+from mdfbridge.importers.onnx import supported_onnx_ops
 
 RTOL, ATOL = 1e-5, 1e-7
 MIN_PASSED = 280  # per engine (see the table above for the counts with the installed onnx)

@@ -11,11 +11,13 @@ import pytest
 from conftest import XOR_INPUTS, make_xor
 from mdf_fixtures import doc, nested_composition, standard_functions_doc
 
-from mdfbridge import (Composition, Exponential, Linear, Logistic, MappingProjection, ReLU, SoftMax,
-                       Tanh, TransferMechanism, UnsupportedError, lower)
+from mdfbridge import (Composition, Exponential, GRUComposition, Linear, Logistic, MappingProjection, ReLU,
+                       SoftMax, Tanh, TransferMechanism, UnsupportedError, lower)
 from mdfbridge.exporters.mdf import composition_to_dict
-from mdfbridge.exporters.onnx import ONNX_EXPORTERS, mdf_to_onnx, program_to_onnx, register_onnx, save_onnx
+from mdfbridge.exporters.onnx import mdf_to_onnx, program_to_onnx, save_onnx
 from mdfbridge.importers.reference import run_program
+from mdfbridge.ops import REGISTRY, OpDef, get_op, register
+from mdfbridge.program import InputSpec, Op, Param, Program, TensorRef
 
 TOL = {"float32": 1e-6, "float64": 1e-12}
 
@@ -269,7 +271,70 @@ def test_op_without_exporter_names_node_op_and_backends():
     assert "onnx::GRU_test_only" in str(ei.value) and f"node '{prog.ops[2].node}'" in str(ei.value)
 
 
-def test_registry_refuses_double_registration_and_takes_new_ops():
+def test_registry_refuses_double_registration_and_records_carry_their_exporter():
     with pytest.raises(ValueError, match="registered twice"):
-        register_onnx("logistic")(lambda b, op: None)
-    assert "onnx::GRU" not in ONNX_EXPORTERS or callable(ONNX_EXPORTERS["onnx::GRU"])  # the GRU block's hook
+        register(get_op("logistic"))
+    assert callable(get_op("onnx::Gemm").onnx_export) and callable(get_op("SoftMax").onnx_export)
+
+
+def test_op_without_exporter_lists_the_ops_that_have_one(monkeypatch):
+    monkeypatch.setitem(REGISTRY, "NoExport", OpDef("NoExport", ("A",), lambda A: A))
+    prog = make_xor().program()
+    prog.ops[2].fn = "NoExport"
+    with pytest.raises(UnsupportedError, match=r"'NoExport' has no ONNX exporter \(backends that can run it: numpy "
+                                               r"reference\); ONNX exporters exist for .*Gemm, .*logistic"):
+        program_to_onnx(prog)
+
+
+# --------------------------------------------------------------------------- every registry op's onnx_export
+
+# op -> (batched arguments: per-trial shape, parameters: shape, static arguments); an elementwise op without an
+# entry gets its first argument batched with per-trial shape (3,) and the others as scalar parameters
+OP_SAMPLES = {
+    "MatMul": ({"A": (3,)}, {"B": (3, 4)}, {}),
+    "Gemm": ({"A": (3,)}, {"B": (4, 3), "C": (4,)}, {"alpha": 0.5, "beta": 2.0, "transB": 1}),
+    "SoftMax": ({"variable0": (4,)}, {"gain": ()}, {"axis": -1}),
+    "Transpose": ({"data": (2, 3)}, {}, {"perm": [1, 0]}),
+    "Reshape": ({"data": (2, 3)}, {}, {"shape": [3, 2]}),
+    "Concat": ({"x0": (2,), "x1": (3,)}, {}, {"axis": 0}),
+}
+GRU_FORMS = {"GRU": "gates", "GRU_ONNX": "onnx"}  # built by lowering a GRU composition's MDF form
+EXPORTED = sorted(name for name, d in REGISTRY.items() if d.onnx_export is not None)
+
+
+def one_op_program(name: str, rng: np.random.Generator) -> Program:
+    """A Program of one call of op `name` on random batched inputs and parameters (inputs in (0.1, 0.9))."""
+    opdef = REGISTRY[name]
+    if name in OP_SAMPLES:
+        tensors, params, static = OP_SAMPLES[name]
+    else:
+        assert opdef.elementwise, f"add a sample for op {name} to OP_SAMPLES"
+        tensors, params, static = {opdef.args[0]: (3,)}, {a: () for a in opdef.args[1:]}, {}
+    inputs = {k: InputSpec(k, k, "in", shape) for k, shape in tensors.items()}
+    args = {k: TensorRef(f"{k}.in") for k in tensors}
+    args.update({k: TensorRef(f"op.{k}") for k in params})
+    args.update(static)
+    if name == "Concat":
+        args = {"inputs": [args.pop("x0"), args.pop("x1")], **args}
+    values = {f"op.{k}": Param(f"op.{k}", rng.uniform(0.1, 0.9, size=shape)) for k, shape in params.items()}
+    return Program(f"one_{name}", [Op("call", "op.out", args, "op", fn=name)], values, inputs, {"y": "op.out"})
+
+
+@pytest.mark.parametrize("name", EXPORTED)
+def test_every_exported_op_on_onnxruntime_equals_its_numpy_implementation(name):
+    rng = np.random.default_rng(EXPORTED.index(name))
+    if name in GRU_FORMS:
+        comp = GRUComposition(3, 5, bias=True, seed=0)
+        prog = lower(composition_to_dict(comp, gru_form=GRU_FORMS[name]))
+        assert [op.fn for op in prog.ops if op.kind == "call"] == [name]
+        inputs = {k: rng.uniform(0.1, 0.9, size=(4, 6, 3)) for k in prog.inputs}
+    else:
+        prog = one_op_program(name, rng)
+        inputs = {k: rng.uniform(0.1, 0.9, size=(5, *spec.shape)) for k, spec in prog.inputs.items()}
+    inputs = {k: v.astype(np.float32).astype(np.float64) for k, v in inputs.items()}
+    want = run_program(prog, inputs, sequence=prog.sequence)
+    got = ort_run(program_to_onnx(prog, dtype="float32"), inputs)
+    assert set(got) == set(want)
+    for k in want:
+        assert got[k].shape == want[k].shape, k
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5, err_msg=k)

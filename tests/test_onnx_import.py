@@ -19,10 +19,10 @@ from mdfbridge import UnsupportedError, lower
 from mdfbridge.api import load_program, save_mdf
 from mdfbridge.document import validate_dict
 from mdfbridge.exporters.onnx import program_to_onnx
-from mdfbridge.importers.onnx import onnx_to_mdf
-from mdfbridge.importers.onnx_ops import ONNX_IMPORTERS, find_handler, supported_onnx_ops
+from mdfbridge.importers.onnx import find_import, onnx_imports, onnx_to_mdf, supported_onnx_ops
 from mdfbridge.importers.reference import run_program
 from mdfbridge.learning import learn
+from mdfbridge.ops import REGISTRY, get_op
 
 F = TensorProto.FLOAT
 RNG = np.random.default_rng(0)
@@ -93,7 +93,7 @@ def test_gemm_mlp_relu_sigmoid_softmax(batch):
 
 def test_opset_11_softmax_and_gemm_versions():
     doc, _ = check_import(gemm_mlp(opset=11), {"x": RNG.normal(size=(5, 4))})
-    assert find_handler("Softmax", 11) is not find_handler("Softmax", 13)
+    assert find_import("Softmax", 11).handler is not find_import("Softmax", 13).handler
 
 
 def test_matmul_add():
@@ -299,8 +299,29 @@ def test_symbolic_non_batch_dimension_needs_input_shapes():
     assert run_program(lower(doc), {"x": -np.ones((2, 5))})["y"].shape == (2, 5)
 
 
+IMPORT_ENTRIES = [e for entries in onnx_imports().values() for e in entries]
+
+
+@pytest.mark.parametrize("entry", IMPORT_ENTRIES, ids=[f"{e.op_type}-{e.since}" for e in IMPORT_ENTRIES])
+def test_every_import_entry_is_an_onnx_op_over_a_valid_opset_range(entry):
+    assert onnx.defs.has(entry.op_type), entry.op_type
+    newest = onnx.defs.onnx_opset_version()
+    until = newest if entry.until is None else entry.until
+    assert 1 <= entry.since <= until <= newest
+    assert onnx.defs.get_schema(entry.op_type, until).since_version <= until  # the op exists in the range
+    assert all(0 < i < len(onnx.defs.get_schema(entry.op_type, newest).inputs) for i in entry.constant_inputs)
+
+
+def test_import_index_holds_the_records_entries():
+    for op in REGISTRY.values():
+        for e in op.onnx_import:
+            assert e in onnx_imports()[e.op_type]
+    assert find_import("Relu", 14).handler is get_op("Relu").onnx_import[0].handler
+    assert {e.op_type for e in get_op("Reshape").onnx_import} == {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
+
+
 def test_registry_is_versioned_one_entry_per_op():
     core = {"Gemm", "MatMul", "Relu", "Sigmoid", "Softmax", "Reshape", "Transpose", "Concat"}
     assert core <= set(supported_onnx_ops())
-    assert set(ONNX_IMPORTERS["ReduceMean"]) == {(1, 17), (18, 10**6)}
-    assert find_handler("Gemm", 6) is None and find_handler("Gemm", 13) is not None
+    assert {(e.since, e.until) for e in onnx_imports()["ReduceMean"]} == {(1, 17), (18, None)}
+    assert find_import("Gemm", 6) is None and find_import("Gemm", 13) is not None

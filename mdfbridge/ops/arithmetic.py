@@ -10,22 +10,31 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from . import torchlib
-from .base import Alias, OpDef, keywords, register, torch_module
+from . import from_onnx, to_onnx, torchlib
+from .base import Alias, OnnxImport, OpDef, keywords, register, torch_module
 
 
 def _op(name: str, args: Tuple[str, ...], np_fn: Callable, torch_fn: Callable, description: str,
         expr_names: Tuple[str, ...] = (), onnx: Optional[Dict[str, str]] = None,
-        defaults: Optional[Dict[str, Any]] = None, attrs: Tuple[str, ...] = ()) -> OpDef:
-    """Register an elementwise op; `onnx` (ONNX argument name -> ours) adds the alias `onnx::<name>`."""
+        defaults: Optional[Dict[str, Any]] = None, attrs: Tuple[str, ...] = (), **hooks: Any) -> OpDef:
+    """Register an elementwise op; `onnx` (ONNX argument name -> ours) adds the alias `onnx::<name>`; `hooks`
+    are more `OpDef` fields (onnx_export, onnx_import, ...)."""
     aliases = (Alias(f"onnx::{name}", onnx),) if onnx is not None else ()
-    return register(OpDef(name, args, keywords(np_fn, args), keywords(torch_fn, args), defaults=defaults or {}, attrs=attrs, elementwise=True,
-                          description=description, aliases=aliases, expr_names=expr_names))
+    return register(OpDef(name, args, keywords(np_fn, args), keywords(torch_fn, args), defaults=defaults or {},
+                          attrs=attrs, elementwise=True, description=description, aliases=aliases,
+                          expr_names=expr_names, **hooks))
 
 
 def _names(*names: str) -> Tuple[str, ...]:
     """Expression function names (called bare or as numpy./np./math. attributes)."""
     return names
+
+
+def _onnx_unary(name: str, onnx_arg: str) -> Dict[str, Any]:
+    """The ONNX export and import (opset 6 on) of the elementwise ONNX op `name` whose argument ONNX calls
+    `onnx_arg`."""
+    return {"onnx_export": to_onnx.unary(name),
+            "onnx_import": (OnnxImport(name, 6, None, from_onnx.unary(f"onnx::{name}", onnx_arg)),)}
 
 
 # --------------------------------------------------------------------------- operators
@@ -49,7 +58,9 @@ for _name, _fn, _np, _onnx, _desc in (
         ("Div", operator.truediv, lambda A, B: A / B, True, "A / B"),
         ("FloorDiv", operator.floordiv, lambda A, B: A // B, False, "A // B"),
         ("Mod", operator.mod, lambda A, B: A % B, False, "A % B (Python's sign rule)")):
-    _op(_name, ("A", "B"), _np, torchlib.arith(_fn), _desc, onnx={} if _onnx else None)
+    _op(_name, ("A", "B"), _np, torchlib.arith(_fn), _desc, onnx={} if _onnx else None,
+        **({"onnx_export": to_onnx.binary(_name), "onnx_import": (OnnxImport(
+            _name, 7, None, from_onnx.binary(f"onnx::{_name}", _name in ("Add", "Sub"))),)} if _onnx else {}))
 _op("Pow", ("A", "B"), _pow, torchlib.arith(_pow), "A ** B", _names("power"), onnx={"X": "A", "Y": "B"})
 
 for _name, _fn, _desc in (("Less", operator.lt, "A < B"), ("LessOrEqual", operator.le, "A <= B"),
@@ -63,7 +74,7 @@ _op("Or", ("A", "B"), np.logical_or, torchlib.binary("logical_or"), "A or B (ele
     onnx={})
 _op("Not", ("X",), np.logical_not, torchlib.unary("logical_not", False), "not X (elementwise)",
     _names("logical_not"), onnx={})
-_op("Neg", ("X",), operator.neg, lambda X: -X, "-X", onnx={})
+_op("Neg", ("X",), operator.neg, lambda X: -X, "-X", onnx={}, **_onnx_unary("Neg", "X"))
 _op("Maximum", ("A", "B"), np.maximum, torchlib.binary("maximum"), "elementwise max(A, B)", _names("maximum"))
 _op("Minimum", ("A", "B"), np.minimum, torchlib.binary("minimum"), "elementwise min(A, B)", _names("minimum"))
 _op("Heaviside", ("A", "B"), np.heaviside, torchlib.binary("heaviside"), "0 below 0, B at 0, 1 above",
@@ -72,10 +83,14 @@ _op("Heaviside", ("A", "B"), np.heaviside, torchlib.binary("heaviside"), "0 belo
 
 # --------------------------------------------------------------------------- elementary functions
 
+_ONNX_ROUND_TRIP = ("Exp", "Log", "Tanh", "Sigmoid")  # unary ops with ONNX export and import in their records
+
+
 def _unary(name: str, np_fn: Callable, torch_name: str, expr: Tuple[str, ...], onnx_arg: Optional[str] = None,
            floating: bool = True) -> None:
+    hooks = _onnx_unary(name, onnx_arg) if onnx_arg is not None and name in _ONNX_ROUND_TRIP else {}
     _op(name, ("X",), np_fn, torchlib.unary(torch_name, floating), f"{torch_name}(X)", _names(*expr),
-        onnx=None if onnx_arg is None else ({onnx_arg: "X"} if onnx_arg != "X" else {}))
+        onnx=None if onnx_arg is None else ({onnx_arg: "X"} if onnx_arg != "X" else {}), **hooks)
 
 
 def _np_erf(X: Any) -> Any:
@@ -104,7 +119,10 @@ def _identity(X: Any) -> Any:
     return X
 
 
-_op("Identity", ("X",), _identity, _identity, "X", onnx={"input": "X"})
+_op("Identity", ("X",), _identity, _identity, "X", onnx={"input": "X"}, onnx_export=to_onnx.identity,
+    onnx_import=(OnnxImport("Identity", 1, None, from_onnx.unary("onnx::Identity", "input")),
+                 OnnxImport("Dropout", 1, None, from_onnx.dropout, constant_inputs=(1, 2)),
+                 OnnxImport("Cast", 6, None, from_onnx.cast)))
 
 
 def _np_float(X: Any) -> Any:

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple
+
+if TYPE_CHECKING:  # the backends' types, for hints only (the registry imports no backend)
+    from ..exporters.onnx_graph import OnnxGraphBuilder, Operand
+    from ..importers.onnx_node import Emitted, NodeImport
+    from ..program import Op
 
 Array = Any
 BatchRule = Callable[[frozenset, Dict[str, Any]], Optional[Dict[str, Any]]]
@@ -23,6 +28,31 @@ class Alias:
 
     name: str
     args: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OnnxImport:
+    """ONNX op `op_type` imports as this op for opsets `since`..`until` (inclusive; None: every later opset).
+
+    `handler(node)` turns one ONNX node (an `importers.onnx_node.NodeImport`) into one MDF function (an
+    `Emitted`); `constant_inputs` are the input positions it reads as constants (weights, shapes, axes), which
+    onnx's backend node tests feed as graph inputs.
+    """
+
+    op_type: str
+    since: int
+    until: Optional[int]
+    handler: Callable[[NodeImport], Emitted]
+    constant_inputs: Tuple[int, ...] = ()
+
+    def covers(self, opset: int) -> bool:
+        """Does this entry handle `op_type` at `opset`?"""
+        return self.since <= opset and (self.until is None or opset <= self.until)
+
+    def overlaps(self, other: "OnnxImport") -> bool:
+        """Do the two entries handle the same op type at some common opset?"""
+        return (self.op_type == other.op_type and (other.until is None or self.since <= other.until)
+                and (self.until is None or other.since <= self.until))
 
 
 @dataclass(frozen=True)
@@ -44,10 +74,14 @@ class OpDef:
       for elementwise ops, whose output broadcasts their tensor arguments.
     - `simplify(args, constants)`: an exact rewrite of a call (constants: the values of its non-learnable
       parameter arguments) as (op name, args), or None; backends that compile ops apply it.
-    - `weight_arg`: the argument holding a projection's weight matrix when a node computes `x @ W` with W
-      written inline (PsyNeuLink's `<projection>_dummy_node`s): that argument is learnable.
+    - `weight_arg`: the argument holding the weights of a product with weights (MatMul, Gemm): written inline in
+      a projection node (PsyNeuLink's `<projection>_dummy_node`s) it is learnable, and the ONNX importer makes
+      a constant added right after such a product a learnable bias.
     - `expr_names`: the names MDF `value` expressions call this op by (`exp`, `numpy.exp`; positional
       arguments in `all_args` order); operators (`+`, `<`, `@`, ...) map to ops in mdfbridge.expressions.
+    - `onnx_export(builder, op)`: emits the ONNX nodes computing one Program op through an
+      `exporters.onnx_graph.OnnxGraphBuilder` and returns its value.
+    - `onnx_import`: the ONNX op types (with opset ranges) the ONNX importer reads as this op.
     """
 
     name: str
@@ -66,6 +100,8 @@ class OpDef:
     shape: Optional[Callable[[Mapping[str, Any]], Tuple[int, ...]]] = None
     simplify: Optional[Callable[[Mapping[str, Any], Mapping[str, Any]], Optional[Tuple[str, Dict[str, Any]]]]] = None
     weight_arg: Optional[str] = None
+    onnx_export: Optional[Callable[[OnnxGraphBuilder, Op], Operand]] = None
+    onnx_import: Tuple[OnnxImport, ...] = ()
 
     @property
     def all_args(self) -> Tuple[str, ...]:

@@ -7,7 +7,8 @@ import numpy as np
 
 from . import shape_rules as sr
 from . import torchlib
-from .base import Alias, OpDef, first_arg_batched, keywords, register, torch_module
+from . import from_onnx, to_onnx
+from .base import Alias, OnnxImport, OpDef, first_arg_batched, keywords, register, torch_module
 
 
 def _gemm_np(A: Any, B: Any, C: Any = None, alpha: float = 1.0, beta: float = 1.0, transA: int = 0,
@@ -66,7 +67,8 @@ def _t_outer(A: Any, B: Any) -> Any:
 
 register(OpDef("MatMul", ("A", "B"), lambda A, B: np.matmul(A, B), _t_matmul,
                batch_rule=first_arg_batched, description="A @ B (numpy.matmul)", aliases=(Alias("onnx::MatMul"),),
-               expr_names=("matmul",), shape=lambda a: sr.matmul(a["A"], a["B"]), simplify=_bias_row, weight_arg="B"))
+               expr_names=("matmul",), shape=lambda a: sr.matmul(a["A"], a["B"]), simplify=_bias_row, weight_arg="B",
+               onnx_export=to_onnx.matmul, onnx_import=(OnnxImport("MatMul", 1, None, from_onnx.matmul),)))
 register(OpDef("Dot", ("A", "B"), keywords(np.dot, ("A", "B")), _t_dot, description="numpy.dot(A, B)", expr_names=("dot",),
                shape=lambda a: sr.dot(a["A"], a["B"])))
 register(OpDef("Outer", ("A", "B"), keywords(np.outer, ("A", "B")), _t_outer, description="numpy.outer(A, B) of the flattened arguments",
@@ -74,5 +76,5 @@ register(OpDef("Outer", ("A", "B"), keywords(np.outer, ("A", "B")), _t_outer, de
 register(OpDef("Gemm", ("A", "B", "C"), _gemm_np, _gemm_torch,
                defaults={"C": None, "alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0},
                attrs=("alpha", "beta", "transA", "transB"), batch_rule=_gemm_batched, description="ONNX Gemm",
-               shape=_gemm_shape,
-               aliases=(Alias("onnx::Gemm"),)))
+               shape=_gemm_shape, weight_arg="B", aliases=(Alias("onnx::Gemm"),), onnx_export=to_onnx.gemm,
+               onnx_import=(OnnxImport("Gemm", 7, None, from_onnx.gemm, constant_inputs=(1, 2)),)))

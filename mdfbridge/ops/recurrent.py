@@ -8,13 +8,26 @@ from ..gru import (BIAS_NAMES, GATE_ARGS, ONNX_GRU_ATTRS, _gru_gate_np, _gru_gat
 from .base import OpDef, only_x, register
 
 
+def _export_gru(b: Any, op: Any) -> Any:
+    from ..exporters.onnx_gru import export_gru  # imported on use: the registry imports no backend
+
+    return export_gru(b, op)
+
+
+def _export_gru_onnx_layout(b: Any, op: Any) -> Any:
+    from ..exporters.onnx_gru import export_gru_onnx_layout
+
+    return export_gru_onnx_layout(b, op)
+
+
 def _onnx_gru_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     return {**attrs, "batched_trials": True} if batched_args <= {"X"} else None
 
 
 register(OpDef("GRU", GATE_ARGS, _gru_gate_np, _gru_gate_torch, defaults={k: None for k in BIAS_NAMES},
                batch_rule=only_x, shape=lambda a: tuple(a["X"][:-1]) + (a["wts_hr"][0],),
-               description="GRU over a sequence X (T, I) from h0 (H,), PsyNeuLink per-gate weights"))
+               description="GRU over a sequence X (T, I) from h0 (H,), PsyNeuLink per-gate weights",
+               onnx_export=_export_gru))
 register(OpDef("onnx::GRU", ("X", "W", "R", "B", "sequence_lens", "initial_h"), _onnx_gru_np, _onnx_gru_torch,
                defaults={"B": None, "sequence_lens": None, "initial_h": None, "hidden_size": None,
                          "linear_before_reset": 0, "direction": "forward", "layout": 0, "activations": None,
@@ -24,4 +37,5 @@ register(OpDef("onnx::GRU", ("X", "W", "R", "B", "sequence_lens", "initial_h"), 
                description="ONNX GRU (linear_before_reset=1), first output Y (T, 1, N, H)"))
 register(OpDef("GRU_ONNX", ("X", "h0", "W", "R", "B"), _gru_onnx_layout_np, _gru_onnx_layout_torch,
                defaults={"B": None}, batch_rule=only_x, shape=lambda a: tuple(a["X"][:-1]) + (a["R"][-1],),
-               description="a fused-form GRU block: X (T, I) from h0 (H,) with ONNX-layout W, R, B"))
+               description="a fused-form GRU block: X (T, I) from h0 (H,) with ONNX-layout W, R, B",
+               onnx_export=_export_gru_onnx_layout))

@@ -8,7 +8,8 @@ import numpy as np
 
 from . import shape_rules as sr
 from . import torchlib
-from .base import Alias, OpDef, check_size, keywords, never, register, shift_axis, torch_module
+from . import from_onnx, to_onnx
+from .base import Alias, OnnxImport, OpDef, check_size, keywords, never, register, shift_axis, torch_module
 
 
 def _target_shape(data: Any, shape: Any, allowzero: int) -> List[int]:
@@ -41,7 +42,8 @@ register(OpDef("Transpose", ("data", "perm"),
                _t_transpose, defaults={"perm": None}, attrs=("perm",), batch_rule=never,
                description="ONNX Transpose / numpy.transpose(data, axes)",
                shape=lambda a: np.transpose(sr.view(a["data"]), a.get("perm")).shape, aliases=(Alias("onnx::Transpose"),),
-               expr_names=("transpose",)))
+               expr_names=("transpose",), onnx_export=to_onnx.transpose,
+               onnx_import=(OnnxImport("Transpose", 1, None, from_onnx.transpose),)))
 def _np_reshape(data: Any, shape: Any, allowzero: int = 0) -> Any:
     if isinstance(shape, list) and shape == [-1]:  # a row (the commonest form: a bias node's weights)
         return data.reshape(-1)
@@ -60,13 +62,17 @@ register(OpDef("Reshape", ("data", "shape"), _np_reshape, _t_reshape,
                description="ONNX Reshape (a 0 copies the input's dimension unless allowzero) / numpy.reshape",
                shape=lambda a: np.reshape(sr.view(a["data"]), _target_shape(sr.view(a["data"]), a["shape"],
                                                                            a.get("allowzero", 0))).shape,
-               aliases=(Alias("onnx::Reshape"),), expr_names=("reshape",)))
+               aliases=(Alias("onnx::Reshape"),), expr_names=("reshape",), onnx_export=to_onnx.reshape,
+               onnx_import=(OnnxImport("Reshape", 5, None, from_onnx.reshape_to_output, constant_inputs=(1,)),
+                            OnnxImport("Flatten", 1, None, from_onnx.reshape_to_output),
+                            OnnxImport("Squeeze", 1, None, from_onnx.reshape_to_output, constant_inputs=(1,)),
+                            OnnxImport("Unsqueeze", 1, None, from_onnx.reshape_to_output, constant_inputs=(1,)))))
 register(OpDef("Concat", ("inputs", "axis"),
                lambda inputs, axis=0: np.concatenate(inputs, axis=None if axis is None else int(axis)), _t_concat,
                defaults={"axis": 0}, attrs=("axis",), batch_rule=never,
                description="ONNX Concat / numpy.concatenate (inputs is a list; axis None flattens)",
                shape=lambda a: _concat_shape(a["inputs"], a.get("axis", 0)),
-               aliases=(Alias("onnx::Concat"),), expr_names=("concatenate",)))
+               aliases=(Alias("onnx::Concat"),), expr_names=("concatenate",), onnx_export=to_onnx.concat))
 
 
 def _concat_shape(inputs: Any, axis: Any) -> Any:

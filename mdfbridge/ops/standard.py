@@ -6,15 +6,16 @@ from typing import Any, Callable, Mapping, Optional, Tuple
 
 import numpy as np
 
-from .base import Alias, OpDef, is_number, register, torch_module
+from . import from_onnx, to_onnx
+from .base import Alias, OnnxImport, OpDef, is_number, register, torch_module
 
 
 def elementwise(name: str, args: Tuple[str, ...], np_fn: Callable, torch_fn: Callable, description: str,
                 defaults: Optional[Mapping[str, Any]] = None, derivative: Optional[str] = None,
-                aliases: Tuple[Alias, ...] = (), expr_names: Tuple[str, ...] = ()) -> OpDef:
-    """Register an elementwise op."""
+                aliases: Tuple[Alias, ...] = (), **hooks: Any) -> OpDef:
+    """Register an elementwise op (`hooks`: more `OpDef` fields, e.g. `onnx_export`, `expr_names`)."""
     return register(OpDef(name, args, np_fn, torch_fn, defaults=defaults or {}, elementwise=True,
-                          description=description, derivative=derivative, aliases=aliases, expr_names=expr_names))
+                          description=description, derivative=derivative, aliases=aliases, **hooks))
 
 
 def _linear_torch(variable0: Any, slope: Any, intercept: Any) -> Any:
@@ -33,36 +34,41 @@ def _logistic_torch(variable0: Any, gain: Any, bias: Any, offset: Any) -> Any:
 
 elementwise("linear", ("variable0", "slope", "intercept"),
             lambda variable0, slope, intercept: variable0 * slope + intercept, _linear_torch,
-            "variable0 * slope + intercept", {"slope": 1.0, "intercept": 0.0}, derivative="slope")
+            "variable0 * slope + intercept", {"slope": 1.0, "intercept": 0.0}, derivative="slope",
+            onnx_export=to_onnx.linear)
 elementwise("logistic", ("variable0", "gain", "bias", "offset"),
             lambda variable0, gain, bias, offset: 1.0 / (1.0 + np.exp(-gain * (variable0 + bias) + offset)),
             _logistic_torch, "1/(1 + exp(-gain*(variable0 + bias) + offset))",
-            {"gain": 1.0, "bias": 0.0, "offset": 0.0}, derivative="gain * out * (1.0 - out)")
+            {"gain": 1.0, "bias": 0.0, "offset": 0.0}, derivative="gain * out * (1.0 - out)",
+            onnx_export=to_onnx.logistic)
 elementwise("exponential", ("variable0", "scale", "rate", "bias", "offset"),
             lambda variable0, scale, rate, bias, offset: scale * np.exp(rate * variable0 + bias) + offset,
             lambda variable0, scale, rate, bias, offset: scale * torch_module().exp(rate * variable0 + bias) + offset,
             "scale * exp(rate * variable0 + bias) + offset",
             {"scale": 1.0, "rate": 1.0, "bias": 0.0, "offset": 0.0},
-            derivative="scale * rate * numpy.exp(rate * variable0 + bias)")
+            derivative="scale * rate * numpy.exp(rate * variable0 + bias)", onnx_export=to_onnx.exponential)
 
 
-def _scaled(name: str, torch_name: str, derivative: str) -> None:
-    """`scale * f(variable0)` for numpy's f called `name` (torch's `torch_name`)."""
+def _scaled(name: str, torch_name: str, derivative: str, onnx_export: to_onnx.OnnxExport) -> None:
+    """`scale * f(variable0)` for numpy's f called `name` (torch's `torch_name`). At its default scale the op is
+    numpy's f, so the ONNX exporter writes numpy's `name` in MDF expressions through this record."""
     f = getattr(np, name)
     elementwise(name, ("variable0", "scale"), lambda variable0, scale: scale * f(variable0),
                 lambda variable0, scale: scale * getattr(torch_module(), torch_name)(variable0),
-                f"scale * {name}(variable0)", {"scale": 1.0}, derivative=derivative)
+                f"scale * {name}(variable0)", {"scale": 1.0}, derivative=derivative, onnx_export=onnx_export)
 
 
-_scaled("sin", "sin", "scale * numpy.cos(variable0)")
-_scaled("cos", "cos", "-scale * numpy.sin(variable0)")
-_scaled("tan", "tan", "scale / numpy.cos(variable0) ** 2")
-_scaled("sinh", "sinh", "scale * numpy.cosh(variable0)")
-_scaled("cosh", "cosh", "scale * numpy.sinh(variable0)")
-_scaled("tanh", "tanh", "scale * (1.0 - numpy.tanh(variable0) ** 2)")
-_scaled("arctan", "atan", "scale / (1.0 + variable0 ** 2)")
-_scaled("arcsin", "asin", "scale / numpy.sqrt(1.0 - variable0 ** 2)")
-_scaled("arccos", "acos", "-scale / numpy.sqrt(1.0 - variable0 ** 2)")
+_scaled("sin", "sin", "scale * numpy.cos(variable0)", to_onnx.scaled("Sin"))
+_scaled("cos", "cos", "-scale * numpy.sin(variable0)", to_onnx.scaled("Cos"))
+_scaled("tan", "tan", "scale / numpy.cos(variable0) ** 2", to_onnx.scaled("Tan", to_onnx.tan_float64))
+_scaled("sinh", "sinh", "scale * numpy.cosh(variable0)", to_onnx.scaled("Sinh", to_onnx.sinh_float64))
+_scaled("cosh", "cosh", "scale * numpy.sinh(variable0)", to_onnx.scaled("Cosh", to_onnx.cosh_float64))
+_scaled("tanh", "tanh", "scale * (1.0 - numpy.tanh(variable0) ** 2)", to_onnx.scaled("Tanh"))
+_scaled("arctan", "atan", "scale / (1.0 + variable0 ** 2)", to_onnx.scaled("Atan"))
+_scaled("arcsin", "asin", "scale / numpy.sqrt(1.0 - variable0 ** 2)", to_onnx.scaled("Asin"))
+_scaled("arccos", "acos", "-scale / numpy.sqrt(1.0 - variable0 ** 2)", to_onnx.scaled("Acos"))
 
 elementwise("Relu", ("A",), lambda A: A * (A > 0), lambda A: torch_module().relu(A), "A * (A > 0)",
-            derivative="numpy.where(A > 0, 1.0, 0.0)", aliases=(Alias("onnx::Relu", {"X": "A"}),), expr_names=("relu",))
+            derivative="numpy.where(A > 0, 1.0, 0.0)", aliases=(Alias("onnx::Relu", {"X": "A"}),), expr_names=("relu",),
+            onnx_export=to_onnx.unary("Relu", "A"),
+            onnx_import=(OnnxImport("Relu", 6, None, from_onnx.unary("onnx::Relu", "X")),))

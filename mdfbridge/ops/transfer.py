@@ -7,7 +7,8 @@ from typing import Any, Dict
 
 import numpy as np
 
-from .base import Alias, OpDef, is_number, register, torch_module
+from . import from_onnx, to_onnx
+from .base import Alias, OnnxImport, OpDef, is_number, register, torch_module
 from .shape_rules import broadcast
 
 
@@ -59,10 +60,13 @@ def _softmax_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Dict[str
 register(OpDef("ReLU", ("variable0", "gain", "bias", "leak"), _relu_np, _relu_torch,
                defaults={"gain": 1.0, "bias": 0.0, "leak": 0.0}, elementwise=True,
                description="gain * (x - bias) if x > bias else leak * gain * (x - bias)",
-               derivative="gain * numpy.where(variable0 - bias > 0, 1.0, leak)", value_form=relu_value_expression))
+               derivative="gain * numpy.where(variable0 - bias > 0, 1.0, leak)", value_form=relu_value_expression,
+               onnx_export=to_onnx.relu))
 register(OpDef("SoftMax", ("variable0", "gain"), _softmax_np, _softmax_torch, defaults={"gain": 1.0, "axis": -1},
                attrs=("axis",), batch_rule=_softmax_batched, shape=broadcast,
                description="exp(gain*x) / sum(exp(gain*x)) over `axis` (the last by default)",
                derivative="gain * out * (grad - numpy.sum(grad * out, axis=-1, keepdims=True))",
                value_form=softmax_value_expression,
-               aliases=(Alias("onnx::Softmax", {"input": "variable0"}),)))
+               aliases=(Alias("onnx::Softmax", {"input": "variable0"}),), onnx_export=to_onnx.softmax,
+               onnx_import=(OnnxImport("Softmax", 13, None, from_onnx.softmax),
+                            OnnxImport("Softmax", 1, 12, from_onnx.softmax_flattened))))

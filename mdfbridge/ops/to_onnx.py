@@ -1,0 +1,177 @@
+"""ONNX export functions of the registry's ops (each record's `onnx_export` names one).
+
+An export function gets the graph builder (`exporters.onnx_graph.OnnxGraphBuilder`) and one Program op, reads
+the op's arguments through the builder (`arg`, `required_arg`, `static_arg`), emits ONNX nodes through its
+helpers, which keep mdfbridge's per-trial semantics on tensors with a leading batch axis, and returns the op's
+value (a tensor or a folded constant). Nothing here imports onnx: the builder does.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Optional
+
+import numpy as np
+
+from ..errors import UnsupportedError
+
+if TYPE_CHECKING:
+    from ..exporters.onnx_graph import OnnxGraphBuilder, Operand, Val
+    from ..program import Op
+
+OnnxExport = Callable[["OnnxGraphBuilder", "Op"], "Operand"]
+
+
+# --------------------------------------------------------------------------- MDF standard functions
+
+def linear(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """variable0 * slope + intercept."""
+    return b.add(b.mul(b.required_arg(op, "variable0"), b.arg(op, "slope", 1.0)), b.arg(op, "intercept", 0.0))
+
+
+def logistic(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """One Sigmoid node: 1/(1 + exp(-gain*(x + bias) + offset)) == sigmoid(gain*(x + bias) - offset)."""
+    z = b.add(b.required_arg(op, "variable0"), b.arg(op, "bias", 0.0))
+    z = b.sub(b.mul(z, b.arg(op, "gain", 1.0)), b.arg(op, "offset", 0.0))
+    return b.unary("Sigmoid", z)
+
+
+def exponential(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """scale * exp(rate * variable0 + bias) + offset."""
+    z = b.add(b.mul(b.required_arg(op, "variable0"), b.arg(op, "rate", 1.0)), b.arg(op, "bias", 0.0))
+    return b.add(b.mul(b.unary("Exp", z), b.arg(op, "scale", 1.0)), b.arg(op, "offset", 0.0))
+
+
+def scaled(onnx_type: str, float64_form: Optional[Callable[[OnnxGraphBuilder, Val], Operand]] = None
+           ) -> OnnxExport:
+    """scale * f(variable0) for the elementwise ONNX op `onnx_type` f; `float64_form(b, x)` computes f in float64
+    models (onnxruntime has no float64 kernel for some of them)."""
+    def export(b: OnnxGraphBuilder, op: Op) -> Operand:
+        x = b.required_arg(op, "variable0")
+        y = float64_form(b, x) if float64_form is not None and b.dtype == "float64" else b.unary(onnx_type, x)
+        return b.mul(y, b.arg(op, "scale", 1.0))
+    export.__name__ = f"export_{onnx_type}"
+    return export
+
+
+def tan_float64(b: OnnxGraphBuilder, x: Val) -> Operand:
+    """tan(x) = sin(x) / cos(x)."""
+    return b.div(b.unary("Sin", x), b.unary("Cos", x))
+
+
+def sinh_float64(b: OnnxGraphBuilder, x: Val) -> Operand:
+    """sinh(x) = (exp(x) - exp(-x)) / 2."""
+    return b.mul(b.sub(b.unary("Exp", x), b.unary("Exp", b.neg(x))), b.literal(0.5))
+
+
+def cosh_float64(b: OnnxGraphBuilder, x: Val) -> Operand:
+    """cosh(x) = (exp(x) + exp(-x)) / 2."""
+    return b.mul(b.add(b.unary("Exp", x), b.unary("Exp", b.neg(x))), b.literal(0.5))
+
+
+# --------------------------------------------------------------------------- transfer functions
+
+def relu(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """gain * (x - bias), times leak where x <= bias: Relu, LeakyRelu (exact alpha) or Where."""
+    x = b.sub(b.required_arg(op, "variable0"), b.arg(op, "bias", 0.0))
+    leak = b.arg(op, "leak", 0.0)
+    if b.is_scalar(leak, 0.0):
+        y: Operand = b.unary("Relu", x)
+    elif b.is_scalar(leak) and b.exact_attr(float(leak.value)):
+        y = b.unary("LeakyRelu", x, alpha=float(leak.value))
+    else:
+        y = b.select(b.nary("Greater", [x, b.literal(0.0)], out_kind="bool"), x, b.mul(x, leak))
+    return b.mul(y, b.arg(op, "gain", 1.0))
+
+
+def softmax(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """One Softmax node over the per-trial axis (gain multiplied in first)."""
+    x, gain = b.required_arg(op, "variable0"), b.arg(op, "gain", 1.0)
+    if not b.is_scalar(gain, 1.0):
+        x = b.as_val(b.mul(x, gain))
+    axis = b.static_arg(op, "axis", -1)
+    return b.emit("Softmax", [x], shape=x.shape, batched=x.batched, axis=x.onnx_axis(axis))
+
+
+# --------------------------------------------------------------------------- elementwise ONNX ops
+
+def binary(op_type: str) -> OnnxExport:
+    """ONNX `op_type` (a broadcasting binary op) of A and B."""
+    def export(b: OnnxGraphBuilder, op: Op) -> Operand:
+        return b.nary(op_type, [b.required_arg(op, "A"), b.required_arg(op, "B")])
+    export.__name__ = f"export_{op_type}"
+    return export
+
+
+def unary(op_type: str, arg: str = "X") -> OnnxExport:
+    """ONNX `op_type` (an elementwise unary op) of argument `arg`."""
+    def export(b: OnnxGraphBuilder, op: Op) -> Operand:
+        return b.unary(op_type, b.required_arg(op, arg))
+    export.__name__ = f"export_{op_type}"
+    return export
+
+
+def identity(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """X itself (no node)."""
+    return b.required_arg(op, "X")
+
+
+# --------------------------------------------------------------------------- matrix products
+
+def matmul(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """numpy.matmul of A and B per trial."""
+    return b.matmul(b.required_arg(op, "A"), b.required_arg(op, "B"))
+
+
+def _gemm_direct(a: Val, w: Val, c: Optional[Val], trans_a: int, trans_b: int) -> bool:
+    """Is ONNX Gemm itself the per-trial computation (A a matrix per batch, C broadcastable one way)?"""
+    if w.batched or w.rank != 2 or (a.batched and (a.rank != 1 or trans_a)) or (not a.batched and a.rank != 2):
+        return False
+    m = w.shape[0] if trans_b else w.shape[1]
+    if c is None:
+        return True
+    if a.batched:
+        return c.shape == (m,) or (not c.batched and c.shape in ((), (1,)))
+    rows = a.shape[1] if trans_a else a.shape[0]
+    return not c.batched and c.rank <= 2 and tuple(np.broadcast_shapes((rows, m), c.shape)) == (rows, m)
+
+
+def gemm(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """One Gemm node when that is the per-trial computation (exact alpha and beta), else MatMul, Mul and Add."""
+    a, w, c = b.required_arg(op, "A"), b.required_arg(op, "B"), b.arg(op, "C")
+    alpha, beta = float(b.static_arg(op, "alpha", 1.0)), float(b.static_arg(op, "beta", 1.0))
+    trans_a, trans_b = int(b.static_arg(op, "transA", 0)), int(b.static_arg(op, "transB", 0))
+    cv = b.as_val(c) if c is not None else None
+    if _gemm_direct(a, w, cv, trans_a, trans_b) and b.exact_attr(alpha) and b.exact_attr(beta):
+        m = w.shape[0] if trans_b else w.shape[1]
+        shape = (m,) if a.batched else ((a.shape[1] if trans_a else a.shape[0]), m)
+        return b.emit("Gemm", [a, w, cv], shape=shape, batched=a.batched, alpha=alpha, beta=beta,
+                      transA=trans_a or None, transB=trans_b or None)
+    if trans_a and a.rank >= 2:
+        a = b.transpose(a, list(range(a.rank - 2)) + [a.rank - 1, a.rank - 2])
+    if trans_b and w.rank >= 2:
+        w = b.transpose(w, list(range(w.rank - 2)) + [w.rank - 1, w.rank - 2])
+    y = b.mul(b.matmul(a, w), b.literal(alpha))
+    return y if c is None else b.add(y, b.mul(c, b.literal(beta)))
+
+
+# --------------------------------------------------------------------------- shape ops
+
+def transpose(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """numpy.transpose with the per-trial permutation `perm`."""
+    return b.transpose(b.required_arg(op, "data"), b.static_arg(op, "perm"))
+
+
+def reshape(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """A per-trial reshape (a 0 copies the input's dimension unless `allowzero`)."""
+    x = b.required_arg(op, "data")
+    shape = [int(s) for s in np.asarray(b.static_arg(op, "shape")).reshape(-1)]
+    if not int(b.static_arg(op, "allowzero", 0) or 0):
+        shape = [x.shape[i] if s == 0 and i < x.rank else s for i, s in enumerate(shape)]
+    return b.reshape(x, shape)
+
+
+def concat(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """numpy.concatenate of the list `inputs` (tensors or constants) along the per-trial `axis`."""
+    items = op.args.get("inputs")
+    if not isinstance(items, list) or not items:
+        raise UnsupportedError(f"{op.fn} needs a list of tensors as 'inputs'", where=b.where)
+    return b.concat([b.operand(v) for v in items], int(b.static_arg(op, "axis", 0)))
