@@ -5,7 +5,7 @@ from typing import Any, Dict, Optional
 
 from ..gru import (BIAS_NAMES, GATE_ARGS, ONNX_GRU_ATTRS, _gru_gate_np, _gru_gate_torch, _gru_onnx_layout_np,
                    _gru_onnx_layout_torch, _onnx_gru_np, _onnx_gru_torch)
-from .base import OpDef, only_x, register
+from .base import OpDef, deferred, only_x, register
 
 
 def _onnx_gru_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
@@ -13,7 +13,7 @@ def _onnx_gru_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Optiona
 
 
 register(OpDef("GRU", GATE_ARGS, _gru_gate_np, _gru_gate_torch, defaults={k: None for k in BIAS_NAMES},
-               batch_rule=only_x,
+               batch_rule=only_x, torch_module=deferred("mdfbridge.importers.torch_gru", "gru_torch_module"),
                description="GRU over a sequence X (T, I) from h0 (H,), PsyNeuLink per-gate weights"))
 register(OpDef("onnx::GRU", ("X", "W", "R", "B", "sequence_lens", "initial_h"), _onnx_gru_np, _onnx_gru_torch,
                defaults={"B": None, "sequence_lens": None, "initial_h": None, "hidden_size": None,
