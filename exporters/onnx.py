@@ -11,11 +11,11 @@ An exporter reads `op.args` through `arg(b, op, name)` and emits nodes through t
 (`exporters/onnx_graph.py`), returning the op's value. 'expr' ops (MDF value expressions) are translated by
 `exporters/onnx_expr.py`. What has no translation raises `UnsupportedError` naming the node.
 
-Plug-ins: exporters that live in other modules (the GRU block's `exporters/onnx_gru.py`: an ONNX `GRU` node
-with `linear_before_reset=1`, Transpose nodes for batch-first data) register themselves with `register_onnx`
-when imported; `program_to_onnx` imports the modules named in `PLUGINS` first, so this module stays
-GRU-agnostic. Sequence programs (`program.sequence`) take inputs (batch, time, ...): their batched values
-carry the time axis first in the per-trial shape, as `TIME` (-1), and ONNX names it "time".
+Plug-ins: an op's record may carry its own exporter (`OpDef.onnx_export`, same signature), which takes
+precedence over this table; exporters that live in other modules may also register themselves with
+`register_onnx` when imported (`program_to_onnx` imports the modules named in `PLUGINS` first).
+Sequence programs (`program.sequence`) take inputs (batch, time, ...): their batched values carry the time axis
+first in the per-trial shape, as `TIME` (-1), and ONNX names it "time".
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from onnx import helper
 
 from ..errors import UnsupportedError
 from ..executor import batched_tensors
-from ..ops import get_op
+from ..ops import REGISTRY, get_op
 from ..program import Op, Program, TensorRef
 from .onnx_expr import BACKENDS_HINT, elementwise_fn, translate_expression, where
 from .onnx_graph import BATCH_DIM, MIN_OPSET, TIME, TIME_DIM, Const, OnnxGraphBuilder, Operand, Val
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 ExportFn = Callable[[OnnxGraphBuilder, Op], Operand]
 ONNX_EXPORTERS: Dict[str, ExportFn] = {}
-PLUGINS = ("mdfbridge.exporters.onnx_gru",)  # modules registering more exporters (imported when present)
+PLUGINS: tuple = ()  # modules registering more exporters (imported when present)
 
 __all__ = ["program_to_onnx", "mdf_to_onnx", "save_onnx", "register_onnx", "ONNX_EXPORTERS", "onnx_ir_version",
            "OnnxGraphBuilder", "Val", "Const", "arg"]
@@ -250,8 +250,9 @@ def _unsupported_op(op: Op) -> UnsupportedError:
     opdef = get_op(op.fn)
     runs = [n for n, f in (("numpy reference", opdef and opdef.numpy), ("torch", opdef and opdef.torch)) if f]
     hint = f"backends that can run it: {', '.join(runs)}" if runs else "no backend implements it"
+    known = set(ONNX_EXPORTERS) | {n for n, d in REGISTRY.items() if d.onnx_export is not None}
     return UnsupportedError(f"function '{op.fn}' has no ONNX exporter ({hint}); ONNX exporters exist for "
-                            f"{', '.join(sorted(ONNX_EXPORTERS))}", where=f"node '{op.node}'")
+                            f"{', '.join(sorted(known))}", where=f"node '{op.node}'")
 
 
 def _export_op(b: OnnxGraphBuilder, op: Op, batched: set) -> Val:
@@ -259,7 +260,8 @@ def _export_op(b: OnnxGraphBuilder, op: Op, batched: set) -> Val:
     if op.kind == "expr":
         value = translate_expression(b, op)
     elif op.kind == "call":
-        fn = ONNX_EXPORTERS.get(op.fn)
+        opdef = get_op(op.fn)
+        fn = (opdef.onnx_export if opdef is not None else None) or ONNX_EXPORTERS.get(op.fn)
         if fn is None:
             raise _unsupported_op(op)
         value = fn(b, op)

@@ -12,7 +12,7 @@ import numpy as np
 
 from .block_lowering import BlockPlan, FusedBlock, mdf_meta, register_block_lowering
 from .errors import ShapeError
-from .gru import BIAS_NAMES, WEIGHT_NAMES, torch_param_of
+from .gru import BIAS_NAMES, GRU_ARGS, GRU_ATTRS, GRU_DEFAULTS, WEIGHT_NAMES, torch_param_of
 from .gru_mdf import OUT, block_gates, find_blocks, h0_of, is_fused_form
 from .program import Op, Param, TensorRef
 
@@ -33,6 +33,12 @@ def _fused_node_meta(node: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
     """The `metadata.mdfbridge.gru` of a fused-form block's onnx::GRU node, or None for other nodes."""
     gru = mdf_meta(node).get("gru") or {}
     return gru if gru.get("role") == "gru" else None
+
+
+def _emit_gru(lw: "Lowering", out: str, node: str, args: Mapping[str, Any]) -> None:
+    """Append one GRU op (every argument and attribute present, defaults where `args` has none)."""
+    call = {a: args.get(a, GRU_DEFAULTS.get(a)) for a in GRU_ARGS + GRU_ATTRS}
+    lw.ops.append(Op("call", out, call, node, fn="GRU"))
 
 
 class GRUBlockLowering:
@@ -115,7 +121,7 @@ class GRUBlockLowering:
         if int(attr) != H:
             raise ShapeError(f"onnx::GRU attribute hidden_size {attr} but the block has hidden_size {H}",
                              where=f"node '{nid}'")
-        args: Dict[str, Any] = {"X": TensorRef(lw.port_tensor[(roles["input"], OUT)])}
+        args: Dict[str, Any] = {"X": TensorRef(lw.port_tensor[(roles["input"], OUT)]), "weight_layout": "onnx"}
         want = {"W": (1, 3 * H, I), "R": (1, 3 * H, H), "B": (1, 6 * H), "initial_h": (1, 1, H)}
         for pid, shape in want.items():
             loc = ("graphs", lw.gid, "nodes", nid, "parameters", pid, "value")
@@ -132,7 +138,7 @@ class GRUBlockLowering:
         if not meta.get("bias", True):
             args["B"] = None
         out = f"{block}.gru"
-        lw.ops.append(Op("call", out, args, nid, fn="GRU_ONNX"))
+        _emit_gru(lw, out, nid, args)
         lw.port_tensor[(roles["output"], OUT)] = out
 
     def emit_gate_form(self, lw: "Lowering", block: str, roles: Mapping[str, str]) -> None:
@@ -142,11 +148,10 @@ class GRUBlockLowering:
         meta = gru_meta(lw.nodes, roles)
         frozen = set(meta.get("frozen") or ())
         arrays = self.check_gate_block(lw, block, roles)
-        args: Dict[str, Any] = {"X": TensorRef(lw.port_tensor[(roles["input"], OUT)])}
+        args: Dict[str, Any] = {"X": TensorRef(lw.port_tensor[(roles["input"], OUT)]), "weight_layout": "gates"}
         args["h0"] = lw.emit_const(f"{roles['hidden']}.h0", h0_of(lw.nodes, roles), roles["hidden"])
         for name in WEIGHT_NAMES + BIAS_NAMES:
             if name not in gates:
-                args[name] = None
                 continue
             arr, loc = arrays[name], gates[name][1]
             pname = f"{loc[0]}.{name}"
@@ -157,7 +162,7 @@ class GRUBlockLowering:
                                      learning_rate=None if rate in (None, False, True) else float(rate))
             args[name] = TensorRef(pname)
         out = f"{block}.gru"
-        lw.ops.append(Op("call", out, args, roles["reset"], fn="GRU"))
+        _emit_gru(lw, out, roles["reset"], args)
         lw.port_tensor[(roles["output"], OUT)] = out
 
 
