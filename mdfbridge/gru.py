@@ -248,9 +248,10 @@ def validate_gru(node: str, args: Mapping[str, Any], params: Mapping[str, Any]) 
     recurrent = value("R") if layout == "onnx" else value("wts_hr")
     hidden = int(args.get("hidden_size") or (recurrent.shape[-1] if recurrent is not None else 0))
     check_onnx_gru_attrs(node, args, hidden, fn)
-    h0 = ("initial_h", lambda s: len(s) == 3 and s[0] == 1 and s[2] == hidden) if axes == "onnx" else \
-        ("h0", lambda s: s == (hidden,))
-    checks = [("h0", h0[0], h0[1])]
+    if axes == "onnx":  # (argument, name as written, shape test)
+        checks = [("h0", "initial_h", lambda s: len(s) == 3 and s[0] == 1 and s[2] == hidden)]
+    else:
+        checks = [("h0", "h0", lambda s: s == (hidden,))]
     if layout == "onnx":
         checks += [("W", "W", lambda s: len(s) == 3 and s[0] == 1 and s[1] == 3 * hidden),
                    ("R", "R", lambda s: s == (1, 3 * hidden, hidden)),

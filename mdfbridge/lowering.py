@@ -10,9 +10,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .block_lowering import FusedBlock, block_lowerings, mdf_meta as _mdf_meta
 from .errors import CycleError, ExpressionError, SchemaError, UnknownFunctionError, UnsupportedError
 from .expressions import Expression, parse_expression
-from .block_lowering import FusedBlock, block_lowerings, mdf_meta as _mdf_meta
 from .ops import call_defaults, get_op, resolve, supported_functions
 from .program import InputSpec, Location, Op, Param, Program, State, TensorRef
 
