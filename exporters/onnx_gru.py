@@ -27,12 +27,20 @@ def _h0(b: OnnxGraphBuilder, op: Op) -> Optional[Operand]:
     return arg(b, op, "h0")
 
 
+def _weight(b: OnnxGraphBuilder, op: Op, name: str) -> Optional[Val]:
+    """An ONNX-layout weight: a constant when it is a parameter (as the per-gate weights are), else its value."""
+    ref = op.args.get(name)
+    if isinstance(ref, TensorRef) and ref.name in b.program.params:
+        return b.const(np.asarray(b.program.params[ref.name].value, dtype=float))
+    v = arg(b, op, name)
+    return None if v is None else b.as_val(v)
+
+
 def _weights(b: OnnxGraphBuilder, op: Op) -> Tuple[Val, Val, Optional[Val], int]:
     """(W, R, B or None, hidden size) in ONNX's layout."""
     if op.args.get("weight_layout", "gates") == "onnx":
-        W, R, B = (arg(b, op, k) for k in ("W", "R", "B"))
-        R = b.as_val(R)
-        return b.as_val(W), R, None if B is None else b.as_val(B), int(R.shape[-1])
+        W, R, B = (_weight(b, op, k) for k in ("W", "R", "B"))
+        return W, R, B, int(R.shape[-1])
     gates = {}
     for g in WEIGHT_NAMES + BIAS_NAMES:
         v = op.args.get(g)
@@ -42,8 +50,9 @@ def _weights(b: OnnxGraphBuilder, op: Op) -> Tuple[Val, Val, Optional[Val], int]
                                        "parameters", where=b.where)
             gates[g] = np.asarray(b.program.params[v.name].value, dtype=float)
     onnx_w = gates_to_onnx(gates)
+    W, R = b.const(onnx_w["W"]), b.const(onnx_w["R"])
     B = b.const(onnx_w["B"]) if gates.get("bias_ir") is not None else None
-    return b.const(onnx_w["W"]), b.const(onnx_w["R"]), B, int(gates["wts_hr"].shape[0])
+    return W, R, B, int(gates["wts_hr"].shape[0])
 
 
 def _gru(b: OnnxGraphBuilder, x_tni: Val, W: Val, R: Val, B: Optional[Val], h_1nh: Optional[Val], hidden: int,
