@@ -24,7 +24,8 @@ from ..errors import UnsupportedError
 from ..executor import batched_tensors
 from ..ops import REGISTRY, get_op
 from ..program import Op, Program, TensorRef
-from .onnx_expr import BACKENDS_HINT, translate_expression
+from ..shapes import infer_shapes
+from .onnx_expr import BACKENDS_HINT
 from .onnx_graph import BATCH_DIM, MIN_OPSET, TIME, TIME_DIM, Const, OnnxGraphBuilder, Val
 
 log = logging.getLogger(__name__)
@@ -50,15 +51,10 @@ def _unsupported_op(op: Op) -> UnsupportedError:
 
 def _export_op(b: OnnxGraphBuilder, op: Op, batched: set) -> Val:
     b.node_context = op.node
-    if op.kind == "expr":
-        value = translate_expression(b, op)
-    elif op.kind == "call":
-        opdef = get_op(op.fn)
-        if opdef is None or opdef.onnx_export is None:
-            raise _unsupported_op(op)
-        value = opdef.onnx_export(b, op)
-    else:
-        raise UnsupportedError(f"op kind '{op.kind}' has no ONNX translation", where=f"node '{op.node}'")
+    opdef = get_op(op.fn)
+    if opdef is None or opdef.onnx_export is None:
+        raise _unsupported_op(op)
+    value = opdef.onnx_export(b, op)
     if isinstance(value, Const):
         arr = value.array
         if arr.dtype.kind not in "biuf":
@@ -81,22 +77,6 @@ def _export_op(b: OnnxGraphBuilder, op: Op, batched: set) -> Val:
 def _dims(shape: Any) -> list:
     """ONNX dims of a batched value: "batch", then the per-trial shape with TIME as "time"."""
     return [BATCH_DIM] + [TIME_DIM if d == TIME else int(d) for d in shape]
-
-
-def _ensure_shapes(program: Program) -> None:
-    """Programs lowered by `mdfbridge.lower` carry per-trial shapes; others get them by a one-trial dry run."""
-    if program.shapes:
-        return
-    from ..importers.reference import runner_for
-
-    runner = runner_for(program)
-    lead = (1, 2) if program.sequence else (1,)
-    inputs = {k: np.zeros(lead + tuple(s.shape if s.shape is not None else s.default.shape))
-              for k, s in program.inputs.items()}
-    with np.errstate(all="ignore"):
-        env = runner.run(inputs, keep_env=True)["__env__"]
-    program.shapes = {k: tuple(np.shape(v)[len(lead):] if k in runner.batched else np.shape(v))
-                      for k, v in env.items() if not isinstance(v, list)}
 
 
 def _output_names(program: Program) -> Dict[str, str]:
@@ -129,7 +109,8 @@ def program_to_onnx(program: Program, *, dtype: str = "float32", opset: int = MI
                                f"of kind {', '.join(kinds)}); run them with the numpy reference or torch backends")
     if not MIN_OPSET <= int(opset) <= onnx.defs.onnx_opset_version():
         raise UnsupportedError(f"opset must be between {MIN_OPSET} and {onnx.defs.onnx_opset_version()}, got {opset}")
-    _ensure_shapes(program)
+    if not program.shapes:  # Programs lowered by `mdfbridge.lower` carry their shapes
+        infer_shapes(program)
     b = OnnxGraphBuilder(program, dtype, int(opset))
     lead = (TIME,) if program.sequence else ()
     out_names = _output_names(program)

@@ -375,9 +375,10 @@ class OnnxGraphBuilder:
         return self.emit("Transpose", [x], shape=shape, batched=x.batched, kind=x.kind, perm=onnx_perm)
 
     def reshape(self, x: Val, shape: Sequence[int]) -> Val:
-        """Reshape the per-trial value to `shape` (-1 allowed once)."""
+        """Reshape the per-trial value to `shape` (-1 allowed once). A value with a time axis (first) keeps it
+        when `shape` starts with it (TIME, or -1): each time step's values are reshaped."""
         if TIME in x.shape:
-            raise UnsupportedError(f"reshape of a value with a time axis (shape {x.shape})", where=self.where)
+            return self._reshape_steps(x, shape)
         shape = resolve_shape(x.shape, shape)
         if tuple(shape) == tuple(x.shape):
             return x
@@ -385,6 +386,20 @@ class OnnxGraphBuilder:
             raise UnsupportedError("reshape to an empty per-trial shape", where=self.where)
         target = ([-1] if x.batched else []) + list(shape)
         return self.emit("Reshape", [x, self.int64s(target)], shape=shape, batched=x.batched, kind=x.kind)
+
+    def _reshape_steps(self, x: Val, shape: Sequence[int]) -> Val:
+        """Reshape a batched value with a leading time axis time step by time step (ONNX: 0, 0 copy batch, time)."""
+        shape = [int(d) for d in shape]
+        if not x.batched or x.shape[0] != TIME or TIME in x.shape[1:] or not shape or shape[0] != TIME:
+            raise UnsupportedError(f"reshape of a value with a time axis (shape {x.shape}) to {tuple(shape)}",
+                                   where=self.where)
+        step = resolve_shape(x.shape[1:], shape[1:])
+        if tuple(step) == tuple(x.shape[1:]):
+            return x
+        if 0 in step:
+            raise UnsupportedError("reshape to an empty per-trial shape", where=self.where)
+        return self.emit("Reshape", [x, self.int64s([0, 0] + list(step))], shape=(TIME,) + tuple(step),
+                         batched=True, kind=x.kind)
 
     def concat(self, vals: Sequence[Operand], axis: int) -> Val:
         """numpy.concatenate on per-trial values (unbatched ones are expanded over the batch when needed)."""

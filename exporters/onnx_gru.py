@@ -1,17 +1,24 @@
-"""ONNX export of GRU blocks: one ONNX `GRU` op (linear_before_reset=1 written explicitly), Transpose nodes for
-batch-first data (onnxruntime rejects layout=1), weights converted to ONNX's z, r, h layout."""
+"""ONNX export of the GRU op (its record's `onnx_export`): one ONNX `GRU` node with linear_before_reset=1 written
+explicitly, weights in ONNX's z, r, h layout (per-gate weights converted once, here).
+
+'trial' axes (a GRU block's op; batch-first data, onnxruntime rejects layout=1): Transpose -> GRU -> Squeeze ->
+Transpose. 'onnx' axes (an onnx::GRU function; X (T, N, I) per trial): the trials and ONNX's batch axis N fold into
+the GRU's batch (Transpose, Reshape), and unfold after it."""
 from __future__ import annotations
+
+from typing import Optional, Tuple
 
 import numpy as np
 
+from ..errors import UnsupportedError
 from ..gru import BIAS_NAMES, WEIGHT_NAMES, gates_to_onnx
 from ..program import Op, TensorRef
-from .onnx_graph import Const, OnnxGraphBuilder, Operand, Val
+from .onnx_graph import TIME, Const, OnnxGraphBuilder, Operand, Val
 
-TIME = -1  # the (dynamic) time axis in per-trial shapes of sequence programs
+DYN = TIME  # a dynamic dimension of an intermediate (unbatched) ONNX tensor
 
 
-def _h0(b: OnnxGraphBuilder, op: Op) -> Operand:
+def _h0(b: OnnxGraphBuilder, op: Op) -> Optional[Operand]:
     """The initial hidden state: a constant when it is a parameter (no initializer of its own)."""
     ref = op.args.get("h0")
     if isinstance(ref, TensorRef) and ref.name in b.program.params:
@@ -19,48 +26,87 @@ def _h0(b: OnnxGraphBuilder, op: Op) -> Operand:
     return b.arg(op, "h0")
 
 
-def _gates(b: OnnxGraphBuilder, op: Op) -> dict:
-    out = {}
+def _weight(b: OnnxGraphBuilder, op: Op, name: str) -> Optional[Val]:
+    """An ONNX-layout weight: a constant when it is a parameter (as the per-gate weights are), else its value."""
+    ref = op.args.get(name)
+    if isinstance(ref, TensorRef) and ref.name in b.program.params:
+        return b.const(np.asarray(b.program.params[ref.name].value, dtype=float))
+    v = b.arg(op, name)
+    return None if v is None else b.as_val(v)
+
+
+def _weights(b: OnnxGraphBuilder, op: Op) -> Tuple[Val, Val, Optional[Val], int]:
+    """(W, R, B or None, hidden size) in ONNX's layout."""
+    if op.args.get("weight_layout", "gates") == "onnx":
+        W, R, B = (_weight(b, op, k) for k in ("W", "R", "B"))
+        return W, R, B, int(R.shape[-1])
+    gates = {}
     for g in WEIGHT_NAMES + BIAS_NAMES:
         v = op.args.get(g)
         if isinstance(v, TensorRef):
-            out[g] = np.asarray(b.program.params[v.name].value, dtype=float)
-    return out
-
-
-def gru_node(b: OnnxGraphBuilder, x_btI: Val, gates: dict, h0: Operand, hidden: int) -> Val:
-    """ONNX GRU on batch-first x (per trial (T, I)) from h0 (H,); returns batch-first Y (per trial (T, H))."""
+            if v.name not in b.program.params:
+                raise UnsupportedError(f"GRU gate weight {g} is computed ('{v.name}'); ONNX export needs "
+                                       "parameters", where=b.where)
+            gates[g] = np.asarray(b.program.params[v.name].value, dtype=float)
     onnx_w = gates_to_onnx(gates)
     W, R = b.const(onnx_w["W"]), b.const(onnx_w["R"])
     B = b.const(onnx_w["B"]) if gates.get("bias_ir") is not None else None
+    return W, R, B, int(gates["wts_hr"].shape[0])
+
+
+def _gru(b: OnnxGraphBuilder, x_tni: Val, W: Val, R: Val, B: Optional[Val], h_1nh: Optional[Val], hidden: int,
+         shape: Tuple[int, ...]) -> Val:
+    """The one ONNX GRU node (first output Y)."""
+    return b.emit("GRU", [x_tni, W, R, B, None, h_1nh], shape=shape, batched=False, hidden_size=int(hidden),
+                  linear_before_reset=1)
+
+
+def gru_node(b: OnnxGraphBuilder, x_btI: Val, W: Val, R: Val, B: Optional[Val], h0: Optional[Operand],
+             hidden: int) -> Val:
+    """ONNX GRU on batch-first x (per trial (T, I)) from h0 (H,); returns batch-first Y (per trial (T, H))."""
     I = x_btI.shape[-1]
-    x_tbi = b.emit("Transpose", [x_btI], shape=(TIME, TIME, I), batched=False, perm=[1, 0, 2])
+    x_tbi = b.emit("Transpose", [x_btI], shape=(DYN, DYN, I), batched=False, perm=[1, 0, 2])
+    if h0 is None:
+        h0 = Const(np.zeros(hidden))
     if isinstance(h0, Const):
         row = b.const(np.asarray(h0.value, dtype=float).reshape(1, 1, hidden))  # (1, 1, H) expanded to (1, B, H)
         target = b.emit("Concat", [b.int64s([1]), b.batch_shape(), b.int64s([hidden])], shape=[3], batched=False,
                         kind="int64", axis=0)
-        h_1bh = b.emit("Expand", [row, target], shape=(1, TIME, hidden), batched=False)
+        h_1bh = b.emit("Expand", [row, target], shape=(1, DYN, hidden), batched=False)
     else:
         h_bh = b.expand_to_batch(b.as_val(h0))  # (B, H)
-        h_1bh = b.emit("Unsqueeze", [h_bh, b.int64s([0])], shape=(1, TIME, hidden), batched=False)
-    y = b.emit("GRU", [x_tbi, W, R, B, None, h_1bh], shape=(TIME, 1, TIME, hidden), batched=False,
-               hidden_size=int(hidden), linear_before_reset=1)
-    y_tbh = b.emit("Squeeze", [y, b.int64s([1])], shape=(TIME, TIME, hidden), batched=False)
-    return b.emit("Transpose", [y_tbh], shape=(TIME, hidden), batched=True, perm=[1, 0, 2])
+        h_1bh = b.emit("Unsqueeze", [h_bh, b.int64s([0])], shape=(1, DYN, hidden), batched=False)
+    y = _gru(b, x_tbi, W, R, B, h_1bh, hidden, (DYN, 1, DYN, hidden))
+    y_tbh = b.emit("Squeeze", [y, b.int64s([1])], shape=(DYN, DYN, hidden), batched=False)
+    return b.emit("Transpose", [y_tbh], shape=(x_btI.shape[0], hidden), batched=True, perm=[1, 0, 2])
+
+
+def onnx_axes_node(b: OnnxGraphBuilder, x: Val, W: Val, R: Val, B: Optional[Val], h0: Optional[Operand],
+                   hidden: int) -> Val:
+    """ONNX GRU with ONNX's axes: x per trial (T, N, I), h0 = initial_h (1, N, H); returns Y per trial (T, 1, N, H)."""
+    if x.rank != 3:
+        raise UnsupportedError(f"onnx::GRU input X has per-trial shape {x.shape}, not (T, N, I)", where=b.where)
+    T, N, I = x.shape
+    if not x.batched:  # one sequence for every trial: the ONNX node as it is
+        h = None if h0 is None else b.as_val(h0)
+        return _gru(b, x, W, R, B, h, hidden, (T, 1, N, hidden))
+    x_tbni = b.emit("Transpose", [x], shape=(DYN, DYN, N, I), batched=False, perm=[1, 0, 2, 3])
+    x_t_bn_i = b.emit("Reshape", [x_tbni, b.int64s([0, -1, I])], shape=(DYN, DYN, I), batched=False)
+    h = None
+    if h0 is not None:  # (1, N, H) per trial -> (1, B*N, H), trial-major like x
+        h_b1nh = b.expand_to_batch(b.as_val(h0))
+        h_1bnh = b.emit("Transpose", [h_b1nh], shape=(1, DYN, N, hidden), batched=False, perm=[1, 0, 2, 3])
+        h = b.emit("Reshape", [h_1bnh, b.int64s([1, -1, hidden])], shape=(1, DYN, hidden), batched=False)
+    y = _gru(b, x_t_bn_i, W, R, B, h, hidden, (DYN, 1, DYN, hidden))
+    y_t1bnh = b.emit("Reshape", [y, b.int64s([0, 1, -1, N, hidden])], shape=(DYN, 1, DYN, N, hidden),
+                     batched=False)
+    return b.emit("Transpose", [y_t1bnh], shape=(T, 1, N, hidden), batched=True, perm=[2, 0, 1, 3, 4])
 
 
 def export_gru(b: OnnxGraphBuilder, op: Op) -> Operand:
-    """The `GRU` op (PsyNeuLink per-gate weights) as one ONNX GRU node."""
-    gates = _gates(b, op)
+    """The GRU op (either weight layout, either axes) as one ONNX GRU node."""
+    W, R, B, hidden = _weights(b, op)
     x = b.as_val(b.arg(op, "X"))
-    return gru_node(b, x, gates, _h0(b, op), gates["wts_hr"].shape[0])
-
-
-def export_gru_onnx_layout(b: OnnxGraphBuilder, op: Op) -> Operand:
-    """The `GRU_ONNX` op (ONNX-layout W, R, B) as one ONNX GRU node."""
-    from ..gru import onnx_to_gates
-
-    p = {k: np.asarray(b.program.params[v.name].value, dtype=float) for k, v in op.args.items()
-         if k in ("W", "R", "B") and isinstance(v, TensorRef)}
-    gates = onnx_to_gates(p["W"], p["R"], p.get("B"))
-    return gru_node(b, b.as_val(b.arg(op, "X")), gates, _h0(b, op), p["R"].shape[-1])
+    if op.args.get("axes", "trial") == "onnx":
+        return onnx_axes_node(b, x, W, R, B, b.arg(op, "h0"), hidden)
+    return gru_node(b, x, W, R, B, _h0(b, op), hidden)

@@ -1,5 +1,9 @@
 """`Program` -> `torch.nn.Module`: one `nn.Parameter` per learnable parameter (named after its projection),
-buffers for fixed ones; forward runs a whole minibatch at once."""
+buffers for fixed ones; forward runs a whole minibatch at once.
+
+An op whose record has a `torch_module` hook may run as a torch module of its own (`TorchModuleBinding`): the
+module is registered under `<collection>[<key>]`, holds the program parameters the binding names (converted once),
+and reads/writes them through the binding's mapping when weights go back to (or come from) the Program."""
 from __future__ import annotations
 
 import logging
@@ -10,7 +14,8 @@ import torch
 from torch import nn
 
 from ..executor import compile_program, execute
-from ..program import Program
+from ..ops import TorchModuleBinding, get_op
+from ..program import Op, Program
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +29,12 @@ class ProgramModule(nn.Module):
         self.program = program
         self.dtype = dtype
         self.keys: Dict[str, str] = {}  # program param name -> attribute / state_dict key
-        self.grus = nn.ModuleDict()  # one torch.nn.GRU per GRU block, weights converted once, here
-        self.gru_params: Dict[str, Dict[str, str]] = {}  # block -> gate weight name -> program param name
+        self.bindings: Dict[str, TorchModuleBinding] = {}  # op output -> the op's own torch module
         for op in program.ops:
-            if op.kind == "call" and op.fn == "GRU":
-                self._add_gru(op, dtype, device)
-        consumed = {n for names in self.gru_params.values() for n in names.values()}
+            binding = _binding_of(op, program, dtype, device)
+            if binding is not None:
+                self._add_binding(op, binding)
+        consumed = {n for b in self.bindings.values() for n in b.params}
         for name, p in program.params.items():
             if name in consumed:
                 continue
@@ -46,43 +51,18 @@ class ProgramModule(nn.Module):
             else:  # fixed projection matrices are saved with the weights; other constants are not
                 self.register_buffer(key, value.clone(), persistent=p.name.endswith(".matrix"))
         self.steps, self.batched = compile_program(program, "torch")
-        self.steps = [(op, self._gru_step(op) if op.kind == "call" and op.fn == "GRU" else f) for op, f in self.steps]
+        self.steps = [(op, self.bindings[op.out].forward if op.out in self.bindings else f) for op, f in self.steps]
         self._input_keys = [(name, s.port, f"{s.node}.{s.port}") for name, s in program.inputs.items()]
         self.to(device)
 
-    def _add_gru(self, op: Any, dtype: torch.dtype, device: Any) -> None:
-        """A torch.nn.GRU for a GRU op, initialised from the op's per-gate parameters (layout converted once)."""
-        from ..gru import BIAS_NAMES, WEIGHT_NAMES, gates_to_torch, torch_param_of
-
-        prog = self.program
-        names = {g: op.args[g].name for g in WEIGHT_NAMES + BIAS_NAMES if op.args.get(g) is not None}
-        gates = {g: np.asarray(prog.params[n].value, dtype=float) for g, n in names.items()}
-        I, H = gates["wts_ir"].shape
-        gru = nn.GRU(I, H, bias="bias_ir" in gates, batch_first=True).to(dtype=dtype, device=device)
-        with torch.no_grad():
-            for k, v in gates_to_torch(gates).items():
-                getattr(gru, k).copy_(torch.as_tensor(v, dtype=dtype))
-        for g, n in names.items():  # frozen gates freeze the torch parameter they are a slice of
-            tp = getattr(gru, torch_param_of(g))
-            tp.requires_grad_(tp.requires_grad and prog.params[n].learnable)
-            rate = prog.params[n].learning_rate
-            if rate is not None:
-                tp.learning_rate = rate  # read by learn() to build optimizer parameter groups
-        block = op.out.split(".")[0]
-        self.grus[block] = gru
-        self.gru_params[block] = names
-
-    def _gru_step(self, op: Any) -> Any:
-        """The closure running a GRU op through its nn.GRU (h0 broadcast to the batch)."""
-        gru = self.grus[op.out.split(".")[0]]
-        x_name, h_ref = op.args["X"].name, op.args["h0"]
-
-        def run(env: Dict[str, Any]) -> torch.Tensor:
-            x = env[x_name]
-            h0 = torch.as_tensor(env[h_ref.name] if hasattr(h_ref, "name") else h_ref, dtype=x.dtype, device=x.device)
-            hx = h0.expand(x.shape[0], h0.shape[-1]).unsqueeze(0).contiguous()
-            return gru(x, hx)[0]
-        return run
+    def _add_binding(self, op: Op, binding: TorchModuleBinding) -> None:
+        """Register an op's own module under `<collection>[<key>]` (a ModuleDict per collection)."""
+        collection = self._modules.get(binding.collection)
+        if collection is None:
+            collection = nn.ModuleDict()
+            self.add_module(binding.collection, collection)
+        collection[binding.key] = binding.module
+        self.bindings[op.out] = binding
 
     def param_tensors(self) -> Dict[str, torch.Tensor]:
         """Program param name -> its parameter/buffer tensor."""
@@ -125,28 +105,28 @@ class ProgramModule(nn.Module):
 
     def write_to_program(self) -> None:
         """Copy the module's current parameter values into the Program's parameter table."""
-        from ..gru import torch_to_gates
-
         with torch.no_grad():
             for name, t in self.param_tensors().items():
                 self.program.params[name].value = t.detach().cpu().numpy().astype(np.float64).copy()
-            for block, names in self.gru_params.items():
-                tp = {k: v.detach().cpu().numpy().astype(np.float64) for k, v in self.grus[block].named_parameters()}
-                for g, v in torch_to_gates(tp).items():
-                    if g in names:
-                        self.program.params[names[g]].value = v
+            for binding in self.bindings.values():
+                for name, value in binding.to_program().items():
+                    self.program.params[name].value = value
 
     def load_from_program(self) -> None:
         """Copy the Program's parameter values into the module."""
-        from ..gru import gates_to_torch
-
         with torch.no_grad():
             for name, t in self.param_tensors().items():
                 t.copy_(torch.as_tensor(self.program.params[name].value, dtype=t.dtype))
-            for block, names in self.gru_params.items():
-                gates = {g: np.asarray(self.program.params[n].value, dtype=float) for g, n in names.items()}
-                for k, v in gates_to_torch(gates).items():
-                    getattr(self.grus[block], k).copy_(torch.as_tensor(v))
+            for binding in self.bindings.values():
+                binding.from_program({n: self.program.params[n].value for n in binding.params})
+
+
+def _binding_of(op: Op, program: Program, dtype: torch.dtype, device: Any) -> Optional[TorchModuleBinding]:
+    """The op's own torch module when its record's `torch_module` hook gives one, else None."""
+    opdef = get_op(op.fn) if op.kind == "call" else None
+    if opdef is None or opdef.torch_module is None:
+        return None
+    return opdef.torch_module(op, program.params, dtype, device)
 
 
 def program_to_module(program: Program, dtype: torch.dtype = torch.float64,

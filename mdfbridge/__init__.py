@@ -30,6 +30,7 @@ from .errors import (  # noqa: E402
     UnsupportedError,
 )
 from .gru_composition import GRUComposition  # noqa: E402
+from . import gru_lowering  # noqa: E402,F401  (a lowering plug-in: importing it registers it)
 from .learning import ExecutionMode, Loss, learn  # noqa: E402
 from .lowering import lower  # noqa: E402
 from .program import Program  # noqa: E402

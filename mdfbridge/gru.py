@@ -1,4 +1,5 @@
-"""GRU blocks: the math (numpy, torch), the weight layouts and their conversions, and the registry ops.
+"""GRU blocks: the math (numpy, torch), the weight layouts and their conversions, and the GRU op's implementations
+(its record is registered by mdfbridge.ops.recurrent).
 
 Per-gate layout (PsyNeuLink's GRUComposition, MDF gate form): `wts_i?` (input x hidden) and `wts_h?` (hidden x
 hidden) are (sender x receiver) matrices, biases have `hidden` entries, gates r (reset), z (update), n (new):
@@ -107,18 +108,84 @@ def onnx_to_gates(W: Any, R: Any, B: Any = None, bias: Optional[bool] = None) ->
     return out
 
 
-# ------------------------------------------------------------------------------------ registry ops
+# ------------------------------------------------------------------------------------ the GRU op
 
-def _gru_gate_np(X, h0, **gates):
-    return gru_numpy(np.asarray(X, dtype=float), h0, gates)
+WEIGHT_LAYOUTS = ("gates", "onnx")
+AXES = ("trial", "onnx")
+ONNX_GRU_ATTRS = ("hidden_size", "linear_before_reset", "direction", "layout", "activations", "clip",
+                  "activation_alpha", "activation_beta")
+GRU_ARGS = ("X", "h0") + WEIGHT_NAMES + BIAS_NAMES + ("W", "R", "B", "sequence_lens")
+GRU_ATTRS = ("weight_layout", "axes") + ONNX_GRU_ATTRS
+GRU_DEFAULTS: Dict[str, Any] = {**{k: None for k in GRU_ARGS[1:]}, "weight_layout": "gates", "axes": "trial",
+                                "hidden_size": None, "linear_before_reset": 1, "direction": "forward", "layout": 0,
+                                "activations": None, "clip": None, "activation_alpha": None,
+                                "activation_beta": None}
+GRU_DESCRIPTION = (
+    "GRU (torch.nn.GRU's equations, ONNX GRU with linear_before_reset=1) over a whole sequence. "
+    "weight_layout 'gates': PsyNeuLink per-gate (sender x receiver) weights wts_ir, wts_iu, wts_in, wts_hr, wts_hu, "
+    "wts_hn and optional biases bias_i?, bias_h?; 'onnx': W (1, 3H, I), R (1, 3H, H), optional B (1, 6H) in ONNX's "
+    "gate order z, r, h. axes 'trial': X (T, I) per trial from h0 (H,), value (T, H); 'onnx' (the onnx::GRU alias): "
+    "ONNX's X (T, N, I) from h0 = initial_h (1, N, H) (zeros when absent), value Y (T, 1, N, H). The ONNX attributes "
+    "must have the values of torch's GRU (linear_before_reset 1, forward, layout 0, default activations, no clip); "
+    "sequence_lens is not supported.")
 
 
-def _gru_gate_torch(X, h0, **gates):
+def _weights(weight_layout: str, weights: Mapping[str, Any]) -> Dict[str, Any]:
+    """The per-gate weights of a GRU call (numpy), from either weight layout."""
+    if weight_layout == "onnx":
+        return onnx_to_gates(weights["W"], weights["R"], weights.get("B"))
+    return {k: weights.get(k) for k in WEIGHT_NAMES + BIAS_NAMES}
+
+
+def gru_op_numpy(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str = "trial",
+                 sequence_lens: Any = None, **weights: Any) -> np.ndarray:
+    """The GRU op in numpy (see GRU_DESCRIPTION); X may carry a leading batch axis (trials)."""
+    if sequence_lens is not None:
+        raise UnsupportedError("GRU sequence_lens is not supported")
+    gates = _weights(weight_layout, weights)
+    X = np.asarray(X, dtype=float)
+    if axes == "onnx":  # (..., T, N, I) -> (..., N, T, I); initial_h (1, N, H) -> h0 (N, H)
+        H = np.shape(gates["wts_hr"])[0]
+        h = np.zeros((X.shape[-2], H)) if h0 is None else np.asarray(h0, dtype=float)[0]
+        Y = gru_numpy(np.moveaxis(X, -3, -2), h, gates)  # (..., N, T, H)
+        return np.expand_dims(np.moveaxis(Y, -2, -3), -3)  # (..., T, 1, N, H)
+    return gru_numpy(X, 0.0 if h0 is None else h0, gates)
+
+
+def onnx_to_torch(W: Any, R: Any, B: Any = None) -> Dict[str, Any]:
+    """ONNX GRU W, R, B (torch tensors) -> torch.nn.GRU's parameters (rows z, r, h -> r, z, n)."""
     import torch
 
-    p = gates_to_torch(gates, torch)
-    Y, _ = _torch_gru(X, h0, p)
-    return Y
+    H = R.shape[-1]
+    perm = torch.cat([torch.arange(H, 2 * H), torch.arange(0, H), torch.arange(2 * H, 3 * H)])
+    p = {"weight_ih_l0": W[0][perm], "weight_hh_l0": R[0][perm]}
+    if B is not None:
+        Bv = B.reshape(-1)
+        p["bias_ih_l0"], p["bias_hh_l0"] = Bv[:3 * H][perm], Bv[3 * H:][perm]
+    return p
+
+
+def gru_op_torch(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str = "trial",
+                 sequence_lens: Any = None, **weights: Any) -> Any:
+    """The GRU op in torch (see GRU_DESCRIPTION) on a batch: X (B, T, I), or (B, T, N, I) / (T, N, I) for 'onnx' axes."""
+    import torch
+
+    if sequence_lens is not None:
+        raise UnsupportedError("GRU sequence_lens is not supported")
+    if weight_layout == "onnx":
+        p = onnx_to_torch(weights["W"], weights["R"], weights.get("B"))
+    else:
+        p = gates_to_torch({k: weights.get(k) for k in WEIGHT_NAMES + BIAS_NAMES}, torch)
+    H = p["weight_hh_l0"].shape[1]
+    if axes != "onnx":
+        return _torch_gru(X, X.new_zeros(H) if h0 is None else h0, p)[0]
+    single = X.dim() == 3  # (T, N, I): one trial
+    x4 = X[None] if single else X
+    bt, T, n, i = x4.shape  # trials and ONNX's batch axis fold into one batch
+    h = x4.new_zeros(H) if h0 is None else torch.as_tensor(h0, dtype=X.dtype, device=X.device)[0].repeat(bt, 1)
+    Y, _ = _torch_gru(x4.permute(0, 2, 1, 3).reshape(bt * n, T, i), h, p)
+    Y = Y.reshape(bt, n, T, H).permute(0, 2, 1, 3)[:, :, None]  # (bt, T, 1, N, H)
+    return Y[0] if single else Y
 
 
 def _torch_gru(X: Any, h0: Any, p: Mapping[str, Any]) -> Tuple[Any, Any]:
@@ -136,17 +203,10 @@ def _torch_gru(X: Any, h0: Any, p: Mapping[str, Any]) -> Tuple[Any, Any]:
     return out, h[0]
 
 
-GATE_ARGS = ("X", "h0") + WEIGHT_NAMES + BIAS_NAMES
-
-
-ONNX_GRU_ATTRS = ("hidden_size", "linear_before_reset", "direction", "layout", "activations", "clip",
-                  "activation_alpha", "activation_beta")
-
-
-def check_onnx_gru_attrs(node: str, attrs: Mapping[str, Any], hidden: int) -> None:
-    """Refuse ONNX GRU attributes mdfbridge does not implement, naming node and attribute."""
+def check_onnx_gru_attrs(node: str, attrs: Mapping[str, Any], hidden: int, fn: str = "onnx::GRU") -> None:
+    """Refuse ONNX GRU attributes mdfbridge does not implement, naming node, function and attribute."""
     def bad(attr: str, why: str) -> UnsupportedError:
-        return UnsupportedError(f"onnx::GRU attribute {attr}: {why}", where=f"node '{node}'")
+        return UnsupportedError(f"{fn} attribute {attr}: {why}", where=f"node '{node}'")
 
     if attrs.get("linear_before_reset") not in (1, True):
         raise bad("linear_before_reset", f"{attrs.get('linear_before_reset')!r} is not supported (only 1, torch's GRU)")
@@ -165,48 +225,11 @@ def check_onnx_gru_attrs(node: str, attrs: Mapping[str, Any], hidden: int) -> No
         raise bad("hidden_size", f"{attrs['hidden_size']} but R implies {hidden}")
 
 
-def _onnx_gru_np(X, W, R, B=None, sequence_lens=None, initial_h=None, hidden_size=None, linear_before_reset=1,
-                 direction="forward", layout=0, activations=None, clip=None, activation_alpha=None,
-                 activation_beta=None, batched_trials=False):
-    """ONNX GRU (linear_before_reset=1) on X (T, N, I): returns Y (T, 1, N, H); with batched_trials X is (B, T, N, I)."""
-    if sequence_lens is not None:
-        raise UnsupportedError("onnx::GRU sequence_lens is not supported")
-    gates = onnx_to_gates(W, R, B)
-    X = np.asarray(X, dtype=float)
-    if batched_trials:  # (B, T, N, I) -> per trial (T, N, I)
-        return np.stack([_onnx_gru_np(x, W, R, B, None, initial_h) for x in X])
-    H = np.asarray(R).shape[-1]
-    h0 = np.zeros((X.shape[1], H)) if initial_h is None else np.asarray(initial_h, dtype=float)[0]
-    Y = gru_numpy(np.swapaxes(X, 0, 1), h0, gates)  # (N, T, H)
-    return np.swapaxes(Y, 0, 1)[:, None]
+def validate_gru(node: str, args: Mapping[str, Any], params: Mapping[str, Any]) -> None:
+    """Check a GRU call (lowering calls it): layouts, attributes, and the static weights' and initial state's shapes
+    against the hidden size, naming node and argument."""
+    from .errors import ShapeError
 
-
-def _onnx_gru_torch(X, W, R, B=None, sequence_lens=None, initial_h=None, hidden_size=None, linear_before_reset=1,
-                    direction="forward", layout=0, activations=None, clip=None, activation_alpha=None,
-                    activation_beta=None, batched_trials=False):
-    import torch
-
-    H = R.shape[-1]
-    perm = torch.cat([torch.arange(H, 2 * H), torch.arange(0, H), torch.arange(2 * H, 3 * H)])  # z,r,h <-> r,z,n
-    p = {"weight_ih_l0": W[0][perm], "weight_hh_l0": R[0][perm]}
-    if B is not None:
-        Bv = B.reshape(-1)
-        p["bias_ih_l0"], p["bias_hh_l0"] = Bv[:3 * H][perm], Bv[3 * H:][perm]
-    if batched_trials:  # (Bt, T, N, I): trials and the ONNX batch axis fold into one batch
-        bt, T, n, i = X.shape
-        x = X.permute(0, 2, 1, 3).reshape(bt * n, T, i)
-        h0 = torch.zeros(H, dtype=X.dtype) if initial_h is None else initial_h[0].repeat(bt, 1)
-        Y, _ = _torch_gru(x, h0, p)
-        return Y.reshape(bt, n, T, H).permute(0, 2, 1, 3)[:, :, None]
-    h0 = torch.zeros(H, dtype=X.dtype) if initial_h is None else initial_h[0]
-    Y, _ = _torch_gru(X.permute(1, 0, 2), h0, p)
-    return Y.permute(1, 0, 2)[:, None]
-
-
-
-
-def validate_onnx_gru(node: str, args: Mapping[str, Any], params: Mapping[str, Any]) -> None:
-    """Check an onnx::GRU call's attributes and W/R/B/initial_h shapes against hidden_size, naming node and argument."""
     def value(a: str) -> Optional[np.ndarray]:
         v = args.get(a)
         name = getattr(v, "name", None)
@@ -214,34 +237,27 @@ def validate_onnx_gru(node: str, args: Mapping[str, Any], params: Mapping[str, A
             return params[name].value if name in params else None
         return None if v is None else np.asarray(v, dtype=float)
 
-    R = value("R")
-    hidden = int(args.get("hidden_size") or (R.shape[-1] if R is not None else 0))
-    check_onnx_gru_attrs(node, args, hidden)
-    from .errors import ShapeError
-
-    W, B, h = value("W"), value("B"), value("initial_h")
-    for arg, arr, ok in (("W", W, lambda s: len(s) == 3 and s[0] == 1 and s[1] == 3 * hidden),
-                         ("R", R, lambda s: s == (1, 3 * hidden, hidden)),
-                         ("B", B, lambda s: s == (1, 6 * hidden)),
-                         ("initial_h", h, lambda s: len(s) == 3 and s[0] == 1 and s[2] == hidden)):
-        if arr is not None and not ok(tuple(arr.shape)):
-            raise ShapeError(f"onnx::GRU input {arg} has shape {tuple(arr.shape)}, which does not fit hidden_size "
+    layout, axes = args.get("weight_layout", "gates"), args.get("axes", "trial")
+    fn = "onnx::GRU" if axes == "onnx" else "GRU"  # the onnx::GRU alias is the one call with ONNX's axes
+    for attr, value_, allowed in (("weight_layout", layout, WEIGHT_LAYOUTS), ("axes", axes, AXES)):
+        if value_ not in allowed:
+            raise UnsupportedError(f"{fn} attribute {attr}: {value_!r} (one of {', '.join(allowed)})",
+                                   where=f"node '{node}'")
+    if args.get("sequence_lens") is not None:
+        raise UnsupportedError(f"{fn} input sequence_lens is not supported", where=f"node '{node}'")
+    recurrent = value("R") if layout == "onnx" else value("wts_hr")
+    hidden = int(args.get("hidden_size") or (recurrent.shape[-1] if recurrent is not None else 0))
+    check_onnx_gru_attrs(node, args, hidden, fn)
+    if axes == "onnx":  # (argument, name as written, shape test)
+        checks = [("h0", "initial_h", lambda s: len(s) == 3 and s[0] == 1 and s[2] == hidden)]
+    else:
+        checks = [("h0", "h0", lambda s: s == (hidden,))]
+    if layout == "onnx":
+        checks += [("W", "W", lambda s: len(s) == 3 and s[0] == 1 and s[1] == 3 * hidden),
+                   ("R", "R", lambda s: s == (1, 3 * hidden, hidden)),
+                   ("B", "B", lambda s: s == (1, 6 * hidden))]
+    for arg, written, ok in checks:
+        arr = value(arg)
+        if arr is not None and hidden and not ok(tuple(arr.shape)):
+            raise ShapeError(f"{fn} input {written} has shape {tuple(arr.shape)}, which does not fit hidden_size "
                              f"{hidden}", where=f"node '{node}'")
-
-
-def _gru_onnx_layout_np(X, h0, W, R, B=None):
-    return gru_numpy(np.asarray(X, dtype=float), h0, onnx_to_gates(W, R, B))
-
-
-def _gru_onnx_layout_torch(X, h0, W, R, B=None):
-    import torch
-
-    H = R.shape[-1]
-    perm = torch.cat([torch.arange(H, 2 * H), torch.arange(0, H), torch.arange(2 * H, 3 * H)])  # z,r,h -> r,z,n
-    p = {"weight_ih_l0": W[0][perm], "weight_hh_l0": R[0][perm]}
-    if B is not None:
-        Bv = B.reshape(-1)
-        p["bias_ih_l0"], p["bias_hh_l0"] = Bv[:3 * H][perm], Bv[3 * H:][perm]
-    return _torch_gru(X, h0, p)[0]
-
-

@@ -1,4 +1,8 @@
-"""Lower an MDF document (modeci-mdf `Model` or its serialised dict) to a `Program`."""
+"""Lower an MDF document (modeci-mdf `Model` or its serialised dict) to a `Program`.
+
+Plug-ins (mdfbridge.block_lowering) fuse groups of nodes into ops of their own and say which parameters their
+metadata marks learnable; op records validate their calls (`OpDef.validate`).
+"""
 from __future__ import annotations
 
 import logging
@@ -6,11 +10,11 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .block_lowering import FusedBlock, block_lowerings, mdf_meta as _mdf_meta
 from .errors import CycleError, ExpressionError, SchemaError, UnknownFunctionError, UnsupportedError
 from .expression_lowering import ExpressionLowering
 from .expressions import Expression, parse_expression
-from .gru_lowering import GRUBlockLowering, mdf_meta as _mdf_meta
-from .ops import get_op, resolve, supported_functions
+from .ops import call_defaults, get_op, resolve, supported_functions
 from .program import InputSpec, Location, Op, Param, Program, State, TensorRef
 
 log = logging.getLogger(__name__)
@@ -177,6 +181,7 @@ class _NodeLowering:
         if name is not None and hit is None:
             raise UnknownFunctionError(name, node=self.nid, supported=supported_functions())
         op, renames = hit if hit is not None else (None, {})
+        defaults = call_defaults(name) if name is not None else {}
         arg_vals: Dict[str, Value] = {}
         for written, v in args.items():
             a = renames.get(written, written)  # an alias's argument names -> the op's
@@ -201,7 +206,7 @@ class _NodeLowering:
                 return self.lw.emit_expr(self, out, expr, where)
             finally:
                 self.env = {**saved}
-        unknown = set(arg_vals) - set(op.all_args) - set(op.defaults)
+        unknown = set(arg_vals) - set(op.all_args) - set(defaults)
         if unknown:
             written_as = {c: w for w, c in renames.items()}
             raise UnsupportedError(f"function '{name}' has no argument(s) {sorted(unknown)}; "
@@ -211,16 +216,14 @@ class _NodeLowering:
         for a in op.all_args:
             if a in arg_vals:
                 call_args[a] = arg_vals[a]
-            elif a in op.defaults:
-                call_args[a] = op.defaults[a]
+            elif a in defaults:
+                call_args[a] = defaults[a]
             elif a in self.env:  # modeci-mdf lets a standard function read a node parameter of that name
                 call_args[a] = self.env[a]
             else:
                 raise UnsupportedError(f"function '{name}' needs argument '{a}'", where=f"{self.where} {where}")
-        if op.name == "onnx::GRU":
-            from .gru import validate_onnx_gru
-
-            validate_onnx_gru(self.nid, call_args, self.lw.params)
+        if op.validate is not None:
+            op.validate(self.nid, call_args, self.lw.params)
         return self.lw.emit_call(self, out, op.name, call_args)
 
     def transfer_fast_path(self, fdef: Mapping[str, Any], value: str, arg_vals: Dict[str, Value],
@@ -235,13 +238,13 @@ class _NodeLowering:
         return self.lw.emit_call(self, out, op.name, call_args)
 
 
-class Lowering(GRUBlockLowering):
-    """Builds a Program from one graph of an MDF document."""
+class Lowering:
+    """Builds a Program from one graph of an MDF document; `fuse_blocks`: block lowerings fuse their blocks."""
 
     def __init__(self, doc: Mapping[str, Any], graph: Optional[str] = None, source: Optional[str] = None,
-                 fuse_gru: bool = True) -> None:
+                 fuse_blocks: bool = True) -> None:
         self.source = source
-        self.fuse_gru = fuse_gru
+        self.fuse_blocks = fuse_blocks
         self.sequence = False
         if not isinstance(doc, Mapping) or len(doc) != 1:
             raise SchemaError("an MDF document holds exactly one model", json_path="$")
@@ -322,18 +325,15 @@ class Lowering(GRUBlockLowering):
     def lower(self) -> Program:
         """Run the lowering and return the Program (shapes checked by a dry run)."""
         order = self.order_nodes()
-        fused = self.fused_gru_blocks()
-        skip = {nid for roles in fused.values() for r, nid in roles.items() if r != "input"}  # run as one op
+        blocks = self.plan_blocks()
+        skip = {nid for b in blocks for nid in b.members}  # run as the blocks' own ops
         for nid in order:
             if nid in skip:
                 continue
             _NodeLowering(self, nid, self.nodes[nid]).lower()
-            block = next((b for b, roles in fused.items() if roles["input"] == nid), None)
-            if block is not None:
-                if "gru" in fused[block]:
-                    self.emit_fused_gru_block(block, fused[block])
-                else:
-                    self.emit_gru_block(block, fused[block])
+            for block in blocks:
+                if block.entry == nid:
+                    block.emit(self)
         for eid in self.delayed:
             e = self.edges[eid]
             st = self.states.get(f"delay.{eid}")
@@ -352,13 +352,29 @@ class Lowering(GRUBlockLowering):
         prog = Program(self.model_id, self.ops, self.params, self.inputs, outputs, self.states,
                        metadata=meta, uses_dt=self.uses_dt, sequence=self.sequence)
         if self.sequence and self.states:
-            raise UnsupportedError("a GRU block (a whole-sequence op) together with step-by-step state "
+            raise UnsupportedError("a whole-sequence block together with step-by-step state "
                                    f"({', '.join(self.states)}) in one graph is not supported; lower with "
-                                   "fuse_gru=False to step the gate form", where=f"graph '{self.gid}'")
+                                   "fuse_gru=False to step the block's nodes", where=f"graph '{self.gid}'")
         from .shapes import infer_shapes
 
         infer_shapes(prog, self)
         return prog
+
+    def plan_blocks(self) -> List[FusedBlock]:
+        """Ask every block lowering which nodes it fuses (and whether the graph is a sequence program)."""
+        blocks: List[FusedBlock] = []
+        taken: set = set()
+        for plugin in block_lowerings():
+            plan = plugin.plan(self)
+            self.sequence = self.sequence or plan.sequence
+            for block in plan.blocks:
+                nodes = {block.entry, *block.members}
+                if taken & nodes:
+                    raise UnsupportedError(f"block '{block.name}' shares nodes {sorted(taken & nodes)} with another "
+                                           "block", where=f"graph '{self.gid}'")
+                taken |= nodes
+                blocks.append(block)
+        return blocks
 
     def finite(self, v: Any, location: Optional[Location]) -> np.ndarray:
         """A numeric document value as a float array; NaN/infinity or non-numbers are refused where they stand."""
@@ -509,26 +525,23 @@ class Lowering(GRUBlockLowering):
             nl.env = saved
 
     def learnable_params_of(self, nid: str, node: Mapping[str, Any]) -> Sequence[str]:
-        """Parameters of a node marked learnable in mdfbridge metadata (projection matrices)."""
+        """Parameters of a node marked learnable in mdfbridge metadata (projection matrices, a block lowering's)."""
         meta = _mdf_meta(node)
         if meta.get("role") == "projection" and meta.get("learnable", True):
             return ("matrix",)
-        gru = meta.get("gru") or {}
-        if gru.get("role") == "gru" and gru.get("enable_learning", True):  # a fused GRU block's W, R, B
-            rates = gru.get("learning_rates") or {}
-            names = {"W": "weight_ih_l0", "R": "weight_hh_l0", "B": "bias_ih_l0"}
-            return tuple(k for k, tp in names.items() if rates.get(tp) is not False
-                         and (k != "B" or gru.get("bias", True)))
+        for plugin in block_lowerings():
+            names = plugin.learnable_parameters(node)
+            if names is not None:
+                return tuple(names)
         return tuple(meta.get("learnable_parameters") or ())
 
     def param_learning_rate(self, node: Mapping[str, Any], pid: str) -> Optional[float]:
-        """A per-parameter learning rate from metadata (a fused GRU block's optimizer_params), or None."""
-        gru = _mdf_meta(node).get("gru") or {}
-        if gru.get("role") != "gru":
-            return None
-        rate = (gru.get("learning_rates") or {}).get({"W": "weight_ih_l0", "R": "weight_hh_l0",
-                                                       "B": "bias_ih_l0"}.get(pid, ""))
-        return None if rate in (None, False, True) else float(rate)
+        """A per-parameter learning rate from metadata (a block lowering reads it), or None."""
+        for plugin in block_lowerings():
+            rate = plugin.learning_rate(node, pid)
+            if rate is not None:
+                return rate
+        return None
 
     def inline_learnable(self, nid: str, fn: Optional[str], arg: str) -> bool:
         """PsyNeuLink writes projections as `<proj>_dummy_node` running onnx::MatMul with B inline."""
@@ -585,6 +598,7 @@ def _strongly_connected(nodes: List[str], succ: Mapping[str, List[str]]) -> List
 def lower(doc: Any, graph: Optional[str] = None, source: Optional[str] = None, fuse_gru: bool = True) -> Program:
     """Lower an MDF document (Model or serialised dict) to a Program; `source` names its file in errors.
 
-    GRU blocks run fused (one op over whole sequences) unless `fuse_gru=False`, which steps the gate form.
+    Blocks that block lowerings recognise run fused (their own ops, e.g. one op over whole sequences) unless
+    `fuse_gru=False` (the keyword keeps its first plug-in's name), which lowers their nodes one by one.
     """
     return Lowering(model_to_dict(doc), graph, source, fuse_gru).lower()

@@ -83,10 +83,6 @@ SAMPLES: Dict[str, Dict[str, Any]] = {
     "Full": {"shape": [2], "fill_value": 1.5},
     "SoftMax": {"variable0": In((3,), -2.0, 2.0), "gain": 0.7},
     "GRU": {"X": In((5, 2), -1.0, 1.0), "h0": P((3,), -0.5, 0.5), **_gru_gates(2, 3)},
-    "GRU_ONNX": {"X": In((5, 2), -1.0, 1.0), "h0": P((3,), -0.5, 0.5), "W": P((1, 9, 2), -0.5, 0.5),
-                 "R": P((1, 9, 3), -0.5, 0.5), "B": P((1, 18), -0.5, 0.5)},
-    "onnx::GRU": {"X": In((5, 1, 2), -1.0, 1.0), "W": P((1, 9, 2), -0.5, 0.5), "R": P((1, 9, 3), -0.5, 0.5),
-                  "B": P((1, 18), -0.5, 0.5), "linear_before_reset": 1},
 }
 # Elementwise ops whose arguments need a domain other than [0.2, 0.9)
 DOMAINS: Dict[str, Dict[str, Any]] = {
@@ -99,7 +95,7 @@ DOMAINS: Dict[str, Dict[str, Any]] = {
 }
 
 # (op, backend) pairs a backend does not support, and why. Later issues shrink this table.
-SEQUENCE_OPS = ("GRU", "GRU_ONNX")  # whole-sequence ops: sequence programs (inputs (trials, time, ...))
+SEQUENCE_OPS = ("GRU",)  # whole-sequence ops: sequence programs (inputs (trials, time, ...))
 UNSUPPORTED: Dict[Tuple[str, str], str] = {}
 
 
@@ -113,7 +109,7 @@ _not_supported("llvm", ("Dot", "Outer", "Gemm", "ReduceSum", "ReduceMean", "Redu
                         "ArgMax", "ArgMin", "Transpose", "Reshape", "Concat", "Stack", "AsArray", "Getitem",
                         "Squeeze", "Unsqueeze", "Tile", "Shape", "Len", "Zeros", "Ones", "Full"),
                "not a vector kernel of the llvm backend (torch runs it)")
-_not_supported("llvm", ("GRU", "GRU_ONNX", "onnx::GRU"), "GRU blocks run on torch (nn.GRU)")
+_not_supported("llvm", ("GRU",), "GRU blocks run on torch (nn.GRU)")
 _not_supported("llvm", ("FloorDiv", "Mod", "Float", "Int", "Round", "ZerosLike", "OnesLike", "Heaviside", "Erf",
                         "Floor", "Ceil", "Sign", "Log2", "Log10", "Clip", "Not", "And", "Or", "Equal", "NotEqual",
                         "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Where", "Maximum", "Minimum", "Abs",
@@ -128,7 +124,7 @@ _not_supported("onnxruntime", ("FloorDiv", "Mod", "Float", "Int", "Round", "Zero
                                "Minimum", "Abs", "Square", "Sqrt", "Pow", "Sin", "Cos", "Tan", "Asin", "Acos",
                                "Atan", "Sinh", "Cosh", "Dot", "Outer", "ReduceSum", "ReduceMean", "ReduceMax",
                                "ReduceMin", "ReduceProd", "ArgMax", "ArgMin", "Stack", "AsArray", "Getitem",
-                               "Squeeze", "Unsqueeze", "Tile", "onnx::GRU"),
+                               "Squeeze", "Unsqueeze", "Tile"),
                "no ONNX exporter in its record yet")
 
 

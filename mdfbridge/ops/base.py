@@ -1,10 +1,10 @@
 """The op record and the one registry of ops every backend reads.
 
 An op's record (`OpDef`) holds everything a backend needs to know about it, or says it has none: canonical
-name and aliases (with argument renames), arguments, attributes and defaults, numpy and torch
-implementations, derivative, batch rule, and the hooks later layers read (shape rule, LLVM form, ONNX export,
-ONNX import mapping, MDF value form). Backends look ops up here by canonical name; lowering canonicalises
-aliases once (`resolve`), so no backend sees an alias.
+name and aliases (with argument renames and the defaults an alias implies), arguments, attributes and defaults,
+numpy and torch implementations, derivative, batch rule, and the hooks later layers read (argument validation,
+shape rule, LLVM form, ONNX export, torch module, ONNX import mapping, MDF value form). Backends look ops up here
+by canonical name; lowering canonicalises aliases once (`resolve`, `call_defaults`), so no backend sees an alias.
 """
 from __future__ import annotations
 
@@ -24,10 +24,36 @@ BatchRule = Callable[[frozenset, Dict[str, Any]], Optional[Dict[str, Any]]]
 @dataclass(frozen=True)
 class Alias:
     """Another name of an op (e.g. `onnx::MatMul` for `MatMul`); `args` renames the alias's arguments
-    (alias argument -> canonical argument)."""
+    (alias argument -> canonical argument); `defaults` are the values a call under this name gets for canonical
+    arguments it does not write, where they differ from the op's own defaults (e.g. the weight layout an alias
+    implies, or the alias's own default of an attribute)."""
 
     name: str
     args: Mapping[str, str] = field(default_factory=dict)
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TorchModuleBinding:
+    """What an op's `torch_module` hook returns: a torch module computing the op and the mapping between its
+    weights and the program's parameters (a module plus a mapping, as onnx2torch's converters return).
+
+    - `module`: the `torch.nn.Module` holding the op's weights; the program's module registers it as
+      `<collection>[<key>]`, so its state_dict keys read `<collection>.<key>.<weight>`.
+    - `params`: the program parameters the module holds (the program's module makes no tensors for them).
+    - `forward(env)`: the op's value, reading its inputs from `env` (tensor name -> tensor).
+    - `to_program()`: the module's current weights as values of those program parameters (name -> float64
+      array), layouts converted.
+    - `from_program(values)`: set the module's weights from program parameter values (name -> array).
+    """
+
+    module: Any
+    collection: str
+    key: str
+    params: Tuple[str, ...]
+    forward: Callable[[Mapping[str, Any]], Any]
+    to_program: Callable[[], Dict[str, Any]]
+    from_program: Callable[[Mapping[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -82,6 +108,11 @@ class OpDef:
     - `onnx_export(builder, op)`: emits the ONNX nodes computing one Program op through an
       `exporters.onnx_graph.OnnxGraphBuilder` and returns its value.
     - `onnx_import`: the ONNX op types (with opset ranges) the ONNX importer reads as this op.
+    - `validate(node, args, params)`: called by lowering for every call of the op with its arguments (tensor
+      references or static values) and the parameters lowered so far (name -> Param); raises a ShapeError or
+      UnsupportedError naming the node when the call cannot run.
+    - `torch_module(op, params, dtype, device)`: a `TorchModuleBinding` running the op as a torch module of
+      its own (weights converted once), or None: the op's `torch` implementation runs on the parameter tensors.
     """
 
     name: str
@@ -102,6 +133,8 @@ class OpDef:
     weight_arg: Optional[str] = None
     onnx_export: Optional[Callable[[OnnxGraphBuilder, Op], Operand]] = None
     onnx_import: Tuple[OnnxImport, ...] = ()
+    validate: Optional[Callable[[str, Mapping[str, Any], Mapping[str, Any]], None]] = None
+    torch_module: Optional[Callable[..., Optional[TorchModuleBinding]]] = None
 
     @property
     def all_args(self) -> Tuple[str, ...]:
@@ -112,6 +145,7 @@ class OpDef:
 REGISTRY: Dict[str, OpDef] = {}
 _ALIASES: Dict[str, Tuple[str, Mapping[str, str]]] = {}
 EXPRESSION_FUNCTIONS: Dict[str, OpDef] = {}  # expression function name -> op (filled by register)
+_ALIAS_DEFAULTS: Dict[str, Mapping[str, Any]] = {}  # alias name -> the defaults it implies
 
 
 def register(op: OpDef) -> OpDef:
@@ -125,6 +159,7 @@ def register(op: OpDef) -> OpDef:
     REGISTRY[op.name] = op
     for a in op.aliases:
         _ALIASES[a.name] = (op.name, dict(a.args))
+        _ALIAS_DEFAULTS[a.name] = dict(a.defaults)
     for n in op.expr_names:
         EXPRESSION_FUNCTIONS[n] = op
     return op
@@ -138,6 +173,14 @@ def resolve(name: str) -> Optional[Tuple[OpDef, Mapping[str, str]]]:
     if hit is None:
         return None
     return REGISTRY[hit[0]], hit[1]
+
+
+def call_defaults(name: str) -> Mapping[str, Any]:
+    """The defaults of a call written as `name`: the op's own, overridden by those its alias implies."""
+    hit = resolve(name)
+    if hit is None:
+        return {}
+    return {**hit[0].defaults, **_ALIAS_DEFAULTS.get(name, {})}
 
 
 def get_op(name: str) -> Optional[OpDef]:
@@ -181,6 +224,16 @@ def keywords(fn: Callable[..., Array], args: Tuple[str, ...]) -> Callable[..., A
         a, b = args
         return lambda **kw: fn(kw.pop(a), kw.pop(b), **kw)
     return lambda **kw: fn(*[kw.pop(x) for x in args], **kw)
+def deferred(module: str, name: str) -> Callable[..., Any]:
+    """A hook that imports `module` and calls its `name` on first use (a record's ONNX exporter or torch module
+    lives with its backend, which the registry does not import)."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+    call.__name__ = call.__qualname__ = f"deferred_{name}"
+    call.__doc__ = f"{module}.{name}, imported on first use."
+    return call
 
 
 def by_name(arg: str, f: Callable[[Array], Array]) -> Callable[..., Array]:

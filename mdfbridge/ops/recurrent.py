@@ -1,41 +1,31 @@
-"""Recurrent blocks: the GRU ops (their math and weight layouts live in mdfbridge.gru)."""
+"""Recurrent blocks: the one GRU op (its math and weight layouts live in mdfbridge.gru).
+
+`GRU` has two attributes that say how its arguments are laid out (see the record's description):
+`weight_layout` ('gates': PsyNeuLink per-gate weights, as the gate form of a GRU block holds them; 'onnx': W, R, B
+as ONNX's GRU and the fused form hold them) and `axes` ('trial': X (T, I) per trial, as a GRU block's input node
+sends it; 'onnx': ONNX's X (T, N, I) and Y (T, 1, N, H)). `onnx::GRU` is an alias: ONNX's names (initial_h for
+h0), the 'onnx' layouts, and ONNX's default linear_before_reset (0, which lowering refuses unless written as 1).
+Its hooks: `validate` (lowering), `onnx_export` (exporters/onnx_gru.py: one ONNX GRU node), `torch_module`
+(importers/torch_gru.py: one torch.nn.GRU per per-gate call, weights converted once).
+"""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Mapping, Tuple
 
-from ..gru import (BIAS_NAMES, GATE_ARGS, ONNX_GRU_ATTRS, _gru_gate_np, _gru_gate_torch, _gru_onnx_layout_np,
-                   _gru_onnx_layout_torch, _onnx_gru_np, _onnx_gru_torch)
-from .base import OpDef, only_x, register
+from ..gru import GRU_ARGS, GRU_ATTRS, GRU_DEFAULTS, GRU_DESCRIPTION, gru_op_numpy, gru_op_torch, validate_gru
+from .base import Alias, OpDef, deferred, only_x, register
 
-
-def _export_gru(b: Any, op: Any) -> Any:
-    from ..exporters.onnx_gru import export_gru  # imported on use: the registry imports no backend
-
-    return export_gru(b, op)
-
-
-def _export_gru_onnx_layout(b: Any, op: Any) -> Any:
-    from ..exporters.onnx_gru import export_gru_onnx_layout
-
-    return export_gru_onnx_layout(b, op)
+def _gru_shape(a: Mapping[str, Any]) -> Tuple[int, ...]:
+    """Y per trial: (T, H) for X (T, I) ('trial' axes), (T, 1, N, H) for X (T, N, I) ('onnx' axes)."""
+    hidden = a["R"][-1] if a.get("weight_layout") == "onnx" else a["wts_hr"][0]
+    x = tuple(a["X"])
+    return (x[0], 1) + x[1:-1] + (hidden,) if a.get("axes") == "onnx" else x[:-1] + (hidden,)
 
 
-def _onnx_gru_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    return {**attrs, "batched_trials": True} if batched_args <= {"X"} else None
-
-
-register(OpDef("GRU", GATE_ARGS, _gru_gate_np, _gru_gate_torch, defaults={k: None for k in BIAS_NAMES},
-               batch_rule=only_x, shape=lambda a: tuple(a["X"][:-1]) + (a["wts_hr"][0],),
-               description="GRU over a sequence X (T, I) from h0 (H,), PsyNeuLink per-gate weights",
-               onnx_export=_export_gru))
-register(OpDef("onnx::GRU", ("X", "W", "R", "B", "sequence_lens", "initial_h"), _onnx_gru_np, _onnx_gru_torch,
-               defaults={"B": None, "sequence_lens": None, "initial_h": None, "hidden_size": None,
-                         "linear_before_reset": 0, "direction": "forward", "layout": 0, "activations": None,
-                         "clip": None, "activation_alpha": None, "activation_beta": None},
-               attrs=ONNX_GRU_ATTRS, batch_rule=_onnx_gru_batched,
-               shape=lambda a: (a["X"][0], 1) + tuple(a["X"][1:-1]) + (a["R"][-1],),
-               description="ONNX GRU (linear_before_reset=1), first output Y (T, 1, N, H)"))
-register(OpDef("GRU_ONNX", ("X", "h0", "W", "R", "B"), _gru_onnx_layout_np, _gru_onnx_layout_torch,
-               defaults={"B": None}, batch_rule=only_x, shape=lambda a: tuple(a["X"][:-1]) + (a["R"][-1],),
-               description="a fused-form GRU block: X (T, I) from h0 (H,) with ONNX-layout W, R, B",
-               onnx_export=_export_gru_onnx_layout))
+register(OpDef("GRU", GRU_ARGS, gru_op_numpy, gru_op_torch, defaults=GRU_DEFAULTS, attrs=GRU_ATTRS,
+               batch_rule=only_x, description=GRU_DESCRIPTION, shape=_gru_shape,
+               aliases=(Alias("onnx::GRU", {"initial_h": "h0"},
+                              {"weight_layout": "onnx", "axes": "onnx", "linear_before_reset": 0}),),
+               validate=validate_gru,
+               onnx_export=deferred("mdfbridge.exporters.onnx_gru", "export_gru"),
+               torch_module=deferred("mdfbridge.importers.torch_gru", "gru_torch_module")))
