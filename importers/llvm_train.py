@@ -12,7 +12,7 @@ from typing import Callable, Dict
 from llvmlite import ir
 
 from .llvm_codegen import DPTR, I64, IPTR, Codegen, View, f64, i64
-from .llvm_expr import DOUBLE, declare_math, declare_pow
+from .llvm_scalar import DOUBLE, declare_math, declare_pow
 
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam defaults (LearnConfig does not expose them)
 ADAM_EPS = 1e-8

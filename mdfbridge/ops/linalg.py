@@ -49,7 +49,7 @@ def _t_outer(A: Any, B: Any) -> Any:
 
 register(OpDef("MatMul", ("A", "B"), lambda A, B: np.matmul(A, B), _t_matmul,
                batch_rule=first_arg_batched, description="A @ B (numpy.matmul)", aliases=(Alias("onnx::MatMul"),),
-               expr_names=("matmul",)))
+               expr_names=("matmul",), llvm_kernel="projection"))
 register(OpDef("Dot", ("A", "B"), keywords(np.dot, ("A", "B")), _t_dot, description="numpy.dot(A, B)", expr_names=("dot",)))
 register(OpDef("Outer", ("A", "B"), keywords(np.outer, ("A", "B")), _t_outer, description="numpy.outer(A, B) of the flattened arguments",
                expr_names=("outer",)))

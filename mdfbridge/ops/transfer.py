@@ -58,10 +58,11 @@ def _softmax_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Dict[str
 register(OpDef("ReLU", ("variable0", "gain", "bias", "leak"), _relu_np, _relu_torch,
                defaults={"gain": 1.0, "bias": 0.0, "leak": 0.0}, elementwise=True,
                description="gain * (x - bias) if x > bias else leak * gain * (x - bias)",
-               derivative="gain * numpy.where(variable0 - bias > 0, 1.0, leak)", value_form=relu_value_expression))
+               derivative="gain * numpy.where(variable0 - bias > 0, 1.0, leak)", value_form=relu_value_expression,
+               formula="gain * numpy.where(variable0 - bias > 0, variable0 - bias, leak * (variable0 - bias))"))
 register(OpDef("SoftMax", ("variable0", "gain"), _softmax_np, _softmax_torch, defaults={"gain": 1.0, "axis": -1},
                attrs=("axis",), batch_rule=_softmax_batched,
                description="exp(gain*x) / sum(exp(gain*x)) over `axis` (the last by default)",
                derivative="gain * out * (grad - numpy.sum(grad * out, axis=-1, keepdims=True))",
-               value_form=softmax_value_expression,
+               value_form=softmax_value_expression, llvm_kernel="softmax",
                aliases=(Alias("onnx::Softmax", {"input": "variable0"}),)))
