@@ -251,28 +251,25 @@ class _Builder:
         if opdef is not None and opdef.llvm_kernel in KERNEL_LOWERERS:
             KERNEL_LOWERERS[opdef.llvm_kernel](self, op, opdef)
         elif opdef is not None and _scalar(opdef):
-            args = {}
-            for a in opdef.args:
-                if a not in op.args and a not in opdef.defaults:
-                    raise _unsupported(f"function '{op.fn}' without argument '{a}'", op.node)
-                args[a] = self.arg(op.args.get(a, opdef.defaults.get(a)), op, a)
-            self.apply(op.node, op.out, opdef, args, self.out_size(op))
+            given = _arguments(opdef, op.args, lambda a: _unsupported(f"function '{op.fn}' without argument '{a}'",
+                                                                      op.node))
+            self.apply(op.node, op.out, opdef, {a: self.arg(v, op, a) for a, v in given.items()}, self.out_size(op))
         else:
             raise _unsupported(f"function '{op.fn}'", op.node)
 
     def apply(self, node: str, out: str, opdef: OpDef, args: Dict[str, Arg], size: int) -> None:
         """`out = opdef(**args)` elementwise: pending (fused) when affine in its tensor arguments, else an
         elementwise kernel."""
-        tensors = {a: t for a, t in args.items() if isinstance(t, str)}
-        if not tensors:
+        reads = Counter(t for t in args.values() if isinstance(t, str))
+        if not reads:
             raise _unsupported(f"function '{opdef.name}' of constants only", node)
-        for a, t in tensors.items():
+        for t, n in reads.items():
             if self.size_of(t) not in (1, size):
-                raise _unsupported(f"argument '{a}' of size {self.size_of(t)} broadcast to {size}", node)
-            if t in self.pending and (self.uses[t] > 1 or list(tensors.values()).count(t) > 1):
-                # computed once, not inlined into each reader
+                raise _unsupported(f"an argument of size {self.size_of(t)} broadcast to {size}", node)
+            if t in self.pending and (self.uses[t] > 1 or n > 1):  # computed once, not inlined into each reader
                 self.materialize(t)
-                args[a] = tensors[a] = self.canon(t)
+        args = {a: self.canon(v) if isinstance(v, str) else v for a, v in args.items()}
+        tensors = {a: t for a, t in args.items() if isinstance(t, str)}
         forms = {a: self.pending[t].form if t in self.pending else Affine.of(t) for a, t in tensors.items()}
         form = affine_form(_application(opdef), lambda a: forms.get(a, args.get(a)))
         if form is not None:
@@ -321,12 +318,9 @@ class _Builder:
                 return application(n.op, {k: value(v) for k, v in n.args.items()}, out)
             raise fail(f"{t.__name__}")
 
-        def application(opdef: OpDef, args: Dict[str, Arg], out: Optional[str]) -> Arg:
-            for a in opdef.args:
-                if a not in args:
-                    if a not in opdef.defaults:
-                        raise fail(f"function '{opdef.name}' without argument '{a}'")
-                    args[a] = float(opdef.defaults[a])
+        def application(opdef: OpDef, given: Dict[str, Arg], out: Optional[str]) -> Arg:
+            args = {a: v if a in given else self.arg(v, op, a) for a, v in
+                    _arguments(opdef, given, lambda a: fail(f"function '{opdef.name}' without argument '{a}'")).items()}
             if all(is_constant(v) for v in args.values()):
                 folded = fold(opdef, args)
                 if folded is None:
@@ -349,6 +343,19 @@ class _Builder:
                 self.alias_to(op.out, result)
             else:
                 self.apply(op.node, op.out, get_op("Identity"), {"X": result}, self.out_size(op))
+
+
+def _arguments(opdef: OpDef, given: Dict[str, Any], missing: Callable[[str], Exception]) -> Dict[str, Any]:
+    """The record's arguments: given, or their defaults (`missing(arg)` is raised for one with neither)."""
+    out = {}
+    for a in opdef.args:
+        if a in given:
+            out[a] = given[a]
+        elif a in opdef.defaults:
+            out[a] = opdef.defaults[a]
+        else:
+            raise missing(a)
+    return out
 
 
 def _scalar(opdef: OpDef) -> bool:

@@ -137,11 +137,10 @@ def fold(op: OpDef, args: Mapping[str, Value]) -> Optional[Value]:
             v = op.numpy(**{k: np.float64(a) if isinstance(a, float) else a for k, a in args.items()})
     except (ArithmeticError, ValueError, TypeError):
         return None
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (numbers.Real, np.number)) and np.ndim(v) == 0:
-        return float(v)
-    return None
+    v = np.asarray(v)
+    if v.ndim or v.dtype.kind not in "biuf":
+        return None
+    return bool(v) if v.dtype.kind == "b" else float(v)
 
 
 def walk(e: ScalarAlgebra, node: Any, bind: Binder, reduced: Optional[Mapping[int, Value]] = None) -> Any:

@@ -228,3 +228,19 @@ def test_gradient_through_an_argument_without_derivative_is_unsupported():
     with pytest.raises(UnsupportedError, match="argument 'A' of Heaviside.*torch") as info:
         train_program(prog, {"inp": x}, {"f": t}, LearnConfig(epochs=1), backend="llvm")
     assert "node 'f'" in str(info.value)
+
+
+def test_a_fused_value_read_twice_by_one_op():
+    """linear(x, 1, 0) is x itself; x + x and x * x read it twice."""
+    T = TensorRef
+    ops = [Op("call", "l", {"variable0": T("inp.v"), "slope": 1.0, "intercept": 0.0}, "n", fn="linear"),
+           Op("call", "y", {"A": T("l"), "B": T("l")}, "n", fn="Add"),
+           Op("call", "z", {"A": T("l"), "B": T("l")}, "n", fn="Mul")]
+    prog = program(ops, {"inp": 3}, {"y": "y", "z": "z"}, shapes={"l": (3,), "y": (3,), "z": (3,)})
+    plan = analyse(prog)
+    assert [(k.kind, k.out, k.inputs, k.coefs) for k in plan.kernels] == [  # y is computed when it is needed
+        (ELEMENTWISE, "z", {"A": "inp.v", "B": "inp.v"}, {}), (AFFINE, "y", {"inp.v": "inp.v"}, {"inp.v": 2.0})]
+    x = {"inp": np.random.default_rng(0).normal(size=(4, 3))}
+    got = run_with_backend(prog, x, "llvm")
+    np.testing.assert_allclose(got["y"], 2 * x["inp"], rtol=1e-15)
+    np.testing.assert_allclose(got["z"], x["inp"] ** 2, rtol=1e-15)
