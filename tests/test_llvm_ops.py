@@ -244,3 +244,52 @@ def test_a_fused_value_read_twice_by_one_op():
     got = run_with_backend(prog, x, "llvm")
     np.testing.assert_allclose(got["y"], 2 * x["inp"], rtol=1e-15)
     np.testing.assert_allclose(got["z"], x["inp"] ** 2, rtol=1e-15)
+
+
+def as_calls(prog: Program) -> Program:
+    """`prog` with every `expr` op written as `call` ops of the registry ops its tree applies (what lowering
+    produces once it stops emitting `expr` ops): intermediate results `<out>#<n>`, of the op's shape."""
+    from mdfbridge.expressions import Call, Const, Var
+
+    ops = []
+    shapes = dict(prog.shapes)
+    for op in prog.ops:
+        if op.kind != "expr":
+            ops.append(op)
+            continue
+        count = iter(range(1, 1000))
+
+        def value(n, out=None, op=op, count=count):
+            if type(n) is Const:
+                return float(n.value)
+            if type(n) is Var:
+                return op.args[n.name]
+            assert type(n) is Call, n
+            name = out or f"{op.out}#{next(count)}"
+            ops.append(Op("call", name, {k: value(v) for k, v in n.args.items()}, op.node, fn=n.op.name))
+            shapes[name] = prog.shapes[op.out]
+            return TensorRef(name)
+        result = value(op.expression.tree, op.out)
+        if result != TensorRef(op.out):
+            ops.append(Op("call", op.out, {"X": result}, op.node, fn="Identity"))
+    return Program(prog.name, ops, prog.params, prog.inputs, prog.outputs, prog.states, shapes, prog.metadata)
+
+
+@pytest.mark.parametrize("build", ["xor", "net"])
+def test_call_ops_plan_and_train_like_expr_ops(build):
+    """The same models with call ops instead of expr ops: the same kernels, outputs and trained weights."""
+    from conftest import XOR_INPUTS, XOR_TARGETS, build_xor
+    from test_llvm import NET_T, NET_X, build_net
+
+    make, x, t = (build_xor, {"input": XOR_INPUTS}, {"output": XOR_TARGETS}) if build == "xor" else \
+        (build_net, NET_X, NET_T)
+    expr, calls = make().program(), as_calls(make().program())
+    assert any(op.kind == "expr" for op in expr.ops) and not any(op.kind == "expr" for op in calls.ops)
+    a, b = analyse(expr, list(t)), analyse(calls, list(t))
+    assert [(k.kind, k.out, k.coefs) for k in a.kernels] == [(k.kind, k.out, k.coefs) for k in b.kernels]
+    np.testing.assert_array_equal(run_with_backend(calls, x, "llvm")[next(iter(t))],
+                                  run_with_backend(expr, x, "llvm")[next(iter(t))])
+    for prog in (expr, calls):
+        train_program(prog, x, t, LearnConfig(epochs=3, learning_rate=0.1, minibatch_size=2), backend="llvm")
+    for name, p in expr.params.items():
+        np.testing.assert_array_equal(calls.params[name].value, p.value, err_msg=name)
