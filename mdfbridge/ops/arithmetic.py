@@ -205,7 +205,8 @@ _op("OnesLike", ("X",), np.ones_like, lambda X: torch_module().ones_like(torchli
 _op("Where", ("condition", "X", "Y"), np.where,
     lambda condition, X, Y: torch_module().where(torchlib.tt(condition).to(torch_module().bool),
                                                   *torchlib.tt_like(X, Y)),
-    "X where condition holds, else Y", _names("where"), onnx={}, llvm=lambda e, condition, X, Y: e.select(condition, X, Y),
+    "X where condition holds, else Y", _names("where"), onnx={},
+    llvm=lambda e, condition, X, Y: e.select(condition, X, Y),
     derivatives={"condition": NO_GRADIENT, "X": "numpy.where(condition, 1.0, 0.0)",
                  "Y": "numpy.where(condition, 0.0, 1.0)"})
 _op("Clip", ("X", "lo", "hi"), np.clip, lambda X, lo, hi: torch_module().clamp(*torchlib.tt_like(X, lo, hi)),

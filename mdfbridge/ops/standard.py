@@ -9,12 +9,13 @@ import numpy as np
 from .base import Alias, OpDef, is_number, register, torch_module
 
 
-def elementwise(name: str, args: Tuple[str, ...], np_fn: Callable, torch_fn: Callable, description: str,
-                formula: str, defaults: Optional[Mapping[str, Any]] = None, derivative: Optional[str] = None,
+def elementwise(name: str, args: Tuple[str, ...], np_fn: Callable, torch_fn: Callable, formula: str,
+                defaults: Optional[Mapping[str, Any]] = None, derivative: Optional[str] = None,
                 aliases: Tuple[Alias, ...] = (), expr_names: Tuple[str, ...] = ()) -> OpDef:
-    """Register an elementwise op; `formula` is what `np_fn` computes, as an MDF expression (same order)."""
+    """Register an elementwise op; `formula` (also its description) is what `np_fn` computes, as an MDF
+    expression evaluated in the same order."""
     return register(OpDef(name, args, np_fn, torch_fn, defaults=defaults or {}, elementwise=True,
-                          description=description, derivative=derivative, aliases=aliases, expr_names=expr_names,
+                          description=formula, derivative=derivative, aliases=aliases, expr_names=expr_names,
                           formula=formula))
 
 
@@ -34,16 +35,15 @@ def _logistic_torch(variable0: Any, gain: Any, bias: Any, offset: Any) -> Any:
 
 elementwise("linear", ("variable0", "slope", "intercept"),
             lambda variable0, slope, intercept: variable0 * slope + intercept, _linear_torch,
-            "variable0 * slope + intercept", "variable0 * slope + intercept", {"slope": 1.0, "intercept": 0.0},
-            derivative="slope")
+            "variable0 * slope + intercept", {"slope": 1.0, "intercept": 0.0}, derivative="slope")
 elementwise("logistic", ("variable0", "gain", "bias", "offset"),
             lambda variable0, gain, bias, offset: 1.0 / (1.0 + np.exp(-gain * (variable0 + bias) + offset)),
-            _logistic_torch, "1/(1 + exp(-gain*(variable0 + bias) + offset))",
-            "1.0 / (1.0 + numpy.exp(-gain * (variable0 + bias) + offset))", {"gain": 1.0, "bias": 0.0, "offset": 0.0}, derivative="gain * out * (1.0 - out)")
+            _logistic_torch, "1.0 / (1.0 + numpy.exp(-gain * (variable0 + bias) + offset))",
+            {"gain": 1.0, "bias": 0.0, "offset": 0.0}, derivative="gain * out * (1.0 - out)")
 elementwise("exponential", ("variable0", "scale", "rate", "bias", "offset"),
             lambda variable0, scale, rate, bias, offset: scale * np.exp(rate * variable0 + bias) + offset,
             lambda variable0, scale, rate, bias, offset: scale * torch_module().exp(rate * variable0 + bias) + offset,
-            "scale * exp(rate * variable0 + bias) + offset", "scale * numpy.exp(rate * variable0 + bias) + offset",
+            "scale * numpy.exp(rate * variable0 + bias) + offset",
             {"scale": 1.0, "rate": 1.0, "bias": 0.0, "offset": 0.0},
             derivative="scale * rate * numpy.exp(rate * variable0 + bias)")
 
@@ -53,8 +53,7 @@ def _scaled(name: str, torch_name: str, derivative: str) -> None:
     f = getattr(np, name)
     elementwise(name, ("variable0", "scale"), lambda variable0, scale: scale * f(variable0),
                 lambda variable0, scale: scale * getattr(torch_module(), torch_name)(variable0),
-                f"scale * {name}(variable0)", f"scale * numpy.{name}(variable0)", {"scale": 1.0},
-                derivative=derivative)
+                f"scale * numpy.{name}(variable0)", {"scale": 1.0}, derivative=derivative)
 
 
 _scaled("sin", "sin", "scale * numpy.cos(variable0)")
@@ -67,5 +66,5 @@ _scaled("arctan", "atan", "scale / (1.0 + variable0 ** 2)")
 _scaled("arcsin", "asin", "scale / numpy.sqrt(1.0 - variable0 ** 2)")
 _scaled("arccos", "acos", "-scale / numpy.sqrt(1.0 - variable0 ** 2)")
 
-elementwise("Relu", ("A",), lambda A: A * (A > 0), lambda A: torch_module().relu(A), "A * (A > 0)", "A * (A > 0)",
+elementwise("Relu", ("A",), lambda A: A * (A > 0), lambda A: torch_module().relu(A), "A * (A > 0)",
             derivative="numpy.where(A > 0, 1.0, 0.0)", aliases=(Alias("onnx::Relu", {"X": "A"}),), expr_names=("relu",))
