@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from llvmlite import ir
 
 from ..errors import UnsupportedError
-from .llvm_expr import DOUBLE, ScalarEmitter, parse, reductions, sum_keywords_ok
-from .llvm_plan import Kernel, Plan
+from ..ops import get_op
+from .llvm_plan import PROJECTION, Kernel, Plan
+from .llvm_scalar import DOUBLE, ScalarIR, compile_tree, over_vector, reductions
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class Codegen:
         self.A = self.global_array("A", a_size)
         if training:
             wt = max([plan.tensors[k.inputs["B"]].size for k in plan.kernels
-                      if k.kind == "matmul" and tensors[k.inputs["A"]].grad] or [1])
+                      if k.kind == PROJECTION and tensors[k.inputs["A"]].grad] or [1])
             self.G = self.global_array("G", g_size)
             self.GP = self.global_array("GP", plan.n_train)
             self.M = self.global_array("M", plan.n_train)
@@ -292,39 +293,39 @@ class Codegen:
                                                                                   [0] * width))
 
     # ------------------------------------------------------------------ elementwise loops
-    def elementwise(self, k: Kernel, rows: ir.Value, source: str, size: int,
+    def elementwise(self, k: Kernel, rows: ir.Value, tree: Any, size: int,
                     extra: Dict[str, View], body: Callable[[ir.Value, ir.Value, ir.Value], None]) -> None:
-        """For each row and element: evaluate `source` over the kernel's arguments (plus `extra` views, e.g.
-        out and grad) and hand the value to `body(row, j, value)`; `numpy.sum(...)` is summed per row first."""
-        tree = parse(source, k.where)
-        sums = reductions(tree)
-        for node in sums:
-            if not sum_keywords_ok(node):
-                raise UnsupportedError(f"reduction '{source}' is not supported by the llvm backend", where=k.where)
+        """For each row and element: evaluate expression tree `tree` over the kernel's inputs and statics (plus
+        `extra` views, e.g. out and grad) and hand the value to `body(row, j, value)`; reductions over the
+        trial's vector (numpy.sum(...)) are computed per row first."""
+        e = ScalarIR(self.b, k.where)
+        folds = reductions(tree)
+        for node in folds:
+            if not over_vector(node):
+                raise e.unsupported(f"reduction '{node.op.name}' over an axis other than the trial's vector")
         views = {a: self.val(t) for a, t in k.inputs.items()}
         views.update(extra)
 
-        def binder(row: ir.Value, j: ir.Value) -> Callable[[str], object]:
-            def bind(name: str) -> object:
+        def binder(row: ir.Value, j: ir.Value) -> Callable[[str], Optional[ir.Value]]:
+            def bind(name: str) -> Optional[Union[float, ir.Value]]:
                 if name in views:
                     v = views[name]
                     return self.load(v, row, j if v.size > 1 else 0)
-                if name in k.statics:
-                    return k.statics[name]
-                raise UnsupportedError(f"name '{name}' in '{source}' has no value", where=k.where)
+                return k.statics.get(name)
             return bind
 
         with self.loop(rows, name="row") as row:
             reduced: Dict[int, ir.Value] = {}
-            for node in sums:
-                total = self.var(0.0)
-                with self.loop(size, name="sum") as j:
-                    x = ScalarEmitter(self.b, binder(row, j), k.where, reduced).emit(node.args[0])
-                    self.b.store(self.b.fadd(self.b.load(total), _as_ir(self.b, x)), total)
+            for node in folds:
+                combine, init = node.op.fold
+                total = self.var(float(init))
+                with self.loop(size, name="fold") as j:
+                    x = compile_tree(e, node.args["X"], binder(row, j), reduced)
+                    acc = get_op(combine).llvm(e, A=self.b.load(total), B=x)
+                    self.b.store(e.ir(acc), total)
                 reduced[id(node)] = self.b.load(total)
             with self.loop(size, name="j") as j:
-                x = ScalarEmitter(self.b, binder(row, j), k.where, reduced).emit(tree)
-                body(row, j, _as_ir(self.b, x))
+                body(row, j, compile_tree(e, tree, binder(row, j), reduced))
 
     # ------------------------------------------------------------------ forward and backward
     def emit_fwd(self) -> None:
@@ -402,14 +403,6 @@ class Codegen:
 
 def _ir(v: Index) -> ir.Value:
     return i64(v) if isinstance(v, int) else v
-
-
-def _as_ir(b: ir.IRBuilder, x: object) -> ir.Value:
-    if isinstance(x, (int, float, bool)):
-        return f64(float(x))
-    if x.type != DOUBLE:
-        return b.uitofp(x, DOUBLE)
-    return x
 
 
 def _round_up(n: int, to: int = 8) -> int:

@@ -1,8 +1,9 @@
 """Kernel emitters of the LLVM backend: forward and backward IR of each kernel kind (llvm_plan.Kernel.kind).
 
-One class per kind, registered by `@emitter(kind)`: matmul (a projection, through Codegen.gemm), affine
-(sums of afferents and affine maps), elementwise (registry transfer functions: forward form from
-llvm_plan.FORWARD_FORMS, derivative from the registry) and softmax. Backward code adds into gradients.
+One class per kind, registered by `@emitter(kind)`: projection (through Codegen.gemm), affine (fused chains of
+affine ops: the kernel's tree forward, its constant coefficients backward), elementwise (a registry op: its
+scalar form or formula forward, its derivatives from the registry backward) and softmax. Backward code adds
+into gradients.
 """
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from typing import Callable, Dict
 
 from llvmlite import ir
 
-from ..ops import get_op
+from ..expressions import parse_expression
 from .llvm_codegen import Codegen, f64, i64
-from .llvm_expr import declare_math
-from .llvm_plan import Kernel
+from .llvm_plan import AFFINE, ELEMENTWISE, PROJECTION, SOFTMAX, Kernel
+from .llvm_scalar import declare_math
 
 
 class KernelEmitter:
@@ -39,8 +40,8 @@ def emitter(kind: str) -> Callable:
     return deco
 
 
-@emitter("matmul")
-class MatMulEmitter(KernelEmitter):
+@emitter(PROJECTION)
+class ProjectionEmitter(KernelEmitter):
     """out = A @ B with B a (k, m) parameter matrix."""
 
     def forward(self, cg: Codegen, k: Kernel, rows: ir.Value) -> None:
@@ -72,13 +73,13 @@ class MatMulEmitter(KernelEmitter):
                     lambda r: cg.ptr(ga, r, 0), accumulate=True)
 
 
-@emitter("affine")
+@emitter(AFFINE)
 class AffineEmitter(KernelEmitter):
     """An affine expression of tensors (sums of afferents, `gain * (x + bias) + offset`)."""
 
     def forward(self, cg: Codegen, k: Kernel, rows: ir.Value) -> None:
         out = cg.val(k.out)
-        cg.elementwise(k, rows, k.source, out.size, {}, lambda r, j, x: cg.store(out, r, j, x))
+        cg.elementwise(k, rows, k.tree, out.size, {}, lambda r, j, x: cg.store(out, r, j, x))
 
     def backward(self, cg: Codegen, k: Kernel, rows: ir.Value) -> None:
         gout = cg.grad(k.out)
@@ -93,36 +94,40 @@ class AffineEmitter(KernelEmitter):
                     cg.add_to(gin, r, j if gin.size > 1 else 0, g if c == 1.0 else b.fmul(g, f64(c)))
 
 
-@emitter("elementwise")
+@emitter(ELEMENTWISE)
 class ElementwiseEmitter(KernelEmitter):
-    """A registry transfer function: forward form from llvm_plan.FORWARD_FORMS, derivative from the registry."""
+    """A registry op: forward its scalar form (or formula), backward d out / d argument from the registry."""
 
     def forward(self, cg: Codegen, k: Kernel, rows: ir.Value) -> None:
         out = cg.val(k.out)
-        cg.elementwise(k, rows, k.source, out.size, {}, lambda r, j, x: cg.store(out, r, j, x))
+        cg.elementwise(k, rows, k.tree, out.size, {}, lambda r, j, x: cg.store(out, r, j, x))
 
     def backward(self, cg: Codegen, k: Kernel, rows: ir.Value) -> None:
-        first = get_op(k.fn).args[0]
-        gin = cg.grad(k.inputs[first])
         gout = cg.grad(k.out)
         b = cg.b
+        for arg, t in k.inputs.items():
+            if not cg.needs_grad(t):
+                continue
+            gin = cg.grad(t)
 
-        def body(r: ir.Value, j: ir.Value, d: ir.Value) -> None:
-            cg.add_to(gin, r, j if gin.size > 1 else 0, b.fmul(cg.load(gout, r, j), d))
-        cg.elementwise(k, rows, get_op(k.fn).derivative, gout.size, {"out": cg.val(k.out)}, body)
+            def body(r: ir.Value, j: ir.Value, d: ir.Value, gin=gin) -> None:
+                cg.add_to(gin, r, j if gin.size > 1 else 0, b.fmul(cg.load(gout, r, j), d))
+            tree = parse_expression(k.op.partial(arg), where=k.where).tree
+            cg.elementwise(k, rows, tree, gout.size, {"out": cg.val(k.out)}, body)
 
 
-@emitter("softmax")
+@emitter(SOFTMAX)
 class SoftMaxEmitter(KernelEmitter):
     """exp(gain * x - max) / sum over the trial's vector; backward: the registry's vector-Jacobian product."""
 
     def forward(self, cg: Codegen, k: Kernel, rows: ir.Value) -> None:
-        x, out = cg.val(k.inputs["variable0"]), cg.val(k.out)
-        gain = cg.val(k.inputs["gain"]) if "gain" in k.inputs else None
+        x_arg, gain_arg = k.op.args
+        x, out = cg.val(k.inputs[x_arg]), cg.val(k.out)
+        gain = cg.val(k.inputs[gain_arg]) if gain_arg in k.inputs else None
         b, n = cg.b, out.size
 
         def z(r: ir.Value, j: ir.Value) -> ir.Value:
-            g = cg.load(gain, r, j if gain.size > 1 else 0) if gain else f64(k.statics["gain"])
+            g = cg.load(gain, r, j if gain.size > 1 else 0) if gain else f64(k.statics[gain_arg])
             return b.fmul(g, cg.load(x, r, j))
         with cg.loop(rows, name="row") as r:
             top = cg.var(float("-inf"))
@@ -141,7 +146,7 @@ class SoftMaxEmitter(KernelEmitter):
                 cg.store(out, r, j, b.fdiv(cg.load(out, r, j), s))
 
     def backward(self, cg: Codegen, k: Kernel, rows: ir.Value) -> None:
-        gin = cg.grad(k.inputs["variable0"])
+        gin = cg.grad(k.inputs[k.op.args[0]])
         extra = {"out": cg.val(k.out), "grad": cg.grad(k.out)}
-        cg.elementwise(k, rows, get_op("SoftMax").derivative, gin.size, extra,
-                       lambda r, j, d: cg.add_to(gin, r, j, d))
+        tree = parse_expression(k.op.partial(k.op.args[0]), where=k.where).tree
+        cg.elementwise(k, rows, tree, gin.size, extra, lambda r, j, d: cg.add_to(gin, r, j, d))

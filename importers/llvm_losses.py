@@ -10,7 +10,7 @@ from typing import Callable
 from llvmlite import ir
 
 from .llvm_codegen import Codegen, View, f64, i64
-from .llvm_expr import DOUBLE, declare_math
+from .llvm_scalar import DOUBLE, declare_math
 
 
 def _target(cg: Codegen, col: int) -> View:

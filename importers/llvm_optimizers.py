@@ -9,7 +9,7 @@ from llvmlite import ir
 
 from ..optimizers import ADAM_BETAS, ADAM_EPS
 from .llvm_codegen import Codegen, f64, i64
-from .llvm_expr import DOUBLE, declare_math, declare_pow
+from .llvm_scalar import DOUBLE, declare_math, declare_pow
 
 
 def _elem(cg: Codegen, g: ir.GlobalVariable, i: ir.Value) -> ir.Value:

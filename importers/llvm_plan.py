@@ -1,9 +1,12 @@
 """What the LLVM backend compiles: a `Program` checked and rewritten as a list of kernels over flat tensors.
 
-Supported (the Program shapes compositions produce): projections `MatMul(A=vector, B=parameter matrix)`,
-affine `expr` ops (sums of afferents, Tanh's `gain * (x + bias) + offset`), the registry's elementwise
-transfer functions with a forward form below and a derivative in the registry, and SoftMax. Everything
-else raises UnsupportedError naming the node and construct and saying that backend 'torch' runs it.
+Every op is lowered through its registry record (mdfbridge.ops): records with an `llvm_kernel` get that kernel
+(projections `MatMul(A=vector, B=parameter matrix)`, SoftMax); elementwise records with a scalar form (`llvm`)
+or a `formula` get an elementwise kernel (gradients from the record's derivatives), except that maximal chains
+of ops affine in their tensor inputs with constant coefficients (sums of afferents, `weight * x`, Tanh's
+`gain * (x + bias) + offset`) are fused into one `affine` kernel; an `expr` op is lowered as the tree of
+registry ops its expression compiles to. Everything else raises UnsupportedError naming the node and construct
+and saying that backend 'torch' runs it.
 
 Every tensor is a flat per-trial vector; tensors with the batch axis hold one row per trial of the
 minibatch, the others one row shared by all trials (read with row stride 0, so gradients flowing into
@@ -11,36 +14,31 @@ them from batched consumers sum over the minibatch).
 """
 from __future__ import annotations
 
-import ast
+import itertools
 import logging
-import math
 import numbers
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
 from ..errors import UnsupportedError
-from ..executor import batched_tensors
-from ..ops import get_op
+from ..expressions import Call, Const, IfExp, Var
+from ..ops import OpDef, get_op
 from ..program import Op, Program, TensorRef
-from .llvm_expr import CONSTANTS, parse
+from .llvm_affine import Affine, affine_form
+from .llvm_scalar import USE_TORCH, fold, is_constant, variables
 
 log = logging.getLogger(__name__)
 
-USE_TORCH = "use backend 'torch', which runs it"
+# kernel kinds (llvm_kernels has an emitter for each; records name theirs in `OpDef.llvm_kernel`)
+PROJECTION = "projection"
+AFFINE = "affine"
+ELEMENTWISE = "elementwise"
+SOFTMAX = "softmax"
 
-# What numpy computes for each elementwise registry function (the llvm backend's forward form; same
-# evaluation order as the registry's numpy implementation).
-FORWARD_FORMS: Dict[str, str] = {
-    "linear": "variable0 * slope + intercept",
-    "logistic": "1.0 / (1.0 + numpy.exp(-gain * (variable0 + bias) + offset))",
-    "exponential": "scale * numpy.exp(rate * variable0 + bias) + offset",
-    **{t: f"scale * numpy.{t}(variable0)"
-       for t in ("sin", "cos", "tan", "sinh", "cosh", "tanh", "arctan", "arcsin", "arccos")},
-    "Relu": "A * (A > 0)",
-    "ReLU": "gain * numpy.where(variable0 - bias > 0, variable0 - bias, leak * (variable0 - bias))",
-}
+Arg = Union[str, float]  # an op argument in the plan: a tensor name or a static number
 
 
 @dataclass
@@ -56,16 +54,25 @@ class Tensor:
 
 @dataclass
 class Kernel:
-    """One compiled step: `kind` picks the emitter (matmul | affine | elementwise | softmax)."""
+    """One compiled step: `kind` picks the emitter (projection | affine | elementwise | softmax).
+
+    `tree` (affine, elementwise) is the scalar expression computed per element, over variables named by
+    `inputs` (variable -> tensor) and `statics` (variable -> number); `op` is the record of a projection,
+    elementwise or softmax kernel (elementwise: `tree` applies it to its arguments)."""
 
     kind: str
     node: str
     out: str
-    inputs: Dict[str, str]  # argument -> tensor
+    inputs: Dict[str, str]
     statics: Dict[str, float] = field(default_factory=dict)
-    fn: str = ""
-    source: str = ""  # affine: the op's expression; elementwise: the forward form
+    op: Optional[OpDef] = None
+    tree: Any = None
     coefs: Dict[str, float] = field(default_factory=dict)  # affine: d out / d tensor
+
+    @property
+    def fn(self) -> str:
+        """The op's name (the kernel kind for fused affine kernels), for messages."""
+        return self.op.name if self.op is not None else self.kind
 
     @property
     def where(self) -> str:
@@ -104,6 +111,7 @@ class Plan:
 
 
 def _unsupported(what: str, node: str) -> UnsupportedError:
+    """UnsupportedError naming the node and what it is not supported for."""
     return UnsupportedError(f"{what} is not supported by the llvm backend; {USE_TORCH}", where=f"node '{node}'")
 
 
@@ -122,29 +130,67 @@ def _size(shape: Sequence[int]) -> int:
     return int(np.prod(shape)) if len(shape) else 1
 
 
+@dataclass
+class _Pending:
+    """An affine value not computed yet: consumers that are affine too inline it (fusion)."""
+
+    tree: Any  # over Var(tensor) leaves
+    form: Affine
+    size: int
+    node: str
+
+
 class _Builder:
     """Builds a Plan from a Program (see `analyse`)."""
 
     def __init__(self, program: Program) -> None:
         self.prog = program
-        self.batched = batched_tensors(program)
         self.tensors: Dict[str, Tensor] = {}
         self.alias: Dict[str, str] = {}
         self.kernels: List[Kernel] = []
+        self.pending: Dict[str, _Pending] = {}
+        self.uses: Counter = Counter(program.outputs.values())  # readers of each tensor
+        for op in program.ops:
+            for v in op.args.values():
+                if isinstance(v, TensorRef):
+                    self.uses[v.name] += 1
 
+    # ------------------------------------------------------------------ tensors
     def canon(self, name: str) -> str:
         """The tensor a name stands for (following aliases)."""
         while name in self.alias:
             name = self.alias[name]
         return name
 
+    def alias_to(self, name: str, target: str) -> None:
+        """`name` is `target` (its readers read target)."""
+        self.alias[name] = target
+        self.uses[target] += self.uses[name] - 1
+
+    def size_of(self, name: str) -> int:
+        """Values per trial of a computed or pending tensor."""
+        return self.pending[name].size if name in self.pending else self.tensors[name].size
+
     def tensor(self, ref: Any, op: Op, arg: str) -> str:
-        """The (canonical) tensor an op argument reads."""
+        """The computed (canonical) tensor an op argument reads."""
         name = self.canon(ref.name)
-        if name not in self.tensors:
+        if name not in self.tensors and name not in self.pending:
             raise _unsupported(f"argument '{arg}' reading '{ref.name}' (not a tensor the llvm backend computes)",
                                op.node)
-        return name
+        self.materialize(name)
+        return self.canon(name)
+
+    def arg(self, v: Any, op: Op, arg: str) -> Arg:
+        """An op argument: a (canonical, maybe pending) tensor name or a static number."""
+        if isinstance(v, TensorRef):
+            name = self.canon(v.name)
+            if name not in self.tensors and name not in self.pending:
+                raise _unsupported(f"argument '{arg}' reading '{v.name}' (not a tensor the llvm backend computes)",
+                                   op.node)
+            return name
+        if _static(v) is None:
+            raise _unsupported(f"argument '{arg}' = {v!r}", op.node)
+        return _static(v)
 
     def out_size(self, op: Op) -> int:
         """Values per trial of an op's output (vectors only)."""
@@ -155,10 +201,24 @@ class _Builder:
             raise _unsupported(f"'{op.out}' of per-trial shape {tuple(shape)} (only vectors)", op.node)
         return _size(shape)
 
-    def add_value(self, op: Op, size: int) -> None:
-        """Declare an op's output tensor."""
-        self.tensors[op.out] = Tensor(op.out, size, op.out in self.batched, "value")
+    def add_value(self, out: str, size: int, inputs: Sequence[str]) -> None:
+        """Declare a computed tensor (batched when an input is)."""
+        self.tensors[out] = Tensor(out, size, any(self.tensors[t].batched for t in inputs), "value")
 
+    def materialize(self, name: str) -> None:
+        """Compute a pending affine value: an `affine` kernel, or an alias when it is one tensor as it is."""
+        p = self.pending.pop(name, None)
+        if p is None:
+            return
+        same = p.form.is_identity()
+        if same is not None and self.tensors[same].size == p.size:
+            self.alias_to(name, same)
+            return
+        self.add_value(name, p.size, list(p.form.coefs))
+        self.kernels.append(Kernel(AFFINE, p.node, name, {t: t for t in p.form.coefs}, tree=p.tree,
+                                   coefs=dict(p.form.coefs)))
+
+    # ------------------------------------------------------------------ ops
     def build(self) -> Tuple[Dict[str, Tensor], List[Kernel], Dict[str, str]]:
         """(tensors, kernels, aliases) of the program; raises UnsupportedError at the first unsupported op."""
         prog = self.prog
@@ -174,34 +234,77 @@ class _Builder:
         for name, p in prog.params.items():
             self.tensors[name] = Tensor(name, int(np.size(p.value)), False, "param")
         for op in prog.ops:
-            if op.kind == "expr":
-                lower = LOWERERS["expr"]
-            elif op.kind == "call":
-                lower = LOWERERS.get(op.fn)
-                if lower is None:
-                    raise _unsupported(f"function '{op.fn}'", op.node)
-            else:
-                raise _unsupported(f"op kind '{op.kind}'", op.node)
-            lower(self, op)
+            self.lower_call(op)
+        for out in prog.outputs.values():
+            self.materialize(self.canon(out))
         return self.tensors, self.kernels, self.alias
 
+    def lower_call(self, op: Op) -> None:
+        """A `call` op, as its record says."""
+        opdef = get_op(op.fn)
+        if opdef is not None and opdef.llvm_kernel in KERNEL_LOWERERS:
+            KERNEL_LOWERERS[opdef.llvm_kernel](self, op, opdef)
+        elif opdef is not None and _scalar(opdef):
+            given = _arguments(opdef, op.args, lambda a: _unsupported(f"function '{op.fn}' without argument '{a}'",
+                                                                      op.node))
+            self.apply(op.node, op.out, opdef, {a: self.arg(v, op, a) for a, v in given.items()}, self.out_size(op))
+        else:
+            raise _unsupported(f"function '{op.fn}'", op.node)
 
-# ------------------------------------------------------------------------------------------ op lowerers
+    def apply(self, node: str, out: str, opdef: OpDef, args: Dict[str, Arg], size: int) -> None:
+        """`out = opdef(**args)` elementwise: pending (fused) when affine in its tensor arguments, else an
+        elementwise kernel."""
+        reads = Counter(t for t in args.values() if isinstance(t, str))
+        if not reads:
+            raise _unsupported(f"function '{opdef.name}' of constants only", node)
+        for t, n in reads.items():
+            if self.size_of(t) not in (1, size):
+                raise _unsupported(f"an argument of size {self.size_of(t)} broadcast to {size}", node)
+            if t in self.pending and (self.uses[t] > 1 or n > 1):  # computed once, not inlined into each reader
+                self.materialize(t)
+        args = {a: self.canon(v) if isinstance(v, str) else v for a, v in args.items()}
+        tensors = {a: t for a, t in args.items() if isinstance(t, str)}
+        forms = {a: self.pending[t].form if t in self.pending else Affine.of(t) for a, t in tensors.items()}
+        form = affine_form(_application(opdef), lambda a: forms.get(a, args.get(a)))
+        if form is not None:
+            tree = Call(opdef, {a: (self.pending.pop(v).tree if v in self.pending else Var(v))
+                                if isinstance(v, str) else Const(v) for a, v in args.items()})
+            self.pending[out] = _Pending(tree, form, size, node)
+            return
+        for t in tensors.values():
+            self.materialize(t)
+        inputs = {a: self.canon(t) for a, t in tensors.items()}
+        self.add_value(out, size, list(inputs.values()))
+        self.kernels.append(Kernel(ELEMENTWISE, node, out, inputs,
+                                   {a: v for a, v in args.items() if not isinstance(v, str)}, op=opdef,
+                                   tree=_application(opdef)))
 
-LOWERERS: Dict[str, Any] = {}
+def _arguments(opdef: OpDef, given: Dict[str, Any], missing: Callable[[str], Exception]) -> Dict[str, Any]:
+    """The record's arguments: given, or their defaults (`missing(arg)` is raised for one with neither)."""
+    out = {}
+    for a in opdef.args:
+        if a in given:
+            out[a] = given[a]
+        elif a in opdef.defaults:
+            out[a] = opdef.defaults[a]
+        else:
+            raise missing(a)
+    return out
 
 
-def lowerer(*names: str) -> Any:
-    """Register a function turning one Program op into kernels (keyed by op function name, or 'expr')."""
-    def deco(fn):
-        for n in names:
-            LOWERERS[n] = fn
-        return fn
-    return deco
+def _scalar(opdef: OpDef) -> bool:
+    """Does the record have a scalar form the llvm backend compiles (elementwise, `llvm` or `formula`)?"""
+    return opdef.elementwise and (opdef.llvm is not None or opdef.formula is not None)
 
 
-@lowerer("MatMul")
-def _lower_matmul(bld: _Builder, op: Op) -> None:
+def _application(opdef: OpDef) -> Call:
+    """The tree applying `opdef` to variables named as its arguments."""
+    return Call(opdef, {a: Var(a) for a in opdef.args})
+
+
+# ------------------------------------------------------------------------------------------ kernel lowerers
+
+def _lower_projection(bld: _Builder, op: Op, opdef: OpDef) -> None:
     a, w = op.args.get("A"), op.args.get("B")
     if not isinstance(a, TensorRef) or not isinstance(w, TensorRef):
         raise _unsupported(f"{op.fn} with a constant operand", op.node)
@@ -213,127 +316,32 @@ def _lower_matmul(bld: _Builder, op: Op) -> None:
     a_shape = bld.prog.shapes.get(a.name, (bld.tensors[a_name].size,))
     if len(a_shape) != 1 or bld.tensors[a_name].size != rows:
         raise _unsupported(f"{op.fn} of per-trial shapes {tuple(a_shape)} @ {param.value.shape}", op.node)
-    bld.tensors[op.out] = Tensor(op.out, cols, op.out in bld.batched, "value")
-    bld.kernels.append(Kernel("matmul", op.node, op.out, {"A": a_name, "B": w_name}, fn=op.fn))
+    bld.add_value(op.out, cols, [a_name])
+    bld.kernels.append(Kernel(PROJECTION, op.node, op.out, {"A": a_name, "B": w_name}, op=opdef))
 
 
-def _bind_args(bld: _Builder, op: Op, names: Sequence[str], size: int) -> Tuple[Dict[str, str], Dict[str, float]]:
-    """Split an op's arguments into tensors (size 1 or `size`) and static numbers (registry defaults too)."""
-    tensors: Dict[str, str] = {}
+def _lower_softmax(bld: _Builder, op: Op, opdef: OpDef) -> None:
+    size = bld.out_size(op)
+    x, gain = opdef.args
+    inputs: Dict[str, str] = {}
     statics: Dict[str, float] = {}
-    opdef = get_op(op.fn) if op.kind == "call" else None
-    for name in names:
-        v = op.args.get(name, opdef.defaults.get(name) if opdef else None)
-        if isinstance(v, TensorRef):
-            t = bld.tensor(v, op, name)
-            if bld.tensors[t].size not in (1, size):
-                raise _unsupported(f"argument '{name}' of size {bld.tensors[t].size} broadcast to {size}", op.node)
-            tensors[name] = t
-        elif _static(v) is not None:
-            statics[name] = _static(v)
+    for a in (x, gain):
+        v = bld.arg(op.args.get(a, opdef.defaults.get(a)), op, a)
+        if isinstance(v, str):
+            inputs[a] = bld.tensor(TensorRef(v), op, a)
         else:
-            raise _unsupported(f"argument '{name}' = {v!r}", op.node)
-    return tensors, statics
+            statics[a] = v
+    if x not in inputs or bld.tensors[inputs[x]].size != size:
+        raise _unsupported(f"{op.fn} of a broadcast or constant argument", op.node)
+    if gain in inputs and bld.tensors[inputs[gain]].size not in (1, size):
+        raise _unsupported(f"argument '{gain}' of size {bld.tensors[inputs[gain]].size} broadcast to {size}",
+                           op.node)
+    bld.add_value(op.out, size, list(inputs.values()))
+    bld.kernels.append(Kernel(SOFTMAX, op.node, op.out, inputs, statics, op=opdef))
 
 
-@lowerer(*FORWARD_FORMS)
-def _lower_elementwise(bld: _Builder, op: Op) -> None:
-    opdef = get_op(op.fn)
-    if opdef is None or opdef.derivative is None:
-        raise _unsupported(f"function '{op.fn}' (no derivative in the registry)", op.node)
-    size = bld.out_size(op)
-    tensors, statics = _bind_args(bld, op, opdef.args, size)
-    first = opdef.args[0]
-    if first not in tensors:
-        raise _unsupported(f"function '{op.fn}' of a constant", op.node)
-    if op.fn == "linear" and statics.get("slope") == 1.0 and statics.get("intercept") == 0.0 \
-            and bld.tensors[tensors[first]].size == size:
-        bld.alias[op.out] = tensors[first]  # x * 1 + 0 is x
-        return
-    bld.add_value(op, size)
-    bld.kernels.append(Kernel("elementwise", op.node, op.out, tensors, statics, fn=op.fn,
-                              source=FORWARD_FORMS[op.fn]))
-
-
-@lowerer("SoftMax")
-def _lower_softmax(bld: _Builder, op: Op) -> None:
-    size = bld.out_size(op)
-    tensors, statics = _bind_args(bld, op, ("variable0", "gain"), size)
-    if "variable0" not in tensors or bld.tensors[tensors["variable0"]].size != size:
-        raise _unsupported("SoftMax of a broadcast or constant argument", op.node)
-    bld.add_value(op, size)
-    bld.kernels.append(Kernel("softmax", op.node, op.out, tensors, statics, fn="SoftMax"))
-
-
-@lowerer("expr")
-def _lower_expr(bld: _Builder, op: Op) -> None:
-    source = op.expression.source
-    size = bld.out_size(op)
-    names = [n for n in op.args]
-    unknown = sorted(set(op.expression.names) - set(names) - set(CONSTANTS))
-    if unknown:
-        raise _unsupported(f"expression '{source}' reading {unknown}", op.node)
-    tensors, statics = _bind_args(bld, op, names, size)
-    tree = parse(source, f"node '{op.node}'")
-    coefs, _ = _linear_form(tree, tensors, statics, op)
-    if len(tensors) == 1 and coefs == {next(iter(tensors)): 1.0} and isinstance(tree, ast.Name):
-        t = next(iter(tensors.values()))
-        if bld.tensors[t].size == size:
-            bld.alias[op.out] = t  # a single afferent
-            return
-    bld.add_value(op, size)
-    bld.kernels.append(Kernel("affine", op.node, op.out, tensors, statics, source=source,
-                              coefs={tensors[k]: 0.0 for k in tensors} | _by_tensor(coefs, tensors)))
-
-
-def _by_tensor(coefs: Dict[str, float], tensors: Dict[str, str]) -> Dict[str, float]:
-    out: Dict[str, float] = {}
-    for arg, c in coefs.items():
-        out[tensors[arg]] = out.get(tensors[arg], 0.0) + c
-    return out
-
-
-def _linear_form(node: ast.AST, tensors: Dict[str, str], statics: Dict[str, float],
-                 op: Op) -> Tuple[Dict[str, float], float]:
-    """(d expr / d argument for each tensor argument, constant part); anything not affine is unsupported."""
-    def fail() -> UnsupportedError:
-        return _unsupported(f"expression '{op.expression.source}' (the llvm backend compiles sums of afferents "
-                            "and affine maps only)", op.node)
-
-    def rec(n: ast.AST) -> Tuple[Dict[str, float], float]:
-        if isinstance(n, ast.Constant) and isinstance(n.value, (int, float)) and not isinstance(n.value, bool):
-            return {}, float(n.value)
-        if isinstance(n, ast.Name):
-            if n.id in tensors:
-                return {n.id: 1.0}, 0.0
-            if n.id in statics:
-                return {}, statics[n.id]
-            if n.id in CONSTANTS:
-                return {}, CONSTANTS[n.id]
-            raise fail()
-        if isinstance(n, ast.UnaryOp) and isinstance(n.op, (ast.UAdd, ast.USub)):
-            c, k = rec(n.operand)
-            s = -1.0 if isinstance(n.op, ast.USub) else 1.0
-            return {a: s * v for a, v in c.items()}, s * k
-        if isinstance(n, ast.BinOp):
-            (ca, ka), (cb, kb) = rec(n.left), rec(n.right)
-            if isinstance(n.op, (ast.Add, ast.Sub)):
-                s = 1.0 if isinstance(n.op, ast.Add) else -1.0
-                out = dict(ca)
-                for a, v in cb.items():
-                    out[a] = out.get(a, 0.0) + s * v
-                return out, ka + s * kb
-            if isinstance(n.op, ast.Mult) and (not ca or not cb):
-                (c, k), f = ((cb, kb), ka) if not ca else ((ca, ka), kb)
-                return {a: v * f for a, v in c.items()}, k * f
-            if isinstance(n.op, ast.Div) and not cb and kb != 0.0:
-                return {a: v / kb for a, v in ca.items()}, ka / kb
-        raise fail()
-
-    coefs, const = rec(node)
-    if not all(math.isfinite(v) for v in coefs.values()):
-        raise fail()
-    return coefs, const
+KERNEL_LOWERERS: Dict[str, Callable[[_Builder, Op, OpDef], None]] = {PROJECTION: _lower_projection,
+                                                                     SOFTMAX: _lower_softmax}
 
 
 # ------------------------------------------------------------------------------------------ analysis
@@ -383,9 +391,9 @@ def _check_training(program: Program, tensors: Dict[str, Tensor], kernels: List[
         raise UnsupportedError("the model has no learnable parameters")
     for k in kernels:
         for arg, t in k.inputs.items():
-            if t in learnable and not (k.kind == "matmul" and arg == "B"):
+            if t in learnable and not (k.kind == PROJECTION and arg == "B"):
                 raise _unsupported(f"learnable parameter '{t}' used as argument '{arg}' of "
-                                   f"{k.fn or k.kind} (the llvm backend trains projection matrices only)", k.node)
+                                   f"{k.fn} (the llvm backend trains projection matrices only)", k.node)
     depends: Set[str] = set(learnable)  # tensors computed from a learnable parameter
     for k in kernels:
         if any(t in depends for t in k.inputs.values()):
@@ -400,8 +408,9 @@ def _check_training(program: Program, tensors: Dict[str, Tensor], kernels: List[
         if not tensors[k.out].grad:
             continue
         for arg, t in k.inputs.items():
-            if tensors[t].grad and k.kind in ("elementwise", "softmax") and arg != next(iter(k.inputs)):
-                raise _unsupported(f"a gradient through argument '{arg}' of {k.fn}", k.node)
+            if tensors[t].grad and k.kind in (ELEMENTWISE, SOFTMAX) and k.op.partial(arg) is None:
+                raise _unsupported(f"a gradient through argument '{arg}' of {k.fn} (no derivative in the registry)",
+                                   k.node)
     trainable = [k for k in learnable if tensors[k].grad]
     if not trainable:
         raise UnsupportedError(f"no learnable parameter affects the outputs with targets "

@@ -12,7 +12,7 @@ from llvmlite import ir
 from ..losses import LossRecord
 from ..optimizers import OptimizerRecord
 from .llvm_codegen import DPTR, I64, IPTR, Codegen, i64
-from .llvm_expr import DOUBLE
+from .llvm_scalar import DOUBLE
 
 HOOK_TYPE = ir.FunctionType(I64, [I64, I64, I64, DOUBLE])  # (kind 0 minibatch | 1 epoch, epoch, index, loss)
 HOOK_MINIBATCH, HOOK_EPOCH, USE_PERM = 2, 4, 1  # bits of `flags`

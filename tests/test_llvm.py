@@ -378,17 +378,28 @@ def test_unsupported_constructs_raise_naming_them():
     expr = lower(_doc({"A": {"input_ports": {"x": {"shape": [2]}},
                              "functions": {"f": {"value": "numpy.exp(x) * 0.5 + x[0]"}},
                              "output_ports": {"y": {"value": "f"}}}}))
-    _assert_unsupported(expr, "node 'A'", "numpy.exp(x) * 0.5 + x[0]", inputs={"A": np.ones((2, 2))})
-    square = lower(_doc({"A": {"input_ports": {"x": {"shape": [2]}}, "output_ports": {"y": {"value": "x * x"}}}}))
-    _assert_unsupported(square, "node 'A'", "x * x", inputs={"A": np.ones((2, 2))})
-    onnx = lower(_doc({"A": {"input_ports": {"x": {"shape": [2]}},
-                             "functions": {"s": {"function": {"onnx::Sigmoid": {"X": "x"}}}},
-                             "output_ports": {"y": {"value": "s"}}}}))
-    _assert_unsupported(onnx, "node 'A'", "Sigmoid", inputs={"A": np.ones((2, 2))})
+    _assert_unsupported(expr, "node 'A'", "function 'Getitem'", inputs={"A": np.ones((2, 2))})
+    for function, name in (({"function": "Mod", "args": {"A": "x", "B": 2.0}}, "Mod"),
+                           ({"function": {"ReduceSum": {"X": "x"}}}, "ReduceSum")):
+        prog = lower(_doc({"A": {"input_ports": {"x": {"shape": [2]}}, "functions": {"s": function},
+                                 "output_ports": {"y": {"value": "s"}}}}))
+        _assert_unsupported(prog, "node 'A'", f"function '{name}'", inputs={"A": np.ones((2, 2))})
     counter = {"parameters": {"increment": {"value": 1.5}, "count": {"value": "count + increment"}},
                "output_ports": {"c": {"value": "count"}}}
     stateful = lower(_doc({"counter": counter}))
     _assert_unsupported(stateful, "node 'counter'", "stateful", inputs={})
+
+
+def test_elementwise_expressions_and_onnx_functions_compile():
+    """Products of tensors (`x * x`) and elementwise ONNX functions (Sigmoid) compile through their records."""
+    x = np.random.default_rng(0).normal(size=(3, 2))
+    square = lower(_doc({"A": {"input_ports": {"x": {"shape": [2]}}, "output_ports": {"y": {"value": "x * x"}}}}))
+    onnx = lower(_doc({"A": {"input_ports": {"x": {"shape": [2]}},
+                             "functions": {"s": {"function": {"onnx::Sigmoid": {"X": "x"}}}},
+                             "output_ports": {"y": {"value": "s"}}}}))
+    for prog in (square, onnx):
+        ref, got = run_with_backend(prog, {"A": x}, "numpy"), run_with_backend(prog, {"A": x}, "llvm")
+        np.testing.assert_allclose(got["A"], ref["A"], rtol=1e-12, atol=1e-12)
 
 
 def test_unsupported_training_construct_raises():

@@ -110,12 +110,7 @@ _not_supported("llvm", ("Dot", "Outer", "Gemm", "ReduceSum", "ReduceMean", "Redu
                         "Squeeze", "Unsqueeze", "Tile", "Shape", "Len", "Zeros", "Ones", "Full"),
                "not a vector kernel of the llvm backend (torch runs it)")
 _not_supported("llvm", ("GRU",), "GRU blocks run on torch (nn.GRU)")
-_not_supported("llvm", ("FloorDiv", "Mod", "Float", "Int", "Round", "ZerosLike", "OnesLike", "Heaviside", "Erf",
-                        "Floor", "Ceil", "Sign", "Log2", "Log10", "Clip", "Not", "And", "Or", "Equal", "NotEqual",
-                        "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Where", "Maximum", "Minimum", "Abs",
-                        "Square", "Sqrt", "Pow", "Exp", "Log", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh",
-                        "Cosh", "Tanh", "Sigmoid", "Neg", "Identity", "Add", "Sub", "Mul", "Div"),
-               "no LLVM form in its record yet")
+_not_supported("llvm", ("FloorDiv", "Mod", "Int", "Round", "ZerosLike", "OnesLike"), "no LLVM form in its record yet")
 _not_supported("onnxruntime", ("Shape", "Len", "Zeros", "Ones", "Full"),
                "a constant-valued op (its value does not depend on inputs); ONNX export folds constants at lowering")
 _not_supported("onnxruntime", ("FloorDiv", "Mod", "Float", "Int", "Round", "ZerosLike", "OnesLike", "Heaviside",

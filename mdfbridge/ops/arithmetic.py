@@ -16,18 +16,14 @@ from .base import Alias, OnnxImport, OpDef, keywords, register, torch_module
 
 def _op(name: str, args: Tuple[str, ...], np_fn: Callable, torch_fn: Callable, description: str,
         expr_names: Tuple[str, ...] = (), onnx: Optional[Dict[str, str]] = None,
-        defaults: Optional[Dict[str, Any]] = None, attrs: Tuple[str, ...] = (), **hooks: Any) -> OpDef:
+        defaults: Optional[Dict[str, Any]] = None, attrs: Tuple[str, ...] = (), llvm: Optional[Callable] = None,
+        derivatives: Optional[Dict[str, str]] = None, formula: Optional[str] = None, **hooks: Any) -> OpDef:
     """Register an elementwise op; `onnx` (ONNX argument name -> ours) adds the alias `onnx::<name>`; `hooks`
     are more `OpDef` fields (onnx_export, onnx_import, ...)."""
     aliases = (Alias(f"onnx::{name}", onnx),) if onnx is not None else ()
     return register(OpDef(name, args, keywords(np_fn, args), keywords(torch_fn, args), defaults=defaults or {},
                           attrs=attrs, elementwise=True, description=description, aliases=aliases,
-                          expr_names=expr_names, **hooks))
-
-
-def _names(*names: str) -> Tuple[str, ...]:
-    """Expression function names (called bare or as numpy./np./math. attributes)."""
-    return names
+                          expr_names=expr_names, llvm=llvm, derivatives=derivatives or {}, formula=formula, **hooks))
 
 
 def _onnx_unary(name: str, onnx_arg: str) -> Dict[str, Any]:
@@ -35,6 +31,58 @@ def _onnx_unary(name: str, onnx_arg: str) -> Dict[str, Any]:
     `onnx_arg`."""
     return {"onnx_export": to_onnx.unary(name),
             "onnx_import": (OnnxImport(name, 6, None, from_onnx.unary(f"onnx::{name}", onnx_arg)),)}
+
+
+def _onnx_binary(name: str, bias: bool = False) -> Dict[str, Any]:
+    """The ONNX export and import (opset 7 on) of the elementwise ONNX op `name`; with `bias`, the importer makes
+    a constant operand added to a product with weights a learnable bias."""
+    return {"onnx_export": to_onnx.binary(name),
+            "onnx_import": (OnnxImport(name, 7, None, from_onnx.binary(f"onnx::{name}", bias)),)}
+
+
+def _names(*names: str) -> Tuple[str, ...]:
+    """Expression function names (called bare or as numpy./np./math. attributes)."""
+    return names
+
+
+# --------------------------------------------------------------------------- scalar LLVM forms
+# `e` is the LLVM backend's scalar emitter (importers/llvm_scalar.py); arguments are one element each.
+
+def libm(function: str) -> Callable[..., Any]:
+    """The scalar form `function(X)` of a C library function or LLVM intrinsic of one double."""
+    def form(e: Any, X: Any) -> Any:
+        return e.call(function, X)
+    return form
+
+
+def _maximum(e: Any, A: Any, B: Any) -> Any:
+    """numpy.maximum: NaN when either is NaN, else the larger (A on ties)."""
+    return e.select(e.isnan(A), A, e.select(e.compare(">=", A, B), A, B))
+
+
+def _minimum(e: Any, A: Any, B: Any) -> Any:
+    """numpy.minimum: NaN when either is NaN, else the smaller (A on ties)."""
+    return e.select(e.isnan(A), A, e.select(e.compare("<=", A, B), A, B))
+
+
+def _heaviside(e: Any, A: Any, B: Any) -> Any:
+    """numpy.heaviside: 0 below 0, B at 0, 1 above, NaN for NaN."""
+    return e.select(e.compare("<", A, 0.0), 0.0,
+                    e.select(e.compare(">", A, 0.0), 1.0, e.select(e.compare("==", A, 0.0), B, A)))
+
+
+def _sign(e: Any, X: Any) -> Any:
+    """numpy.sign: -1, 0 or 1, NaN for NaN."""
+    return e.select(e.compare(">", X, 0.0), 1.0,
+                    e.select(e.compare("<", X, 0.0), -1.0, e.select(e.compare("==", X, 0.0), 0.0, X)))
+
+
+def _ties(a: str, b: str) -> str:
+    """d max(a, b) / d a as torch computes it (half the gradient each on ties)."""
+    return f"numpy.where({a} > {b}, 1.0, numpy.where({a} == {b}, 0.5, 0.0))"
+
+
+NO_GRADIENT = "0.0"  # comparisons, logic, rounding: torch gives their inputs no gradient through them
 
 
 # --------------------------------------------------------------------------- operators
@@ -51,46 +99,61 @@ def _pow(A: Any, B: Any) -> Any:
 
 
 # numpy implementations as plain functions of A and B: the executor calls them by keyword on its hot path
-for _name, _fn, _np, _onnx, _desc in (
-        ("Add", operator.add, lambda A, B: A + B, True, "A + B"),
-        ("Sub", operator.sub, lambda A, B: A - B, True, "A - B"),
-        ("Mul", operator.mul, lambda A, B: A * B, True, "A * B"),
-        ("Div", operator.truediv, lambda A, B: A / B, True, "A / B"),
-        ("FloorDiv", operator.floordiv, lambda A, B: A // B, False, "A // B"),
-        ("Mod", operator.mod, lambda A, B: A % B, False, "A % B (Python's sign rule)")):
-    _op(_name, ("A", "B"), _np, torchlib.arith(_fn), _desc, onnx={} if _onnx else None,
-        **({"onnx_export": to_onnx.binary(_name), "onnx_import": (OnnxImport(
-            _name, 7, None, from_onnx.binary(f"onnx::{_name}", _name in ("Add", "Sub"))),)} if _onnx else {}))
-_op("Pow", ("A", "B"), _pow, torchlib.arith(_pow), "A ** B", _names("power"), onnx={"X": "A", "Y": "B"})
+for _name, _fn, _np, _onnx, _desc, _llvm, _d in (
+        ("Add", operator.add, lambda A, B: A + B, _onnx_binary("Add", bias=True), "A + B",
+         lambda e, A, B: e.add(A, B), {"A": "1.0", "B": "1.0"}),
+        ("Sub", operator.sub, lambda A, B: A - B, _onnx_binary("Sub", bias=True), "A - B",
+         lambda e, A, B: e.sub(A, B), {"A": "1.0", "B": "-1.0"}),
+        ("Mul", operator.mul, lambda A, B: A * B, _onnx_binary("Mul"), "A * B",
+         lambda e, A, B: e.mul(A, B), {"A": "B", "B": "A"}),
+        ("Div", operator.truediv, lambda A, B: A / B, _onnx_binary("Div"), "A / B",
+         lambda e, A, B: e.div(A, B), {"A": "1.0 / B", "B": "-out / B"}),
+        ("FloorDiv", operator.floordiv, lambda A, B: A // B, None, "A // B", None, None),
+        ("Mod", operator.mod, lambda A, B: A % B, None, "A % B (Python's sign rule)", None, None)):
+    _op(_name, ("A", "B"), _np, torchlib.arith(_fn), _desc, onnx={} if _onnx else None, llvm=_llvm, derivatives=_d,
+        **(_onnx or {}))
+_op("Pow", ("A", "B"), _pow, torchlib.arith(_pow), "A ** B", _names("power"), onnx={"X": "A", "Y": "B"},
+    llvm=lambda e, A, B: e.pow(A, B),
+    derivatives={"A": "numpy.where(B == 0, 0.0, B * A ** (B - 1))",
+                 "B": "numpy.where(numpy.logical_and(A == 0, B >= 0), 0.0, out * numpy.log(A))"})
 
-for _name, _fn, _desc in (("Less", operator.lt, "A < B"), ("LessOrEqual", operator.le, "A <= B"),
-                          ("Greater", operator.gt, "A > B"), ("GreaterOrEqual", operator.ge, "A >= B"),
-                          ("Equal", operator.eq, "A == B")):
-    _op(_name, ("A", "B"), _fn, torchlib.arith(_fn), _desc, onnx={})
-_op("NotEqual", ("A", "B"), operator.ne, torchlib.arith(operator.ne), "A != B")
+for _name, _fn, _desc, _sym in (("Less", operator.lt, "A < B", "<"), ("LessOrEqual", operator.le, "A <= B", "<="),
+                                ("Greater", operator.gt, "A > B", ">"),
+                                ("GreaterOrEqual", operator.ge, "A >= B", ">="),
+                                ("Equal", operator.eq, "A == B", "==")):
+    _op(_name, ("A", "B"), _fn, torchlib.arith(_fn), _desc, onnx={},
+        llvm=lambda e, A, B, _sym=_sym: e.compare(_sym, A, B), derivatives={"A": NO_GRADIENT, "B": NO_GRADIENT})
+_op("NotEqual", ("A", "B"), operator.ne, torchlib.arith(operator.ne), "A != B",
+    llvm=lambda e, A, B: e.compare("!=", A, B), derivatives={"A": NO_GRADIENT, "B": NO_GRADIENT})
 _op("And", ("A", "B"), np.logical_and, torchlib.binary("logical_and"), "A and B (elementwise)",
-    _names("logical_and"), onnx={})
+    _names("logical_and"), onnx={}, llvm=lambda e, A, B: e.logical_and(A, B),
+    derivatives={"A": NO_GRADIENT, "B": NO_GRADIENT})
 _op("Or", ("A", "B"), np.logical_or, torchlib.binary("logical_or"), "A or B (elementwise)", _names("logical_or"),
-    onnx={})
+    onnx={}, llvm=lambda e, A, B: e.logical_or(A, B), derivatives={"A": NO_GRADIENT, "B": NO_GRADIENT})
 _op("Not", ("X",), np.logical_not, torchlib.unary("logical_not", False), "not X (elementwise)",
-    _names("logical_not"), onnx={})
-_op("Neg", ("X",), operator.neg, lambda X: -X, "-X", onnx={}, **_onnx_unary("Neg", "X"))
-_op("Maximum", ("A", "B"), np.maximum, torchlib.binary("maximum"), "elementwise max(A, B)", _names("maximum"))
-_op("Minimum", ("A", "B"), np.minimum, torchlib.binary("minimum"), "elementwise min(A, B)", _names("minimum"))
+    _names("logical_not"), onnx={}, llvm=lambda e, X: e.logical_not(X), derivatives={"X": NO_GRADIENT})
+_op("Neg", ("X",), operator.neg, lambda X: -X, "-X", onnx={}, llvm=lambda e, X: e.neg(X), derivatives={"X": "-1.0"},
+    **_onnx_unary("Neg", "X"))
+_op("Maximum", ("A", "B"), np.maximum, torchlib.binary("maximum"), "elementwise max(A, B)", _names("maximum"),
+    llvm=_maximum, derivatives={"A": _ties("A", "B"), "B": _ties("B", "A")})
+_op("Minimum", ("A", "B"), np.minimum, torchlib.binary("minimum"), "elementwise min(A, B)", _names("minimum"),
+    llvm=_minimum, derivatives={"A": _ties("B", "A"), "B": _ties("A", "B")})
 _op("Heaviside", ("A", "B"), np.heaviside, torchlib.binary("heaviside"), "0 below 0, B at 0, 1 above",
-    _names("heaviside"))
+    _names("heaviside"), llvm=_heaviside)
 
 
 # --------------------------------------------------------------------------- elementary functions
 
-_ONNX_ROUND_TRIP = ("Exp", "Log", "Tanh", "Sigmoid")  # unary ops with ONNX export and import in their records
-
-
 def _unary(name: str, np_fn: Callable, torch_name: str, expr: Tuple[str, ...], onnx_arg: Optional[str] = None,
-           floating: bool = True) -> None:
+           floating: bool = True, llvm: Optional[Callable] = None, derivative: Optional[str] = None,
+           formula: Optional[str] = None) -> None:
     hooks = _onnx_unary(name, onnx_arg) if onnx_arg is not None and name in _ONNX_ROUND_TRIP else {}
     _op(name, ("X",), np_fn, torchlib.unary(torch_name, floating), f"{torch_name}(X)", _names(*expr),
-        onnx=None if onnx_arg is None else ({onnx_arg: "X"} if onnx_arg != "X" else {}), **hooks)
+        onnx=None if onnx_arg is None else ({onnx_arg: "X"} if onnx_arg != "X" else {}), llvm=llvm,
+        derivatives=None if derivative is None else {"X": derivative}, formula=formula, **hooks)
+
+
+_ONNX_ROUND_TRIP = ("Exp", "Log", "Tanh", "Sigmoid")  # unary ops with ONNX export and import in their records
 
 
 def _np_erf(X: Any) -> Any:
@@ -98,28 +161,41 @@ def _np_erf(X: Any) -> Any:
     return np.float64(math.erf(a)) if a.ndim == 0 else np.vectorize(math.erf, otypes=[np.float64])(a)
 
 
-for _name, _np, _t, _expr, _oa in (
-        ("Exp", np.exp, "exp", ("exp",), "input"), ("Log", np.log, "log", ("log",), "input"),
-        ("Log2", np.log2, "log2", ("log2",), None), ("Log10", np.log10, "log10", ("log10",), None),
-        ("Sqrt", np.sqrt, "sqrt", ("sqrt",), "X"), ("Sin", np.sin, "sin", ("sin",), "input"),
-        ("Cos", np.cos, "cos", ("cos",), "input"), ("Tan", np.tan, "tan", ("tan",), "input"),
-        ("Asin", np.arcsin, "asin", ("arcsin",), "input"), ("Acos", np.arccos, "acos", ("arccos",), "input"),
-        ("Atan", np.arctan, "atan", ("arctan",), "input"), ("Sinh", np.sinh, "sinh", ("sinh",), "input"),
-        ("Cosh", np.cosh, "cosh", ("cosh",), "input"), ("Tanh", np.tanh, "tanh", ("tanh",), "input"),
-        ("Floor", np.floor, "floor", ("floor",), "X"), ("Ceil", np.ceil, "ceil", ("ceil",), "X"),
-        ("Erf", _np_erf, "erf", ("erf",), "input"),
-        ("Sigmoid", lambda X: 1.0 / (1.0 + np.exp(-np.asarray(X))), "sigmoid", ("sigmoid",), "X")):
-    _unary(_name, _np, _t, _expr, _oa)
-for _name, _np, _t, _expr, _oa in (("Abs", np.abs, "abs", ("abs",), "X"), ("Sign", np.sign, "sign", ("sign",), "input"),
-                                   ("Square", np.square, "square", ("square",), None)):
-    _unary(_name, _np, _t, _expr, _oa, floating=False)
+_ARCSIN = "1.0 / numpy.sqrt(1.0 - X ** 2)"
+for _name, _np, _t, _expr, _oa, _llvm, _d in (
+        ("Exp", np.exp, "exp", ("exp",), "input", libm("exp"), "out"),
+        ("Log", np.log, "log", ("log",), "input", libm("log"), "1.0 / X"),
+        ("Log2", np.log2, "log2", ("log2",), None, libm("log2"), "1.0 / (X * numpy.log(2.0))"),
+        ("Log10", np.log10, "log10", ("log10",), None, libm("log10"), "1.0 / (X * numpy.log(10.0))"),
+        ("Sqrt", np.sqrt, "sqrt", ("sqrt",), "X", libm("llvm.sqrt.f64"), "0.5 / out"),
+        ("Sin", np.sin, "sin", ("sin",), "input", libm("sin"), "numpy.cos(X)"),
+        ("Cos", np.cos, "cos", ("cos",), "input", libm("cos"), "-numpy.sin(X)"),
+        ("Tan", np.tan, "tan", ("tan",), "input", libm("tan"), "1.0 + out ** 2"),
+        ("Asin", np.arcsin, "asin", ("arcsin",), "input", libm("asin"), _ARCSIN),
+        ("Acos", np.arccos, "acos", ("arccos",), "input", libm("acos"), "-" + _ARCSIN),
+        ("Atan", np.arctan, "atan", ("arctan",), "input", libm("atan"), "1.0 / (1.0 + X ** 2)"),
+        ("Sinh", np.sinh, "sinh", ("sinh",), "input", libm("sinh"), "numpy.cosh(X)"),
+        ("Cosh", np.cosh, "cosh", ("cosh",), "input", libm("cosh"), "numpy.sinh(X)"),
+        ("Tanh", np.tanh, "tanh", ("tanh",), "input", libm("tanh"), "1.0 - out ** 2"),
+        ("Floor", np.floor, "floor", ("floor",), "X", libm("llvm.floor.f64"), NO_GRADIENT),
+        ("Ceil", np.ceil, "ceil", ("ceil",), "X", libm("llvm.ceil.f64"), NO_GRADIENT),
+        ("Erf", _np_erf, "erf", ("erf",), "input", libm("erf"), "2.0 / numpy.sqrt(pi) * numpy.exp(-X ** 2)")):
+    _unary(_name, _np, _t, _expr, _oa, llvm=_llvm, derivative=_d)
+_unary("Sigmoid", lambda X: 1.0 / (1.0 + np.exp(-np.asarray(X))), "sigmoid", ("sigmoid",), "X",
+       formula="1.0 / (1.0 + numpy.exp(-X))", derivative="out * (1.0 - out)")
+for _name, _np, _t, _expr, _oa, _llvm, _d in (
+        ("Abs", np.abs, "abs", ("abs",), "X", libm("llvm.fabs.f64"), "numpy.sign(X)"),
+        ("Sign", np.sign, "sign", ("sign",), "input", _sign, NO_GRADIENT),
+        ("Square", np.square, "square", ("square",), None, lambda e, X: e.mul(X, X), "2.0 * X")):
+    _unary(_name, _np, _t, _expr, _oa, floating=False, llvm=_llvm, derivative=_d)
 
 
 def _identity(X: Any) -> Any:
     return X
 
 
-_op("Identity", ("X",), _identity, _identity, "X", onnx={"input": "X"}, onnx_export=to_onnx.identity,
+_op("Identity", ("X",), _identity, _identity, "X", onnx={"input": "X"}, llvm=lambda e, X: X,
+    derivatives={"X": "1.0"}, onnx_export=to_onnx.identity,
     onnx_import=(OnnxImport("Identity", 1, None, from_onnx.unary("onnx::Identity", "input")),
                  OnnxImport("Dropout", 1, None, from_onnx.dropout, constant_inputs=(1, 2)),
                  OnnxImport("Cast", 6, None, from_onnx.cast)))
@@ -145,7 +221,8 @@ def _t_int(X: Any) -> Any:
     return X.to(torch.int64) if isinstance(X, torch.Tensor) else _np_int(X)
 
 
-_op("Float", ("X",), _np_float, _t_float, "X as float64", _names("float"))
+_op("Float", ("X",), _np_float, _t_float, "X as float64", _names("float"), llvm=lambda e, X: X,
+    derivatives={"X": "1.0"})
 _op("Int", ("X",), _np_int, _t_int, "X truncated to integers", _names("int"))
 _op("Round", ("X", "decimals"), lambda X, decimals=0: np.round(X, decimals),
     lambda X, decimals=0: torch_module().round(torchlib.tt(X), decimals=int(decimals)), "X rounded half to even",
@@ -157,6 +234,11 @@ _op("OnesLike", ("X",), np.ones_like, lambda X: torch_module().ones_like(torchli
 _op("Where", ("condition", "X", "Y"), np.where,
     lambda condition, X, Y: torch_module().where(torchlib.tt(condition).to(torch_module().bool),
                                                   *torchlib.tt_like(X, Y)),
-    "X where condition holds, else Y", _names("where"), onnx={})
+    "X where condition holds, else Y", _names("where"), onnx={},
+    llvm=lambda e, condition, X, Y: e.select(condition, X, Y),
+    derivatives={"condition": NO_GRADIENT, "X": "numpy.where(condition, 1.0, 0.0)",
+                 "Y": "numpy.where(condition, 0.0, 1.0)"})
 _op("Clip", ("X", "lo", "hi"), np.clip, lambda X, lo, hi: torch_module().clamp(*torchlib.tt_like(X, lo, hi)),
-    "X limited to [lo, hi]", _names("clip"), onnx={"input": "X", "min": "lo", "max": "hi"})
+    "X limited to [lo, hi]", _names("clip"), onnx={"input": "X", "min": "lo", "max": "hi"},
+    llvm=lambda e, X, lo, hi: _minimum(e, _maximum(e, X, lo), hi),
+    derivatives={"X": "numpy.where(numpy.logical_and(X >= lo, X <= hi), 1.0, 0.0)"})

@@ -91,9 +91,21 @@ class OpDef:
     - `elementwise`: the same per-row result on a batch as row by row (no batch rule needed).
     - `batch_rule(batched_args, attrs)`: the attrs to call with when the arguments named in `batched_args`
       carry a leading batch axis, or None when the op cannot run on that batch (backends loop over trials).
+    - `formula`: elementwise ops defined by an MDF expression over their arguments by name (the MDF standard
+      functions, `"1.0 / (1.0 + numpy.exp(-gain * (variable0 + bias) + offset))"` for logistic): what the
+      numpy implementation computes, in the same order; backends without the implementation compile it.
     - `derivative`: an MDF expression (mdfbridge.expressions syntax) over the op's arguments by name and `out`
       (the op's value). Elementwise ops: d out / d (first argument). Other ops (SoftMax): the vector-Jacobian
       product, which also reads `grad` (d loss / d out). None: autograd only.
+    - `derivatives`: elementwise ops: d out / d argument for each argument by name (same syntax); `partial`
+      reads it and `derivative`.
+    - `llvm(e, **args)`: the op's scalar form for the LLVM backend, over the primitives of a scalar emitter `e`
+      (importers/llvm_scalar.py `ScalarAlgebra`: add, sub, mul, div, neg, pow, compare, select, isnan,
+      logical_and/or/not, call of a C library function or LLVM intrinsic) applied to one element of each
+      argument (a Python float for a constant, else an emitter value); returns the element of the result.
+      Ops with a `formula` need none (the backend compiles the formula).
+    - `llvm_kernel`: the LLVM backend kernel of an op that is not elementwise ('projection', 'softmax').
+    - `fold`: reductions: (the elementwise op that combines two values, its identity), e.g. ("Add", 0.0).
     - `value_form(x)`: the MDF `value` expression mdfbridge writes for this op applied to expression `x`
       (modeci-mdf evaluates it); lowering runs such a value as this op.
     - `shape(args)`: the per-trial output shape from the arguments' shapes (mdfbridge.ops.shape_rules); None
@@ -135,11 +147,23 @@ class OpDef:
     onnx_import: Tuple[OnnxImport, ...] = ()
     validate: Optional[Callable[[str, Mapping[str, Any], Mapping[str, Any]], None]] = None
     torch_module: Optional[Callable[..., Optional[TorchModuleBinding]]] = None
+    formula: Optional[str] = None
+    derivatives: Mapping[str, str] = field(default_factory=dict)
+    llvm: Optional[Callable[..., Any]] = None
+    llvm_kernel: Optional[str] = None
+    fold: Optional[Tuple[str, float]] = None
 
     @property
     def all_args(self) -> Tuple[str, ...]:
         """Positional arguments followed by attributes."""
         return self.args + tuple(a for a in self.attrs if a not in self.args)
+
+    def partial(self, arg: str) -> Optional[str]:
+        """The derivative expression with respect to argument `arg` (`derivatives[arg]`, or `derivative` for the
+        first argument), or None when the record has none."""
+        if arg in self.derivatives:
+            return self.derivatives[arg]
+        return self.derivative if self.args and arg == self.args[0] else None
 
 
 REGISTRY: Dict[str, OpDef] = {}

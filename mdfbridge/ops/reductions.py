@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import math
+
 import numpy as np
 
 from . import shape_rules as sr
@@ -45,12 +47,13 @@ def _np_arg(fn: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-for _name, _np, _expr in (("ReduceSum", np.sum, "sum"), ("ReduceMean", np.mean, "mean"),
-                          ("ReduceMax", np.max, "max"), ("ReduceMin", np.min, "min"),
-                          ("ReduceProd", np.prod, "prod")):
+for _name, _np, _expr, _fold in (("ReduceSum", np.sum, "sum", ("Add", 0.0)), ("ReduceMean", np.mean, "mean", None),
+                                 ("ReduceMax", np.max, "max", ("Maximum", -math.inf)),
+                                 ("ReduceMin", np.min, "min", ("Minimum", math.inf)),
+                                 ("ReduceProd", np.prod, "prod", ("Mul", 1.0))):
     register(OpDef(_name, ("X",), _np_reduce(_np), _t_reduce(_expr), defaults={"axis": None, "keepdims": False},
                    attrs=("axis", "keepdims"), batch_rule=shift_axis, expr_names=(_expr,), shape=sr.reduce,
-                   description=f"numpy.{_expr}(X, axis, keepdims)"))
+                   description=f"numpy.{_expr}(X, axis, keepdims)", fold=_fold))
 for _name, _np, _expr in (("ArgMax", np.argmax, "argmax"), ("ArgMin", np.argmin, "argmin")):
     register(OpDef(_name, ("X",), _np_arg(_np), _t_reduce(_expr), defaults={"axis": None, "keepdims": False},
                    attrs=("axis", "keepdims"), batch_rule=shift_axis, expr_names=(_expr,), shape=sr.reduce,

@@ -10,12 +10,13 @@ from . import from_onnx, to_onnx
 from .base import Alias, OnnxImport, OpDef, is_number, register, torch_module
 
 
-def elementwise(name: str, args: Tuple[str, ...], np_fn: Callable, torch_fn: Callable, description: str,
+def elementwise(name: str, args: Tuple[str, ...], np_fn: Callable, torch_fn: Callable, formula: str,
                 defaults: Optional[Mapping[str, Any]] = None, derivative: Optional[str] = None,
                 aliases: Tuple[Alias, ...] = (), **hooks: Any) -> OpDef:
-    """Register an elementwise op (`hooks`: more `OpDef` fields, e.g. `onnx_export`, `expr_names`)."""
+    """Register an elementwise op; `formula` (also its description) is what `np_fn` computes, as an MDF
+    expression evaluated in the same order; `hooks` are more `OpDef` fields (onnx_export, expr_names, ...)."""
     return register(OpDef(name, args, np_fn, torch_fn, defaults=defaults or {}, elementwise=True,
-                          description=description, derivative=derivative, aliases=aliases, **hooks))
+                          description=formula, derivative=derivative, aliases=aliases, formula=formula, **hooks))
 
 
 def _linear_torch(variable0: Any, slope: Any, intercept: Any) -> Any:
@@ -38,13 +39,13 @@ elementwise("linear", ("variable0", "slope", "intercept"),
             onnx_export=to_onnx.linear)
 elementwise("logistic", ("variable0", "gain", "bias", "offset"),
             lambda variable0, gain, bias, offset: 1.0 / (1.0 + np.exp(-gain * (variable0 + bias) + offset)),
-            _logistic_torch, "1/(1 + exp(-gain*(variable0 + bias) + offset))",
+            _logistic_torch, "1.0 / (1.0 + numpy.exp(-gain * (variable0 + bias) + offset))",
             {"gain": 1.0, "bias": 0.0, "offset": 0.0}, derivative="gain * out * (1.0 - out)",
             onnx_export=to_onnx.logistic)
 elementwise("exponential", ("variable0", "scale", "rate", "bias", "offset"),
             lambda variable0, scale, rate, bias, offset: scale * np.exp(rate * variable0 + bias) + offset,
             lambda variable0, scale, rate, bias, offset: scale * torch_module().exp(rate * variable0 + bias) + offset,
-            "scale * exp(rate * variable0 + bias) + offset",
+            "scale * numpy.exp(rate * variable0 + bias) + offset",
             {"scale": 1.0, "rate": 1.0, "bias": 0.0, "offset": 0.0},
             derivative="scale * rate * numpy.exp(rate * variable0 + bias)", onnx_export=to_onnx.exponential)
 
@@ -55,7 +56,7 @@ def _scaled(name: str, torch_name: str, derivative: str, onnx_export: to_onnx.On
     f = getattr(np, name)
     elementwise(name, ("variable0", "scale"), lambda variable0, scale: scale * f(variable0),
                 lambda variable0, scale: scale * getattr(torch_module(), torch_name)(variable0),
-                f"scale * {name}(variable0)", {"scale": 1.0}, derivative=derivative, onnx_export=onnx_export)
+                f"scale * numpy.{name}(variable0)", {"scale": 1.0}, derivative=derivative, onnx_export=onnx_export)
 
 
 _scaled("sin", "sin", "scale * numpy.cos(variable0)", to_onnx.scaled("Sin"))

@@ -61,12 +61,13 @@ register(OpDef("ReLU", ("variable0", "gain", "bias", "leak"), _relu_np, _relu_to
                defaults={"gain": 1.0, "bias": 0.0, "leak": 0.0}, elementwise=True,
                description="gain * (x - bias) if x > bias else leak * gain * (x - bias)",
                derivative="gain * numpy.where(variable0 - bias > 0, 1.0, leak)", value_form=relu_value_expression,
-               onnx_export=to_onnx.relu))
+               onnx_export=to_onnx.relu,
+               formula="gain * numpy.where(variable0 - bias > 0, variable0 - bias, leak * (variable0 - bias))"))
 register(OpDef("SoftMax", ("variable0", "gain"), _softmax_np, _softmax_torch, defaults={"gain": 1.0, "axis": -1},
                attrs=("axis",), batch_rule=_softmax_batched, shape=broadcast,
                description="exp(gain*x) / sum(exp(gain*x)) over `axis` (the last by default)",
                derivative="gain * out * (grad - numpy.sum(grad * out, axis=-1, keepdims=True))",
-               value_form=softmax_value_expression,
+               value_form=softmax_value_expression, llvm_kernel="softmax",
                aliases=(Alias("onnx::Softmax", {"input": "variable0"}),), onnx_export=to_onnx.softmax,
                onnx_import=(OnnxImport("Softmax", 13, None, from_onnx.softmax),
                             OnnxImport("Softmax", 1, 12, from_onnx.softmax_flattened))))
