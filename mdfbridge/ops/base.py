@@ -248,18 +248,6 @@ def keywords(fn: Callable[..., Array], args: Tuple[str, ...]) -> Callable[..., A
         a, b = args
         return lambda **kw: fn(kw.pop(a), kw.pop(b), **kw)
     return lambda **kw: fn(*[kw.pop(x) for x in args], **kw)
-def deferred(module: str, name: str) -> Callable[..., Any]:
-    """A hook that imports `module` and calls its `name` on first use (a record's ONNX exporter or torch module
-    lives with its backend, which the registry does not import)."""
-    def call(*args: Any, **kwargs: Any) -> Any:
-        import importlib
-
-        return getattr(importlib.import_module(module), name)(*args, **kwargs)
-    call.__name__ = call.__qualname__ = f"deferred_{name}"
-    call.__doc__ = f"{module}.{name}, imported on first use."
-    return call
-
-
 def by_name(arg: str, f: Callable[[Array], Array]) -> Callable[..., Array]:
     """A one-argument function called by keyword `arg` (the executor passes arguments by name)."""
     def call(**kw: Array) -> Array:

@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any, Mapping, Tuple
 
 from ..gru import GRU_ARGS, GRU_ATTRS, GRU_DEFAULTS, GRU_DESCRIPTION, gru_op_numpy, gru_op_torch, validate_gru
-from .base import Alias, OpDef, deferred, only_x, register
+from ..lazy_function import LazyFunction
+from .base import Alias, OpDef, only_x, register
 
 def _gru_shape(a: Mapping[str, Any]) -> Tuple[int, ...]:
     """Y per trial: (T, H) for X (T, I) ('trial' axes), (T, 1, N, H) for X (T, N, I) ('onnx' axes)."""
@@ -27,5 +28,5 @@ register(OpDef("GRU", GRU_ARGS, gru_op_numpy, gru_op_torch, defaults=GRU_DEFAULT
                aliases=(Alias("onnx::GRU", {"initial_h": "h0"},
                               {"weight_layout": "onnx", "axes": "onnx", "linear_before_reset": 0}),),
                validate=validate_gru,
-               onnx_export=deferred("mdfbridge.exporters.onnx_gru", "export_gru"),
-               torch_module=deferred("mdfbridge.importers.torch_gru", "gru_torch_module")))
+               onnx_export=LazyFunction("mdfbridge.exporters.onnx_gru", "export_gru"),
+               torch_module=LazyFunction("mdfbridge.importers.torch_gru", "gru_torch_module")))
