@@ -5,7 +5,6 @@ batch, registry batch rules, a per-trial loop otherwise) are decided in one plac
 """
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import numpy as np
@@ -123,39 +122,34 @@ def _compile_op(op: Op, lib: str, batched: Set[str], stack: Callable, lead: int 
         from .errors import UnsupportedError
 
         raise UnsupportedError(f"function '{op.fn}' has no {lib} implementation", where=f"node '{op.node}'")
-    fn = _keyword_callable(fn)
     if not batched_args or opdef.elementwise:
-        direct = _direct(fn, items)
+        direct = _direct(fn, items, opdef.specialise, lib)
         return _broadcast_per_trial(direct, items, batched, lead, lambda kw: fn(**kw)) if batched_args else direct
     attrs = {k: v for k, v in items if not _is_tensor_arg(v)}
     rule = opdef.batch_rule(batched_args, attrs) if opdef.batch_rule else None
     if rule is not None:
         extra = [(k, v) for k, v in rule.items() if k not in op.args]  # attributes a batch rule adds
-        return _direct(fn, [(k, rule.get(k, v) if k in attrs else v) for k, v in items] + extra)
+        return _direct(fn, [(k, rule.get(k, v) if k in attrs else v) for k, v in items] + extra,
+                       opdef.specialise, lib)
     return _per_trial(items, batched_args, lambda kw: fn(**kw), stack, lead, batched)
 
 
-def _keyword_callable(fn: Callable) -> Callable:
-    """`fn` callable with every argument by keyword: a `*inputs` parameter (onnx::Concat) takes its list."""
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):  # builtins without a signature
-        return fn
-    star = next((p.name for p in params if p.kind is inspect.Parameter.VAR_POSITIONAL), None)
-    if star is None:
-        return fn
-
-    def call(**kw: Any) -> Any:
-        return fn(*kw.pop(star, ()), **kw)
-    return call
-
-
-def _direct(fn: Callable, items: List[Tuple[str, Any]]) -> Callable[[Env], Any]:
+def _direct(fn: Callable, items: List[Tuple[str, Any]], specialise: Optional[Callable] = None,
+            lib: str = "numpy") -> Callable[[Env], Any]:
+    """A closure calling `fn` with the op's arguments from env: the record's specialised positional function
+    when it has one for these static arguments, else `fn` by keyword."""
     tensors = [(k, v.name) for k, v in items if isinstance(v, TensorRef)]
     others = [(k, v) for k, v in items if not isinstance(v, TensorRef)]
     if any(_is_tensor_arg(v) for _, v in others):
         return lambda env: fn(**{k: fetch(v, env) for k, v in items})
     static = dict(others)
+    fast = specialise(static, tuple(k for k, _ in tensors), lib) if specialise is not None else None
+    if fast is not None and len(tensors) == 1:
+        (_, n1), = tensors
+        return lambda env: fast(env[n1])
+    if fast is not None and len(tensors) == 2:
+        (_, n1), (_, n2) = tensors
+        return lambda env: fast(env[n1], env[n2])
     if len(tensors) == 1:  # the common cases, without building a dict per call
         (k1, n1), = tensors
         return lambda env: fn(**{k1: env[n1]}, **static)

@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import numpy as np
 
 from . import from_onnx, to_onnx, torchlib
-from .base import Alias, OnnxImport, OpDef, keywords, register, torch_module
+from .base import Alias, OnnxImport, OpDef, binary_specialise, keywords, register, torch_module
 
 
 def _op(name: str, args: Tuple[str, ...], np_fn: Callable, torch_fn: Callable, description: str,
@@ -111,7 +111,7 @@ for _name, _fn, _np, _onnx, _desc, _llvm, _d in (
         ("FloorDiv", operator.floordiv, lambda A, B: A // B, None, "A // B", None, None),
         ("Mod", operator.mod, lambda A, B: A % B, None, "A % B (Python's sign rule)", None, None)):
     _op(_name, ("A", "B"), _np, torchlib.arith(_fn), _desc, onnx={} if _onnx else None, llvm=_llvm, derivatives=_d,
-        **(_onnx or {}))
+        specialise=binary_specialise(_fn, torchlib.arith(_fn)), **(_onnx or {}))
 _op("Pow", ("A", "B"), _pow, torchlib.arith(_pow), "A ** B", _names("power"), onnx={"X": "A", "Y": "B"},
     llvm=lambda e, A, B: e.pow(A, B),
     derivatives={"A": "numpy.where(B == 0, 0.0, B * A ** (B - 1))",

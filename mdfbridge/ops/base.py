@@ -112,6 +112,9 @@ class OpDef:
       for elementwise ops, whose output broadcasts their tensor arguments.
     - `simplify(args, constants)`: an exact rewrite of a call (constants: the values of its non-learnable
       parameter arguments) as (op name, args), or None; backends that compile ops apply it.
+    - `specialise(static, tensors, lib)`: for a call whose static arguments are `static`, a function of the
+      tensor arguments named in `tensors` (positionally, in that order) computing the same numbers as the `lib`
+      ('numpy' or 'torch') implementation with less overhead, or None; the executor's hot path uses it.
     - `weight_arg`: the argument holding the weights of a product with weights (MatMul, Gemm): written inline in
       a projection node (PsyNeuLink's `<projection>_dummy_node`s) it is learnable, and the ONNX importer makes
       a constant added right after such a product a learnable bias.
@@ -143,6 +146,7 @@ class OpDef:
     shape: Optional[Callable[[Mapping[str, Any]], Tuple[int, ...]]] = None
     simplify: Optional[Callable[[Mapping[str, Any], Mapping[str, Any]], Optional[Tuple[str, Dict[str, Any]]]]] = None
     weight_arg: Optional[str] = None
+    specialise: Optional[Callable[[Mapping[str, Any], Tuple[str, ...], str], Optional[Callable[..., Any]]]] = None
     onnx_export: Optional[Callable[[OnnxGraphBuilder, Op], Operand]] = None
     onnx_import: Tuple[OnnxImport, ...] = ()
     validate: Optional[Callable[[str, Mapping[str, Any], Mapping[str, Any]], None]] = None
@@ -248,6 +252,24 @@ def keywords(fn: Callable[..., Array], args: Tuple[str, ...]) -> Callable[..., A
         a, b = args
         return lambda **kw: fn(kw.pop(a), kw.pop(b), **kw)
     return lambda **kw: fn(*[kw.pop(x) for x in args], **kw)
+def binary_specialise(numpy_fn: Callable[[Any, Any], Any],
+                      torch_fn: Callable[[Any, Any], Any]) -> Callable[..., Optional[Callable[..., Any]]]:
+    """`specialise` of a binary op `f(A, B)`: positional calls on two tensors, or one tensor and a static
+    operand."""
+    def specialise(static: Mapping[str, Any], tensors: Tuple[str, ...], lib: str) -> Optional[Callable[..., Any]]:
+        f = numpy_fn if lib == "numpy" else torch_fn
+        if tensors == ("A", "B"):
+            return f
+        if tensors == ("A",) and "B" in static:
+            b = static["B"]
+            return lambda A: f(A, b)
+        if tensors == ("B",) and "A" in static:
+            a = static["A"]
+            return lambda B: f(a, B)
+        return None
+    return specialise
+
+
 def by_name(arg: str, f: Callable[[Array], Array]) -> Callable[..., Array]:
     """A one-argument function called by keyword `arg` (the executor passes arguments by name)."""
     def call(**kw: Array) -> Array:

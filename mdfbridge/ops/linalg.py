@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+import operator
+
 import numpy as np
 
 from . import shape_rules as sr
@@ -68,6 +70,8 @@ def _t_outer(A: Any, B: Any) -> Any:
 register(OpDef("MatMul", ("A", "B"), lambda A, B: np.matmul(A, B), _t_matmul,
                batch_rule=first_arg_batched, description="A @ B (numpy.matmul)", aliases=(Alias("onnx::MatMul"),),
                expr_names=("matmul",), shape=lambda a: sr.matmul(a["A"], a["B"]), simplify=_bias_row, weight_arg="B",
+               specialise=lambda static, tensors, lib: (operator.matmul if lib == "numpy" else _t_matmul)
+               if tensors == ("A", "B") else None,
                llvm_kernel="projection",
                onnx_export=to_onnx.matmul, onnx_import=(OnnxImport("MatMul", 1, None, from_onnx.matmul),)))
 register(OpDef("Dot", ("A", "B"), keywords(np.dot, ("A", "B")), _t_dot, description="numpy.dot(A, B)", expr_names=("dot",),

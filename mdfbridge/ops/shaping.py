@@ -57,7 +57,13 @@ def _t_reshape(data: Any, shape: Any, allowzero: int = 0) -> Any:
     return x.reshape(_target_shape(x, shape, allowzero))
 
 
+def _row(data: Any) -> Any:
+    return data.reshape(-1)
+
+
 register(OpDef("Reshape", ("data", "shape"), _np_reshape, _t_reshape,
+               specialise=lambda static, tensors, lib: _row if tensors == ("data",) and not static.get("allowzero")
+               and isinstance(static.get("shape"), list) and static["shape"] == [-1] else None,
                defaults={"allowzero": 0}, attrs=("shape", "allowzero"), batch_rule=_reshape_batched,
                description="ONNX Reshape (a 0 copies the input's dimension unless allowzero) / numpy.reshape",
                shape=lambda a: np.reshape(sr.view(a["data"]), _target_shape(sr.view(a["data"]), a["shape"],

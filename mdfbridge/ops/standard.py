@@ -25,6 +25,27 @@ def _linear_torch(variable0: Any, slope: Any, intercept: Any) -> Any:
     return variable0 * slope + intercept
 
 
+def _plain(static: Mapping[str, Any], identity: Mapping[str, float]) -> bool:
+    """Are the static arguments exactly the identity values (gain 1, bias 0, ...)?"""
+    return all(is_number(static.get(k), v) for k, v in identity.items())
+
+
+def _linear_specialise(static: Mapping[str, Any], tensors: Tuple[str, ...], lib: str) -> Optional[Callable]:
+    """x * 1 + 0 is x."""
+    return (lambda variable0: variable0) if tensors == ("variable0",) and _plain(
+        static, {"slope": 1.0, "intercept": 0.0}) else None
+
+
+def _np_sigmoid(variable0: Any) -> Any:
+    return 1.0 / (1.0 + np.exp(-variable0))  # the same numbers as the formula at gain 1, bias 0, offset 0
+
+
+def _logistic_specialise(static: Mapping[str, Any], tensors: Tuple[str, ...], lib: str) -> Optional[Callable]:
+    if tensors != ("variable0",) or not _plain(static, {"gain": 1.0, "bias": 0.0, "offset": 0.0}):
+        return None
+    return _np_sigmoid if lib == "numpy" else torch_module().sigmoid
+
+
 def _logistic_torch(variable0: Any, gain: Any, bias: Any, offset: Any) -> Any:
     # 1/(1 + exp(-gain*(x + bias) + offset)) == sigmoid(gain*(x + bias) - offset); torch.sigmoid is one
     # autograd node instead of five
@@ -36,12 +57,12 @@ def _logistic_torch(variable0: Any, gain: Any, bias: Any, offset: Any) -> Any:
 elementwise("linear", ("variable0", "slope", "intercept"),
             lambda variable0, slope, intercept: variable0 * slope + intercept, _linear_torch,
             "variable0 * slope + intercept", {"slope": 1.0, "intercept": 0.0}, derivative="slope",
-            onnx_export=to_onnx.linear)
+            onnx_export=to_onnx.linear, specialise=_linear_specialise)
 elementwise("logistic", ("variable0", "gain", "bias", "offset"),
             lambda variable0, gain, bias, offset: 1.0 / (1.0 + np.exp(-gain * (variable0 + bias) + offset)),
             _logistic_torch, "1.0 / (1.0 + numpy.exp(-gain * (variable0 + bias) + offset))",
             {"gain": 1.0, "bias": 0.0, "offset": 0.0}, derivative="gain * out * (1.0 - out)",
-            onnx_export=to_onnx.logistic)
+            onnx_export=to_onnx.logistic, specialise=_logistic_specialise)
 elementwise("exponential", ("variable0", "scale", "rate", "bias", "offset"),
             lambda variable0, scale, rate, bias, offset: scale * np.exp(rate * variable0 + bias) + offset,
             lambda variable0, scale, rate, bias, offset: scale * torch_module().exp(rate * variable0 + bias) + offset,
