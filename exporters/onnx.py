@@ -4,8 +4,8 @@ Graph inputs and outputs carry the Program's input/output names with a dynamic b
 parameters become initializers (without the batch axis; broadcasting does the rest). Each registry op is
 translated by its record's `onnx_export(builder, op)` (mdfbridge/ops/to_onnx.py; the GRU blocks'
 exporters/onnx_gru.py), which reads the op's arguments and emits nodes through the builder
-(`exporters/onnx_graph.py`), returning the op's value. 'expr' ops (MDF value expressions) are translated by
-`exporters/onnx_expr.py`. What has no translation raises `UnsupportedError` naming the node.
+(`exporters/onnx_graph.py`), returning the op's value (MDF value expressions arrive lowered to registry ops).
+What has no translation raises `UnsupportedError` naming the node.
 
 Sequence programs (`program.sequence`) take inputs (batch, time, ...): their batched values carry the time axis
 first in the per-trial shape, as `TIME` (-1), and ONNX names it "time".
@@ -25,8 +25,7 @@ from ..executor import batched_tensors
 from ..ops import REGISTRY, get_op
 from ..program import Op, Program, TensorRef
 from ..shapes import infer_shapes
-from .onnx_expr import BACKENDS_HINT
-from .onnx_graph import BATCH_DIM, MIN_OPSET, TIME, TIME_DIM, Const, OnnxGraphBuilder, Val
+from .onnx_graph import BACKENDS_HINT, BATCH_DIM, MIN_OPSET, TIME, TIME_DIM, Const, OnnxGraphBuilder, Val
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +49,8 @@ def _unsupported_op(op: Op) -> UnsupportedError:
 
 
 def _export_op(b: OnnxGraphBuilder, op: Op, batched: set) -> Val:
+    """The value of one Program op (a float tensor, or a bool one for comparisons and logic), with the batch axis
+    where the program has one."""
     b.node_context = op.node
     opdef = get_op(op.fn)
     if opdef is None or opdef.onnx_export is None:
@@ -60,7 +61,6 @@ def _export_op(b: OnnxGraphBuilder, op: Op, batched: set) -> Val:
         if arr.dtype.kind not in "biuf":
             raise UnsupportedError(f"'{op.out}' is not numeric", where=f"node '{op.node}'")
         value = b.const(arr.astype(float))
-    value = b.tensor(value, "float")
     want_batched = op.out in batched
     if want_batched and not value.batched:
         value = b.expand_to_batch(value)
@@ -136,6 +136,7 @@ def program_to_onnx(program: Program, *, dtype: str = "float32", opset: int = MI
             val = b.param(TensorRef(tensor))
         else:
             raise UnsupportedError(f"output '{key}' reads '{tensor}', which nothing computes")
+        val = b.tensor(val, "float")  # a comparison's bools are 0.0 and 1.0, as the numpy reference gives them
         val = b.expand_to_batch(val) if not val.batched else val
         if not _rename_output(b, val.name, out_names[key]):
             b.emit("Identity", [val], shape=val.shape, batched=True, out=out_names[key])

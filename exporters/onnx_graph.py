@@ -9,7 +9,6 @@ axis where ONNX's right-aligned broadcasting would otherwise pair a per-trial ax
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -26,9 +25,7 @@ TIME = -1  # the dynamic time axis of sequence programs (GRU blocks), first in t
 MIN_OPSET = 17
 
 DTYPES = {"float32": (np.float32, TensorProto.FLOAT), "float64": (np.float64, TensorProto.DOUBLE)}
-
-# onnxruntime's CPU provider has no float64 kernel for these (checked with onnxruntime 1.32).
-NO_FLOAT64_KERNEL = frozenset({"Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Erf"})
+BACKENDS_HINT = "the numpy reference and torch backends run it"
 
 
 @dataclass(frozen=True)
@@ -115,10 +112,6 @@ class OnnxGraphBuilder:
     def emit(self, op_type: str, inputs: Sequence[Optional[Union[Val, str]]], *, shape: Sequence[int],
              batched: bool, kind: str = "float", out: Optional[str] = None, **attrs: Any) -> Val:
         """Append one ONNX node with one output; returns that output."""
-        if self.dtype == "float64" and op_type in NO_FLOAT64_KERNEL and kind == "float":
-            raise UnsupportedError(f"onnxruntime has no float64 kernel for ONNX {op_type}; export with "
-                                   "dtype='float32' (the numpy reference and torch backends run it in float64)",
-                                   where=self.where)
         name = out if out is not None else self.fresh(f"{self.node_context or 'graph'}/{op_type}")
         if out is not None:
             self.used_names.add(out)
@@ -133,6 +126,10 @@ class OnnxGraphBuilder:
     def where(self) -> Optional[str]:
         """'node X' for error messages."""
         return f"node '{self.node_context}'" if self.node_context else None
+
+    def unsupported(self, what: str) -> UnsupportedError:
+        """The error for a computation the ONNX export cannot write (`what` names it), naming the node."""
+        return UnsupportedError(f"cannot export {what} to ONNX ({BACKENDS_HINT})", where=self.where)
 
     # ------------------------------------------------------------------ constants
     def initializer(self, name: str, value: np.ndarray) -> str:
@@ -201,12 +198,22 @@ class OnnxGraphBuilder:
             raise UnsupportedError(f"argument '{name}' is a list of tensors", where=self.where)
         return self.operand(v)
 
-    def required_arg(self, op: Op, name: str) -> Val:
-        """Argument `name` of `op` as a float tensor; its absence is an error."""
-        v = self.arg(op, name)
-        if v is None:
-            raise UnsupportedError(f"{op.fn} needs argument '{name}'", where=self.where)
-        return self.as_val(v)
+    def operands(self, op: Op, *names: str) -> List[Operand]:
+        """Arguments `names` of `op` as operands (tensors of their own kind, constants folded); an absent one is
+        an error."""
+        out = []
+        for name in names:
+            v = self.arg(op, name)
+            if v is None:
+                raise UnsupportedError(f"{op.fn} needs argument '{name}'", where=self.where)
+            out.append(v)
+        return out
+
+    def required_arg(self, op: Op, name: str, keep_kind: bool = False) -> Val:
+        """Argument `name` of `op` as a float tensor (`keep_kind`: a bool or int64 tensor stays one); its absence
+        is an error."""
+        (v,) = self.operands(op, name)
+        return v if keep_kind and isinstance(v, Val) else self.as_val(v)
 
     @staticmethod
     def static_arg(op: Op, name: str, default: Any = None) -> Any:
@@ -417,6 +424,50 @@ class OnnxGraphBuilder:
             return vs[0]
         return self.emit("Concat", vs, shape=shape, batched=batched, axis=ax + (1 if batched else 0))
 
+    def stack(self, vals: Sequence[Operand], axis: int) -> Val:
+        """numpy.stack on per-trial values of one shape (a new per-trial axis `axis`)."""
+        vs = [self.as_val(v) for v in vals]
+        if not vs or len({v.shape for v in vs}) != 1:
+            raise self.unsupported(f"stacking values of shapes {[v.shape for v in vs]}")
+        ax = int(axis) % (vs[0].rank + 1)
+        return self.concat([self.unsqueeze(v, [ax + (1 if v.batched else 0)]) for v in vs], ax)
+
+    def getitem(self, x: Val, index: Any) -> Val:
+        """x[index] per trial for a constant index: an int, a slice, or a tuple of them (Gather and Slice)."""
+        items = index if isinstance(index, tuple) else (index,)
+        if len(items) > x.rank:
+            raise self.unsupported(f"{len(items)} indices into a value of shape {x.shape}")
+        axis = 0
+        for it in items:
+            dim = x.shape[axis]
+            if dim == TIME:
+                raise self.unsupported("indexing the time axis of a sequence")
+            if isinstance(it, (int, np.integer)) and not isinstance(it, (bool, np.bool_)):
+                if not -dim <= it < dim:
+                    raise self.unsupported(f"index {it} out of range for axis {axis} of size {dim}")
+                x = self.emit("Gather", [x, self.const(np.asarray(int(it), dtype=np.int64), "int64")],
+                              shape=x.shape[:axis] + x.shape[axis + 1:], batched=x.batched, kind=x.kind,
+                              axis=x.onnx_axis(axis))
+                continue
+            if not isinstance(it, slice) or any(p is not None and not isinstance(p, (int, np.integer))
+                                                for p in (it.start, it.stop, it.step)):
+                raise self.unsupported(f"index {it!r} (only constant integers and slices)")
+            start, stop, step = it.indices(dim)
+            length = len(range(start, stop, step))
+            if (start, length, step) != (0, dim, 1):
+                end = stop if stop >= 0 else -dim - 1
+                x = self.emit("Slice", [x, self.int64s([start]), self.int64s([end]), self.int64s([x.onnx_axis(axis)]),
+                                        self.int64s([step])],
+                              shape=x.shape[:axis] + (length,) + x.shape[axis + 1:], batched=x.batched, kind=x.kind)
+            axis += 1
+        return x
+
+    def filled_like(self, x: Val, fill: float) -> Val:
+        """A float tensor of x's shape (and batch axis) filled with `fill` (Shape, ConstantOfShape)."""
+        shape = self.emit("Shape", [x], shape=[x.rank + (1 if x.batched else 0)], batched=False, kind="int64")
+        return self.emit("ConstantOfShape", [shape], shape=x.shape, batched=x.batched,
+                         value=helper.make_tensor("value", self.elem_type, [1], [fill]))
+
     def batch_shape(self) -> Optional[Val]:
         """A 1-element int64 tensor holding the batch size (None when the graph has no batched input)."""
         if self._batch_shape is None and self.batch_source is not None:
@@ -436,8 +487,10 @@ class OnnxGraphBuilder:
                            axis=0) if x.rank else bs
         return self.emit("Expand", [u, target], shape=x.shape, batched=True, kind=x.kind)
 
-    def reduce(self, op_type: str, x: Val, axes: Optional[Sequence[int]], keepdims: bool) -> Val:
-        """numpy sum/max/min/mean/prod over per-trial axes (all of them when None)."""
+    def reduce(self, op_type: str, x: Val, axes: Optional[Sequence[int]], keepdims: bool,
+               axes_input_since: int = 18) -> Val:
+        """numpy sum/max/min/mean/prod over per-trial axes (all of them when None) as the ONNX reduction
+        `op_type`, which takes its axes as an input from opset `axes_input_since` on (an attribute before)."""
         per_trial = list(range(x.rank)) if axes is None else sorted({int(a) % max(x.rank, 1) for a in axes})
         if x.rank == 0 or not per_trial:
             return x
@@ -446,7 +499,7 @@ class OnnxGraphBuilder:
         onnx_axes = [x.onnx_axis(a) for a in per_trial]
         shape = [1 if i in per_trial else d for i, d in enumerate(x.shape)] if keepdims else \
             [d for i, d in enumerate(x.shape) if i not in per_trial]
-        if op_type == "ReduceSum" or self.opset >= 18:
+        if self.opset >= axes_input_since:
             return self.emit(op_type, [x, self.int64s(onnx_axes)], shape=shape, batched=x.batched,
                              keepdims=int(bool(keepdims)))
         return self.emit(op_type, [x], shape=shape, batched=x.batched, axes=onnx_axes, keepdims=int(bool(keepdims)))
@@ -495,5 +548,3 @@ def _matmul_shape(a: Sequence[int], b: Sequence[int]) -> Tuple[int, ...]:
         out = out[:-1]
     return out
 
-
-LN2, LN10 = math.log(2.0), math.log(10.0)

@@ -216,9 +216,11 @@ def check_onnx_gru_attrs(node: str, attrs: Mapping[str, Any], hidden: int, fn: s
         raise bad("layout", "only layout=0 (onnxruntime rejects layout=1)")
     if attrs.get("clip") is not None:
         raise bad("clip", "clipping is not implemented")
+    from .ops.recurrent import ONNX_ACTIVATIONS  # the GRU record imports this module
+
     acts = attrs.get("activations")
-    if acts is not None and [a.decode() if isinstance(a, bytes) else a for a in acts] not in (["Sigmoid", "Tanh"],):
-        raise bad("activations", f"{acts!r}; only the default ['Sigmoid', 'Tanh']")
+    if acts is not None and tuple(a.decode() if isinstance(a, bytes) else a for a in acts) != ONNX_ACTIVATIONS:
+        raise bad("activations", f"{acts!r}; only the default {list(ONNX_ACTIVATIONS)}")
     if attrs.get("activation_alpha") is not None or attrs.get("activation_beta") is not None:
         raise bad("activation_alpha/beta", "not supported")
     if attrs.get("hidden_size") is not None and int(attrs["hidden_size"]) != hidden:

@@ -112,16 +112,9 @@ _not_supported("llvm", ("Dot", "Outer", "Gemm", "ReduceSum", "ReduceMean", "Redu
                "not a vector kernel of the llvm backend (torch runs it)")
 _not_supported("llvm", ("GRU",), "GRU blocks run on torch (nn.GRU)")
 _not_supported("llvm", ("FloorDiv", "Mod", "Int", "Round", "ZerosLike", "OnesLike"), "no LLVM form in its record yet")
-_not_supported("onnxruntime", ("Shape", "Len", "Zeros", "Ones", "Full"),
-               "a constant-valued op (its value does not depend on inputs); ONNX export folds constants at lowering")
-_not_supported("onnxruntime", ("FloorDiv", "Mod", "Float", "Int", "Round", "ZerosLike", "OnesLike", "Heaviside",
-                               "Erf", "Floor", "Ceil", "Sign", "Log2", "Log10", "Clip", "Not", "And", "Or", "Equal",
-                               "NotEqual", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Where", "Maximum",
-                               "Minimum", "Abs", "Square", "Sqrt", "Pow", "Sin", "Cos", "Tan", "Asin", "Acos",
-                               "Atan", "Sinh", "Cosh", "Dot", "Outer", "ReduceSum", "ReduceMean", "ReduceMax",
-                               "ReduceMin", "ReduceProd", "ArgMax", "ArgMin", "Stack", "AsArray", "Getitem",
-                               "Squeeze", "Unsqueeze", "Tile"),
-               "no ONNX exporter in its record yet")
+_not_supported("onnxruntime", ("Zeros", "Ones", "Full"),
+               "creates an array of a static shape: lowering folds it when its arguments are constants, and it has no "
+               "ONNX exporter for a tensor fill value")
 
 
 def _sample(name: str) -> Dict[str, Any]:

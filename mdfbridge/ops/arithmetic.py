@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from . import from_onnx, to_onnx, torchlib
+from . import from_onnx, to_onnx, to_onnx_expr, torchlib
 from .base import Alias, OnnxImport, OpDef, binary_specialise, keywords, register, torch_module
 
 
@@ -107,13 +107,15 @@ for _name, _fn, _np, _onnx, _desc, _llvm, _d in (
         ("Mul", operator.mul, lambda A, B: A * B, _onnx_binary("Mul"), "A * B",
          lambda e, A, B: e.mul(A, B), {"A": "B", "B": "A"}),
         ("Div", operator.truediv, lambda A, B: A / B, _onnx_binary("Div"), "A / B",
-         lambda e, A, B: e.div(A, B), {"A": "1.0 / B", "B": "-out / B"}),
-        ("FloorDiv", operator.floordiv, lambda A, B: A // B, None, "A // B", None, None),
-        ("Mod", operator.mod, lambda A, B: A % B, None, "A % B (Python's sign rule)", None, None)):
-    _op(_name, ("A", "B"), _np, torchlib.arith(_fn), _desc, onnx={} if _onnx else None, llvm=_llvm, derivatives=_d,
-        specialise=binary_specialise(_fn, torchlib.arith(_fn)), **(_onnx or {}))
+         lambda e, A, B: e.div(A, B), {"A": "1.0 / B", "B": "-out / B"})):
+    _op(_name, ("A", "B"), _np, torchlib.arith(_fn), _desc, onnx={}, llvm=_llvm, derivatives=_d,
+        specialise=binary_specialise(_fn, torchlib.arith(_fn)), **_onnx)
+_op("FloorDiv", ("A", "B"), lambda A, B: A // B, torchlib.arith(operator.floordiv), "A // B",
+    onnx_export=to_onnx_expr.floor_div)
+_op("Mod", ("A", "B"), lambda A, B: A % B, torchlib.arith(operator.mod), "A % B (Python's sign rule)",
+    onnx_export=to_onnx_expr.mod)
 _op("Pow", ("A", "B"), _pow, torchlib.arith(_pow), "A ** B", _names("power"), onnx={"X": "A", "Y": "B"},
-    llvm=lambda e, A, B: e.pow(A, B),
+    llvm=lambda e, A, B: e.pow(A, B), onnx_export=to_onnx_expr.power,
     derivatives={"A": "numpy.where(B == 0, 0.0, B * A ** (B - 1))",
                  "B": "numpy.where(numpy.logical_and(A == 0, B >= 0), 0.0, out * numpy.log(A))"})
 
@@ -122,32 +124,45 @@ for _name, _fn, _desc, _sym in (("Less", operator.lt, "A < B", "<"), ("LessOrEqu
                                 ("GreaterOrEqual", operator.ge, "A >= B", ">="),
                                 ("Equal", operator.eq, "A == B", "==")):
     _op(_name, ("A", "B"), _fn, torchlib.arith(_fn), _desc, onnx={},
-        llvm=lambda e, A, B, _sym=_sym: e.compare(_sym, A, B), derivatives={"A": NO_GRADIENT, "B": NO_GRADIENT})
+        llvm=lambda e, A, B, _sym=_sym: e.compare(_sym, A, B), derivatives={"A": NO_GRADIENT, "B": NO_GRADIENT},
+        onnx_export=to_onnx.binary(_name, out_kind="bool"))
 _op("NotEqual", ("A", "B"), operator.ne, torchlib.arith(operator.ne), "A != B",
-    llvm=lambda e, A, B: e.compare("!=", A, B), derivatives={"A": NO_GRADIENT, "B": NO_GRADIENT})
+    llvm=lambda e, A, B: e.compare("!=", A, B), derivatives={"A": NO_GRADIENT, "B": NO_GRADIENT},
+    onnx_export=to_onnx_expr.not_equal)
 _op("And", ("A", "B"), np.logical_and, torchlib.binary("logical_and"), "A and B (elementwise)",
     _names("logical_and"), onnx={}, llvm=lambda e, A, B: e.logical_and(A, B),
-    derivatives={"A": NO_GRADIENT, "B": NO_GRADIENT})
+    derivatives={"A": NO_GRADIENT, "B": NO_GRADIENT}, onnx_export=to_onnx.binary("And", kind="bool"))
 _op("Or", ("A", "B"), np.logical_or, torchlib.binary("logical_or"), "A or B (elementwise)", _names("logical_or"),
-    onnx={}, llvm=lambda e, A, B: e.logical_or(A, B), derivatives={"A": NO_GRADIENT, "B": NO_GRADIENT})
+    onnx={}, llvm=lambda e, A, B: e.logical_or(A, B), derivatives={"A": NO_GRADIENT, "B": NO_GRADIENT},
+    onnx_export=to_onnx.binary("Or", kind="bool"))
 _op("Not", ("X",), np.logical_not, torchlib.unary("logical_not", False), "not X (elementwise)",
-    _names("logical_not"), onnx={}, llvm=lambda e, X: e.logical_not(X), derivatives={"X": NO_GRADIENT})
+    _names("logical_not"), onnx={}, llvm=lambda e, X: e.logical_not(X), derivatives={"X": NO_GRADIENT},
+    onnx_export=to_onnx.unary("Not", kind="bool"))
 _op("Neg", ("X",), operator.neg, lambda X: -X, "-X", onnx={}, llvm=lambda e, X: e.neg(X), derivatives={"X": "-1.0"},
     **_onnx_unary("Neg", "X"))
 _op("Maximum", ("A", "B"), np.maximum, torchlib.binary("maximum"), "elementwise max(A, B)", _names("maximum"),
-    llvm=_maximum, derivatives={"A": _ties("A", "B"), "B": _ties("B", "A")})
+    llvm=_maximum, derivatives={"A": _ties("A", "B"), "B": _ties("B", "A")}, onnx_export=to_onnx_expr.maximum)
 _op("Minimum", ("A", "B"), np.minimum, torchlib.binary("minimum"), "elementwise min(A, B)", _names("minimum"),
-    llvm=_minimum, derivatives={"A": _ties("B", "A"), "B": _ties("A", "B")})
+    llvm=_minimum, derivatives={"A": _ties("B", "A"), "B": _ties("A", "B")}, onnx_export=to_onnx.binary("Min"))
 _op("Heaviside", ("A", "B"), np.heaviside, torchlib.binary("heaviside"), "0 below 0, B at 0, 1 above",
-    _names("heaviside"), llvm=_heaviside)
+    _names("heaviside"), llvm=_heaviside, onnx_export=to_onnx_expr.heaviside)
 
 
 # --------------------------------------------------------------------------- elementary functions
 
 def _unary(name: str, np_fn: Callable, torch_name: str, expr: Tuple[str, ...], onnx_arg: Optional[str] = None,
            floating: bool = True, llvm: Optional[Callable] = None, derivative: Optional[str] = None,
-           formula: Optional[str] = None) -> None:
-    hooks = _onnx_unary(name, onnx_arg) if onnx_arg is not None and name in _ONNX_ROUND_TRIP else {}
+           formula: Optional[str] = None, onnx_export: Optional[to_onnx.OnnxExport] = None,
+           float64_form: Optional[to_onnx.Float64Form] = None) -> None:
+    """Register an elementwise function of X; an op ONNX has (`onnx_arg`: ONNX's name of its argument) exports as
+    that ONNX op (`float64_form`: how float64 models compute it, see to_onnx.elementwise) unless `onnx_export`
+    says otherwise."""
+    if onnx_arg is not None and name in _ONNX_ROUND_TRIP:
+        hooks = _onnx_unary(name, onnx_arg)
+    elif onnx_arg is not None or onnx_export is not None:
+        hooks = {"onnx_export": onnx_export or to_onnx.unary(name, float64_form=float64_form)}
+    else:
+        hooks = {}
     _op(name, ("X",), np_fn, torchlib.unary(torch_name, floating), f"{torch_name}(X)", _names(*expr),
         onnx=None if onnx_arg is None else ({onnx_arg: "X"} if onnx_arg != "X" else {}), llvm=llvm,
         derivatives=None if derivative is None else {"X": derivative}, formula=formula, **hooks)
@@ -162,32 +177,37 @@ def _np_erf(X: Any) -> Any:
 
 
 _ARCSIN = "1.0 / numpy.sqrt(1.0 - X ** 2)"
-for _name, _np, _t, _expr, _oa, _llvm, _d in (
-        ("Exp", np.exp, "exp", ("exp",), "input", libm("exp"), "out"),
-        ("Log", np.log, "log", ("log",), "input", libm("log"), "1.0 / X"),
-        ("Log2", np.log2, "log2", ("log2",), None, libm("log2"), "1.0 / (X * numpy.log(2.0))"),
-        ("Log10", np.log10, "log10", ("log10",), None, libm("log10"), "1.0 / (X * numpy.log(10.0))"),
-        ("Sqrt", np.sqrt, "sqrt", ("sqrt",), "X", libm("llvm.sqrt.f64"), "0.5 / out"),
-        ("Sin", np.sin, "sin", ("sin",), "input", libm("sin"), "numpy.cos(X)"),
-        ("Cos", np.cos, "cos", ("cos",), "input", libm("cos"), "-numpy.sin(X)"),
-        ("Tan", np.tan, "tan", ("tan",), "input", libm("tan"), "1.0 + out ** 2"),
-        ("Asin", np.arcsin, "asin", ("arcsin",), "input", libm("asin"), _ARCSIN),
-        ("Acos", np.arccos, "acos", ("arccos",), "input", libm("acos"), "-" + _ARCSIN),
-        ("Atan", np.arctan, "atan", ("arctan",), "input", libm("atan"), "1.0 / (1.0 + X ** 2)"),
-        ("Sinh", np.sinh, "sinh", ("sinh",), "input", libm("sinh"), "numpy.cosh(X)"),
-        ("Cosh", np.cosh, "cosh", ("cosh",), "input", libm("cosh"), "numpy.sinh(X)"),
-        ("Tanh", np.tanh, "tanh", ("tanh",), "input", libm("tanh"), "1.0 - out ** 2"),
-        ("Floor", np.floor, "floor", ("floor",), "X", libm("llvm.floor.f64"), NO_GRADIENT),
-        ("Ceil", np.ceil, "ceil", ("ceil",), "X", libm("llvm.ceil.f64"), NO_GRADIENT),
-        ("Erf", _np_erf, "erf", ("erf",), "input", libm("erf"), "2.0 / numpy.sqrt(pi) * numpy.exp(-X ** 2)")):
-    _unary(_name, _np, _t, _expr, _oa, llvm=_llvm, derivative=_d)
+_NO_F64 = to_onnx.no_float64_kernel
+for _name, _np, _t, _expr, _oa, _llvm, _d, _f64 in (
+        ("Exp", np.exp, "exp", ("exp",), "input", libm("exp"), "out", None),
+        ("Log", np.log, "log", ("log",), "input", libm("log"), "1.0 / X", None),
+        ("Sqrt", np.sqrt, "sqrt", ("sqrt",), "X", libm("llvm.sqrt.f64"), "0.5 / out", None),
+        ("Sin", np.sin, "sin", ("sin",), "input", libm("sin"), "numpy.cos(X)", None),
+        ("Cos", np.cos, "cos", ("cos",), "input", libm("cos"), "-numpy.sin(X)", None),
+        ("Tan", np.tan, "tan", ("tan",), "input", libm("tan"), "1.0 + out ** 2", to_onnx.tan_float64),
+        ("Asin", np.arcsin, "asin", ("arcsin",), "input", libm("asin"), _ARCSIN, _NO_F64("Asin")),
+        ("Acos", np.arccos, "acos", ("arccos",), "input", libm("acos"), "-" + _ARCSIN, _NO_F64("Acos")),
+        ("Atan", np.arctan, "atan", ("arctan",), "input", libm("atan"), "1.0 / (1.0 + X ** 2)", _NO_F64("Atan")),
+        ("Sinh", np.sinh, "sinh", ("sinh",), "input", libm("sinh"), "numpy.cosh(X)", to_onnx.sinh_float64),
+        ("Cosh", np.cosh, "cosh", ("cosh",), "input", libm("cosh"), "numpy.sinh(X)", to_onnx.cosh_float64),
+        ("Tanh", np.tanh, "tanh", ("tanh",), "input", libm("tanh"), "1.0 - out ** 2", None),
+        ("Floor", np.floor, "floor", ("floor",), "X", libm("llvm.floor.f64"), NO_GRADIENT, None),
+        ("Ceil", np.ceil, "ceil", ("ceil",), "X", libm("llvm.ceil.f64"), NO_GRADIENT, None),
+        ("Erf", _np_erf, "erf", ("erf",), "input", libm("erf"), "2.0 / numpy.sqrt(pi) * numpy.exp(-X ** 2)",
+         _NO_F64("Erf"))):
+    _unary(_name, _np, _t, _expr, _oa, llvm=_llvm, derivative=_d, float64_form=_f64)
+_unary("Log2", np.log2, "log2", ("log2",), llvm=libm("log2"), derivative="1.0 / (X * numpy.log(2.0))",
+       onnx_export=to_onnx_expr.logarithm(2.0))
+_unary("Log10", np.log10, "log10", ("log10",), llvm=libm("log10"), derivative="1.0 / (X * numpy.log(10.0))",
+       onnx_export=to_onnx_expr.logarithm(10.0))
 _unary("Sigmoid", lambda X: 1.0 / (1.0 + np.exp(-np.asarray(X))), "sigmoid", ("sigmoid",), "X",
        formula="1.0 / (1.0 + numpy.exp(-X))", derivative="out * (1.0 - out)")
 for _name, _np, _t, _expr, _oa, _llvm, _d in (
         ("Abs", np.abs, "abs", ("abs",), "X", libm("llvm.fabs.f64"), "numpy.sign(X)"),
-        ("Sign", np.sign, "sign", ("sign",), "input", _sign, NO_GRADIENT),
-        ("Square", np.square, "square", ("square",), None, lambda e, X: e.mul(X, X), "2.0 * X")):
+        ("Sign", np.sign, "sign", ("sign",), "input", _sign, NO_GRADIENT)):
     _unary(_name, _np, _t, _expr, _oa, floating=False, llvm=_llvm, derivative=_d)
+_unary("Square", np.square, "square", ("square",), floating=False, llvm=lambda e, X: e.mul(X, X),
+       derivative="2.0 * X", onnx_export=to_onnx_expr.square)
 
 
 def _identity(X: Any) -> Any:
@@ -222,23 +242,23 @@ def _t_int(X: Any) -> Any:
 
 
 _op("Float", ("X",), _np_float, _t_float, "X as float64", _names("float"), llvm=lambda e, X: X,
-    derivatives={"X": "1.0"})
-_op("Int", ("X",), _np_int, _t_int, "X truncated to integers", _names("int"))
+    derivatives={"X": "1.0"}, onnx_export=to_onnx_expr.to_float)
+_op("Int", ("X",), _np_int, _t_int, "X truncated to integers", _names("int"), onnx_export=to_onnx_expr.to_int)
 _op("Round", ("X", "decimals"), lambda X, decimals=0: np.round(X, decimals),
     lambda X, decimals=0: torch_module().round(torchlib.tt(X), decimals=int(decimals)), "X rounded half to even",
-    _names("round"), defaults={"decimals": 0}, attrs=("decimals",))
+    _names("round"), defaults={"decimals": 0}, attrs=("decimals",), onnx_export=to_onnx_expr.round_half_even)
 _op("ZerosLike", ("X",), np.zeros_like, lambda X: torch_module().zeros_like(torchlib.tt(X)), "zeros shaped as X",
-    _names("zeros_like"))
+    _names("zeros_like"), onnx_export=to_onnx_expr.filled_like(0.0))
 _op("OnesLike", ("X",), np.ones_like, lambda X: torch_module().ones_like(torchlib.tt(X)), "ones shaped as X",
-    _names("ones_like"))
+    _names("ones_like"), onnx_export=to_onnx_expr.filled_like(1.0))
 _op("Where", ("condition", "X", "Y"), np.where,
     lambda condition, X, Y: torch_module().where(torchlib.tt(condition).to(torch_module().bool),
                                                   *torchlib.tt_like(X, Y)),
     "X where condition holds, else Y", _names("where"), onnx={},
     llvm=lambda e, condition, X, Y: e.select(condition, X, Y),
     derivatives={"condition": NO_GRADIENT, "X": "numpy.where(condition, 1.0, 0.0)",
-                 "Y": "numpy.where(condition, 0.0, 1.0)"})
+                 "Y": "numpy.where(condition, 0.0, 1.0)"}, onnx_export=to_onnx_expr.where)
 _op("Clip", ("X", "lo", "hi"), np.clip, lambda X, lo, hi: torch_module().clamp(*torchlib.tt_like(X, lo, hi)),
     "X limited to [lo, hi]", _names("clip"), onnx={"input": "X", "min": "lo", "max": "hi"},
     llvm=lambda e, X, lo, hi: _minimum(e, _maximum(e, X, lo), hi),
-    derivatives={"X": "numpy.where(numpy.logical_and(X >= lo, X <= hi), 1.0, 0.0)"})
+    derivatives={"X": "numpy.where(numpy.logical_and(X >= lo, X <= hi), 1.0, 0.0)"}, onnx_export=to_onnx_expr.clip)

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import shape_rules as sr
 from . import torchlib
-from . import from_onnx, to_onnx
+from . import from_onnx, to_onnx, to_onnx_expr
 from .base import Alias, OnnxImport, OpDef, first_arg_batched, keywords, register, torch_module
 
 
@@ -75,9 +75,10 @@ register(OpDef("MatMul", ("A", "B"), lambda A, B: np.matmul(A, B), _t_matmul,
                llvm_kernel="projection",
                onnx_export=to_onnx.matmul, onnx_import=(OnnxImport("MatMul", 1, None, from_onnx.matmul),)))
 register(OpDef("Dot", ("A", "B"), keywords(np.dot, ("A", "B")), _t_dot, description="numpy.dot(A, B)", expr_names=("dot",),
-               shape=lambda a: sr.dot(a["A"], a["B"])))
+               shape=lambda a: sr.dot(a["A"], a["B"]), onnx_export=to_onnx_expr.dot))
 register(OpDef("Outer", ("A", "B"), keywords(np.outer, ("A", "B")), _t_outer, description="numpy.outer(A, B) of the flattened arguments",
-               expr_names=("outer",), shape=lambda a: (int(np.prod(a["A"])), int(np.prod(a["B"])))))
+               expr_names=("outer",), shape=lambda a: (int(np.prod(a["A"])), int(np.prod(a["B"]))),
+               onnx_export=to_onnx_expr.outer))
 register(OpDef("Gemm", ("A", "B", "C"), _gemm_np, _gemm_torch,
                defaults={"C": None, "alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0},
                attrs=("alpha", "beta", "transA", "transB"), batch_rule=_gemm_batched, description="ONNX Gemm",

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from . import shape_rules as sr
-from . import torchlib
+from . import to_onnx_expr, torchlib
 from .base import OpDef, register, shift_axis, torch_module
 
 
@@ -47,14 +47,18 @@ def _np_arg(fn: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-for _name, _np, _expr, _fold in (("ReduceSum", np.sum, "sum", ("Add", 0.0)), ("ReduceMean", np.mean, "mean", None),
-                                 ("ReduceMax", np.max, "max", ("Maximum", -math.inf)),
-                                 ("ReduceMin", np.min, "min", ("Minimum", math.inf)),
-                                 ("ReduceProd", np.prod, "prod", ("Mul", 1.0))):
+# (op, numpy, expression name, fold, the ONNX opset from which the ONNX reduction takes its axes as an input)
+for _name, _np, _expr, _fold, _axes_input in (("ReduceSum", np.sum, "sum", ("Add", 0.0), 13),
+                                              ("ReduceMean", np.mean, "mean", None, 18),
+                                              ("ReduceMax", np.max, "max", ("Maximum", -math.inf), 18),
+                                              ("ReduceMin", np.min, "min", ("Minimum", math.inf), 18),
+                                              ("ReduceProd", np.prod, "prod", ("Mul", 1.0), 18)):
     register(OpDef(_name, ("X",), _np_reduce(_np), _t_reduce(_expr), defaults={"axis": None, "keepdims": False},
                    attrs=("axis", "keepdims"), batch_rule=shift_axis, expr_names=(_expr,), shape=sr.reduce,
-                   description=f"numpy.{_expr}(X, axis, keepdims)", fold=_fold))
+                   description=f"numpy.{_expr}(X, axis, keepdims)", fold=_fold,
+                   onnx_export=to_onnx_expr.reduce(_name, _axes_input)))
 for _name, _np, _expr in (("ArgMax", np.argmax, "argmax"), ("ArgMin", np.argmin, "argmin")):
     register(OpDef(_name, ("X",), _np_arg(_np), _t_reduce(_expr), defaults={"axis": None, "keepdims": False},
                    attrs=("axis", "keepdims"), batch_rule=shift_axis, expr_names=(_expr,), shape=sr.reduce,
-                   description=f"numpy.{_expr}(X, axis): the index of the first extreme value"))
+                   description=f"numpy.{_expr}(X, axis): the index of the first extreme value",
+                   onnx_export=to_onnx_expr.arg_extreme(_name)))

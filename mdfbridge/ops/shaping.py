@@ -8,7 +8,7 @@ import numpy as np
 
 from . import shape_rules as sr
 from . import torchlib
-from . import from_onnx, to_onnx
+from . import from_onnx, to_onnx, to_onnx_expr
 from .base import Alias, OnnxImport, OpDef, check_size, keywords, never, register, shift_axis, torch_module
 
 
@@ -111,7 +111,7 @@ def _t_stack(inputs: Any, axis: int = 0) -> Any:
 register(OpDef("Stack", ("inputs", "axis"), _np_stack, _t_stack, defaults={"axis": 0}, attrs=("axis",),
                batch_rule=_stack_batched, description="numpy.stack(inputs, axis) (inputs broadcast to one shape)",
                shape=lambda a: _stack_shape(a["inputs"], a.get("axis", 0)),
-               expr_names=("stack",)))
+               expr_names=("stack",), onnx_export=to_onnx_expr.stack))
 
 
 def _np_asarray(X: Any, axis: int = 0) -> Any:
@@ -130,7 +130,7 @@ register(OpDef("AsArray", ("X",), _np_asarray, _t_asarray, defaults={"axis": 0},
                batch_rule=_stack_batched,
                description="numpy.asarray(X): a list of values becomes an array (stacked along `axis`, 0)",
                shape=lambda a: _stack_shape(a["X"], a.get("axis", 0)) if isinstance(a["X"], list) else a["X"],
-               expr_names=("array", "asarray")))
+               expr_names=("array", "asarray"), onnx_export=to_onnx_expr.as_array))
 
 
 def _getitem_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
@@ -141,7 +141,7 @@ def _getitem_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Optional
 register(OpDef("Getitem", ("X", "index"), lambda X, index: X[index], lambda X, index: torchlib.tt(X)[index],
                attrs=("index",), batch_rule=_getitem_batched,
                description="X[index] (index: an int, a slice, or a tuple of them)",
-               shape=lambda a: sr.view(a["X"])[a["index"]].shape))
+               shape=lambda a: sr.view(a["X"])[a["index"]].shape, onnx_export=to_onnx_expr.getitem))
 
 
 def _np_squeeze(X: Any, axis: Any = None) -> Any:
@@ -162,13 +162,13 @@ def _t_expand_dims(X: Any, axis: Any) -> Any:
 
 register(OpDef("Squeeze", ("X", "axis"), _np_squeeze, _t_squeeze, defaults={"axis": None}, attrs=("axis",),
                batch_rule=shift_axis, description="numpy.squeeze(X, axis)", expr_names=("squeeze",),
-               shape=lambda a: _np_squeeze(sr.view(a["X"]), a.get("axis")).shape))
+               shape=lambda a: _np_squeeze(sr.view(a["X"]), a.get("axis")).shape, onnx_export=to_onnx_expr.squeeze))
 register(OpDef("Unsqueeze", ("X", "axis"),
                lambda X, axis: np.expand_dims(X, tuple(axis) if isinstance(axis, list) else axis), _t_expand_dims,
                attrs=("axis",), batch_rule=shift_axis, description="numpy.expand_dims(X, axis)",
                expr_names=("expand_dims",),
                shape=lambda a: np.expand_dims(sr.view(a["X"]), tuple(a["axis"]) if isinstance(a["axis"], list)
-                                              else a["axis"]).shape))
+                                              else a["axis"]).shape, onnx_export=to_onnx_expr.unsqueeze))
 
 
 def _np_tile(X: Any, reps: Any) -> Any:
@@ -190,11 +190,13 @@ def _t_tile(X: Any, reps: Any) -> Any:
 
 
 register(OpDef("Tile", ("X", "reps"), _np_tile, _t_tile, attrs=("reps",), batch_rule=never,
-               description="numpy.tile(X, reps)", expr_names=("tile",), shape=lambda a: _tile_shape(a["X"], a["reps"])))
+               description="numpy.tile(X, reps)", expr_names=("tile",), shape=lambda a: _tile_shape(a["X"], a["reps"]),
+               onnx_export=to_onnx_expr.tile))
 register(OpDef("Shape", ("X",), keywords(np.shape, ("X",)), lambda X: tuple(torchlib.tt(X).shape), batch_rule=never,
-               description="the shape of X as a tuple", expr_names=("shape",), shape=lambda a: (len(a["X"]),)))
+               description="the shape of X as a tuple", expr_names=("shape",), shape=lambda a: (len(a["X"]),),
+               onnx_export=to_onnx_expr.shape_of))
 register(OpDef("Len", ("X",), keywords(len, ("X",)), keywords(len, ("X",)), batch_rule=never, description="len(X): the length of X's first axis",
-               expr_names=("len",), shape=lambda a: ()))
+               expr_names=("len",), shape=lambda a: (), onnx_export=to_onnx_expr.length))
 
 
 def _sized(fn: Any) -> Any:

@@ -80,15 +80,16 @@ def _scaled(name: str, torch_name: str, derivative: str, onnx_export: to_onnx.On
                 f"scale * numpy.{name}(variable0)", {"scale": 1.0}, derivative=derivative, onnx_export=onnx_export)
 
 
+_NO_F64 = to_onnx.no_float64_kernel  # onnxruntime has no float64 kernel: float64 models refuse
 _scaled("sin", "sin", "scale * numpy.cos(variable0)", to_onnx.scaled("Sin"))
 _scaled("cos", "cos", "-scale * numpy.sin(variable0)", to_onnx.scaled("Cos"))
 _scaled("tan", "tan", "scale / numpy.cos(variable0) ** 2", to_onnx.scaled("Tan", to_onnx.tan_float64))
 _scaled("sinh", "sinh", "scale * numpy.cosh(variable0)", to_onnx.scaled("Sinh", to_onnx.sinh_float64))
 _scaled("cosh", "cosh", "scale * numpy.sinh(variable0)", to_onnx.scaled("Cosh", to_onnx.cosh_float64))
 _scaled("tanh", "tanh", "scale * (1.0 - numpy.tanh(variable0) ** 2)", to_onnx.scaled("Tanh"))
-_scaled("arctan", "atan", "scale / (1.0 + variable0 ** 2)", to_onnx.scaled("Atan"))
-_scaled("arcsin", "asin", "scale / numpy.sqrt(1.0 - variable0 ** 2)", to_onnx.scaled("Asin"))
-_scaled("arccos", "acos", "-scale / numpy.sqrt(1.0 - variable0 ** 2)", to_onnx.scaled("Acos"))
+_scaled("arctan", "atan", "scale / (1.0 + variable0 ** 2)", to_onnx.scaled("Atan", _NO_F64("Atan")))
+_scaled("arcsin", "asin", "scale / numpy.sqrt(1.0 - variable0 ** 2)", to_onnx.scaled("Asin", _NO_F64("Asin")))
+_scaled("arccos", "acos", "-scale / numpy.sqrt(1.0 - variable0 ** 2)", to_onnx.scaled("Acos", _NO_F64("Acos")))
 
 elementwise("Relu", ("A",), lambda A: A * (A > 0), lambda A: torch_module().relu(A), "A * (A > 0)",
             derivative="numpy.where(A > 0, 1.0, 0.0)", aliases=(Alias("onnx::Relu", {"X": "A"}),), expr_names=("relu",),

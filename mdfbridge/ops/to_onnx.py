@@ -7,7 +7,7 @@ value (a tensor or a folded constant). Nothing here imports onnx: the builder do
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, List, Optional
 
 import numpy as np
 
@@ -40,16 +40,35 @@ def exponential(b: OnnxGraphBuilder, op: Op) -> Operand:
     return b.add(b.mul(b.unary("Exp", z), b.arg(op, "scale", 1.0)), b.arg(op, "offset", 0.0))
 
 
-def scaled(onnx_type: str, float64_form: Optional[Callable[[OnnxGraphBuilder, Val], Operand]] = None
-           ) -> OnnxExport:
-    """scale * f(variable0) for the elementwise ONNX op `onnx_type` f; `float64_form(b, x)` computes f in float64
-    models (onnxruntime has no float64 kernel for some of them)."""
+Float64Form = Callable[["OnnxGraphBuilder", "Val"], "Operand"]
+
+
+def elementwise(b: OnnxGraphBuilder, op_type: str, x: Operand, float64_form: Optional[Float64Form] = None,
+                kind: str = "float") -> Operand:
+    """The elementwise ONNX op `op_type` of x; in float64 models `float64_form(b, x)` when given (onnxruntime
+    has no float64 kernel for some ops: the form computes the op otherwise, or refuses, see `no_float64_kernel`)."""
+    if float64_form is not None and b.dtype == "float64":
+        return float64_form(b, b.as_val(x))
+    return b.unary(op_type, x, kind)
+
+
+def scaled(onnx_type: str, float64_form: Optional[Float64Form] = None) -> OnnxExport:
+    """scale * f(variable0) for the elementwise ONNX op `onnx_type` f (`float64_form`: see `elementwise`)."""
     def export(b: OnnxGraphBuilder, op: Op) -> Operand:
-        x = b.required_arg(op, "variable0")
-        y = float64_form(b, x) if float64_form is not None and b.dtype == "float64" else b.unary(onnx_type, x)
+        y = elementwise(b, onnx_type, b.required_arg(op, "variable0"), float64_form)
         return b.mul(y, b.arg(op, "scale", 1.0))
     export.__name__ = f"export_{onnx_type}"
     return export
+
+
+def no_float64_kernel(onnx_type: str) -> Float64Form:
+    """The float64 form of an ONNX op onnxruntime has no float64 kernel for and that has no exact rewrite: a
+    refusal naming it."""
+    def refuse(b: OnnxGraphBuilder, x: Val) -> Operand:
+        raise UnsupportedError(f"onnxruntime has no float64 kernel for ONNX {onnx_type}; export with dtype='float32' "
+                               "(the numpy reference and torch backends run it in float64)", where=b.where)
+    refuse.__name__ = f"no_float64_{onnx_type}"
+    return refuse
 
 
 def tan_float64(b: OnnxGraphBuilder, x: Val) -> Operand:
@@ -93,18 +112,22 @@ def softmax(b: OnnxGraphBuilder, op: Op) -> Operand:
 
 # --------------------------------------------------------------------------- elementwise ONNX ops
 
-def binary(op_type: str) -> OnnxExport:
-    """ONNX `op_type` (a broadcasting binary op) of A and B."""
+def binary(op_type: str, kind: str = "float", out_kind: Optional[str] = None) -> OnnxExport:
+    """ONNX `op_type` (a broadcasting binary op) of A and B, cast to `kind` (a comparison's `out_kind` is
+    "bool"; And/Or take bools)."""
     def export(b: OnnxGraphBuilder, op: Op) -> Operand:
-        return b.nary(op_type, [b.required_arg(op, "A"), b.required_arg(op, "B")])
+        return b.nary(op_type, b.operands(op, "A", "B"), kind=kind, out_kind=out_kind)
     export.__name__ = f"export_{op_type}"
     return export
 
 
-def unary(op_type: str, arg: str = "X") -> OnnxExport:
-    """ONNX `op_type` (an elementwise unary op) of argument `arg`."""
+def unary(op_type: str, arg: str = "X", float64_form: Optional[Float64Form] = None, kind: str = "float"
+          ) -> OnnxExport:
+    """ONNX `op_type` (an elementwise unary op) of argument `arg` cast to `kind` (`float64_form`: see
+    `elementwise`)."""
     def export(b: OnnxGraphBuilder, op: Op) -> Operand:
-        return b.unary(op_type, b.required_arg(op, arg))
+        (x,) = b.operands(op, arg)
+        return elementwise(b, op_type, x, float64_form, kind)
     export.__name__ = f"export_{op_type}"
     return export
 
@@ -169,9 +192,18 @@ def reshape(b: OnnxGraphBuilder, op: Op) -> Operand:
     return b.reshape(x, shape)
 
 
+def items(b: OnnxGraphBuilder, op: Op, name: str = "inputs") -> List[Operand]:
+    """The list argument `name` of `op` (tensors or constants) as operands."""
+    values = op.args.get(name)
+    if not isinstance(values, list) or not values:
+        raise UnsupportedError(f"{op.fn} needs a list of tensors as '{name}'", where=b.where)
+    return [b.operand(v) for v in values]
+
+
 def concat(b: OnnxGraphBuilder, op: Op) -> Operand:
-    """numpy.concatenate of the list `inputs` (tensors or constants) along the per-trial `axis`."""
-    items = op.args.get("inputs")
-    if not isinstance(items, list) or not items:
-        raise UnsupportedError(f"{op.fn} needs a list of tensors as 'inputs'", where=b.where)
-    return b.concat([b.operand(v) for v in items], int(b.static_arg(op, "axis", 0)))
+    """numpy.concatenate of the list `inputs` (tensors or constants) along the per-trial `axis` (None: of the
+    flattened values)."""
+    values, axis = items(b, op), b.static_arg(op, "axis", 0)
+    if axis is None:
+        return b.concat([b.reshape(b.as_val(v), [-1]) for v in values], 0)
+    return b.concat(values, int(axis))
