@@ -42,11 +42,13 @@ __all__ = ["onnx_to_mdf", "load_onnx", "supported_onnx_ops", "onnx_imports", "fi
 
 @functools.lru_cache(maxsize=None)
 def onnx_imports() -> Dict[str, Tuple[OnnxImport, ...]]:
-    """ONNX op type -> its import entries: the registry records' `onnx_import` and the value-expression forms
-    (importers/onnx_values.py), built once; overlapping opset ranges of one op type are an error."""
+    """ONNX op type -> its import entries: the registry records' `onnx_import`, then the value-expression forms
+    (importers/onnx_values.py) for what no record imports (a record importing an op type supersedes its value
+    form), built once; overlapping opset ranges among the records' entries are an error."""
     index: Dict[str, List[OnnxImport]] = {}
-    entries = [e for op in REGISTRY.values() for e in op.onnx_import] + VALUE_IMPORTS
-    for entry in entries:
+    records = [e for op in REGISTRY.values() for e in op.onnx_import]
+    values = [v for v in VALUE_IMPORTS if not any(v.overlaps(e) for e in records)]
+    for entry in records + values:
         for other in index.setdefault(entry.op_type, []):
             if entry.overlaps(other):
                 raise ValueError(f"ONNX importers for {entry.op_type} opsets {entry.since}..{entry.until} and "
