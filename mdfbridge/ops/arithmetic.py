@@ -262,3 +262,7 @@ _op("Clip", ("X", "lo", "hi"), np.clip, lambda X, lo, hi: torch_module().clamp(*
     "X limited to [lo, hi]", _names("clip"), onnx={"input": "X", "min": "lo", "max": "hi"},
     llvm=lambda e, X, lo, hi: _minimum(e, _maximum(e, X, lo), hi),
     derivatives={"X": "numpy.where(numpy.logical_and(X >= lo, X <= hi), 1.0, 0.0)"}, onnx_export=to_onnx_expr.clip)
+_op("Softplus", ("X",), lambda X: np.log(1.0 + np.exp(X)),
+    lambda X: torch_module().log(1.0 + torch_module().exp(torchlib.tt(X))), "log(1 + exp(X))", onnx={},
+    formula="numpy.log(1.0 + numpy.exp(X))", derivatives={"X": "1.0 / (1.0 + numpy.exp(-X))"},
+    **_onnx_unary("Softplus", "X"))
