@@ -363,7 +363,8 @@ class Codegen:
         for _, t, col, size in self.plan.inputs:
             v = self.val(t)
             src = b.add(row_start, i64(col))
-            self.copy(lambda i: self.ptr(v, r, i), lambda i: b.gep(X, [b.add(src, i)], inbounds=True), size)
+            self.copy(lambda i, v=v: self.ptr(v, r, i), lambda i, src=src: b.gep(X, [b.add(src, i)], inbounds=True),
+                      size)
 
     def scatter_outputs(self, Y: ir.Value, trial: ir.Value, r: ir.Value) -> None:
         """Copy row r of the output tensors into trial `trial` of the packed outputs."""
@@ -372,7 +373,8 @@ class Codegen:
         for _, t, col, size in self.plan.outputs:
             v = self.val(t)
             dst = b.add(row_start, i64(col))
-            self.copy(lambda i: b.gep(Y, [b.add(dst, i)], inbounds=True), lambda i: self.ptr(v, r, i), size)
+            self.copy(lambda i, dst=dst: b.gep(Y, [b.add(dst, i)], inbounds=True), lambda i, v=v: self.ptr(v, r, i),
+                      size)
 
     def params_in(self, params: ir.Value) -> None:
         """P = params (the caller's parameter buffer)."""

@@ -14,7 +14,6 @@ them from batched consumers sum over the minibatch).
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import numbers
 from collections import Counter
@@ -24,11 +23,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Un
 import numpy as np
 
 from ..errors import UnsupportedError
-from ..expressions import Call, Const, IfExp, Var
+from ..expressions import Call, Const, Var
 from ..ops import OpDef, get_op
 from ..program import Op, Program, TensorRef
 from .llvm_affine import Affine, affine_form
-from .llvm_scalar import USE_TORCH, fold, is_constant, variables
+from .llvm_scalar import USE_TORCH
 
 log = logging.getLogger(__name__)
 

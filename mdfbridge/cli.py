@@ -76,7 +76,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         _out("  nodes:")
         for nid, node in nodes.items():
             funcs = []
-            for fid, f in (node.get("functions") or {}).items():
+            for f in (node.get("functions") or {}).values():
                 fn = f.get("function")
                 transfer = ((f.get("metadata") or {}).get("mdfbridge") or {}).get("transfer")
                 funcs.append(next(iter(fn)) if isinstance(fn, dict) else (fn or transfer or "value expression"))
@@ -132,8 +132,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         arrays = {k: np.asarray(v) for k, v in res.items()}
         if traj is not None and args.steps > 1:
             arrays.update({f"{k}__trajectory": v for k, v in traj.items()})
-        from .document import atomic_write_bytes
         import io
+
+        from .document import atomic_write_bytes
 
         buf = io.BytesIO()
         np.savez(buf, **arrays)

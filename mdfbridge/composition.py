@@ -129,7 +129,8 @@ class MappingProjection(_Named):
             spec = IDENTITY_MATRIX if rows == cols else FULL_CONNECTIVITY_MATRIX
         if spec == IDENTITY_MATRIX:
             if rows != cols:
-                raise CompositionError(f"projection '{self.name}': identity matrix needs equal sizes, got {rows}x{cols}")
+                raise CompositionError(
+                    f"projection '{self.name}': identity matrix needs equal sizes, got {rows}x{cols}")
             self.matrix = np.eye(rows)
         elif spec == FULL_CONNECTIVITY_MATRIX:
             self.matrix = np.ones((rows, cols))

@@ -20,7 +20,6 @@ import jsonschema
 import numpy as np
 import yaml
 from jsonschema.exceptions import ValidationError, best_match
-
 from modeci_mdf import mdf as _mdf
 from modeci_mdf.mdf import Model, ParameterCondition
 

@@ -6,7 +6,7 @@ batch, registry batch rules, a per-trial loop otherwise) are decided in one plac
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Set, Tuple
 
 import numpy as np
 

@@ -13,7 +13,6 @@ import functools
 import logging
 import math
 import numbers
-import operator
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Union
 
 import numpy as np
@@ -21,7 +20,7 @@ import numpy as np
 from mdfbridge.errors import ExpressionError
 from mdfbridge.ops import REGISTRY, OpDef
 from mdfbridge.ops.arithmetic import MAX_POWER
-from mdfbridge.ops.base import EXPRESSION_FUNCTIONS, MAX_ELEMENTS, check_size
+from mdfbridge.ops.base import EXPRESSION_FUNCTIONS, check_size
 
 logger = logging.getLogger(__name__)
 

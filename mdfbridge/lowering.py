@@ -10,7 +10,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .block_lowering import FusedBlock, block_lowerings, mdf_meta as _mdf_meta
+from .block_lowering import FusedBlock, block_lowerings
+from .block_lowering import mdf_meta as _mdf_meta
 from .errors import CycleError, ExpressionError, SchemaError, UnknownFunctionError, UnsupportedError
 from .expression_lowering import ExpressionLowering
 from .expressions import Expression, parse_expression
@@ -257,7 +258,8 @@ class Lowering:
             if len(graphs) > 1:
                 log.warning("model '%s' has %d graphs; lowering the first, '%s'", self.model_id, len(graphs), graph)
         if graph not in graphs:
-            raise SchemaError(f"no graph '{graph}' (graphs: {', '.join(graphs)})", json_path=f"$.{self.model_id}.graphs")
+            raise SchemaError(f"no graph '{graph}' (graphs: {', '.join(graphs)})",
+                              json_path=f"$.{self.model_id}.graphs")
         self.gid, self.graph = graph, graphs[graph]
         self.nodes: Dict[str, Mapping[str, Any]] = dict(self.graph.get("nodes") or {})
         self.edges: Dict[str, Mapping[str, Any]] = dict(self.graph.get("edges") or {})

@@ -16,6 +16,7 @@ from ..gru import GRU_ARGS, GRU_ATTRS, GRU_DEFAULTS, GRU_DESCRIPTION, gru_op_num
 from ..lazy_function import LazyFunction
 from .base import Alias, OpDef, only_x, register
 
+
 def _gru_shape(a: Mapping[str, Any]) -> Tuple[int, ...]:
     """Y per trial: (T, H) for X (T, I) ('trial' axes), (T, 1, N, H) for X (T, N, I) ('onnx' axes)."""
     hidden = a["R"][-1] if a.get("weight_layout") == "onnx" else a["wts_hr"][0]
