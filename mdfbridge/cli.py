@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, cast
 
 import numpy as np
 
@@ -125,7 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     backend = get_backend(getattr(args, "backend", "numpy"))
     res = backend.prepare(prog).run(inputs, steps=args.steps, dt=args.dt,
                                     record=bool(args.out) and backend.records_trajectory)
-    traj = res.pop("__trajectory__", None)
+    traj: Any = res.pop("__trajectory__", None)  # a dict of arrays (run's result type names only the outputs)
     for k, v in res.items():
         _out(f"{k}: {json.dumps(np.asarray(v).tolist())}")
     if args.out:
@@ -137,7 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .document import atomic_write_bytes
 
         buf = io.BytesIO()
-        np.savez(buf, **arrays)
+        np.savez(buf, **cast(Dict[str, Any], arrays))  # numpy's stub would match a key to allow_pickle: bool
         atomic_write_bytes(Path(args.out), buf.getvalue())
         _out(f"wrote {args.out}")
     return 0
@@ -277,7 +277,7 @@ def cmd_run_onnx(args: argparse.Namespace) -> int:
         from .document import atomic_write_bytes
 
         buf = io.BytesIO()
-        np.savez(buf, **{k: np.asarray(v) for k, v in res.items()})
+        np.savez(buf, **cast(Dict[str, Any], {k: np.asarray(v) for k, v in res.items()}))  # (see cmd_run)
         atomic_write_bytes(Path(args.out), buf.getvalue())
         _out(f"wrote {args.out}")
     return 0

@@ -207,6 +207,7 @@ class _NodeLowering:
                 return self.lw.emit_expr(self, out, expr, where)
             finally:
                 self.env = {**saved}
+        assert op is not None  # name is not None here: resolve() found it
         unknown = set(arg_vals) - set(op.all_args) - set(defaults)
         if unknown:
             written_as = {c: w for w, c in renames.items()}
@@ -434,11 +435,11 @@ class Lowering:
                 self.states[name] = State(name, np.asarray(port["default_value"], dtype=float), "", nl.nid, "delay")
                 src: Value = TensorRef(name)
             else:
-                key = (e["sender"], e["sender_port"])
-                if key not in self.port_tensor:
+                sender = (e["sender"], e["sender_port"])
+                if sender not in self.port_tensor:
                     raise SchemaError(f"edge '{eid}': node '{e['sender']}' has no output port '{e['sender_port']}'",
                                       json_path=f"$.{self.model_id}.graphs.{self.gid}.edges.{eid}")
-                src = TensorRef(self.port_tensor[key])
+                src = TensorRef(self.port_tensor[sender])
             weight = (e.get("parameters") or {}).get("weight")
             if weight is not None:
                 w = nl.value_of(weight, f"edge.{eid}.weight", f"edge '{eid}' weight",
