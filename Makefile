@@ -1,4 +1,5 @@
 # make demo / make test: create .venv if missing, install torch (CPU build, pinned) and mdfbridge, then run.
+# make test: ruff, then mypy on the package (.ci/mypy.sh), then pytest.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -20,6 +21,8 @@ demo: $(STAMP)
 	$(PY) examples/xor_demo.py
 
 test: $(STAMP)
+	$(PY) -m ruff check mdfbridge importers exporters tests benchmarks examples
+	bash .ci/mypy.sh $(PY)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

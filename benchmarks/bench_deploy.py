@@ -79,7 +79,6 @@ def inference(quick: bool) -> None:
     """Part 1: per-call times of onnxruntime (mdfbridge), torch and modeci-mdf's engine."""
     import onnxruntime as ort
     import torch
-
     from modeci_mdf.execution_engine import EvaluableGraph
 
     from mdfbridge.deploy import DeploymentSession
@@ -126,17 +125,18 @@ def inference(quick: bool) -> None:
             np.testing.assert_allclose(got_modeci.reshape(-1), run_program(prog, {"input": x64[:1]})["output"][0],
                                        rtol=1e-9, atol=1e-12)
 
-            t_ort = best_of(lambda: session.run(feeds), repeat, number_for(2e-5))
-            t_raw = best_of(lambda: raw.run(["output"], feeds), repeat, number_for(1e-5))
+            # loop variables bound by default argument (B023); best_of calls these at once, so nothing was late-bound
+            t_ort = best_of(lambda session=session, feeds=feeds: session.run(feeds), repeat, number_for(2e-5))
+            t_raw = best_of(lambda raw=raw, feeds=feeds: raw.run(["output"], feeds), repeat, number_for(1e-5))
 
-            def torch_call() -> Any:
+            def torch_call(net: Any = net, xt: Any = xt) -> Any:
                 with torch.no_grad():
                     return net(xt)
             t_torch = best_of(torch_call, repeat, number_for(2e-5))
             trials = 1 if batch == 1 else MODECI_TRIALS
             rows = x64[:trials]
 
-            def modeci_call() -> None:
+            def modeci_call(engine: Any = engine, rows: Any = rows) -> None:
                 with contextlib.redirect_stdout(io.StringIO()):
                     for row in rows:
                         engine.evaluate(initializer={"input_input": row})

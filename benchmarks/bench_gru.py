@@ -13,11 +13,11 @@ import time
 from typing import Dict
 
 import numpy as np
-from timing import best_of
 import onnx
 import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper, numpy_helper
+from timing import best_of
 
 from mdfbridge.deploy import DeploymentSession
 from mdfbridge.exporters.onnx import program_to_onnx

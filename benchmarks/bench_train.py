@@ -47,7 +47,8 @@ def xor_forward(w, x):
 def build_mlp(seed=0):
     """64-128-10 MLP: ReLU hidden, logistic output, explicit bias nodes."""
     rng = np.random.default_rng(seed)
-    i, h, o = TransferMechanism("input", 64), TransferMechanism("hidden", 128, ReLU()), TransferMechanism("output", 10, Logistic())
+    i, h = TransferMechanism("input", 64), TransferMechanism("hidden", 128, ReLU())
+    o = TransferMechanism("output", 10, Logistic())
     comp = Composition("mlp")
     comp.add_linear_processing_pathway([i, MappingProjection(matrix=rng.normal(0, 0.1, (64, 128)), name="w1"), h,
                                         MappingProjection(matrix=rng.normal(0, 0.1, (128, 10)), name="w2"), o])
@@ -64,7 +65,8 @@ def compare(label, build, forward, x, t, epochs, mb, lr, target, repeats):
     best_ours, best_hand = np.inf, np.inf
     for _ in range(repeats):
         comp = build()
-        weights = {p.name: p.matrix.copy() for p in comp.projections} if comp.projections[0].matrix is not None else None
+        weights = ({p.name: p.matrix.copy() for p in comp.projections}
+                   if comp.projections[0].matrix is not None else None)
         comp.flatten()
         weights = {p.name: p.matrix.copy() for p in comp.projections}
         t_hand, w_hand = hand_loop(weights, x, t, epochs, mb, lr, forward)
@@ -76,7 +78,8 @@ def compare(label, build, forward, x, t, epochs, mb, lr, target, repeats):
             assert np.allclose(p.matrix, w_hand[p.name], atol=1e-9), f"{label}: weights differ for {p.name}"
     ratio = best_ours / best_hand
     steps = epochs * -(-len(x) // mb)
-    print(f"  {label:<38} mdfbridge {best_ours * 1e3 / epochs:8.3f} ms/epoch  hand-written {best_hand * 1e3 / epochs:8.3f} "
+    print(f"  {label:<38} mdfbridge {best_ours * 1e3 / epochs:8.3f} ms/epoch  "
+          f"hand-written {best_hand * 1e3 / epochs:8.3f} "
           f"ms/epoch  ({best_ours / steps * 1e6:6.1f} vs {best_hand / steps * 1e6:6.1f} us/step)  ratio {ratio:5.2f}x "
           f"(target <= {target}x) {'OK' if ratio <= target else 'MISSED'}")
     return best_ours / epochs

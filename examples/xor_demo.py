@@ -18,11 +18,11 @@ sys.path.insert(0, str(HERE))
 from xor_model import XOR_INPUTS, XOR_TARGETS, build_xor  # noqa: E402
 
 from mdfbridge import composition_from_mdf, load_program, run_program  # noqa: E402
+from mdfbridge.cli import main as cli  # noqa: E402
 from mdfbridge.deploy import DeploymentSession  # noqa: E402
 from mdfbridge.exporters.onnx import program_to_onnx, save_onnx  # noqa: E402
 from mdfbridge.exporters.weights import write_back  # noqa: E402
 from mdfbridge.learning import learn  # noqa: E402
-from mdfbridge.cli import main as cli  # noqa: E402
 
 
 def modeci_engine(path: Path) -> np.ndarray:

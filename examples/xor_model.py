@@ -16,9 +16,10 @@ def build_xor(seed: int = 0) -> Composition:
     hidden = TransferMechanism("hidden", 10, Logistic())
     out = TransferMechanism("output", 1, Logistic())
     comp = Composition("xor", seed=seed)
-    comp.add_linear_processing_pathway([inp, MappingProjection(matrix=rng.uniform(-1, 1, (2, 10)), name="input_to_hidden"),
-                                        hidden, MappingProjection(matrix=rng.uniform(-1, 1, (10, 1)), name="hidden_to_output"),
-                                        out])
+    comp.add_linear_processing_pathway([
+        inp, MappingProjection(matrix=rng.uniform(-1, 1, (2, 10)), name="input_to_hidden"),
+        hidden, MappingProjection(matrix=rng.uniform(-1, 1, (10, 1)), name="hidden_to_output"),
+        out])
     comp.add_projection(MappingProjection(matrix=rng.uniform(-1, 1, (1, 10)), name="bias_to_hidden"),
                         BiasMechanism("bias_hidden"), hidden)
     comp.add_projection(MappingProjection(matrix=rng.uniform(-1, 1, (1, 1)), name="bias_to_output"),

@@ -2,10 +2,13 @@
 (fast, exact), and `composition_to_mdf` turns it into a `modeci_mdf.mdf.Model`."""
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List, cast
 
 from .. import __version__
 from ..composition import BiasMechanism, Composition, FlatNode, FlatProjection, TransferMechanism, identifier
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..gru_composition import GRUBlock
 
 MDF_FORMAT = "ModECI MDF v0.4"
 OUTPUT_PORT = "output"
@@ -51,12 +54,12 @@ def _mechanism_node(f: FlatNode, afferents: List[FlatProjection], roles: Dict[st
 
 def _projection_node(p: FlatProjection) -> Dict[str, Any]:
     proj = p.projection
-    rows, cols = proj.matrix.shape
+    rows, cols = p.matrix.shape
     return {"metadata": {"mdfbridge": {"role": "projection", "name": proj.name, "learnable": proj.learnable,
                                        "sender": p.sender, "receiver": p.receiver, "composition": list(p.path)}},
             "input_ports": {PROJECTION_INPUT: {"shape": [rows]}},
             "functions": {FUNCTION_ID: {"function": "MatMul", "args": {"A": PROJECTION_INPUT, "B": "matrix"}}},
-            "parameters": {"matrix": {"value": proj.matrix.tolist()}},
+            "parameters": {"matrix": {"value": p.matrix.tolist()}},
             "output_ports": {OUTPUT_PORT: {"value": FUNCTION_ID, "shape": [cols]}}}
 
 
@@ -64,7 +67,7 @@ def _gru_block(f: FlatNode, afferents: List[FlatProjection], roles: Dict[str, Li
     """(nodes, edges) of a GRU block in the gate form (default) or the fused onnx::GRU form."""
     from ..gru_mdf import fused_form_nodes, gate_form_nodes
 
-    b = f.mechanism
+    b = cast("GRUBlock", f.mechanism)  # the caller checked: it has gates
     in_id = f"{f.id}__input"
     ports = [afferent_port(p.id) for p in afferents] if afferents else [external_port(in_id)]
     info = {"input_size": b.input_size, "hidden_size": b.hidden_size, "bias": b.bias, "name": b.name,

@@ -16,7 +16,6 @@ import logging
 import os
 from typing import Any, Dict, Optional, Union
 
-import numpy as np
 import onnx
 from onnx import helper
 

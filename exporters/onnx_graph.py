@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, overload
 
 import numpy as np
 import onnx
@@ -141,7 +141,7 @@ class OnnxGraphBuilder:
     def const(self, value: Any, kind: str = "float") -> Val:
         """A constant tensor (float in the model's dtype, bool or int64), deduplicated by value."""
         np_type = {"float": self.np_dtype, "bool": np.bool_, "int64": np.int64}[kind]
-        arr = np.asarray(value).astype(np_type)
+        arr: np.ndarray = np.asarray(value).astype(np_type)
         key = (kind, arr.shape, arr.tobytes()) if arr.size <= 64 else None
         if key is not None and key in self._const_cache:
             return self._const_cache[key]
@@ -191,9 +191,18 @@ class OnnxGraphBuilder:
             return self.param(value)
         return Const(np.asarray(value) if isinstance(value, (list, tuple)) else value)
 
+    @overload
+    def arg(self, op: Op, name: str) -> Optional[Operand]: ...
+
+    @overload
+    def arg(self, op: Op, name: str, default: Union[float, int, np.ndarray]) -> Operand: ...
+
     def arg(self, op: Op, name: str, default: Any = None) -> Optional[Operand]:
-        """Argument `name` of `op` as an operand (None when absent and no default); a list of tensors is refused."""
-        v = op.args.get(name, default)
+        """Argument `name` of `op` as an operand: its `default` when absent or None (then None without a
+        default); a list of tensors is refused."""
+        v = op.args.get(name)
+        if v is None:
+            v = default
         if isinstance(v, list) and v and all(isinstance(x, TensorRef) for x in v):
             raise UnsupportedError(f"argument '{name}' is a list of tensors", where=self.where)
         return self.operand(v)
@@ -279,7 +288,8 @@ class OnnxGraphBuilder:
         try:
             vals, shape = self.align(*vals)
         except ValueError as exc:
-            raise UnsupportedError(f"cannot broadcast shapes {[v.shape for v in vals]}: {exc}", where=self.where)
+            raise UnsupportedError(f"cannot broadcast shapes {[v.shape for v in vals]}: {exc}",
+                                   where=self.where) from None
         return self.emit(op_type, vals, shape=shape, batched=any(v.batched for v in vals),
                          kind=out_kind or kind, **attrs)
 
@@ -517,7 +527,7 @@ def broadcast_shapes(*shapes: Sequence[int]) -> Tuple[int, ...]:
     return tuple(out)
 
 
-def resolve_shape(old: Sequence[int], new: Sequence[int]) -> Tuple[int, ...]:
+def resolve_shape(old: Sequence[int], new: Any) -> Tuple[int, ...]:
     """numpy's reshape rule: `new` with its -1 filled in (ValueError-like UnsupportedError when it cannot fit)."""
     new = [int(d) for d in (new if np.ndim(new) else [new])]
     size = int(np.prod(old, dtype=np.int64))

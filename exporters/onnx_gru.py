@@ -39,6 +39,7 @@ def _weights(b: OnnxGraphBuilder, op: Op) -> Tuple[Val, Val, Optional[Val], int]
     """(W, R, B or None, hidden size) in ONNX's layout."""
     if op.args.get("weight_layout", "gates") == "onnx":
         W, R, B = (_weight(b, op, k) for k in ("W", "R", "B"))
+        assert W is not None and R is not None  # the GRU record requires them
         return W, R, B, int(R.shape[-1])
     gates = {}
     for g in WEIGHT_NAMES + BIAS_NAMES:
@@ -106,7 +107,9 @@ def onnx_axes_node(b: OnnxGraphBuilder, x: Val, W: Val, R: Val, B: Optional[Val]
 def export_gru(b: OnnxGraphBuilder, op: Op) -> Operand:
     """The GRU op (either weight layout, either axes) as one ONNX GRU node."""
     W, R, B, hidden = _weights(b, op)
-    x = b.as_val(b.arg(op, "X"))
+    x_arg = b.arg(op, "X")
+    assert x_arg is not None  # the GRU record requires X
+    x = b.as_val(x_arg)
     if op.args.get("axes", "trial") == "onnx":
         return onnx_axes_node(b, x, W, R, B, b.arg(op, "h0"), hidden)
     return gru_node(b, x, W, R, B, _h0(b, op), hidden)

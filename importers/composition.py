@@ -41,7 +41,7 @@ def composition_from_mdf(doc: Any) -> Composition:
             continue
         mechanisms[path + (meta["name"],)] = m
         by_id[nid] = m
-    for nid, node in nodes.items():
+    for node in nodes.values():
         meta = _meta(node)
         if meta.get("role") != "projection":
             continue

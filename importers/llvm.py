@@ -224,7 +224,11 @@ def _orders(data: TrainingData, config: LearnConfig) -> np.ndarray:
     """The epochs' trial orders as one (epochs, n) int64 array when shuffling (else a placeholder)."""
     if not config.randomize_minibatch:
         return np.zeros(1, dtype=np.int64)
-    return np.ascontiguousarray(np.stack(list(data.epoch_orders(config))), dtype=np.int64)
+    orders = []
+    for order in data.epoch_orders(config):
+        assert order is not None  # randomize_minibatch: a permutation each epoch
+        orders.append(order)
+    return np.ascontiguousarray(np.stack(orders), dtype=np.int64)
 
 
 class _PythonHook:

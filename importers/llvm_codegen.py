@@ -13,6 +13,7 @@ still summed in plain index order, so no fast-math flags are needed.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
@@ -48,6 +49,11 @@ class View:
 
     def __init__(self, base: ir.Value, stride: int, size: int) -> None:
         self.base, self.stride, self.size = base, stride, size
+
+
+def _at_offset(b: ir.IRBuilder, array: ir.Value, start: ir.Value, i: ir.Value) -> ir.Value:
+    """Pointer to element start + i of a packed buffer."""
+    return b.gep(array, [b.add(start, i)], inbounds=True)
 
 
 class Codegen:
@@ -317,11 +323,14 @@ class Codegen:
         with self.loop(rows, name="row") as row:
             reduced: Dict[int, ir.Value] = {}
             for node in folds:
+                assert node.op.fold is not None  # reductions() collects ops with a fold
                 combine, init = node.op.fold
                 total = self.var(float(init))
                 with self.loop(size, name="fold") as j:
                     x = compile_tree(e, node.args["X"], binder(row, j), reduced)
-                    acc = get_op(combine).llvm(e, A=self.b.load(total), B=x)
+                    combine_op = get_op(combine)
+                    assert combine_op is not None and combine_op.llvm is not None, combine
+                    acc = combine_op.llvm(e, A=self.b.load(total), B=x)
                     self.b.store(e.ir(acc), total)
                 reduced[id(node)] = self.b.load(total)
             with self.loop(size, name="j") as j:
@@ -363,7 +372,7 @@ class Codegen:
         for _, t, col, size in self.plan.inputs:
             v = self.val(t)
             src = b.add(row_start, i64(col))
-            self.copy(lambda i: self.ptr(v, r, i), lambda i: b.gep(X, [b.add(src, i)], inbounds=True), size)
+            self.copy(functools.partial(self.ptr, v, r), functools.partial(_at_offset, b, X, src), size)
 
     def scatter_outputs(self, Y: ir.Value, trial: ir.Value, r: ir.Value) -> None:
         """Copy row r of the output tensors into trial `trial` of the packed outputs."""
@@ -372,7 +381,7 @@ class Codegen:
         for _, t, col, size in self.plan.outputs:
             v = self.val(t)
             dst = b.add(row_start, i64(col))
-            self.copy(lambda i: b.gep(Y, [b.add(dst, i)], inbounds=True), lambda i: self.ptr(v, r, i), size)
+            self.copy(functools.partial(_at_offset, b, Y, dst), functools.partial(self.ptr, v, r), size)
 
     def params_in(self, params: ir.Value) -> None:
         """P = params (the caller's parameter buffer)."""

@@ -112,7 +112,7 @@ class ElementwiseEmitter(KernelEmitter):
 
             def body(r: ir.Value, j: ir.Value, d: ir.Value, gin=gin) -> None:
                 cg.add_to(gin, r, j if gin.size > 1 else 0, b.fmul(cg.load(gout, r, j), d))
-            tree = parse_expression(k.op.partial(arg), where=k.where).tree
+            tree = parse_expression(k.partial(arg), where=k.where).tree
             cg.elementwise(k, rows, tree, gout.size, {"out": cg.val(k.out)}, body)
 
 
@@ -121,7 +121,7 @@ class SoftMaxEmitter(KernelEmitter):
     """exp(gain * x - max) / sum over the trial's vector; backward: the registry's vector-Jacobian product."""
 
     def forward(self, cg: Codegen, k: Kernel, rows: ir.Value) -> None:
-        x_arg, gain_arg = k.op.args
+        x_arg, gain_arg = k.record.args
         x, out = cg.val(k.inputs[x_arg]), cg.val(k.out)
         gain = cg.val(k.inputs[gain_arg]) if gain_arg in k.inputs else None
         b, n = cg.b, out.size
@@ -146,7 +146,7 @@ class SoftMaxEmitter(KernelEmitter):
                 cg.store(out, r, j, b.fdiv(cg.load(out, r, j), s))
 
     def backward(self, cg: Codegen, k: Kernel, rows: ir.Value) -> None:
-        gin = cg.grad(k.inputs[k.op.args[0]])
+        gin = cg.grad(k.inputs[k.record.args[0]])
         extra = {"out": cg.val(k.out), "grad": cg.grad(k.out)}
-        tree = parse_expression(k.op.partial(k.op.args[0]), where=k.where).tree
+        tree = parse_expression(k.partial(k.record.args[0]), where=k.where).tree
         cg.elementwise(k, rows, tree, gin.size, extra, lambda r, j, d: cg.add_to(gin, r, j, d))

@@ -14,7 +14,6 @@ them from batched consumers sum over the minibatch).
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import numbers
 from collections import Counter
@@ -24,11 +23,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Un
 import numpy as np
 
 from ..errors import UnsupportedError
-from ..expressions import Call, Const, IfExp, Var
+from ..expressions import Call, Const, Var
 from ..ops import OpDef, get_op
 from ..program import Op, Program, TensorRef
 from .llvm_affine import Affine, affine_form
-from .llvm_scalar import USE_TORCH, fold, is_constant, variables
+from .llvm_scalar import USE_TORCH
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +72,18 @@ class Kernel:
     def fn(self) -> str:
         """The op's name (the kernel kind for fused affine kernels), for messages."""
         return self.op.name if self.op is not None else self.kind
+
+    @property
+    def record(self) -> OpDef:
+        """The op record of a projection, elementwise or softmax kernel (fused affine kernels have none)."""
+        assert self.op is not None, f"{self.kind} kernel at {self.where} has no op record"
+        return self.op
+
+    def partial(self, arg: str) -> str:
+        """The record's d out / d `arg` (plan() refused a gradient through an argument without one)."""
+        d = self.record.partial(arg)
+        assert d is not None, f"{self.fn} has no derivative in argument '{arg}'"
+        return d
 
     @property
     def where(self) -> str:
@@ -188,9 +199,10 @@ class _Builder:
                 raise _unsupported(f"argument '{arg}' reading '{v.name}' (not a tensor the llvm backend computes)",
                                    op.node)
             return name
-        if _static(v) is None:
+        static = _static(v)
+        if static is None:
             raise _unsupported(f"argument '{arg}' = {v!r}", op.node)
-        return _static(v)
+        return static
 
     def out_size(self, op: Op) -> int:
         """Values per trial of an op's output (vectors only)."""
@@ -408,7 +420,7 @@ def _check_training(program: Program, tensors: Dict[str, Tensor], kernels: List[
         if not tensors[k.out].grad:
             continue
         for arg, t in k.inputs.items():
-            if tensors[t].grad and k.kind in (ELEMENTWISE, SOFTMAX) and k.op.partial(arg) is None:
+            if tensors[t].grad and k.kind in (ELEMENTWISE, SOFTMAX) and k.record.partial(arg) is None:
                 raise _unsupported(f"a gradient through argument '{arg}' of {k.fn} (no derivative in the registry)",
                                    k.node)
     trainable = [k for k in learnable if tensors[k].grad]

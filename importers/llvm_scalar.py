@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 import numpy as np
 from llvmlite import ir
+from llvmlite.ir import Value as IRValue  # for annotations in ScalarIR, whose method `ir` hides the module
 
 from ..errors import UnsupportedError
 from ..expressions import Call, Const, IfExp, Seq, SliceNode, Var, parse_expression
@@ -249,7 +250,7 @@ class ScalarIR(ScalarAlgebra):
     # ------------------------------------------------------------------ conversions
     def double(self, v: Value) -> Union[float, ir.Value]:
         """A constant as a float, an i1 as 0.0/1.0 (numpy's bools in arithmetic), a double as it is."""
-        if is_constant(v):
+        if isinstance(v, (float, bool)):  # is_constant(v)
             return float(v)
         return self.b.uitofp(v, DOUBLE) if v.type == BOOL else v
 
@@ -258,14 +259,14 @@ class ScalarIR(ScalarAlgebra):
         v = self.double(v)
         return ir.Constant(DOUBLE, v) if isinstance(v, float) else v
 
-    def truth(self, v: Value) -> Union[bool, ir.Value]:
+    def truth(self, v: Value) -> Union[bool, IRValue]:
         """`v` as a condition: a bool for a constant, else an i1 (non-zero, NaN included, is true)."""
-        if is_constant(v):
+        if isinstance(v, (float, bool)):  # is_constant(v)
             return bool(v)
         return v if v.type == BOOL else self.b.fcmp_unordered("!=", v, ir.Constant(DOUBLE, 0.0))
 
     @staticmethod
-    def _i1(v: Union[bool, ir.Value]) -> ir.Value:
+    def _i1(v: Union[bool, IRValue]) -> IRValue:
         return ir.Constant(BOOL, int(v)) if isinstance(v, bool) else v
 
     def _binary(self, a: Value, b: Value, fold_fn: Callable[..., Any], instr: str) -> Value:

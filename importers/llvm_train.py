@@ -7,6 +7,8 @@ mdfbridge/optimizers.py; the emitters are in llvm_losses.py and llvm_optimizers.
 """
 from __future__ import annotations
 
+import functools
+
 from llvmlite import ir
 
 from ..losses import LossRecord
@@ -16,6 +18,16 @@ from .llvm_scalar import DOUBLE
 
 HOOK_TYPE = ir.FunctionType(I64, [I64, I64, I64, DOUBLE])  # (kind 0 minibatch | 1 epoch, epoch, index, loss)
 HOOK_MINIBATCH, HOOK_EPOCH, USE_PERM = 2, 4, 1  # bits of `flags`
+
+
+def _at(b: ir.IRBuilder, array: ir.Value, i: ir.Value) -> ir.Value:
+    """Pointer to element i of a global array."""
+    return b.gep(array, [i64(0), i], inbounds=True)
+
+
+def _at_offset(b: ir.IRBuilder, array: ir.Value, off: int, i: ir.Value) -> ir.Value:
+    """Pointer to element off + i of a global array."""
+    return b.gep(array, [i64(0), b.add(i64(off), i)], inbounds=True)
 
 
 def emit_train(cg: Codegen, loss: LossRecord, optimizer: OptimizerRecord) -> None:
@@ -29,12 +41,13 @@ def emit_train(cg: Codegen, loss: LossRecord, optimizer: OptimizerRecord) -> Non
     for a in (params, X, T, perm, hyper, losses, elosses, Y, stopped):
         a.add_attribute("noalias")
     emit_loss, emit_step = loss.llvm, optimizer.llvm
+    assert emit_loss is not None and emit_step is not None  # refused before compiling (llvm_codegen.check_supported)
     b = cg.b
     lr, wd, min_delta = (b.load(b.gep(hyper, [i64(i)])) for i in range(3))
     plan, cap = cg.plan, cg.cap
     cg.params_in(params)
     for g in (cg.M, cg.V):
-        cg.zero(lambda i, g=g: b.gep(g, [i64(0), i], inbounds=True), plan.n_train)
+        cg.zero(functools.partial(_at, b, g), plan.n_train)
     step = cg.var(0, I64)
     best = cg.var(float("inf"))
     waited = cg.var(0, I64)
@@ -117,5 +130,5 @@ def _zero_grads(cg: Codegen, rows: ir.Value) -> None:
     for name, off in cg.g_off.items():
         t = cg.plan.tensors[name]
         n = b.mul(rows, i64(t.size)) if t.batched else i64(t.size)
-        cg.zero(lambda i, off=off: b.gep(cg.G, [i64(0), b.add(i64(off), i)], inbounds=True), n)
+        cg.zero(functools.partial(_at_offset, b, cg.G, off), n)
     cg.zero(lambda i: b.gep(cg.GP, [i64(0), i], inbounds=True), cg.plan.n_train)

@@ -17,7 +17,7 @@ import keyword
 import logging
 import os
 import re
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union, cast
 
 import numpy as np
 import onnx
@@ -156,8 +156,8 @@ class OnnxImporter:
                     kinds[o] = kind
         return kinds
 
-    def probe_shapes(self) -> List[Tuple[int, ...]]:
-        """Full shapes of the graph inputs for the probe runs (batch axis at PROBE_BATCHES)."""
+    def probe_shapes(self) -> List[Dict[str, Tuple[int, ...]]]:
+        """Full shapes of the graph inputs (name -> shape) for each probe run (batch axis at PROBE_BATCHES)."""
         shapes = []
         for batch in (PROBE_BATCHES if self.batch_axis else (None,)):
             feed = {}
@@ -183,10 +183,11 @@ class OnnxImporter:
                 raise UnsupportedError(f"graph input '{inp.name}' is a scalar: it has no batch axis; import with "
                                        "batch_axis=False")
             dims[0] = batch
-        if any(d is None for d in dims):
+        known = [d for d in dims if d is not None]
+        if len(known) != len(dims):
             raise UnsupportedError(f"graph input '{inp.name}' has symbolic dimensions {_dims(tt)}; pass "
                                    f"input_shapes={{'{inp.name}': (per-trial shape)}}")
-        return tuple(dims)
+        return tuple(known)
 
     def probe(self) -> List[Dict[str, np.ndarray]]:
         """Every intermediate value of the graph for the probe inputs (random, fixed seed)."""
@@ -203,7 +204,8 @@ class OnnxImporter:
                      feed_shapes.items()}
             try:
                 with np.errstate(all="ignore"):
-                    results = ev.run(None, feeds, intermediate=True)
+                    # (cast: onnx's annotation covers both forms; intermediate=True returns the dict)
+                    results = cast(Dict[str, np.ndarray], ev.run(None, feeds, intermediate=True))
             except Exception as exc:  # noqa: BLE001
                 hint = (" (does the graph fix the batch size, e.g. a Reshape to a constant shape? import with "
                         "batch_axis=False to treat each tensor as one trial)" if self.batch_axis else "")
@@ -250,6 +252,7 @@ class OnnxImporter:
         runs = self.probe()
         for inp in self.graph_inputs:
             shape = self.per_trial(inp.name, runs)
+            assert shape is not None  # the probe runs feed each graph input with its batch axis
             nid = self.ids.make(inp.name, "input")
             port = f"{nid}_input"
             self.nodes[nid] = {"metadata": {"mdfbridge": {"role": "input", "onnx_name": inp.name}},
@@ -295,14 +298,17 @@ class OnnxImporter:
                                 f"{PROBE_BATCHES[-1]}: the op moves or mixes the batch axis (mdfbridge reads the "
                                 "leading axis as the trial axis; import with batch_axis=False to treat each tensor "
                                 "as one trial)")
+        assert entry is not None  # run() refused ops without an import entry before probing
         emitted = entry.handler(ni)  # its own, more specific, refusal first
         if ni.batch_problem:
             raise ni.fail(ni.batch_problem)
         if any(used[1:]):
             raise ni.fail("only the first output is supported")
         nid = self.ids.make(node.name, f"{node.op_type}_{index}")
-        self.nodes[nid] = self.mdf_node(nid, node, emitted, out_shapes[0])
-        for o, shape in zip(node.output[:1], out_shapes[:1]):
+        shape = out_shapes[0]
+        assert shape is not None  # (a lost batch axis is a batch_problem, raised above)
+        self.nodes[nid] = self.mdf_node(nid, node, emitted, shape)
+        for o in node.output[:1]:
             self.tensors[o] = Tensor(o, "dynamic", shape, producer=(nid, OUTPUT_PORT),
                                      producer_op=emitted.function or "")
 
@@ -320,6 +326,7 @@ class OnnxImporter:
                 continue
             if v.kind == "dynamic":
                 ports[key] = {"shape": list(v.shape)}
+                assert v.producer is not None  # a dynamic tensor has its producer
                 sender, sport = v.producer
                 eid = self.edge_ids.make(f"{sender}_to_{nid}_{key}")
                 self.edges[eid] = {"sender": sender, "sender_port": sport, "receiver": nid, "receiver_port": key}
@@ -370,6 +377,7 @@ class OnnxImporter:
             port = "value"
             self.nodes[nid] = {"metadata": meta, "input_ports": {port: {"shape": list(t.shape)}},
                                "output_ports": {OUTPUT_PORT: {"value": port, "shape": list(t.shape)}}}
+            assert t.producer is not None  # a dynamic tensor has its producer
             sender, sport = t.producer
             self.edges[self.edge_ids.make(f"{sender}_to_{nid}")] = {
                 "sender": sender, "sender_port": sport, "receiver": nid, "receiver_port": port}

@@ -10,9 +10,9 @@ tests have no trial axis); `run` adds the trial axis of length 1 and takes it of
 Run-time constants: MDF values are floats, and mdfbridge reads some op inputs as constants (Gemm's B and C,
 Clip's bounds, BatchNormalization's statistics, ...: the `constant_inputs` of the ops' ONNX import entries).
 Graph inputs in those places, and every graph input that is not a float tensor (shapes, axes, exponents), are
-bound as initializers when `run` receives their values; the model is imported once per distinct set of bound values (cached). A model none of whose
-graph inputs would stay an input (all of them integer data, say) is refused with UnsupportedError: binding them
-would leave nothing for mdfbridge to compute.
+bound as initializers when `run` receives their values; the model is imported once per distinct set of bound
+values (cached). A model none of whose graph inputs would stay an input (all of them integer data, say) is refused
+with UnsupportedError: binding them would leave nothing for mdfbridge to compute.
 """
 from __future__ import annotations
 

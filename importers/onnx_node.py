@@ -130,6 +130,7 @@ class NodeImport:
         lead = t.rank - against + 1
         if any(d != 1 for d in t.shape[:lead]):
             raise self.fail(f"constant '{t.name}' of shape {t.shape} spans the batch axis")
+        assert t.value is not None  # a const tensor has its value
         return t.with_value(t.value.reshape(t.shape[lead:]))
 
     def call(self, function: str, args: Dict[str, Any], learnable: Sequence[str] = ()) -> Emitted:
@@ -138,8 +139,9 @@ class NodeImport:
 
     def broadcast_args(self, names: Sequence[str]) -> Dict[str, Tensor]:
         """The inputs, named `names`, of an elementwise op in the per-trial frame (dynamic ones must agree in rank)."""
-        ops = [self.input(i) for i in range(len(self.node.input))]
-        if any(o is None for o in ops):
+        given = [self.input(i) for i in range(len(self.node.input))]
+        ops = [o for o in given if o is not None]
+        if len(ops) != len(given):
             raise self.fail("missing input")
         dyn = [o for o in ops if o.kind == "dynamic"]
         if not dyn:

@@ -6,7 +6,7 @@ registry records' own (`OpDef.onnx_import`). An ONNX op whose registry op appear
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -27,7 +27,7 @@ def imports(op_type: str, since: int, until: Optional[int] = None,
     return deco
 
 
-def _fmt(x: float) -> str:
+def _fmt(x: Union[float, np.ndarray]) -> str:
     return repr(float(x))
 
 
@@ -110,8 +110,9 @@ _variadic("Mean", lambda ns: f"({' + '.join(ns)}) / {len(ns)}")
 
 @imports("Concat", 4)
 def _concat(n: NodeImport) -> Emitted:
-    ops = [n.input(i) for i in range(len(n.node.input))]
-    if any(o is None or o.kind == "shape" for o in ops):
+    given = [n.input(i) for i in range(len(n.node.input))]
+    ops = [o for o in given if o is not None]
+    if len(ops) != len(given) or any(o.kind == "shape" for o in ops):
         raise n.fail("inputs must be tensors, not shapes")
     dyn = [o for o in ops if o.kind == "dynamic"]
     if not dyn:
@@ -177,5 +178,6 @@ def _batch_norm(n: NodeImport) -> Emitted:
         t = n.input(i)
         if t is None or t.kind != "const":
             raise n.fail(f"{name} must be a constant")
+        assert t.value is not None  # a const tensor has its value
         args[name] = t.with_value(t.value.reshape(t.value.shape + (1,) * trailing))
     return Emitted(None, args, value=f"(X - mean) / numpy.sqrt(var + {eps}) * scale + B", learnable=("scale", "B"))

@@ -65,9 +65,12 @@ class ReferenceRunner:
         for name, spec in prog.inputs.items():
             key = f"{spec.node}.{spec.port}"
             if key not in env:
-                if spec.default is None and spec.shape is None:
+                if spec.default is not None:
+                    base = spec.default
+                elif spec.shape is not None:
+                    base = np.zeros(spec.shape)
+                else:
                     raise DataError(f"no value for input '{name}' and its port has no default_value or shape")
-                base = spec.default if spec.default is not None else np.zeros(spec.shape)
                 env[key] = np.broadcast_to(base, head + base.shape).copy()
         return env, batch
 

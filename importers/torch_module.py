@@ -7,7 +7,7 @@ and reads/writes them through the binding's mapping when weights go back to (or 
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, cast
 
 import numpy as np
 import torch
@@ -46,7 +46,8 @@ class ProgramModule(nn.Module):
             if p.learnable:
                 param = nn.Parameter(value.clone())
                 if p.learning_rate is not None:
-                    param.learning_rate = p.learning_rate  # read by learn() to build optimizer parameter groups
+                    # read by learn() to build optimizer parameter groups (an attribute of ours on the Parameter)
+                    param.learning_rate = p.learning_rate  # type: ignore[attr-defined]
                 self.register_parameter(key, param)
             else:  # fixed projection matrices are saved with the weights; other constants are not
                 self.register_buffer(key, value.clone(), persistent=p.name.endswith(".matrix"))
@@ -57,7 +58,8 @@ class ProgramModule(nn.Module):
 
     def _add_binding(self, op: Op, binding: TorchModuleBinding) -> None:
         """Register an op's own module under `<collection>[<key>]` (a ModuleDict per collection)."""
-        collection = self._modules.get(binding.collection)
+        # (cast: torch types _modules as Module | None; the collections are the ModuleDicts added here)
+        collection = cast(Optional[nn.ModuleDict], self._modules.get(binding.collection))
         if collection is None:
             collection = nn.ModuleDict()
             self.add_module(binding.collection, collection)
@@ -67,7 +69,10 @@ class ProgramModule(nn.Module):
     def param_tensors(self) -> Dict[str, torch.Tensor]:
         """Program param name -> its parameter/buffer tensor."""
         params, buffers = self._parameters, self._buffers
-        return {name: params[key] if key in params else buffers[key] for name, key in self.keys.items()}
+        # (cast: torch types _parameters and _buffers values as optional, for entries registered as None; the
+        # program's are tensors)
+        return {name: cast(torch.Tensor, params[key] if key in params else buffers[key])
+                for name, key in self.keys.items()}
 
     def forward(self, inputs: Mapping[str, torch.Tensor], steps: int = 1, dt: float = 1.0) -> Dict[str, torch.Tensor]:
         """Outputs (name -> (batch, ...)) after `steps` steps on a batch of inputs (name -> (batch, ...))."""

@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
+from . import gru_lowering  # noqa: E402,F401  (a lowering plug-in: importing it registers it)
 from .composition import (  # noqa: E402
     FULL_CONNECTIVITY_MATRIX,
     IDENTITY_MATRIX,
@@ -30,7 +31,6 @@ from .errors import (  # noqa: E402
     UnsupportedError,
 )
 from .gru_composition import GRUComposition  # noqa: E402
-from . import gru_lowering  # noqa: E402,F401  (a lowering plug-in: importing it registers it)
 from .learning import ExecutionMode, Loss, learn  # noqa: E402
 from .lowering import lower  # noqa: E402
 from .program import Program  # noqa: E402

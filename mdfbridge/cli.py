@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, cast
 
 import numpy as np
 
@@ -76,7 +76,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         _out("  nodes:")
         for nid, node in nodes.items():
             funcs = []
-            for fid, f in (node.get("functions") or {}).items():
+            for f in (node.get("functions") or {}).values():
                 fn = f.get("function")
                 transfer = ((f.get("metadata") or {}).get("mdfbridge") or {}).get("transfer")
                 funcs.append(next(iter(fn)) if isinstance(fn, dict) else (fn or transfer or "value expression"))
@@ -125,18 +125,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     backend = get_backend(getattr(args, "backend", "numpy"))
     res = backend.prepare(prog).run(inputs, steps=args.steps, dt=args.dt,
                                     record=bool(args.out) and backend.records_trajectory)
-    traj = res.pop("__trajectory__", None)
+    traj: Any = res.pop("__trajectory__", None)  # a dict of arrays (run's result type names only the outputs)
     for k, v in res.items():
         _out(f"{k}: {json.dumps(np.asarray(v).tolist())}")
     if args.out:
         arrays = {k: np.asarray(v) for k, v in res.items()}
         if traj is not None and args.steps > 1:
             arrays.update({f"{k}__trajectory": v for k, v in traj.items()})
-        from .document import atomic_write_bytes
         import io
 
+        from .document import atomic_write_bytes
+
         buf = io.BytesIO()
-        np.savez(buf, **arrays)
+        np.savez(buf, **cast(Dict[str, Any], arrays))  # numpy's stub would match a key to allow_pickle: bool
         atomic_write_bytes(Path(args.out), buf.getvalue())
         _out(f"wrote {args.out}")
     return 0
@@ -276,7 +277,7 @@ def cmd_run_onnx(args: argparse.Namespace) -> int:
         from .document import atomic_write_bytes
 
         buf = io.BytesIO()
-        np.savez(buf, **{k: np.asarray(v) for k, v in res.items()})
+        np.savez(buf, **cast(Dict[str, Any], {k: np.asarray(v) for k, v in res.items()}))  # (see cmd_run)
         atomic_write_bytes(Path(args.out), buf.getvalue())
         _out(f"wrote {args.out}")
     return 0

@@ -6,12 +6,16 @@ import keyword
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeGuard, Union, cast
 
 import numpy as np
 
 from .errors import CompositionError, DataError
 from .transfer import Linear, TransferFunction
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .gru_composition import GRUBlock
+    from .program import Program
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +63,8 @@ class Mechanism(_Named):
 
     def __init__(self, name: Optional[str] = None, size: Union[int, Sequence[int]] = 1) -> None:
         self._init_name(name, type(self).__name__)
-        self.size = int(size if np.isscalar(size) else int(np.prod(size)))
+        # (cast: numpy's stub of isscalar narrows `size` to numpy scalar types)
+        self.size = int(cast(int, size) if np.isscalar(size) else int(np.prod(size)))
         if self.size < 1:
             raise CompositionError(f"mechanism '{self.name}' needs size >= 1, got {size}")
 
@@ -129,7 +134,8 @@ class MappingProjection(_Named):
             spec = IDENTITY_MATRIX if rows == cols else FULL_CONNECTIVITY_MATRIX
         if spec == IDENTITY_MATRIX:
             if rows != cols:
-                raise CompositionError(f"projection '{self.name}': identity matrix needs equal sizes, got {rows}x{cols}")
+                raise CompositionError(
+                    f"projection '{self.name}': identity matrix needs equal sizes, got {rows}x{cols}")
             self.matrix = np.eye(rows)
         elif spec == FULL_CONNECTIVITY_MATRIX:
             self.matrix = np.ones((rows, cols))
@@ -161,6 +167,12 @@ class FlatProjection:
     receiver: str
     path: Tuple[str, ...]
 
+    @property
+    def matrix(self) -> np.ndarray:
+        """The projection's matrix (the top-level flatten() fills every matrix from its spec)."""
+        assert self.projection.matrix is not None, self.id
+        return self.projection.matrix
+
 
 class Composition(_Named):
     """Nodes (mechanisms or nested compositions) connected by projections; afferents into a node are summed.
@@ -178,7 +190,7 @@ class Composition(_Named):
         self.results: List[List[np.ndarray]] = []
         self.losses: List[float] = []
         self.learn_result: Any = None
-        self._program = None
+        self._program: Optional[Program] = None
         self._program_key: Any = None
         for p in pathways or ():
             self.add_linear_processing_pathway(p)
@@ -301,6 +313,7 @@ class Composition(_Named):
                 nodes.append(FlatNode(f"{pre}__{identifier(n.name)}" if pre else identifier(n.name), n, path))
         ids = {id(f.mechanism): f.id for f in nodes}
         for p in self.projections:
+            assert p.sender is not None and p.receiver is not None  # add_projection refuses a missing end
             s, r = self._endpoint(p.sender, "sender"), self._endpoint(p.receiver, "receiver")
             for m, end in ((s, "sender"), (r, "receiver")):
                 if id(m) not in ids:
@@ -381,8 +394,10 @@ class Composition(_Named):
         for p in projs:
             p.projection.matrix = np.array(prog.params[f"{p.id}.matrix"].value, dtype=float)
         for f in nodes:
-            for name, pname in _gru_param_names(f).items():
-                f.mechanism.gates[name] = np.array(prog.params[pname].value, dtype=float)
+            m = f.mechanism
+            if _is_gru(m):
+                for name, pname in _gru_param_names(f).items():
+                    m.gates[name] = np.array(prog.params[pname].value, dtype=float)
 
     def learn(self, inputs: Mapping[Any, Any], targets: Optional[Mapping[Any, Any]] = None, *,
               backend: Optional[str] = None, execution_mode: Any = None, dtype: Any = None, device: Any = None,
@@ -423,12 +438,15 @@ class Composition(_Named):
             from .exporters.mdf import composition_to_dict
 
             self._program, self._program_key = lower(composition_to_dict(self)), key
+        prog = self._program
         for p in flat[1]:
-            self._program.params[f"{p.id}.matrix"].value = p.projection.matrix
+            prog.params[f"{p.id}.matrix"].value = p.matrix
         for f in flat[0]:
-            for name, pname in _gru_param_names(f).items():
-                self._program.params[pname].value = f.mechanism.gates[name]
-        return self._program
+            m = f.mechanism
+            if _is_gru(m):
+                for name, pname in _gru_param_names(f).items():
+                    prog.params[pname].value = m.gates[name]
+        return prog
 
     @property
     def is_sequence(self) -> bool:
@@ -445,9 +463,9 @@ class Composition(_Named):
         seq = any(_is_gru(f.mechanism) for f in flat_nodes)
         by_obj = {id(f.mechanism): f for f in flat_nodes}
         by_name: Dict[str, FlatNode] = {}
-        for f in flat_nodes:
-            by_name.setdefault(f.id, f)
-            by_name.setdefault(f.mechanism.name, f)
+        for flat_node in flat_nodes:
+            by_name.setdefault(flat_node.id, flat_node)
+            by_name.setdefault(flat_node.mechanism.name, flat_node)
         out: Dict[str, np.ndarray] = {}
         for key, val in inputs.items():
             if isinstance(key, Composition):
@@ -457,8 +475,9 @@ class Composition(_Named):
                 raise DataError(f"input for unknown node {getattr(key, 'name', key)!r}; composition "
                                 f"'{self.name}' has {[n.mechanism.name for n in flat_nodes]}")
             arr = np.asarray(val, dtype=float)
-            gru = _is_gru(f.mechanism)
-            size = f.mechanism.input_size if gru and not targets else f.mechanism.size
+            m = f.mechanism
+            gru = _is_gru(m)
+            size = m.input_size if _is_gru(m) and not targets else m.size
             if seq:
                 arr = arr[None] if arr.ndim == 2 else arr
                 if arr.ndim != 3 or arr.shape[2] != size:
@@ -546,13 +565,14 @@ def _roots(objs: Iterable[_Named]) -> List["Composition"]:
     return roots
 
 
-def _is_gru(m: Any) -> bool:
+def _is_gru(m: Any) -> TypeGuard[GRUBlock]:
     return hasattr(m, "gates") and hasattr(m, "hidden_size")
 
 
 def _gru_param_names(f: FlatNode) -> Dict[str, str]:
     """A GRU block's gate weight name -> its Program parameter name (gate-form node ids); {} for others."""
-    if not _is_gru(f.mechanism):
+    m = f.mechanism
+    if not _is_gru(m):
         return {}
     node = {"r": "reset", "u": "update", "n": "new"}
-    return {name: f"{f.id}__{node[name[-1]]}.{name}" for name in f.mechanism.gates}
+    return {name: f"{f.id}__{node[name[-1]]}.{name}" for name in m.gates}

@@ -20,7 +20,6 @@ import jsonschema
 import numpy as np
 import yaml
 from jsonschema.exceptions import ValidationError, best_match
-
 from modeci_mdf import mdf as _mdf
 from modeci_mdf.mdf import Model, ParameterCondition
 
@@ -625,7 +624,10 @@ def _write_atomically(target: Path, fmt: str, data: Dict[str, Any]) -> None:
 
 def atomic_write_bytes(target: PathLike, payload: bytes) -> None:
     """Write bytes to `target` atomically (see atomic_write)."""
-    atomic_write(target, lambda f: f.write(payload), binary=True)
+    def write(f: IO[Any]) -> None:
+        f.write(payload)
+
+    atomic_write(target, write, binary=True)
 
 
 def save_document(model_or_dict: Union[Model, Dict[str, Any]], path: PathLike, *,

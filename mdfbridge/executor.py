@@ -5,7 +5,7 @@ batch, registry batch rules, a per-trial loop otherwise) are decided in one plac
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import AbstractSet, Any, Callable, Dict, List, Optional, Set, Tuple
 
 import numpy as np
 
@@ -57,7 +57,9 @@ def compile_program(program: Program, lib: str = "numpy") -> Tuple[List[Step], S
 def _simplify(op: Op, program: Program) -> Op:
     """The op as its record's exact algebraic simplification rewrites it (e.g. a bias node's constant `[1.] @ W`
     is W viewed as a vector), or the op itself."""
-    simplify = get_op(op.fn).simplify
+    opdef = get_op(op.fn)
+    assert opdef is not None, op.fn  # lowering emits registered ops only
+    simplify = opdef.simplify
     if simplify is None:
         return op
     constants = {k: program.params[v.name].value for k, v in op.args.items()
@@ -117,6 +119,7 @@ def _compile_op(op: Op, lib: str, batched: Set[str], stack: Callable, lead: int 
     batched_args = frozenset(k for k, v in op.args.items() if _refs_batched(v, batched))
     items = list(op.args.items())
     opdef = get_op(op.fn)
+    assert opdef is not None, op.fn  # lowering emits registered ops only
     fn = opdef.numpy if lib == "numpy" else opdef.torch
     if fn is None:
         from .errors import UnsupportedError
@@ -160,7 +163,7 @@ def _direct(fn: Callable, items: List[Tuple[str, Any]], specialise: Optional[Cal
 
 
 def _per_trial(items: List[Tuple[str, Any]], batched_args: frozenset, call: Callable[[Dict[str, Any]], Any],
-               stack: Callable, lead: int = 1, batched: Set[str] = frozenset()) -> Callable[[Env], Any]:
+               stack: Callable, lead: int = 1, batched: AbstractSet[str] = frozenset()) -> Callable[[Env], Any]:
     """Run an op trial by trial (ops whose meaning depends on the per-trial shape); with lead=2 (sequences)
     trial by trial and time step by time step. In a list of tensors only the batched items are sliced."""
     item_flags = {k: [isinstance(x, TensorRef) and x.name in batched for x in v]

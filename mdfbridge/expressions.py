@@ -13,7 +13,6 @@ import functools
 import logging
 import math
 import numbers
-import operator
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Union
 
 import numpy as np
@@ -21,7 +20,7 @@ import numpy as np
 from mdfbridge.errors import ExpressionError
 from mdfbridge.ops import REGISTRY, OpDef
 from mdfbridge.ops.arithmetic import MAX_POWER
-from mdfbridge.ops.base import EXPRESSION_FUNCTIONS, MAX_ELEMENTS, check_size
+from mdfbridge.ops.base import EXPRESSION_FUNCTIONS, check_size
 
 logger = logging.getLogger(__name__)
 
@@ -235,6 +234,7 @@ class _Compiler:
                 raise self.fail(f"comparison {type(o).__name__} is not allowed")
             r = _call(name, A=left, B=right)
             result = r if result is None else _call("And", A=result, B=r)
+        assert result is not None  # a comparison has at least one operator
         return result
 
     def _BoolOp(self, node: ast.BoolOp) -> Node:
@@ -267,7 +267,7 @@ class _Compiler:
         if isinstance(node, ast.Tuple):
             return Seq(tuple(self.index(e) for e in node.elts), tuple)
         c = self.expr(node)
-        if _const(c) is not _NOCONST and type(c.value) is not int:
+        if type(c) is Const and type(c.value) is not int:  # (_const(c) is not _NOCONST)
             raise self.fail(f"index {c.value!r} is not an integer")
         return c
 
@@ -322,8 +322,9 @@ class _Compiler:
                             f"argument{'s' if hi > 1 else ''}, got {n}")
         args: dict[str, Node] = {a: self.arg(v) for a, v in zip(names, node.args)}
         args.update(keywords)
-        for a in _SIZE_ARGS:  # refuse huge constant shapes of ops that create arrays now, before anything runs
-            shape = self._literal(args[a]) if a in args and (a == "reps" or names[0] == a) else None
+        for size_arg in _SIZE_ARGS:  # refuse huge constant shapes of ops that create arrays now, before anything runs
+            shape = (self._literal(args[size_arg]) if size_arg in args and (size_arg == "reps" or names[0] == size_arg)
+                     else None)
             if shape is not None:
                 try:
                     check_size(shape)
@@ -340,12 +341,19 @@ class _Lib(NamedTuple):
     """How `Expression.evaluate` runs a tree: which implementation of each op, and how env values load."""
 
     name: str
-    impl: Callable[[OpDef], Callable[..., Any]]
+    impl: Callable[[OpDef], Optional[Callable[..., Any]]]  # None: the op has no implementation in this lib
     asarray: Callable[[Any], Any]
     foreign: tuple
 
 
 _LIBS: dict[str, _Lib] = {"numpy": _Lib("numpy", lambda op: op.numpy, np.asarray, (list, tuple))}
+
+
+def _impl(L: _Lib, op: OpDef) -> Callable[..., Any]:
+    fn = L.impl(op)
+    if fn is None:
+        raise ExpressionError(f"function '{op.name}' has no {L.name} implementation")
+    return fn
 
 
 def _get_lib(name: str) -> _Lib:
@@ -364,7 +372,7 @@ def _run(node: Any, env: Mapping[str, Any], L: _Lib) -> Any:
     """Evaluate a tree node against env with lib L."""
     t = type(node)
     if t is Call:
-        return L.impl(node.op)(**{k: _run(v, env, L) for k, v in node.args.items()})
+        return _impl(L, node.op)(**{k: _run(v, env, L) for k, v in node.args.items()})
     if t is Var:
         if node.name in env:
             v = env[node.name]
@@ -382,7 +390,7 @@ def _run(node: Any, env: Mapping[str, Any], L: _Lib) -> Any:
         cond = _run(node.test, env, L)
         if isinstance(cond, (bool, np.bool_)):  # scalar condition: plain branch, no broadcasting
             return _run(node.body if cond else node.orelse, env, L)
-        return L.impl(REGISTRY["Where"])(condition=cond, X=_run(node.body, env, L), Y=_run(node.orelse, env, L))
+        return _impl(L, REGISTRY["Where"])(condition=cond, X=_run(node.body, env, L), Y=_run(node.orelse, env, L))
     raise TypeError(f"not an expression node: {node!r}")  # pragma: no cover
 
 
@@ -449,6 +457,7 @@ def _parse(text: str | int | float, where: str) -> Expression:
         v = bool(text) if isinstance(text, (bool, np.bool_)) else (
             int(text) if isinstance(text, numbers.Integral) else float(text))
         return Expression(repr(v), frozenset(), frozenset(), where, Const(v))
+    assert isinstance(text, str)  # numbers were handled above
     if len(text) > MAX_LENGTH:
         raise fail(f"expression of {len(text)} characters is longer than the limit of {MAX_LENGTH}")
     source = text.strip()

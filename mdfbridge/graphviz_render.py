@@ -77,7 +77,7 @@ def mdf_digraph(doc: Mapping[str, Any], graph: Optional[str] = None) -> Any:
             lines.append(f"... {len(params) - _SHAPES_MAX} more parameters")
         color, shape = _ROLE_STYLE.get(role, ("white", "box"))
         g.node(nid, "\n".join(_escape(s) for s in lines), fillcolor=color, shape=shape)
-    for eid, e in (graphs[gid].get("edges") or {}).items():
+    for e in (graphs[gid].get("edges") or {}).values():
         weight = (e.get("parameters") or {}).get("weight")
         label = f"{e.get('sender_port', '')} -> {e.get('receiver_port', '')}"
         if weight is not None:

@@ -167,7 +167,8 @@ def onnx_to_torch(W: Any, R: Any, B: Any = None) -> Dict[str, Any]:
 
 def gru_op_torch(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str = "trial",
                  sequence_lens: Any = None, **weights: Any) -> Any:
-    """The GRU op in torch (see GRU_DESCRIPTION) on a batch: X (B, T, I), or (B, T, N, I) / (T, N, I) for 'onnx' axes."""
+    """The GRU op in torch (see GRU_DESCRIPTION) on a batch: X (B, T, I), or (B, T, N, I) / (T, N, I) for 'onnx'
+    axes."""
     import torch
 
     if sequence_lens is not None:

@@ -5,8 +5,7 @@ from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
-from .composition import Composition, CompositionError, Mechanism
-from .composition import FlatNode, identifier
+from .composition import Composition, CompositionError, FlatNode, Mechanism, identifier
 from .gru import BIAS_NAMES, PNL_GATE, WEIGHT_NAMES, gates_to_torch, torch_param_of, torch_to_gates
 
 OPTIMIZER_KEYS = {"w_ih": "weight_ih_l0", "w_hh": "weight_hh_l0", "b_ih": "bias_ih_l0", "b_hh": "bias_hh_l0"}
@@ -141,7 +140,7 @@ class GRUComposition(Composition):
 
     def set_torch_parameters(self, params: Mapping[str, Any]) -> None:
         """Set the block's weights from torch.nn.GRU parameters (numpy or tensors)."""
-        arrays = {k: np.asarray(getattr(v, "detach", lambda: v)()) for k, v in params.items()}
+        arrays = {k: np.asarray(getattr(v, "detach", lambda v=v: v)()) for k, v in params.items()}
         for n, v in torch_to_gates(arrays).items():
             self.block.gates[n] = v.astype(float)
 

@@ -202,4 +202,5 @@ def is_fused_form(node: Mapping[str, Any]) -> bool:
             and gru.get("B") in ("B", None) and gru.get("initial_h") == "initial_h"
             and set(gru) <= {"X", "W", "R", "B", "initial_h", "hidden_size", "linear_before_reset"}
             and gru.get("linear_before_reset") == 1 and y.get("data") == "gru"
-            and list(y.get("shape") or []) == [0, -1] and (node.get("output_ports") or {}).get(OUT, {}).get("value") == "y")
+            and list(y.get("shape") or []) == [0, -1]
+            and (node.get("output_ports") or {}).get(OUT, {}).get("value") == "y")

@@ -10,7 +10,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .block_lowering import FusedBlock, block_lowerings, mdf_meta as _mdf_meta
+from .block_lowering import FusedBlock, block_lowerings
+from .block_lowering import mdf_meta as _mdf_meta
 from .errors import CycleError, ExpressionError, SchemaError, UnknownFunctionError, UnsupportedError
 from .expression_lowering import ExpressionLowering
 from .expressions import Expression, parse_expression
@@ -206,6 +207,7 @@ class _NodeLowering:
                 return self.lw.emit_expr(self, out, expr, where)
             finally:
                 self.env = {**saved}
+        assert op is not None  # name is not None here: resolve() found it
         unknown = set(arg_vals) - set(op.all_args) - set(defaults)
         if unknown:
             written_as = {c: w for w, c in renames.items()}
@@ -257,7 +259,8 @@ class Lowering:
             if len(graphs) > 1:
                 log.warning("model '%s' has %d graphs; lowering the first, '%s'", self.model_id, len(graphs), graph)
         if graph not in graphs:
-            raise SchemaError(f"no graph '{graph}' (graphs: {', '.join(graphs)})", json_path=f"$.{self.model_id}.graphs")
+            raise SchemaError(f"no graph '{graph}' (graphs: {', '.join(graphs)})",
+                              json_path=f"$.{self.model_id}.graphs")
         self.gid, self.graph = graph, graphs[graph]
         self.nodes: Dict[str, Mapping[str, Any]] = dict(self.graph.get("nodes") or {})
         self.edges: Dict[str, Mapping[str, Any]] = dict(self.graph.get("edges") or {})
@@ -432,11 +435,11 @@ class Lowering:
                 self.states[name] = State(name, np.asarray(port["default_value"], dtype=float), "", nl.nid, "delay")
                 src: Value = TensorRef(name)
             else:
-                key = (e["sender"], e["sender_port"])
-                if key not in self.port_tensor:
+                sender = (e["sender"], e["sender_port"])
+                if sender not in self.port_tensor:
                     raise SchemaError(f"edge '{eid}': node '{e['sender']}' has no output port '{e['sender_port']}'",
                                       json_path=f"$.{self.model_id}.graphs.{self.gid}.edges.{eid}")
-                src = TensorRef(self.port_tensor[key])
+                src = TensorRef(self.port_tensor[sender])
             weight = (e.get("parameters") or {}).get("weight")
             if weight is not None:
                 w = nl.value_of(weight, f"edge.{eid}.weight", f"edge '{eid}' weight",

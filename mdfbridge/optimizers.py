@@ -7,7 +7,7 @@ gradient (not AdamW), Adam with torch's betas and eps, bias corrections and lerp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Protocol
 
 from .errors import UnsupportedError
 from .lazy_function import LazyFunction
@@ -17,9 +17,11 @@ ADAM_EPS = 1e-8
 
 _LLVM_OPTIMIZERS = "mdfbridge.importers.llvm_optimizers"
 
-# (parameter groups [{"params": [...], "lr": optional}], learning rate, weight decay) -> an object with
-# zero_grad(set_to_none=True) and step()
-TorchFactory = Callable[[List[Dict[str, Any]], float, float], Any]
+class TorchFactory(Protocol):
+    """(parameter groups [{"params": [...], "lr": optional}], learning rate, weight decay) -> an object with
+    zero_grad(set_to_none=True) and step()"""
+
+    def __call__(self, groups: List[Dict[str, Any]], lr: float, weight_decay: float) -> Any: ...
 
 
 @dataclass(frozen=True)

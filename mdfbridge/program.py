@@ -12,7 +12,6 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-
 # A place in the MDF document as the keys leading to it in the serialised dict, e.g.
 # ("graphs", "g", "nodes", "proj", "parameters", "matrix", "value").
 Location = Tuple[str, ...]

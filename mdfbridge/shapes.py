@@ -87,7 +87,7 @@ def _check_edges(program: Program, lowering: "Lowering") -> None:
         if port.get("shape") is None:
             continue
         src = lowering.port_tensor.get((e["sender"], e["sender_port"]))
-        got = program.shapes.get(src)
+        got = program.shapes.get(src) if src is not None else None
         want = tuple(port["shape"])
         if got is not None and not _same_shape(got, want):
             raise ShapeError(f"edge '{eid}' carries shape {got} from '{e['sender']}.{e['sender_port']}' but input "

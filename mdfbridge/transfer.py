@@ -2,7 +2,7 @@
 to MDF: as a standard MDF function where one exists, else as a `value` expression modeci-mdf evaluates."""
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Type
 
 from .ops import get_op
 
@@ -77,7 +77,9 @@ class _ValueForm(TransferFunction):
 
     def mdf_function(self, x: str) -> Dict[str, Any]:
         """`value` = the registry's expression of `variable0`, with `variable0` bound to `x`."""
-        return {"value": get_op(self.name).value_form("variable0"), "args": {"variable0": x},
+        op = get_op(self.name)
+        assert op is not None and op.value_form is not None, self.name  # the transfer ops have value forms
+        return {"value": op.value_form("variable0"), "args": {"variable0": x},
                 "metadata": {"mdfbridge": {"transfer": self.name}}}
 
 
@@ -93,7 +95,8 @@ class SoftMax(_ValueForm):
     name, defaults = "SoftMax", {"gain": 1.0}
 
 
-TRANSFER_FUNCTIONS: Dict[str, type] = {c.name: c for c in (Linear, Logistic, Exponential, Tanh, ReLU, SoftMax)}
+TRANSFER_FUNCTIONS: Dict[str, Type[TransferFunction]] = {
+    c.name: c for c in (Linear, Logistic, Exponential, Tanh, ReLU, SoftMax)}
 
 
 def transfer_from_metadata(name: str, params: Mapping[str, Any]) -> TransferFunction:

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from mdfbridge import (BiasMechanism, Composition, Logistic, MappingProjection, ReLU, SoftMax, Tanh,
-                       TransferMechanism)
+from mdfbridge import BiasMechanism, Composition, Logistic, MappingProjection, ReLU, SoftMax, Tanh, TransferMechanism
 
 
 def doc(nodes: dict, edges: Optional[dict] = None, gid: str = "g") -> dict:

@@ -14,8 +14,10 @@ def as_model(doc: Any) -> Any:
     """A modeci-mdf Model from a Model or a serialised dict."""
     if not isinstance(doc, dict):
         return doc
+    import os
+    import tempfile
+
     from modeci_mdf.utils import load_mdf_json
-    import tempfile, os
 
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(doc, f)

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from conftest import XOR_INPUTS, make_xor
 
 from mdfbridge.document import save_document

@@ -1,16 +1,27 @@
 """Composition API, MDF export, and agreement with modeci-mdf's own engine (the oracle for MDF meaning)."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
-
 from conftest import XOR_INPUTS, XOR_TARGETS
 from mdf_fixtures import nested_composition
 from oracles import modeci_outputs
 
-from mdfbridge import (Composition, CompositionError, DataError, Exponential, Linear, Logistic,
-                       MappingProjection, ReLU, SoftMax, Tanh, TransferMechanism, composition_from_mdf, load_mdf)
+from mdfbridge import (
+    Composition,
+    CompositionError,
+    DataError,
+    Exponential,
+    Linear,
+    Logistic,
+    MappingProjection,
+    ReLU,
+    SoftMax,
+    Tanh,
+    TransferMechanism,
+    composition_from_mdf,
+    load_mdf,
+)
 from mdfbridge.document import load_document_dict
 
 TOL = 1e-12  # both sides float64

@@ -8,7 +8,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
 from conftest import XOR_INPUTS, make_xor
 
 from mdfbridge import DataError, UnsupportedError

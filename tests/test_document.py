@@ -11,16 +11,34 @@ import jsonschema
 import numpy as np
 import pytest
 import yaml
-
-from modeci_mdf.mdf import (Condition, ConditionSet, Edge, Function, Graph, InputPort, Model, Node,
-                            OutputPort, Parameter, ParameterCondition)
+from modeci_mdf.mdf import (
+    Condition,
+    ConditionSet,
+    Edge,
+    Function,
+    Graph,
+    InputPort,
+    Model,
+    Node,
+    OutputPort,
+    Parameter,
+    ParameterCondition,
+)
 
 from mdfbridge import document
-from mdfbridge.document import (MDF_FORMAT, convert_document, load_document, load_document_dict,
-                                load_schema, model_from_dict, model_to_dict, schema_path,
-                                save_document, validate_dict)
+from mdfbridge.document import (
+    MDF_FORMAT,
+    convert_document,
+    load_document,
+    load_document_dict,
+    load_schema,
+    model_from_dict,
+    model_to_dict,
+    save_document,
+    schema_path,
+    validate_dict,
+)
 from mdfbridge.errors import DocumentError, SchemaError
-
 
 # --------------------------------------------------------------------------------------------
 # fixtures

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-
 from conftest import make_xor
 
 from mdfbridge.cli import main

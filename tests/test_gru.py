@@ -11,18 +11,33 @@ import re
 import numpy as np
 import pytest
 import torch
-
 from gru_oracles import ONNX_ROW, TORCH_ROW, gru_by_hand, onnx_gru_model, onnxruntime_gru, sigmoid, torch_gru
 from oracles import modeci_outputs
 
-from mdfbridge import (Composition, CompositionError, DataError, GRUComposition, Logistic, ShapeError,
-                       TransferMechanism, UnsupportedError)
+from mdfbridge import (
+    Composition,
+    CompositionError,
+    DataError,
+    GRUComposition,
+    Logistic,
+    ShapeError,
+    TransferMechanism,
+    UnsupportedError,
+)
 from mdfbridge.api import save_mdf
 from mdfbridge.document import load_document_dict
 from mdfbridge.exporters.mdf import composition_to_dict
 from mdfbridge.exporters.weights import write_back
-from mdfbridge.gru import (BIAS_NAMES, WEIGHT_NAMES, gates_to_onnx, gates_to_torch, gru_numpy, onnx_to_gates,
-                           torch_param_of, torch_to_gates)
+from mdfbridge.gru import (
+    BIAS_NAMES,
+    WEIGHT_NAMES,
+    gates_to_onnx,
+    gates_to_torch,
+    gru_numpy,
+    onnx_to_gates,
+    torch_param_of,
+    torch_to_gates,
+)
 from mdfbridge.gru_mdf import convert_blocks
 from mdfbridge.importers.reference import run_program
 from mdfbridge.importers.torch_module import ProgramModule

@@ -50,7 +50,8 @@ def _onnx_gru_doc(T: int = 5, N: int = 2, initial_h: bool = True, bias: bool = T
         args["initial_h"], params["h"] = "h", {"value": rng.uniform(-0.9, 0.9, (1, N, H)).tolist()}
     node = {"input_ports": {"x": {"shape": [T, N, I]}}, "parameters": params,
             "functions": {"y": {"function": {"onnx::GRU": args}}}, "output_ports": {"out": {"value": "y"}}}
-    return {"m": {"format": "ModECI MDF v0.4", "generating_application": "test", "graphs": {"g": {"nodes": {"n": node}}}}}
+    return {"m": {"format": "ModECI MDF v0.4", "generating_application": "test",
+                  "graphs": {"g": {"nodes": {"n": node}}}}}
 
 
 def _forms():

@@ -15,12 +15,24 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import XOR_INPUTS, XOR_TARGETS, build_xor
 
 import mdfbridge.learning as learning
-from mdfbridge import (BiasMechanism, Composition, CompositionError, DataError, Linear, Logistic, MappingProjection,
-                       MdfBridgeError, ReLU, SoftMax, Tanh, TransferMechanism, UnsupportedError)
+from mdfbridge import (
+    BiasMechanism,
+    Composition,
+    CompositionError,
+    DataError,
+    Linear,
+    Logistic,
+    MappingProjection,
+    MdfBridgeError,
+    ReLU,
+    SoftMax,
+    Tanh,
+    TransferMechanism,
+    UnsupportedError,
+)
 from mdfbridge.api import load_program
 from mdfbridge.learning import ExecutionMode, LearnConfig
 

@@ -13,11 +13,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO, XOR_INPUTS, XOR_TARGETS, build_xor
 
-from mdfbridge import (BiasMechanism, Composition, Exponential, Logistic, MappingProjection, ReLU, SoftMax, Tanh,
-                       TransferMechanism, UnsupportedError, lower)
+from mdfbridge import (
+    BiasMechanism,
+    Composition,
+    Exponential,
+    Logistic,
+    MappingProjection,
+    ReLU,
+    SoftMax,
+    Tanh,
+    TransferMechanism,
+    UnsupportedError,
+    lower,
+)
 from mdfbridge.api import run_with_backend
 from mdfbridge.expressions import parse_expression
 from mdfbridge.importers import llvm as llvm_backend
@@ -228,7 +238,7 @@ def test_training_matches_torch_backend(loss, optimizer, minibatch, randomize):
                      weight_decay=0.01, loss_spec=loss, minibatch_size=minibatch, randomize_minibatch=randomize,
                      seed=11)
     assert_same_training(*res)
-    t_prog, l_prog = res[1], res[3]
+    l_prog = res[3]
     fixed = build_net().program().params["r_e.matrix"].value
     np.testing.assert_array_equal(l_prog.params["r_e.matrix"].value, fixed)  # learnable=False
     assert not np.allclose(l_prog.params["i_h.matrix"].value, build_net().program().params["i_h.matrix"].value)

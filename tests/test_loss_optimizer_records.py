@@ -12,7 +12,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO, XOR_INPUTS, XOR_TARGETS
 
 from mdfbridge import UnsupportedError, losses, optimizers

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from mdf_fixtures import doc, edge, standard_functions_doc
 from oracles import modeci_outputs
 
@@ -80,7 +79,8 @@ def test_cycle_without_initial_value_names_the_nodes():
 def test_onnx_ops_match_modeci():
     d = doc({
         "g": {"input_ports": {"x": {"shape": [1, 3]}},
-              "parameters": {"W": {"value": np.arange(12.0).reshape(3, 4).tolist()}, "b": {"value": [0.1, 0.2, 0.3, 0.4]}},
+              "parameters": {"W": {"value": np.arange(12.0).reshape(3, 4).tolist()},
+                             "b": {"value": [0.1, 0.2, 0.3, 0.4]}},
               "functions": {
                   "gemm": {"function": {"onnx::Gemm": {"A": "x", "B": "W", "C": "b", "alpha": 0.5, "beta": 2.0}}},
                   "sig": {"function": {"onnx::Sigmoid": {"X": "gemm"}}},
@@ -104,7 +104,8 @@ def test_psyneulink_dummy_node_matrix_is_learnable():
     d = doc({
         "A": {"input_ports": {"A_in": {"shape": [2]}}, "output_ports": {"o": {"value": "A_in"}}},
         "P_dummy_node": {"input_ports": {"p_in": {"shape": [2]}},
-                         "functions": {"mm": {"function": {"onnx::MatMul": {"A": "p_in", "B": [[1.0, 2.0], [3.0, 4.0]]}}}},
+                         "functions": {"mm": {"function": {"onnx::MatMul": {"A": "p_in",
+                                                                             "B": [[1.0, 2.0], [3.0, 4.0]]}}}},
                          "output_ports": {"o": {"value": "mm"}}},
     }, {"e": edge("A", "o", "P_dummy_node", "p_in")})
     prog = lower(d)

@@ -102,8 +102,8 @@ import pytest
 from onnx import TensorProto, numpy_helper
 
 from mdfbridge.executor import batched_tensors
-from mdfbridge.importers.onnx_backend import MdfBridgeBackend, MdfBridgeTorchBackend
 from mdfbridge.importers.onnx import supported_onnx_ops
+from mdfbridge.importers.onnx_backend import MdfBridgeBackend, MdfBridgeTorchBackend
 
 RTOL, ATOL = 1e-5, 1e-7
 MIN_PASSED = 280  # per engine (see the table above for the counts with the installed onnx)

@@ -7,12 +7,23 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
 from conftest import XOR_INPUTS, make_xor
 from mdf_fixtures import doc, nested_composition, standard_functions_doc
 
-from mdfbridge import (Composition, Exponential, GRUComposition, Linear, Logistic, MappingProjection, ReLU,
-                       SoftMax, Tanh, TransferMechanism, UnsupportedError, lower)
+from mdfbridge import (
+    Composition,
+    Exponential,
+    GRUComposition,
+    Linear,
+    Logistic,
+    MappingProjection,
+    ReLU,
+    SoftMax,
+    Tanh,
+    TransferMechanism,
+    UnsupportedError,
+    lower,
+)
 from mdfbridge.exporters.mdf import composition_to_dict
 from mdfbridge.exporters.onnx import mdf_to_onnx, program_to_onnx, save_onnx
 from mdfbridge.importers.reference import run_program
@@ -84,7 +95,8 @@ def test_leaky_relu_becomes_one_onnx_op():
     assert "LeakyRelu" in [n.op_type for n in model.graph.node]
     a, b = TransferMechanism("a", 3), TransferMechanism("b", 3, Logistic())
     model = program_to_onnx(comp_program(Composition("c", pathways=[[a, np.eye(3), b]])))
-    assert [n.op_type for n in model.graph.node] == ["MatMul", "Sigmoid"]  # outputs are named in place, no Identity node
+    # outputs are named in place, no Identity node
+    assert [n.op_type for n in model.graph.node] == ["MatMul", "Sigmoid"]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -15,8 +15,13 @@ from torch import nn
 
 from mdfbridge.document import load_document_dict, save_document, validate_dict
 from mdfbridge.errors import UnsupportedError
-from mdfbridge.importers.pytorch import (module_to_mdf, module_to_program, program_state_dict, save_state_dict,
-                                         supported_layers)
+from mdfbridge.importers.pytorch import (
+    module_to_mdf,
+    module_to_program,
+    program_state_dict,
+    save_state_dict,
+    supported_layers,
+)
 from mdfbridge.importers.reference import run_program
 from mdfbridge.learning import learn
 from mdfbridge.lowering import lower

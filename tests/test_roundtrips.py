@@ -12,8 +12,17 @@ import numpy as np
 import pytest
 import torch
 
-from mdfbridge import (BiasMechanism, Composition, Logistic, MappingProjection, ReLU, SoftMax, Tanh,
-                       TransferMechanism, lower)
+from mdfbridge import (
+    BiasMechanism,
+    Composition,
+    Logistic,
+    MappingProjection,
+    ReLU,
+    SoftMax,
+    Tanh,
+    TransferMechanism,
+    lower,
+)
 from mdfbridge.cli import main
 from mdfbridge.deploy import DeploymentSession
 from mdfbridge.document import validate_dict

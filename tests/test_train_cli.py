@@ -9,7 +9,6 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 import pytest
-
 from conftest import XOR_INPUTS, XOR_TARGETS, build_xor
 from test_writeback import diff_paths, location_of, parse
 

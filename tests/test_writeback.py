@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from conftest import XOR_INPUTS, XOR_TARGETS, build_xor
 
 import mdfbridge.document

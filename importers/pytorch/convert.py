@@ -94,9 +94,9 @@ def _walk(tr: Trace, example_inputs: Tuple[Any, ...], gru_form: str) -> Tuple[Bu
         env[node] = conv(b, call)
         if isinstance(env[node], MDFTensor) and call.shape is not None:
             got = env[node].shape
-            want = b.per_trial(call.shape, call)
-            if got != want:
-                raise call.unsupported(f"converted to per-trial shape {got}, torch computes {want}")
+            per_trial = b.per_trial(call.shape, call)
+            if got != per_trial:
+                raise call.unsupported(f"converted to per-trial shape {got}, torch computes {per_trial}")
     return b, _graph_metadata(tr, b, dtype, inputs, outputs)
 
 

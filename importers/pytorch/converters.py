@@ -91,6 +91,7 @@ def _gru_weight_names(bias: bool) -> List[str]:
 def _linear_module(b: Builder, call: Call) -> MDFTensor:
     """nn.Linear: weight and bias projections (see `Builder.linear`)."""
     m = call.module
+    assert isinstance(m, nn.Linear)  # add_converter(nn.Linear) dispatches on the module class
     bias = Weight(f"{call.path}.bias", m.bias) if m.bias is not None else None
     return b.linear(call, call.tensor(), Weight(f"{call.path}.weight", m.weight), bias)
 
@@ -128,7 +129,9 @@ def _tanh(b: Builder, call: Call) -> MDFTensor:
 @add_converter(nn.LeakyReLU)
 def _leaky_module(b: Builder, call: Call) -> MDFTensor:
     """nn.LeakyReLU."""
-    return _leaky(b, call, call.module.negative_slope)
+    m = call.module
+    assert isinstance(m, nn.LeakyReLU)  # add_converter(nn.LeakyReLU) dispatches on the module class
+    return _leaky(b, call, m.negative_slope)
 
 
 @add_converter(F.leaky_relu, aten("leaky_relu.default"))
@@ -140,7 +143,9 @@ def _leaky_function(b: Builder, call: Call) -> MDFTensor:
 @add_converter(nn.Softmax)
 def _softmax_module(b: Builder, call: Call) -> MDFTensor:
     """nn.Softmax."""
-    return _softmax(b, call, call.module.dim)
+    m = call.module
+    assert isinstance(m, nn.Softmax)  # add_converter(nn.Softmax) dispatches on the module class
+    return _softmax(b, call, m.dim)
 
 
 @add_converter(F.softmax, torch.softmax, aten("softmax.int"), aten("_softmax.default"))
@@ -168,7 +173,9 @@ def _identity(b: Builder, call: Call) -> MDFTensor:
 @add_converter(nn.Flatten)
 def _flatten_module(b: Builder, call: Call) -> MDFTensor:
     """nn.Flatten."""
-    return _flatten(b, call, call.module.start_dim, call.module.end_dim)
+    m = call.module
+    assert isinstance(m, nn.Flatten)  # add_converter(nn.Flatten) dispatches on the module class
+    return _flatten(b, call, m.start_dim, m.end_dim)
 
 
 @add_converter(torch.flatten, torch.Tensor.flatten, aten("flatten.using_ints"))
@@ -180,7 +187,9 @@ def _flatten_function(b: Builder, call: Call) -> MDFTensor:
 @add_converter(nn.Dropout)
 def _dropout_module(b: Builder, call: Call) -> MDFTensor:
     """nn.Dropout."""
-    return _dropout(b, call, call.module.p, call.module.training)
+    m = call.module
+    assert isinstance(m, nn.Dropout)  # add_converter(nn.Dropout) dispatches on the module class
+    return _dropout(b, call, m.p, m.training)
 
 
 @add_converter(F.dropout, aten("dropout.default"))
@@ -225,6 +234,7 @@ def _getitem(b: Builder, call: Call) -> Any:
 def _gru_module(b: Builder, call: Call) -> GRUOutput:
     """nn.GRU (batch_first, 1 layer, unidirectional, h0 = 0): a GRU block."""
     m = call.module
+    assert isinstance(m, nn.GRU)  # add_converter(nn.GRU) dispatches on the module class
     _check_gru(call, batch_first=m.batch_first, num_layers=m.num_layers, bidirectional=m.bidirectional,
                proj_size=getattr(m, "proj_size", 0))
     if call.arg(1, "hx") is not None:

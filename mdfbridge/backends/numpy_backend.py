@@ -32,6 +32,6 @@ class NumpyBackend(Backend):
     summary = "the reference interpreter"
     records_trajectory = True
 
-    def prepare(self, program: Program) -> NumpyRep:  # type: ignore[override] - takes no options
+    def prepare(self, program: Program) -> NumpyRep:  # type: ignore[override]  # takes no options
         """The Program compiled for the reference interpreter (no options)."""
         return NumpyRep(self, program)

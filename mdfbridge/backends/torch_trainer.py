@@ -102,6 +102,7 @@ class TorchTrainer:
             for k in t:  # summed over output nodes (no `0 +` node in the autograd graph)
                 term = loss_fn(out[k], t[k][idx])
                 loss = term if loss is None else loss + term
+            assert loss is not None  # the program has at least one target
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -8,8 +8,18 @@ MDF standard function), `recurrent` (the GRU op).
 from __future__ import annotations
 
 from . import arithmetic, linalg, recurrent, reductions, shaping, standard, transfer  # noqa: F401 (registering)
-from .base import (REGISTRY, Alias, OpDef, TorchModuleBinding, call_defaults, canonical_name, get_op, register,
-                   resolve, supported_functions)
+from .base import (
+    REGISTRY,
+    Alias,
+    OpDef,
+    TorchModuleBinding,
+    call_defaults,
+    canonical_name,
+    get_op,
+    register,
+    resolve,
+    supported_functions,
+)
 
 __all__ = ["REGISTRY", "Alias", "OpDef", "TorchModuleBinding", "call_defaults", "canonical_name", "get_op",
            "register", "resolve", "supported_functions"]

@@ -178,7 +178,7 @@ def _np_erf(X: Any) -> Any:
 
 _ARCSIN = "1.0 / numpy.sqrt(1.0 - X ** 2)"
 _NO_F64 = to_onnx.no_float64_kernel
-for _name, _np, _t, _expr, _oa, _llvm, _d, _f64 in (
+for _name, _np1, _t, _expr, _oa, _form, _dx, _f64 in (
         ("Exp", np.exp, "exp", ("exp",), "input", libm("exp"), "out", None),
         ("Log", np.log, "log", ("log",), "input", libm("log"), "1.0 / X", None),
         ("Sqrt", np.sqrt, "sqrt", ("sqrt",), "X", libm("llvm.sqrt.f64"), "0.5 / out", None),
@@ -195,17 +195,17 @@ for _name, _np, _t, _expr, _oa, _llvm, _d, _f64 in (
         ("Ceil", np.ceil, "ceil", ("ceil",), "X", libm("llvm.ceil.f64"), NO_GRADIENT, None),
         ("Erf", _np_erf, "erf", ("erf",), "input", libm("erf"), "2.0 / numpy.sqrt(pi) * numpy.exp(-X ** 2)",
          _NO_F64("Erf"))):
-    _unary(_name, _np, _t, _expr, _oa, llvm=_llvm, derivative=_d, float64_form=_f64)
+    _unary(_name, _np1, _t, _expr, _oa, llvm=_form, derivative=_dx, float64_form=_f64)
 _unary("Log2", np.log2, "log2", ("log2",), llvm=libm("log2"), derivative="1.0 / (X * numpy.log(2.0))",
        onnx_export=to_onnx_expr.logarithm(2.0))
 _unary("Log10", np.log10, "log10", ("log10",), llvm=libm("log10"), derivative="1.0 / (X * numpy.log(10.0))",
        onnx_export=to_onnx_expr.logarithm(10.0))
 _unary("Sigmoid", lambda X: 1.0 / (1.0 + np.exp(-np.asarray(X))), "sigmoid", ("sigmoid",), "X",
        formula="1.0 / (1.0 + numpy.exp(-X))", derivative="out * (1.0 - out)")
-for _name, _np, _t, _expr, _oa, _llvm, _d in (
+for _name, _np2, _t, _expr, _oa, _form, _dx in (
         ("Abs", np.abs, "abs", ("abs",), "X", libm("llvm.fabs.f64"), "numpy.sign(X)"),
         ("Sign", np.sign, "sign", ("sign",), "input", _sign, NO_GRADIENT)):
-    _unary(_name, _np, _t, _expr, _oa, floating=False, llvm=_llvm, derivative=_d)
+    _unary(_name, _np2, _t, _expr, _oa, floating=False, llvm=_form, derivative=_dx)
 _unary("Square", np.square, "square", ("square",), floating=False, llvm=lambda e, X: e.mul(X, X),
        derivative="2.0 * X", onnx_export=to_onnx_expr.square)
 

@@ -1,15 +1,13 @@
 """Matrix products: MatMul (MDF's standard function; `onnx::MatMul` is an alias) and ONNX Gemm."""
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Tuple
-
 import operator
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
+from . import from_onnx, to_onnx, to_onnx_expr, torchlib
 from . import shape_rules as sr
-from . import torchlib
-from . import from_onnx, to_onnx, to_onnx_expr
 from .base import Alias, OnnxImport, OpDef, first_arg_batched, keywords, register, torch_module
 
 
@@ -37,7 +35,7 @@ def _bias_row(args: Mapping[str, Any], constants: Mapping[str, Any]) -> Optional
     return None
 
 
-def _gemm_shape(a: Dict[str, Any]) -> Any:
+def _gemm_shape(a: Mapping[str, Any]) -> Any:
     A, B = a["A"], a["B"]
     rows = A[-1] if a.get("transA") else A[-2] if len(A) > 1 else None
     cols = B[-2] if a.get("transB") else B[-1]
@@ -74,9 +72,11 @@ register(OpDef("MatMul", ("A", "B"), lambda A, B: np.matmul(A, B), _t_matmul,
                if tensors == ("A", "B") else None,
                llvm_kernel="projection",
                onnx_export=to_onnx.matmul, onnx_import=(OnnxImport("MatMul", 1, None, from_onnx.matmul),)))
-register(OpDef("Dot", ("A", "B"), keywords(np.dot, ("A", "B")), _t_dot, description="numpy.dot(A, B)", expr_names=("dot",),
+register(OpDef("Dot", ("A", "B"), keywords(np.dot, ("A", "B")), _t_dot, description="numpy.dot(A, B)",
+               expr_names=("dot",),
                shape=lambda a: sr.dot(a["A"], a["B"]), onnx_export=to_onnx_expr.dot))
-register(OpDef("Outer", ("A", "B"), keywords(np.outer, ("A", "B")), _t_outer, description="numpy.outer(A, B) of the flattened arguments",
+register(OpDef("Outer", ("A", "B"), keywords(np.outer, ("A", "B")), _t_outer,
+               description="numpy.outer(A, B) of the flattened arguments",
                expr_names=("outer",), shape=lambda a: (int(np.prod(a["A"])), int(np.prod(a["B"]))),
                onnx_export=to_onnx_expr.outer))
 register(OpDef("Gemm", ("A", "B", "C"), _gemm_np, _gemm_torch,

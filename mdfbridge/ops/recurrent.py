@@ -18,6 +18,7 @@ from .base import Alias, OpDef, only_x, register
 
 ONNX_ACTIVATIONS = ("Sigmoid", "Tanh")  # ONNX GRU's `activations` (f, g) the op computes: ONNX's default, torch's
 
+
 def _gru_shape(a: Mapping[str, Any]) -> Tuple[int, ...]:
     """Y per trial: (T, H) for X (T, I) ('trial' axes), (T, 1, N, H) for X (T, N, I) ('onnx' axes)."""
     hidden = a["R"][-1] if a.get("weight_layout") == "onnx" else a["wts_hr"][0]

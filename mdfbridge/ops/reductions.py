@@ -2,9 +2,8 @@
 prod, argmax, argmin."""
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import math
+from typing import Any, Callable
 
 import numpy as np
 
@@ -57,8 +56,8 @@ for _name, _np, _expr, _fold, _axes_input in (("ReduceSum", np.sum, "sum", ("Add
                    attrs=("axis", "keepdims"), batch_rule=shift_axis, expr_names=(_expr,), shape=sr.reduce,
                    description=f"numpy.{_expr}(X, axis, keepdims)", fold=_fold,
                    onnx_export=to_onnx_expr.reduce(_name, _axes_input)))
-for _name, _np, _expr in (("ArgMax", np.argmax, "argmax"), ("ArgMin", np.argmin, "argmin")):
-    register(OpDef(_name, ("X",), _np_arg(_np), _t_reduce(_expr), defaults={"axis": None, "keepdims": False},
+for _name, _np_index, _expr in (("ArgMax", np.argmax, "argmax"), ("ArgMin", np.argmin, "argmin")):
+    register(OpDef(_name, ("X",), _np_arg(_np_index), _t_reduce(_expr), defaults={"axis": None, "keepdims": False},
                    attrs=("axis", "keepdims"), batch_rule=shift_axis, expr_names=(_expr,), shape=sr.reduce,
                    description=f"numpy.{_expr}(X, axis): the index of the first extreme value",
                    onnx_export=to_onnx_expr.arg_extreme(_name)))

@@ -64,7 +64,8 @@ def reduce(args: Args) -> Tuple[int, ...]:
     """numpy reductions with `axis` (None: every axis) and `keepdims`."""
     x, axis, keep = args["X"], args.get("axis"), bool(args.get("keepdims"))
     n = len(x)
-    axes = set(range(n)) if axis is None else {int(a) % n for a in (axis if isinstance(axis, (list, tuple)) else [axis])}
+    axes = (set(range(n)) if axis is None
+            else {int(a) % n for a in (axis if isinstance(axis, (list, tuple)) else [axis])})
     return tuple(1 if i in axes else d for i, d in enumerate(x) if keep or i not in axes)
 
 

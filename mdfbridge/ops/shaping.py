@@ -6,9 +6,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from . import from_onnx, to_onnx, to_onnx_expr, torchlib
 from . import shape_rules as sr
-from . import torchlib
-from . import from_onnx, to_onnx, to_onnx_expr
 from .base import Alias, OnnxImport, OpDef, check_size, keywords, never, register, shift_axis, torch_module
 
 
@@ -41,7 +40,8 @@ register(OpDef("Transpose", ("data", "perm"),
                lambda data, perm=None: np.transpose(data, None if perm is None else [int(a) for a in perm]),
                _t_transpose, defaults={"perm": None}, attrs=("perm",), batch_rule=never,
                description="ONNX Transpose / numpy.transpose(data, axes)",
-               shape=lambda a: np.transpose(sr.view(a["data"]), a.get("perm")).shape, aliases=(Alias("onnx::Transpose"),),
+               shape=lambda a: np.transpose(sr.view(a["data"]), a.get("perm")).shape,
+               aliases=(Alias("onnx::Transpose"),),
                expr_names=("transpose",), onnx_export=to_onnx.transpose,
                onnx_import=(OnnxImport("Transpose", 1, None, from_onnx.transpose),)))
 def _np_reshape(data: Any, shape: Any, allowzero: int = 0) -> Any:
@@ -195,7 +195,8 @@ register(OpDef("Tile", ("X", "reps"), _np_tile, _t_tile, attrs=("reps",), batch_
 register(OpDef("Shape", ("X",), keywords(np.shape, ("X",)), lambda X: tuple(torchlib.tt(X).shape), batch_rule=never,
                description="the shape of X as a tuple", expr_names=("shape",), shape=lambda a: (len(a["X"]),),
                onnx_export=to_onnx_expr.shape_of))
-register(OpDef("Len", ("X",), keywords(len, ("X",)), keywords(len, ("X",)), batch_rule=never, description="len(X): the length of X's first axis",
+register(OpDef("Len", ("X",), keywords(len, ("X",)), keywords(len, ("X",)), batch_rule=never,
+               description="len(X): the length of X's first axis",
                expr_names=("len",), shape=lambda a: (), onnx_export=to_onnx_expr.length))
 
 

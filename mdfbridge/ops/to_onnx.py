@@ -7,14 +7,14 @@ value (a tensor or a folded constant). Nothing here imports onnx: the builder do
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, List, Optional
+from typing import TYPE_CHECKING, Callable, List, Optional, cast
 
 import numpy as np
 
 from ..errors import UnsupportedError
 
 if TYPE_CHECKING:
-    from ..exporters.onnx_graph import OnnxGraphBuilder, Operand, Val
+    from ..exporters.onnx_graph import Const, OnnxGraphBuilder, Operand, Val
     from ..program import Op
 
 OnnxExport = Callable[["OnnxGraphBuilder", "Op"], "Operand"]
@@ -94,8 +94,8 @@ def relu(b: OnnxGraphBuilder, op: Op) -> Operand:
     leak = b.arg(op, "leak", 0.0)
     if b.is_scalar(leak, 0.0):
         y: Operand = b.unary("Relu", x)
-    elif b.is_scalar(leak) and b.exact_attr(float(leak.value)):
-        y = b.unary("LeakyRelu", x, alpha=float(leak.value))
+    elif b.is_scalar(leak) and b.exact_attr(float(cast("Const", leak).value)):
+        y = b.unary("LeakyRelu", x, alpha=float(cast("Const", leak).value))
     else:
         y = b.select(b.nary("Greater", [x, b.literal(0.0)], out_kind="bool"), x, b.mul(x, leak))
     return b.mul(y, b.arg(op, "gain", 1.0))
@@ -197,7 +197,10 @@ def items(b: OnnxGraphBuilder, op: Op, name: str = "inputs") -> List[Operand]:
     values = op.args.get(name)
     if not isinstance(values, list) or not values:
         raise UnsupportedError(f"{op.fn} needs a list of tensors as '{name}'", where=b.where)
-    return [b.operand(v) for v in values]
+    items = [b.operand(v) for v in values]
+    if any(v is None for v in items):
+        raise UnsupportedError(f"{op.fn}: an item of '{name}' is missing", where=b.where)
+    return cast("List[Operand]", items)
 
 
 def concat(b: OnnxGraphBuilder, op: Op) -> Operand:
