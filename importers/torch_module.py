@@ -128,7 +128,7 @@ class ProgramModule(nn.Module):
 
 def _binding_of(op: Op, program: Program, dtype: torch.dtype, device: Any) -> Optional[TorchModuleBinding]:
     """The op's own torch module when its record's `torch_module` hook gives one, else None."""
-    opdef = get_op(op.fn) if op.kind == "call" else None
+    opdef = get_op(op.fn)
     if opdef is None or opdef.torch_module is None:
         return None
     return opdef.torch_module(op, program.params, dtype, device)

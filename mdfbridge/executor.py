@@ -65,7 +65,7 @@ def _simplify(op: Op, program: Program) -> Op:
     constants = {k: program.params[v.name].value for k, v in op.args.items()
                  if isinstance(v, TensorRef) and v.name in program.params and not program.params[v.name].learnable}
     rewritten = simplify(op.args, constants)
-    return op if rewritten is None else Op("call", op.out, rewritten[1], op.node, fn=rewritten[0])
+    return op if rewritten is None else Op(op.out, rewritten[1], op.node, fn=rewritten[0])
 
 
 def _torch_stack(rows: List[Any]) -> Any:

@@ -84,7 +84,7 @@ class ExpressionLowering:
         out = self.tensor_name(root)
         call_args = {k: self.tensor_list(v, f"{out}.{k}") if isinstance(v, (list, tuple)) and has_tensor(v) else v
                      for k, v in args.items()}
-        self.emit(Op("call", out, call_args, self.node, fn=op.name))
+        self.emit(Op(out, call_args, self.node, fn=op.name))
         return TensorRef(out)
 
     def tensor_list(self, items: Any, name: str) -> List[TensorRef]:

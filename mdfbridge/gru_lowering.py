@@ -38,7 +38,7 @@ def _fused_node_meta(node: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
 def _emit_gru(lw: "Lowering", out: str, node: str, args: Mapping[str, Any]) -> None:
     """Append one GRU op (every argument and attribute present, defaults where `args` has none)."""
     call = {a: args.get(a, GRU_DEFAULTS.get(a)) for a in GRU_ARGS + GRU_ATTRS}
-    lw.ops.append(Op("call", out, call, node, fn="GRU"))
+    lw.ops.append(Op(out, call, node, fn="GRU"))
 
 
 class GRUBlockLowering:

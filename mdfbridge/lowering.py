@@ -394,7 +394,7 @@ class Lowering:
     # ---------------------------------------------------------------- emitters
     def emit_call(self, nl: _NodeLowering, out: str, fn: str, args: Dict[str, Value]) -> TensorRef:
         """Append a registry call op."""
-        self.ops.append(Op("call", out, args, nl.nid, fn=fn))
+        self.ops.append(Op(out, args, nl.nid, fn=fn))
         return TensorRef(out)
 
     def emit_expr(self, nl: _NodeLowering, out: str, expr: Expression, where: str) -> Value:

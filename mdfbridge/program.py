@@ -42,10 +42,9 @@ class Op:
 
     `args` maps argument names to tensor references (TensorRef, or a list of them) or static values
     (attributes, constants not in the parameter table). The IR is closed: MDF expressions are lowered to
-    registry ops, so `kind` is always 'call'.
+    registry ops too.
     """
 
-    kind: str
     out: str
     args: Dict[str, Any]
     node: str
@@ -116,7 +115,7 @@ class Program:
 
         h = hashlib.sha256()
         for op in self.ops:
-            h.update(repr((op.kind, op.out, op.fn, sorted((k, repr(v)) for k, v in op.args.items()))).encode())
+            h.update(repr((op.out, op.fn, sorted((k, repr(v)) for k, v in op.args.items()))).encode())
         for k, p in sorted(self.params.items()):
             h.update(repr((k, p.value.shape, str(p.value.dtype), p.learnable)).encode())
         for k, s in sorted(self.states.items()):

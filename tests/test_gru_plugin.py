@@ -91,7 +91,7 @@ def test_one_gru_op_in_the_registry():
 @pytest.mark.parametrize("form", sorted(FORMS))
 def test_every_form_lowers_to_the_canonical_op(form):
     prog, _ = FORMS[form]
-    grus = [op for op in prog.ops if op.kind == "call" and get_op(op.fn) is get_op("GRU")]
+    grus = [op for op in prog.ops if get_op(op.fn) is get_op("GRU")]
     assert len(grus) == 1 and grus[0].fn == "GRU"  # canonical: no alias, no second GRU op
     assert (grus[0].args["weight_layout"], grus[0].args["axes"]) == LAYOUTS[form]
 
@@ -166,7 +166,7 @@ def test_lowering_without_the_gru_plugin_lowers_blocks_node_by_node():
         with pytest.raises(ShapeError, match="GRU__gru\\b"):  # that a block is a sequence: the plug-in's
             lower(composition_to_dict(comp, gru_form="onnx"))
     assert not stepped.sequence and stepped.states  # the gate form's recurrent edges: stepped
-    assert not any(get_op(op.fn) is get_op("GRU") for op in stepped.ops if op.kind == "call")
+    assert not any(get_op(op.fn) is get_op("GRU") for op in stepped.ops)
     X = np.random.default_rng(0).normal(size=(2, 6, I_SIZE))
     with_plugin = run_program(lower(composition_to_dict(comp)), {"GRU__input": X}, sequence=True)["GRU__output"]
     assert float(np.max(np.abs(run_program(stepped, {"GRU__input": X}, sequence=True)["GRU__output"]
@@ -182,7 +182,7 @@ class _Doubler:
 
         def emit(lw):
             x = TensorRef(lw.port_tensor[("a", "out")])
-            lw.ops.append(Op("call", "ab.y", {"variable0": x, "slope": 2.0, "intercept": 0.0}, "a", fn="linear"))
+            lw.ops.append(Op("ab.y", {"variable0": x, "slope": 2.0, "intercept": 0.0}, "a", fn="linear"))
             lw.port_tensor[("b", "out")] = "ab.y"
         return BlockPlan((FusedBlock("ab", "a", frozenset({"b"}), emit),))
 
@@ -203,7 +203,7 @@ def test_a_block_lowering_of_another_kind_plugs_in():
         prog = lower(doc)
     finally:
         unregister_block_lowering(plugin)
-    assert [op.fn for op in prog.ops if op.kind == "call"] == ["linear"]
+    assert [op.fn for op in prog.ops] == ["linear"]
     assert np.array_equal(run_program(prog, {"a": np.ones((1, 2))})["b"], np.full((1, 2), 2.0))
     assert np.array_equal(run_program(lower(doc), {"a": np.ones((1, 2))})["b"], np.full((1, 2), 100.0))
 

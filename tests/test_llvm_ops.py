@@ -69,9 +69,9 @@ def test_scalar_form_matches_numpy(name):
     op = REGISTRY[name]
     values = _inputs(name, np.random.default_rng(len(name)))
     nans = {a: np.where(np.isnan(v), np.nan, 0.0) for a, v in values.items()}
-    ops = [Op("call", f"{a}.x", {"A": TensorRef(f"{a}.v"), "B": TensorRef(f"{a}.nan")}, "n", fn="Add")
+    ops = [Op(f"{a}.x", {"A": TensorRef(f"{a}.v"), "B": TensorRef(f"{a}.nan")}, "n", fn="Add")
            for a in op.args]
-    ops.append(Op("call", "f", {a: TensorRef(f"{a}.x") for a in op.args}, "n", fn=name))
+    ops.append(Op("f", {a: TensorRef(f"{a}.x") for a in op.args}, "n", fn=name))
     params = {f"{a}.nan": Param(f"{a}.nan", v) for a, v in nans.items()}
     prog = program(ops, {a: N for a in op.args}, {"f": "f"}, params,
                    shapes={"f": (N,), **{f"{a}.x": (N,) for a in op.args}})
@@ -125,18 +125,18 @@ def _chain_program(seed: int = 0) -> Program:
     params = {"W": Param("W", rng.normal(0, 0.6, (3, 4)), learnable=True),
               "c": Param("c", rng.normal(size=4))}
     ops = [
-        Op("call", "h", {"A": T("inp.v"), "B": T("W")}, "proj", fn="MatMul"),
-        Op("call", "a", {"A": T("h"), "B": T("c")}, "n1", fn="Add"),        # tensor + parameter
-        Op("call", "b", {"A": T("a"), "B": 2.0}, "n1", fn="Mul"),           # times a static number
-        Op("call", "d", {"A": 1.5, "B": T("b")}, "n1", fn="Sub"),           # static - tensor
-        Op("call", "n", {"X": T("d")}, "n1", fn="Neg"),
-        Op("call", "g", {"A": T("n"), "B": 4.0}, "n1", fn="Div"),
-        Op("call", "i", {"X": T("g")}, "n1", fn="Identity"),
-        Op("call", "p", {"A": T("i"), "B": T("h")}, "n2", fn="Mul"),        # tensor * tensor
-        Op("call", "s", {"A": T("h"), "B": T("h")}, "n2", fn="Mul"),        # the same tensor twice
-        Op("call", "s1", {"A": T("s"), "B": 1.0}, "n2", fn="Add"),
-        Op("call", "q", {"A": T("p"), "B": T("s1")}, "n2", fn="Div"),       # tensor / tensor
-        Op("call", "y", {"variable0": T("q"), "gain": 1.3, "bias": 0.1, "offset": 0.0}, "out", fn="logistic"),
+        Op("h", {"A": T("inp.v"), "B": T("W")}, "proj", fn="MatMul"),
+        Op("a", {"A": T("h"), "B": T("c")}, "n1", fn="Add"),        # tensor + parameter
+        Op("b", {"A": T("a"), "B": 2.0}, "n1", fn="Mul"),           # times a static number
+        Op("d", {"A": 1.5, "B": T("b")}, "n1", fn="Sub"),           # static - tensor
+        Op("n", {"X": T("d")}, "n1", fn="Neg"),
+        Op("g", {"A": T("n"), "B": 4.0}, "n1", fn="Div"),
+        Op("i", {"X": T("g")}, "n1", fn="Identity"),
+        Op("p", {"A": T("i"), "B": T("h")}, "n2", fn="Mul"),        # tensor * tensor
+        Op("s", {"A": T("h"), "B": T("h")}, "n2", fn="Mul"),        # the same tensor twice
+        Op("s1", {"A": T("s"), "B": 1.0}, "n2", fn="Add"),
+        Op("q", {"A": T("p"), "B": T("s1")}, "n2", fn="Div"),       # tensor / tensor
+        Op("y", {"variable0": T("q"), "gain": 1.3, "bias": 0.1, "offset": 0.0}, "out", fn="logistic"),
     ]
     shapes = {name: (4,) for name in ("h", "a", "b", "d", "n", "g", "i", "p", "s", "s1", "q", "y")}
     return program(ops, {"inp": 3}, {"y": "y", "g": "g"}, params, shapes)
@@ -233,9 +233,9 @@ def test_gradient_through_an_argument_without_derivative_is_unsupported():
 def test_a_fused_value_read_twice_by_one_op():
     """linear(x, 1, 0) is x itself; x + x and x * x read it twice."""
     T = TensorRef
-    ops = [Op("call", "l", {"variable0": T("inp.v"), "slope": 1.0, "intercept": 0.0}, "n", fn="linear"),
-           Op("call", "y", {"A": T("l"), "B": T("l")}, "n", fn="Add"),
-           Op("call", "z", {"A": T("l"), "B": T("l")}, "n", fn="Mul")]
+    ops = [Op("l", {"variable0": T("inp.v"), "slope": 1.0, "intercept": 0.0}, "n", fn="linear"),
+           Op("y", {"A": T("l"), "B": T("l")}, "n", fn="Add"),
+           Op("z", {"A": T("l"), "B": T("l")}, "n", fn="Mul")]
     prog = program(ops, {"inp": 3}, {"y": "y", "z": "z"}, shapes={"l": (3,), "y": (3,), "z": (3,)})
     plan = analyse(prog)
     assert [(k.kind, k.out, k.inputs, k.coefs) for k in plan.kernels] == [  # y is computed when it is needed

@@ -372,7 +372,7 @@ def one_op_program(name: str, rng: np.random.Generator) -> Program:
     if name in LIST_ARGS:
         args = {LIST_ARGS[name]: [args.pop("x0"), args.pop("x1")], **args}
     values = {f"op.{k}": Param(f"op.{k}", rng.uniform(0.1, 0.9, size=shape)) for k, shape in params.items()}
-    return Program(f"one_{name}", [Op("call", "op.out", args, "op", fn=name)], values, inputs, {"y": "op.out"})
+    return Program(f"one_{name}", [Op("op.out", args, "op", fn=name)], values, inputs, {"y": "op.out"})
 
 
 @pytest.mark.parametrize("name", EXPORTED)
@@ -381,7 +381,7 @@ def test_every_exported_op_on_onnxruntime_equals_its_numpy_implementation(name):
     if name in GRU_FORMS:
         comp = GRUComposition(3, 5, bias=True, seed=0)
         prog = lower(composition_to_dict(comp, gru_form=GRU_FORMS[name]))
-        assert [op.fn for op in prog.ops if op.kind == "call"] == [name]
+        assert [op.fn for op in prog.ops] == [name]
         inputs = {k: rng.uniform(0.1, 0.9, size=(4, 6, 3)) for k in prog.inputs}
     else:
         prog = one_op_program(name, rng)

@@ -161,7 +161,7 @@ def _build(name: str, seed: int = 0) -> Tuple[Program, Dict[str, np.ndarray], Di
             args[a] = [value(s, f"{a}{i}") for i, s in enumerate(spec)]
         else:
             args[a] = value(spec, a)
-    prog = Program(name.replace(":", "_"), [Op("call", "n.y", args, "n", fn=name)], params, inputs, {"y": "n.y"},
+    prog = Program(name.replace(":", "_"), [Op("n.y", args, "n", fn=name)], params, inputs, {"y": "n.y"},
                    sequence=seq)
     infer_shapes(prog)
     return prog, feeds, args
@@ -255,7 +255,7 @@ def test_elementwise_op_trains_on_llvm_like_torch(name: str) -> None:
     for backend in ("torch", "llvm"):
         sample = dict(_sample(name))
         first = REGISTRY[name].args[0]
-        ops = [Op("call", "n.z", {"A": TensorRef("n.x"), "B": TensorRef("n.W")}, "n", fn="MatMul")]
+        ops = [Op("n.z", {"A": TensorRef("n.x"), "B": TensorRef("n.W")}, "n", fn="MatMul")]
         params = {"n.W": Param("n.W", np.full((2, 3), 0.25) + 0.1 * np.arange(6).reshape(2, 3), learnable=True)}
         args: Dict[str, Any] = {first: TensorRef("n.z")}
         for a, spec in sample.items():
@@ -266,7 +266,7 @@ def test_elementwise_op_trains_on_llvm_like_torch(name: str) -> None:
                 args[a] = TensorRef(f"n.{a}")
             else:
                 args[a] = spec
-        ops.append(Op("call", "n.y", args, "n", fn=name))
+        ops.append(Op("n.y", args, "n", fn=name))
         prog = Program("t", ops, params, {"x": InputSpec("x", "n", "x", (2,))}, {"y": "n.y"})
         infer_shapes(prog)
         get_backend(backend).prepare(prog).train({"x": x}, {"y": target},
