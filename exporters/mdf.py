@@ -1,4 +1,4 @@
-"""Composition -> MDF, laid out as ../shared/DESIGN.md recommends: the serialised dict is built directly
+"""Composition -> MDF, laid out as docs/ARCHITECTURE.md describes: the serialised dict is built directly
 (fast, exact), and `composition_to_mdf` turns it into a `modeci_mdf.mdf.Model`."""
 from __future__ import annotations
 

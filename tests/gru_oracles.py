@@ -1,7 +1,7 @@
 """Independent GRU oracles for tests/test_gru.py: torch.nn.GRU, a hand-built ONNX GRU on onnxruntime, and the
 GRU equations written out by hand (numpy), none of them going through mdfbridge's own GRU code paths.
 
-Layouts (see ../shared/DESIGN.md): torch.nn.GRU rows are r, z, n; ONNX GRU rows are z, r, h; torch's GRU is ONNX GRU
+Layouts: torch.nn.GRU rows are r, z, n; ONNX GRU rows are z, r, h; torch's GRU is ONNX GRU
 with linear_before_reset=1.
 """
 from __future__ import annotations
@@ -65,7 +65,7 @@ def onnx_gru_model(W: np.ndarray, R: np.ndarray, B: Optional[np.ndarray], input_
         [helper.make_tensor_value_info("Yb", TensorProto.FLOAT, ["batch", "T", hidden_size])],
         initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="test_gru")
-    model.ir_version = 10  # onnxruntime accepts IR <= 13 (see DESIGN.md); onnx's helper writes a newer one
+    model.ir_version = 10  # onnxruntime accepts IR <= 13; onnx's helper writes a newer one
     onnx.checker.check_model(model, full_check=True)
     return model
 
