@@ -82,12 +82,6 @@ def align_ranks(values: List[Any], batched: List[bool], lead: int = 1) -> List[A
             if b and v.ndim != top else v for v, b in zip(values, batched)]
 
 
-def _ranks_differ(values: List[Any], batched: List[bool]) -> bool:
-    """Do the batched arguments of an elementwise op differ in rank (so `align_ranks` is needed)?"""
-    ranks = {v.ndim for v, b in zip(values, batched) if b}
-    return len(ranks) > 1
-
-
 def _broadcast_per_trial(run: Callable[[Env], Any], items: List[Tuple[str, Any]], batched: Set[str], lead: int,
                          call: Callable[[Dict[str, Any]], Any]) -> Callable[[Env], Any]:
     """An elementwise op whose batched arguments may differ in per-trial rank: `run` when their ranks agree (one

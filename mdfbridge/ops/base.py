@@ -270,13 +270,6 @@ def binary_specialise(numpy_fn: Callable[[Any, Any], Any],
     return specialise
 
 
-def by_name(arg: str, f: Callable[[Array], Array]) -> Callable[..., Array]:
-    """A one-argument function called by keyword `arg` (the executor passes arguments by name)."""
-    def call(**kw: Array) -> Array:
-        return f(kw[arg])
-    return call
-
-
 # --------------------------------------------------------------------------- batching policies
 
 def first_arg_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
