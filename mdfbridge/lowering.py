@@ -101,6 +101,10 @@ class _NodeLowering:
         """Emit the node: ports, parameters (with state), functions, output ports."""
         self.lower_inputs()
         params = self.node.get("parameters") or {}
+        for pid, p in params.items():
+            if p.get("conditions"):  # a value switched by conditions: running without them would be wrong
+                raise UnsupportedError(f"parameter '{pid}' has conditions, which mdfbridge does not execute yet; "
+                                       "run this model with modeci-mdf's engine", where=self.where)
         functions = self.node.get("functions") or {}
         stateful = {pid: p for pid, p in params.items() if self.lw.is_stateful(self.nid, pid, p)}
         for pid, p in stateful.items():
@@ -283,8 +287,11 @@ class Lowering:
                 raise UnsupportedError(f"scheduling condition '{ctype}' on node '{node}' is not supported "
                                        "(only Always); run this model with modeci-mdf's engine",
                                        where=f"graph '{self.gid}'")
-        if conds.get("termination"):
-            log.info("graph '%s': termination conditions are ignored; pass the number of steps", self.gid)
+        termination = conds.get("termination") or {}
+        if termination:  # a run without them is meaningful (a given number of steps), but never silently
+            kinds = {scale: (c.get("type") if isinstance(c, dict) else c) for scale, c in termination.items()}
+            log.warning("graph '%s': termination conditions %s are not executed by mdfbridge; results are after "
+                        "the number of steps given (modeci-mdf's engine runs them)", self.gid, kinds)
 
     def order_nodes(self) -> List[str]:
         """Topological order of nodes; edges closing a cycle into a port with default_value are delayed."""
