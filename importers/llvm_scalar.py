@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import numbers
 import operator
-from collections import Counter
 from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 import numpy as np
@@ -200,18 +199,6 @@ def _children(node: Any) -> List[Any]:
     if t is SliceNode:
         return [p for p in node if p is not None]
     return []
-
-
-def variables(tree: Any) -> Counter:
-    """How many times the tree reads each variable."""
-    found: Counter = Counter()
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if type(node) is Var:
-            found[node.name] += 1
-        stack.extend(_children(node))
-    return found
 
 
 def reductions(tree: Any) -> List[Call]:
