@@ -35,9 +35,13 @@ def _out(text: str) -> None:
 # ---------------------------------------------------------------------------------------- commands
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Parse, schema-check and lower a file (unknown functions, shapes, cycles)."""
+    """Parse, schema-check and lower a file (unknown functions, shapes, cycles); with --strict, also check the
+    document against the form mdfbridge writes."""
     from .api import load_program
+    from .document import load_document_dict
 
+    if args.strict:
+        load_document_dict(args.file, strict=True)
     prog = load_program(args.file)
     meta = prog.metadata
     _out(f"{args.file}: valid MDF (model '{meta['model']}', graph '{meta['graph']}', "
@@ -421,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("validate", cmd_validate, "check an MDF file: syntax, schema, functions, shapes, cycles",
              "mdfbridge validate examples/xor.mdf.json")
     sp.add_argument("file")
+    sp.add_argument("--strict", action="store_true",
+                    help="also refuse what mdfbridge reads but does not write (e.g. `notes` fields)")
     sp = add("info", cmd_info, "describe an MDF or ONNX file: graphs, nodes/ops, functions, parameters",
              "mdfbridge info examples/xor.mdf.json")
     sp.add_argument("file")

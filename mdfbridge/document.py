@@ -295,8 +295,13 @@ def _check_top_level(data: Any, where: Optional[str], error: type) -> None:
                     + (f": {_names(map(str, data))}" if data else ""), path=where)
 
 
-def load_document_dict(path: PathLike) -> Dict[str, Any]:
-    """Read a .json/.yaml/.yml MDF file and return its validated raw dict (exactly as written)."""
+def load_document_dict(path: PathLike, *, strict: bool = False) -> Dict[str, Any]:
+    """Read a .json/.yaml/.yml MDF file and return its validated raw dict (exactly as written).
+
+    strict: validate against mdfbridge's schema as written (the form mdfbridge writes; `mdfbridge validate
+    --strict`); by default (False) forms other writers use that change no result are accepted too: `notes`
+    fields (documentation, as modeci-mdf's examples carry them) are left out of the check and kept in the dict.
+    """
     where = os.fspath(path)
     fmt = _format_of(path)
     text = _read_text(path)
@@ -304,7 +309,7 @@ def load_document_dict(path: PathLike) -> Dict[str, Any]:
         raise DocumentError("file is empty; expected one model: {<model id>: {...}}", path=where)
     data = _parse_json(text, where) if fmt == "json" else _parse_yaml(text, where)
     _check_top_level(data, where, DocumentError)
-    validate_dict(data, where)
+    validate_dict(data if strict else without_notes(data), where)
     logger.debug("loaded %s document %s (model %r)", fmt, where, next(iter(data)))
     return data
 
@@ -318,6 +323,27 @@ def load_document(path: PathLike) -> Model:
 # --------------------------------------------------------------------------------------------
 # validation
 # --------------------------------------------------------------------------------------------
+
+def without_notes(data: Any) -> Any:
+    """A copy of a raw MDF dict without its `notes` fields (free-text documentation other writers add to
+    models, graphs, nodes, ...: nothing reads them), iteratively, so deep documents cannot exhaust the stack."""
+    if not isinstance(data, dict):
+        return data
+    root: Dict[str, Any] = {}
+    stack: List[Tuple[Any, Any]] = [(data, root)]
+    while stack:
+        src, dst = stack.pop()
+        items = src.items() if isinstance(src, dict) else enumerate(src)
+        for k, v in items:
+            if isinstance(src, dict) and k == "notes" and isinstance(v, str):
+                continue
+            if isinstance(v, (dict, list)):
+                copy: Any = {} if isinstance(v, dict) else [None] * len(v)
+                stack.append((v, copy))
+                v = copy
+            dst[k] = v
+    return root
+
 
 def _x_error(error: ValidationError) -> Optional[str]:
     for candidate in (error, error.parent):
@@ -490,7 +516,9 @@ def _build_model(data: Dict[str, Any], where: Optional[str]) -> Model:
 
 
 def model_from_dict(data: Dict[str, Any], path: Optional[str] = None) -> Model:
-    """Validate a raw MDF dict and convert it to a ``modeci_mdf.mdf.Model``."""
+    """Validate a raw MDF dict and convert it to a ``modeci_mdf.mdf.Model`` (which has no place for `notes`: they
+    are left out)."""
+    data = without_notes(data)
     validate_dict(data, path)
     return _build_model(data, os.fspath(path) if path is not None else None)
 
@@ -644,7 +672,7 @@ def save_document(model_or_dict: Union[Model, Dict[str, Any]], path: PathLike, *
                         f"got {type(model_or_dict).__name__}")
     _check_top_level(data, where, SchemaError)
     data = _with_header(data, generating_application)
-    validate_dict(data, where)
+    validate_dict(without_notes(data), where)  # a document's own notes pass through; mdfbridge writes none
     _write_atomically(Path(where), fmt, data)
     logger.debug("saved %s document %s (model %r)", fmt, where, next(iter(data)))
 

@@ -345,3 +345,15 @@ def test_convert_into_missing_directory(xor_file, tmp_path):
     line = one_error_line(cli("convert", xor_file, target))
     assert str(target) in line
     assert listing(tmp_path) == []
+
+
+def test_validate_strict_refuses_what_the_default_reader_accepts(xor_file, tmp_path):
+    doc = json.loads(xor_file.read_text())
+    next(iter(doc.values()))["notes"] = "written by another tool"
+    noted = tmp_path / "noted.json"
+    noted.write_text(json.dumps(doc))
+    assert cli("validate", str(noted)).returncode == 0
+    proc = cli("validate", "--strict", str(noted))
+    assert proc.returncode == 2
+    line = one_error_line(proc)
+    assert "noted.json" in line and "notes" in line

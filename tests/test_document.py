@@ -11,6 +11,7 @@ import jsonschema
 import numpy as np
 import pytest
 import yaml
+from conftest import REPO
 from modeci_mdf.mdf import (
     Condition,
     ConditionSet,
@@ -648,3 +649,51 @@ def test_save_replaces_existing_file(tmp_path, xor_dict):
 def test_save_rejects_other_types(tmp_path):
     with pytest.raises(TypeError):
         save_document("not a model", tmp_path / "x.json")
+
+
+def _noted(doc: dict) -> dict:
+    """The XOR document with `notes` fields on the model, its graph, a node and a parameter (as modeci-mdf's
+    examples carry them)."""
+    import copy
+
+    doc = copy.deepcopy(doc)
+    model = next(iter(doc.values()))
+    model["notes"] = "a model note"
+    graph = next(iter(model["graphs"].values()))
+    graph["notes"] = "a graph note"
+    node = graph["nodes"]["hidden"]
+    node["notes"] = "a node note"
+    next(iter(node["parameters"].values()))["notes"] = "a parameter note"
+    return doc
+
+
+def test_notes_are_read_liberally_and_refused_by_strict_validation(tmp_path):
+    from mdfbridge import lower
+    from mdfbridge.api import load_mdf, load_program
+    from mdfbridge.importers.reference import run_program
+
+    plain = json.loads((REPO / "examples" / "xor.mdf.json").read_text())
+    noted = write(tmp_path / "noted.json", json.dumps(_noted(plain)))
+    assert load_document_dict(noted)["xor_model"]["notes"] == "a model note"  # kept as written
+    x = {"input": np.array([[0.0, 1.0], [1.0, 1.0]])}
+    got = run_program(load_program(noted), x)["output"]
+    np.testing.assert_array_equal(got, run_program(lower(plain), x)["output"])  # the same numbers
+    assert load_mdf(noted).id == "xor_model"
+    with pytest.raises(SchemaError, match=r"\$\.xor_model\.notes: unexpected key 'notes'"):
+        load_document_dict(noted, strict=True)
+
+
+def test_write_back_keeps_a_documents_notes(tmp_path):
+    from mdfbridge.api import load_program
+    from mdfbridge.exporters.weights import write_back
+
+    noted = write(tmp_path / "noted.json", json.dumps(_noted(json.loads((REPO / "examples" / "xor.mdf.json")
+                                                                        .read_text()))))
+    prog = load_program(noted)
+    for p in prog.learnable_params().values():
+        p.value = p.value + 0.5
+    out = tmp_path / "trained.json"
+    write_back(noted, prog, out)
+    written = json.loads(out.read_text())
+    assert written["xor_model"]["notes"] == "a model note"
+    assert written["xor_model"]["graphs"]["xor"]["nodes"]["hidden"]["notes"] == "a node note"
