@@ -6,7 +6,7 @@ metadata marks learnable; op records validate their calls (`OpDef.validate`).
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -326,10 +326,10 @@ class Lowering:
                 if indeg[r] == 0:
                     ready.append(r)
         if len(order) != len(self.nodes):
-            left = [n for n in self.nodes if n not in order]
-            cyc = next(c for c in sccs if set(c) & set(left) and (len(c) > 1 or any(
-                r == c[0] for r, e in succ[c[0]] if e not in self.delayed)))
-            raise CycleError(cyc + [cyc[0]], where=f"graph '{self.gid}' (give a receiving input port a default_value)")
+            left = set(self.nodes) - set(order)
+            path = _a_cycle([n for n in self.nodes if n in left],
+                            lambda n: [r for r, e in succ[n] if e not in self.delayed and r in left])
+            raise CycleError(path, where=f"graph '{self.gid}' (give a receiving input port a default_value)")
         return order
 
     def lower(self) -> Program:
@@ -557,6 +557,30 @@ class Lowering:
         """PsyNeuLink writes projections as `<proj>_dummy_node` running onnx::MatMul with B inline."""
         op = get_op(fn) if fn else None
         return nid.endswith("_dummy_node") and op is not None and op.weight_arg == arg
+
+
+def _a_cycle(roots: List[str], successors: Callable[[str], List[str]]) -> List[str]:
+    """A cycle as the path it follows, [n0, n1, ..., n0], found by depth-first search from `roots` in order
+    (iteratively); [] when there is none."""
+    state: Dict[str, int] = {}  # 1: on the search path, 2: done
+    for root in roots:
+        if root in state:
+            continue
+        state[root] = 1
+        stack = [(root, iter(successors(root)))]
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                state[node] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:  # back to a node on the path: that stretch of the path is the cycle
+                path = [n for n, _ in stack]
+                return path[path.index(nxt):] + [nxt]
+            elif nxt not in state:
+                state[nxt] = 1
+                stack.append((nxt, iter(successors(nxt))))
+    return []
 
 
 def _strongly_connected(nodes: List[str], succ: Mapping[str, List[str]]) -> List[List[str]]:

@@ -176,3 +176,14 @@ def test_termination_conditions_warn_that_they_are_not_executed(caplog):
     with caplog.at_level("WARNING", logger="mdfbridge.lowering"):
         lower(d)
     assert "termination conditions" in caplog.text and "AfterNCalls" in caplog.text and "not executed" in caplog.text
+
+
+def test_cycle_error_names_the_path_the_cycle_follows_not_document_order():
+    nodes = {n: {"input_ports": {"x": {"shape": [1]}}, "output_ports": {"y": {"value": "x"}}} for n in "abc"}
+    edges = {f"{s}_{r}": {"sender": s, "sender_port": "y", "receiver": r, "receiver_port": "x"}
+             for s, r in (("a", "c"), ("c", "b"), ("b", "a"))}
+    d = {"m": {"format": "ModECI MDF v0.4", "graphs": {"g": {"nodes": nodes, "edges": edges}}}}
+    with pytest.raises(CycleError) as info:
+        lower(d)
+    assert info.value.nodes == ["a", "c", "b", "a"]
+    assert "a -> c -> b -> a" in str(info.value)
