@@ -418,6 +418,26 @@ def _check_string_keys(node: Any, parts: List[Any], where: Optional[str]) -> Non
             _check_string_keys(value, parts + [index], where)
 
 
+_GRAPH_KEYS = ("nodes", "edges", "conditions")
+
+
+def _refuse_nested_graphs(data: Dict[str, Any], where: Optional[str]) -> None:
+    """A node holding a graph of its own (PsyNeuLink writes nested compositions so) is not a malformed node:
+    say what it is and that it is not read yet (before the schema's 'unexpected keys')."""
+    for model_id, model in data.items():
+        if not isinstance(model, dict):
+            return
+        for graph_id, graph in (model.get("graphs") or {}).items():
+            nodes = graph.get("nodes") if isinstance(graph, dict) else None
+            for node_id, node in (nodes.items() if isinstance(nodes, dict) else ()):
+                held = [k for k in _GRAPH_KEYS if isinstance(node, dict) and k in node]
+                if held:
+                    raise SchemaError(
+                        f"node {node_id!r} holds a nested graph ({', '.join(held)}); mdfbridge does not read "
+                        "nested graphs yet (compositions it writes are flattened)", path=where,
+                        json_path=_json_path([model_id, "graphs", graph_id, "nodes", node_id]))
+
+
 def _check_semantics(data: Dict[str, Any], where: Optional[str]) -> None:
     for model_id, model in data.items():
         for graph_id, graph in (model.get("graphs") or {}).items():
@@ -469,6 +489,7 @@ def validate_dict(data: Dict[str, Any], path: Optional[str] = None) -> None:
     where = os.fspath(path) if path is not None else None
     _check_top_level(data, where, SchemaError)
     _check_string_keys(data, [], where)
+    _refuse_nested_graphs(data, where)
     error = best_match(_validator().iter_errors(data))
     if error is not None:
         raise _schema_error(error, where)

@@ -697,3 +697,11 @@ def test_write_back_keeps_a_documents_notes(tmp_path):
     written = json.loads(out.read_text())
     assert written["xor_model"]["notes"] == "a model note"
     assert written["xor_model"]["graphs"]["xor"]["nodes"]["hidden"]["notes"] == "a node note"
+
+
+def test_a_nested_graph_is_named_as_such_not_as_unexpected_keys(tmp_path):
+    d = {"m": {"format": "ModECI MDF v0.4", "graphs": {"g": {"nodes": {
+        "inner": {"nodes": {"a": {}}, "edges": {}, "conditions": {}}}}}}}
+    with pytest.raises(SchemaError, match=r"\$\.m\.graphs\.g\.nodes\.inner.*holds a nested graph \(nodes, edges, "
+                                          r"conditions\)"):
+        load_document_dict(write(tmp_path / "nested.json", json.dumps(d)))
