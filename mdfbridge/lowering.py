@@ -66,11 +66,14 @@ class _NodeLowering:
         """Global tensor name for a name local to this node."""
         return f"{self.nid}.{local}"
 
-    def resolve(self, name: str, where: str) -> Value:
-        """A local name -> tensor ref or static value."""
+    def resolve(self, name: str, where: str, bindings: Mapping[str, Value] = {}) -> Value:
+        """A local name -> tensor ref or static value (`bindings`: names bound for one expression, first)."""
+        if name in bindings:
+            return bindings[name]
         if name in self.env:
             return self.env[name]
-        raise ExpressionError(f"unknown name '{name}' (known here: {', '.join(sorted(self.env)) or 'none'})",
+        known = sorted(set(self.env) | set(bindings))
+        raise ExpressionError(f"unknown name '{name}' (known here: {', '.join(known) or 'none'})",
                               where=f"{self.where} {where}")
 
     def value_of(self, v: Any, out: str, where: str, location: Optional[Location],
@@ -204,13 +207,8 @@ class _NodeLowering:
             fast = self.transfer_fast_path(fdef, value, arg_vals, out)
             if fast is not None:
                 return fast
-            expr = parse_expression(value, where=f"{self.where} {where}")
-            saved = dict(self.env)
-            self.env.update(arg_vals)
-            try:
-                return self.lw.emit_expr(self, out, expr, where)
-            finally:
-                self.env = {**saved}
+            return self.lw.emit_expr(self, out, parse_expression(value, where=f"{self.where} {where}"), where,
+                                     arg_vals)
         assert op is not None  # name is not None here: resolve() found it
         unknown = set(arg_vals) - set(op.all_args) - set(defaults)
         if unknown:
@@ -404,9 +402,11 @@ class Lowering:
         self.ops.append(Op(out, args, nl.nid, fn=fn))
         return TensorRef(out)
 
-    def emit_expr(self, nl: _NodeLowering, out: str, expr: Expression, where: str) -> Value:
-        """Append the call ops of an expression (names bound to the node's scope); constants fold."""
-        return ExpressionLowering(expr, out, nl.nid, f"{nl.where} {where}", lambda n: nl.resolve(n, where),
+    def emit_expr(self, nl: _NodeLowering, out: str, expr: Expression, where: str,
+                  bindings: Mapping[str, Value] = {}) -> Value:
+        """Append the call ops of an expression (names bound to the node's scope, `bindings` first); constants
+        fold."""
+        return ExpressionLowering(expr, out, nl.nid, f"{nl.where} {where}", lambda n: nl.resolve(n, where, bindings),
                                   self.ops.append, lambda name, v: self.emit_const(name, v, nl.nid)).lower()
 
     def emit_const(self, out: str, value: Any, node: str) -> TensorRef:
@@ -463,21 +463,12 @@ class Lowering:
             raise UnsupportedError(f"reduce '{reduce}' is not supported (add, multiply, overwrite)",
                                    where=f"{nl.where} input port '{pid}'")
         names = [f"v{i}" for i in range(len(values))]
-        expr = parse_expression(sym.join(names))
-        saved = dict(nl.env)
-        nl.env.update(dict(zip(names, values)))
-        try:
-            return self.emit_expr(nl, f"{nl.nid}.{pid}", expr, f"input port '{pid}'")
-        finally:
-            nl.env = saved
+        return self.emit_expr(nl, f"{nl.nid}.{pid}", parse_expression(sym.join(names)), f"input port '{pid}'",
+                              dict(zip(names, values)))
 
     def _weighted(self, nl: _NodeLowering, eid: str, src: Value, w: Value) -> Value:
-        saved = dict(nl.env)
-        nl.env.update({"weight": w, "x": src})
-        try:
-            return self.emit_expr(nl, f"edge.{eid}", parse_expression("weight * x"), f"edge '{eid}'")
-        finally:
-            nl.env = saved
+        return self.emit_expr(nl, f"edge.{eid}", parse_expression("weight * x"), f"edge '{eid}'",
+                              {"weight": w, "x": src})
 
     def is_stateful(self, nid: str, pid: str, p: Mapping[str, Any]) -> bool:
         """modeci-mdf's rule: time_derivative, default_initial_value, or a value that reads itself."""
@@ -527,12 +518,8 @@ class Lowering:
         nl.env[pid] = new
 
     def _euler(self, nl: _NodeLowering, name: str, d: Value) -> TensorRef:
-        saved = dict(nl.env)
-        nl.env.update({"x": TensorRef(name), "d": d, "dt": TensorRef("dt")})
-        try:
-            return self.emit_expr(nl, f"{name}.next", parse_expression("x + dt * d"), "Euler step")
-        finally:
-            nl.env = saved
+        return self.emit_expr(nl, f"{name}.next", parse_expression("x + dt * d"), "Euler step",
+                              {"x": TensorRef(name), "d": d, "dt": TensorRef("dt")})
 
     def learnable_params_of(self, nid: str, node: Mapping[str, Any]) -> Sequence[str]:
         """Parameters of a node marked learnable in mdfbridge metadata (projection matrices, a block lowering's)."""
