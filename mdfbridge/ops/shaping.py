@@ -44,20 +44,19 @@ register(OpDef("Transpose", ("data", "perm"),
                aliases=(Alias("onnx::Transpose"),),
                expr_names=("transpose",), onnx_export=to_onnx.transpose,
                onnx_import=(OnnxImport("Transpose", 1, None, from_onnx.transpose),)))
+
+
 def _np_reshape(data: Any, shape: Any, allowzero: int = 0) -> Any:
-    if isinstance(shape, list) and shape == [-1]:  # a row (the commonest form: a bias node's weights)
-        return data.reshape(-1)
     return np.reshape(data, _target_shape(np.asarray(data), shape, allowzero))
 
 
 def _t_reshape(data: Any, shape: Any, allowzero: int = 0) -> Any:
     x = torchlib.tt(data)
-    if isinstance(shape, list) and shape == [-1]:
-        return x.reshape(-1)
     return x.reshape(_target_shape(x, shape, allowzero))
 
 
 def _row(data: Any) -> Any:
+    """A row (the commonest reshape: a bias node's weights), the executor's fast path (`specialise`)."""
     return data.reshape(-1)
 
 
