@@ -326,7 +326,8 @@ def load_document(path: PathLike) -> Model:
 
 def without_notes(data: Any) -> Any:
     """A copy of a raw MDF dict without its `notes` fields (free-text documentation other writers add to
-    models, graphs, nodes, ...: nothing reads them), iteratively, so deep documents cannot exhaust the stack."""
+    models, graphs, nodes, ...: nothing reads them), iteratively, so deep documents cannot exhaust the stack.
+    Only the object structure is copied: lists that hold no objects (weights, shapes) are shared, not walked."""
     if not isinstance(data, dict):
         return data
     root: Dict[str, Any] = {}
@@ -337,7 +338,7 @@ def without_notes(data: Any) -> Any:
         for k, v in items:
             if isinstance(src, dict) and k == "notes" and isinstance(v, str):
                 continue
-            if isinstance(v, (dict, list)):
+            if isinstance(v, dict) or (isinstance(v, list) and any(isinstance(x, dict) for x in v[:1])):
                 copy: Any = {} if isinstance(v, dict) else [None] * len(v)
                 stack.append((v, copy))
                 v = copy
