@@ -40,11 +40,6 @@ def _onnx_binary(name: str, bias: bool = False) -> Dict[str, Any]:
             "onnx_import": (OnnxImport(name, 7, None, from_onnx.binary(f"onnx::{name}", bias)),)}
 
 
-def _names(*names: str) -> Tuple[str, ...]:
-    """Expression function names (called bare or as numpy./np./math. attributes)."""
-    return names
-
-
 # --------------------------------------------------------------------------- scalar LLVM forms
 # `e` is the LLVM backend's scalar emitter (importers/llvm_scalar.py); arguments are one element each.
 
@@ -114,7 +109,7 @@ _op("FloorDiv", ("A", "B"), lambda A, B: A // B, torchlib.arith(operator.floordi
     onnx_export=to_onnx_expr.floor_div)
 _op("Mod", ("A", "B"), lambda A, B: A % B, torchlib.arith(operator.mod), "A % B (Python's sign rule)",
     onnx_export=to_onnx_expr.mod)
-_op("Pow", ("A", "B"), _pow, torchlib.arith(_pow), "A ** B", _names("power"), onnx={"X": "A", "Y": "B"},
+_op("Pow", ("A", "B"), _pow, torchlib.arith(_pow), "A ** B", ("power",), onnx={"X": "A", "Y": "B"},
     llvm=lambda e, A, B: e.pow(A, B), onnx_export=to_onnx_expr.power,
     derivatives={"A": "numpy.where(B == 0, 0.0, B * A ** (B - 1))",
                  "B": "numpy.where(numpy.logical_and(A == 0, B >= 0), 0.0, out * numpy.log(A))"})
@@ -130,22 +125,22 @@ _op("NotEqual", ("A", "B"), operator.ne, torchlib.arith(operator.ne), "A != B",
     llvm=lambda e, A, B: e.compare("!=", A, B), derivatives={"A": NO_GRADIENT, "B": NO_GRADIENT},
     onnx_export=to_onnx_expr.not_equal)
 _op("And", ("A", "B"), np.logical_and, torchlib.binary("logical_and"), "A and B (elementwise)",
-    _names("logical_and"), onnx={}, llvm=lambda e, A, B: e.logical_and(A, B),
+    ("logical_and",), onnx={}, llvm=lambda e, A, B: e.logical_and(A, B),
     derivatives={"A": NO_GRADIENT, "B": NO_GRADIENT}, onnx_export=to_onnx.binary("And", kind="bool"))
-_op("Or", ("A", "B"), np.logical_or, torchlib.binary("logical_or"), "A or B (elementwise)", _names("logical_or"),
+_op("Or", ("A", "B"), np.logical_or, torchlib.binary("logical_or"), "A or B (elementwise)", ("logical_or",),
     onnx={}, llvm=lambda e, A, B: e.logical_or(A, B), derivatives={"A": NO_GRADIENT, "B": NO_GRADIENT},
     onnx_export=to_onnx.binary("Or", kind="bool"))
 _op("Not", ("X",), np.logical_not, torchlib.unary("logical_not", False), "not X (elementwise)",
-    _names("logical_not"), onnx={}, llvm=lambda e, X: e.logical_not(X), derivatives={"X": NO_GRADIENT},
+    ("logical_not",), onnx={}, llvm=lambda e, X: e.logical_not(X), derivatives={"X": NO_GRADIENT},
     onnx_export=to_onnx.unary("Not", kind="bool"))
 _op("Neg", ("X",), operator.neg, lambda X: -X, "-X", onnx={}, llvm=lambda e, X: e.neg(X), derivatives={"X": "-1.0"},
     **_onnx_unary("Neg", "X"))
-_op("Maximum", ("A", "B"), np.maximum, torchlib.binary("maximum"), "elementwise max(A, B)", _names("maximum"),
+_op("Maximum", ("A", "B"), np.maximum, torchlib.binary("maximum"), "elementwise max(A, B)", ("maximum",),
     llvm=_maximum, derivatives={"A": _ties("A", "B"), "B": _ties("B", "A")}, onnx_export=to_onnx_expr.maximum)
-_op("Minimum", ("A", "B"), np.minimum, torchlib.binary("minimum"), "elementwise min(A, B)", _names("minimum"),
+_op("Minimum", ("A", "B"), np.minimum, torchlib.binary("minimum"), "elementwise min(A, B)", ("minimum",),
     llvm=_minimum, derivatives={"A": _ties("B", "A"), "B": _ties("A", "B")}, onnx_export=to_onnx.binary("Min"))
 _op("Heaviside", ("A", "B"), np.heaviside, torchlib.binary("heaviside"), "0 below 0, B at 0, 1 above",
-    _names("heaviside"), llvm=_heaviside, onnx_export=to_onnx_expr.heaviside)
+    ("heaviside",), llvm=_heaviside, onnx_export=to_onnx_expr.heaviside)
 
 
 # --------------------------------------------------------------------------- elementary functions
@@ -163,7 +158,7 @@ def _unary(name: str, np_fn: Callable, torch_name: str, expr: Tuple[str, ...], o
         hooks = {"onnx_export": onnx_export or to_onnx.unary(name, float64_form=float64_form)}
     else:
         hooks = {}
-    _op(name, ("X",), np_fn, torchlib.unary(torch_name, floating), f"{torch_name}(X)", _names(*expr),
+    _op(name, ("X",), np_fn, torchlib.unary(torch_name, floating), f"{torch_name}(X)", expr,
         onnx=None if onnx_arg is None else ({onnx_arg: "X"} if onnx_arg != "X" else {}), llvm=llvm,
         derivatives=None if derivative is None else {"X": derivative}, formula=formula, **hooks)
 
@@ -241,25 +236,25 @@ def _t_int(X: Any) -> Any:
     return X.to(torch.int64) if isinstance(X, torch.Tensor) else _np_int(X)
 
 
-_op("Float", ("X",), _np_float, _t_float, "X as float64", _names("float"), llvm=lambda e, X: X,
+_op("Float", ("X",), _np_float, _t_float, "X as float64", ("float",), llvm=lambda e, X: X,
     derivatives={"X": "1.0"}, onnx_export=to_onnx_expr.to_float)
-_op("Int", ("X",), _np_int, _t_int, "X truncated to integers", _names("int"), onnx_export=to_onnx_expr.to_int)
+_op("Int", ("X",), _np_int, _t_int, "X truncated to integers", ("int",), onnx_export=to_onnx_expr.to_int)
 _op("Round", ("X", "decimals"), lambda X, decimals=0: np.round(X, decimals),
     lambda X, decimals=0: torch_module().round(torchlib.tt(X), decimals=int(decimals)), "X rounded half to even",
-    _names("round"), defaults={"decimals": 0}, attrs=("decimals",), onnx_export=to_onnx_expr.round_half_even)
+    ("round",), defaults={"decimals": 0}, attrs=("decimals",), onnx_export=to_onnx_expr.round_half_even)
 _op("ZerosLike", ("X",), np.zeros_like, lambda X: torch_module().zeros_like(torchlib.tt(X)), "zeros shaped as X",
-    _names("zeros_like"), onnx_export=to_onnx_expr.filled_like(0.0))
+    ("zeros_like",), onnx_export=to_onnx_expr.filled_like(0.0))
 _op("OnesLike", ("X",), np.ones_like, lambda X: torch_module().ones_like(torchlib.tt(X)), "ones shaped as X",
-    _names("ones_like"), onnx_export=to_onnx_expr.filled_like(1.0))
+    ("ones_like",), onnx_export=to_onnx_expr.filled_like(1.0))
 _op("Where", ("condition", "X", "Y"), np.where,
     lambda condition, X, Y: torch_module().where(torchlib.tt(condition).to(torch_module().bool),
                                                   *torchlib.tt_like(X, Y)),
-    "X where condition holds, else Y", _names("where"), onnx={},
+    "X where condition holds, else Y", ("where",), onnx={},
     llvm=lambda e, condition, X, Y: e.select(condition, X, Y),
     derivatives={"condition": NO_GRADIENT, "X": "numpy.where(condition, 1.0, 0.0)",
                  "Y": "numpy.where(condition, 0.0, 1.0)"}, onnx_export=to_onnx_expr.where)
 _op("Clip", ("X", "lo", "hi"), np.clip, lambda X, lo, hi: torch_module().clamp(*torchlib.tt_like(X, lo, hi)),
-    "X limited to [lo, hi]", _names("clip"), onnx={"input": "X", "min": "lo", "max": "hi"},
+    "X limited to [lo, hi]", ("clip",), onnx={"input": "X", "min": "lo", "max": "hi"},
     llvm=lambda e, X, lo, hi: _minimum(e, _maximum(e, X, lo), hi),
     derivatives={"X": "numpy.where(numpy.logical_and(X >= lo, X <= hi), 1.0, 0.0)"}, onnx_export=to_onnx_expr.clip)
 _op("Softplus", ("X",), lambda X: np.log(1.0 + np.exp(X)),
