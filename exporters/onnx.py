@@ -23,6 +23,7 @@ from ..errors import UnsupportedError
 from ..executor import batched_tensors
 from ..ops import REGISTRY, get_op
 from ..program import Op, Program, TensorRef
+from ..scheduling import require_static
 from ..shapes import infer_shapes
 from .onnx_graph import BACKENDS_HINT, BATCH_DIM, MIN_OPSET, TIME, TIME_DIM, Const, OnnxGraphBuilder, Val
 
@@ -102,6 +103,7 @@ def program_to_onnx(program: Program, *, dtype: str = "float32", opset: int = MI
     An output whose node is also an input (a one-node model) is called `<name>_output`, since ONNX names
     each tensor once.
     """
+    require_static(program.schedule, 1, "onnx")
     if program.states:
         kinds = sorted({s.kind for s in program.states.values()})
         raise UnsupportedError(f"stateful programs cannot be exported to ONNX yet (state {sorted(program.states)} "

@@ -41,6 +41,7 @@ from ..learning import LearnConfig, LearnResult, TrainingData
 from ..losses import get_loss
 from ..optimizers import get_optimizer
 from ..program import Program
+from ..scheduling import require_static
 from .llvm_codegen import build_module
 from .llvm_jit import Compiled, compile_module, vector_width
 from .llvm_plan import analyse
@@ -140,6 +141,7 @@ def run_llvm(program: Program, inputs: Mapping[str, Any], *, steps: int = 1, dt:
     """Run a (stateless) Program on a batch of inputs with compiled native code; outputs as numpy arrays."""
     from .reference import runner_for
 
+    require_static(program.schedule, steps, "llvm")
     key = cache_key(program, "forward", FORWARD_CHUNK)
 
     def build():
@@ -169,6 +171,7 @@ def train_llvm(program: Program, data: TrainingData, config: LearnConfig,
 
     data: from learning.prepare_data; config: checked settings; callback(epoch, minibatch index, loss) after each
     minibatch and on_synch() after each write of the trained values to the Program (both default None)."""
+    require_static(program.schedule, 1, "llvm")
     loss = get_loss(config.loss_spec).name
     opt = get_optimizer(config.optimizer_type).name
     x, t, n = data

@@ -102,6 +102,13 @@ class ReferenceRunner:
         env.update(params if params is not None else prog.param_values())
         for name, st in prog.states.items():
             env[name] = np.broadcast_to(st.initial, (batch,) + st.initial.shape).astype(float)
+        if prog.schedule is not None and prog.schedule.static_order(steps) is not None:
+            from .scheduled import run_scheduled
+
+            scheduled = run_scheduled(self, env, batch, steps, dt, feeds, record)
+            if keep_env:
+                scheduled["__env__"] = env
+            return scheduled
         traj: Dict[str, List[np.ndarray]] = {k: [] for k in prog.outputs}
         for step in range(int(steps)):
             # modeci-mdf's convention: the first evaluation initialises time-derivative state, later ones

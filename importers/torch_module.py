@@ -16,6 +16,7 @@ from torch import nn
 from ..executor import compile_program, execute
 from ..ops import TorchModuleBinding, get_op
 from ..program import Op, Program
+from ..scheduling import require_static
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ class ProgramModule(nn.Module):
     def __init__(self, program: Program, dtype: torch.dtype = torch.float64,
                  device: Optional[torch.device | str] = None) -> None:
         super().__init__()
+        require_static(program.schedule, 1, "torch")
         self.program = program
         self.dtype = dtype
         self.keys: Dict[str, str] = {}  # program param name -> attribute / state_dict key
@@ -97,6 +99,8 @@ class ProgramModule(nn.Module):
         for name, st in prog.states.items():
             init = torch.as_tensor(st.initial, dtype=self.dtype, device=device)
             env[name] = init.expand((batch,) + tuple(init.shape))
+        if steps > 1:
+            require_static(prog.schedule, steps, "torch")
         for step in range(steps):
             env["dt"] = 0.0 if step == 0 else float(dt)
             execute(self.steps, env)

@@ -23,6 +23,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from modeci_mdf import mdf as _mdf
 from modeci_mdf.mdf import Model, ParameterCondition
 
+from mdfbridge.document_forms import clean_form, liberal_validator
 from mdfbridge.errors import DocumentError, MdfBridgeError, SchemaError
 
 __all__ = [
@@ -296,11 +297,12 @@ def _check_top_level(data: Any, where: Optional[str], error: type) -> None:
 
 
 def load_document_dict(path: PathLike, *, strict: bool = False) -> Dict[str, Any]:
-    """Read a .json/.yaml/.yml MDF file and return its validated raw dict (exactly as written).
+    """Read a .json/.yaml/.yml MDF file and return its validated dict.
 
     strict: validate against mdfbridge's schema as written (the form mdfbridge writes; `mdfbridge validate
-    --strict`); by default (False) forms other writers use that change no result are accepted too: `notes`
-    fields (documentation, as modeci-mdf's examples carry them) are left out of the check and kept in the dict.
+    --strict`) and return the dict exactly as written. By default (False) the forms other writers use that change
+    no result are read too (mdfbridge.document_forms: `notes`, ids that are not identifiers, v0.1 forms) and the
+    dict comes back in mdfbridge's form (`clean_form`; `notes` are kept as written).
     """
     where = os.fspath(path)
     fmt = _format_of(path)
@@ -309,7 +311,11 @@ def load_document_dict(path: PathLike, *, strict: bool = False) -> Dict[str, Any
         raise DocumentError("file is empty; expected one model: {<model id>: {...}}", path=where)
     data = _parse_json(text, where) if fmt == "json" else _parse_yaml(text, where)
     _check_top_level(data, where, DocumentError)
-    validate_dict(data if strict else without_notes(data), where)
+    if strict:
+        validate_dict(data, where)
+    else:
+        data = clean_form(data, notes=True)
+        validate_dict(clean_form(data), where, liberal=True)
     logger.debug("loaded %s document %s (model %r)", fmt, where, next(iter(data)))
     return data
 
@@ -323,28 +329,6 @@ def load_document(path: PathLike) -> Model:
 # --------------------------------------------------------------------------------------------
 # validation
 # --------------------------------------------------------------------------------------------
-
-def without_notes(data: Any) -> Any:
-    """A copy of a raw MDF dict without its `notes` fields (free-text documentation other writers add to
-    models, graphs, nodes, ...: nothing reads them), iteratively, so deep documents cannot exhaust the stack.
-    Only the object structure is copied: lists that hold no objects (weights, shapes) are shared, not walked."""
-    if not isinstance(data, dict):
-        return data
-    root: Dict[str, Any] = {}
-    stack: List[Tuple[Any, Any]] = [(data, root)]
-    while stack:
-        src, dst = stack.pop()
-        items = src.items() if isinstance(src, dict) else enumerate(src)
-        for k, v in items:
-            if isinstance(src, dict) and k == "notes" and isinstance(v, str):
-                continue
-            if isinstance(v, dict) or (isinstance(v, list) and any(isinstance(x, dict) for x in v[:1])):
-                copy: Any = {} if isinstance(v, dict) else [None] * len(v)
-                stack.append((v, copy))
-                v = copy
-            dst[k] = v
-    return root
-
 
 def _x_error(error: ValidationError) -> Optional[str]:
     for candidate in (error, error.parent):
@@ -485,13 +469,15 @@ def _check_semantics(data: Dict[str, Any], where: Optional[str]) -> None:
                             seen.add(cond["id"])
 
 
-def validate_dict(data: Dict[str, Any], path: Optional[str] = None) -> None:
-    """Validate a raw MDF dict against the v0.4 schema and semantic rules; raise SchemaError if invalid."""
+def validate_dict(data: Dict[str, Any], path: Optional[str] = None, liberal: bool = False) -> None:
+    """Validate a raw MDF dict against the v0.4 schema and semantic rules; raise SchemaError if invalid.
+
+    liberal: ids may be any non-empty string, as other writers use them (default False: Python identifiers)."""
     where = os.fspath(path) if path is not None else None
     _check_top_level(data, where, SchemaError)
     _check_string_keys(data, [], where)
     _refuse_nested_graphs(data, where)
-    error = best_match(_validator().iter_errors(data))
+    error = best_match((liberal_validator() if liberal else _validator()).iter_errors(data))
     if error is not None:
         raise _schema_error(error, where)
     _check_semantics(data, where)
@@ -540,7 +526,7 @@ def _build_model(data: Dict[str, Any], where: Optional[str]) -> Model:
 def model_from_dict(data: Dict[str, Any], path: Optional[str] = None) -> Model:
     """Validate a raw MDF dict and convert it to a ``modeci_mdf.mdf.Model`` (which has no place for `notes`: they
     are left out)."""
-    data = without_notes(data)
+    data = clean_form(data, forms=False)
     validate_dict(data, path)
     return _build_model(data, os.fspath(path) if path is not None else None)
 
@@ -681,8 +667,11 @@ def atomic_write_bytes(target: PathLike, payload: bytes) -> None:
 
 
 def save_document(model_or_dict: Union[Model, Dict[str, Any]], path: PathLike, *,
-                  generating_application: Optional[str] = None) -> None:
-    """Validate and atomically write a Model or MDF dict as JSON (indent 4) or YAML, chosen by extension."""
+                  generating_application: Optional[str] = None, liberal: bool = False) -> None:
+    """Validate and atomically write a Model or MDF dict as JSON (indent 4) or YAML, chosen by extension.
+
+    generating_application: recorded in the header (default None: as the dict has it); liberal: validate as
+    another writer's document is read (its ids and forms kept; default False: mdfbridge's own form)."""
     where = os.fspath(path)
     fmt = _format_of(path)
     if isinstance(model_or_dict, Model):
@@ -694,7 +683,8 @@ def save_document(model_or_dict: Union[Model, Dict[str, Any]], path: PathLike, *
                         f"got {type(model_or_dict).__name__}")
     _check_top_level(data, where, SchemaError)
     data = _with_header(data, generating_application)
-    validate_dict(without_notes(data), where)  # a document's own notes pass through; mdfbridge writes none
+    # a document's own notes pass through (mdfbridge writes none); so do other writers' forms when liberal
+    validate_dict(clean_form(data, forms=liberal), where, liberal=liberal)
     _write_atomically(Path(where), fmt, data)
     logger.debug("saved %s document %s (model %r)", fmt, where, next(iter(data)))
 
@@ -703,6 +693,6 @@ def convert_document(src: PathLike, dst: PathLike) -> None:
     """Convert an MDF file between JSON and YAML (validated; content preserved, format set to v0.4)."""
     _format_of(dst)  # fail on a bad target extension before reading anything
     data = load_document_dict(src)
-    save_document(data, dst)
+    save_document(data, dst, liberal=True)  # another writer's ids stay as they are
     logger.info("converted %s -> %s", os.fspath(src), os.fspath(dst))
 

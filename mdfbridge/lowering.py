@@ -17,6 +17,7 @@ from .expression_lowering import ExpressionLowering
 from .expressions import Expression, parse_expression
 from .ops import call_defaults, get_op, resolve, supported_functions
 from .program import InputSpec, Location, Op, Param, Program, State, TensorRef
+from .scheduling import read_schedule
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class _NodeLowering:
         self.where = f"node '{nid}'"
         self.env: Dict[str, Value] = {}
         self.base: Location = ("graphs", lw.gid, "nodes", nid)
+        self.local_ids = frozenset(_local_ids(node))
 
     # ---------------------------------------------------------------- helpers
     def tensor(self, local: str) -> str:
@@ -79,6 +81,8 @@ class _NodeLowering:
     def value_of(self, v: Any, out: str, where: str, location: Optional[Location],
                  learnable: bool = False, static: bool = False) -> Value:
         """Turn an MDF value (number, list, expression string) into a tensor ref or a static value."""
+        if isinstance(v, str) and v in self.env:  # a name as a whole (other writers' ids need not be identifiers)
+            return self.env[v]
         if isinstance(v, str):
             expr = parse_expression(v, where=f"{self.where} {where}")
             if expr.source.strip() in self.env and expr.source.strip().isidentifier():
@@ -104,10 +108,6 @@ class _NodeLowering:
         """Emit the node: ports, parameters (with state), functions, output ports."""
         self.lower_inputs()
         params = self.node.get("parameters") or {}
-        for pid, p in params.items():
-            if p.get("conditions"):  # a value switched by conditions: running without them would be wrong
-                raise UnsupportedError(f"parameter '{pid}' has conditions, which mdfbridge does not execute yet; "
-                                       "run this model with modeci-mdf's engine", where=self.where)
         functions = self.node.get("functions") or {}
         stateful = {pid: p for pid, p in params.items() if self.lw.is_stateful(self.nid, pid, p)}
         for pid, p in stateful.items():
@@ -116,8 +116,7 @@ class _NodeLowering:
             ("parameter", pid, p) for pid, p in params.items() if pid not in stateful]
         pending += [("function", fid, f) for fid, f in functions.items()]
         self.lower_in_dependency_order(pending)
-        for pid, p in stateful.items():
-            self.lw.update_state(self, pid, p)
+        self.update_parameters(params, stateful)
         for oid, port in (self.node.get("output_ports") or {}).items():
             val = port.get("value", oid)
             ref = self.value_of(val, self.tensor(oid), f"output port '{oid}'",
@@ -125,6 +124,28 @@ class _NodeLowering:
             if not isinstance(ref, TensorRef):
                 ref = self.lw.emit_const(self.tensor(oid), ref, self.nid)
             self.lw.port_tensor[(self.nid, oid)] = ref.name
+
+    def update_parameters(self, params: Mapping[str, Any], stateful: Mapping[str, Any]) -> None:
+        """modeci-mdf's second pass over a node's parameters, in document order, each seeing the ones before it
+        anew: stateful parameters take their new values, and expressions reading a changed one are recomputed
+        (output ports read these values)."""
+        changed: set = set()
+        for pid, p in params.items():
+            if pid in stateful:
+                self.lw.update_state(self, pid, p)
+                changed.add(pid)
+            elif isinstance(p.get("value"), str) and p.get("function") is None:
+                where = f"parameter '{pid}'"
+                if changed & self.names_in(p["value"], where):
+                    self.env[pid] = self.value_of(p["value"], self.tensor(pid) + ".updated", where,
+                                                  self.base + ("parameters", pid, "value"))
+                    changed.add(pid)
+
+    def names_in(self, text: str, where: str) -> frozenset:
+        """The names an expression reads: the text itself when it is one of the node's ids as a whole."""
+        if text in self.local_ids:
+            return frozenset((text,))
+        return parse_expression(text, where=f"{self.where} {where}").names
 
     def lower_inputs(self) -> None:
         """Bind each input port to its incoming edges' values or to an external input."""
@@ -135,18 +156,17 @@ class _NodeLowering:
         """(names an item reads, names it defines locally) for ordering within the node."""
         names: set = set()
         own: Tuple[str, ...] = ()
-        where = f"{self.where} {kind} '{iid}'"
         if kind == "parameter" and isinstance(item.get("value"), str):
-            names |= parse_expression(item["value"], where=where).names
+            names |= self.names_in(item["value"], f"{kind} '{iid}'")
         if item.get("function") is not None or kind == "function":
             fname, args, _ = _split_function(item)
             own = tuple(args)
             for a, v in args.items():
                 for x in (v if _is_tensor_list(v) else [v]):
                     if isinstance(x, str):
-                        names |= parse_expression(x, where=f"{where} argument '{a}'").names
+                        names |= self.names_in(x, f"{kind} '{iid}' argument '{a}'")
             if isinstance(item.get("value"), str):
-                names |= parse_expression(item["value"], where=where).names
+                names |= self.names_in(item["value"], f"{kind} '{iid}'")
         return frozenset(names) - set(own), own
 
     def lower_in_dependency_order(self, pending: List[Tuple[str, str, Mapping[str, Any]]]) -> None:
@@ -273,24 +293,8 @@ class Lowering:
         self.port_tensor: Dict[Tuple[str, str], str] = {}
         self.uses_dt = False
         self.delayed: set = set()
-        self.check_conditions()
 
     # ---------------------------------------------------------------- graph level
-    def check_conditions(self) -> None:
-        """Scheduling conditions other than Always would change the meaning: refuse them clearly."""
-        conds = self.graph.get("conditions") or {}
-        for node, cond in (conds.get("node_specific") or {}).items():
-            ctype = cond.get("type") if isinstance(cond, dict) else None
-            if ctype not in (None, "Always"):
-                raise UnsupportedError(f"scheduling condition '{ctype}' on node '{node}' is not supported "
-                                       "(only Always); run this model with modeci-mdf's engine",
-                                       where=f"graph '{self.gid}'")
-        termination = conds.get("termination") or {}
-        if termination:  # a run without them is meaningful (a given number of steps), but never silently
-            kinds = {scale: (c.get("type") if isinstance(c, dict) else c) for scale, c in termination.items()}
-            log.warning("graph '%s': termination conditions %s are not executed by mdfbridge; results are after "
-                        "the number of steps given (modeci-mdf's engine runs them)", self.gid, kinds)
-
     def order_nodes(self) -> List[str]:
         """Topological order of nodes; edges closing a cycle into a port with default_value are delayed."""
         for eid, e in self.edges.items():
@@ -333,6 +337,7 @@ class Lowering:
     def lower(self) -> Program:
         """Run the lowering and return the Program (shapes checked by a dry run)."""
         order = self.order_nodes()
+        schedule = read_schedule(self.graph, self.gid, self.nodes, self.edges, order, self.delayed)
         blocks = self.plan_blocks()
         skip = {nid for b in blocks for nid in b.members}  # run as the blocks' own ops
         for nid in order:
@@ -356,9 +361,10 @@ class Lowering:
                 outputs[nid if len(ports) == 1 else f"{nid}.{pid}"] = self.port_tensor[(nid, pid)]
         meta = {"model": self.model_id, "graph": self.gid,
                 "nodes": {n: _mdf_meta(d) for n, d in self.nodes.items() if _mdf_meta(d)},
-                "graph_metadata": _mdf_meta(self.graph), "order": order}
+                "graph_metadata": _mdf_meta(self.graph), "order": order,
+                "ports": {f"{n}.{p}": t for (n, p), t in self.port_tensor.items()}}
         prog = Program(self.model_id, self.ops, self.params, self.inputs, outputs, self.states,
-                       metadata=meta, uses_dt=self.uses_dt, sequence=self.sequence)
+                       metadata=meta, uses_dt=self.uses_dt, sequence=self.sequence, schedule=schedule)
         if self.sequence and self.states:
             raise UnsupportedError("a whole-sequence block together with step-by-step state "
                                    f"({', '.join(self.states)}) in one graph is not supported; lower with "
@@ -471,11 +477,14 @@ class Lowering:
                               {"weight": w, "x": src})
 
     def is_stateful(self, nid: str, pid: str, p: Mapping[str, Any]) -> bool:
-        """modeci-mdf's rule: time_derivative, default_initial_value, or a value that reads itself."""
-        if p.get("time_derivative") is not None or p.get("default_initial_value") is not None:
+        """modeci-mdf's rule: time_derivative, default_initial_value, or a value that reads itself; and conditions
+        (a value they set holds until they set another)."""
+        if p.get("time_derivative") is not None or p.get("default_initial_value") is not None or p.get("conditions"):
             return True
         v = p.get("value")
-        return isinstance(v, str) and pid in parse_expression(v, where=f"node '{nid}' parameter '{pid}'").names
+        if not isinstance(v, str):
+            return False
+        return v == pid or pid in parse_expression(v, where=f"node '{nid}' parameter '{pid}'").names
 
     def add_state(self, nl: _NodeLowering, pid: str, p: Mapping[str, Any]) -> TensorRef:
         """Declare the state tensor of a stateful parameter (its value during the step is the previous one)."""
@@ -514,8 +523,28 @@ class Lowering:
                 new = self.emit_const(f"{name}.next", new, nl.nid)
         else:
             new = TensorRef(name)
+        conditions = p.get("conditions") or []
+        if isinstance(conditions, Mapping):  # {id: {test, value}}, as modeci-mdf also reads them
+            conditions = [dict(c, id=k) if isinstance(c, Mapping) else c for k, c in conditions.items()]
+        for i, cond in enumerate(conditions):
+            new = self._condition(nl, pid, i, cond, new)
         self.states[name].update = new.name
         nl.env[pid] = new
+
+    def _condition(self, nl: _NodeLowering, pid: str, i: int, cond: Any, current: TensorRef) -> TensorRef:
+        """modeci-mdf's parameter condition: where `test` holds the parameter takes `value` (both read the node's
+        values as the update sees them: this parameter's previous one)."""
+        where = f"parameter '{pid}' condition {i}"
+        loc = nl.base + ("parameters", pid, "conditions", str(i))
+        if not isinstance(cond, Mapping) or cond.get("test") is None or cond.get("value") is None:
+            raise SchemaError("a parameter condition is {\"id\": ..., \"test\": expression, \"value\": expression}",
+                              path=self.source, json_path="$." + ".".join((self.model_id,) + loc))
+        base = nl.tensor(pid) + f".condition{i}"
+        test = nl.value_of(cond["test"], f"{base}.test", f"{where} test", loc + ("test",), static=True)
+        value = nl.value_of(cond["value"], f"{base}.value", f"{where} value", loc + ("value",), static=True)
+        out = self.emit_expr(nl, base, parse_expression("where(test, value, current)"), where,
+                             {"test": test, "value": value, "current": current})
+        return out if isinstance(out, TensorRef) else self.emit_const(base, out, nl.nid)
 
     def _euler(self, nl: _NodeLowering, name: str, d: Value) -> TensorRef:
         return self.emit_expr(nl, f"{name}.next", parse_expression("x + dt * d"), "Euler step",
@@ -544,6 +573,11 @@ class Lowering:
         """PsyNeuLink writes projections as `<proj>_dummy_node` running onnx::MatMul with B inline."""
         op = get_op(fn) if fn else None
         return nid.endswith("_dummy_node") and op is not None and op.weight_arg == arg
+
+
+def _local_ids(node: Mapping[str, Any]) -> List[str]:
+    """The names a node's expressions can read: its ports, parameters and functions."""
+    return [k for part in ("input_ports", "parameters", "functions", "output_ports") for k in (node.get(part) or {})]
 
 
 def _a_cycle(roots: List[str], successors: Callable[[str], List[str]]) -> List[str]:

@@ -8,9 +8,12 @@ integrated time derivatives, and edges that close a cycle, which read the sender
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .scheduling import Schedule
 
 # A place in the MDF document as the keys leading to it in the serialised dict, e.g.
 # ("graphs", "g", "nodes", "proj", "parameters", "matrix", "value").
@@ -95,6 +98,8 @@ class Program:
     uses_dt: bool = False
     # sequence programs (GRU blocks) take inputs (trials, time, ...): every dynamic tensor has a time axis
     sequence: bool = False
+    # the graph's scheduling conditions (mdfbridge.scheduling.Schedule); None: each step runs every node once
+    schedule: Optional["Schedule"] = None
 
     @property
     def stateful(self) -> bool:

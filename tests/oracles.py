@@ -68,3 +68,34 @@ def modeci_outputs(doc: Any, trial_inputs: Optional[Mapping[str, np.ndarray]] = 
         arr = np.stack([np.stack(h[k]) for h in per_trial], axis=1)  # (steps, trials, ...)
         out[k] = np.swapaxes(arr, 0, 1) if sequence else arr[-1] if steps == 1 else arr
     return out
+
+
+def modeci_values(doc: Any, trial_inputs: Optional[Mapping[str, np.ndarray]] = None, *, steps: int = 1,
+                  dt: Optional[float] = None) -> Dict[str, np.ndarray]:
+    """Every parameter and output port value ("node.id" -> (trials, ...)) after `steps` evaluations by modeci-mdf's
+    EvaluableGraph (one fresh graph per trial of `trial_inputs`, by input port id), the first without a time
+    increment, as modeci-mdf's scripts run them. Values the engine never computed (a node that never ran) are left
+    out."""
+    from modeci_mdf.execution_engine import EvaluableGraph
+
+    graph = as_model(doc).graphs[0]
+    trial_inputs = dict(trial_inputs or {})
+    n_trials = len(next(iter(trial_inputs.values()))) if trial_inputs else 1
+    rows: List[Dict[str, np.ndarray]] = []
+    for t in range(n_trials):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            eg = EvaluableGraph(graph, verbose=False)
+            for step in range(steps):
+                init = {k: np.asarray(v[t], dtype=float) for k, v in trial_inputs.items()}
+                eg.evaluate(initializer=init or None, time_increment=dt if step else None)
+        row = {}
+        for n in graph.nodes:
+            en = eg.enodes[n.id]
+            for kind in (en.evaluable_parameters, en.evaluable_outputs):
+                for pid, ev in kind.items():
+                    if ev.curr_value is not None:
+                        row[f"{n.id}.{pid}"] = np.asarray(ev.curr_value, dtype=float)
+        rows.append(row)
+    keys = set.intersection(*(set(r) for r in rows))
+    return {k: np.stack([r[k] for r in rows]) for k in sorted(keys)}

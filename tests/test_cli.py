@@ -312,7 +312,7 @@ def test_convert_from_unsupported_extension(xor_file, tmp_path):
 
 
 @pytest.mark.parametrize("bad", ["truncated.json", "unknown_node_key.json", "duplicate_key.yaml",
-                                 "two_models.yaml", "node_id_hyphen.json"])
+                                 "two_models.yaml", "port_id_keyword.yaml"])
 def test_convert_never_overwrites_a_good_file_with_a_broken_result(xor_file, tmp_path, bad):
     src = tmp_path / bad
     shutil.copyfile(BAD / bad, src)

@@ -7,7 +7,7 @@ import pytest
 from mdf_fixtures import doc, edge, standard_functions_doc
 from oracles import modeci_outputs
 
-from mdfbridge import CycleError, ShapeError, UnknownFunctionError, UnsupportedError, lower
+from mdfbridge import CycleError, ShapeError, UnknownFunctionError, lower
 from mdfbridge.importers.reference import run_program
 
 
@@ -143,13 +143,6 @@ def test_matmul_mismatch_names_node():
         lower(d)
 
 
-def test_scheduling_conditions_other_than_always_are_refused():
-    d = doc({"a": {"input_ports": {"i": {"shape": [1]}}, "output_ports": {"o": {"value": "i"}}}})
-    d["m"]["graphs"]["g"]["conditions"] = {"node_specific": {"a": {"type": "EveryNCalls", "kwargs": {"n": 2}}}}
-    with pytest.raises(UnsupportedError, match="EveryNCalls"):
-        lower(d)
-
-
 def test_per_trial_semantics_for_reductions():
     d = doc({"a": {"input_ports": {"i": {"shape": [3]}},
                    "functions": {"f": {"value": "i / numpy.sum(i)"}}, "output_ports": {"o": {"value": "f"}}}})
@@ -157,25 +150,6 @@ def test_per_trial_semantics_for_reductions():
     ours, theirs = both(d, {"i": x})
     np.testing.assert_allclose(ours["a"], x / x.sum(axis=1, keepdims=True), rtol=1e-12)
     np.testing.assert_allclose(ours["a"], theirs["a"], rtol=1e-12)
-
-
-def test_parameter_conditions_are_refused_not_ignored():
-    d = {"m": {"format": "ModECI MDF v0.4", "graphs": {"g": {"nodes": {"n": {
-        "input_ports": {"x": {"shape": [1]}},
-        "parameters": {"p": {"value": 0, "conditions": {"big": {"test": "x > 1", "value": 1}}}},
-        "output_ports": {"y": {"value": "x + p"}}}}}}}}
-    with pytest.raises(UnsupportedError, match=r"node 'n'.*parameter 'p' has conditions"):
-        lower(d)
-
-
-def test_termination_conditions_warn_that_they_are_not_executed(caplog):
-    d = {"m": {"format": "ModECI MDF v0.4", "graphs": {"g": {
-        "nodes": {"n": {"input_ports": {"x": {"shape": [1]}}, "output_ports": {"y": {"value": "x"}}}},
-        "conditions": {"termination": {"environment_state_update": {"type": "AfterNCalls",
-                                                                     "kwargs": {"dependency": "n", "n": 5}}}}}}}}
-    with caplog.at_level("WARNING", logger="mdfbridge.lowering"):
-        lower(d)
-    assert "termination conditions" in caplog.text and "AfterNCalls" in caplog.text and "not executed" in caplog.text
 
 
 def test_cycle_error_names_the_path_the_cycle_follows_not_document_order():

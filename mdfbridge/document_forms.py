@@ -1,0 +1,76 @@
+"""The forms other MDF writers use, read as the one form mdfbridge writes (liberal in what is read).
+
+modeci-mdf 0.4.x, its older v0.1 files and PsyNeuLink 0.13-0.21 write MDF that mdfbridge's schema (the form it
+writes, `mdfbridge validate --strict`) refuses, though none of these forms changes a result:
+- `notes` fields (free-text documentation), anywhere;
+- ids that are not Python identifiers: 'ONNX Model', '/A/Add', 'onnx::Relu_1', 'x.11', 'Edge A to B' (expressions
+  refer to such names only as a whole, e.g. an output port whose value is "/A/Add");
+- v0.1 forms: a condition's arguments under `args` instead of `kwargs`, a parameter written as its bare value,
+  a shape as a string "(2, 1)".
+`clean_form` returns a copy in mdfbridge's form (the object structure only: weight lists are shared);
+`liberal_validator` checks it with ids relaxed to any non-empty string but a Python keyword.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import re
+from typing import Any, Dict, List, Tuple
+
+import jsonschema
+
+_SHAPE_TEXT = re.compile(r"^\s*[\(\[]\s*((?:\d+\s*,\s*)*\d*)\s*,?\s*[\)\]]\s*$")
+
+
+def clean_form(data: Any, *, notes: bool = False, forms: bool = True) -> Any:
+    """A copy of a raw MDF dict in the form mdfbridge writes: `notes` kept only with notes=True (default False)
+    and, with `forms` (default True), condition `args` as `kwargs`, bare parameter values as {"value": ...} and
+    shape strings as lists (ids are kept as written). Only the object structure is copied: lists that hold no
+    objects are shared."""
+    if not isinstance(data, dict):
+        return data
+    root: Dict[str, Any] = {}
+    stack: List[Tuple[Any, Any, Tuple[Any, ...]]] = [(data, root, ())]
+    while stack:
+        src, dst, path = stack.pop()  # path: the last keys leading to src
+        items = src.items() if isinstance(src, dict) else enumerate(src)
+        for k, v in items:
+            if isinstance(src, dict):
+                if k == "notes" and isinstance(v, str) and not notes:
+                    continue
+                if not forms:
+                    pass
+                elif path[-3:-2] == ("nodes",) and path[-1:] == ("parameters",) and not isinstance(v, dict):
+                    v = {"value": v}  # v0.1: a parameter as its bare value
+                elif k == "args" and "type" in src and "kwargs" not in src and isinstance(v, dict):
+                    k = "kwargs"  # v0.1 condition arguments
+                elif k == "shape" and isinstance(v, str):
+                    v = _shape(v)
+            if isinstance(v, dict) or (isinstance(v, list) and any(isinstance(x, dict) for x in v[:1])):
+                out: Any = {} if isinstance(v, dict) else [None] * len(v)
+                stack.append((v, out, (path + (k,))[-3:]))
+                v = out
+            dst[k] = v
+    return root
+
+
+def _shape(text: str) -> Any:
+    m = _SHAPE_TEXT.match(text)
+    if m is None:
+        return text  # left for the schema to refuse where it stands
+    return [int(x) for x in m.group(1).replace(" ", "").split(",") if x]
+
+
+@functools.lru_cache(maxsize=1)
+def liberal_validator() -> jsonschema.Draft202012Validator:
+    """mdfbridge's schema with ids relaxed to any non-empty string that is not a Python keyword (the checks of
+    everything else stay)."""
+    from .document import load_schema
+
+    schema = copy.deepcopy(load_schema())
+    strict_id = schema["$defs"]["id"]
+    not_keyword = next(rule for rule in strict_id["allOf"] if "not" in rule)
+    schema["$defs"]["id"] = {"$comment": "any id another writer uses (liberal reading) but a Python keyword",
+                             "type": "string", "allOf": [{"minLength": 1, "x-error": "an id is a non-empty string"},
+                                                         not_keyword]}
+    return jsonschema.Draft202012Validator(schema)
