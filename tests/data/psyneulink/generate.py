@@ -249,9 +249,10 @@ def nested():
     ins, outs, res = run_and_record(outer, {o_in: [[1.0, -1.0], [0.5, 2.0]]})
     write_expected('nested', model, ins, outs, res, 2,
                    'outer_in -> (outer_to_inner) -> [inner: inner_in -> inner_proj -> inner_out logistic(gain 2)] '
-                   '-> (inner_to_outer) -> outer_out linear(2x+1). The projections into/out of the nested '
-                   'composition are written by PNL as projections between outer_in and the inner node / the '
-                   'inner node and outer_out (see README).',
+                   '-> (inner_to_outer) -> outer_out linear(2x+1). PNL 0.21 DROPS the projections outer_to_inner and '
+                   'inner_to_outer from the export (they attach to the nested composition\'s CIMs, which '
+                   'as_mdf_model skips): the outer graph has no edges. Their matrices are in "matrices" '
+                   '(outer_to_inner: outer_in -> inner_in, inner_to_outer: inner_out -> outer_out).',
                    matrices={k: v.tolist() for k, v in w.items()})
 
 
