@@ -35,22 +35,26 @@ def write_weights(doc: Mapping[str, Any], program: Program, *, learnable_only: b
         value = np.asarray(p.value, dtype=float)
         if not np.all(np.isfinite(value)):
             raise DataError(f"refusing to write NaN/infinite weights of '{name}' into the document")
-        box = _container(model, p.location)
-        old = box[p.location[-1]]
+        location = p.location
+        if location[-1] == "value" and not isinstance(_container(model, location[:-1]).get(location[-2]), dict):
+            location = location[:-1]  # a parameter written as its bare value (MDF v0.1)
+        box = _container(model, location)
+        old = box[location[-1]]
         if np.shape(old) != value.shape:
             raise DataError(f"'{name}' has shape {value.shape} but the document holds shape {np.shape(old)}")
-        box[p.location[-1]] = value.tolist() if value.ndim else float(value)
+        box[location[-1]] = value.tolist() if value.ndim else float(value)
     return out
 
 
 def write_back(source: Any, program: Program, out: Optional[Any] = None) -> Dict[str, Any]:
     """Write trained weights into the MDF file `source` (saved to `out`, or in place when out is None).
 
-    Only the arrays of learnable parameters change; the save is atomic, so a failure leaves files untouched.
+    Only the arrays of learnable parameters change: the rest of the document stays as its writer wrote it (ids,
+    nesting, notes, older forms); the save is atomic, so a failure leaves files untouched.
     """
-    doc = load_document_dict(source)
+    doc = load_document_dict(source, as_written=True)
     new = write_weights(doc, program)
-    save_document(new, out if out is not None else source)
+    save_document(new, out if out is not None else source, liberal=True)
     return new
 
 

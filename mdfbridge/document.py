@@ -25,6 +25,7 @@ from modeci_mdf.mdf import Model, ParameterCondition
 
 from mdfbridge.document_forms import clean_form, liberal_validator
 from mdfbridge.errors import DocumentError, MdfBridgeError, SchemaError
+from mdfbridge.nesting import GRAPH_KEYS, flatten_document, is_nested
 
 __all__ = [
     "MDF_FORMAT",
@@ -296,13 +297,14 @@ def _check_top_level(data: Any, where: Optional[str], error: type) -> None:
                     + (f": {_names(map(str, data))}" if data else ""), path=where)
 
 
-def load_document_dict(path: PathLike, *, strict: bool = False) -> Dict[str, Any]:
+def load_document_dict(path: PathLike, *, strict: bool = False, as_written: bool = False) -> Dict[str, Any]:
     """Read a .json/.yaml/.yml MDF file and return its validated dict.
 
     strict: validate against mdfbridge's schema as written (the form mdfbridge writes; `mdfbridge validate
     --strict`) and return the dict exactly as written. By default (False) the forms other writers use that change
     no result are read too (mdfbridge.document_forms: `notes`, ids that are not identifiers, v0.1 forms) and the
-    dict comes back in mdfbridge's form (`clean_form`; `notes` are kept as written).
+    dict comes back in mdfbridge's form (`clean_form`; `notes` are kept as written), or exactly as written with
+    `as_written` (default False; for writing trained values back into another writer's file).
     """
     where = os.fspath(path)
     fmt = _format_of(path)
@@ -314,8 +316,8 @@ def load_document_dict(path: PathLike, *, strict: bool = False) -> Dict[str, Any
     if strict:
         validate_dict(data, where)
     else:
-        data = clean_form(data, notes=True)
         validate_dict(clean_form(data), where, liberal=True)
+        data = data if as_written else clean_form(data, notes=True)
     logger.debug("loaded %s document %s (model %r)", fmt, where, next(iter(data)))
     return data
 
@@ -403,23 +405,20 @@ def _check_string_keys(node: Any, parts: List[Any], where: Optional[str]) -> Non
             _check_string_keys(value, parts + [index], where)
 
 
-_GRAPH_KEYS = ("nodes", "edges", "conditions")
-
-
 def _refuse_nested_graphs(data: Dict[str, Any], where: Optional[str]) -> None:
-    """A node holding a graph of its own (PsyNeuLink writes nested compositions so) is not a malformed node:
-    say what it is and that it is not read yet (before the schema's 'unexpected keys')."""
+    """Strict validation: mdfbridge writes flat graphs (a node holding a graph is read, flattened, by the default
+    reader: mdfbridge.nesting)."""
     for model_id, model in data.items():
         if not isinstance(model, dict):
             return
         for graph_id, graph in (model.get("graphs") or {}).items():
             nodes = graph.get("nodes") if isinstance(graph, dict) else None
             for node_id, node in (nodes.items() if isinstance(nodes, dict) else ()):
-                held = [k for k in _GRAPH_KEYS if isinstance(node, dict) and k in node]
-                if held:
+                if is_nested(node):
+                    held = [k for k in GRAPH_KEYS if k in node]
                     raise SchemaError(
-                        f"node {node_id!r} holds a nested graph ({', '.join(held)}); mdfbridge does not read "
-                        "nested graphs yet (compositions it writes are flattened)", path=where,
+                        f"node {node_id!r} holds a nested graph ({', '.join(held)}); the default reader flattens "
+                        "nested graphs, strict validation (the form mdfbridge writes) wants flat ones", path=where,
                         json_path=_json_path([model_id, "graphs", graph_id, "nodes", node_id]))
 
 
@@ -472,11 +471,15 @@ def _check_semantics(data: Dict[str, Any], where: Optional[str]) -> None:
 def validate_dict(data: Dict[str, Any], path: Optional[str] = None, liberal: bool = False) -> None:
     """Validate a raw MDF dict against the v0.4 schema and semantic rules; raise SchemaError if invalid.
 
-    liberal: ids may be any non-empty string, as other writers use them (default False: Python identifiers)."""
+    liberal: read as other writers write (default False: the form mdfbridge writes): ids may be any non-empty
+    string but a Python keyword, and nested graphs are checked flattened (mdfbridge.nesting)."""
     where = os.fspath(path) if path is not None else None
     _check_top_level(data, where, SchemaError)
     _check_string_keys(data, [], where)
-    _refuse_nested_graphs(data, where)
+    if liberal:
+        data = flatten_document(data)
+    else:
+        _refuse_nested_graphs(data, where)
     error = best_match((liberal_validator() if liberal else _validator()).iter_errors(data))
     if error is not None:
         raise _schema_error(error, where)
@@ -582,11 +585,12 @@ def model_to_dict(model: Model, path: Optional[str] = None) -> Dict[str, Any]:
 # writing
 # --------------------------------------------------------------------------------------------
 
-def _with_header(data: Dict[str, Any], generating_application: Optional[str]) -> Dict[str, Any]:
+def _with_header(data: Dict[str, Any], generating_application: Optional[str], keep_format: bool = False
+                 ) -> Dict[str, Any]:
     (model_id, body), = data.items()
     if not isinstance(body, dict):
         return data  # let validation report it
-    header: Dict[str, Any] = {"format": MDF_FORMAT}
+    header: Dict[str, Any] = {"format": body["format"] if keep_format and "format" in body else MDF_FORMAT}
     if generating_application is not None:
         header["generating_application"] = generating_application
     elif "generating_application" in body:
@@ -671,7 +675,7 @@ def save_document(model_or_dict: Union[Model, Dict[str, Any]], path: PathLike, *
     """Validate and atomically write a Model or MDF dict as JSON (indent 4) or YAML, chosen by extension.
 
     generating_application: recorded in the header (default None: as the dict has it); liberal: validate as
-    another writer's document is read (its ids and forms kept; default False: mdfbridge's own form)."""
+    another writer's document is read, its ids, forms and format header kept (default False: mdfbridge's own form)."""
     where = os.fspath(path)
     fmt = _format_of(path)
     if isinstance(model_or_dict, Model):
@@ -682,7 +686,7 @@ def save_document(model_or_dict: Union[Model, Dict[str, Any]], path: PathLike, *
         raise TypeError(f"save_document expects a modeci_mdf Model or an MDF dict, "
                         f"got {type(model_or_dict).__name__}")
     _check_top_level(data, where, SchemaError)
-    data = _with_header(data, generating_application)
+    data = _with_header(data, generating_application, keep_format=liberal)
     # a document's own notes pass through (mdfbridge writes none); so do other writers' forms when liberal
     validate_dict(clean_form(data, forms=liberal), where, liberal=liberal)
     _write_atomically(Path(where), fmt, data)

@@ -102,7 +102,7 @@ class GRUBlockLowering:
                              where=f"node '{roles['hidden']}' input port 'h'")
         out: Dict[str, np.ndarray] = {}
         for name, (value, loc) in gates.items():
-            arr = lw.finite(value, ("graphs", lw.gid, "nodes") + loc)
+            arr = lw.finite(value, lw.paths[loc[0]] + loc[1:])
             want = (I, H) if name.startswith("wts_i") else (H, H) if name.startswith("wts_h") else (H,)
             if arr.shape != want:
                 raise ShapeError(f"GRU block '{block}': {name} has shape {arr.shape}, expected {want} for input "
@@ -124,7 +124,7 @@ class GRUBlockLowering:
         args: Dict[str, Any] = {"X": TensorRef(lw.port_tensor[(roles["input"], OUT)]), "weight_layout": "onnx"}
         want = {"W": (1, 3 * H, I), "R": (1, 3 * H, H), "B": (1, 6 * H), "initial_h": (1, 1, H)}
         for pid, shape in want.items():
-            loc = ("graphs", lw.gid, "nodes", nid, "parameters", pid, "value")
+            loc = lw.paths[nid] + ("parameters", pid, "value")
             arr = lw.finite(node["parameters"][pid]["value"], loc)
             if arr.shape != shape:
                 raise ShapeError(f"GRU block '{block}': {pid} has shape {arr.shape}, expected {shape} for input "
@@ -156,7 +156,7 @@ class GRUBlockLowering:
             arr, loc = arrays[name], gates[name][1]
             pname = f"{loc[0]}.{name}"
             rate = (meta.get("learning_rates") or {}).get(torch_param_of(name))
-            lw.params[pname] = Param(pname, arr, location=("graphs", lw.gid, "nodes") + loc,
+            lw.params[pname] = Param(pname, arr, location=lw.paths[loc[0]] + loc[1:],
                                      learnable=name not in frozen and bool(meta.get("enable_learning", True))
                                      and rate is not False,
                                      learning_rate=None if rate in (None, False, True) else float(rate))

@@ -16,6 +16,7 @@ from .errors import CycleError, ExpressionError, SchemaError, UnknownFunctionErr
 from .expression_lowering import ExpressionLowering
 from .expressions import Expression, parse_expression
 from .ops import call_defaults, get_op, resolve, supported_functions
+from .nesting import flatten
 from .program import InputSpec, Location, Op, Param, Program, State, TensorRef
 from .scheduling import read_schedule
 
@@ -60,7 +61,7 @@ class _NodeLowering:
         self.lw, self.nid, self.node = lw, nid, node
         self.where = f"node '{nid}'"
         self.env: Dict[str, Value] = {}
-        self.base: Location = ("graphs", lw.gid, "nodes", nid)
+        self.base: Location = lw.paths[nid]
         self.local_ids = frozenset(_local_ids(node))
 
     # ---------------------------------------------------------------- helpers
@@ -284,8 +285,11 @@ class Lowering:
             raise SchemaError(f"no graph '{graph}' (graphs: {', '.join(graphs)})",
                               json_path=f"$.{self.model_id}.graphs")
         self.gid, self.graph = graph, graphs[graph]
-        self.nodes: Dict[str, Mapping[str, Any]] = dict(self.graph.get("nodes") or {})
-        self.edges: Dict[str, Mapping[str, Any]] = dict(self.graph.get("edges") or {})
+        flat = flatten(self.graph, ("graphs", graph))  # nested graphs' nodes join it, each keeping its document path
+        self.nodes: Dict[str, Mapping[str, Any]] = flat.nodes
+        self.edges: Dict[str, Mapping[str, Any]] = flat.edges
+        self.paths: Dict[str, Location] = flat.paths
+        self.conditions = flat.conditions
         self.ops: List[Op] = []
         self.params: Dict[str, Param] = {}
         self.inputs: Dict[str, InputSpec] = {}
@@ -337,7 +341,7 @@ class Lowering:
     def lower(self) -> Program:
         """Run the lowering and return the Program (shapes checked by a dry run)."""
         order = self.order_nodes()
-        schedule = read_schedule(self.graph, self.gid, self.nodes, self.edges, order, self.delayed)
+        schedule = read_schedule(self.conditions, self.gid, self.nodes, self.edges, order, self.delayed)
         blocks = self.plan_blocks()
         skip = {nid for b in blocks for nid in b.members}  # run as the blocks' own ops
         for nid in order:

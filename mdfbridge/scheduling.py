@@ -239,15 +239,15 @@ class _Builder:
         return {"custom_parameter_getter": get, "custom_parameter_validator": lambda d, p: True}
 
 
-def read_schedule(graph: Mapping[str, Any], gid: str, nodes: Mapping[str, Any], edges: Mapping[str, Any],
+def read_schedule(conds: Any, gid: str, nodes: Mapping[str, Any], edges: Mapping[str, Any],
                   order: List[str], delayed: Set[str]) -> Optional[Schedule]:
     """The graph's conditions as a checked Schedule, or None when they change nothing (none, or only Always).
 
-    graph: the graph dict; gid: its id; nodes/edges: its node and edge dicts; order: the program's node order;
+    conds: the graph's `conditions` dict (or None); gid: the graph's id; nodes/edges: its node and edge dicts; order: the program's node order;
     delayed: ids of edges that close a cycle. Raises SchemaError/UnsupportedError naming the condition's place for
     unknown types, nodes or arguments.
     """
-    conds = graph.get("conditions") or {}
+    conds = conds or {}
     if not isinstance(conds, dict):
         raise SchemaError("conditions are {\"node_specific\": {...}, \"termination\": {...}}",
                           json_path=f"graphs.{gid}.conditions")
