@@ -15,8 +15,8 @@ from .block_lowering import mdf_meta as _mdf_meta
 from .errors import CycleError, ExpressionError, SchemaError, UnknownFunctionError, UnsupportedError
 from .expression_lowering import ExpressionLowering
 from .expressions import Expression, parse_expression
-from .ops import call_defaults, get_op, resolve, supported_functions
 from .nesting import flatten
+from .ops import call_defaults, get_op, resolve, supported_functions
 from .program import InputSpec, Location, Op, Param, Program, State, TensorRef
 from .scheduling import read_schedule
 

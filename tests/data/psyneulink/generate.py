@@ -24,7 +24,6 @@ import traceback
 import warnings
 
 import numpy as np
-
 import psyneulink as pnl
 import torch
 
@@ -288,7 +287,7 @@ def _autodiff(name, optimizer):
         for body in model.values():
             for g in body['graphs'].values():
                 for nid, node in g['nodes'].items():
-                    for fid, fn in node.get('functions', {}).items():
+                    for fn in node.get('functions', {}).values():
                         for k, v in fn.get('args', {}).items():
                             if k == 'B' or k == 'matrix':
                                 found[re.sub(r'_dummy_node(_\d+)?$', '', nid)] = v
@@ -304,7 +303,8 @@ def _autodiff(name, optimizer):
                    f'AutodiffComposition(learning_rate=0.5, optimizer_type={optimizer!r}, loss_spec=Loss.MSE); '
                    'ad_hidden/ad_out are ProcessingMechanisms with Logistic() (gain 1, bias 0). '
                    '"outputs"/"results" are run() BEFORE learning (the weights in this export). '
-                   f'Then learn(inputs={{"inputs": {{ad_in: training.inputs}}, "targets": {{ad_out: training.targets}}, '
+                   'Then learn(inputs={"inputs": {ad_in: training.inputs}, '
+                   '"targets": {ad_out: training.targets}, '
                    f'"epochs": {epochs}}}) with PNL defaults otherwise (minibatch_size 1: one optimizer step per '
                    'pattern, patterns in the given order, 4 x 5 = 20 steps). trained_matrices are the matrices '
                    'after learning, outputs_after_learning/results_after_learning are run() on the same inputs '
