@@ -244,8 +244,8 @@ def read_schedule(conds: Any, gid: str, nodes: Mapping[str, Any], edges: Mapping
     """The graph's conditions as a checked Schedule, or None when they change nothing (none, or only Always).
 
     conds: the graph's `conditions` dict (or None); gid: the graph's id; nodes/edges: its node and edge dicts;
-    order: the program's node order; delayed: ids of edges that close a cycle. Raises SchemaError/UnsupportedError naming the condition's place for
-    unknown types, nodes or arguments.
+    order: the program's node order; delayed: ids of edges that close a cycle. Raises SchemaError/UnsupportedError
+    naming the condition's place for unknown types, nodes or arguments.
     """
     conds = conds or {}
     if not isinstance(conds, dict):

@@ -9,12 +9,12 @@ import logging
 
 import numpy as np
 import pytest
+from mdf_fixtures import edge
+from oracles import modeci_outputs
 
 from mdfbridge import lower
 from mdfbridge.errors import SchemaError, UnsupportedError
 from mdfbridge.importers.reference import run_program
-from mdf_fixtures import edge
-from oracles import modeci_outputs
 
 W = [[0.5, -1.0, 0.25], [2.0, 0.1, -0.3]]
 

@@ -309,7 +309,8 @@ def _autodiff(name, optimizer):
                    'pattern, patterns in the given order, 4 x 5 = 20 steps). trained_matrices are the matrices '
                    'after learning, outputs_after_learning/results_after_learning are run() on the same inputs '
                    f'after learning. {name}_after_learning.json is the export after learning: '
-                   f'its matrices equal the initial ones: {same_as_initial}; equal the trained ones: {same_as_trained}. '
+                   f'its matrices equal the initial ones: {same_as_initial}; '
+                   f'equal the trained ones: {same_as_trained}. '
                    'The MDF has no record of learning_rate/optimizer/loss other than what the README says.',
                    initial_matrices={k: v.tolist() for k, v in w0.items()},
                    training={'inputs': {node_id(x): train_x}, 'targets': {node_id(y): train_t}, 'epochs': epochs,
@@ -350,10 +351,9 @@ def gru():
     weights = projection_matrices(comp)
     export_error = None
     try:
-        model = export(comp, 'gru')
+        export(comp, 'gru')
     except Exception as e:
         export_error = f'{type(e).__name__}: {e}'
-        model = {}
     ins, outs, res = run_and_record(comp, {comp.input_node: GRU_TRIALS})
     doc_notes = ('GRUComposition(input_size=3, hidden_size=2, bias=True), weights from np.random.seed(7) '
                  '(GRUComposition draws them with np.random.uniform(-sqrt(hidden), sqrt(hidden))). '

@@ -84,7 +84,7 @@ def per_trial_outputs(comp, results):
     """
     sources = output_port_sources(comp)
     by_node = {}
-    for idx, (node, port) in enumerate(sources):
+    for idx, (node, _port) in enumerate(sources):
         by_node.setdefault(node_id(node), []).append(idx)
     out = {}
     for ident, idxs in by_node.items():
