@@ -201,18 +201,23 @@ def cmd_train(args: argparse.Namespace) -> int:
             out = args.model
     prog = load_program(args.model)
     inputs, targets = _load_training_data(args.data, prog)
-    config = LearnConfig(epochs=args.epochs, learning_rate=args.lr, minibatch_size=args.minibatch_size,
-                         randomize_minibatch=args.randomize, optimizer_type=args.optimizer,
-                         weight_decay=args.weight_decay, loss_spec=args.loss, patience=args.patience,
-                         min_delta=args.min_delta, seed=args.seed)
+    # the command line first, then what the document records (PsyNeuLink's AutodiffComposition settings), then
+    # LearnConfig's defaults
+    given = {"epochs": args.epochs, "learning_rate": args.lr, "minibatch_size": args.minibatch_size,
+             "optimizer_type": args.optimizer, "loss_spec": args.loss}
+    settings = dict(prog.metadata.get("learning_settings") or {})
+    settings.update({k: v for k, v in given.items() if v is not None})
+    recorded = sorted(k for k in prog.metadata.get("learning_settings") or {} if given.get(k) is None)
+    config = LearnConfig(randomize_minibatch=args.randomize, weight_decay=args.weight_decay, patience=args.patience,
+                         min_delta=args.min_delta, seed=args.seed, **settings)
     config.check()
     n = len(next(iter(inputs.values()))) if inputs else 0
-    per_epoch = -(-n // args.minibatch_size) if n else 0
+    per_epoch = -(-n // config.minibatch_size) if n else 0
     bar = None
     if not args.quiet:
         from tqdm import tqdm
 
-        bar = tqdm(total=args.epochs, unit="epoch", desc="training", file=sys.stderr, dynamic_ncols=True,
+        bar = tqdm(total=config.epochs, unit="epoch", desc="training", file=sys.stderr, dynamic_ncols=True,
                    mininterval=0.25, disable=None)  # disable=None: no bar when stderr is not a terminal
 
     def progress(epoch: int, k: int, loss: float) -> None:
@@ -232,7 +237,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     final = result.epoch_losses[-1] if result.epoch_losses else float("nan")
     _out(f"trained {result.epochs_run} epoch(s){' (stopped early)' if result.stopped_early else ''} in "
          f"{result.seconds:.2f} s on {args.backend}: loss {result.epoch_losses[0]:.6g} -> {final:.6g}; wrote {out}"
-         + (f" and the loss curve {args.plot}" if args.plot else ""))
+         + (f" and the loss curve {args.plot}" if args.plot else "")
+         + (f" (settings the document records: {', '.join(f'{k}={settings[k]}' for k in recorded)})"
+            if recorded else ""))
     return 0
 
 
@@ -456,11 +463,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("model")
     sp.add_argument("--data", required=True, metavar="DATA.npz",
                     help="one array per input node and one per output (target) node, keyed by node id")
-    sp.add_argument("--epochs", type=int, default=1)
-    sp.add_argument("--lr", type=float, default=0.001, help="learning rate (default 0.001)")
-    sp.add_argument("--optimizer", choices=optimizer_names(), default="sgd")
-    sp.add_argument("--loss", default="mse", help=" | ".join(loss_names()) + " (default mse)")
-    sp.add_argument("--minibatch-size", type=int, default=1)
+    recorded = "; default: what the document records (a PsyNeuLink AutodiffComposition export), else "
+    sp.add_argument("--epochs", type=int, default=None, help="epochs (default 1)")
+    sp.add_argument("--lr", type=float, default=None, help="learning rate" + recorded + "0.001")
+    sp.add_argument("--optimizer", choices=optimizer_names(), default=None, help="optimizer (default sgd)")
+    sp.add_argument("--loss", default=None, help=" | ".join(loss_names()) + recorded + "mse")
+    sp.add_argument("--minibatch-size", type=int, default=None, help="trials per optimizer step" + recorded + "1")
     sp.add_argument("--randomize", action="store_true", help="shuffle trials every epoch (seeded by --seed)")
     sp.add_argument("--seed", type=int, default=None)
     sp.add_argument("--weight-decay", type=float, default=0.0)

@@ -18,6 +18,7 @@ from .expressions import Expression, parse_expression
 from .nesting import flatten
 from .ops import call_defaults, get_op, resolve, supported_functions
 from .program import InputSpec, Location, Op, Param, Program, State, TensorRef
+from .recorded_settings import learning_settings
 from .scheduling import read_schedule
 
 log = logging.getLogger(__name__)
@@ -221,6 +222,9 @@ class _NodeLowering:
             learnable = self.lw.inline_learnable(self.nid, op.name if op else None, a)
             arg_vals[a] = self.value_of(v, f"{out}.{a}", f"{where} argument '{written}'", loc + args_path_a,
                                         learnable=learnable)
+            rate = (self.node.get("metadata") or {}).get("learning_rate") if learnable else None
+            if isinstance(rate, (int, float)) and not isinstance(rate, bool) and f"{out}.{a}" in self.lw.params:
+                self.lw.params[f"{out}.{a}"].learning_rate = float(rate)  # PsyNeuLink's per-projection rate
         if name is None:
             value = fdef.get("value")
             if value is None:
@@ -366,7 +370,8 @@ class Lowering:
         meta = {"model": self.model_id, "graph": self.gid,
                 "nodes": {n: _mdf_meta(d) for n, d in self.nodes.items() if _mdf_meta(d)},
                 "graph_metadata": _mdf_meta(self.graph), "order": order,
-                "ports": {f"{n}.{p}": t for (n, p), t in self.port_tensor.items()}}
+                "ports": {f"{n}.{p}": t for (n, p), t in self.port_tensor.items()},
+                "learning_settings": learning_settings(self.graph)}
         prog = Program(self.model_id, self.ops, self.params, self.inputs, outputs, self.states,
                        metadata=meta, uses_dt=self.uses_dt, sequence=self.sequence, schedule=schedule)
         if self.sequence and self.states:
@@ -447,6 +452,7 @@ class Lowering:
             return TensorRef(name)
         values: List[Value] = []
         for eid, e in incoming:
+            self._refuse_edge_matrix(eid, e)
             if eid in self.delayed:
                 name = f"delay.{eid}"
                 self.states[name] = State(name, np.asarray(port["default_value"], dtype=float), "", nl.nid, "delay")
@@ -475,6 +481,20 @@ class Lowering:
         names = [f"v{i}" for i in range(len(values))]
         return self.emit_expr(nl, f"{nl.nid}.{pid}", parse_expression(sym.join(names)), f"input port '{pid}'",
                               dict(zip(names, values)))
+
+    def _refuse_edge_matrix(self, eid: str, e: Mapping[str, Any]) -> None:
+        """PsyNeuLink keeps a projection's matrix in the edge's metadata where it is the identity (simple edge
+        format) or, in its other edge format, any matrix: running without a non-identity one would be wrong."""
+        for fid, f in ((e.get("metadata") or {}).get("functions") or {}).items():
+            matrix = (f.get("args") or {}).get("B") if isinstance(f, Mapping) else None
+            if matrix is None or isinstance(matrix, str):
+                continue
+            m = np.asarray(matrix, dtype=float)
+            if m.ndim != 2 or m.shape[0] != m.shape[1] or not np.array_equal(m, np.eye(m.shape[0])):
+                raise UnsupportedError(f"edge '{eid}' holds a matrix of shape {m.shape} in its metadata "
+                                       f"(function '{fid}'), which is not applied; write the projection as a node "
+                                       "(PsyNeuLink: get_mdf_serialized with simple_edge_format=True)",
+                                       where=f"graph '{self.gid}'")
 
     def _weighted(self, nl: _NodeLowering, eid: str, src: Value, w: Value) -> Value:
         return self.emit_expr(nl, f"edge.{eid}", parse_expression("weight * x"), f"edge '{eid}'",
@@ -574,9 +594,12 @@ class Lowering:
         return None
 
     def inline_learnable(self, nid: str, fn: Optional[str], arg: str) -> bool:
-        """PsyNeuLink writes projections as `<proj>_dummy_node` running onnx::MatMul with B inline."""
+        """PsyNeuLink writes projections as `<proj>_dummy_node` running onnx::MatMul with B inline (learnable unless
+        the node's metadata says `learnable: false`)."""
         op = get_op(fn) if fn else None
-        return nid.endswith("_dummy_node") and op is not None and op.weight_arg == arg
+        meta = self.nodes[nid].get("metadata") or {}
+        return (nid.endswith("_dummy_node") and op is not None and op.weight_arg == arg
+                and meta.get("learnable", True) is not False)
 
 
 def _local_ids(node: Mapping[str, Any]) -> List[str]:

@@ -105,3 +105,16 @@ def test_a_nested_graph_cut_off_from_the_rest_is_warned_about(caplog):
     with caplog.at_level(logging.WARNING, logger="mdfbridge.nesting"):
         lower(copy.deepcopy(d))
     assert "nested graph 'inner' has no edges into or out of it" in caplog.text
+
+
+def test_a_matrix_held_in_edge_metadata_is_refused_unless_it_is_the_identity():
+    """PsyNeuLink's non-simple edge format keeps projection matrices in edge metadata (modeci-mdf's engine drops
+    them silently)."""
+    d = flat_doc()
+    meta = {"functions": {"MatrixTransform_Function_0": {"function": "onnx::MatMul", "args": {"B": [[1.0, 0.0],
+                                                                                                  [0.0, 1.0]]}}}}
+    d["m"]["graphs"]["g"]["edges"]["in_hidden"]["metadata"] = meta
+    lower(copy.deepcopy(d))  # the identity changes nothing
+    meta["functions"]["MatrixTransform_Function_0"]["args"]["B"] = [[2.0, 0.0], [0.0, 1.0]]
+    with pytest.raises(UnsupportedError, match=r"edge 'in_hidden' holds a matrix of shape \(2, 2\) in its metadata"):
+        lower(d)
