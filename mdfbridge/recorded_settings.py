@@ -15,6 +15,7 @@ from typing import Any, Dict, Mapping
 from .errors import UnsupportedError
 from .losses import get_loss
 
+
 def learning_settings(graph: Mapping[str, Any]) -> Dict[str, Any]:
     """LearnConfig field -> value the graph dict records (empty when it records none)."""
     meta = graph.get("metadata") or {}
