@@ -24,7 +24,7 @@ from modeci_mdf import mdf as _mdf
 from modeci_mdf.mdf import Model, ParameterCondition
 
 from mdfbridge.document_forms import clean_form, liberal_validator
-from mdfbridge.errors import DocumentError, MdfBridgeError, SchemaError
+from mdfbridge.errors import DocumentError, MdfBridgeError, SchemaError, UnsupportedError
 from mdfbridge.nesting import GRAPH_KEYS, flatten_document, is_nested
 
 __all__ = [
@@ -422,6 +422,23 @@ def _refuse_nested_graphs(data: Dict[str, Any], where: Optional[str]) -> None:
                         json_path=_json_path([model_id, "graphs", graph_id, "nodes", node_id]))
 
 
+def _refuse_gating(data: Dict[str, Any], where: Optional[str]) -> None:
+    """PsyNeuLink's GatingMechanisms (its GRUComposition's reset and update gates) act through edges into ports the
+    receiver does not declare and a multiplication held only in edge metadata: MDF does not say what they do, so
+    running the rest would be silently wrong."""
+    for model_id, model in data.items():
+        for graph_id, graph in ((model.get("graphs") or {}).items() if isinstance(model, dict) else ()):
+            nodes = graph.get("nodes") if isinstance(graph, dict) else None
+            for node_id, node in (nodes.items() if isinstance(nodes, dict) else ()):
+                meta = node.get("metadata") if isinstance(node, dict) else None
+                if isinstance(meta, dict) and meta.get("type") == "GatingMechanism":
+                    raise UnsupportedError(
+                        f"node {node_id!r} is a PsyNeuLink GatingMechanism: its gating acts through edge metadata, "
+                        "which MDF does not execute (PsyNeuLink 0.21 cannot export a GRUComposition itself; "
+                        "mdfbridge's GRUComposition writes GRU blocks it runs)",
+                        where=f"{where or '<document>'} at {_json_path([model_id, 'graphs', graph_id, 'nodes', node_id])}")
+
+
 def _check_semantics(data: Dict[str, Any], where: Optional[str]) -> None:
     for model_id, model in data.items():
         for graph_id, graph in (model.get("graphs") or {}).items():
@@ -476,6 +493,7 @@ def validate_dict(data: Dict[str, Any], path: Optional[str] = None, liberal: boo
     where = os.fspath(path) if path is not None else None
     _check_top_level(data, where, SchemaError)
     _check_string_keys(data, [], where)
+    _refuse_gating(data, where)
     if liberal:
         data = flatten_document(data)
     else:

@@ -118,3 +118,16 @@ def test_a_matrix_held_in_edge_metadata_is_refused_unless_it_is_the_identity():
     meta["functions"]["MatrixTransform_Function_0"]["args"]["B"] = [[2.0, 0.0], [0.0, 1.0]]
     with pytest.raises(UnsupportedError, match=r"edge 'in_hidden' holds a matrix of shape \(2, 2\) in its metadata"):
         lower(d)
+
+
+def test_psyneulinks_gating_mechanisms_are_refused_naming_the_node(tmp_path):
+    """PsyNeuLink's GRUComposition (as its exporter writes it once its AfterNodes conditions are removed): the gates
+    multiply through edge metadata that MDF does not execute."""
+    from pathlib import Path
+
+    from mdfbridge import load_program
+
+    path = Path(__file__).parent / "data" / "psyneulink" / "gru_no_conditions.json"
+    with pytest.raises(UnsupportedError, match=r"gru_no_conditions.json at \$\.gru\.graphs\.gru\.nodes\.RESET: node "
+                                               r"'RESET' is a PsyNeuLink GatingMechanism"):
+        load_program(path)
