@@ -113,7 +113,14 @@ class Schedule:
     def static_order(self, steps: int) -> Optional[str]:
         """None when `steps` trials run each node once per trial in an order the program's topological order
         computes identically (every node after its senders, before the senders of the edges that close cycles);
-        else the reason why not."""
+        else the reason why not. Cached per number of steps."""
+        steps = max(1, int(steps))
+        cache = self.__dict__.setdefault("_static", {})
+        if steps not in cache:
+            cache[steps] = self._static_order(steps)
+        return cache[steps]
+
+    def _static_order(self, steps: int) -> Optional[str]:
         if self.value_dependent:
             return "its conditions read model values while running (Threshold)"
         for t, trial in enumerate(self.trials(steps)):
@@ -271,14 +278,10 @@ def read_schedule(conds: Any, gid: str, nodes: Mapping[str, Any], edges: Mapping
 
 def require_static(schedule: Optional[Schedule], steps: int, backend: str) -> None:
     """UnsupportedError naming the conditions when `steps` trials of `schedule` are not the program's fixed
-    topological order, pointing to the numpy reference (which runs any schedule). Cached per steps."""
+    topological order, pointing to the numpy reference (which runs any schedule)."""
     if schedule is None:
         return
-    cache = schedule.__dict__.setdefault("_static", {})
-    steps = max(1, int(steps))
-    if steps not in cache:
-        cache[steps] = schedule.static_order(steps)
-    reason = cache[steps]
+    reason = schedule.static_order(steps)
     if reason is not None:
         raise UnsupportedError(f"the scheduling conditions ({schedule.describe()}) are not one fixed order per step: "
                                f"{reason}; backend '{backend}' runs only such schedules; run on backend 'numpy' (the "
