@@ -436,7 +436,8 @@ def _refuse_gating(data: Dict[str, Any], where: Optional[str]) -> None:
                         f"node {node_id!r} is a PsyNeuLink GatingMechanism: its gating acts through edge metadata, "
                         "which MDF does not execute (PsyNeuLink 0.21 cannot export a GRUComposition itself; "
                         "mdfbridge's GRUComposition writes GRU blocks it runs)",
-                        where=f"{where or '<document>'} at {_json_path([model_id, 'graphs', graph_id, 'nodes', node_id])}")
+                        where=f"{where or '<document>'} at "
+                              f"{_json_path([model_id, 'graphs', graph_id, 'nodes', node_id])}")
 
 
 def _check_semantics(data: Dict[str, Any], where: Optional[str]) -> None:
