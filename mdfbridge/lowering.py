@@ -16,8 +16,9 @@ from .errors import CycleError, ExpressionError, SchemaError, UnknownFunctionErr
 from .expression_lowering import ExpressionLowering
 from .expressions import Expression, parse_expression
 from .nesting import flatten
-from .ops import call_defaults, get_op, resolve, supported_functions
+from .ops import get_op, read_call, supported_functions
 from .program import InputSpec, Location, Op, Param, Program, State, TensorRef
+from .psyneulink_forms import drop_learning_pathway
 from .recorded_settings import learning_settings
 from .scheduling import read_schedule
 
@@ -207,13 +208,15 @@ class _NodeLowering:
         """A function (standard, onnx::, or `value` expression with args) -> op."""
         name, args, args_path = _split_function(fdef)
         out = self.tensor(fid)
-        hit = resolve(name) if name is not None else None
-        if name is not None and hit is None:
+        call = read_call(name, args, where=f"{self.where} {where}") if name is not None else None
+        if name is not None and call is None:
             raise UnknownFunctionError(name, node=self.nid, supported=supported_functions())
-        op, renames = hit if hit is not None else (None, {})
-        defaults = call_defaults(name) if name is not None else {}
+        op, renames = (call.op, call.renames) if call is not None else (None, {})
+        defaults = call.defaults if call is not None else {}
         arg_vals: Dict[str, Value] = {}
         for written, v in args.items():
+            if call is not None and written in call.ignored:  # another writer's extras that change nothing here
+                continue
             a = renames.get(written, written)  # an alias's argument names -> the op's
             args_path_a = args_path + (written,)
             if op is not None and a in op.attrs:  # an ONNX attribute: static, as written (a name may refer to
@@ -683,4 +686,4 @@ def lower(doc: Any, graph: Optional[str] = None, source: Optional[str] = None, f
     Blocks that block lowerings recognise run fused (their own ops, e.g. one op over whole sequences) unless
     `fuse_gru=False` (the keyword keeps its first plug-in's name), which lowers their nodes one by one.
     """
-    return Lowering(model_to_dict(doc), graph, source, fuse_gru).lower()
+    return Lowering(drop_learning_pathway(model_to_dict(doc)), graph, source, fuse_gru).lower()

@@ -173,7 +173,8 @@ def _gradient_program(name: str):
     if name == "ReLU":
         return _transfer_comp(ReLU(gain=1.2, bias=0.1, leak=0.07)).program(), "f"
     op = REGISTRY[name]
-    values = {"slope": 1.3, "intercept": 0.2, "gain": 1.4, "bias": 0.15, "offset": -0.2, "scale": 0.9, "rate": 0.6}
+    values = {"slope": 1.3, "intercept": 0.2, "gain": 1.4, "bias": 0.15, "offset": -0.2, "scale": 0.9, "rate": 0.6,
+              "x_0": 0.1, "standard_deviation": 1.5, "leak": 0.05}
     args = {op.args[0]: "v", **{a: values[a] for a in op.args[1:]}}
     return lower(_function_doc(name, args)), "f"
 

@@ -93,6 +93,14 @@ DOMAINS: Dict[str, Dict[str, Any]] = {
     "Heaviside": {"A": In((3,), -1.0, 1.0), "B": 0.5},
     "Where": {"condition": In((3,), -1.0, 1.0), "X": P((3,)), "Y": P((3,))},
     "Clip": {"X": In((3,), -1.0, 2.0), "lo": 0.0, "hi": 1.0},
+    # PsyNeuLink's arguments at values that are not the identity (tests/test_psyneulink_exports.py has its numbers)
+    "linear": {"variable0": In((3,), -1.0, 1.0), "slope": 0.7, "intercept": 0.3, "scale": 1.25, "offset": -0.4},
+    "tanh": {"variable0": In((3,), -1.0, 1.0), "gain": 0.8, "bias": -0.2, "x_0": 0.1, "offset": 0.05, "scale": 1.3},
+    "PsyNeuLinkLogistic": {"variable0": In((3,), -1.0, 1.0), "gain": 1.7, "bias": -0.1, "x_0": 0.2, "scale": 1.2,
+                           "offset": 0.1},
+    "PsyNeuLinkReLU": {"variable0": In((3,), -1.0, 1.0), "gain": -1.4, "bias": 0.1, "leak": 0.05},
+    "gaussian": {"variable0": In((3,), -1.0, 1.0), "standard_deviation": 1.5, "bias": 0.2, "scale": 1.1,
+                 "offset": -0.1},
 }
 
 # (op, backend) pairs a backend does not support, and why. Later issues shrink this table.

@@ -31,6 +31,20 @@ class Alias:
     name: str
     args: Mapping[str, str] = field(default_factory=dict)
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    # arguments a call under this name may write that the op does not read (another writer's extras, e.g.
+    # PsyNeuLink's softmax `adapt_*`); `check(written_args, where)` refuses calls where they would matter
+    ignores: Tuple[str, ...] = ()
+    check: Optional[Callable[[Mapping[str, Any], str], None]] = None
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Another writer's meaning of an op's name: a call of the op that writes any argument in `when_any` is
+    read as op `op` instead (PsyNeuLink's `logistic` writes `x_0` and `scale`, which MDF's standard `logistic`
+    does not take, and means something else by `offset`)."""
+
+    op: str
+    when_any: Tuple[str, ...]
 
 
 @dataclass
@@ -105,6 +119,8 @@ class OpDef:
       argument (a Python float for a constant, else an emitter value); returns the element of the result.
       Ops with a `formula` need none (the backend compiles the formula).
     - `llvm_kernel`: the LLVM backend kernel of an op that is not elementwise ('projection', 'softmax').
+    - `variants`: other meanings of this op's name, told apart by the arguments a call writes (`Variant`);
+      lowering reads calls through `read_call`.
     - `fold`: reductions: (the elementwise op that combines two values, its identity), e.g. ("Add", 0.0).
     - `value_form(x)`: the MDF `value` expression mdfbridge writes for this op applied to expression `x`
       (modeci-mdf evaluates it); lowering runs such a value as this op.
@@ -156,6 +172,7 @@ class OpDef:
     llvm: Optional[Callable[..., Any]] = None
     llvm_kernel: Optional[str] = None
     fold: Optional[Tuple[str, float]] = None
+    variants: Tuple[Variant, ...] = ()
 
     @property
     def all_args(self) -> Tuple[str, ...]:
@@ -174,6 +191,7 @@ REGISTRY: Dict[str, OpDef] = {}
 _ALIASES: Dict[str, Tuple[str, Mapping[str, str]]] = {}
 EXPRESSION_FUNCTIONS: Dict[str, OpDef] = {}  # expression function name -> op (filled by register)
 _ALIAS_DEFAULTS: Dict[str, Mapping[str, Any]] = {}  # alias name -> the defaults it implies
+_ALIAS_RECORDS: Dict[str, Alias] = {}
 
 
 def register(op: OpDef) -> OpDef:
@@ -188,6 +206,7 @@ def register(op: OpDef) -> OpDef:
     for a in op.aliases:
         _ALIASES[a.name] = (op.name, dict(a.args))
         _ALIAS_DEFAULTS[a.name] = dict(a.defaults)
+        _ALIAS_RECORDS[a.name] = a
     for n in op.expr_names:
         EXPRESSION_FUNCTIONS[n] = op
     return op
@@ -201,6 +220,40 @@ def resolve(name: str) -> Optional[Tuple[OpDef, Mapping[str, str]]]:
     if hit is None:
         return None
     return REGISTRY[hit[0]], hit[1]
+
+
+@dataclass(frozen=True)
+class Call:
+    """How lowering reads one written call (`read_call`): the op, argument renames (written -> canonical),
+    the written arguments it drops, and the defaults of arguments the call does not write."""
+
+    op: OpDef
+    renames: Mapping[str, str]
+    ignored: frozenset
+    defaults: Mapping[str, Any]
+
+
+def read_call(name: str, written: Mapping[str, Any], where: str = "") -> Optional[Call]:
+    """The call of function `name` with arguments `written` (as in the document), or None for an unknown name:
+    aliases resolved, a `Variant` of the op chosen by the written argument names, an alias's ignored arguments
+    checked (`Alias.check` raises where they would change the result) and dropped."""
+    hit = resolve(name)
+    if hit is None:
+        return None
+    op, renames = hit
+    defaults = call_defaults(name)
+    canonical = {renames.get(a, a) for a in written}
+    for v in op.variants:
+        if canonical & set(v.when_any):
+            op, renames, defaults = REGISTRY[v.op], {}, dict(REGISTRY[v.op].defaults)
+            break
+    alias = _ALIAS_RECORDS.get(name)
+    ignored: frozenset = frozenset()
+    if alias is not None and alias.ignores:
+        if alias.check is not None:
+            alias.check(written, where)
+        ignored = frozenset(a for a in written if a in alias.ignores)
+    return Call(op, renames, ignored, defaults)
 
 
 def call_defaults(name: str) -> Mapping[str, Any]:

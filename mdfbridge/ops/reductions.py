@@ -9,7 +9,7 @@ import numpy as np
 
 from . import shape_rules as sr
 from . import to_onnx_expr, torchlib
-from .base import OpDef, register, shift_axis, torch_module
+from .base import Alias, OpDef, register, shift_axis, torch_module
 
 
 def _t_reduce(name: str) -> Callable[..., Any]:
@@ -55,6 +55,9 @@ for _name, _np, _expr, _fold, _axes_input in (("ReduceSum", np.sum, "sum", ("Add
     register(OpDef(_name, ("X",), _np_reduce(_np), _t_reduce(_expr), defaults={"axis": None, "keepdims": False},
                    attrs=("axis", "keepdims"), batch_rule=shift_axis, expr_names=(_expr,), shape=sr.reduce,
                    description=f"numpy.{_expr}(X, axis, keepdims)", fold=_fold,
+                   # the ONNX op as an MDF function (PsyNeuLink's input-port combination: `onnx::ReduceSum(data,
+                   # axes=0)`); ONNX keeps the reduced axes by default
+                   aliases=(Alias(f"onnx::{_name}", {"data": "X", "axes": "axis"}, defaults={"keepdims": True}),),
                    onnx_export=to_onnx_expr.reduce(_name, _axes_input)))
 for _name, _np_index, _expr in (("ArgMax", np.argmax, "argmax"), ("ArgMin", np.argmin, "argmin")):
     register(OpDef(_name, ("X",), _np_arg(_np_index), _t_reduce(_expr), defaults={"axis": None, "keepdims": False},

@@ -23,8 +23,16 @@ OnnxExport = Callable[["OnnxGraphBuilder", "Op"], "Operand"]
 # --------------------------------------------------------------------------- MDF standard functions
 
 def linear(b: OnnxGraphBuilder, op: Op) -> Operand:
-    """variable0 * slope + intercept."""
-    return b.add(b.mul(b.required_arg(op, "variable0"), b.arg(op, "slope", 1.0)), b.arg(op, "intercept", 0.0))
+    """scale * (variable0 * slope + intercept) + offset."""
+    y = b.add(b.mul(b.required_arg(op, "variable0"), b.arg(op, "slope", 1.0)), b.arg(op, "intercept", 0.0))
+    return b.add(b.mul(y, b.arg(op, "scale", 1.0)), b.arg(op, "offset", 0.0))
+
+
+def tanh(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """scale * tanh(gain * (variable0 + bias - x_0) + offset)."""
+    z = b.sub(b.add(b.required_arg(op, "variable0"), b.arg(op, "bias", 0.0)), b.arg(op, "x_0", 0.0))
+    z = b.add(b.mul(z, b.arg(op, "gain", 1.0)), b.arg(op, "offset", 0.0))
+    return b.mul(b.unary("Tanh", z), b.arg(op, "scale", 1.0))
 
 
 def logistic(b: OnnxGraphBuilder, op: Op) -> Operand:
@@ -99,6 +107,28 @@ def relu(b: OnnxGraphBuilder, op: Op) -> Operand:
     else:
         y = b.select(b.nary("Greater", [x, b.literal(0.0)], out_kind="bool"), x, b.mul(x, leak))
     return b.mul(y, b.arg(op, "gain", 1.0))
+
+
+def relu_pnl(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """PsyNeuLink's ReLU: Max(x, leak * x) with x = gain * (variable0 - bias)."""
+    x = b.mul(b.sub(b.required_arg(op, "variable0"), b.arg(op, "bias", 0.0)), b.arg(op, "gain", 1.0))
+    return b.nary("Max", [x, b.mul(x, b.arg(op, "leak", 0.0))])
+
+
+def logistic_pnl(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """PsyNeuLink's logistic: scale * sigmoid(gain * (variable0 + bias - x_0)) + offset."""
+    z = b.sub(b.add(b.required_arg(op, "variable0"), b.arg(op, "bias", 0.0)), b.arg(op, "x_0", 0.0))
+    y = b.unary("Sigmoid", b.mul(z, b.arg(op, "gain", 1.0)))
+    return b.add(b.mul(y, b.arg(op, "scale", 1.0)), b.arg(op, "offset", 0.0))
+
+
+def gaussian(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """scale * exp(-(variable0 - bias)**2 / (2 * sd**2)) / sqrt(2 pi sd) + offset (PsyNeuLink's Gaussian)."""
+    sd = b.arg(op, "standard_deviation", 1.0)
+    d = b.sub(b.required_arg(op, "variable0"), b.arg(op, "bias", 0.0))
+    e = b.unary("Exp", b.neg(b.div(b.mul(d, d), b.mul(b.mul(sd, sd), b.literal(2.0)))))
+    y = b.div(e, b.unary("Sqrt", b.as_val(b.mul(b.literal(2.0 * float(np.pi)), sd))))
+    return b.add(b.mul(y, b.arg(op, "scale", 1.0)), b.arg(op, "offset", 0.0))
 
 
 def softmax(b: OnnxGraphBuilder, op: Op) -> Operand:

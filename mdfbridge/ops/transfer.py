@@ -3,10 +3,11 @@ gain). mdfbridge writes them to MDF as a `value` expression modeci-mdf evaluates
 metadata naming the function; lowering runs such a value as the op when it is exactly that form."""
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Mapping
 
 import numpy as np
 
+from ..errors import UnsupportedError
 from . import from_onnx, to_onnx
 from .base import Alias, OnnxImport, OpDef, is_number, register, torch_module
 from .shape_rules import broadcast
@@ -51,6 +52,23 @@ def _softmax_torch(variable0: Any, gain: Any = 1.0, axis: int = -1) -> Any:
     return torch_module().softmax(variable0 if is_number(gain, 1.0) else gain * variable0, dim=axis)
 
 
+_ADAPT = ("adapt_scale", "adapt_base", "adapt_entropy_weighting")
+
+
+def _softmax_pnl_check(written: Mapping[str, Any], where: str) -> None:
+    """PsyNeuLink's `softmax`: its adapt_* arguments only matter when gain is 'ADAPTIVE' (then refused)."""
+    gain = written.get("gain")
+    if isinstance(gain, str) and gain.strip().strip("'\"").upper() == "ADAPTIVE":
+        raise UnsupportedError("softmax with gain 'ADAPTIVE' (PsyNeuLink's adaptive gain from adapt_scale, "
+                               "adapt_base, adapt_entropy_weighting) is not supported; give a numeric gain",
+                               where=where)
+    bad = [a for a in _ADAPT if a in written and (isinstance(written[a], bool)
+                                                  or not isinstance(written[a], (int, float)))]
+    if bad:
+        raise UnsupportedError(f"softmax argument(s) {bad} must be numbers (they only matter for an adaptive gain)",
+                               where=where)
+
+
 def _softmax_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Dict[str, Any]:
     """A per-trial axis on a batch: non-negative axes move one to the right."""
     axis = int(attrs.get("axis", -1))
@@ -68,6 +86,7 @@ register(OpDef("SoftMax", ("variable0", "gain"), _softmax_np, _softmax_torch, de
                description="exp(gain*x) / sum(exp(gain*x)) over `axis` (the last by default)",
                derivative="gain * out * (grad - numpy.sum(grad * out, axis=-1, keepdims=True))",
                value_form=softmax_value_expression, llvm_kernel="softmax",
-               aliases=(Alias("onnx::Softmax", {"input": "variable0"}),), onnx_export=to_onnx.softmax,
+               aliases=(Alias("onnx::Softmax", {"input": "variable0"}),
+                        Alias("softmax", ignores=_ADAPT, check=_softmax_pnl_check)), onnx_export=to_onnx.softmax,
                onnx_import=(OnnxImport("Softmax", 13, None, from_onnx.softmax),
                             OnnxImport("Softmax", 1, 12, from_onnx.softmax_flattened))))
