@@ -61,6 +61,7 @@ class _NodeLowering:
         self.where = f"node '{nid}'"
         self.env: Dict[str, Value] = {}
         self.base: Location = ("graphs", lw.gid, "nodes", nid)
+        self.fn_args: Dict[str, Dict[str, Value]] = {}  # function id -> its arguments' values (first lowering)
         self.local_ids = frozenset(_local_ids(node))
 
     # ---------------------------------------------------------------- helpers
@@ -124,6 +125,8 @@ class _NodeLowering:
             if not isinstance(ref, TensorRef):
                 ref = self.lw.emit_const(self.tensor(oid), ref, self.nid)
             self.lw.port_tensor[(self.nid, oid)] = ref.name
+        self.lw.static_values.update({self.tensor(k): v for k, v in self.env.items()
+                                      if k in params and not isinstance(v, (TensorRef, list))})
 
     def update_parameters(self, params: Mapping[str, Any], stateful: Mapping[str, Any]) -> None:
         """modeci-mdf's second pass over a node's parameters, in document order, each seeing the ones before it
@@ -140,6 +143,17 @@ class _NodeLowering:
                     self.env[pid] = self.value_of(p["value"], self.tensor(pid) + ".updated", where,
                                                   self.base + ("parameters", pid, "value"))
                     changed.add(pid)
+            elif p.get("function") is not None and changed & self.item_names("parameter", pid, p)[0]:
+                # a function parameter (RNNs' r = tanh(x)) sees the new values too; the arguments that read no
+                # changed name keep their first-pass values (no second copy of an inline parameter)
+                where = f"parameter '{pid}'"
+                _, args, _ = _split_function(p)
+                keep = [w for w, v in args.items()
+                        if not any(isinstance(x, str) and changed & self.names_in(x, f"{where} argument '{w}'")
+                                   for x in (v if _is_tensor_list(v) else [v]))]
+                self.env[pid] = self.lower_function(pid, p, self.base + ("parameters", pid), where,
+                                                    suffix=".updated", keep=keep)
+                changed.add(pid)
 
     def names_in(self, text: str, where: str) -> frozenset:
         """The names an expression reads: the text itself when it is one of the node's ids as a whole."""
@@ -201,10 +215,13 @@ class _NodeLowering:
             return
         self.env[iid] = self.lower_function(iid, item, loc, where)
 
-    def lower_function(self, fid: str, fdef: Mapping[str, Any], loc: Location, where: str) -> Value:
-        """A function (standard, onnx::, or `value` expression with args) -> op."""
+    def lower_function(self, fid: str, fdef: Mapping[str, Any], loc: Location, where: str, suffix: str = "",
+                       keep: Sequence[str] = ()) -> Value:
+        """A function (standard, onnx::, or `value` expression with args) -> op (named `fid` + `suffix`; the
+        arguments written `keep` reuse the values of the first lowering of `fid`)."""
         name, args, args_path = _split_function(fdef)
-        out = self.tensor(fid)
+        out = self.tensor(fid) + suffix
+        first = self.fn_args.setdefault(fid, {})
         hit = resolve(name) if name is not None else None
         if name is not None and hit is None:
             raise UnknownFunctionError(name, node=self.nid, supported=supported_functions())
@@ -217,9 +234,14 @@ class _NodeLowering:
             if op is not None and a in op.attrs:  # an ONNX attribute: static, as written (a name may refer to
                 arg_vals[a] = self.env[v] if isinstance(v, str) and v in self.env else v  # a parameter)
                 continue
+            if written in keep and a in first:
+                arg_vals[a] = first[a]
+                continue
             learnable = self.lw.inline_learnable(self.nid, op.name if op else None, a)
             arg_vals[a] = self.value_of(v, f"{out}.{a}", f"{where} argument '{written}'", loc + args_path_a,
                                         learnable=learnable)
+            if not suffix:
+                first[a] = arg_vals[a]
         if name is None:
             value = fdef.get("value")
             if value is None:
@@ -291,6 +313,7 @@ class Lowering:
         self.inputs: Dict[str, InputSpec] = {}
         self.states: Dict[str, State] = {}
         self.port_tensor: Dict[Tuple[str, str], str] = {}
+        self.static_values: Dict[str, Any] = {}  # "node.param" -> the value of a parameter folded to a constant
         self.uses_dt = False
         self.delayed: set = set()
 
@@ -362,7 +385,8 @@ class Lowering:
         meta = {"model": self.model_id, "graph": self.gid,
                 "nodes": {n: _mdf_meta(d) for n, d in self.nodes.items() if _mdf_meta(d)},
                 "graph_metadata": _mdf_meta(self.graph), "order": order,
-                "ports": {f"{n}.{p}": t for (n, p), t in self.port_tensor.items()}}
+                "ports": {f"{n}.{p}": t for (n, p), t in self.port_tensor.items()},
+                "static_values": self.static_values}
         prog = Program(self.model_id, self.ops, self.params, self.inputs, outputs, self.states,
                        metadata=meta, uses_dt=self.uses_dt, sequence=self.sequence, schedule=schedule)
         if self.sequence and self.states:
