@@ -107,8 +107,16 @@ class _NodeLowering:
     # ---------------------------------------------------------------- node parts
     def lower(self) -> None:
         """Emit the node: ports, parameters (with state), functions, output ports."""
-        self.lower_inputs()
         params = self.node.get("parameters") or {}
+        for pid, p in params.items():  # a nested graph held in a value (ONNX's Loop/If/Scan bodies)
+            if (isinstance(p, Mapping) and isinstance(p.get("value"), Mapping)
+                    and any(str(k).startswith("graph") for k in p["value"])):
+                fns = [str(f.get("function")) for f in params.values()
+                       if isinstance(f, Mapping) and isinstance(f.get("function"), str)]
+                raise UnsupportedError(f"{' / '.join(fns) or 'a function'} with a nested graph "
+                                       f"({', '.join(map(str, p['value']))}) in parameter '{pid}' is not supported",
+                                       where=self.where)
+        self.lower_inputs()
         functions = self.node.get("functions") or {}
         stateful = {pid: p for pid, p in params.items() if self.lw.is_stateful(self.nid, pid, p)}
         for pid, p in stateful.items():
