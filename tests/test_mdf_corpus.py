@@ -6,7 +6,8 @@ backend where the program's schedule is static; every compared output port and p
 engine's value after the same number of calls to ``ATOL`` = 1e-9 (absolute), and so must the program's outputs at
 the recorded points of the trajectories (``TRAJ_SAMPLES`` calls of each). The engine's results are recorded in
 ``tests/data/mdf_corpus/engine_results.json`` (``python tests/mdf_corpus.py --record`` regenerates it);
-``test_recording_is_current`` re-runs the engine on the short protocols and checks that the recording still says what the engine says.
+``test_recording_is_current`` re-runs the engine on the short protocols and checks that the recording still says
+what the engine says.
 
 Documents that use what mdfbridge cannot run (``UNSUPPORTED``) must fail with one clear line naming the construct.
 """
