@@ -74,36 +74,44 @@ def _torch_stack(rows: List[Any]) -> Any:
     return torch.stack([torch.as_tensor(r) for r in rows])
 
 
-def align_ranks(values: List[Any], batched: List[bool], lead: int = 1) -> List[Any]:
-    """Per-trial broadcasting: batched values of lower per-trial rank get axes inserted after the batch axis
-    (unbatched values are left to numpy's/torch's broadcasting, as before)."""
-    top = max(v.ndim for v, b in zip(values, batched) if b)
+def align_ranks(values: List[Any], batched: List[bool], lead: int = 1, rank: int = 0) -> List[Any]:
+    """Per-trial broadcasting: batched values of lower per-trial rank than the op's highest (over batched and
+    unbatched values) get axes inserted after the batch axis; unbatched values are left to numpy's/torch's
+    broadcasting, which aligns them with the per-trial axes (`rank`: that of static array arguments)."""
+    top = max([rank] + [v.ndim - lead if b else np.ndim(v) for v, b in zip(values, batched)]) + lead
     return [v[(slice(None),) * lead + (None,) * (top - v.ndim) + (Ellipsis,)]
             if b and v.ndim != top else v for v, b in zip(values, batched)]
 
 
 def _broadcast_per_trial(run: Callable[[Env], Any], items: List[Tuple[str, Any]], batched: Set[str], lead: int,
                          call: Callable[[Dict[str, Any]], Any]) -> Callable[[Env], Any]:
-    """An elementwise op whose batched arguments may differ in per-trial rank: `run` when their ranks agree (one
-    `ndim` compare for two), else the arguments aligned by `align_ranks` and passed to `call`."""
+    """An elementwise op whose arguments may differ in per-trial rank: `run` when the batched ones have the
+    highest per-trial rank of all (one `ndim` compare for two tensors), else the batched arguments aligned by
+    `align_ranks` and passed to `call` (a per-trial scalar times an unbatched (8,) vector is (trials, 8), not
+    numpy's right-aligned broadcast of (trials,) with (8,))."""
     tensors = [(k, v.name) for k, v in items if isinstance(v, TensorRef)]
     flags = [n in batched for _, n in tensors]
-    if sum(flags) < 2:
+    statics = [np.ndim(v) for _, v in items if isinstance(v, np.ndarray)]
+    static_rank = max(statics, default=0)
+    if sum(flags) < 2 and not (any(flags) and (len(flags) > 1 or static_rank)):
         return run
 
     def aligned_call(env: Env) -> Any:
         vals = [env[n] for _, n in tensors]
         kw = {k: fetch(v, env) for k, v in items}
-        kw.update(zip([k for k, _ in tensors], align_ranks(vals, flags, lead)))
+        kw.update(zip([k for k, _ in tensors], align_ranks(vals, flags, lead, static_rank)))
         return call(kw)
 
     names = [n for (_, n), b in zip(tensors, flags) if b]
-    if len(names) == 2:  # the common case: one compare
+    others = [n for (_, n), b in zip(tensors, flags) if not b]
+    if len(names) == 2 and not others and not static_rank:  # the common case: one compare
         n1, n2 = names
         return lambda env: run(env) if env[n1].ndim == env[n2].ndim else aligned_call(env)
 
     def aligned(env: Env) -> Any:
-        if len({env[n].ndim for n in names}) > 1:
+        ranks = {env[n].ndim for n in names}
+        top = max(max(ranks) - lead, static_rank, max((np.ndim(env[n]) for n in others), default=0))
+        if len(ranks) > 1 or min(ranks) - lead < top:
             return aligned_call(env)
         return run(env)
     return aligned

@@ -64,6 +64,7 @@ class _NodeLowering:
         self.where = f"node '{nid}'"
         self.env: Dict[str, Value] = {}
         self.base: Location = lw.paths[nid]
+        self.fn_args: Dict[str, Dict[str, Value]] = {}  # function id -> its arguments' values (first lowering)
         self.local_ids = frozenset(_local_ids(node))
 
     # ---------------------------------------------------------------- helpers
@@ -109,8 +110,16 @@ class _NodeLowering:
     # ---------------------------------------------------------------- node parts
     def lower(self) -> None:
         """Emit the node: ports, parameters (with state), functions, output ports."""
-        self.lower_inputs()
         params = self.node.get("parameters") or {}
+        for pid, p in params.items():  # a nested graph held in a value (ONNX's Loop/If/Scan bodies)
+            if (isinstance(p, Mapping) and isinstance(p.get("value"), Mapping)
+                    and any(str(k).startswith("graph") for k in p["value"])):
+                fns = [str(f.get("function")) for f in params.values()
+                       if isinstance(f, Mapping) and isinstance(f.get("function"), str)]
+                raise UnsupportedError(f"{' / '.join(fns) or 'a function'} with a nested graph "
+                                       f"({', '.join(map(str, p['value']))}) in parameter '{pid}' is not supported",
+                                       where=self.where)
+        self.lower_inputs()
         functions = self.node.get("functions") or {}
         stateful = {pid: p for pid, p in params.items() if self.lw.is_stateful(self.nid, pid, p)}
         for pid, p in stateful.items():
@@ -127,6 +136,8 @@ class _NodeLowering:
             if not isinstance(ref, TensorRef):
                 ref = self.lw.emit_const(self.tensor(oid), ref, self.nid)
             self.lw.port_tensor[(self.nid, oid)] = ref.name
+        self.lw.static_values.update({self.tensor(k): v for k, v in self.env.items()
+                                      if k in params and not isinstance(v, (TensorRef, list))})
 
     def update_parameters(self, params: Mapping[str, Any], stateful: Mapping[str, Any]) -> None:
         """modeci-mdf's second pass over a node's parameters, in document order, each seeing the ones before it
@@ -143,6 +154,17 @@ class _NodeLowering:
                     self.env[pid] = self.value_of(p["value"], self.tensor(pid) + ".updated", where,
                                                   self.base + ("parameters", pid, "value"))
                     changed.add(pid)
+            elif p.get("function") is not None and changed & self.item_names("parameter", pid, p)[0]:
+                # a function parameter (RNNs' r = tanh(x)) sees the new values too; the arguments that read no
+                # changed name keep their first-pass values (no second copy of an inline parameter)
+                where = f"parameter '{pid}'"
+                _, args, _ = _split_function(p)
+                keep = [w for w, v in args.items()
+                        if not any(isinstance(x, str) and changed & self.names_in(x, f"{where} argument '{w}'")
+                                   for x in (v if _is_tensor_list(v) else [v]))]
+                self.env[pid] = self.lower_function(pid, p, self.base + ("parameters", pid), where,
+                                                    suffix=".updated", keep=keep)
+                changed.add(pid)
 
     def names_in(self, text: str, where: str) -> frozenset:
         """The names an expression reads: the text itself when it is one of the node's ids as a whole."""
@@ -204,10 +226,13 @@ class _NodeLowering:
             return
         self.env[iid] = self.lower_function(iid, item, loc, where)
 
-    def lower_function(self, fid: str, fdef: Mapping[str, Any], loc: Location, where: str) -> Value:
-        """A function (standard, onnx::, or `value` expression with args) -> op."""
+    def lower_function(self, fid: str, fdef: Mapping[str, Any], loc: Location, where: str, suffix: str = "",
+                       keep: Sequence[str] = ()) -> Value:
+        """A function (standard, onnx::, or `value` expression with args) -> op (named `fid` + `suffix`; the
+        arguments written `keep` reuse the values of the first lowering of `fid`)."""
         name, args, args_path = _split_function(fdef)
-        out = self.tensor(fid)
+        out = self.tensor(fid) + suffix
+        first = self.fn_args.setdefault(fid, {})
         call = read_call(name, args, where=f"{self.where} {where}") if name is not None else None
         if name is not None and call is None:
             raise UnknownFunctionError(name, node=self.nid, supported=supported_functions())
@@ -222,12 +247,17 @@ class _NodeLowering:
             if op is not None and a in op.attrs:  # an ONNX attribute: static, as written (a name may refer to
                 arg_vals[a] = self.env[v] if isinstance(v, str) and v in self.env else v  # a parameter)
                 continue
+            if written in keep and a in first:
+                arg_vals[a] = first[a]
+                continue
             learnable = self.lw.inline_learnable(self.nid, op.name if op else None, a)
             arg_vals[a] = self.value_of(v, f"{out}.{a}", f"{where} argument '{written}'", loc + args_path_a,
                                         learnable=learnable)
             rate = (self.node.get("metadata") or {}).get("learning_rate") if learnable else None
             if isinstance(rate, (int, float)) and not isinstance(rate, bool) and f"{out}.{a}" in self.lw.params:
                 self.lw.params[f"{out}.{a}"].learning_rate = float(rate)  # PsyNeuLink's per-projection rate
+            if not suffix:
+                first[a] = arg_vals[a]
         if name is None:
             value = fdef.get("value")
             if value is None:
@@ -302,6 +332,7 @@ class Lowering:
         self.inputs: Dict[str, InputSpec] = {}
         self.states: Dict[str, State] = {}
         self.port_tensor: Dict[Tuple[str, str], str] = {}
+        self.static_values: Dict[str, Any] = {}  # "node.param" -> the value of a parameter folded to a constant
         self.uses_dt = False
         self.delayed: set = set()
 
@@ -374,7 +405,7 @@ class Lowering:
                 "nodes": {n: _mdf_meta(d) for n, d in self.nodes.items() if _mdf_meta(d)},
                 "graph_metadata": _mdf_meta(self.graph), "order": order,
                 "ports": {f"{n}.{p}": t for (n, p), t in self.port_tensor.items()},
-                "learning_settings": learning_settings(self.graph)}
+                "learning_settings": learning_settings(self.graph), "static_values": self.static_values}
         prog = Program(self.model_id, self.ops, self.params, self.inputs, outputs, self.states,
                        metadata=meta, uses_dt=self.uses_dt, sequence=self.sequence, schedule=schedule)
         if self.sequence and self.states:

@@ -264,9 +264,9 @@ def read_schedule(conds: Any, gid: str, nodes: Mapping[str, Any], edges: Mapping
         if n not in nodes:
             raise SchemaError(f"a condition is given for node '{n}', which is not in the graph",
                               json_path=f"graphs.{gid}.conditions.node_specific")
-    node_specific = {n: c for n, c in node_specific.items() if not (isinstance(c, dict) and c.get("type") == "Always")}
-    if not node_specific and not termination:
-        return None
+    if not termination and all(isinstance(c, dict) and c.get("type") == "Always" for c in node_specific.values()):
+        return None  # (an Always beside other conditions stays: a node without one runs as graph-scheduler's
+        # default, once per call of each of its senders, not always)
     deps: Dict[str, Set[str]] = {n: set() for n in nodes}
     for e in edges.values():
         deps[e["receiver"]].add(e["sender"])

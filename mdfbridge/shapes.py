@@ -23,6 +23,18 @@ def _same_shape(a: Tuple[int, ...], b: Tuple[int, ...]) -> bool:
     return int(np.prod(a)) == int(np.prod(b)) and [d for d in a if d != 1] == [d for d in b if d != 1]
 
 
+def _fits_port(got: Tuple[int, ...], want: Tuple[int, ...]) -> bool:
+    """An edge's value fits a port of shape `want`: the same shape (up to axes of size 1), or one that numpy
+    broadcasting makes `want` of (modeci-mdf's engine passes a (1,) or scalar value into a (5,) port as it is; the
+    node's expressions then broadcast it)."""
+    if _same_shape(got, want):
+        return True
+    try:
+        return tuple(np.broadcast_shapes(got, want)) == tuple(want)
+    except ValueError:
+        return False
+
+
 def _rule_args(op: Op, opdef: Any, shapes: Dict[str, Tuple[int, ...]]) -> Dict[str, Any]:
     """The op's arguments as its shape rule reads them: tensors as Shape, attributes as values."""
     out: Dict[str, Any] = {k: v for k, v in opdef.defaults.items() if k in opdef.attrs}
@@ -89,7 +101,7 @@ def _check_edges(program: Program, lowering: "Lowering") -> None:
         src = lowering.port_tensor.get((e["sender"], e["sender_port"]))
         got = program.shapes.get(src) if src is not None else None
         want = tuple(port["shape"])
-        if got is not None and not _same_shape(got, want):
+        if got is not None and not _fits_port(got, want):
             raise ShapeError(f"edge '{eid}' carries shape {got} from '{e['sender']}.{e['sender_port']}' but input "
                              f"port '{e['receiver']}.{e['receiver_port']}' has shape {want}",
                              where=f"graph '{lowering.gid}'")

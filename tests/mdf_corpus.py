@@ -15,7 +15,8 @@ scripts' float loops (``t = 0; while t <= duration: ...; t += dt``), which are n
 
 ``engine_run(protocol)`` runs a protocol with modeci-mdf's engine and returns the values; ``engine_status()`` says for
 each protocol whether the engine runs it. ``python tests/mdf_corpus.py`` prints that table (add ``--constructs`` for
-the constructs column of the README).
+the constructs column of the README); ``--record`` runs them all and writes the engine's results to
+``tests/data/mdf_corpus/engine_results.json`` (``RECORDED``), which ``tests/test_mdf_corpus.py`` compares against.
 """
 
 from __future__ import annotations
@@ -448,7 +449,74 @@ def _protocol_text(p: Protocol) -> str:
     return s
 
 
+#: The engine's results, recorded by ``python tests/mdf_corpus.py --record`` (see ``record_engine``).
+RECORDED = CORPUS / "engine_results.json"
+
+#: At most this many calls of each trajectory are recorded (evenly spaced, the last one always in).
+TRAJ_SAMPLES = 40
+
+
+def traj_calls(calls: int, samples: int = TRAJ_SAMPLES) -> list[int]:
+    """The call indices (0-based) whose values a recorded trajectory keeps."""
+    if calls <= samples:
+        return list(range(calls))
+    return sorted({int(round(i * (calls - 1) / (samples - 1))) for i in range(samples)})
+
+
+def _jsonable(v: np.ndarray) -> Any:
+    if v.dtype == object:
+        return [np.asarray(x, dtype=float).tolist() for x in v]
+    return np.asarray(v, dtype=float).tolist()
+
+
+def engine_record(protocol: Protocol | str) -> dict[str, Any]:
+    """``engine_run``'s result in the recorded (JSON) form: final values, and sampled trajectories."""
+    p = BY_NAME[protocol] if isinstance(protocol, str) else protocol
+    res = engine_run(p)
+    keep = traj_calls(p.calls)
+    out: dict[str, Any] = {}
+    for k, v in res.items():
+        if k.endswith(TRAJ):
+            out[k] = {"calls": keep, "values": [_jsonable(np.asarray(v[i])) if v.dtype == object
+                                                else np.asarray(v[i]).tolist() for i in keep]}
+        else:
+            out[k] = _jsonable(v)
+    return out
+
+
+def record_engine(path: Path = RECORDED) -> dict[str, Any]:
+    """Run every protocol with the engine; write ``{name: {"status": "ok"|error line, "values": ...}}``."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    names = sorted((p.name for p in PROTOCOLS), key=lambda n: -BY_NAME[n].calls)
+    with ProcessPoolExecutor(min(8, os.cpu_count() or 1)) as ex:
+        done = dict(zip(names, ex.map(_record_one, names)))
+    import modeci_mdf
+
+    data: dict[str, Any] = {"__meta__": {"modeci_mdf": modeci_mdf.__version__, "traj_samples": TRAJ_SAMPLES}}
+    data.update({p.name: done[p.name] for p in PROTOCOLS})
+    path.write_text(json.dumps(data, indent=0, sort_keys=True) + "\n")
+    return data
+
+
+def _record_one(name: str) -> dict[str, Any]:
+    try:
+        return {"status": "ok", "values": engine_record(name)}
+    except Exception:  # the recording keeps whatever the engine raises, as engine_status says it
+        return {"status": _status_one(name)[1], "values": None}
+
+
+def load_recorded(path: Path = RECORDED) -> dict[str, Any]:
+    """The recorded engine results (``record_engine``'s file)."""
+    return json.loads(path.read_text())  # type: ignore[no-any-return]
+
+
 def main(argv: list[str]) -> int:
+    if "--record" in argv:
+        data = record_engine()
+        print(f"wrote {RECORDED}: {sum(v['status'] == 'ok' for k, v in data.items() if k != '__meta__')} of "
+              f"{len(data) - 1} protocols run by the engine", file=sys.stderr)
+        return 0
     status = engine_status()
     rows = []
     for p in PROTOCOLS:

@@ -247,3 +247,19 @@ def test_corpus_condition_documents_match_the_engine():
         gid = next(iter(model["graphs"]))
         d = {"m": dict(model, graphs={"g": model["graphs"][gid]})}
         assert_engine_values(d, steps=2)
+
+
+def test_always_beside_other_conditions_is_kept_not_the_default():
+    """An Always next to other conditions is not dropped: a node without a condition runs as graph-scheduler's
+    default (once per call of its senders), so dropping b's Always would run it once per a, here once in all
+    (modeci-mdf's Translated_abc_conditions: input0 BeforeNCalls(1), A Always)."""
+    d = chain("abc", {"node_specific": {"a": {"type": "BeforeNCalls", "kwargs": {"dependency": "a", "n": 1}},
+                                        "b": {"type": "Always", "kwargs": {}},
+                                        "c": {"type": "EveryNCalls", "kwargs": {"dependencies": "b", "n": 2}}},
+                      "termination": {"environment_state_update": {
+                          "type": "AfterNCalls", "kwargs": {"dependencies": "c", "n": 2}}}})
+    theirs = assert_engine_values(d)
+    assert float(np.ravel(theirs["b.count"])[0]) >= 4
+    only_always = chain("ab", {"node_specific": {"a": {"type": "Always", "kwargs": {}},
+                                                 "b": {"type": "Always", "kwargs": {}}}})
+    assert lower(only_always).schedule is None  # only Always, no termination: the plain order, as before
