@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import DataError
 from ..executor import Env, compile_program, execute
 from ..program import Program
+from ..shapes import fit_unit_axes
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,11 @@ class ReferenceRunner:
                 raise DataError(f"input '{name}' is not an array of numbers: {exc}") from None
             lead_names = "trials, time steps" if lead == 2 else "trials"
             if spec.shape is not None and tuple(arr.shape[lead:]) != tuple(spec.shape):
+                fitted = fit_unit_axes(arr, lead, tuple(spec.shape)) if arr.ndim >= lead else None
                 if tuple(arr.shape) == tuple(spec.shape) and lead == 1:
                     arr = arr[None]
+                elif fitted is not None:
+                    arr = fitted  # (trials, n) for a (1, n) port, as PsyNeuLink's inputs are written
                 else:
                     raise DataError(f"input '{name}' has shape {arr.shape}; expected ({lead_names}, "
                                     f"{', '.join(map(str, spec.shape))}) for port '{spec.node}.{spec.port}' "

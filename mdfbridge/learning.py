@@ -19,6 +19,7 @@ from .errors import DataError, UnsupportedError
 from .losses import Loss, get_loss, loss_name  # noqa: F401 - Loss and loss_name: also importable from here
 from .optimizers import PlainSGD, get_optimizer  # noqa: F401 - PlainSGD: also importable from here
 from .program import Program
+from .shapes import fit_unit_axes
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +188,9 @@ def _aligned_targets(program: Program, name: str, value: Any, n: int, lead_shape
     lead = 2 if program.sequence else 1
     want = tuple(program.shapes.get(program.outputs[name], ()))
     if arr.shape[lead:] != want or (lead == 2 and arr.shape[:2] != lead_shape):
-        if lead == 1 and arr.ndim == 3 and arr.shape[1] == 1 and arr.shape[2:] == want:
-            arr = arr[:, 0]
+        fitted = fit_unit_axes(arr, lead, want) if lead == 1 or arr.shape[:2] == lead_shape else None
+        if fitted is not None:
+            arr = fitted
         else:
             head = "trials, time steps" if lead == 2 else "trials"
             raise DataError(f"targets for '{name}' have shape {arr.shape}; expected ({head}, "

@@ -105,3 +105,16 @@ def _check_edges(program: Program, lowering: "Lowering") -> None:
             raise ShapeError(f"edge '{eid}' carries shape {got} from '{e['sender']}.{e['sender_port']}' but input "
                              f"port '{e['receiver']}.{e['receiver_port']}' has shape {want}",
                              where=f"graph '{lowering.gid}'")
+
+
+def fit_unit_axes(arr: np.ndarray, lead: int, want: Tuple[int, ...]) -> Optional[np.ndarray]:
+    """`arr` (`lead` leading axes, then per-trial values) reshaped to per-trial shape `want` when the two differ
+    only in leading axes of length 1 (PsyNeuLink's 2-D variables: (1, n) ports fed (trials, n) data, and back);
+    else None."""
+    def core(shape: Tuple[int, ...]) -> Tuple[int, ...]:
+        while shape and shape[0] == 1:
+            shape = shape[1:]
+        return shape
+    if core(tuple(arr.shape[lead:])) != core(tuple(want)):
+        return None
+    return arr.reshape(tuple(arr.shape[:lead]) + tuple(want))
