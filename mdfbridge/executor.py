@@ -107,6 +107,9 @@ def _broadcast_per_trial(run: Callable[[Env], Any], items: List[Tuple[str, Any]]
     if len(names) == 2 and not others and not static_rank:  # the common case: one compare
         n1, n2 = names
         return lambda env: run(env) if env[n1].ndim == env[n2].ndim else aligned_call(env)
+    if len(names) == 1 and len(others) == 1 and not static_rank:  # a batched value with an unbatched one
+        (b1,), (u1,) = names, others
+        return lambda env: run(env) if env[b1].ndim - lead >= np.ndim(env[u1]) else aligned_call(env)
 
     def aligned(env: Env) -> Any:
         ranks = {env[n].ndim for n in names}

@@ -263,3 +263,25 @@ def test_always_beside_other_conditions_is_kept_not_the_default():
     only_always = chain("ab", {"node_specific": {"a": {"type": "Always", "kwargs": {}},
                                                  "b": {"type": "Always", "kwargs": {}}}})
     assert lower(only_always).schedule is None  # only Always, no termination: the plain order, as before
+
+
+def test_a_per_trial_scalar_with_an_unbatched_vector_broadcasts_per_trial():
+    """A condition on a per-trial scalar (time > start) choosing an unbatched vector (amplitude, shape (3,)) is
+    (trials, 3), as the engine's (3,) per trial, on numpy and torch; and an edge of shape (1,) into a (3,) port
+    (numpy broadcasting makes a (3,) of it) is accepted (modeci-mdf's IAF_net and RNNs documents)."""
+    nodes = {
+        "src": {"parameters": {"time": {"default_initial_value": 0, "time_derivative": "1"},
+                               "amplitude": {"value": [1.0, 2.0, 3.0]},
+                               "level": {"value": 0, "conditions": [
+                                   {"id": "on", "test": "time > 0.15", "value": "amplitude"}]},
+                               "one": {"value": [0.5]}},
+                "output_ports": {"out": {"value": "level"}, "t": {"value": "one * time"}}},
+        "dst": {"input_ports": {"x": {"shape": [3]}, "s": {"shape": [3]}},
+                "parameters": {"y": {"value": "x + s"}}, "output_ports": {"y": {"value": "y"}}},
+    }
+    d = doc(nodes, {"e1": edge("src", "out", "dst", "x"), "e2": edge("src", "t", "dst", "s")})
+    theirs = assert_engine_values(d, steps=4, dt=0.1)
+    prog = lower(d)
+    ours = get_backend("torch").prepare(prog).run({}, steps=4, dt=0.1)
+    np.testing.assert_allclose(ours["dst"][0], np.ravel(theirs["dst.y"]), rtol=0, atol=1e-12)
+    assert ours["dst"].shape == (1, 3)
