@@ -2,18 +2,32 @@
 (fast, exact), and `composition_to_mdf` turns it into a `modeci_mdf.mdf.Model`."""
 from __future__ import annotations
 
+import copy
+import math
 from typing import TYPE_CHECKING, Any, Dict, List, cast
 
 from .. import __version__
 from ..composition import BiasMechanism, Composition, FlatNode, FlatProjection, TransferMechanism, identifier
+from ..transfer import Logistic, TransferFunction
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..gru_composition import GRUBlock
 
 MDF_FORMAT = "ModECI MDF v0.4"
 OUTPUT_PORT = "output"
-PROJECTION_INPUT = "input"
+
+
+def projection_input(projection_id: str) -> str:
+    """Id of a projection node's input port (PsyNeuLink's reader takes `<node>_InputPort_0` as the primary one)."""
+    return f"{projection_id}_InputPort_0"
+
 FUNCTION_ID = "function"
+# the default scheduling, written out (PsyNeuLink's reader needs a graph's `conditions`)
+DEFAULT_CONDITIONS = {"node_specific": {}, "termination": {
+    "environment_sequence": {"type": "Never", "kwargs": {}},
+    "environment_state_update": {"type": "AllHaveRun", "kwargs": {"dependencies": []}}}}
+# what PsyNeuLink makes of an edge: a MappingProjection with its default (identity) matrix
+PNL_EDGE = {"type": "MappingProjection"}
 
 
 def external_port(node_id: str) -> str:
@@ -21,9 +35,38 @@ def external_port(node_id: str) -> str:
     return f"{node_id}_input"
 
 
-def afferent_port(projection_id: str) -> str:
-    """Id of the input port through which a mechanism receives one projection."""
-    return f"from_{projection_id}"
+def received(projection_id: str) -> str:
+    """Id of the edge from a projection's node to its receiver."""
+    return f"{projection_id}_received"
+
+
+def afferent_port(projection_id: str, receiver_id: str) -> str:
+    """Id of the input port through which a mechanism receives one projection.
+
+    PsyNeuLink's id for one of several afferents into a mechanism's primary InputPort
+    (`<receiver>_InputPort_0_input_port_from_<edge>`): its reader connects the edge there, and sums them.
+    """
+    return f"{receiver_id}_InputPort_0_input_port_from_{received(projection_id)}"
+
+
+def pnl_function_metadata(fn: TransferFunction) -> Dict[str, Any]:
+    """What PsyNeuLink's reader (`generate_script_from_mdf`) takes a transfer function's arguments from.
+
+    PsyNeuLink merges a function's `metadata` over its `args`: `type` names its Function class, and a string value
+    names a parameter of the node (resolved there). Where PsyNeuLink's form differs from the MDF one mdfbridge
+    writes, literal values make PsyNeuLink compute the same: its Logistic has `offset` outside the sigmoid, so
+    mdfbridge's `1/(1 + exp(-gain*(x + bias) + offset))` is PsyNeuLink's with `x_0 = offset/gain`, `offset = 0`.
+    """
+    p = fn.params
+    refs: Dict[str, Any] = {k: k for k in p}
+    if isinstance(fn, Logistic):
+        gain, offset = p["gain"], p["offset"]
+        if offset != 0.0:
+            if gain != 0.0:
+                refs.update(x_0=offset / gain, offset=0.0)
+            else:  # a constant 1/(1 + exp(offset)): PsyNeuLink's gain-0 logistic is scale/2
+                refs.update(scale=2.0 / (1.0 + math.exp(offset)), offset=0.0)
+    return {"type": fn.name, **refs}
 
 
 def _nesting(comp: Composition) -> Dict[str, Any]:
@@ -39,15 +82,20 @@ def _mechanism_node(f: FlatNode, afferents: List[FlatProjection], roles: Dict[st
                             "input": f.id in roles["input"], "output": f.id in roles["output"]}
     if isinstance(m, BiasMechanism):
         meta.update(role="bias", value=m.value)
-        return {"metadata": {"mdfbridge": meta},
+        # PsyNeuLink: a ProcessingMechanism whose Linear(slope=0, intercept=value) ignores its (default) input
+        pnl_fn = {"type": "Linear", "slope": 0.0, "intercept": m.value}
+        return {"metadata": {"mdfbridge": meta, "type": "ProcessingMechanism", "variable": [[0.0] * m.size]},
                 "parameters": {"value": {"value": [m.value] * m.size}},
-                "output_ports": {OUTPUT_PORT: {"value": "value", "shape": [m.size]}}}
+                "functions": {FUNCTION_ID: {"value": "value", "metadata": pnl_fn}},
+                "output_ports": {OUTPUT_PORT: {"value": FUNCTION_ID, "shape": [m.size]}}}
     assert isinstance(m, TransferMechanism)
     meta.update(role="mechanism", function=m.function.name)
-    ports = [afferent_port(p.id) for p in afferents] if afferents else [external_port(f.id)]
-    return {"metadata": {"mdfbridge": meta},
+    ports = [afferent_port(p.id, f.id) for p in afferents] if afferents else [external_port(f.id)]
+    function = m.function.mdf_function(" + ".join(ports))
+    function["metadata"] = {**function.get("metadata", {}), **pnl_function_metadata(m.function)}
+    return {"metadata": {"mdfbridge": meta, "type": "TransferMechanism", "variable": [[0.0] * m.size]},
             "input_ports": {pid: {"shape": [m.size]} for pid in ports},
-            "functions": {FUNCTION_ID: m.function.mdf_function(" + ".join(ports))},
+            "functions": {FUNCTION_ID: function},
             "parameters": {k: {"value": v} for k, v in m.function.params.items()},
             "output_ports": {OUTPUT_PORT: {"value": FUNCTION_ID, "shape": [m.size]}}}
 
@@ -55,10 +103,16 @@ def _mechanism_node(f: FlatNode, afferents: List[FlatProjection], roles: Dict[st
 def _projection_node(p: FlatProjection) -> Dict[str, Any]:
     proj = p.projection
     rows, cols = p.matrix.shape
+    # PsyNeuLink: a ProcessingMechanism with a MatrixTransform function (B resolves to the node's `matrix`), the
+    # edges into and out of it identity MappingProjections. (Not its `<proj>_dummy_node` form: PsyNeuLink 0.21's
+    # reader hands a dummy node's parameters to another projection, so the matrix would land on the wrong one.)
+    pnl_fn = {"type": "MatrixTransform", "A": [0.0] * rows}
     return {"metadata": {"mdfbridge": {"role": "projection", "name": proj.name, "learnable": proj.learnable,
-                                       "sender": p.sender, "receiver": p.receiver, "composition": list(p.path)}},
-            "input_ports": {PROJECTION_INPUT: {"shape": [rows]}},
-            "functions": {FUNCTION_ID: {"function": "MatMul", "args": {"A": PROJECTION_INPUT, "B": "matrix"}}},
+                                       "sender": p.sender, "receiver": p.receiver, "composition": list(p.path)},
+                         "type": "ProcessingMechanism", "variable": [[0.0] * rows]},
+            "input_ports": {projection_input(p.id): {"shape": [rows]}},
+            "functions": {FUNCTION_ID: {"function": "MatMul", "args": {"A": projection_input(p.id), "B": "matrix"},
+                                        "metadata": pnl_fn}},
             "parameters": {"matrix": {"value": p.matrix.tolist()}},
             "output_ports": {OUTPUT_PORT: {"value": FUNCTION_ID, "shape": [cols]}}}
 
@@ -69,7 +123,7 @@ def _gru_block(f: FlatNode, afferents: List[FlatProjection], roles: Dict[str, Li
 
     b = cast("GRUBlock", f.mechanism)  # the caller checked: it has gates
     in_id = f"{f.id}__input"
-    ports = [afferent_port(p.id) for p in afferents] if afferents else [external_port(in_id)]
+    ports = [afferent_port(p.id, in_id) for p in afferents] if afferents else [external_port(in_id)]
     info = {"input_size": b.input_size, "hidden_size": b.hidden_size, "bias": b.bias, "name": b.name,
             "composition": list(f.path), "enable_learning": b.enable_learning, "frozen": list(b.frozen),
             "learning_rates": dict(b.learning_rates), "input": f.id in roles["input"],
@@ -104,11 +158,19 @@ def composition_to_dict(comp: Composition, gru_form: str = "gates") -> Dict[str,
     for p in projs:
         graph_nodes[p.id] = _projection_node(p)
         edges[f"{p.id}_sent"] = {"sender": ends.get(p.sender, (p.sender, p.sender))[1], "receiver": p.id,
-                                 "sender_port": OUTPUT_PORT, "receiver_port": PROJECTION_INPUT}
-        edges[f"{p.id}_received"] = {"sender": p.id, "receiver": ends.get(p.receiver, (p.receiver,))[0],
-                                     "sender_port": OUTPUT_PORT, "receiver_port": afferent_port(p.id)}
-    graph = {"metadata": {"mdfbridge": {"composition": _nesting(comp), "version": __version__}},
-             "nodes": graph_nodes, "edges": edges}
+                                 "sender_port": OUTPUT_PORT, "receiver_port": projection_input(p.id),
+                                 "metadata": dict(PNL_EDGE)}
+        receiver = ends.get(p.receiver, (p.receiver,))[0]
+        edges[received(p.id)] = {"sender": p.id, "receiver": receiver, "sender_port": OUTPUT_PORT,
+                                 "receiver_port": afferent_port(p.id, receiver), "metadata": dict(PNL_EDGE)}
+    graph: Dict[str, Any] = {"metadata": {"mdfbridge": {"composition": _nesting(comp), "version": __version__}},
+                             "nodes": graph_nodes, "edges": edges}
+    if not any(hasattr(f.mechanism, "gates") for f in nodes):
+        # what PsyNeuLink's reader needs of a graph (not with a GRU block, which it cannot read: there the graph
+        # stays as the block converters write it, and modeci-mdf's engine refuses explicit conditions on its cycle)
+        graph["metadata"].update(type="Composition", node_ordering=list(graph_nodes), required_node_roles=[],
+                                 excluded_node_roles=[])
+        graph["conditions"] = copy.deepcopy(DEFAULT_CONDITIONS)
     return {f"{gid}_model": {"format": MDF_FORMAT, "generating_application": f"mdfbridge {__version__}",
                              "graphs": {gid: graph}}}
 
