@@ -68,6 +68,8 @@ NODE_CONDITIONS = {
         {"type": "All", "kwargs": {"dependencies": [{"type": "JustRan", "kwargs": {"dependency": "b"}},
                                                      {"type": "AtPass", "kwargs": {"n": 1}}]}}]}}},
     "all_have_run": {"c": {"type": "AllHaveRun", "kwargs": {}}},
+    "time_interval": {"b": {"type": "TimeInterval", "kwargs": {"start": 2, "end": 6}},
+                      "c": {"type": "TimeInterval", "kwargs": {"repeat": 2}}},
 }
 TERMINATION = {"environment_state_update": {"type": "AfterNCalls", "kwargs": {"dependency": "a", "n": 4}}}
 
