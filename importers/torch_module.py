@@ -7,7 +7,7 @@ and reads/writes them through the binding's mapping when weights go back to (or 
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Mapping, Optional, cast
+from typing import Any, Dict, List, Mapping, Optional, cast
 
 import numpy as np
 import torch
@@ -76,8 +76,13 @@ class ProgramModule(nn.Module):
         return {name: cast(torch.Tensor, params[key] if key in params else buffers[key])
                 for name, key in self.keys.items()}
 
-    def forward(self, inputs: Mapping[str, torch.Tensor], steps: int = 1, dt: float = 1.0) -> Dict[str, torch.Tensor]:
-        """Outputs (name -> (batch, ...)) after `steps` steps on a batch of inputs (name -> (batch, ...))."""
+    def forward(self, inputs: Mapping[str, torch.Tensor], steps: int = 1, dt: float = 1.0,
+                per_step: Optional[Mapping[str, torch.Tensor]] = None,
+                trajectory: Optional[Dict[str, List[torch.Tensor]]] = None) -> Dict[str, torch.Tensor]:
+        """Outputs (name -> (batch, ...)) after `steps` steps on a batch of inputs (name -> (batch, ...)).
+
+        `per_step`: inputs (name -> (batch, steps, ...)) fed one time point per step (state carried, as the numpy
+        reference's `run_sequence`); `trajectory`: filled with each output's value after every step."""
         prog = self.program
         env: Dict[str, Any] = self.param_tensors()
         batch, missing = None, []
@@ -101,9 +106,16 @@ class ProgramModule(nn.Module):
             env[name] = init.expand((batch,) + tuple(init.shape))
         if steps > 1:
             require_static(prog.schedule, steps, "torch")
+        feeds = [(key, per_step[name] if name in per_step else per_step[port]) for name, port, key in self._input_keys
+                 if name in per_step or port in per_step] if per_step else []
         for step in range(steps):
             env["dt"] = 0.0 if step == 0 else float(dt)
+            for key, v in feeds:
+                env[key] = v[:, step]
             execute(self.steps, env)
+            if trajectory is not None:
+                for k, t in prog.outputs.items():
+                    trajectory.setdefault(k, []).append(env[t] if t in self.batched else self._broadcast(env[t], batch))
             if prog.states:
                 env.update({name: env[st.update] for name, st in prog.states.items()})
         return {k: env[t] if t in self.batched else self._broadcast(env[t], batch) for k, t in prog.outputs.items()}

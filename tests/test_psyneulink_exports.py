@@ -2,9 +2,9 @@
 
 Every fixture with expected outputs is loaded with `mdfbridge.load_program` and run on the numpy reference with
 all trials of PsyNeuLink's one `run()` as time steps of one sequence (`run_program(..., sequence=True)`, inputs
-(1, trials, *port shape)), so state (integrators) carries across trials as in PsyNeuLink. Programs without state
-also run on torch, all trials as one batch. Tolerance: 1e-12 absolute (the values are O(1); the largest
-difference seen is 1e-15).
+(1, trials, *port shape)), so state (integrators) carries across trials as in PsyNeuLink; the same on torch
+(`TorchRep.run_sequence`) where its schedule is the topological order. Tolerance: 1e-12 absolute (the values
+are O(1); the largest difference seen is 9e-16).
 """
 from __future__ import annotations
 
@@ -52,20 +52,27 @@ def test_fixture_matches_psyneulink_on_numpy(name: str) -> None:
         np.testing.assert_allclose(got[node], np.asarray(want, dtype=float), rtol=0, atol=ATOL, err_msg=node)
 
 
+# the torch module runs schedules that are the topological order; `conditions` needs the scheduler (reference only)
+NOT_ON_TORCH = {"conditions": "EveryNCalls/AfterNCalls within a trial: several passes per trial"}
+
+
 @pytest.mark.parametrize("name", FIXTURES)
 def test_fixture_matches_psyneulink_on_torch(name: str) -> None:
+    """The torch backend steps through the trials like the reference (`TorchRep.run_sequence`), state carried."""
     pytest.importorskip("torch")
     from mdfbridge.backends import get_backend
 
     exp = _expected(name)
     program = mdfbridge.load_program(DATA / f"{name}.json")
-    if program.states:
-        pytest.skip("state carried across trials with new inputs per trial: the torch backend's run feeds one "
-                    "input for all steps (the numpy reference steps through the sequence)")
     n = exp["num_trials"]
-    out = get_backend("torch").prepare(program).run(_inputs(program, exp, (n,)))
+    rep = get_backend("torch").prepare(program)
+    if name in NOT_ON_TORCH:
+        with pytest.raises(UnsupportedError, match="scheduling conditions"):
+            rep.run_sequence(_inputs(program, exp, (1, n)))
+        return
+    out = rep.run_sequence(_inputs(program, exp, (1, n)))
     for node, want in exp["outputs"].items():
-        np.testing.assert_allclose(np.asarray(out[node]).reshape(n, -1), np.asarray(want, dtype=float), rtol=0,
+        np.testing.assert_allclose(np.asarray(out[node])[0].reshape(n, -1), np.asarray(want, dtype=float), rtol=0,
                                    atol=ATOL, err_msg=node)
 
 

@@ -49,6 +49,24 @@ class TorchRep(BackendRep):
             out = module(x, steps=steps, dt=dt)
         return {k: v.detach().cpu().numpy() for k, v in out.items()}
 
+    def run_sequence(self, inputs: Mapping[str, Any], dt: float = 1.0) -> Dict[str, np.ndarray]:
+        """Inputs (trials, time, ...) stepped through time, one time point per step with state carried (the numpy
+        reference's `run_program(..., sequence=True)` for step-level programs); outputs (trials, time, ...)."""
+        import torch
+
+        if self.program.sequence:
+            return self.run(inputs, dt=dt)
+        module, device = self.module, self.device
+        seq = {k: torch.as_tensor(np.asarray(v, dtype=float), dtype=module.dtype, device=device)
+               for k, v in inputs.items()}
+        steps = next(iter(seq.values())).shape[1] if seq else 1
+        first = input_arrays(self.program, {k: v[:, 0].cpu().numpy() for k, v in seq.items()})
+        x = {k: torch.as_tensor(v, dtype=module.dtype, device=device) for k, v in first.items()}
+        traj: Dict[str, Any] = {}
+        with torch.no_grad():
+            module(x, steps=steps, dt=dt, per_step=seq, trajectory=traj)
+        return {k: torch.stack(v, dim=1).detach().cpu().numpy() for k, v in traj.items()}
+
     def _train(self, data: "TrainingData", config: "LearnConfig", callback: Callback,
                on_synch: OnSynch) -> "LearnResult":
         """A fresh module from the Program's current values, trained by TorchTrainer (it then serves `run`)."""

@@ -249,7 +249,7 @@ def read_call(name: str, written: Mapping[str, Any], where: str = "") -> Optiona
             break
     alias = _ALIAS_RECORDS.get(name)
     ignored: frozenset = frozenset()
-    if alias is not None and alias.ignores:
+    if alias is not None:
         if alias.check is not None:
             alias.check(written, where)
         ignored = frozenset(a for a in written if a in alias.ignores)
