@@ -131,3 +131,34 @@ def test_psyneulinks_gating_mechanisms_are_refused_naming_the_node(tmp_path):
     with pytest.raises(UnsupportedError, match=r"gru_no_conditions.json at \$\.gru\.graphs\.gru\.nodes\.RESET: node "
                                                r"'RESET' is a PsyNeuLink GatingMechanism"):
         load_program(path)
+
+
+def test_psyneulinks_nested_export_with_its_dropped_projections_restored_gives_psyneulinks_numbers():
+    """PsyNeuLink 0.21 writes the inner composition as a node holding a graph but drops the projections into and
+    out of it; restored (as the `<proj>_dummy_node`s it writes for other projections, matrices from its own
+    record), the flattened graph computes PsyNeuLink's numbers."""
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data" / "psyneulink"
+    d = json.loads((data / "nested.json").read_text())
+    expected = json.loads((data / "nested.expected.json").read_text())
+    graph = d["outer"]["graphs"]["outer"]
+    inner = graph["nodes"]["inner"]["nodes"]
+    edges = graph.setdefault("edges", {})
+    links = {"outer_to_inner": ("outer_in", "inner_in"), "inner_to_outer": ("inner_out", "outer_out")}
+    for proj, (sender, receiver) in links.items():
+        nodes = {**graph["nodes"], **inner}
+        out_port = next(iter(nodes[sender]["output_ports"]))
+        in_port = next(iter(nodes[receiver]["input_ports"]))
+        matrix = expected["matrices"][proj]
+        graph["nodes"][f"{proj}_dummy_node"] = {
+            "input_ports": {"x": {"shape": [1, len(matrix)]}},
+            "functions": {"mm": {"function": "onnx::MatMul", "args": {"A": "x", "B": matrix}}},
+            "output_ports": {"y": {"value": "mm", "shape": [len(matrix[0])]}}}
+        edges[f"{proj}_pre"] = edge(sender, out_port, f"{proj}_dummy_node", "x")
+        edges[f"{proj}_post"] = edge(f"{proj}_dummy_node", "y", receiver, in_port)
+    prog = lower(d)
+    x = np.asarray(expected["inputs"]["outer_in"], dtype=float)
+    got = run_program(prog, {"outer_in": x.reshape((len(x),) + tuple(prog.inputs["outer_in"].shape))})
+    np.testing.assert_allclose(got["outer_out"].reshape(len(x), -1), expected["outputs"]["outer_out"],
+                               rtol=0, atol=1e-12)
