@@ -12,11 +12,10 @@ from timing import best_of
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from tests.mdf_corpus import BY_NAME, engine_run  # noqa: E402
-
 import mdfbridge  # noqa: E402
 from mdfbridge.backends import get_backend  # noqa: E402
 from mdfbridge.importers.reference import ReferenceRunner  # noqa: E402
+from tests.mdf_corpus import BY_NAME, engine_run  # noqa: E402
 
 DOCUMENTS = ("States", "SwitchedRLC_Circuit", "IAF_net", "RNNs", "FN", "abc_conditions", "everyncalls_condition",
              "threshold_condition")
