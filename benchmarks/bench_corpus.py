@@ -21,25 +21,29 @@ DOCUMENTS = ("States", "SwitchedRLC_Circuit", "IAF_net", "RNNs", "FN", "abc_cond
              "threshold_condition")
 
 
+def row(name: str) -> str:
+    """One document's line: seconds per whole protocol on the engine, numpy and torch, and the ratios."""
+    p = BY_NAME[name]
+    prog = mdfbridge.load_program(p.file, p.graph)
+    inputs = {k: np.zeros((1,)) for k, s in prog.inputs.items() if s.shape is None and s.default is None}
+    dt = p.dt if p.dt is not None else 1.0
+    engine = best_of(lambda: engine_run(p), repeat=2)
+    runner = ReferenceRunner(prog)
+    ours = best_of(lambda: runner.run(inputs, steps=p.calls, dt=dt), repeat=3)
+    torch_s = float("nan")
+    if prog.schedule is None or prog.schedule.static_order(p.calls) is None:
+        rep = get_backend("torch").prepare(prog)
+        torch_s = best_of(lambda: rep.run(inputs, steps=p.calls, dt=dt), repeat=3)
+    return (f"{name:24s} {p.calls:6d} {engine:10.4f} {ours:10.4f} {torch_s:10.4f} {engine / ours:13.1f} "
+            f"{engine / torch_s:13.1f}")
+
+
 def main() -> None:
     warnings.simplefilter("ignore")
     print(f"{'document':24s} {'calls':>6s} {'engine s':>10s} {'numpy s':>10s} {'torch s':>10s} "
           f"{'engine/numpy':>13s} {'engine/torch':>13s}")
     for name in DOCUMENTS:
-        p = BY_NAME[name]
-        prog = mdfbridge.load_program(p.file, p.graph)
-        inputs = {k: np.zeros((1,)) for k, s in prog.inputs.items() if s.shape is None and s.default is None}
-        dt = p.dt if p.dt is not None else 1.0
-        engine = best_of(lambda: engine_run(p), repeat=2)
-        runner = ReferenceRunner(prog)
-        ours = best_of(lambda: runner.run(inputs, steps=p.calls, dt=dt), repeat=3)
-        static = prog.schedule is None or prog.schedule.static_order(p.calls) is None
-        torch_s = float("nan")
-        if static:
-            rep = get_backend("torch").prepare(prog)
-            torch_s = best_of(lambda: rep.run(inputs, steps=p.calls, dt=dt), repeat=3)
-        print(f"{name:24s} {p.calls:6d} {engine:10.4f} {ours:10.4f} {torch_s:10.4f} {engine / ours:13.1f} "
-              f"{(engine / torch_s) if static else float('nan'):13.1f}")
+        print(row(name))
 
 
 if __name__ == "__main__":
