@@ -154,3 +154,36 @@ def program_to_module(program: Program, dtype: torch.dtype = torch.float64,
                       device: Optional[torch.device | str] = None) -> ProgramModule:
     """Build the torch module of a Program (float64 by default, like MDF/PsyNeuLink numbers)."""
     return ProgramModule(program, dtype=dtype, device=device)
+
+
+class TorchModel(nn.Module):
+    """A Program as an ordinary torch module: `forward(*tensors)` takes one (batch, ...) tensor per input, in the
+    order of `input_names`, and returns the output tensor (a tuple, in the order of `output_names`, when there are
+    several). A single mapping {input name: tensor} is accepted too. Parameters are the Program's learnable ones
+    (`parameters()` works with any torch optimizer); `steps`/`dt` (default 1, 1.0) are the time steps each call
+    runs. Traceable by `torch.onnx.export` and `torch.jit.trace`."""
+
+    def __init__(self, program: Program, dtype: torch.dtype = torch.float64,
+                 device: Optional[torch.device | str] = None, steps: int = 1, dt: float = 1.0) -> None:
+        super().__init__()
+        self.program_module = ProgramModule(program, dtype=dtype, device=device)
+        self.input_names = list(program.inputs)
+        self.output_names = list(program.outputs)
+        self.steps, self.dt = int(steps), float(dt)
+
+    def forward(self, *tensors: Any) -> Any:
+        """The outputs for one (batch, ...) tensor per input (or one {input name: tensor} mapping)."""
+        if len(tensors) == 1 and isinstance(tensors[0], Mapping):
+            inputs = dict(tensors[0])
+        else:
+            if len(tensors) != len(self.input_names):
+                raise TypeError(f"forward takes {len(self.input_names)} tensor(s), one per input "
+                                f"({', '.join(self.input_names)}); got {len(tensors)}")
+            inputs = dict(zip(self.input_names, tensors))
+        out = self.program_module(inputs, steps=self.steps, dt=self.dt)
+        values = tuple(out[k] for k in self.output_names)
+        return values[0] if len(values) == 1 else values
+
+    def write_to_program(self) -> None:
+        """Copy the trained values back into the Program (then `mdfbridge.write_back` writes them to MDF)."""
+        self.program_module.write_to_program()

@@ -38,7 +38,7 @@ from .transfer import Exponential, Linear, Logistic, ReLU, SoftMax, Tanh  # noqa
 
 
 def __getattr__(name: str):  # lazy: keeps `import mdfbridge` light
-    if name in ("load_mdf", "load_program", "run_mdf", "save_mdf"):
+    if name in ("load_mdf", "load_program", "run_mdf", "save_mdf", "to_torch"):
         from . import api
 
         return getattr(api, name)
@@ -60,5 +60,5 @@ __all__ = [
     "MdfBridgeError", "DocumentError", "SchemaError", "UnknownFunctionError", "UnsupportedError",
     "ShapeError", "CycleError", "ExpressionError", "DataError", "CompositionError",
     "GRUComposition", "ExecutionMode", "Loss", "learn", "write_back",
-    "Program", "lower", "load_mdf", "load_program", "run_mdf", "save_mdf", "run_program",
+    "Program", "lower", "load_mdf", "load_program", "run_mdf", "save_mdf", "run_program", "to_torch",
 ]

@@ -4,7 +4,10 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Mapping, Optional, Union
 
+import numpy as np
+
 from .document import load_document_dict, model_from_dict, save_document
+from .errors import UnsupportedError
 from .lowering import lower
 from .program import Program
 
@@ -47,3 +50,40 @@ def run_with_backend(program: Program, inputs: Mapping[str, Any], backend: str =
     from .backends import get_backend
 
     return get_backend(backend).prepare(program).run(inputs, steps=steps, dt=dt)
+
+
+def torch_dtype(dtype: Any) -> Any:
+    """A torch dtype from 'float32'/'float64', a numpy dtype or a torch dtype (None: torch.float64)."""
+    import torch
+
+    if dtype is None:
+        return torch.float64
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype.replace("torch.", "")
+    found = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+             "bfloat16": torch.bfloat16}.get(name)
+    if found is None:
+        raise UnsupportedError(f"dtype {dtype!r} is not a floating type torch runs models in; use 'float32' or "
+                               "'float64' (or a numpy/torch float dtype)")
+    return found
+
+
+def to_torch(model: Any, *, dtype: Any = None, device: Any = None, steps: int = 1, dt: float = 1.0) -> Any:
+    """An ordinary `torch.nn.Module` computing `model`, with `forward(*tensors)` (mdfbridge.importers.torch_module
+    TorchModel).
+
+    model: an MDF file path, an MDF document (dict or modeci-mdf Model), a Program, or a Composition. dtype:
+    'float32'/'float64' or a numpy/torch float dtype (default None: float64); device: a torch device (default None:
+    CPU); steps, dt: time steps per call and their size (default 1 and 1.0, for stateful models)."""
+    from .importers.torch_module import TorchModel
+
+    if isinstance(model, Program):
+        program = model
+    elif isinstance(model, (str, os.PathLike)):
+        program = load_program(model)
+    elif hasattr(model, "program") and callable(model.program):  # a Composition
+        program = model.program()
+    else:
+        program = lower(model)
+    return TorchModel(program, dtype=torch_dtype(dtype), device=device, steps=steps, dt=dt)

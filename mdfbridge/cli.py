@@ -420,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mdfbridge", description="Move models between MDF, PyTorch and ONNX.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    p.add_argument("--version", action="version", version=_version_line(),
+                   help="print mdfbridge's version (and those of the libraries it runs on) and exit")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name: str, func: Any, help_: str, example: str) -> argparse.ArgumentParser:
@@ -492,9 +494,43 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _version_line() -> str:
+    """'mdfbridge X (modeci-mdf Y, torch Z, onnx W, onnxruntime V)': the versions a bug report needs."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    def of(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "absent"
+    deps = ", ".join(f"{d} {of(d)}" for d in ("modeci-mdf", "graph-scheduler", "torch", "onnx", "onnxruntime"))
+    return f"mdfbridge {__version__} ({deps})"
+
+
+def _misspelled_command(parser: argparse.ArgumentParser, argv: Sequence[str]) -> Optional[str]:
+    """One error line for a subcommand that does not exist, with the closest one, or None."""
+    import difflib
+
+    words = [a for a in argv if not a.startswith("-")]
+    commands = next((list(a.choices) for a in parser._actions if isinstance(a, argparse._SubParsersAction)), [])
+    if not words or words[0] in commands:
+        return None
+    close = difflib.get_close_matches(words[0], commands, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"error: unknown command '{words[0]}' (commands: {', '.join(commands)}){hint}"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point: run the command; errors print one line and return 2."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    wrong = _misspelled_command(parser, argv)
+    if wrong is not None:
+        sys.stderr.write(wrong + "\n")
+        return 2
+    args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -357,3 +357,18 @@ def test_validate_strict_refuses_what_the_default_reader_accepts(xor_file, tmp_p
     assert proc.returncode == 2
     line = one_error_line(proc)
     assert "noted.json" in line and "notes" in line
+
+
+def test_version_names_mdfbridge_and_the_libraries_it_runs_on():
+    proc = cli("--version")
+    assert proc.returncode == 0
+    from mdfbridge import __version__
+
+    assert proc.stdout.startswith(f"mdfbridge {__version__} (modeci-mdf ") and "torch " in proc.stdout
+
+
+def test_a_misspelled_command_is_one_line_with_the_closest_one():
+    proc = cli("trian", "model.json")
+    assert proc.returncode == 2
+    line = one_error_line(proc)
+    assert "unknown command 'trian'" in line and "did you mean 'train'?" in line
