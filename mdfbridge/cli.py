@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, cast
+from typing import Any, Dict, List, Mapping, Optional, Sequence, cast
 
 import numpy as np
 
@@ -114,6 +114,20 @@ def _parse_inputs(args: argparse.Namespace) -> Dict[str, np.ndarray]:
     return inputs
 
 
+PRINT_LIMIT = 20  # values per output `run` prints in full; larger outputs print their shape and first rows
+
+
+def _print_outputs(res: Mapping[str, Any], print_all: bool) -> None:
+    """Each output as a JSON list, or (above PRINT_LIMIT values, without --print-all) its shape and first rows."""
+    for k, v in res.items():
+        arr = np.asarray(v)
+        if print_all or arr.size <= PRINT_LIMIT:
+            _out(f"{k}: {json.dumps(arr.tolist())}")
+        else:
+            rows = json.dumps(np.round(arr[:3], 6).tolist())
+            _out(f"{k}: shape {arr.shape}, first rows {rows[:300]} ... (--print-all prints every value)")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a model on inputs (--backend: numpy reference by default, see mdfbridge.backends); print (and optionally
     save) outputs, with trajectories where the backend records them."""
@@ -126,12 +140,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise DataError(f"--out {args.out}: directory {Path(args.out).parent} does not exist")
     prog = load_program(args.file)
     inputs = _parse_inputs(args)
+    targets = [k for k in inputs if k in prog.outputs and k not in prog.inputs]
+    for k in targets:  # a training .npz holds the targets too: they are not inputs
+        del inputs[k]
     backend = get_backend(getattr(args, "backend", "numpy"))
     res = backend.prepare(prog).run(inputs, steps=args.steps, dt=args.dt,
                                     record=bool(args.out) and backend.records_trajectory)
+    unfed = [k for k, s in prog.inputs.items() if k not in inputs and s.port not in inputs and s.default is None]
+    if unfed:
+        sys.stderr.write(f"warning: no value given for input(s) {', '.join(unfed)}: they ran on zeros "
+                         "(give --input NODE=JSONLIST or --inputs DATA.npz)\n")
     traj: Any = res.pop("__trajectory__", None)  # a dict of arrays (run's result type names only the outputs)
-    for k, v in res.items():
-        _out(f"{k}: {json.dumps(np.asarray(v).tolist())}")
+    _print_outputs(res, args.print_all)
     if args.out:
         arrays = {k: np.asarray(v) for k, v in res.items()}
         if traj is not None and args.steps > 1:
@@ -279,8 +299,7 @@ def cmd_run_onnx(args: argparse.Namespace) -> int:
         raise DataError("--steps applies to stateful MDF models; an ONNX model runs one step")
     session = DeploymentSession(args.file, getattr(args, "provider", None) or "auto")
     res = session.run(_parse_inputs(args))
-    for k, v in res.items():
-        _out(f"{k}: {json.dumps(np.asarray(v).tolist())}")
+    _print_outputs(res, args.print_all)
     sys.stderr.write(f"ran on onnxruntime {session.provider}\n")
     if args.out:
         import io
@@ -455,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--steps", type=int, default=1, help="time steps to run (stateful models), default 1")
     sp.add_argument("--dt", type=float, default=1.0, help="time increment for time derivatives, default 1")
     sp.add_argument("--out", metavar="OUT.npz", help="save outputs (and trajectories if --steps > 1)")
+    sp.add_argument("--print-all", action="store_true",
+                    help=f"print every output value (default: outputs of more than {PRINT_LIMIT} values print "
+                         "their shape and first rows)")
     sp.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto",
                     help="onnxruntime execution provider for .onnx files (default auto: CUDA if available)")
     sp.add_argument("--backend", choices=tuple(BACKENDS), default="numpy",

@@ -8,9 +8,10 @@ records in mdfbridge/losses.py and mdfbridge/optimizers.py.
 """
 from __future__ import annotations
 
+import difflib
 import enum
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Union
 
 import numpy as np
@@ -140,12 +141,15 @@ def make_config(config: Optional[LearnConfig] = None, settings: Optional[Mapping
                 error: type = UnsupportedError, where: str = "learn()") -> LearnConfig:
     """`config` (default LearnConfig()) with `settings` (LearnConfig field -> value) applied; an unknown setting
     raises `error` (default UnsupportedError) with a message starting with `where`."""
-    try:
-        if config is None:
-            return LearnConfig(**(settings or {}))
-        return replace(config, **settings) if settings else config
-    except TypeError as exc:
-        raise error(f"{where}: {exc}") from None
+    names = [f.name for f in fields(LearnConfig)]
+    for key in settings or {}:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise error(f"{where}: unknown setting '{key}'; {hint}settings: {', '.join(names)}")
+    if config is None:
+        return LearnConfig(**(settings or {}))
+    return replace(config, **settings) if settings else config
 
 
 def prepare_data(program: Program, inputs: Mapping[str, Any], targets: Mapping[str, Any]) -> TrainingData:

@@ -372,3 +372,17 @@ def test_a_misspelled_command_is_one_line_with_the_closest_one():
     assert proc.returncode == 2
     line = one_error_line(proc)
     assert "unknown command 'trian'" in line and "did you mean 'train'?" in line
+
+
+def test_run_prints_a_summary_of_large_outputs_ignores_targets_and_warns_on_zeros(xor_file, tmp_path):
+    data = tmp_path / "train.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, input=rng.uniform(size=(500, 2)), output=rng.uniform(size=(500, 1)))  # a training file
+    proc = cli("run", str(xor_file), "--inputs", str(data))
+    assert proc.returncode == 0, proc.stderr
+    assert "output: shape (500, 1), first rows [[" in proc.stdout and "--print-all" in proc.stdout
+    assert len(proc.stdout) < 400
+    full = cli("run", str(xor_file), "--inputs", str(data), "--print-all")
+    assert len(json.loads(full.stdout.split("output: ", 1)[1])) == 500
+    zeros = cli("run", str(xor_file))
+    assert zeros.returncode == 0 and "warning: no value given for input(s) input: they ran on zeros" in zeros.stderr

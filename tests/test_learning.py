@@ -658,3 +658,13 @@ def test_learn_on_cuda_matches_cpu():
     gpu.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, device="cuda", **kw)
     for a, b in zip(cpu.projections, gpu.projections):
         np.testing.assert_allclose(a.matrix, b.matrix, atol=1e-9)
+
+
+def test_a_misspelled_learn_setting_lists_the_settings_with_the_closest_one():
+    from conftest import make_xor
+
+    from mdfbridge.errors import MdfBridgeError
+
+    with pytest.raises(MdfBridgeError, match=r"unknown setting 'learning_rat'; did you mean 'learning_rate'\? "
+                                             r"settings: epochs, learning_rate, minibatch_size"):
+        make_xor().learn(inputs={"input": np.zeros((4, 2))}, targets={"output": np.zeros((4, 1))}, learning_rat=0.1)
