@@ -12,6 +12,7 @@ from .composition import (  # noqa: E402
     FULL_CONNECTIVITY_MATRIX,
     IDENTITY_MATRIX,
     RANDOM_CONNECTIVITY_MATRIX,
+    AutodiffComposition,
     BiasMechanism,
     Composition,
     MappingProjection,
@@ -54,7 +55,8 @@ def __getattr__(name: str):  # lazy: keeps `import mdfbridge` light
 
 
 __all__ = [
-    "BiasMechanism", "Composition", "MappingProjection", "TransferMechanism", "composition_from_mdf",
+    "AutodiffComposition", "BiasMechanism", "Composition", "MappingProjection", "TransferMechanism",
+    "composition_from_mdf",
     "Linear", "Logistic", "Tanh", "ReLU", "SoftMax", "Exponential",
     "IDENTITY_MATRIX", "FULL_CONNECTIVITY_MATRIX", "RANDOM_CONNECTIVITY_MATRIX",
     "MdfBridgeError", "DocumentError", "SchemaError", "UnknownFunctionError", "UnsupportedError",

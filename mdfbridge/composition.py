@@ -192,6 +192,7 @@ class Composition(_Named):
         self.learn_result: Any = None
         self._program: Optional[Program] = None
         self._program_key: Any = None
+        self.learning_settings: Dict[str, Any] = {}  # learn()'s defaults (AutodiffComposition's constructor sets them)
         for p in pathways or ():
             self.add_linear_processing_pathway(p)
 
@@ -419,7 +420,7 @@ class Composition(_Named):
         unknown = [k for k in t if k not in prog.outputs]
         if unknown:
             raise DataError(f"targets given for {unknown}, which are not output nodes of '{self.name}'")
-        config = make_config(None, settings, error=CompositionError)
+        config = make_config(None, {**self.learning_settings, **settings}, error=CompositionError)
         result = train_program(prog, x, t, config, backend=backend_name(backend, execution_mode), dtype=dtype,
                                device=device, callback=callback, on_synch=lambda: self._pull_matrices(prog))
         self.losses = result.losses
@@ -576,3 +577,22 @@ def _gru_param_names(f: FlatNode) -> Dict[str, str]:
         return {}
     node = {"r": "reset", "u": "update", "n": "new"}
     return {name: f"{f.id}__{node[name[-1]]}.{name}" for name in m.gates}
+
+
+class AutodiffComposition(Composition):
+    """PsyNeuLink's AutodiffComposition: a Composition whose constructor takes the learning settings `learn()` uses
+    unless its own arguments override them.
+
+    name, pathways, seed: as Composition. learning_rate (default None: learn()'s 0.001), optimizer_type ('sgd' |
+    'adam'; None: 'sgd'), loss_spec (Loss member or name; None: MSE), weight_decay (None: 0), minibatch_size
+    (None: 1): None leaves learn()'s own default. Unknown settings are refused by learn() naming the valid ones.
+    """
+
+    def __init__(self, name: Optional[str] = None, pathways: Optional[Iterable[Sequence[Any]]] = None,
+                 seed: int = 0, *, learning_rate: Optional[float] = None, optimizer_type: Optional[str] = None,
+                 loss_spec: Any = None, weight_decay: Optional[float] = None,
+                 minibatch_size: Optional[int] = None) -> None:
+        super().__init__(name, pathways, seed)
+        given = {"learning_rate": learning_rate, "optimizer_type": optimizer_type, "loss_spec": loss_spec,
+                 "weight_decay": weight_decay, "minibatch_size": minibatch_size}
+        self.learning_settings = {k: v for k, v in given.items() if v is not None}

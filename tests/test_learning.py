@@ -668,3 +668,29 @@ def test_a_misspelled_learn_setting_lists_the_settings_with_the_closest_one():
     with pytest.raises(MdfBridgeError, match=r"unknown setting 'learning_rat'; did you mean 'learning_rate'\? "
                                              r"settings: epochs, learning_rate, minibatch_size"):
         make_xor().learn(inputs={"input": np.zeros((4, 2))}, targets={"output": np.zeros((4, 1))}, learning_rat=0.1)
+
+
+def _xor_net(cls, **kw):
+    from mdfbridge import Logistic, MappingProjection, TransferMechanism
+
+    rng = np.random.default_rng(3)
+    a, h, o = TransferMechanism("input", 2), TransferMechanism("hidden", 3, Logistic()), \
+        TransferMechanism("output", 1, Logistic())
+    return cls("net", pathways=[[a, MappingProjection(matrix=rng.normal(size=(2, 3))), h,
+                                 MappingProjection(matrix=rng.normal(size=(3, 1))), o]], **kw)
+
+
+def test_autodiff_composition_takes_psyneulinks_learning_settings_in_its_constructor():
+    from mdfbridge import AutodiffComposition, Composition
+
+    x = {"input": np.array([[0, 0], [0, 1], [1, 0], [1, 1.0]])}
+    t = {"output": np.array([[0], [1], [1], [0.0]])}
+    plain = _xor_net(Composition).learn(inputs=x, targets=t, epochs=30, learning_rate=0.3, optimizer_type="adam")
+    auto = _xor_net(AutodiffComposition, learning_rate=0.3, optimizer_type="adam")
+    np.testing.assert_allclose(auto.learn(inputs=x, targets=t, epochs=30)["output"], plain["output"], rtol=0,
+                               atol=1e-15)
+    overridden = _xor_net(AutodiffComposition, learning_rate=0.3, optimizer_type="adam")
+    sgd = _xor_net(Composition).learn(inputs=x, targets=t, epochs=30, learning_rate=0.3)
+    np.testing.assert_allclose(overridden.learn(inputs=x, targets=t, epochs=30, optimizer_type="sgd")["output"],
+                               sgd["output"], rtol=0, atol=1e-15)  # learn()'s arguments win
+    assert not np.allclose(sgd["output"], plain["output"])
