@@ -27,6 +27,9 @@ class LossRecord:
     reduction: str  # "mean" (over every element of the minibatch) or "sum"
     llvm: Optional[Callable[..., Any]]  # (codegen, output tensor, target column, size, rows) -> loss value (IR)
     description: str = ""
+    # outputs need at least this many units per trial: cross-entropy over one unit is 0 whatever the target (the
+    # softmax of one value is 1), so training would silently change nothing
+    min_units: int = 1
 
 
 LOSSES: Dict[str, LossRecord] = {}  # canonical name -> record, in registration order
@@ -60,7 +63,8 @@ def _emitter(name: str) -> LazyFunction:
 register_loss(LossRecord("mse", ("mean_squared_error",), _functional("mse_loss"), "mean", _emitter("mse"),
                          "torch's mse_loss: mean of squared differences"))
 register_loss(LossRecord("cross_entropy", ("crossentropy", "ce"), _functional("cross_entropy"), "mean",
-                         _emitter("cross_entropy"), "torch's cross_entropy (class-probability targets)"))
+                         _emitter("cross_entropy"), "torch's cross_entropy (class-probability targets)",
+                         min_units=2))
 register_loss(LossRecord("l1", ("mae",), _functional("l1_loss"), "mean", _emitter("l1"),
                          "torch's l1_loss: mean absolute difference"))
 register_loss(LossRecord("sse", (), _sum_of_squares, "sum", _emitter("sse"), "sum of squared differences"))

@@ -694,3 +694,17 @@ def test_autodiff_composition_takes_psyneulinks_learning_settings_in_its_constru
     np.testing.assert_allclose(overridden.learn(inputs=x, targets=t, epochs=30, optimizer_type="sgd")["output"],
                                sgd["output"], rtol=0, atol=1e-15)  # learn()'s arguments win
     assert not np.allclose(sgd["output"], plain["output"])
+
+
+def test_cross_entropy_on_a_one_unit_output_is_refused_not_a_silent_no_op():
+    """torch's cross_entropy over one unit is 0 whatever the target: training would change nothing."""
+    from conftest import make_xor
+
+    from mdfbridge.errors import DataError
+
+    x = {"input": np.array([[0, 0], [0, 1], [1, 0], [1, 1.0]])}
+    t = {"output": np.array([[0], [1], [1], [0.0]])}
+    for backend in ("torch", "llvm"):
+        with pytest.raises(DataError, match=r"loss_spec 'cross_entropy' needs outputs of at least 2 units, and "
+                                             r"output 'output' has 1"):
+            make_xor().learn(inputs=x, targets=t, epochs=2, loss_spec="cross_entropy", backend=backend)

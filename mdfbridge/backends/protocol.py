@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional
 
 import numpy as np
 
-from ..errors import UnsupportedError
+from ..errors import DataError, UnsupportedError
 from ..program import Program
 from .registry import BACKENDS, training_backend_names
 
@@ -67,10 +67,19 @@ class BackendRep(abc.ABC):
             raise UnsupportedError(f"backend {self.backend.name!r} does not train; train on "
                                    f"{' or '.join(map(repr, training_backend_names()))}")
         from ..learning import make_config, prepare_data
+        from ..losses import get_loss
 
         config = make_config(config, settings)
         config.check()
-        return self._train(prepare_data(self.program, inputs, targets), config, callback, on_synch)
+        data = prepare_data(self.program, inputs, targets)
+        loss = get_loss(config.loss_spec)
+        for name, t in data[1].items():
+            units = int(np.prod(t.shape[2 if self.program.sequence else 1:]))
+            if units < loss.min_units:
+                raise DataError(f"loss_spec '{loss.name}' needs outputs of at least {loss.min_units} units, and "
+                                f"output '{name}' has {units}: it would train nothing (use 'mse', or "
+                                f"{loss.min_units} output units)")
+        return self._train(data, config, callback, on_synch)
 
     def _train(self, data: "TrainingData", config: "LearnConfig", callback: Callback,
                on_synch: OnSynch) -> "LearnResult":
