@@ -44,15 +44,16 @@ class ReferenceRunner:
                 raise DataError(f"input '{name}' is not an array of numbers: {exc}") from None
             lead_names = "trials, time steps" if lead == 2 else "trials"
             if spec.shape is not None and tuple(arr.shape[lead:]) != tuple(spec.shape):
-                fitted = fit_unit_axes(arr, lead, tuple(spec.shape)) if arr.ndim >= lead else None
+                fitted: Optional[np.ndarray]
                 if tuple(arr.shape) == tuple(spec.shape) and lead == 1:
-                    arr = arr[None]
-                elif fitted is not None:
-                    arr = fitted  # (trials, n) for a (1, n) port, as PsyNeuLink's inputs are written
-                else:
+                    fitted = arr[None]  # one trial without its trials axis
+                else:  # (trials, n) for a (1, n) port, as PsyNeuLink writes inputs
+                    fitted = fit_unit_axes(arr, lead, tuple(spec.shape)) if arr.ndim >= lead else None
+                if fitted is None:
                     raise DataError(f"input '{name}' has shape {arr.shape}; expected ({lead_names}, "
                                     f"{', '.join(map(str, spec.shape))}) for port '{spec.node}.{spec.port}' "
                                     f"of shape {tuple(spec.shape)}")
+                arr = fitted
             if arr.ndim < lead:
                 raise DataError(f"input '{name}' has shape {arr.shape}; expected ({lead_names}, ...)")
             if not np.all(np.isfinite(arr)):

@@ -5,8 +5,8 @@ clock carried from trial to trial. Running a node runs its ops (its input ports 
 a sender that has not run yet gives zeros), then commits its state: stateful parameters take their new values and
 edges out of it that close a cycle carry its output. Every run in the first trial leaves time-derivative state at
 its initial value (dt 0), later runs advance it by dt, as modeci-mdf's first `evaluate()` without a time increment
-does. Conditions that read
-values (Threshold) can schedule each trial of a batch differently: those trials run one at a time.
+does. Conditions that read values (Threshold) can schedule each trial of a batch differently: those trials run one
+at a time.
 """
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ class _Scheduled:
         tensor = self.ports.get(key, key)
         if tensor in self.env:
             v = np.asarray(self.env[tensor])
-            return v[0] if tensor in self.runner.batched or tensor in self.prog.states else v
+            return v[0] if tensor in self.runner.batched else v  # (state tensors are batched)
         raise UnsupportedError(f"a Threshold condition reads '{key}', which is not a parameter or port value the "
                                "program computes", where=f"graph '{self.schedule.graph}'")
 

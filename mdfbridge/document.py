@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import IO, Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import jsonschema
 import numpy as np
@@ -405,39 +405,40 @@ def _check_string_keys(node: Any, parts: List[Any], where: Optional[str]) -> Non
             _check_string_keys(value, parts + [index], where)
 
 
+def _graph_nodes(data: Dict[str, Any]) -> Iterator[Tuple[str, str, str, Any]]:
+    """(model id, graph id, node id, node) of every node of a raw MDF dict, skipping what is not a mapping (the
+    schema reports those)."""
+    for model_id, model in data.items():
+        for graph_id, graph in ((model.get("graphs") or {}).items() if isinstance(model, dict) else ()):
+            nodes = graph.get("nodes") if isinstance(graph, dict) else None
+            for node_id, node in (nodes.items() if isinstance(nodes, dict) else ()):
+                yield model_id, graph_id, node_id, node
+
+
 def _refuse_nested_graphs(data: Dict[str, Any], where: Optional[str]) -> None:
     """Strict validation: mdfbridge writes flat graphs (a node holding a graph is read, flattened, by the default
     reader: mdfbridge.nesting)."""
-    for model_id, model in data.items():
-        if not isinstance(model, dict):
-            return
-        for graph_id, graph in (model.get("graphs") or {}).items():
-            nodes = graph.get("nodes") if isinstance(graph, dict) else None
-            for node_id, node in (nodes.items() if isinstance(nodes, dict) else ()):
-                if is_nested(node):
-                    held = [k for k in GRAPH_KEYS if k in node]
-                    raise SchemaError(
-                        f"node {node_id!r} holds a nested graph ({', '.join(held)}); the default reader flattens "
-                        "nested graphs, strict validation (the form mdfbridge writes) wants flat ones", path=where,
-                        json_path=_json_path([model_id, "graphs", graph_id, "nodes", node_id]))
+    for model_id, graph_id, node_id, node in _graph_nodes(data):
+        if is_nested(node):
+            held = [k for k in GRAPH_KEYS if k in node]
+            raise SchemaError(
+                f"node {node_id!r} holds a nested graph ({', '.join(held)}); the default reader flattens "
+                "nested graphs, strict validation (the form mdfbridge writes) wants flat ones", path=where,
+                json_path=_json_path([model_id, "graphs", graph_id, "nodes", node_id]))
 
 
 def _refuse_gating(data: Dict[str, Any], where: Optional[str]) -> None:
     """PsyNeuLink's GatingMechanisms (its GRUComposition's reset and update gates) act through edges into ports the
     receiver does not declare and a multiplication held only in edge metadata: MDF does not say what they do, so
     running the rest would be silently wrong."""
-    for model_id, model in data.items():
-        for graph_id, graph in ((model.get("graphs") or {}).items() if isinstance(model, dict) else ()):
-            nodes = graph.get("nodes") if isinstance(graph, dict) else None
-            for node_id, node in (nodes.items() if isinstance(nodes, dict) else ()):
-                meta = node.get("metadata") if isinstance(node, dict) else None
-                if isinstance(meta, dict) and meta.get("type") == "GatingMechanism":
-                    raise UnsupportedError(
-                        f"node {node_id!r} is a PsyNeuLink GatingMechanism: its gating acts through edge metadata, "
-                        "which MDF does not execute (PsyNeuLink 0.21 cannot export a GRUComposition itself; "
-                        "mdfbridge's GRUComposition writes GRU blocks it runs)",
-                        where=f"{where or '<document>'} at "
-                              f"{_json_path([model_id, 'graphs', graph_id, 'nodes', node_id])}")
+    for model_id, graph_id, node_id, node in _graph_nodes(data):
+        meta = node.get("metadata") if isinstance(node, dict) else None
+        if isinstance(meta, dict) and meta.get("type") == "GatingMechanism":
+            raise UnsupportedError(
+                f"node {node_id!r} is a PsyNeuLink GatingMechanism: its gating acts through edge metadata, "
+                "which MDF does not execute (PsyNeuLink 0.21 cannot export a GRUComposition itself; "
+                "mdfbridge's GRUComposition writes GRU blocks it runs)",
+                where=f"{where or '<document>'} at {_json_path([model_id, 'graphs', graph_id, 'nodes', node_id])}")
 
 
 def _check_semantics(data: Dict[str, Any], where: Optional[str]) -> None:

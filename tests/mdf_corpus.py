@@ -109,6 +109,10 @@ def _translated_states_calls() -> int:
 
 
 _P = Protocol
+# what generate_iaf.py reads, in all three of its documents
+IAF_COMPARE = ("current_input_node.current_output", "current_input_node.time", "pre.v_output", "pre.spiking",
+               "post.v_output", "post.spiking", "post.spiking_output", "syn_post.current_output")
+
 PROTOCOLS: tuple[Protocol, ...] = (
     # examples/MDF/simple.py (-run): one evaluate(), no initializer
     _P("Simple", "MDF/Simple.json", "simple_example", "examples/MDF/simple.py",
@@ -155,18 +159,15 @@ PROTOCOLS: tuple[Protocol, ...] = (
     # time_increment; reads current_input_node.current_output and .time, pre/post v_output and spiking
     _P("IAFs", "MDF/RNN/IAFs.json", "iaf_example", "examples/MDF/RNN/generate_iaf.py",
        calls=float_loop_calls(100, 0.1), first_dt=None, dt=0.1,
-       compare=("current_input_node.current_output", "current_input_node.time", "pre.v_output", "pre.spiking",
-                "post.v_output", "post.spiking", "post.spiking_output", "syn_post.current_output")),
+       compare=IAF_COMPARE),
     # examples/MDF/RNN/generate_iaf.py -net -run: as IAFs (8 cells)
     _P("IAF_net", "MDF/RNN/IAF_net.json", "iaf_example", "examples/MDF/RNN/generate_iaf.py (-net)",
        calls=float_loop_calls(100, 0.1), first_dt=None, dt=0.1,
-       compare=("current_input_node.current_output", "current_input_node.time", "pre.v_output", "pre.spiking",
-                "post.v_output", "post.spiking", "post.spiking_output", "syn_post.current_output")),
+       compare=IAF_COMPARE),
     # examples/MDF/RNN/generate_iaf.py -net2 -run: as IAFs (8 cells, staggered pulses)
     _P("IAF_net2", "MDF/RNN/IAF_net2.json", "iaf_example", "examples/MDF/RNN/generate_iaf.py (-net2)",
        calls=float_loop_calls(100, 0.1), first_dt=None, dt=0.1,
-       compare=("current_input_node.current_output", "current_input_node.time", "pre.v_output", "pre.spiking",
-                "post.v_output", "post.spiking", "post.spiking_output", "syn_post.current_output")),
+       compare=IAF_COMPARE),
     # examples/MDF/RNN/generate_rnn.py (-run): dt 0.1, duration 50, first call without time_increment; reads
     # input_node.out_port, rnn_node.out_port_x/out_port_r, readout_node.z
     _P("RNNs", "MDF/RNN/RNNs.json", "rnn_example", "examples/MDF/RNN/generate_rnn.py",
