@@ -20,8 +20,11 @@ ENV = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
 
 
 def git_status() -> str:
-    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO, capture_output=True,
-                          text=True, check=True).stdout
+    """The tree's changes, new untracked files and new ignored paths (git-ignored output such as
+    examples/*.onnx counts; Python's __pycache__ folders do not)."""
+    out = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    return "\n".join(line for line in out.splitlines() if "__pycache__" not in line)
 
 
 def run_example(name: str, out: Path, *args: str) -> str:
