@@ -436,3 +436,65 @@ def test_gelu_approximate_is_checked_in_lowering():
     node["functions"]["function"]["args"]["approximate"] = "erf"
     with pytest.raises(UnsupportedError, match="'none' or 'tanh'"):
         lower(doc)
+
+
+class ExportOnly(nn.Module):
+    """A shape test torch.fx cannot trace, so module_to_mdf falls back to torch.export (aten ops)."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: Any) -> Any:
+        if x.shape[1] > 0:
+            return self.inner(x)
+        return x
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_torch_export_fallback_converts_the_aten_ops(name):
+    module = ExportOnly(make(name)).eval()
+    doc = module_to_mdf(module, (inputs(name, 2),))
+    graph = next(iter(next(iter(doc.values()))["graphs"].values()))
+    assert graph["metadata"]["mdfbridge"]["torch"]["tracer"] == "export"
+    prog = lower(doc)
+    x = inputs(name, 5)
+    got = run_program(prog, {only_input(prog): x.numpy()})["output"]
+    np.testing.assert_allclose(got, torch_out(module, x), rtol=0, atol=TOL_MODULE)
+    ExportOnly(make(name, seed=3)).load_state_dict(program_state_dict(prog), strict=True)
+
+
+def only_input(prog: Program) -> str:
+    (name,) = prog.inputs
+    return name
+
+
+def test_trained_weights_write_back_into_the_document_and_load_into_torch(tmp_path):
+    from mdfbridge.document import load_document_dict, save_document, validate_dict
+    from mdfbridge.exporters.weights import write_weights
+
+    module = make("net2d")
+    doc = module_to_mdf(module, (inputs("net2d", 2),))
+    validate_dict(doc)
+    x = inputs("net2d", 8)
+    result = learn(doc, {"x": x.numpy()}, {"output": np.zeros((8, 3, 4, 3))}, epochs=2, learning_rate=0.05)
+    save_document(write_weights(doc, result.program), tmp_path / "trained.json")
+    reread = load_document_dict(tmp_path / "trained.json")
+    state = program_state_dict(reread)
+    for k, v in program_state_dict(result.program).items():
+        torch.testing.assert_close(state[k], v, rtol=0, atol=0)
+    module.load_state_dict(state, strict=True)
+    np.testing.assert_allclose(run_program(lower(reread), {"x": x.numpy()})["output"], torch_out(module, x),
+                               rtol=0, atol=TOL_MODULE)
+
+
+def test_to_torch_of_an_imported_cnn_runs_like_the_module():
+    import mdfbridge
+
+    module = make("net1d")
+    doc = module_to_mdf(module, (inputs("net1d", 2),))
+    rebuilt = mdfbridge.to_torch(doc, dtype="float64")
+    x = inputs("net1d", 4)
+    with torch.no_grad():
+        got = rebuilt(x)
+    np.testing.assert_allclose(got.numpy(), torch_out(module, x), rtol=0, atol=TOL_MODULE)
