@@ -314,6 +314,9 @@ def test_onnx_export_of_the_documents_runs_on_onnxruntime_like_torch(name, opset
     x = inputs(name, 5, torch.float32)
     (got,) = _session(model).run(["output"], {"x": x.numpy()})
     np.testing.assert_allclose(got, torch_out(module, x), rtol=0, atol=TOL_ORT)
+    # and back: the exported model imports as the same ops (Gelu at opset 20, the erf formula at 17)
+    back = run_program(lower(onnx_to_mdf(model)), {"x": x.double().numpy()})["output"]
+    np.testing.assert_allclose(back, torch_out(module, x), rtol=0, atol=TOL_ORT)
 
 
 def test_float64_exports_refuse_what_onnxruntime_has_no_kernel_for():
