@@ -257,6 +257,10 @@ class _Builder:
         if opdef is not None and opdef.llvm_kernel in KERNEL_LOWERERS:
             KERNEL_LOWERERS[opdef.llvm_kernel](self, op, opdef)
         elif opdef is not None and _scalar(opdef):
+            for a in opdef.attrs:  # a scalar form reads the record's arguments only: attributes must be defaults
+                if a not in opdef.args and a in op.args and op.args[a] != opdef.defaults.get(a):
+                    raise _unsupported(f"function '{op.fn}' with {a}={op.args[a]!r} (its scalar form computes "
+                                       f"{a}={opdef.defaults.get(a)!r})", op.node)
             given = _arguments(opdef, op.args, lambda a: _unsupported(f"function '{op.fn}' without argument '{a}'",
                                                                       op.node))
             self.apply(op.node, op.out, opdef, {a: self.arg(v, op, a) for a, v in given.items()}, self.out_size(op))

@@ -351,6 +351,9 @@ OP_SAMPLES = {
     "Shape": ({"X": (2, 3)}, {}, {}),
     "Len": ({"X": (2, 3)}, {}, {}),
     "Round": ({"X": (3,)}, {}, {"decimals": 1}),
+    "Conv": ({"X": (2, 5, 6)}, {"W": (4, 1, 3, 2), "B": (4,)},
+             {"strides": [2, 1], "pads": [1, 0, 2, 1], "dilations": [1, 2], "group": 2}),
+    "LayerNormalization": ({"X": (2, 3)}, {"Scale": (3,), "B": (2, 3)}, {"axis": 0, "epsilon": 0.125}),
 }
 LIST_ARGS = {"Concat": "inputs", "Stack": "inputs", "AsArray": "X"}  # ops taking a list of tensors (x0, x1)
 GRU_FORMS = {"GRU": "gates", "GRU_ONNX": "onnx"}  # built by lowering a GRU composition's MDF form

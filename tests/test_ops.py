@@ -84,12 +84,17 @@ SAMPLES: Dict[str, Dict[str, Any]] = {
     "Full": {"shape": [2], "fill_value": 1.5},
     "SoftMax": {"variable0": In((3,), -2.0, 2.0), "gain": 0.7},
     "GRU": {"X": In((5, 2), -1.0, 1.0), "h0": P((3,), -0.5, 0.5), **_gru_gates(2, 3)},
+    "Conv": {"X": In((2, 7), -1.0, 1.0), "W": P((4, 1, 3), -0.5, 0.5), "B": P((4,)), "strides": [2], "pads": [1, 2],
+             "dilations": [2], "group": 2},
+    "LayerNormalization": {"X": In((2, 3), -1.0, 1.0), "Scale": P((2, 3)), "B": P((3,)), "axis": 0,
+                           "epsilon": 0.25},
 }
 # Elementwise ops whose arguments need a domain other than [0.2, 0.9)
 DOMAINS: Dict[str, Dict[str, Any]] = {
     "Relu": {"A": In((3,), -1.0, 1.0)},
     "ReLU": {"variable0": In((3,), -1.0, 1.0), "leak": 0.1, "gain": 1.5, "bias": 0.1},
     "Sign": {"X": In((3,), -1.0, 1.0)},
+    "Gelu": {"X": In((3,), -2.0, 2.0)},
     "Heaviside": {"A": In((3,), -1.0, 1.0), "B": 0.5},
     "Where": {"condition": In((3,), -1.0, 1.0), "X": P((3,)), "Y": P((3,))},
     "Clip": {"X": In((3,), -1.0, 2.0), "lo": 0.0, "hi": 1.0},
@@ -119,6 +124,7 @@ _not_supported("llvm", ("Dot", "Outer", "Gemm", "ReduceSum", "ReduceMean", "Redu
                         "Squeeze", "Unsqueeze", "Tile", "Shape", "Len", "Zeros", "Ones", "Full"),
                "not a vector kernel of the llvm backend (torch runs it)")
 _not_supported("llvm", ("GRU",), "GRU blocks run on torch (nn.GRU)")
+_not_supported("llvm", ("Conv", "LayerNormalization"), "no llvm kernel: convolution and normalization run on torch")
 _not_supported("llvm", ("FloorDiv", "Mod", "Int", "Round", "ZerosLike", "OnesLike"), "no LLVM form in its record yet")
 _not_supported("onnxruntime", ("Zeros", "Ones", "Full"),
                "creates an array of a static shape: lowering folds it when its arguments are constants, and it has no "

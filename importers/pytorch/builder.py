@@ -227,3 +227,33 @@ class Builder:
         self.edges.update(edges)
         self.connect(x, f"{block}__input", "x")
         return GRUOutput(MDFTensor(f"{block}__output", OUT, (hidden,)), call.path or call.name)
+
+    def weighted_op(self, call: Call, x: MDFTensor, function: str, args: Dict[str, Any],
+                    weights: Mapping[str, Optional[Weight]], shape: Tuple[int, ...], kind: str) -> MDFTensor:
+        """A node applying registry function `function` to `x` (its argument `args`'s IN) with the module's
+        weights as learnable parameters: `weights` maps the function's argument to the Weight it takes (None:
+        the argument is left out); each parameter records its torch key (`metadata.mdfbridge.torch_keys`), so
+        `program_state_dict` writes it back."""
+        nid = self.new_id(call.base)
+        params: Dict[str, Any] = {}
+        keys: Dict[str, Any] = {}
+        fargs = dict(args)
+        for arg, w in weights.items():
+            if w is None:
+                continue
+            params[arg] = {"value": self._array(w.value).tolist()}
+            keys[arg] = {"key": w.key, "shape": [int(d) for d in w.value.shape]}
+            fargs[arg] = arg
+            self.claim(w.key, nid, call)
+        node: Dict[str, Any] = {
+            "metadata": {"mdfbridge": {"role": "mechanism", "function": kind, "layer": call.path,
+                                       "torch_type": kind, "learnable_parameters": list(params),
+                                       "torch_keys": keys}},
+            "input_ports": {IN: {"shape": list(x.shape)}},
+            "functions": {FUNCTION: {"function": {function: fargs}}},
+            "output_ports": {OUT: {"value": FUNCTION, "shape": list(shape)}}}
+        if params:
+            node["parameters"] = params
+        self.nodes[nid] = node
+        self.connect(x, nid, IN)
+        return MDFTensor(nid, OUT, tuple(int(d) for d in shape))

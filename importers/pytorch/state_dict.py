@@ -52,6 +52,9 @@ def program_state_dict(program: Union[Program, Mapping[str, Any]], dtype: Option
             if meta.get("transpose"):
                 value = value.T
             state[meta["torch_key"]] = value.reshape(meta.get("torch_shape", value.shape))
+        held = (meta.get("torch_keys") or {}).get(pid)  # a layer's own weight (Conv, LayerNorm: Builder.weighted_op)
+        if isinstance(held, dict) and "key" in held:
+            state[held["key"]] = value.reshape(held.get("shape", value.shape))
         gru = meta.get("gru") or {}
         if "torch_key" in gru and pid != "initial_h":
             grus.setdefault(gru["torch_key"], {})[pid] = value

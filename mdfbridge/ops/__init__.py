@@ -4,11 +4,24 @@
 through `resolve`/`get_op`. Families: `standard` (MDF standard functions), `arithmetic` (elementwise ONNX
 ops), `linalg` (matrix products), `shaping` (shape ops), `transfer` (PsyNeuLink transfer functions without an
 MDF standard function), `psyneulink` (PsyNeuLink's meanings of
-standard names: its logistic, relu, gaussian), `recurrent` (the GRU op).
+standard names: its logistic, relu, gaussian), `recurrent` (the GRU op), `activations` (Gelu), `convolution`
+(Conv), `normalization` (LayerNormalization).
 """
 from __future__ import annotations
 
-from . import arithmetic, linalg, psyneulink, recurrent, reductions, shaping, standard, transfer  # noqa: F401 (registering)
+from . import (  # noqa: F401 (registering)
+    activations,
+    arithmetic,
+    convolution,
+    linalg,
+    normalization,
+    psyneulink,
+    recurrent,
+    reductions,
+    shaping,
+    standard,
+    transfer,
+)
 from .base import (
     REGISTRY,
     Alias,

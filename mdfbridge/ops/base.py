@@ -336,7 +336,7 @@ def never(batched_args: frozenset, attrs: Dict[str, Any]) -> None:
 
 
 def only_x(batched_args: frozenset, attrs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """Sequence ops: fine on a batch when only the input sequence X carries the batch axis."""
+    """Ops over whole inputs X (sequence ops, convolution): fine on a batch when only X carries the batch axis."""
     return attrs if batched_args <= {"X"} else None
 
 

@@ -1,0 +1,230 @@
+"""Convolution: ONNX's Conv (1-D, 2-D and 3-D), `onnx::Conv` an alias.
+
+Semantics are ONNX's: X (..., C, *spatial) per trial, W (M, C/group, *kernel) as ONNX and torch hold conv weights,
+an optional bias B (M,), and the attributes `strides`, `pads` (begin values of every spatial axis, then the end
+values), `dilations`, `group` and `kernel_shape` (W's spatial shape when written). Axes before (C, *spatial) are
+independent images, so a leading batch axis is ONNX's N (the batch rule passes the call through as it is). The
+numpy implementation (the oracle) is a strided window view of the zero-padded input contracted with the weights
+by einsum; torch calls torch.nn.functional.conv1d/2d/3d. W and B are the weights (`weight_arg`; the ONNX importer
+and the torch importer mark them learnable). Training runs on torch (autograd); the LLVM backend has no conv
+kernel and refuses the op.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import torchlib
+from .base import Alias, OnnxImport, OpDef, only_x, register, torch_module
+
+if TYPE_CHECKING:
+    from ..exporters.onnx_graph import OnnxGraphBuilder, Operand
+    from ..importers.onnx_node import Emitted, NodeImport
+    from ..program import Op
+
+CONV_ATTRS = ("strides", "pads", "dilations", "group", "kernel_shape")
+CONV_DEFAULTS: Dict[str, Any] = {"B": None, "strides": None, "pads": None, "dilations": None, "group": 1,
+                                 "kernel_shape": None}
+_SPATIAL_LETTERS = "pqr"  # einsum letters of the output positions (up to 3 spatial axes)
+_KERNEL_LETTERS = "uvw"  # and of the kernel offsets
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """A Conv call's geometry: spatial rank `k`, per-axis strides/dilations, pads (begins then ends), group, the
+    output's spatial shape and channel count."""
+
+    k: int
+    strides: Tuple[int, ...]
+    pads: Tuple[int, ...]
+    dilations: Tuple[int, ...]
+    group: int
+    out_spatial: Tuple[int, ...]
+    out_channels: int
+
+
+def _ints(value: Any, k: int, fill: int, name: str) -> Tuple[int, ...]:
+    """An int-list attribute of k values (None: k times `fill`)."""
+    if value is None:
+        return (fill,) * k
+    vals = tuple(int(v) for v in np.asarray(value).reshape(-1))
+    if len(vals) != k:
+        raise ValueError(f"Conv '{name}' needs {k} values for a {k}-D convolution, got {list(vals)}")
+    return vals
+
+
+def conv_geometry(x: Sequence[int], w: Sequence[int], strides: Any = None, pads: Any = None, dilations: Any = None,
+                  group: Any = 1, kernel_shape: Any = None) -> ConvGeometry:
+    """Check a Conv call on shapes `x` (..., C, *spatial) and `w` (M, C/group, *kernel) and give its geometry;
+    ValueError says what does not fit."""
+    x, w = tuple(int(d) for d in x), tuple(int(d) for d in w)
+    k = len(w) - 2
+    if not 1 <= k <= 3:
+        raise ValueError(f"Conv weights W must be (M, C/group, *kernel) with 1 to 3 spatial axes, got shape {w}")
+    if len(x) < k + 1:
+        raise ValueError(f"Conv input X must be (..., C, *spatial) with {k} spatial axes, got shape {x}")
+    kernel = w[2:]
+    if kernel_shape is not None and _ints(kernel_shape, k, 0, "kernel_shape") != kernel:
+        raise ValueError(f"Conv kernel_shape {list(np.asarray(kernel_shape).reshape(-1))} differs from W's "
+                         f"spatial shape {list(kernel)}")
+    s = _ints(strides, k, 1, "strides")
+    d = _ints(dilations, k, 1, "dilations")
+    p = _ints(pads, 2 * k, 0, "pads")
+    g = int(group)
+    if min(s) < 1 or min(d) < 1 or min(p) < 0 or g < 1:
+        raise ValueError(f"Conv strides {list(s)} and dilations {list(d)} must be >= 1, pads {list(p)} >= 0, "
+                         f"group {g} >= 1")
+    channels, m = x[-(k + 1)], w[0]
+    if channels != w[1] * g or m % g:
+        raise ValueError(f"Conv input of {channels} channels and W of shape {w} with group {g}: W must be "
+                         f"(M, C/group, *kernel) with M divisible by group")
+    spatial = x[-k:]
+    out = tuple((spatial[i] + p[i] + p[i + k] - d[i] * (kernel[i] - 1) - 1) // s[i] + 1 for i in range(k))
+    if min(out) < 1:
+        raise ValueError(f"Conv kernel {list(kernel)} (dilations {list(d)}) does not fit the padded input "
+                         f"{list(spatial)} (pads {list(p)})")
+    return ConvGeometry(k, s, p, d, g, out, m)
+
+
+def _geometry(X: Any, W: Any, attrs: Mapping[str, Any]) -> ConvGeometry:
+    return conv_geometry(tuple(X.shape), tuple(W.shape), **{a: attrs.get(a, CONV_DEFAULTS[a]) for a in CONV_ATTRS})
+
+
+def conv_numpy(X: Any, W: Any, B: Any = None, **attrs: Any) -> np.ndarray:
+    """ONNX Conv in numpy, exactly: the zero-padded input's windows (strided view, dilations and strides taken by
+    slicing) contracted with W per group by einsum; B added per output channel."""
+    X, W = np.asarray(X, dtype=np.float64), np.asarray(W, dtype=np.float64)
+    geo = _geometry(X, W, attrs)
+    k, g = geo.k, geo.group
+    lead = X.shape[:X.ndim - (k + 1)]
+    x = X.reshape((-1,) + X.shape[X.ndim - (k + 1):])
+    x = np.pad(x, [(0, 0), (0, 0)] + [(geo.pads[i], geo.pads[i + k]) for i in range(k)])
+    kernel = W.shape[2:]
+    span = tuple((kernel[i] - 1) * geo.dilations[i] + 1 for i in range(k))
+    win = np.lib.stride_tricks.sliding_window_view(x, span, axis=tuple(range(2, 2 + k)))
+    win = win[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in geo.strides)
+              + tuple(slice(None, None, d) for d in geo.dilations)]
+    win = win[(slice(None), slice(None)) + tuple(slice(0, o) for o in geo.out_spatial)]
+    n, c = win.shape[:2]
+    win = win.reshape((n, g, c // g) + geo.out_spatial + tuple(kernel))
+    w = W.reshape((g, geo.out_channels // g) + W.shape[1:])
+    o, kk = _SPATIAL_LETTERS[:k], _KERNEL_LETTERS[:k]
+    y = np.einsum(f"ngc{o}{kk},gmc{kk}->ngm{o}", win, w, optimize=True)
+    y = y.reshape((n, geo.out_channels) + geo.out_spatial)
+    if B is not None:
+        y = y + np.asarray(B, dtype=np.float64).reshape((geo.out_channels,) + (1,) * k)
+    return y.reshape(lead + y.shape[1:])
+
+
+def conv_torch(X: Any, W: Any, B: Any = None, **attrs: Any) -> Any:
+    """ONNX Conv with torch.nn.functional.conv1d/2d/3d (asymmetric pads applied first with F.pad)."""
+    torch = torch_module()
+    F = torch.nn.functional
+    X, W = torchlib.tt_like(X, W)
+    B = None if B is None else torchlib.tt(B, X)
+    geo = _geometry(X, W, attrs)
+    k = geo.k
+    lead = tuple(X.shape[:X.ndim - (k + 1)])
+    x = X.reshape((-1,) + tuple(X.shape[X.ndim - (k + 1):]))
+    begins, ends = geo.pads[:k], geo.pads[k:]
+    if begins != ends:
+        x = F.pad(x, [p for i in reversed(range(k)) for p in (begins[i], ends[i])])
+        begins = (0,) * k
+    conv = (F.conv1d, F.conv2d, F.conv3d)[k - 1]
+    y = conv(x, W, B, stride=geo.strides, padding=begins, dilation=geo.dilations, groups=geo.group)
+    return y.reshape(lead + tuple(y.shape[1:]))
+
+
+def _conv_shape(a: Mapping[str, Any]) -> Tuple[int, ...]:
+    x, w = tuple(a["X"]), tuple(a["W"])
+    geo = conv_geometry(x, w, **{n: a.get(n, CONV_DEFAULTS[n]) for n in CONV_ATTRS})
+    b = a.get("B")
+    if isinstance(b, tuple) and tuple(b) != (geo.out_channels,):
+        raise ValueError(f"Conv bias B must have shape ({geo.out_channels},), got {tuple(b)}")
+    return x[:len(x) - (geo.k + 1)] + (geo.out_channels,) + geo.out_spatial
+
+
+# --------------------------------------------------------------------------- ONNX
+
+def export_conv(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """One ONNX Conv node on the batched input (N = the batch axis)."""
+    x, w = b.required_arg(op, "X"), b.required_arg(op, "W")
+    bias = b.arg(op, "B")
+    if w.batched or (bias is not None and b.as_val(bias).batched):
+        raise b.unsupported("Conv whose weights are computed per trial")
+    attrs = {n: b.static_arg(op, n, CONV_DEFAULTS[n]) for n in CONV_ATTRS}
+    geo = conv_geometry(x.shape, w.shape, **attrs)
+    k = geo.k
+    if b.dtype == "float64":
+        raise b.unsupported("Conv in float64 (onnxruntime's CPU Conv is float32); export with dtype='float32'")
+    if x.batched and x.rank != k + 1 or not x.batched and x.rank not in (k + 1, k + 2):
+        raise b.unsupported(f"Conv of a per-trial input of shape {x.shape} (ONNX Conv takes (N, C, *spatial): one "
+                            "(C, *spatial) image per trial)")
+    single = not x.batched and x.rank == k + 1
+    inp = b.unsqueeze(x, [0]) if single else x
+    ins = [inp, w] + ([b.as_val(bias)] if bias is not None else [])
+    out_image = (geo.out_channels,) + geo.out_spatial
+    y = b.emit("Conv", ins, shape=out_image if inp.batched else (inp.shape[0],) + out_image, batched=inp.batched,
+               strides=list(geo.strides), pads=list(geo.pads), dilations=list(geo.dilations), group=geo.group,
+               kernel_shape=[int(d) for d in w.shape[2:]])
+    return b.squeeze(y, [0]) if single else y
+
+
+def _auto_pads(n: NodeImport, spatial: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
+               dilations: Sequence[int]) -> Optional[Tuple[int, ...]]:
+    """Explicit pads of ONNX's auto_pad (SAME_UPPER/SAME_LOWER: output = ceil(input / stride); VALID: none), or
+    None for NOTSET."""
+    mode = str(n.attr("auto_pad", "NOTSET"))
+    if mode == "NOTSET":
+        return None
+    k = len(kernel)
+    if mode == "VALID":
+        return (0,) * (2 * k)
+    if mode not in ("SAME_UPPER", "SAME_LOWER"):
+        raise n.fail(f"auto_pad {mode!r}")
+    total = [max(0, (-(-spatial[i] // strides[i]) - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1
+                 - spatial[i]) for i in range(k)]
+    small = [t // 2 for t in total]
+    big = [t - s for t, s in zip(total, small)]
+    return tuple(small + big) if mode == "SAME_UPPER" else tuple(big + small)
+
+
+def import_conv(n: NodeImport) -> Emitted:
+    """ONNX Conv with constant weights W (and bias B): learnable; auto_pad turned into explicit pads."""
+    x = n.dynamic(0, "X")
+    w = n.input(1)
+    if w is None or w.kind != "const" or w.value is None:
+        raise n.fail("W must be a constant (the weights)")
+    bias = n.input(2)
+    if bias is not None and bias.kind != "const":
+        raise n.fail("B must be a constant (the bias)")
+    k = w.rank - 2
+    if n.full_rank(x) != k + 2:
+        raise n.fail(f"X of rank {n.full_rank(x)} for a {k}-D convolution (rank {k + 2} expected)")
+    strides = [int(v) for v in (n.attr("strides") or [1] * k)]
+    dilations = [int(v) for v in (n.attr("dilations") or [1] * k)]
+    pads = _auto_pads(n, x.shape[-k:], w.shape[2:], strides, dilations)
+    if pads is None:
+        pads = tuple(int(v) for v in (n.attr("pads") or [0] * (2 * k)))
+    args: Dict[str, Any] = {"X": x, "W": w, "strides": strides, "pads": list(pads), "dilations": dilations,
+                            "group": int(n.attr("group", 1))}
+    if n.attr("kernel_shape") is not None:
+        args["kernel_shape"] = [int(v) for v in n.attr("kernel_shape")]
+    if bias is not None:
+        args["B"] = bias
+    try:
+        _conv_shape({**args, "X": tuple(x.shape), "W": tuple(w.shape),
+                     "B": tuple(bias.shape) if bias is not None else None})
+    except ValueError as exc:
+        raise n.fail(str(exc)) from None
+    return n.call("onnx::Conv", args, [a for a in ("W", "B") if a in args])
+
+
+register(OpDef("Conv", ("X", "W", "B"), conv_numpy, conv_torch, defaults=CONV_DEFAULTS, attrs=CONV_ATTRS,
+               batch_rule=only_x, shape=_conv_shape, weight_arg="W",
+               description="ONNX Conv: X (..., C, *spatial), W (M, C/group, *kernel), B (M,); strides, pads "
+                           "(begins then ends), dilations, group, kernel_shape",
+               aliases=(Alias("onnx::Conv"),), onnx_export=export_conv,
+               onnx_import=(OnnxImport("Conv", 11, None, import_conv, constant_inputs=(1, 2)),)))
