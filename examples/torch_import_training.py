@@ -95,9 +95,8 @@ def main() -> int:
             opt.zero_grad()
             loss.backward()
             opt.step()
-    module.write_to_program()
     loop_path = out / "net.loop.mdf.json"
-    write_back(path, module.program_module.program, loop_path)
+    write_back(path, module, loop_path)
     with torch.no_grad():
         diff_loop = float(np.max(np.abs(run_program(load_program(loop_path), {inp: X})[outp]
                                         - direct(x).numpy())))

@@ -46,12 +46,19 @@ def write_weights(doc: Mapping[str, Any], program: Program, *, learnable_only: b
     return out
 
 
-def write_back(source: Any, program: Program, out: Optional[Any] = None) -> Dict[str, Any]:
+def write_back(source: Any, program: Any, out: Optional[Any] = None) -> Dict[str, Any]:
     """Write trained weights into the MDF file `source` (saved to `out`, or in place when out is None).
 
-    Only the arrays of learnable parameters change: the rest of the document stays as its writer wrote it (ids,
-    nesting, notes, older forms); the save is atomic, so a failure leaves files untouched.
+    `program` is the trained `Program`, or anything holding one as `.program`: a `learn()` result, or the module
+    `mdfbridge.to_torch` returns (its current weights are copied into its Program first). Only the arrays of
+    learnable parameters change: the rest of the document stays as its writer wrote it (ids, nesting, notes, older
+    forms); the save is atomic, so a failure leaves files untouched. Returns the written document (a dict).
     """
+    if not isinstance(program, Program):
+        program = getattr(program, "program", program)
+    if not isinstance(program, Program):
+        raise TypeError(f"write_back needs a Program, a learn() result or a to_torch module; got "
+                        f"{type(program).__name__}")
     doc = load_document_dict(source, as_written=True)
     new = write_weights(doc, program)
     save_document(new, out if out is not None else source, liberal=True)

@@ -187,3 +187,9 @@ class TorchModel(nn.Module):
     def write_to_program(self) -> None:
         """Copy the trained values back into the Program (then `mdfbridge.write_back` writes them to MDF)."""
         self.program_module.write_to_program()
+
+    @property
+    def program(self) -> Program:
+        """The Program holding the module's current (trained) values: `write_to_program()` is run first."""
+        self.write_to_program()
+        return self.program_module.program

@@ -76,9 +76,8 @@ def test_a_users_own_training_loop_trains_it_and_the_weights_go_back_to_mdf(tmp_
         opt.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < losses[0]
-    module.write_to_program()
     out = tmp_path / "trained.json"
-    mdfbridge.write_back(XOR, module.program_module.program, out)
+    mdfbridge.write_back(XOR, module, out)      # the module's current values, copied into its Program first
     np.testing.assert_allclose(run_program(load_program(out), {"input": X})["output"],
                                module(torch.tensor(X)).detach().numpy(), rtol=0, atol=1e-15)
 
@@ -87,6 +86,17 @@ def test_a_users_own_training_loop_trains_it_and_the_weights_go_back_to_mdf(tmp_
                                             (torch.float32, torch.float32), (None, torch.float64)])
 def test_dtype_takes_strings_numpy_and_torch_dtypes(dtype, expected):
     assert to_torch(XOR, dtype=dtype).program_module.dtype == expected
+
+
+def test_write_back_takes_a_learn_result_and_refuses_what_holds_no_program(tmp_path):
+    result = mdfbridge.learn(XOR, {"input": X}, {"output": [[0.0], [1.0], [1.0], [0.0]]}, epochs=3,
+                             learning_rate=0.5)
+    out = tmp_path / "r.json"
+    mdfbridge.write_back(XOR, result, out)
+    np.testing.assert_allclose(run_program(load_program(out), {"input": X})["output"],
+                               run_program(result.program, {"input": X})["output"], rtol=0, atol=1e-15)
+    with pytest.raises(TypeError, match="needs a Program, a learn.. result or a to_torch module; got dict"):
+        mdfbridge.write_back(XOR, {}, out)
 
 
 def test_a_dtype_torch_cannot_run_a_model_in_is_one_clear_error():
