@@ -310,8 +310,9 @@ def _left_at_default(key: str, value: Any) -> bool:
 
 def split_inputs(inputs: Any, targets: Optional[Mapping[str, Any]]) -> tuple:
     """(inputs, targets, settings) from PsyNeuLink's learn(inputs={"inputs": ..., "targets": ..., "epochs": ...})
-    form; other inputs are returned as given with no settings."""
-    if isinstance(inputs, Mapping) and "inputs" in inputs and targets is None:
+    form (recognised by a dict under "inputs", so a node called 'inputs' keeps its data); other inputs are
+    returned as given with no settings."""
+    if isinstance(inputs, Mapping) and isinstance(inputs.get("inputs"), Mapping) and targets is None:
         settings = {k: v for k, v in inputs.items() if k not in ("inputs", "targets")}
         return inputs["inputs"], inputs.get("targets"), settings
     return inputs, targets, {}

@@ -90,6 +90,18 @@ def test_composition_from_mdf_rebuilds_a_gru_block_to_the_same_numbers(tmp_path,
         np.testing.assert_allclose(back.evaluate({"x": SEQS}, backend=backend)["y"], want, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("form", ["gates", "onnx"])
+def test_a_standalone_gru_without_bias_or_learning_rebuilds(form):
+    from mdfbridge.exporters.mdf import composition_to_dict
+
+    gru = GRUComposition(2, 3, bias=False, enable_learning=False, seed=3)
+    back = composition_from_mdf(composition_to_dict(gru, gru_form=form))
+    assert isinstance(back, GRUComposition) and not back.bias and not back.block.enable_learning
+    assert back.block.frozen == gru.block.frozen and set(back.block.gates) == set(gru.block.gates)
+    x = np.random.default_rng(0).normal(size=(2, 4, 2))
+    np.testing.assert_allclose(back.evaluate({"GRU": x})["GRU"], gru.evaluate({"GRU": x})["GRU"], rtol=0, atol=1e-12)
+
+
 def test_a_rebuilt_gru_composition_learns_as_the_original():
     outer, gru = _gru_net(optimizer_params={"w_hh": 0.01, "w_ih": False})
     back = composition_from_mdf(outer.to_mdf())
