@@ -249,6 +249,33 @@ def test_nll_kl_div_and_bce_refuse_targets_they_cannot_take():
         comp.learn({"input": X6}, {"output": -PROBS}, loss_spec="BCE")
 
 
+@pytest.mark.skipif(not os.path.exists(PNL_PYTHON), reason="needs a PsyNeuLink python")
+def test_kl_div_training_matches_psyneulink():
+    """PsyNeuLink 0.21 trains with loss_spec=pnl.Loss.KL_DIV (its nn.KLDivLoss(reduction='sum')); mdfbridge's
+    matrices equal its (1e-12). (Its Loss.NLL fails inside torch on a (minibatch, 1, size) target, so NLL is compared
+    with torch only, above.)"""
+    comp, projs, (w1, w2) = _net()
+    script = f"""
+import json, numpy as np, psyneulink as pnl
+i = pnl.TransferMechanism(name='input', input_shapes=2)
+h = pnl.TransferMechanism(name='hidden', input_shapes=4, function=pnl.Logistic())
+o = pnl.TransferMechanism(name='output', input_shapes=3)
+p1 = pnl.MappingProjection(matrix=np.array({w1.tolist()}), sender=i, receiver=h)
+p2 = pnl.MappingProjection(matrix=np.array({w2.tolist()}), sender=h, receiver=o)
+c = pnl.AutodiffComposition(pathways=[[i, p1, h, p2, o]], learning_rate=0.05, loss_spec=pnl.Loss.KL_DIV)
+c.learn(inputs={{'inputs': {{i: {X6.tolist()}}}, 'targets': {{o: {PROBS.tolist()}}}}}, epochs=4, minibatch_size=2,
+        execution_mode=pnl.ExecutionMode.PyTorch)
+print(json.dumps([p1.parameters.matrix.get(c).tolist(), p2.parameters.matrix.get(c).tolist()]))
+"""
+    proc = subprocess.run([PNL_PYTHON, "-c", script], capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        pytest.skip(f"PsyNeuLink run failed: {proc.stderr.strip().splitlines()[-1:]}")
+    pnl_w = [np.array(m) for m in json.loads(proc.stdout.strip().splitlines()[-1])]
+    comp.learn({"input": X6}, {"output": PROBS}, epochs=4, minibatch_size=2, learning_rate=0.05, loss_spec="KL_DIV")
+    for p, want in zip(projs, pnl_w):
+        np.testing.assert_allclose(p.matrix, want, rtol=0, atol=1e-12)
+
+
 class PnlLoss(enum.Enum):
     """psyneulink 0.21's Loss enum (names and values), for specs given as its members."""
 
