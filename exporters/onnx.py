@@ -96,13 +96,16 @@ def _output_names(program: Program) -> Dict[str, str]:
     return names
 
 
-def program_to_onnx(program: Program, *, dtype: str = "float32", opset: int = MIN_OPSET,
+def program_to_onnx(program: Program, *, dtype: Any = "float32", opset: int = MIN_OPSET,
                     name: Optional[str] = None, check: bool = True) -> onnx.ModelProto:
     """One ONNX model computing `program` on a batch (inputs/outputs named as the Program's, batch axis first).
 
     An output whose node is also an input (a one-node model) is called `<name>_output`, since ONNX names
-    each tensor once.
+    each tensor once. dtype: the tensor type, 'float32' (default) or 'float64' as a string, numpy or torch dtype.
     """
+    from ..dtypes import dtype_name
+
+    dtype = dtype_name(dtype, ("float32", "float64"), "ONNX export dtype", default="float32")
     require_static(program.schedule, 1, "onnx")
     if program.states:
         kinds = sorted({s.kind for s in program.states.values()})

@@ -1,12 +1,13 @@
 """MDF written by mdfbridge -> `Composition` again (mechanisms, projections, bias nodes, nesting)."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np
 
 from ..composition import BiasMechanism, Composition, MappingProjection, Mechanism, TransferMechanism
-from ..errors import SchemaError
+from ..errors import SchemaError, UnsupportedError
+from ..gru_composition import OPTIMIZER_KEYS, GRUComposition
 from ..lowering import model_to_dict
 from ..transfer import transfer_from_metadata
 
@@ -28,6 +29,9 @@ def composition_from_mdf(doc: Any) -> Composition:
     mechanisms: Dict[tuple, Mechanism] = {}
     projections: Dict[tuple, MappingProjection] = {}
     by_id: Dict[str, Mechanism] = {}
+    gru_blocks = _gru_compositions(nodes, f"$.{model_id}.graphs.{gid}.nodes")
+    for block_id, (gru, _) in gru_blocks.items():
+        by_id[block_id] = gru.block
     for nid, node in nodes.items():
         meta = _meta(node)
         path = tuple(meta.get("composition") or ())
@@ -50,8 +54,12 @@ def composition_from_mdf(doc: Any) -> Composition:
                                  learnable=bool(meta.get("learnable", True)), name=meta["name"])
         projections[tuple(meta.get("composition") or ()) + (meta["name"],)] = proj
 
+    grus_by_path = {path: gru for gru, path in gru_blocks.values()}
+
     def build(t: Mapping[str, Any], prefix: tuple) -> Composition:
         path = prefix + (t["name"],)
+        if path in grus_by_path:  # a GRUComposition: rebuilt whole from its block's nodes
+            return grus_by_path[path]
         comp = Composition(t["name"])
         order: List[Any] = []
         for name in t.get("nodes", []):
@@ -64,3 +72,49 @@ def composition_from_mdf(doc: Any) -> Composition:
         return comp
 
     return build(tree, ())
+
+
+def _gru_compositions(nodes: Mapping[str, Any], where: str) -> Dict[str, Tuple[GRUComposition, tuple]]:
+    """block id -> (the GRUComposition its nodes were written from (gate form or `convert --gru onnx`'s fused
+    form), with its sizes, bias, weights, initial hidden state and learning-rate settings; its nesting path).
+    A block whose gate nodes were edited by hand (no longer the form mdfbridge writes) is refused, naming it."""
+    from ..gru_mdf import block_gates, find_blocks, gates_from_fused, h0_of, is_fused_form
+
+    out: Dict[str, Tuple[GRUComposition, tuple]] = {}
+    for block, roles in find_blocks(nodes).items():
+        if "input" not in roles:
+            raise SchemaError(f"GRU block '{block}' has no input node", json_path=f"{where}")
+        info = _meta(nodes[roles["input"]]).get("gru") or {}
+        place = f"{where}.{roles['input']}.metadata.mdfbridge.gru"
+        missing = [k for k in ("name", "input_size", "hidden_size", "composition") if k not in info]
+        if missing:
+            raise SchemaError(f"GRU block '{block}' metadata lacks {missing}; cannot rebuild its GRUComposition",
+                              json_path=place)
+        bias = bool(info.get("bias", False))
+        if "gru" in roles:
+            if not is_fused_form(nodes[roles["gru"]]):
+                raise UnsupportedError(f"GRU block '{block}': node '{roles['gru']}' is not the onnx::GRU form "
+                                       "mdfbridge writes; cannot rebuild its GRUComposition (load_program() runs it)")
+            gates = gates_from_fused(nodes[roles["gru"]], bias=bias)
+        else:
+            found = block_gates(nodes, roles)
+            if found is None:
+                raise UnsupportedError(f"GRU block '{block}': its gate nodes are not the form mdfbridge writes "
+                                       "(edited?); cannot rebuild its GRUComposition (load_program() runs it)")
+            gates = {k: np.asarray(v, dtype=float) for k, (v, _) in found.items()}
+        rates = dict(info.get("learning_rates") or {})
+        per_key = {key: rates.get(param) for key, param in OPTIMIZER_KEYS.items()}
+        values = set(map(repr, per_key.values()))
+        shared = next(iter(per_key.values())) if len(values) == 1 else None
+        gru = GRUComposition(int(info["input_size"]), int(info["hidden_size"]), bias=bias,
+                             enable_learning=bool(info.get("enable_learning", True)),
+                             learning_rate=shared, optimizer_params={} if len(values) == 1 else per_key,
+                             name=str(info["name"]), initial_hidden=h0_of(nodes, roles))
+        for name, value in gates.items():
+            if name in gru.block.gates:
+                if value.shape != gru.block.gates[name].shape:
+                    raise SchemaError(f"GRU block '{block}': {name} has shape {value.shape}, expected "
+                                      f"{gru.block.gates[name].shape}", json_path=place)
+                gru.block.gates[name] = value
+        out[block] = (gru, tuple(info["composition"]))
+    return out

@@ -131,3 +131,51 @@ def cross_entropy(cg: Codegen, t: str, col: int, size: int, rows: ir.Value) -> i
                 g = b.fdiv(b.fneg(cg.load(tgt, r, j)), nrows)
                 cg.add_to(grad, r, j, b.fsub(g, b.fmul(b.call(exp, [logp]), s)))
     return b.fdiv(b.fneg(b.load(total)), nrows)
+
+
+def nll(cg: Codegen, t: str, col: int, size: int, rows: ir.Value) -> ir.Value:
+    """PsyNeuLink's NLL, torch's nll_loss(o, class, reduction='sum') on one-hot targets (learn() checks them):
+    -sum(o * t); its gradient is -t."""
+    b = cg.b
+    loss = _sum_rows(cg, t, col, size, rows, lambda o, y: b.fmul(y, o))
+    _grad_rows(cg, t, col, size, rows, lambda o, y: b.fneg(y))
+    return b.fneg(loss)
+
+
+def kl_div(cg: Codegen, t: str, col: int, size: int, rows: ir.Value) -> ir.Value:
+    """PsyNeuLink's KL_DIV, torch's kl_div(o, t, reduction='sum'): sum of t * (log t - o), 0 where t = 0 (torch's
+    xlogy); its gradient is -t."""
+    b = cg.b
+    logf = declare_math(cg.module, "log")
+
+    def term(o: ir.Value, y: ir.Value) -> ir.Value:
+        positive = b.fcmp_ordered(">", y, f64(0.0))
+        safe = b.select(positive, y, f64(1.0))  # log(1) = 0: no 0 * -inf
+        return b.select(positive, b.fsub(b.fmul(y, b.call(logf, [safe])), b.fmul(y, o)), f64(0.0))
+    loss = _sum_rows(cg, t, col, size, rows, term)
+    _grad_rows(cg, t, col, size, rows, lambda o, y: b.fneg(y))
+    return loss
+
+
+def binary_cross_entropy(cg: Codegen, t: str, col: int, size: int, rows: ir.Value) -> ir.Value:
+    """torch's binary_cross_entropy (mean): mean of -(t * max(log o, -100) + (1 - t) * max(log(1 - o), -100));
+    torch's gradient (o - t) / max(o (1 - o), 1e-12) / numel."""
+    b = cg.b
+    n = _count(cg, rows, size)
+    logf = declare_math(cg.module, "log")
+
+    def clamped_log(v: ir.Value) -> ir.Value:
+        lv = b.call(logf, [v])
+        return b.select(b.fcmp_unordered("<", lv, f64(-100.0)), f64(-100.0), lv)
+
+    def term(o: ir.Value, y: ir.Value) -> ir.Value:
+        one_minus_o = b.fsub(f64(1.0), o)
+        return b.fsub(b.fmul(b.fsub(y, f64(1.0)), clamped_log(one_minus_o)), b.fmul(y, clamped_log(o)))
+    loss = b.fdiv(_sum_rows(cg, t, col, size, rows, term), n)
+
+    def grad(o: ir.Value, y: ir.Value) -> ir.Value:
+        w = b.fmul(b.fsub(f64(1.0), o), o)
+        w = b.select(b.fcmp_ordered("<", w, f64(1e-12)), f64(1e-12), w)
+        return b.fdiv(b.fdiv(b.fsub(o, y), w), n)
+    _grad_rows(cg, t, col, size, rows, grad)
+    return loss

@@ -4,10 +4,8 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Mapping, Optional, Union
 
-import numpy as np
-
 from .document import load_document_dict, model_from_dict, save_document
-from .errors import UnsupportedError
+from .dtypes import torch_dtype  # noqa: F401 - also importable from here (to_torch uses it)
 from .lowering import lower
 from .program import Program
 
@@ -50,23 +48,6 @@ def run_with_backend(program: Program, inputs: Mapping[str, Any], backend: str =
     from .backends import get_backend
 
     return get_backend(backend).prepare(program).run(inputs, steps=steps, dt=dt)
-
-
-def torch_dtype(dtype: Any) -> Any:
-    """A torch dtype from 'float32'/'float64', a numpy dtype or a torch dtype (None: torch.float64)."""
-    import torch
-
-    if dtype is None:
-        return torch.float64
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype.replace("torch.", "")
-    found = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
-             "bfloat16": torch.bfloat16}.get(name)
-    if found is None:
-        raise UnsupportedError(f"dtype {dtype!r} is not a floating type torch runs models in; use 'float32' or "
-                               "'float64' (or a numpy/torch float dtype)")
-    return found
 
 
 def to_torch(model: Any, *, dtype: Any = None, device: Any = None, steps: int = 1, dt: float = 1.0) -> Any:

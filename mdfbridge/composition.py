@@ -6,11 +6,27 @@ import keyword
 import logging
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeGuard, Union, cast
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeGuard,
+    Union,
+    cast,
+)
 
 import numpy as np
 
 from .errors import CompositionError, DataError
+from .learning import LEARN_ARGUMENTS_DOC, make_config
+from .losses import Loss
 from .transfer import Linear, TransferFunction
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -193,6 +209,7 @@ class Composition(_Named):
         self._program: Optional[Program] = None
         self._program_key: Any = None
         self.learning_settings: Dict[str, Any] = {}  # learn()'s defaults (AutodiffComposition's constructor sets them)
+        self.device: Any = None  # learn()'s default torch device (AutodiffComposition's constructor sets it)
         for p in pathways or ():
             self.add_linear_processing_pathway(p)
 
@@ -401,28 +418,44 @@ class Composition(_Named):
                     m.gates[name] = np.array(prog.params[pname].value, dtype=float)
 
     def learn(self, inputs: Mapping[Any, Any], targets: Optional[Mapping[Any, Any]] = None, *,
-              backend: Optional[str] = None, execution_mode: Any = None, dtype: Any = None, device: Any = None,
-              callback: Any = None, **settings: Any) -> Dict[str, np.ndarray]:
-        """AutodiffComposition.learn: train on inputs/targets; returns the final epoch's outputs per output node.
-
-        Settings: epochs, learning_rate (0.001), minibatch_size (1), randomize_minibatch, optimizer_type
-        ('sgd' | 'adam'), weight_decay, loss_spec (MSE | CROSS_ENTROPY | L1 | SSE), patience, min_delta,
-        synch_projection_matrices ('minibatch' | 'epoch' | 'run'), seed. Per-minibatch losses: `self.losses`.
+              num_trials: Optional[int] = None, epochs: Optional[int] = 1, learning_rate: Optional[float] = None,
+              minibatch_size: Optional[int] = None, patience: Optional[int] = None, min_delta: Optional[float] = 0,
+              execution_mode: Any = None, randomize_minibatches: Optional[bool] = False,
+              optimizations_per_minibatch: Optional[int] = None, optimizer_type: Any = None, loss_spec: Any = None,
+              weight_decay: Optional[float] = None, synch_projection_matrices_with_torch: Any = None,
+              seed: Optional[int] = None, backend: Optional[str] = None, dtype: Any = None, device: Any = None,
+              callback: Optional[Callable[[int, int, float], None]] = None,
+              randomize_minibatch: Optional[bool] = None, synch_projection_matrices: Any = None,
+              **other: Any) -> Dict[str, np.ndarray]:
+        """AutodiffComposition.learn: train on inputs/targets; returns the final epoch's outputs per output node
+        (name -> (trials, size), trial order). Per-minibatch losses: `self.losses`; the LearnResult:
+        `self.learn_result`. Inputs and targets are keyed by node (or its name); a nested composition stands for
+        its single input node, and `{nested: {"inputs": ..., "targets": ...}}` (PsyNeuLink's nested form) is
+        read as that dict form. None for learning_rate, minibatch_size, optimizer_type, loss_spec, weight_decay
+        means the AutodiffComposition's setting, else learn()'s default.
         """
-        from .learning import backend_name, make_config, train_program
+        from .learning import backend_name, cycle_trials, learn_settings, make_config, split_inputs, train_program
 
-        if "inputs" in inputs and targets is None and not isinstance(inputs.get("inputs"), np.ndarray):
-            settings = {**{k: v for k, v in inputs.items() if k not in ("inputs", "targets")}, **settings}
-            inputs, targets = inputs["inputs"], inputs.get("targets")
+        inputs, targets, given = split_inputs(_nested_dict_form(inputs), targets)
+        explicit = {"epochs": epochs, "learning_rate": learning_rate, "minibatch_size": minibatch_size,
+                    "patience": patience, "min_delta": min_delta, "randomize_minibatches": randomize_minibatches,
+                    "optimizations_per_minibatch": optimizations_per_minibatch, "optimizer_type": optimizer_type,
+                    "loss_spec": loss_spec, "weight_decay": weight_decay, "seed": seed,
+                    "synch_projection_matrices_with_torch": synch_projection_matrices_with_torch,
+                    "randomize_minibatch": randomize_minibatch, "synch_projection_matrices": synch_projection_matrices}
+        num_trials = given.pop("num_trials", num_trials)
+        execution_mode = given.pop("execution_mode", execution_mode)
+        settings = {**given, **learn_settings(explicit, other)}
+        config = make_config(None, {**self.learning_settings, **settings}, error=CompositionError)
         prog = self.program()
-        x = self.input_dict(inputs)
-        t = self.input_dict(targets or {}, targets=True)
+        x = cycle_trials(self.input_dict(inputs), num_trials)
+        t = cycle_trials(self.input_dict(targets or {}, targets=True), num_trials, "targets")
         unknown = [k for k in t if k not in prog.outputs]
         if unknown:
             raise DataError(f"targets given for {unknown}, which are not output nodes of '{self.name}'")
-        config = make_config(None, {**self.learning_settings, **settings}, error=CompositionError)
         result = train_program(prog, x, t, config, backend=backend_name(backend, execution_mode), dtype=dtype,
-                               device=device, callback=callback, on_synch=lambda: self._pull_matrices(prog))
+                               device=device if device is not None else self.device, callback=callback,
+                               on_synch=lambda: self._pull_matrices(prog))
         self.losses = result.losses
         self.learn_result = result
         return self._output_names(result.outputs)
@@ -495,15 +528,36 @@ class Composition(_Named):
             out[f"{f.id}__{'output' if targets else 'input'}" if gru else f.id] = arr
         return out
 
-    def evaluate(self, inputs: Mapping[Any, Any], backend: str = "numpy", execution_mode: Any = None
-                 ) -> Dict[str, np.ndarray]:
-        """Run every trial at once on a backend (mdfbridge.backends: 'numpy', the reference and default, 'torch',
-        'llvm', 'onnxruntime'; or PsyNeuLink's execution_mode); returns output name -> (trials, size)."""
-        from .api import run_with_backend
-        from .learning import backend_name
+    def evaluate(self, inputs: Mapping[Any, Any], backend: str = "numpy", execution_mode: Any = None, *,
+                 num_trials: Optional[int] = None, dtype: Any = None, device: Any = None) -> Dict[str, np.ndarray]:
+        """Run every trial at once; returns output node name -> (trials, size) array.
+
+        inputs: {input node or name: (trials, size)} ((trials, time steps, size) with a GRU block). backend: a
+        registered backend, 'numpy' (the reference, default), 'torch', 'llvm' or 'onnxruntime'; execution_mode:
+        PsyNeuLink's ExecutionMode instead (default None; Python is 'numpy', PyTorch 'torch', LLVMRun 'llvm').
+        num_trials: PsyNeuLink's (default None: every input row; else row i % len for i < num_trials). dtype:
+        'float32' | 'float64' or a numpy/torch float dtype (default None: the backend's own, float64 except
+        onnxruntime's float32); device: the torch backend's device (default None: CPU).
+        """
+        from .learning import backend_name, cycle_trials
+
+        name = backend_name(backend, execution_mode)
+        options: Dict[str, Any] = {}
+        if dtype is not None:
+            options["dtype"] = dtype
+        if device is not None:
+            if name != "torch":
+                raise CompositionError(f"device={device!r} is for backend 'torch', not {name!r}")
+            options["device"] = device
+        if dtype is not None and name == "numpy":
+            from .dtypes import dtype_name
+
+            dtype_name(dtype, ("float64",), "numpy backend dtype")  # the reference is float64
+            options.pop("dtype")
+        from .backends import get_backend
 
         prog = self.program()
-        res = run_with_backend(prog, self.input_dict(inputs), backend_name(backend, execution_mode))
+        res = get_backend(name).prepare(prog, **options).run(cycle_trials(self.input_dict(inputs), num_trials))
         return self._output_names(res)
 
     def _output_names(self, res: Mapping[str, Any]) -> Dict[str, Any]:
@@ -514,19 +568,65 @@ class Composition(_Named):
         return {names.get(k, k): v for k, v in res.items()}
 
     def run(self, inputs: Mapping[Any, Any], num_trials: Optional[int] = None, backend: str = "numpy",
-            execution_mode: Any = None) -> List[np.ndarray]:
-        """PsyNeuLink's run: executes the trials, appends each trial's outputs to `results`, returns the last."""
-        outs = self.evaluate(inputs, backend=backend, execution_mode=execution_mode)
+            execution_mode: Any = None, *, dtype: Any = None, device: Any = None) -> List[np.ndarray]:
+        """PsyNeuLink's run: executes the trials, appends each trial's outputs (one array per output node, in
+        get_output_nodes() order) to `results`, returns the last trial's.
+
+        inputs: as evaluate(); PsyNeuLink's {"inputs": {...}, ...} dict form is read too (its targets ignored).
+        num_trials: trials to run (default None: as many as the inputs have); trial i uses input row i % len
+        (PsyNeuLink: larger repeats the inputs, smaller runs the first num_trials). backend, execution_mode,
+        dtype, device: as evaluate() (defaults 'numpy', None, None, None).
+        """
+        inputs, _, given = split_inputs_for_run(inputs)
+        outs = self.evaluate(inputs, backend=backend, execution_mode=given.get("execution_mode", execution_mode),
+                             num_trials=given.get("num_trials", num_trials), dtype=dtype, device=device)
         n = len(next(iter(outs.values())))
-        if num_trials is not None:
-            if num_trials > n:
-                reps = -(-num_trials // n)
-                outs = {k: np.concatenate([v] * reps)[:num_trials] for k, v in outs.items()}
-            n = num_trials
         names = [m.name for m in self.get_output_nodes()]
         for t in range(n):
             self.results.append([outs[k][t] for k in names])
         return self.results[-1]
+
+    def show_graph(self, output_fmt: Optional[str] = None, filename: Optional[str] = None, *,
+                   show_nested: bool = True, show_projections: bool = True) -> Any:
+        """Draw the composition with graphviz (PsyNeuLink's show_graph): mechanisms as nodes, projections as edges
+        (labelled with their names and shapes), nested compositions and GRU blocks as clusters. Returns the
+        `graphviz.Digraph`.
+
+        output_fmt: None (default: just return the Digraph), 'jupyter' (the same; it displays itself in a
+        notebook), 'source' (returns the DOT text), or a file format: 'pdf', 'png', 'svg' (rendered by graphviz's
+        `dot` program) or 'dot'/'gv' (the DOT text), written to `filename` (default '<name>'; the extension is
+        added when missing). show_nested: nested compositions as clusters (default True; False: one box each).
+        show_projections: label edges with projection names and matrix shapes (default True). Without the `dot`
+        program a rendered format writes nothing and warns that rendering needs graphviz; the returned Digraph's
+        `.source` is the DOT text.
+        """
+        from .graphviz_render import composition_digraph, render_digraph
+
+        graph = composition_digraph(self, show_nested=show_nested, show_projections=show_projections)
+        if output_fmt in (None, "jupyter"):
+            return graph
+        if output_fmt == "source":
+            return graph.source
+        render_digraph(graph, str(output_fmt), filename or identifier(self.name))
+        return graph
+
+
+def split_inputs_for_run(inputs: Any) -> tuple:
+    """run()'s inputs: PsyNeuLink's {"inputs": {...}, "targets": ..., ...} dict form unpacked (see
+    learning.split_inputs), else as given."""
+    from .learning import split_inputs
+
+    return split_inputs(_nested_dict_form(inputs), None)
+
+
+def _nested_dict_form(inputs: Any) -> Any:
+    """PsyNeuLink's {nested composition: {"inputs": ..., "targets": ..., "epochs": ...}} as the plain dict form
+    (only when that is the whole of `inputs`); anything else as given."""
+    if isinstance(inputs, Mapping) and len(inputs) == 1:
+        (key, value), = inputs.items()
+        if isinstance(key, Composition) and isinstance(value, Mapping) and "inputs" in value:
+            return value
+    return inputs
 
 
 def composition_from_mdf(doc: Any) -> Composition:
@@ -583,16 +683,27 @@ class AutodiffComposition(Composition):
     """PsyNeuLink's AutodiffComposition: a Composition whose constructor takes the learning settings `learn()` uses
     unless its own arguments override them.
 
-    name, pathways, seed: as Composition. learning_rate (default None: learn()'s 0.001), optimizer_type ('sgd' |
-    'adam'; None: 'sgd'), loss_spec (Loss member or name; None: MSE), weight_decay (None: 0), minibatch_size
-    (None: 1): None leaves learn()'s own default. Unknown settings are refused by learn() naming the valid ones.
+    name, pathways, seed: as Composition. With PsyNeuLink's defaults: learning_rate (default None: learn()'s
+    0.001), optimizer_type ('sgd' (default) | 'adam', any case, or the torch.optim class), loss_spec (a Loss member
+    or name; default Loss.MSE), weight_decay (default 0), synch_projection_matrices_with_torch ('run' (default) |
+    'epoch' | 'minibatch'), device (learn()'s torch device; default None: CPU); and minibatch_size (default None:
+    learn()'s 1). An unknown setting is refused by learn() naming the valid ones.
     """
 
     def __init__(self, name: Optional[str] = None, pathways: Optional[Iterable[Sequence[Any]]] = None,
-                 seed: int = 0, *, learning_rate: Optional[float] = None, optimizer_type: Optional[str] = None,
-                 loss_spec: Any = None, weight_decay: Optional[float] = None,
+                 seed: int = 0, *, learning_rate: Optional[float] = None, optimizer_type: Any = "sgd",
+                 loss_spec: Any = Loss.MSE, weight_decay: Optional[float] = 0,
+                 synch_projection_matrices_with_torch: Any = "run", device: Any = None,
                  minibatch_size: Optional[int] = None) -> None:
         super().__init__(name, pathways, seed)
         given = {"learning_rate": learning_rate, "optimizer_type": optimizer_type, "loss_spec": loss_spec,
-                 "weight_decay": weight_decay, "minibatch_size": minibatch_size}
+                 "weight_decay": weight_decay, "minibatch_size": minibatch_size,
+                 "synch_projection_matrices": synch_projection_matrices_with_torch}
         self.learning_settings = {k: v for k, v in given.items() if v is not None}
+        make_config(None, self.learning_settings, error=CompositionError, where=f"AutodiffComposition '{self.name}'"
+                    ).check()  # a wrong spelling is refused here, naming the valid ones
+        self.device = device
+
+
+Composition.learn.__doc__ = (Composition.learn.__doc__ or "") + "\n        " + \
+    LEARN_ARGUMENTS_DOC.replace("\n    ", "\n        ") + "\n"

@@ -165,3 +165,112 @@ def render(digraph: Any, out: Union[str, "os.PathLike[str]"]) -> str:
     log.info("drew %s (%d bytes)", path, len(payload))
     return fmt
 
+
+
+# ---------------------------------------------------------------------------------------------- compositions
+GRU_NODES = ("input", "reset", "update", "new", "hidden", "output")  # PsyNeuLink's GRUComposition nodes
+_GRU_EDGES = (("input", "reset"), ("input", "update"), ("input", "new"), ("reset", "new"), ("update", "hidden"),
+              ("new", "hidden"), ("hidden", "hidden"), ("hidden", "reset"), ("hidden", "update"), ("hidden", "new"),
+              ("hidden", "output"))
+JUPYTER_FORMATS = ("jupyter", "source")
+
+
+def composition_digraph(comp: Any, *, show_nested: bool = True, show_projections: bool = True) -> Any:
+    """A graphviz Digraph of a Composition (`Composition.show_graph`): a node per mechanism (name, function, size;
+    input nodes blue, output nodes green, bias nodes grey), an edge per projection (its name and matrix shape when
+    `show_projections`, default True), each nested composition a cluster (`cluster_<flat path>`) holding its nodes
+    (show_nested False: one box standing for it), each GRU block (GRUComposition) a cluster of PsyNeuLink's
+    input, reset, update, new, hidden and output nodes with their recurrent wiring."""
+    flat_nodes, flat_projs = comp.flatten()
+    roles = comp._roles((flat_nodes, flat_projs))
+    flat_id = {id(f.mechanism): f.id for f in flat_nodes}
+    g = _digraph(comp.name)
+    g.attr(label=f"{type(comp).__name__} {comp.name}", labelloc="t", compound="true")
+    ends: Dict[str, tuple] = {}  # flat node id -> (node drawn receiving its afferents, node sending its efferents)
+
+    def draw(graph: Any, c: Any, path: tuple, collapsed: Optional[str]) -> None:
+        for node in c.nodes:
+            if hasattr(node, "nodes"):  # a nested composition
+                sub_path = path + (node.name,)
+                if getattr(node, "block", None) is not None:
+                    _draw_gru(graph, node.block, flat_id[id(node.block)], ends, collapsed, roles)
+                elif show_nested or collapsed is not None:
+                    if collapsed is not None:
+                        draw(graph, node, sub_path, collapsed)
+                        continue
+                    with graph.subgraph(name=_cluster_id("__".join(sub_path))) as sub:
+                        sub.attr(label=f"{type(node).__name__} {node.name}", style="rounded", color="grey40")
+                        draw(sub, node, sub_path, None)
+                else:
+                    box = "box_" + _cluster_id("__".join(sub_path))[len("cluster_"):]
+                    graph.node(box, _escape(f"{type(node).__name__} {node.name}"), shape="box3d",
+                               fillcolor="lavender")
+                    draw(graph, node, sub_path, box)
+                continue
+            fid = flat_id[id(node)]
+            if hasattr(node, "gates"):  # a GRU block (a GRUComposition drawn on its own)
+                _draw_gru(graph, node, fid, ends, collapsed, roles)
+                continue
+            ends[fid] = (collapsed or fid, collapsed or fid)
+            if collapsed is not None:
+                continue
+            role = "bias" if hasattr(node, "value") and not hasattr(node, "function") else (
+                "input" if fid in roles["input"] else "output" if fid in roles["output"] else "")
+            fn = getattr(node, "function", None)
+            label = f"{node.name}\n{getattr(fn, 'name', type(node).__name__)} ({node.size})"
+            graph.node(fid, _escape(label), fillcolor=_ROLE_STYLE.get(role, ("white", "box"))[0])
+
+    draw(g, comp, (comp.name,), None)
+    for p in flat_projs:
+        sender, receiver = ends[p.sender][1], ends[p.receiver][0]
+        if sender == receiver and sender.startswith("box_"):
+            continue  # inside a composition drawn as one box
+        label = f"{p.projection.name}\n{tuple(p.matrix.shape)}" if show_projections else ""
+        g.edge(sender, receiver, label=_escape(label), style="solid" if p.projection.learnable else "dashed")
+    return g
+
+
+def _cluster_id(text: str) -> str:
+    """A graphviz cluster name (clusters are subgraphs whose names start with 'cluster')."""
+    return "cluster_" + "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in text)
+
+
+def _draw_gru(graph: Any, gru: Any, fid: str, ends: Dict[str, tuple], collapsed: Optional[str],
+              roles: Mapping[str, Any]) -> None:
+    """A GRU block (GRUBlock: name, input_size, hidden_size, bias) as a cluster of its gate nodes (or nothing when
+    drawn inside a collapsed composition); its input/output nodes coloured when the block is one."""
+    if collapsed is not None:
+        ends[fid] = (collapsed, collapsed)
+        return
+    ends[fid] = (f"{fid}__input", f"{fid}__output")
+    with graph.subgraph(name=_cluster_id(fid + "__GRU")) as sub:
+        sub.attr(label=_escape(f"GRUComposition {gru.name} (input {gru.input_size}, hidden {gru.hidden_size}"
+                               f"{', bias' if gru.bias else ''})"), style="rounded", color="darkorange")
+        for role in GRU_NODES:
+            size = gru.input_size if role == "input" else gru.hidden_size
+            color = "moccasin" if role in ("reset", "update", "new") else "white"
+            if role in ("input", "output") and fid in roles[role]:
+                color = _ROLE_STYLE[role][0]
+            sub.node(f"{fid}__{role}", _escape(f"{role.upper()}_NODE ({size})"), fillcolor=color)
+        for s, r in _GRU_EDGES:
+            sub.edge(f"{fid}__{s}", f"{fid}__{r}", style="dashed" if s == "hidden" and r != "output" else "solid")
+
+
+def render_digraph(digraph: Any, output_fmt: str, filename: str) -> Optional[str]:
+    """Write a digraph as `filename` (its extension added when missing) in `output_fmt` ('pdf', 'png', 'svg',
+    'dot', 'gv'); returns the path written, or None when the format needs graphviz's `dot` program and it is not
+    installed: then a warning says so (the Digraph's `.source` still holds the DOT text)."""
+    import warnings
+
+    fmt = str(output_fmt).lower().lstrip(".")
+    if fmt not in RENDERED + SOURCE_ONLY:
+        raise DataError(f"show_graph: output_fmt {output_fmt!r} unknown; use None or one of "
+                        f"{', '.join(map(repr, JUPYTER_FORMATS + RENDERED + SOURCE_ONLY))}")
+    path = filename if os.path.splitext(filename)[1].lower() == "." + fmt else f"{filename}.{fmt}"
+    if fmt in RENDERED and not dot_available():
+        message = DOT_MISSING.format(out=path) + "; the returned Digraph's .source is the DOT text"
+        log.warning(message)
+        warnings.warn(message, stacklevel=3)
+        return None
+    render(digraph, path)
+    return path

@@ -25,30 +25,53 @@ from .shapes import fit_unit_axes
 log = logging.getLogger(__name__)
 
 SYNCH_SCALES = ("minibatch", "epoch", "run")
+# PsyNeuLink's spellings of LearnConfig fields (Composition.learn's randomize_minibatches,
+# AutodiffComposition's synch_projection_matrices_with_torch)
+SETTING_ALIASES = {"randomize_minibatches": "randomize_minibatch",
+                   "synch_projection_matrices_with_torch": "synch_projection_matrices"}
 
 
 class ExecutionMode(enum.Enum):
-    """PsyNeuLink's execution modes, accepted so PsyNeuLink scripts port with few edits."""
+    """PsyNeuLink's execution modes (every name PsyNeuLink's ExecutionMode gives: Python, PyTorch, LLVM, LLVMRun,
+    LLVMExec, PTXRun, Auto), accepted so PsyNeuLink scripts port with few edits. Each member's value is its name;
+    `.backend` is the mdfbridge backend it runs on (None: PTXRun, CUDA-compiled, which mdfbridge has no backend
+    for)."""
 
-    Python = "numpy"
-    PyTorch = "torch"
-    LLVM = "llvm"
-    LLVMRun = "llvm"
-    LLVMExec = "llvm"
+    Python = "Python"
+    PyTorch = "PyTorch"
+    LLVM = "LLVM"
+    LLVMRun = "LLVMRun"
+    LLVMExec = "LLVMExec"
+    PTXRun = "PTXRun"
+    Auto = "Auto"
+
+    @property
+    def backend(self) -> Optional[str]:
+        """The registered backend this mode runs on: Python 'numpy' (the reference), PyTorch and Auto 'torch',
+        LLVM/LLVMRun/LLVMExec 'llvm', PTXRun None (refused by backend_name)."""
+        return _MODE_BACKENDS[self.name]
+
+
+_MODE_BACKENDS: Dict[str, Optional[str]] = {"Python": "numpy", "PyTorch": "torch", "LLVM": "llvm", "LLVMRun": "llvm",
+                                            "LLVMExec": "llvm", "PTXRun": None, "Auto": "torch"}
 
 
 def backend_name(backend: Optional[str] = None, execution_mode: Any = None) -> str:
     """The name of a registered backend (mdfbridge.backends.BACKENDS) from `backend=` ('torch' when neither is
-    given) or PsyNeuLink's `execution_mode=` (an ExecutionMode, or anything with that member name)."""
+    given) or PsyNeuLink's `execution_mode=` (an ExecutionMode, PsyNeuLink's own ExecutionMode member, or its name as
+    a string, e.g. 'LLVMRun'); an unknown or unavailable mode raises UnsupportedError listing the modes."""
     from .backends import get_backend
 
     if execution_mode is not None:
-        name = getattr(execution_mode, "name", str(execution_mode)).split(".")[-1]
-        try:
-            return get_backend(ExecutionMode[name].value).name
-        except KeyError:
-            raise UnsupportedError(f"unknown execution_mode {execution_mode!r}; use ExecutionMode.PyTorch or "
-                                   "ExecutionMode.LLVMRun") from None
+        name = str(getattr(execution_mode, "name", None) or execution_mode).split(".")[-1]
+        member = ExecutionMode.__members__.get(name)
+        modes = ", ".join(f"ExecutionMode.{m.name}" for m in ExecutionMode)
+        if member is None:
+            raise UnsupportedError(f"unknown execution_mode {execution_mode!r}; use one of {modes}")
+        if member.backend is None:
+            raise UnsupportedError(f"execution_mode ExecutionMode.{name} (CUDA-compiled PTX) has no mdfbridge "
+                                   "backend; use ExecutionMode.PyTorch with device='cuda', or ExecutionMode.LLVMRun")
+        return get_backend(member.backend).name
     return get_backend((backend or "torch").lower()).name
 
 
@@ -76,8 +99,10 @@ class LearnConfig:
             raise DataError(f"epochs must be >= 1, got {self.epochs}")
         if int(self.minibatch_size) < 1:
             raise DataError(f"minibatch_size must be >= 1, got {self.minibatch_size}")
-        get_optimizer(self.optimizer_type)
-        if str(self.synch_projection_matrices).lower() not in SYNCH_SCALES:
+        self.optimizer_type = get_optimizer(self.optimizer_type).name  # 'SGD', torch.optim.Adam, ... -> the record's
+        self.synch_projection_matrices = str(getattr(self.synch_projection_matrices, "name",
+                                                     self.synch_projection_matrices)).lower()  # pnl.LearningScale
+        if self.synch_projection_matrices not in SYNCH_SCALES:
             raise UnsupportedError(f"synch_projection_matrices must be one of {SYNCH_SCALES}, "
                                    f"got {self.synch_projection_matrices!r}")
         for name in ("learning_rate", "weight_decay", "min_delta"):
@@ -142,11 +167,18 @@ def make_config(config: Optional[LearnConfig] = None, settings: Optional[Mapping
     """`config` (default LearnConfig()) with `settings` (LearnConfig field -> value) applied; an unknown setting
     raises `error` (default UnsupportedError) with a message starting with `where`."""
     names = [f.name for f in fields(LearnConfig)]
-    for key in settings or {}:
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
+    spellings = names + list(SETTING_ALIASES)
+    given: Dict[str, Any] = {}
+    for key, value in (settings or {}).items():
+        if key not in spellings:
+            close = difflib.get_close_matches(key, spellings, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
-            raise error(f"{where}: unknown setting '{key}'; {hint}settings: {', '.join(names)}")
+            raise error(f"{where}: unknown setting '{key}'; {hint}settings: {', '.join(spellings)}")
+        name = SETTING_ALIASES.get(key, key)
+        if name in given and given[name] != value:
+            raise error(f"{where}: '{key}' and another spelling of '{name}' disagree ({given[name]!r}, {value!r})")
+        given[name] = value
+    settings = given
     if config is None:
         return LearnConfig(**(settings or {}))
     return replace(config, **settings) if settings else config
@@ -213,9 +245,12 @@ def train_program(program: Program, inputs: Mapping[str, Any], targets: Mapping[
     """Train the Program's learnable parameters in place (its parameter table holds the trained values).
 
     inputs/targets: as `prepare_data` takes them; config: the settings (default LearnConfig()); backend: a training
-    backend's name ('torch', default, or 'llvm'); dtype, device: the torch backend's tensor type (default float64)
-    and device (default CPU); callback(epoch, minibatch index, loss) after each minibatch; on_synch() after the
-    trained values reach the Program (per config.synch_projection_matrices, and at the end).
+    backend's name ('torch', default, or 'llvm'); dtype: the torch backend's tensor type, 'float32' | 'float64' or a
+    numpy/torch float dtype (default None: float64; llvm takes float64 only); device: the torch device (default
+    None: CPU); callback(epoch, minibatch, loss) after each minibatch: the 0-based epoch, the minibatch's 0-based
+    index over the whole run (its index in LearnResult.losses), its loss (float, summed over the outputs); an
+    exception it raises stops training and propagates (default None); on_synch() after the trained values reach
+    the Program (per config.synch_projection_matrices, and at the end; default None).
     """
     from .backends import get_backend, training_backend_names
 
@@ -229,20 +264,103 @@ def train_program(program: Program, inputs: Mapping[str, Any], targets: Mapping[
     return rep.train(inputs, targets, config, callback=callback, on_synch=on_synch)
 
 
-def learn(model: Any, inputs: Mapping[str, Any], targets: Optional[Mapping[str, Any]] = None, *,
-          backend: Optional[str] = None, execution_mode: Any = None, dtype: Any = None, device: Any = None,
-          callback: Optional[Callable[[int, int, float], None]] = None, **settings: Any) -> LearnResult:
-    """Train a loaded MDF model (path, dict, modeci-mdf Model or Program); returns a LearnResult.
+LEARN_ARGUMENTS_DOC = """inputs: {input node: (trials, size) array-like}, or PsyNeuLink's dict form {"inputs": {...},
+    "targets": {...}, "epochs": n, ...} holding the targets and any other argument here (explicit arguments win).
+    targets: {output node: (trials, size)} (default None: taken from the inputs dict form).
+    num_trials: trials per epoch (default None: as many as the inputs have); PsyNeuLink's rule: trial i of an epoch
+    uses input (and target) row i % len(inputs), so a larger number repeats the inputs cyclically, a smaller one
+    uses the first num_trials.
+    epochs: passes over the trials (default 1). learning_rate: default None (0.001, or the AutodiffComposition's).
+    minibatch_size: trials per weight update (default None: 1, or the AutodiffComposition's).
+    patience: epochs without an improvement of more than min_delta (default 0) before stopping early (default
+    None: never). execution_mode: PsyNeuLink's ExecutionMode (default None: `backend`'s; PyTorch is 'torch',
+    LLVMRun 'llvm'). randomize_minibatches: shuffle the trials every epoch (default False; numpy's
+    default_rng(seed)). optimizations_per_minibatch: PsyNeuLink's; only 1 (the default None) is supported.
+    optimizer_type: 'sgd' | 'adam', any case, or torch.optim.SGD / torch.optim.Adam (default None: 'sgd', or the
+    AutodiffComposition's). loss_spec: a Loss member, PsyNeuLink's pnl.Loss member or a name ('mse', 'MSE',
+    'cross_entropy', 'crossentropy', 'l1', 'sse', 'nll', 'kl_div', 'kldiv', 'poisson_nll', 'binary_cross_entropy';
+    default None: Loss.MSE). weight_decay: L2 penalty (default None: 0).
+    synch_projection_matrices_with_torch: when trained values reach the weights, 'minibatch' | 'epoch' | 'run'
+    (default None: 'run'). seed: the minibatch shuffle's seed (default None: fresh entropy).
+    backend: 'torch' (default) or 'llvm'. dtype: the torch backend's tensor type, 'float32' | 'float64' or a
+    numpy/torch float dtype (default None: float64; llvm runs float64 only). device: a torch device, 'cpu' or
+    'cuda' (default None: CPU). callback: called after every minibatch as callback(epoch, minibatch, loss): the
+    0-based epoch, the 0-based minibatch index counted over the whole run (its index in the losses list) and that
+    minibatch's loss (a float, summed over the output nodes, computed before its update); an exception it raises
+    stops training and propagates (default None).
+    randomize_minibatch, synch_projection_matrices: earlier names of randomize_minibatches and
+    synch_projection_matrices_with_torch (default None). Other keywords are refused naming the closest valid one."""
 
-    Settings are AutodiffComposition's: epochs, learning_rate, minibatch_size, randomize_minibatch, optimizer_type,
-    weight_decay, loss_spec, patience, min_delta, synch_projection_matrices, seed. Write the trained weights back
-    with `write_back(source, result.program, out)`.
+
+def learn_settings(explicit: Mapping[str, Any], extra: Mapping[str, Any]) -> Dict[str, Any]:
+    """The LearnConfig settings learn()'s keyword arguments give: `explicit` (argument -> value; None means "not
+    given") and `extra` (other keywords, checked by make_config, which names the closest valid one)."""
+    opt = explicit.get("optimizations_per_minibatch")
+    if opt is not None and opt != 1:
+        raise UnsupportedError(f"optimizations_per_minibatch={opt!r} is not supported (one update per minibatch)")
+    settings = {k: v for k, v in explicit.items()
+                if v is not None and k != "optimizations_per_minibatch" and not _left_at_default(k, v)}
+    return {**settings, **extra}
+
+
+def _left_at_default(key: str, value: Any) -> bool:
+    default = _LEARN_DEFAULTS.get(key, _LEARN_DEFAULTS)  # (a sentinel no value equals)
+    return type(value) is type(default) and value == default
+
+
+def split_inputs(inputs: Any, targets: Optional[Mapping[str, Any]]) -> tuple:
+    """(inputs, targets, settings) from PsyNeuLink's learn(inputs={"inputs": ..., "targets": ..., "epochs": ...})
+    form (recognised by a dict under "inputs", so a node called 'inputs' keeps its data); other inputs are
+    returned as given with no settings."""
+    if isinstance(inputs, Mapping) and isinstance(inputs.get("inputs"), Mapping) and targets is None:
+        settings = {k: v for k, v in inputs.items() if k not in ("inputs", "targets")}
+        return inputs["inputs"], inputs.get("targets"), settings
+    return inputs, targets, {}
+
+
+def cycle_trials(data: Mapping[str, Any], num_trials: Optional[int], what: str = "inputs") -> Dict[str, Any]:
+    """PsyNeuLink's num_trials: each array's rows taken as row i % len for i in range(num_trials) (repeated
+    cyclically when larger, the first num_trials when smaller); None leaves the data as it is."""
+    if num_trials is None:
+        return dict(data)
+    if isinstance(num_trials, bool) or not isinstance(num_trials, (int, np.integer)) or int(num_trials) < 1:
+        raise DataError(f"num_trials must be an integer >= 1 (or None), got {num_trials!r}")
+    out: Dict[str, Any] = {}
+    for k, v in data.items():
+        arr = np.asarray(v)
+        if arr.ndim == 0 or len(arr) == 0:
+            raise DataError(f"{what} for {k!r}: num_trials needs a (trials, ...) array, got shape {arr.shape}")
+        out[k] = arr[np.arange(int(num_trials)) % len(arr)]
+    return out
+
+
+def learn(model: Any, inputs: Mapping[str, Any], targets: Optional[Mapping[str, Any]] = None, *,
+          num_trials: Optional[int] = None, epochs: Optional[int] = 1, learning_rate: Optional[float] = None,
+          minibatch_size: Optional[int] = None, patience: Optional[int] = None, min_delta: Optional[float] = 0,
+          execution_mode: Any = None, randomize_minibatches: Optional[bool] = False,
+          optimizations_per_minibatch: Optional[int] = None, optimizer_type: Any = None, loss_spec: Any = None,
+          weight_decay: Optional[float] = None, synch_projection_matrices_with_torch: Any = None,
+          seed: Optional[int] = None, backend: Optional[str] = None, dtype: Any = None, device: Any = None,
+          callback: Optional[Callable[[int, int, float], None]] = None, randomize_minibatch: Optional[bool] = None,
+          synch_projection_matrices: Any = None, **other: Any) -> LearnResult:
+    """Train a loaded MDF model (path, dict, modeci-mdf Model or Program) with PsyNeuLink's learn() arguments;
+    returns a LearnResult. Write the trained weights back with `write_back(source, result.program, out)`.
+
+    model: an MDF file path, document dict, modeci-mdf Model or Program (trained in place). Inputs and targets are
+    keyed by the Program's input and output names.
     """
     from .lowering import lower
 
-    if isinstance(inputs, Mapping) and "inputs" in inputs and targets is None:
-        settings = {**{k: v for k, v in inputs.items() if k not in ("inputs", "targets")}, **settings}
-        inputs, targets = inputs["inputs"], inputs.get("targets")
+    inputs, targets, given = split_inputs(inputs, targets)
+    explicit = {"epochs": epochs, "learning_rate": learning_rate, "minibatch_size": minibatch_size,
+                "patience": patience, "min_delta": min_delta, "randomize_minibatches": randomize_minibatches,
+                "optimizations_per_minibatch": optimizations_per_minibatch, "optimizer_type": optimizer_type,
+                "loss_spec": loss_spec, "weight_decay": weight_decay, "seed": seed,
+                "synch_projection_matrices_with_torch": synch_projection_matrices_with_torch,
+                "randomize_minibatch": randomize_minibatch, "synch_projection_matrices": synch_projection_matrices}
+    num_trials = given.pop("num_trials", num_trials)
+    execution_mode = given.pop("execution_mode", execution_mode)
+    settings = {**given, **learn_settings(explicit, other)}
     if isinstance(model, Program):
         program = model
     elif isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
@@ -252,5 +370,14 @@ def learn(model: Any, inputs: Mapping[str, Any], targets: Optional[Mapping[str, 
     else:
         program = lower(model)
     config = make_config(None, settings)
-    return train_program(program, inputs, targets or {}, config, backend=backend_name(backend, execution_mode),
+    x = cycle_trials(inputs or {}, num_trials)
+    t = cycle_trials(targets or {}, num_trials, "targets")
+    return train_program(program, x, t, config, backend=backend_name(backend, execution_mode),
                          dtype=dtype, device=device, callback=callback)
+
+
+learn.__doc__ = (learn.__doc__ or "") + "\n    " + LEARN_ARGUMENTS_DOC + "\n"
+
+# learn()'s explicit defaults that are LearnConfig's too: an argument left there is "not given" (so the dict form
+# or an earlier spelling may set it)
+_LEARN_DEFAULTS = {"epochs": 1, "min_delta": 0, "randomize_minibatches": False}

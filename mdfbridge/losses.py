@@ -30,6 +30,8 @@ class LossRecord:
     # outputs need at least this many units per trial: cross-entropy over one unit is 0 whatever the target (the
     # softmax of one value is 1), so training would silently change nothing
     min_units: int = 1
+    # (targets array) -> None when the targets suit the loss, else what is wrong (learn() refuses them)
+    check_targets: Optional[Callable[[Any], Optional[str]]] = None
 
 
 LOSSES: Dict[str, LossRecord] = {}  # canonical name -> record, in registration order
@@ -52,6 +54,40 @@ def _sum_of_squares(output: Any, target: Any) -> Any:
     return ((output - target) ** 2).sum()
 
 
+def _nll_sum(output: Any, target: Any) -> Any:
+    """PsyNeuLink's NLL: torch's nll_loss(output, class, reduction='sum'), the class of each row of one-hot targets
+    being its 1 (output: log-probabilities, as a LogSoftmax layer gives)."""
+    import torch.nn.functional as F
+
+    return F.nll_loss(output, target.argmax(dim=-1), reduction="sum")
+
+
+def _kl_div_sum(output: Any, target: Any) -> Any:
+    """PsyNeuLink's KL_DIV: torch's kl_div(output, target, reduction='sum'): sum of target * (log target - output)
+    (output: log-probabilities; target: probabilities, 0 log 0 = 0)."""
+    import torch.nn.functional as F
+
+    return F.kl_div(output, target, reduction="sum")
+
+
+def _one_hot_rows(target: Any) -> Optional[str]:
+    """None when every row (last axis) is one-hot (a single 1, zeros elsewhere), else what is wrong."""
+    import numpy as np
+
+    t = np.asarray(target, dtype=float)
+    if t.ndim == 0 or not (np.all((t == 0) | (t == 1)) and np.all(t.sum(axis=-1) == 1)):
+        return "targets must be one-hot rows (one 1 per trial, zeros elsewhere: the class index)"
+    return None
+
+
+def _probabilities(target: Any) -> Optional[str]:
+    """None when every target is a probability (0 <= t <= 1), else what is wrong."""
+    import numpy as np
+
+    t = np.asarray(target, dtype=float)
+    return None if np.all((t >= 0) & (t <= 1)) else "targets must be probabilities (between 0 and 1)"
+
+
 def _functional(name: str) -> LazyFunction:
     return LazyFunction("torch.nn.functional", name)
 
@@ -68,8 +104,21 @@ register_loss(LossRecord("cross_entropy", ("crossentropy", "ce"), _functional("c
 register_loss(LossRecord("l1", ("mae",), _functional("l1_loss"), "mean", _emitter("l1"),
                          "torch's l1_loss: mean absolute difference"))
 register_loss(LossRecord("sse", (), _sum_of_squares, "sum", _emitter("sse"), "sum of squared differences"))
-register_loss(LossRecord("poisson_nll", (), _functional("poisson_nll_loss"), "mean", _emitter("poisson_nll"),
-                         "torch's poisson_nll_loss (log_input=True, full=False)"))
+register_loss(LossRecord("poisson_nll", ("poissonnll",), _functional("poisson_nll_loss"), "mean",
+                         _emitter("poisson_nll"), "torch's poisson_nll_loss (log_input=True, full=False)"))
+# PsyNeuLink's NLL, KL_DIV and BINARY_CROSS_ENTROPY, with its reductions (torch.nn's NLLLoss(reduction='sum'),
+# KLDivLoss(reduction='sum'), BCELoss())
+register_loss(LossRecord("nll", ("nll_loss", "negative_log_likelihood"), _nll_sum, "sum", _emitter("nll"),
+                         "torch's nll_loss on log-probabilities, one-hot targets (reduction sum)",
+                         check_targets=_one_hot_rows))
+register_loss(LossRecord("kl_div", ("kldiv", "kl_divergence", "kldivergence"), _kl_div_sum, "sum",
+                         _emitter("kl_div"),
+                         "torch's kl_div on log-probabilities, probability targets (reduction sum)",
+                         check_targets=_probabilities))
+register_loss(LossRecord("binary_cross_entropy", ("bce", "binarycrossentropy"), _functional("binary_cross_entropy"),
+                         "mean", _emitter("binary_cross_entropy"),
+                         "torch's binary_cross_entropy on probabilities (outputs in (0, 1))",
+                         check_targets=_probabilities))
 
 
 class Loss(str, enum.Enum):
@@ -80,16 +129,35 @@ class Loss(str, enum.Enum):
     L1 = "l1"
     SSE = "sse"
     POISSON_NLL = "poisson_nll"
+    NLL = "nll"
+    KL_DIV = "kl_div"
+    BINARY_CROSS_ENTROPY = "binary_cross_entropy"
 
 
 def get_loss(spec: Any) -> LossRecord:
-    """The record of a loss spec: a name in any accepted spelling ('MSE', 'cross-entropy', 'mae'), a Loss member, or
-    anything with a `.name` (PsyNeuLink's Loss enum). Unknown specs raise UnsupportedError listing the losses."""
+    """The record of a loss spec: a name in any accepted spelling, case-insensitive ('MSE', 'cross-entropy',
+    'crossentropy', 'KL_DIV', 'kldiv', 'NLL', 'mae'), a Loss member, or anything with a `.name` (PsyNeuLink's Loss
+    enum: pnl.Loss.CROSS_ENTROPY). Unknown specs (PsyNeuLink's Loss.L0 too) raise UnsupportedError listing the
+    losses."""
     raw = spec.value if isinstance(spec, Loss) else str(getattr(spec, "name", spec))
     record = _BY_SPELLING.get(raw.lower().replace("-", "_").replace(" ", "_"))
     if record is None:
         raise UnsupportedError(f"unknown loss_spec {spec!r}; use one of {sorted(LOSSES)}")
     return record
+
+
+def check_targets(spec: Any, targets: Any) -> None:
+    """Refuse targets the loss of `spec` cannot take (NLL: one-hot rows; KL_DIV, binary cross-entropy:
+    probabilities): DataError naming the output and the loss. targets: output name -> array."""
+    from .errors import DataError
+
+    record = get_loss(spec)
+    if record.check_targets is None:
+        return
+    for name, value in targets.items():
+        problem = record.check_targets(value)
+        if problem:
+            raise DataError(f"targets for '{name}': loss_spec '{record.name}': {problem}")
 
 
 def loss_name(spec: Any) -> str:

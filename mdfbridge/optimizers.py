@@ -90,10 +90,15 @@ register_optimizer(OptimizerRecord("adam", _torch_adam, LazyFunction(_LLVM_OPTIM
 
 
 def get_optimizer(name: Any) -> OptimizerRecord:
-    """The record of an optimizer_type ('sgd' | 'adam'); anything else raises UnsupportedError listing them."""
-    record = next((r for key, r in OPTIMIZERS.items() if key == name), None)  # (equality, as `in` a tuple)
+    """The record of an optimizer_type: 'sgd' | 'adam' in any case ('SGD', 'Adam'), or the torch.optim class
+    (torch.optim.SGD, torch.optim.Adam: the same updates, with torch's defaults). Anything else raises
+    UnsupportedError listing the valid spellings."""
+    spelling = name.__name__ if isinstance(name, type) else name
+    key = spelling.lower() if isinstance(spelling, str) else None
+    record = OPTIMIZERS.get(key) if key is not None else None
     if record is None:
-        raise UnsupportedError(f"optimizer_type must be {' or '.join(map(repr, OPTIMIZERS))}, got {name!r}")
+        raise UnsupportedError(f"optimizer_type must be {' or '.join(map(repr, OPTIMIZERS))}, got {name!r} (any "
+                               "case, or the torch.optim class)")
     return record
 
 

@@ -59,8 +59,9 @@ def test_registry_holds_the_four_backends():
 
 
 def test_execution_modes_name_registered_backends():
+    assert [m.name for m in ExecutionMode] == ["Python", "PyTorch", "LLVM", "LLVMRun", "LLVMExec", "PTXRun", "Auto"]
     for mode in ExecutionMode:
-        assert mode.value in BACKENDS
+        assert mode.backend in BACKENDS or (mode.name == "PTXRun" and mode.backend is None)
 
 
 @pytest.mark.parametrize("call", ["get_backend", "run_with_backend", "learn", "train_program", "evaluate"])

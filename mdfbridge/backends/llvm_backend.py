@@ -42,8 +42,12 @@ class LLVMBackend(Backend):
 
     def prepare(self, program: Program, dtype: Any = None, device: Any = None  # type: ignore[override]
                 ) -> LLVMRep:
-        """dtype, device: accepted so learn()'s settings pass through, and ignored (native code is float64 on this
+        """dtype: None or float64 in any spelling (others are refused); device: accepted so learn()'s settings pass
+        through, and ignored (native code is float64 on this
         CPU). Raises UnsupportedError when llvmlite is not available."""
+        from ..dtypes import dtype_name
+
+        dtype_name(dtype, ("float64",), "llvm backend dtype")  # native code is float64: refuse others, one line
         try:
             from ..importers import llvm
         except ImportError:

@@ -41,7 +41,10 @@ class OnnxRuntimeBackend(Backend):
     summary = "ONNX export on onnxruntime, float32; stateless models"
 
     def prepare(self, program: Program, provider: str = "auto",  # type: ignore[override]
-                dtype: str = "float32") -> OnnxRuntimeRep:
+                dtype: Any = "float32") -> OnnxRuntimeRep:
         """provider: onnxruntime execution provider, 'auto' (default), 'cpu' or 'cuda'; dtype: 'float32'
         (default) or 'float64'. Exports the Program and creates the session."""
-        return OnnxRuntimeRep(self, program, provider, dtype)
+        from ..dtypes import dtype_name
+
+        return OnnxRuntimeRep(self, program, provider,
+                              dtype_name(dtype, ("float32", "float64"), "onnxruntime dtype", default="float32"))

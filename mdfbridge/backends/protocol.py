@@ -67,7 +67,7 @@ class BackendRep(abc.ABC):
             raise UnsupportedError(f"backend {self.backend.name!r} does not train; train on "
                                    f"{' or '.join(map(repr, training_backend_names()))}")
         from ..learning import make_config, prepare_data
-        from ..losses import get_loss
+        from ..losses import check_targets, get_loss
 
         config = make_config(config, settings)
         config.check()
@@ -79,6 +79,7 @@ class BackendRep(abc.ABC):
                 raise DataError(f"loss_spec '{loss.name}' needs outputs of at least {loss.min_units} units, and "
                                 f"output '{name}' has {units}: it would train nothing (use 'mse', or "
                                 f"{loss.min_units} output units)")
+        check_targets(loss.name, data.targets)
         return self._train(data, config, callback, on_synch)
 
     def _train(self, data: "TrainingData", config: "LearnConfig", callback: Callback,

@@ -86,4 +86,6 @@ class TorchBackend(Backend):
                 ) -> TorchRep:
         """dtype: torch dtype of parameters and data (default None: float64); device: torch device (default None:
         CPU). The module is built on the first run or train."""
-        return TorchRep(self, program, dtype=dtype, device=device)
+        from ..dtypes import torch_dtype
+
+        return TorchRep(self, program, dtype=torch_dtype(dtype, where="torch backend dtype"), device=device)
