@@ -60,7 +60,7 @@ def _export_op(b: OnnxGraphBuilder, op: Op, batched: set) -> Val:
         arr = value.array
         if arr.dtype.kind not in "biuf":
             raise UnsupportedError(f"'{op.out}' is not numeric", where=f"node '{op.node}'")
-        value = b.const(arr.astype(float))
+        value = b.const(arr.astype(float), name=op.out)
     want_batched = op.out in batched
     if want_batched and not value.batched:
         value = b.expand_to_batch(value)
