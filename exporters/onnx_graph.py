@@ -17,6 +17,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import UnsupportedError
+from ..ops.onnx_rewrites import tensor_readers
 from ..program import Op, Program, TensorRef
 
 BATCH_DIM = "batch"
@@ -118,15 +119,7 @@ class OnnxGraphBuilder:
         """How many Program ops read `tensor` (an argument, or an item of a list argument), plus one when it is a
         Program output."""
         if self._readers is None:
-            counts: Dict[str, int] = {}
-            for op in self.program.ops:
-                for v in op.args.values():
-                    for ref in (v if isinstance(v, list) else [v]):
-                        if isinstance(ref, TensorRef):
-                            counts[ref.name] = counts.get(ref.name, 0) + 1
-            for t in self.program.outputs.values():
-                counts[t] = counts.get(t, 0) + 1
-            self._readers = counts
+            self._readers = tensor_readers(self.program)
         return self._readers.get(tensor, 0)
 
     def emit(self, op_type: str, inputs: Sequence[Optional[Union[Val, str]]], *, shape: Sequence[int],

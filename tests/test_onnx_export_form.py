@@ -351,3 +351,57 @@ def test_torch_gru_then_linear_names_and_values():
         got = ort_outputs(model, {"x": x}, "float32")["output"]
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
         assert_matches_reference(program, model, {"x": x}, "float32", sequence=True)
+
+
+# --------------------------------------------------------------------------- stacked sums (input-port combinations)
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_psyneulink_combination_of_two_afferents_is_one_add(dtype):
+    program = load_program(REPO / "tests" / "data" / "psyneulink" / "multi_sender.json")
+    assert [op.fn for op in program.ops if op.fn in ("AsArray", "ReduceSum", "Getitem")] == [
+        "AsArray", "ReduceSum", "Getitem"]
+    model = program_to_onnx(program, dtype=dtype)
+    assert op_types(model) == ["MatMul", "MatMul", "Add", "Add", "Mul", "Sigmoid"]
+    assert [op.fn for op in program.ops].count("AsArray") == 1  # the caller's Program is not rewritten
+    for batch in (1, 7):
+        rng = np.random.default_rng(batch)
+        inputs = {k: rng.normal(size=(batch,) + tuple(program.inputs[k].shape)) for k in ("a", "b")}
+        assert_matches_reference(program, model, inputs, dtype)
+
+
+def stacked_sum(n: int, keepdims: bool = True, axis: int = 0, also_output: bool = False) -> Program:
+    """x0 .. x{n-1} (each (2,) per trial) stacked, summed over `axis` (with `keepdims`, then item 0), then
+    halved; `also_output`: the stacked value is an output too."""
+    inputs = {f"x{i}": InputSpec(f"x{i}", f"x{i}", "in", (2,)) for i in range(n)}
+    ops = [Op("c.stack", {"X": [TensorRef(f"x{i}.in") for i in range(n)], "axis": axis}, "c", "AsArray"),
+           Op("c.sum", {"X": TensorRef("c.stack"), "axis": axis, "keepdims": keepdims}, "c", "ReduceSum")]
+    total = "c.sum"
+    if keepdims:
+        ops.append(Op("c.pick", {"X": TensorRef("c.sum"), "index": 0}, "c", "Getitem"))
+        total = "c.pick"
+    ops.append(Op("c.out", {"A": TensorRef(total), "B": 0.5}, "c", "Mul"))
+    outputs = {"c": "c.out", "s": total, **({"stack": "c.stack"} if also_output else {})}
+    return Program("sum", ops, {}, inputs, outputs)
+
+
+@pytest.mark.parametrize("n,keepdims,axis,also_output,rewritten", [
+    (2, True, 0, False, True), (3, True, 0, False, True), (7, False, 0, False, True), (8, True, 0, False, False),
+    (3, True, 0, True, False), (3, False, 1, False, False)])
+def test_stacked_sum_as_adds_in_numpys_order(n, keepdims, axis, also_output, rewritten):
+    program = stacked_sum(n, keepdims, axis, also_output)
+    model = program_to_onnx(program, dtype="float64")
+    types = op_types(model)
+    assert ("ReduceSum" not in types and types.count("Add") == n - 1) == rewritten
+    # values whose sum depends on the order of the additions: 1e16 + 1 - 1e16 + 1 ...
+    vals = [1e16, 1.0, -1e16, 1.0, 3.0, -1e16, 0.5, 1e16]
+    for batch in (1, 7):
+        rng = np.random.default_rng(batch)
+        inputs = {f"x{i}": vals[i] + 0.0 * rng.normal(size=(batch, 2)) if i < len(vals) else rng.normal(size=(batch, 2))
+                  for i in range(n)}
+        if axis == 1:
+            inputs = {k: rng.normal(size=(batch, 2)) for k in inputs}
+        want = run_program(program, inputs)
+        got = ort_outputs(model, inputs, "float64")
+        if rewritten:  # the Adds are numpy's order exactly
+            assert np.array_equal(got["s"], want["s"]) and np.array_equal(got["c"], want["c"])
+        assert_matches_reference(program, model, inputs, "float64")
