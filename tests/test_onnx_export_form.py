@@ -405,3 +405,23 @@ def test_stacked_sum_as_adds_in_numpys_order(n, keepdims, axis, also_output, rew
         if rewritten:  # the Adds are numpy's order exactly
             assert np.array_equal(got["s"], want["s"]) and np.array_equal(got["c"], want["c"])
         assert_matches_reference(program, model, inputs, "float64")
+
+
+def test_reimported_export_keeps_every_weight_learnable():
+    """onnx_to_mdf on the exported XOR: the two weight matrices and the two bias vectors are learnable parameters
+    holding the exported values, and the imported model computes the same outputs."""
+    from mdfbridge.importers.onnx import onnx_to_mdf
+
+    comp = make_xor(seed=9)
+    model = program_to_onnx(comp.program(), dtype="float64")
+    back = lower(onnx_to_mdf(model))
+    learnable = {k: p.value for k, p in back.params.items() if p.learnable}
+    assert len(learnable) == 4
+    exported = initializers(model)
+    for name, value in exported.items():
+        match = [k for k in learnable if k.endswith(name.replace(".", "_"))]
+        assert len(match) == 1, name
+        np.testing.assert_array_equal(learnable[match[0]], value)
+    x = np.random.default_rng(4).normal(size=(7, 2))
+    np.testing.assert_allclose(run_program(back, {"input": x})["output"], run_program(comp.program(), {"input": x})
+                               ["output"], rtol=1e-12, atol=1e-12)
