@@ -373,6 +373,13 @@ class OnnxGraphBuilder:
                 return Const(np.true_divide(a.array, b.array))
         return self.nary("Div", [a, b])
 
+    def sqrt(self, a: Operand) -> Operand:
+        """numpy.sqrt(a) (a constant is folded: numpy's float64 square root, correctly rounded as ONNX's)."""
+        if isinstance(a, Const):
+            with np.errstate(all="ignore"):
+                return Const(np.sqrt(np.asarray(a.array, dtype=float)))
+        return self.unary("Sqrt", a)
+
     def neg(self, a: Operand) -> Operand:
         """-a."""
         if isinstance(a, Const):

@@ -425,3 +425,16 @@ def test_reimported_export_keeps_every_weight_learnable():
     x = np.random.default_rng(4).normal(size=(7, 2))
     np.testing.assert_allclose(run_program(back, {"input": x})["output"], run_program(comp.program(), {"input": x})
                                ["output"], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_psyneulink_transfer_functions_fold_constant_subexpressions(dtype):
+    """PsyNeuLink's transfer functions (the Gaussian's sqrt(2 pi sd) of a constant sd is folded: no Sqrt node),
+    equal to the reference."""
+    program = load_program(REPO / "tests" / "data" / "psyneulink" / "transfer_functions.json")
+    assert any(op.fn == "gaussian" for op in program.ops)
+    model = program_to_onnx(program, dtype=dtype)
+    assert "Sqrt" not in op_types(model) and "Identity" not in op_types(model)
+    for batch in (1, 7):
+        x = np.random.default_rng(batch).normal(size=(batch,) + tuple(program.inputs["inp"].shape))
+        assert_matches_reference(program, model, {"inp": x}, dtype)

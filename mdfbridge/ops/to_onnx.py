@@ -128,7 +128,7 @@ def gaussian(b: OnnxGraphBuilder, op: Op) -> Operand:
     sd = b.arg(op, "standard_deviation", 1.0)
     d = b.sub(b.required_arg(op, "variable0"), b.arg(op, "bias", 0.0))
     e = b.unary("Exp", b.neg(b.div(b.mul(d, d), b.mul(b.mul(sd, sd), b.literal(2.0)))))
-    y = b.div(e, b.unary("Sqrt", b.as_val(b.mul(b.literal(2.0 * float(np.pi)), sd))))
+    y = b.div(e, b.sqrt(b.mul(b.literal(2.0 * float(np.pi)), sd)))
     return b.add(b.mul(y, b.arg(op, "scale", 1.0)), b.arg(op, "offset", 0.0))
 
 
