@@ -22,6 +22,7 @@ from onnx import helper
 from ..errors import UnsupportedError
 from ..executor import batched_tensors
 from ..ops import REGISTRY, get_op
+from ..ops.onnx_rewrites import rewrite_for_onnx
 from ..program import Op, Program, TensorRef
 from ..scheduling import require_static
 from ..shapes import infer_shapes
@@ -60,7 +61,7 @@ def _export_op(b: OnnxGraphBuilder, op: Op, batched: set) -> Val:
         arr = value.array
         if arr.dtype.kind not in "biuf":
             raise UnsupportedError(f"'{op.out}' is not numeric", where=f"node '{op.node}'")
-        value = b.const(arr.astype(float))
+        value = b.const(arr.astype(float), name=op.out)
     want_batched = op.out in batched
     if want_batched and not value.batched:
         value = b.expand_to_batch(value)
@@ -115,6 +116,7 @@ def program_to_onnx(program: Program, *, dtype: Any = "float32", opset: int = MI
         raise UnsupportedError(f"opset must be between {MIN_OPSET} and {onnx.defs.onnx_opset_version()}, got {opset}")
     if not program.shapes:  # Programs lowered by `mdfbridge.lower` carry their shapes
         infer_shapes(program)
+    program = rewrite_for_onnx(program)  # exact rewrites to fewer nodes (a copy; the caller's Program unchanged)
     b = OnnxGraphBuilder(program, dtype, int(opset))
     lead = (TIME,) if program.sequence else ()
     out_names = _output_names(program)

@@ -9,7 +9,7 @@ axis where ONNX's right-aligned broadcasting would otherwise pair a per-trial ax
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, overload
 
 import numpy as np
@@ -17,6 +17,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import UnsupportedError
+from ..ops.onnx_rewrites import tensor_readers
 from ..program import Op, Program, TensorRef
 
 BATCH_DIM = "batch"
@@ -53,9 +54,12 @@ class Val:
 
 @dataclass(frozen=True)
 class Const:
-    """A constant known at export time (folded; emitted as an initializer only when a tensor needs it)."""
+    """A constant known at export time (folded; emitted as an initializer only when a tensor needs it). `name`:
+    the initializer's name when it becomes one (`<op output>.<argument>` for an op's static argument; None:
+    a generated name)."""
 
     value: Any
+    name: Optional[str] = field(default=None, compare=False)
 
     @property
     def array(self) -> np.ndarray:
@@ -94,6 +98,7 @@ class OnnxGraphBuilder:
         self.used_names: set = set()
         self.reserved: set = set()
         self._const_cache: Dict[Tuple[Any, ...], Val] = {}
+        self._readers: Optional[Dict[str, int]] = None
         self._counter = itertools.count()
         self.node_context = ""  # program node id, for node names and error messages
         self.batch_source: Optional[Val] = None  # a graph input, to read the batch size from
@@ -101,13 +106,21 @@ class OnnxGraphBuilder:
 
     # ------------------------------------------------------------------ names and emission
     def fresh(self, hint: str) -> str:
-        """A tensor name not used yet (and not a graph input/output name unless asked for)."""
+        """A tensor name not used yet (and not a graph input/output name unless asked for, nor a Program
+        parameter's name, which `param` keeps for that parameter's initializer)."""
         base = hint or "t"
         name = base
-        while name in self.used_names or name in self.reserved:
+        while name in self.used_names or name in self.reserved or name in self.program.params:
             name = f"{base}_{next(self._counter)}"
         self.used_names.add(name)
         return name
+
+    def readers(self, tensor: str) -> int:
+        """How many Program ops read `tensor` (an argument, or an item of a list argument), plus one when it is a
+        Program output."""
+        if self._readers is None:
+            self._readers = tensor_readers(self.program)
+        return self._readers.get(tensor, 0)
 
     def emit(self, op_type: str, inputs: Sequence[Optional[Union[Val, str]]], *, shape: Sequence[int],
              batched: bool, kind: str = "float", out: Optional[str] = None, **attrs: Any) -> Val:
@@ -132,36 +145,44 @@ class OnnxGraphBuilder:
         return UnsupportedError(f"cannot export {what} to ONNX ({BACKENDS_HINT})", where=self.where)
 
     # ------------------------------------------------------------------ constants
-    def initializer(self, name: str, value: np.ndarray) -> str:
-        """Add an initializer under `name` (exactly)."""
+    def initializer(self, name: str, value: np.ndarray, doc: Optional[str] = None) -> str:
+        """Add an initializer under `name` (exactly); `doc` (default none) becomes its doc_string."""
         self.used_names.add(name)
-        self.initializers.append(numpy_helper.from_array(np.asarray(value, order="C"), name))
+        tensor = numpy_helper.from_array(np.asarray(value, order="C"), name)
+        if doc:
+            tensor.doc_string = doc
+        self.initializers.append(tensor)
         return name
 
-    def const(self, value: Any, kind: str = "float") -> Val:
-        """A constant tensor (float in the model's dtype, bool or int64), deduplicated by value."""
+    def const(self, value: Any, kind: str = "float", name: Optional[str] = None, doc: Optional[str] = None) -> Val:
+        """A constant tensor (float in the model's dtype, bool or int64), deduplicated by value and `name`.
+
+        name: the initializer's name (made unique; None, the default: "const"); doc: its doc_string (default
+        none)."""
         np_type = {"float": self.np_dtype, "bool": np.bool_, "int64": np.int64}[kind]
         arr: np.ndarray = np.asarray(value).astype(np_type)
-        key = (kind, arr.shape, arr.tobytes()) if arr.size <= 64 else None
+        key = (kind, name, arr.shape, arr.tobytes()) if arr.size <= 64 else None
         if key is not None and key in self._const_cache:
             return self._const_cache[key]
-        name = self.initializer(self.fresh("const"), arr)
-        val = Val(name, False, arr.shape, kind)
+        init = self.initializer(self.fresh(name or "const"), arr, doc)
+        val = Val(init, False, arr.shape, kind)
         if key is not None:
             self._const_cache[key] = val
         return val
 
-    def int64s(self, values: Sequence[int]) -> Val:
-        """A 1-D int64 constant (axes, shapes, indices)."""
-        return self.const(np.asarray(list(values), dtype=np.int64).reshape(-1), "int64")
+    def int64s(self, values: Sequence[int], name: Optional[str] = None) -> Val:
+        """A 1-D int64 constant (axes, shapes, indices); `name`: what it is ("axes", "shape", ...; None, the
+        default: "const"), the initializer's name."""
+        return self.const(np.asarray(list(values), dtype=np.int64).reshape(-1), "int64", name)
 
     def tensor(self, v: Operand, kind: str = "float") -> Val:
-        """An operand as a tensor of `kind`: constants become initializers, other kinds are cast."""
+        """An operand as a tensor of `kind`: constants become initializers (named by `Const.name`), other kinds
+        are cast."""
         if isinstance(v, Const):
             arr = v.array
             if arr.dtype.kind not in "biuf":
                 raise UnsupportedError(f"constant {v.value!r} is not numeric", where=self.where)
-            return self.const(arr, kind)
+            return self.const(arr, kind, v.name)
         if v.kind == kind:
             return v
         to = {"float": self.elem_type, "bool": TensorProto.BOOL, "int64": TensorProto.INT64}[kind]
@@ -181,6 +202,19 @@ class OnnxGraphBuilder:
         val = self.env[ref.name] = Val(name, False, arr.shape)
         return val
 
+    def param_reshaped(self, ref: TensorRef, shape: Sequence[int], doc: Optional[str] = None) -> Val:
+        """Parameter `ref` as an initializer of another shape (its values in their order) and `doc` its doc_string
+        (default none), under the parameter's name when one op alone reads the parameter and the name is free
+        (else a name made from it)."""
+        p = self.program.params.get(ref.name)
+        if p is None:
+            raise UnsupportedError(f"'{ref.name}' is not a parameter", where=self.where)
+        arr = np.asarray(p.value, dtype=self.np_dtype).reshape(tuple(int(d) for d in shape))
+        free = ref.name not in self.used_names and ref.name not in self.reserved and self.readers(ref.name) <= 1
+        name = ref.name if free else self.fresh(ref.name)
+        self.initializer(name, arr, doc)
+        return Val(name, False, arr.shape)
+
     # ------------------------------------------------------------------ op arguments (read by the ops' onnx_export)
     def operand(self, value: Any) -> Optional[Operand]:
         """A Program value as an operand: a tensor for a TensorRef, a folded constant otherwise, None for None
@@ -199,13 +233,16 @@ class OnnxGraphBuilder:
 
     def arg(self, op: Op, name: str, default: Any = None) -> Optional[Operand]:
         """Argument `name` of `op` as an operand: its `default` when absent or None (then None without a
-        default); a list of tensors is refused."""
+        default); a list of tensors is refused. A static value is a constant named `<op output>.<name>`."""
         v = op.args.get(name)
         if v is None:
             v = default
         if isinstance(v, list) and v and all(isinstance(x, TensorRef) for x in v):
             raise UnsupportedError(f"argument '{name}' is a list of tensors", where=self.where)
-        return self.operand(v)
+        val = self.operand(v)
+        if isinstance(val, Const) and val.name is None and not isinstance(v, Const):
+            val = Const(val.value, f"{op.out}.{name}")
+        return val
 
     def operands(self, op: Op, *names: str) -> List[Operand]:
         """Arguments `names` of `op` as operands (tensors of their own kind, constants folded); an absent one is
@@ -335,6 +372,13 @@ class OnnxGraphBuilder:
             with np.errstate(all="ignore"):
                 return Const(np.true_divide(a.array, b.array))
         return self.nary("Div", [a, b])
+
+    def sqrt(self, a: Operand) -> Operand:
+        """numpy.sqrt(a) (a constant is folded: numpy's float64 square root, correctly rounded as ONNX's)."""
+        if isinstance(a, Const):
+            with np.errstate(all="ignore"):
+                return Const(np.sqrt(np.asarray(a.array, dtype=float)))
+        return self.unary("Sqrt", a)
 
     def neg(self, a: Operand) -> Operand:
         """-a."""

@@ -3,7 +3,12 @@ explicitly, weights in ONNX's z, r, h layout (per-gate weights converted once, h
 
 'trial' axes (a GRU block's op; batch-first data, onnxruntime rejects layout=1): Transpose -> GRU -> Squeeze ->
 Transpose. 'onnx' axes (an onnx::GRU function; X (T, N, I) per trial): the trials and ONNX's batch axis N fold into
-the GRU's batch (Transpose, Reshape), and unfold after it."""
+the GRU's batch (Transpose, Reshape), and unfold after it.
+
+Initializers are named as the MDF names them: a fused-form block's (or onnx::GRU function's) W, R, B are its
+parameters (`<node>.W`, ...); a gate-form block's per-gate weights become `<block>.W`, `<block>.R`, `<block>.B`, each
+one's doc_string naming the MDF parameters it holds. An initial hidden state that is exactly zero is ONNX's
+default: initial_h is left out (no nodes)."""
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -11,7 +16,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from ..errors import UnsupportedError
-from ..gru import BIAS_NAMES, WEIGHT_NAMES, gates_to_onnx
+from ..gru import BIAS_NAMES, ONNX_GATES, PNL_GATE, WEIGHT_NAMES, gates_to_onnx
 from ..program import Op, TensorRef
 from .onnx_graph import TIME, Const, OnnxGraphBuilder, Operand, Val
 
@@ -19,20 +24,32 @@ DYN = TIME  # a dynamic dimension of an intermediate (unbatched) ONNX tensor
 
 
 def _h0(b: OnnxGraphBuilder, op: Op) -> Optional[Operand]:
-    """The initial hidden state: a constant when it is a parameter (no initializer of its own)."""
+    """The initial hidden state: None when it is a parameter that is exactly zero (ONNX's default initial_h), a
+    constant named as the parameter when it is another parameter (no initializer of its own), else its value."""
     ref = op.args.get("h0")
     if isinstance(ref, TensorRef) and ref.name in b.program.params:
-        return Const(np.asarray(b.program.params[ref.name].value, dtype=float))
+        value = np.asarray(b.program.params[ref.name].value, dtype=float)
+        return None if not np.any(value) else Const(value, ref.name)
     return b.arg(op, "h0")
 
 
+def _constant_h0(b: OnnxGraphBuilder, h0: Const, shape: Tuple[int, ...]) -> Val:
+    """A constant initial hidden state in `shape`: the initializer of the parameter it is (`_h0`), else a
+    constant."""
+    if h0.name in b.program.params:
+        return b.param_reshaped(TensorRef(h0.name), shape)
+    return b.const(h0.array.reshape(shape), name=h0.name)
+
+
 def _weight(b: OnnxGraphBuilder, op: Op, name: str) -> Optional[Val]:
-    """An ONNX-layout weight: a constant when it is a parameter (as the per-gate weights are), else its value."""
-    ref = op.args.get(name)
-    if isinstance(ref, TensorRef) and ref.name in b.program.params:
-        return b.const(np.asarray(b.program.params[ref.name].value, dtype=float))
+    """An ONNX-layout weight: its parameter's initializer (under the parameter's name), else its value."""
     v = b.arg(op, name)
     return None if v is None else b.as_val(v)
+
+
+def _block(op: Op) -> str:
+    """The GRU block's name (its op is `<block>.gru`), else the op's node."""
+    return op.out[: -len(".gru")] if op.out.endswith(".gru") else op.node
 
 
 def _weights(b: OnnxGraphBuilder, op: Op) -> Tuple[Val, Val, Optional[Val], int]:
@@ -41,17 +58,26 @@ def _weights(b: OnnxGraphBuilder, op: Op) -> Tuple[Val, Val, Optional[Val], int]
         W, R, B = (_weight(b, op, k) for k in ("W", "R", "B"))
         assert W is not None and R is not None  # the GRU record requires them
         return W, R, B, int(R.shape[-1])
-    gates = {}
+    gates, names = {}, {}
     for g in WEIGHT_NAMES + BIAS_NAMES:
         v = op.args.get(g)
         if isinstance(v, TensorRef):
             if v.name not in b.program.params:
                 raise UnsupportedError(f"GRU gate weight {g} is computed ('{v.name}'); ONNX export needs "
                                        "parameters", where=b.where)
-            gates[g] = np.asarray(b.program.params[v.name].value, dtype=float)
+            gates[g], names[g] = np.asarray(b.program.params[v.name].value, dtype=float), v.name
     onnx_w = gates_to_onnx(gates)
-    W, R = b.const(onnx_w["W"]), b.const(onnx_w["R"])
-    B = b.const(onnx_w["B"]) if gates.get("bias_ir") is not None else None
+    block = _block(op)
+    held = {"W": [f"wts_i{PNL_GATE[g]}" for g in ONNX_GATES], "R": [f"wts_h{PNL_GATE[g]}" for g in ONNX_GATES],
+            "B": [f"bias_{s}{PNL_GATE[g]}" for s in "ih" for g in ONNX_GATES]}
+
+    def initializer(k: str) -> Val:
+        layout = "transposed, gate order z, r, h" if k != "B" else "gate order z, r, h"
+        return b.const(onnx_w[k], name=f"{block}.{k}", doc=f"ONNX GRU {k} of GRU block '{block}': the MDF "
+                       f"parameters {', '.join(names[g] for g in held[k])} ({layout})")
+
+    W, R = initializer("W"), initializer("R")
+    B = initializer("B") if gates.get("bias_ir") is not None else None
     return W, R, B, int(gates["wts_hr"].shape[0])
 
 
@@ -67,18 +93,17 @@ def gru_node(b: OnnxGraphBuilder, x_btI: Val, W: Val, R: Val, B: Optional[Val], 
     """ONNX GRU on batch-first x (per trial (T, I)) from h0 (H,); returns batch-first Y (per trial (T, H))."""
     I = x_btI.shape[-1]
     x_tbi = b.emit("Transpose", [x_btI], shape=(DYN, DYN, I), batched=False, perm=[1, 0, 2])
-    if h0 is None:
-        h0 = Const(np.zeros(hidden))
-    if isinstance(h0, Const):
-        row = b.const(np.asarray(h0.value, dtype=float).reshape(1, 1, hidden))  # (1, 1, H) expanded to (1, B, H)
-        target = b.emit("Concat", [b.int64s([1]), b.batch_shape(), b.int64s([hidden])], shape=[3], batched=False,
-                        kind="int64", axis=0)
+    h_1bh: Optional[Val] = None  # None or exactly zero: ONNX's default initial_h, left out
+    if isinstance(h0, Const) and np.any(h0.array):
+        row = _constant_h0(b, h0, (1, 1, hidden))  # (1, 1, H) expanded to (1, B, H)
+        target = b.emit("Concat", [b.int64s([1], "shape"), b.batch_shape(), b.int64s([hidden], "shape")],
+                        shape=[3], batched=False, kind="int64", axis=0)
         h_1bh = b.emit("Expand", [row, target], shape=(1, DYN, hidden), batched=False)
-    else:
+    elif h0 is not None and not isinstance(h0, Const):
         h_bh = b.expand_to_batch(b.as_val(h0))  # (B, H)
-        h_1bh = b.emit("Unsqueeze", [h_bh, b.int64s([0])], shape=(1, DYN, hidden), batched=False)
+        h_1bh = b.emit("Unsqueeze", [h_bh, b.int64s([0], "axes")], shape=(1, DYN, hidden), batched=False)
     y = _gru(b, x_tbi, W, R, B, h_1bh, hidden, (DYN, 1, DYN, hidden))
-    y_tbh = b.emit("Squeeze", [y, b.int64s([1])], shape=(DYN, DYN, hidden), batched=False)
+    y_tbh = b.emit("Squeeze", [y, b.int64s([1], "axes")], shape=(DYN, DYN, hidden), batched=False)
     return b.emit("Transpose", [y_tbh], shape=(x_btI.shape[0], hidden), batched=True, perm=[1, 0, 2])
 
 
@@ -88,18 +113,20 @@ def onnx_axes_node(b: OnnxGraphBuilder, x: Val, W: Val, R: Val, B: Optional[Val]
     if x.rank != 3:
         raise UnsupportedError(f"onnx::GRU input X has per-trial shape {x.shape}, not (T, N, I)", where=b.where)
     T, N, I = x.shape
+    if isinstance(h0, Const):
+        h0 = _constant_h0(b, h0, h0.shape) if np.any(h0.array) else None  # exactly zero: ONNX's default
     if not x.batched:  # one sequence for every trial: the ONNX node as it is
         h = None if h0 is None else b.as_val(h0)
         return _gru(b, x, W, R, B, h, hidden, (T, 1, N, hidden))
     x_tbni = b.emit("Transpose", [x], shape=(DYN, DYN, N, I), batched=False, perm=[1, 0, 2, 3])
-    x_t_bn_i = b.emit("Reshape", [x_tbni, b.int64s([0, -1, I])], shape=(DYN, DYN, I), batched=False)
+    x_t_bn_i = b.emit("Reshape", [x_tbni, b.int64s([0, -1, I], "shape")], shape=(DYN, DYN, I), batched=False)
     h = None
     if h0 is not None:  # (1, N, H) per trial -> (1, B*N, H), trial-major like x
         h_b1nh = b.expand_to_batch(b.as_val(h0))
         h_1bnh = b.emit("Transpose", [h_b1nh], shape=(1, DYN, N, hidden), batched=False, perm=[1, 0, 2, 3])
-        h = b.emit("Reshape", [h_1bnh, b.int64s([1, -1, hidden])], shape=(1, DYN, hidden), batched=False)
+        h = b.emit("Reshape", [h_1bnh, b.int64s([1, -1, hidden], "shape")], shape=(1, DYN, hidden), batched=False)
     y = _gru(b, x_t_bn_i, W, R, B, h, hidden, (DYN, 1, DYN, hidden))
-    y_t1bnh = b.emit("Reshape", [y, b.int64s([0, 1, -1, N, hidden])], shape=(DYN, 1, DYN, N, hidden),
+    y_t1bnh = b.emit("Reshape", [y, b.int64s([0, 1, -1, N, hidden], "shape")], shape=(DYN, 1, DYN, N, hidden),
                      batched=False)
     return b.emit("Transpose", [y_t1bnh], shape=(T, 1, N, hidden), batched=True, perm=[2, 0, 1, 3, 4])
 
@@ -111,5 +138,5 @@ def export_gru(b: OnnxGraphBuilder, op: Op) -> Operand:
     assert x_arg is not None  # the GRU record requires X
     x = b.as_val(x_arg)
     if op.args.get("axes", "trial") == "onnx":
-        return onnx_axes_node(b, x, W, R, B, b.arg(op, "h0"), hidden)
+        return onnx_axes_node(b, x, W, R, B, _h0(b, op), hidden)
     return gru_node(b, x, W, R, B, _h0(b, op), hidden)

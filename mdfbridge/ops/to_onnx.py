@@ -7,11 +7,12 @@ value (a tensor or a folded constant). Nothing here imports onnx: the builder do
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, List, Optional, cast
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, cast
 
 import numpy as np
 
 from ..errors import UnsupportedError
+from ..program import TensorRef
 
 if TYPE_CHECKING:
     from ..exporters.onnx_graph import Const, OnnxGraphBuilder, Operand, Val
@@ -127,7 +128,7 @@ def gaussian(b: OnnxGraphBuilder, op: Op) -> Operand:
     sd = b.arg(op, "standard_deviation", 1.0)
     d = b.sub(b.required_arg(op, "variable0"), b.arg(op, "bias", 0.0))
     e = b.unary("Exp", b.neg(b.div(b.mul(d, d), b.mul(b.mul(sd, sd), b.literal(2.0)))))
-    y = b.div(e, b.unary("Sqrt", b.as_val(b.mul(b.literal(2.0 * float(np.pi)), sd))))
+    y = b.div(e, b.sqrt(b.mul(b.literal(2.0 * float(np.pi)), sd)))
     return b.add(b.mul(y, b.arg(op, "scale", 1.0)), b.arg(op, "offset", 0.0))
 
 
@@ -142,11 +143,31 @@ def softmax(b: OnnxGraphBuilder, op: Op) -> Operand:
 
 # --------------------------------------------------------------------------- elementwise ONNX ops
 
+# a scalar constant that leaves the other operand as it is: (on the left, on the right) per ONNX op
+_NEUTRAL = {"Add": (0.0, 0.0), "Sub": (None, 0.0), "Mul": (1.0, 1.0), "Div": (None, 1.0)}
+
+
+def _neutral(b: OnnxGraphBuilder, op_type: str, a: Operand, c: Operand) -> Optional[Operand]:
+    """The float tensor operand of `a op_type c` when the other one is a scalar constant that changes nothing
+    (x + 0, x - 0, x * 1, 1 * x, x / 1: PsyNeuLink's edge weights of 1, expression forms' zero offsets), else
+    None. x + 0 is x up to the sign of a zero (as the builder's `add` treats it)."""
+    left, right = _NEUTRAL.get(op_type, (None, None))
+    for x, other, number in ((a, c, right), (c, a, left)):
+        if number is not None and b.is_scalar(other, number) and getattr(x, "kind", None) == "float":  # a Val
+            return x
+    return None
+
+
 def binary(op_type: str, kind: str = "float", out_kind: Optional[str] = None) -> OnnxExport:
     """ONNX `op_type` (a broadcasting binary op) of A and B, cast to `kind` (a comparison's `out_kind` is
-    "bool"; And/Or take bools)."""
+    "bool"; And/Or take bools). Add, Sub, Mul and Div with a neutral scalar constant emit no node."""
     def export(b: OnnxGraphBuilder, op: Op) -> Operand:
-        return b.nary(op_type, b.operands(op, "A", "B"), kind=kind, out_kind=out_kind)
+        a, c = b.operands(op, "A", "B")
+        if kind == "float" and out_kind is None:
+            same = _neutral(b, op_type, a, c)
+            if same is not None:
+                return same
+        return b.nary(op_type, [a, c], kind=kind, out_kind=out_kind)
     export.__name__ = f"export_{op_type}"
     return export
 
@@ -170,8 +191,41 @@ def identity(b: OnnxGraphBuilder, op: Op) -> Operand:
 # --------------------------------------------------------------------------- matrix products
 
 def matmul(b: OnnxGraphBuilder, op: Op) -> Operand:
-    """numpy.matmul of A and B per trial."""
+    """numpy.matmul of A and B per trial; a bias node's projection (a constant [1] times a 1 x n matrix) is the
+    matrix's row itself (`bias_row`), which the node that sums it adds (one Add)."""
+    row = bias_row(b, op)
+    if row is not None:
+        return row
     return b.matmul(b.required_arg(op, "A"), b.required_arg(op, "B"))
+
+
+def _is_one(b: OnnxGraphBuilder, value: Any) -> bool:
+    """Is `value` (an op argument) exactly the constant vector [1.0], a static value or a parameter training does
+    not change?"""
+    if isinstance(value, TensorRef):
+        p = b.program.params.get(value.name)
+        if p is None or p.learnable or value.name in b.env:
+            return False
+        value = p.value
+    if isinstance(value, (list, tuple, np.ndarray)):
+        arr = np.asarray(value)
+        return arr.shape == (1,) and arr.dtype.kind in "biuf" and float(arr[0]) == 1.0
+    return False
+
+
+def bias_row(b: OnnxGraphBuilder, op: Op) -> Optional[Val]:
+    """[1] @ W for a 1 x n parameter matrix W that nothing else reads: W's row as a vector initializer (the
+    product is exactly the row: one product by 1.0 per element, no sum), named as the parameter, its doc_string
+    saying so. None (a MatMul then) for any other product."""
+    a, w = op.args.get("A"), op.args.get("B")
+    if not isinstance(w, TensorRef) or w.name in b.env or b.readers(w.name) != 1 or not _is_one(b, a):
+        return None
+    p = b.program.params.get(w.name)
+    if p is None or np.ndim(p.value) != 2 or np.shape(p.value)[0] != 1:
+        return None
+    n = int(np.shape(p.value)[1])
+    return b.param_reshaped(w, (n,), doc=f"the MDF parameter '{w.name}' (1 x {n}) as a vector: a bias node's [1] "
+                                         "times it")
 
 
 def _gemm_direct(a: Val, w: Val, c: Optional[Val], trans_a: int, trans_b: int) -> bool:
