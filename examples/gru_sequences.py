@@ -19,6 +19,7 @@ from mdfbridge import (
     Logistic,
     MappingProjection,
     TransferMechanism,
+    composition_from_mdf,
     load_program,
     run_program,
 )
@@ -100,7 +101,11 @@ def main() -> int:
     reloaded = run_program(load_program(path), {"x": Xtest})["y"]
     same = float(np.max(np.abs(reloaded - comp.evaluate({x: Xtest})["y"])))
     print(f"saved {path.name} (gate form); reloaded and run on the numpy reference: max diff {same:.1e}")
-    ok = same < 1e-12 and per_epoch[-1] < 0.5 * per_epoch[0] and acc > 0.85 and diff < 1e-9
+    rebuilt = composition_from_mdf(path)  # a Composition again, its GRU block a GRUComposition with these weights
+    blocks = [n.name for n in rebuilt.nodes if isinstance(n, GRUComposition)]
+    rebuilt_diff = float(np.max(np.abs(rebuilt.evaluate({"x": Xtest})["y"] - reloaded)))
+    print(f"rebuilt with composition_from_mdf: GRU blocks {blocks}, max diff {rebuilt_diff:.1e}")
+    ok = same < 1e-12 and rebuilt_diff < 1e-12 and len(blocks) == 1 and per_epoch[-1] < 0.5 * per_epoch[0] and acc > 0.85 and diff < 1e-9
     print("OK" if ok else "MISMATCH")
     return 0 if ok else 1
 

@@ -65,6 +65,7 @@ def test_example_gru_sequences(tmp_path):
     losses = [float(v) for v in re.findall(r"\d+: ([0-9.]+)", out.splitlines()[1])]
     assert losses[-1] < 0.5 * losses[0]
     assert numbers_after(out, "plain torch.nn.GRU loop's| over 6 tensors =")[0] < 1e-9
+    assert numbers_after(out, "rebuilt with composition_from_mdf: GRU blocks ['GRU'], max diff")[0] < 1e-12
 
 
 def test_example_nested_composition(tmp_path):
