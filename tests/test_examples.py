@@ -4,7 +4,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
+
+pytestmark = pytest.mark.slow  # the whole demo in a subprocess (what `make demo` runs)
 
 
 def test_xor_demo_runs_and_agrees_with_modeci():
