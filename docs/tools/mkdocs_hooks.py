@@ -15,7 +15,11 @@ import shutil
 from pathlib import Path
 from typing import Any, List
 
-import tomllib
+try:
+    import tomllib
+except ImportError:  # Python 3.10: the docs extra installs tomli
+    import tomli as tomllib  # type: ignore[no-redef]
+
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE_TREE = REPO / "build" / "docs_src"  # mkdocs.yml: mkdocstrings' python handler `paths`
