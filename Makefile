@@ -1,16 +1,18 @@
 # make demo / make test: create .venv if missing, install torch (CPU build, pinned) and mdfbridge, then run.
-# make test: ruff, then mypy on the package (.ci/mypy.sh), then pytest.
+# make test: ruff, then mypy on the package (.ci/mypy.sh), then pytest (everything, the docs build included).
+# make test-fast: the same set-up, then pytest without the tests marked slow (no ruff, no mypy).
+# make docs: the same set-up, then the API reference from the docstrings into site/ (mkdocs build --strict).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mdfbridge-installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-fast docs bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,docs]'
 	@# graphviz's `dot` renders `mdfbridge graph`; best effort (without it those tests skip and the CLI says why)
 	@command -v dot >/dev/null || (command -v apt-get >/dev/null && timeout 300 sh -c \
 	  'apt-get update -qq >/dev/null 2>&1; apt-get install -y -qq graphviz >/dev/null 2>&1') \
@@ -21,12 +23,18 @@ demo: $(STAMP)
 	$(PY) examples/xor_demo.py
 
 test: $(STAMP)
-	$(PY) -m ruff check mdfbridge importers exporters tests benchmarks examples
+	$(PY) -m ruff check mdfbridge importers exporters tests benchmarks examples docs/tools
 	bash .ci/mypy.sh $(PY)
 	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict --site-dir site
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build site *.egg-info

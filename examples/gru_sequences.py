@@ -105,7 +105,8 @@ def main() -> int:
     blocks = [n.name for n in rebuilt.nodes if isinstance(n, GRUComposition)]
     rebuilt_diff = float(np.max(np.abs(rebuilt.evaluate({"x": Xtest})["y"] - reloaded)))
     print(f"rebuilt with composition_from_mdf: GRU blocks {blocks}, max diff {rebuilt_diff:.1e}")
-    ok = same < 1e-12 and rebuilt_diff < 1e-12 and len(blocks) == 1 and per_epoch[-1] < 0.5 * per_epoch[0] and acc > 0.85 and diff < 1e-9
+    ok = (same < 1e-12 and rebuilt_diff < 1e-12 and len(blocks) == 1 and per_epoch[-1] < 0.5 * per_epoch[0]
+          and acc > 0.85 and diff < 1e-9)
     print("OK" if ok else "MISMATCH")
     return 0 if ok else 1
 

@@ -101,6 +101,12 @@ def program_to_onnx(program: Program, *, dtype: Any = "float32", opset: int = MI
                     name: Optional[str] = None, check: bool = True) -> onnx.ModelProto:
     """One ONNX model computing `program` on a batch (inputs/outputs named as the Program's, batch axis first).
 
+    program: a stateless Program whose schedule is the topological order (stateful ones raise UnsupportedError);
+    dtype: the element type of the model's inputs, outputs and weights, 'float32' (default) or 'float64'; opset:
+    the ONNX opset to write, from 17 (the default, `MIN_OPSET`) to the installed onnx's latest; name: the ONNX
+    graph's name (default None: the Program's name); check: run `onnx.checker.check_model(full_check=True)` on
+    the result (default True). An op without an ONNX exporter raises UnsupportedError naming the node.
+
     An output whose node is also an input (a one-node model) is called `<name>_output`, since ONNX names
     each tensor once. dtype: the tensor type, 'float32' (default) or 'float64' as a string, numpy or torch dtype.
     """
@@ -182,7 +188,12 @@ def _rename_output(b: OnnxGraphBuilder, name: str, out: str) -> bool:
 
 
 def mdf_to_onnx(doc: Any, *, graph: Optional[str] = None, **kwargs: Any) -> onnx.ModelProto:
-    """Lower an MDF document (path, dict or modeci-mdf Model) and export it (see `program_to_onnx`)."""
+    """Lower an MDF document and export it (see `program_to_onnx`).
+
+    doc: an MDF file path (str or path-like), a serialised document dict, a modeci-mdf Model, or a Program
+    (exported as it is); graph: the id of the graph to lower (default None: the first); kwargs:
+    `program_to_onnx`'s keyword arguments (dtype, default 'float32'; opset, default 17; name, default None;
+    check, default True)."""
     from ..program import Program as _Program
 
     if isinstance(doc, _Program):
@@ -199,7 +210,9 @@ def mdf_to_onnx(doc: Any, *, graph: Optional[str] = None, **kwargs: Any) -> onnx
 
 
 def save_onnx(model: onnx.ModelProto, path: Union[str, "os.PathLike[str]"]) -> None:
-    """Write an ONNX model atomically (temporary file + rename)."""
+    """Write an ONNX model atomically (temporary file + rename).
+
+    model: the `onnx.ModelProto`; path: the file to write (str or path-like, e.g. `model.onnx`)."""
     from ..document import atomic_write_bytes
 
     atomic_write_bytes(path, model.SerializeToString())

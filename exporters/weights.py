@@ -26,7 +26,12 @@ def _container(model: Dict[str, Any], location: tuple) -> Dict[str, Any]:
 
 
 def write_weights(doc: Mapping[str, Any], program: Program, *, learnable_only: bool = True) -> Dict[str, Any]:
-    """A copy of the MDF dict with the program's (learnable) parameter values written at their locations."""
+    """A copy of the MDF dict with the program's (learnable) parameter values written at their locations.
+
+    doc: the serialised document the Program was lowered from ({model id: {...}}, left unchanged); program: the
+    Program whose parameters carry their document locations (`Param.location`); learnable_only: write only the
+    learnable parameters (default True; False writes every parameter that has a location). NaN/infinite values
+    and shapes other than the document's raise DataError; a location the document lacks raises SchemaError."""
     out = copy.deepcopy(dict(doc))
     model = next(iter(out.values()))
     for name, p in program.params.items():
@@ -49,10 +54,13 @@ def write_weights(doc: Mapping[str, Any], program: Program, *, learnable_only: b
 def write_back(source: Any, program: Any, out: Optional[Any] = None) -> Dict[str, Any]:
     """Write trained weights into the MDF file `source` (saved to `out`, or in place when out is None).
 
-    `program` is the trained `Program`, or anything holding one as `.program`: a `learn()` result, or the module
-    `mdfbridge.to_torch` returns (its current weights are copied into its Program first). Only the arrays of
-    learnable parameters change: the rest of the document stays as its writer wrote it (ids, nesting, notes, older
-    forms); the save is atomic, so a failure leaves files untouched. Returns the written document (a dict).
+    source: the MDF file the Program was lowered from (str or path-like); program: the trained `Program`, or
+    anything holding one as `.program` (a `learn()` result, or the module `mdfbridge.to_torch` returns: its current
+    weights are copied into its Program first); out: the file to write (default None: `source` itself).
+
+    Only the arrays of learnable parameters change: the rest of the document stays as its writer wrote it (ids,
+    nesting, notes, older forms); the save is atomic, so a failure leaves files untouched. Returns the written
+    document (a dict).
     """
     if not isinstance(program, Program):
         program = getattr(program, "program", program)
@@ -66,14 +74,18 @@ def write_back(source: Any, program: Any, out: Optional[Any] = None) -> Dict[str
 
 
 def state_dict_of(program: Program) -> Dict[str, Any]:
-    """The program's parameters as a torch state_dict (keys named after projections)."""
+    """The program's parameters as a torch state_dict (keys named after projections; tensors copied).
+
+    program: the Program whose current parameter values are read."""
     from ..importers.torch_module import ProgramModule
 
     return {k: v.detach().clone() for k, v in ProgramModule(program).state_dict().items()}
 
 
 def save_weights(program: Program, path: Any) -> None:
-    """Save the program's parameters in torch state_dict format (atomically)."""
+    """Save the program's parameters in torch state_dict format (atomically; see `state_dict_of`).
+
+    program: the Program whose parameters are saved; path: the file to write (str or path-like, e.g. `w.pt`)."""
     import torch
 
     buf = io.BytesIO()
@@ -82,7 +94,11 @@ def save_weights(program: Program, path: Any) -> None:
 
 
 def load_weights(program: Program, path: Any) -> None:
-    """Load a state_dict file (weights_only=True) into the program's parameters, checking names and shapes."""
+    """Load a state_dict file (weights_only=True) into the program's parameters, checking names and shapes.
+
+    program: the Program whose parameter values are set; path: a file `save_weights` (or torch.save of a matching
+    state_dict) wrote (str or path-like). Unreadable files, unknown or missing keys, other shapes and
+    NaN/infinite values raise DataError, and the program keeps its values."""
     import torch
 
     from ..importers.torch_module import ProgramModule

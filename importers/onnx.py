@@ -73,7 +73,10 @@ def constant_input_positions(op_type: str) -> Tuple[int, ...]:
 
 
 def load_onnx(model: Union[str, "os.PathLike[str]", bytes, onnx.ModelProto]) -> onnx.ModelProto:
-    """A ModelProto from a path, serialised bytes or a ModelProto."""
+    """A ModelProto from a path, serialised bytes or a ModelProto.
+
+    model: an ONNX file path (str or path-like), the serialised model (bytes), or an `onnx.ModelProto` (returned
+    as it is). An unreadable file or bytes that are not an ONNX model raise DocumentError."""
     if isinstance(model, onnx.ModelProto):
         return model
     try:
@@ -442,9 +445,13 @@ def onnx_to_mdf(model: Union[str, "os.PathLike[str]", bytes, onnx.ModelProto], *
                 learnable: bool = True) -> Dict[str, Any]:
     """An ONNX model as an MDF document dict (weights kept; see the module docstring for the layout).
 
-    `batch_axis`: the leading axis of the graph inputs is mdfbridge's trial axis (per-trial shapes drop it);
-    False treats every ONNX tensor as one trial's value. `input_shapes` gives per-trial shapes for inputs with
-    symbolic dimensions. `learnable=False` marks no parameter learnable.
+    model: an ONNX file path (str or path-like), the serialised model (bytes) or an `onnx.ModelProto` (see
+    `load_onnx`). `batch_axis` (default True): the leading axis of the graph inputs is mdfbridge's trial axis
+    (per-trial shapes drop it); False treats every ONNX tensor as one trial's value. `name`: the MDF graph's id
+    (made an identifier; the model's is `<name>_model`; default None: the ONNX graph's name, or 'onnx_model').
+    `input_shapes`: input name -> per-trial shape, for inputs with symbolic dimensions (default None: the shapes
+    the model declares). `learnable` (default True): MatMul/Gemm weights and their biases are marked learnable;
+    False marks no parameter learnable. Ops the importer does not read raise UnsupportedError naming the node.
     """
     proto = load_onnx(model)
     return OnnxImporter(proto, batch_axis=batch_axis, name=name, input_shapes=input_shapes, learnable=learnable).run()

@@ -13,12 +13,18 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 def load_mdf(path: PathLike) -> Any:
-    """Read, validate and convert an MDF JSON/YAML file to a `modeci_mdf.mdf.Model`."""
+    """Read, validate and convert an MDF JSON/YAML file to a `modeci_mdf.mdf.Model`.
+
+    path: the file (str or path-like; `.json`, `.yaml` or `.yml`). Raises DocumentError (unreadable, not JSON/YAML)
+    or SchemaError (not valid MDF), naming the file and the place."""
     return model_from_dict(load_document_dict(path), path=str(path))
 
 
 def load_program(path: PathLike, graph: Optional[str] = None) -> Program:
-    """Read and validate an MDF file and lower it to a Program."""
+    """Read and validate an MDF file and lower it to a Program (its `metadata["source"]` is `path`).
+
+    path: the MDF file (str or path-like; `.json`, `.yaml` or `.yml`); graph: the id of the graph to lower (default
+    None: the first graph, with a logged warning when the document has several)."""
     doc = load_document_dict(path)
     prog = lower(doc, graph, source=str(path))
     prog.metadata["source"] = str(path)
@@ -26,14 +32,21 @@ def load_program(path: PathLike, graph: Optional[str] = None) -> Program:
 
 
 def run_mdf(path: PathLike, inputs: Mapping[str, Any], *, steps: int = 1, dt: float = 1.0) -> Dict[str, Any]:
-    """Run an MDF file with the numpy reference on a batch of inputs (name -> (trials, ...))."""
+    """Run an MDF file with the numpy reference on a batch of inputs; outputs (output name -> (trials, ...)
+    array).
+
+    path: the MDF file (str or path-like); inputs: input node or port name -> (trials, ...) array-like (inputs
+    with a default value may be left out); steps: time steps to run (default 1); dt: the time step (default 1.0)."""
     from .importers.reference import run_program
 
     return run_program(load_program(path), inputs, steps=steps, dt=dt)
 
 
 def save_mdf(model: Any, path: PathLike) -> None:
-    """Write a Model (or serialised dict) as MDF JSON/YAML, atomically, marked as written by mdfbridge."""
+    """Write a Model (or serialised dict) as MDF JSON/YAML, atomically, marked as written by mdfbridge.
+
+    model: a `modeci_mdf.mdf.Model` or its serialised dict ({model id: {...}}); path: the file to write (str or
+    path-like); its extension (`.json`, `.yaml`, `.yml`) picks the format."""
     from . import __version__
 
     save_document(model, path, generating_application=f"mdfbridge {__version__}")
@@ -41,10 +54,13 @@ def save_mdf(model: Any, path: PathLike) -> None:
 
 def run_with_backend(program: Program, inputs: Mapping[str, Any], backend: str = "numpy", *, steps: int = 1,
                      dt: float = 1.0) -> Dict[str, Any]:
-    """Run a Program on a registered backend (mdfbridge.backends.BACKENDS: 'numpy', the reference and default;
-    'torch', no gradients; 'llvm', compiled; 'onnxruntime', the float32 ONNX export) with its default options,
-    `steps` time steps (default 1) of `dt` (default 1); outputs as numpy arrays. An unknown backend raises
-    UnsupportedError listing the available ones."""
+    """Run a Program on a registered backend with its default options; outputs (output name -> (trials, ...))
+    as numpy arrays.
+
+    program: the Program (`load_program`, `lower`); inputs: input node or port name -> (trials, ...) array-like;
+    backend: a name in mdfbridge.backends.BACKENDS (default 'numpy', the reference; 'torch', no gradients;
+    'llvm', compiled; 'onnxruntime', the float32 ONNX export); steps: time steps (default 1); dt: the time step
+    (default 1.0). An unknown backend raises UnsupportedError listing the available ones."""
     from .backends import get_backend
 
     return get_backend(backend).prepare(program).run(inputs, steps=steps, dt=dt)

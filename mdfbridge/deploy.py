@@ -32,7 +32,11 @@ def available_providers() -> List[str]:
 
 
 def choose_providers(provider: str = "auto", available: Optional[Sequence[str]] = None) -> List[str]:
-    """The provider list for a session: 'auto' -> CUDA (if available) then CPU; 'cuda' needs CUDA; 'cpu'."""
+    """The provider list for a session: 'auto' -> CUDA (if available) then CPU; 'cuda' needs CUDA; 'cpu'.
+
+    provider: 'auto', 'cuda' or 'cpu' (any case; onnxruntime's 'CUDAExecutionProvider' / 'CPUExecutionProvider'
+    too; default 'auto'); available: the providers to choose from (default None: onnxruntime's
+    `available_providers()`). Another provider, or 'cuda' where CUDA is not available, raises UnsupportedError."""
     key = str(provider).lower().replace("executionprovider", "")
     if key not in PROVIDER_CHOICES:
         raise UnsupportedError(f"provider must be one of {', '.join(PROVIDER_CHOICES)}, got {provider!r}")
@@ -71,7 +75,18 @@ def _model_bytes(model: ModelLike, dtype: str) -> Union[str, bytes]:
 
 
 class DeploymentSession:
-    """One onnxruntime inference session, created once and reused for every `run`."""
+    """One onnxruntime inference session, created once and reused for every `run`.
+
+    model_or_path: an ONNX file path (str or path-like), the serialised model (bytes), an `onnx.ModelProto`, or a
+    mdfbridge Program (exported with `program_to_onnx` at `dtype`); provider: 'auto' (default: CUDA when
+    onnxruntime offers it, then CPU), 'cuda' (refused when CUDA is not available, or when onnxruntime falls back to
+    CPU) or 'cpu' (see `choose_providers`); dtype: the float type a Program is exported with, 'float32' (default)
+    or 'float64' (ignored for ONNX models given as files, bytes or ModelProto); session_options: an
+    `onnxruntime.SessionOptions` (default None: onnxruntime's defaults).
+
+    Attributes: `provider` (the execution provider that actually runs, e.g. 'CPUExecutionProvider'), `requested`
+    (the `provider` argument), `session` (the `onnxruntime.InferenceSession`), `output_names`.
+    """
 
     def __init__(self, model_or_path: ModelLike, provider: str = "auto", *, dtype: str = "float32",
                  session_options: Any = None) -> None:
@@ -120,7 +135,11 @@ class DeploymentSession:
         return feed
 
     def run(self, inputs: Mapping[str, Any]) -> Dict[str, np.ndarray]:
-        """Outputs (name -> array) for a batch of inputs (name -> array, cast to the model's input types)."""
+        """Outputs (output name -> numpy array) for a batch of inputs.
+
+        inputs: every model input's name -> array-like, cast to the model's input type; an array one axis short of
+        the input's rank is read as one trial (the batch axis added). Unknown or missing inputs and shapes that do
+        not fit raise DataError."""
         feed = self._prepare(inputs)
         if not self._binding:
             return dict(zip(self.output_names, self.session.run(self.output_names, feed)))
@@ -137,5 +156,7 @@ class DeploymentSession:
 
 
 def deploy(model_or_path: ModelLike, provider: str = "auto", **kwargs: Any) -> DeploymentSession:
-    """Shorthand for `DeploymentSession(model_or_path, provider)`."""
+    """Shorthand for `DeploymentSession(model_or_path, provider, **kwargs)`: model_or_path an ONNX file, bytes,
+    ModelProto or Program; provider 'auto' (default), 'cuda' or 'cpu'; kwargs: `DeploymentSession`'s keyword
+    arguments (dtype, default 'float32'; session_options, default None)."""
     return DeploymentSession(model_or_path, provider, **kwargs)

@@ -298,13 +298,16 @@ def _check_top_level(data: Any, where: Optional[str], error: type) -> None:
 
 
 def load_document_dict(path: PathLike, *, strict: bool = False, as_written: bool = False) -> Dict[str, Any]:
-    """Read a .json/.yaml/.yml MDF file and return its validated dict.
+    """Read a .json/.yaml/.yml MDF file and return its validated dict ({model id: {...}}).
 
-    strict: validate against mdfbridge's schema as written (the form mdfbridge writes; `mdfbridge validate
-    --strict`) and return the dict exactly as written. By default (False) the forms other writers use that change
-    no result are read too (mdfbridge.document_forms: `notes`, ids that are not identifiers, v0.1 forms) and the
-    dict comes back in mdfbridge's form (`clean_form`; `notes` are kept as written), or exactly as written with
-    `as_written` (default False; for writing trained values back into another writer's file).
+    path: the file (str or path-like; the extension picks the parser). Unreadable files and JSON/YAML syntax
+    errors raise DocumentError with the line and column; schema violations raise SchemaError with the JSON path.
+    strict (default False): validate against mdfbridge's schema as written (the form mdfbridge writes;
+    `mdfbridge validate --strict`) and return the dict exactly as written. By default (False) the forms other
+    writers use that change no result are read too (mdfbridge.document_forms: `notes`, ids that are not
+    identifiers, v0.1 forms) and the dict comes back in mdfbridge's form (`clean_form`; `notes` are kept as
+    written), or exactly as written with `as_written` (default False; for writing trained values back into
+    another writer's file).
     """
     where = os.fspath(path)
     fmt = _format_of(path)
@@ -323,7 +326,9 @@ def load_document_dict(path: PathLike, *, strict: bool = False, as_written: bool
 
 
 def load_document(path: PathLike) -> Model:
-    """Read, validate and convert an MDF file to a ``modeci_mdf.mdf.Model``."""
+    """Read, validate and convert an MDF file to a ``modeci_mdf.mdf.Model``.
+
+    path: the file (str or path-like; `.json`, `.yaml` or `.yml`), read as `load_document_dict` reads it."""
     where = os.fspath(path)
     return _build_model(load_document_dict(path), where)
 
@@ -490,8 +495,9 @@ def _check_semantics(data: Dict[str, Any], where: Optional[str]) -> None:
 def validate_dict(data: Dict[str, Any], path: Optional[str] = None, liberal: bool = False) -> None:
     """Validate a raw MDF dict against the v0.4 schema and semantic rules; raise SchemaError if invalid.
 
-    liberal: read as other writers write (default False: the form mdfbridge writes): ids may be any non-empty
-    string but a Python keyword, and nested graphs are checked flattened (mdfbridge.nesting)."""
+    data: the serialised document ({model id: {...}}); path: the file it came from, named in errors (default None:
+    '<document>'); liberal: read as other writers write (default False: the form mdfbridge writes): ids may be any
+    non-empty string but a Python keyword, and nested graphs are checked flattened (mdfbridge.nesting)."""
     where = os.fspath(path) if path is not None else None
     _check_top_level(data, where, SchemaError)
     _check_string_keys(data, [], where)
@@ -548,7 +554,10 @@ def _build_model(data: Dict[str, Any], where: Optional[str]) -> Model:
 
 def model_from_dict(data: Dict[str, Any], path: Optional[str] = None) -> Model:
     """Validate a raw MDF dict and convert it to a ``modeci_mdf.mdf.Model`` (which has no place for `notes`: they
-    are left out)."""
+    are left out).
+
+    data: the serialised document ({model id: {...}}; other writers' forms are read as mdfbridge's); path: the file
+    it came from, named in errors (default None: '<document>')."""
     data = clean_form(data, forms=False)
     validate_dict(data, path)
     return _build_model(data, os.fspath(path) if path is not None else None)
@@ -591,7 +600,9 @@ def _to_plain(value: Any, parts: List[Any], where: Optional[str] = None) -> Any:
 
 
 def model_to_dict(model: Model, path: Optional[str] = None) -> Dict[str, Any]:
-    """Serialise a ``modeci_mdf.mdf.Model`` to the dict layout of ``Model.to_json()`` (plain JSON types)."""
+    """Serialise a ``modeci_mdf.mdf.Model`` to the dict layout of ``Model.to_json()`` (plain JSON types).
+
+    model: the Model; path: the file it is for, named in errors (default None: '<document>')."""
     _normalise_parameter_conditions(model)
     try:
         data = model.to_dict()
@@ -694,6 +705,8 @@ def save_document(model_or_dict: Union[Model, Dict[str, Any]], path: PathLike, *
                   generating_application: Optional[str] = None, liberal: bool = False) -> None:
     """Validate and atomically write a Model or MDF dict as JSON (indent 4) or YAML, chosen by extension.
 
+    model_or_dict: a ``modeci_mdf.mdf.Model`` or its serialised dict ({model id: {...}}); path: the file (str or
+    path-like; `.json`, `.yaml` or `.yml`), replaced only once the whole document is written;
     generating_application: recorded in the header (default None: as the dict has it); liberal: validate as
     another writer's document is read, its ids, forms and format header kept (default False: mdfbridge's own form)."""
     where = os.fspath(path)
@@ -714,7 +727,10 @@ def save_document(model_or_dict: Union[Model, Dict[str, Any]], path: PathLike, *
 
 
 def convert_document(src: PathLike, dst: PathLike) -> None:
-    """Convert an MDF file between JSON and YAML (validated; content preserved, format set to v0.4)."""
+    """Convert an MDF file between JSON and YAML (validated; content preserved, format set to v0.4).
+
+    src: the file to read; dst: the file to write (str or path-like each; the extensions, `.json`, `.yaml` or
+    `.yml`, pick the formats; another writer's ids stay as written)."""
     _format_of(dst)  # fail on a bad target extension before reading anything
     data = load_document_dict(src)
     save_document(data, dst, liberal=True)  # another writer's ids stay as they are

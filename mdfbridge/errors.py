@@ -5,7 +5,11 @@ from typing import Optional, Sequence
 
 
 class MdfBridgeError(Exception):
-    """Base class: a user-facing error whose message names where and what."""
+    """Base class: a user-facing error whose message names where and what.
+
+    message: what went wrong and what was expected; where: the place (a file, 'node 'x'', a JSON path), put in
+    front of the message as 'where: message' (default None: the message alone). Attribute `where` keeps it.
+    """
 
     def __init__(self, message: str, *, where: Optional[str] = None) -> None:
         self.where = where
@@ -13,7 +17,12 @@ class MdfBridgeError(Exception):
 
 
 class DocumentError(MdfBridgeError):
-    """A file could not be read as JSON/YAML (syntax), or is not an MDF document."""
+    """A file could not be read as JSON/YAML (syntax), or is not an MDF document.
+
+    message: what is wrong; path: the file (default None: '<document>'); line, column: 1-based position of the
+    error in the file (default None: not known; column is shown only with a line). The message reads
+    'path:line:column: message'; attributes `path`, `line`, `column` keep them.
+    """
 
     def __init__(self, message: str, *, path: Optional[str] = None, line: Optional[int] = None,
                  column: Optional[int] = None) -> None:
@@ -25,7 +34,12 @@ class DocumentError(MdfBridgeError):
 
 
 class SchemaError(MdfBridgeError):
-    """The document parses but violates the MDF schema (names the JSON path and what was expected)."""
+    """The document parses but violates the MDF schema (names the JSON path and what was expected).
+
+    message: what is wrong and what was expected; path: the file (default None: '<document>'); json_path: where in
+    the document, as a JSON path such as '$.model.graphs.g.nodes.n' (default '$', the top level). The message
+    reads 'path at json_path: message'; attributes `path` and `json_path` keep them.
+    """
 
     def __init__(self, message: str, *, path: Optional[str] = None, json_path: str = "$") -> None:
         self.path, self.json_path = path, json_path
@@ -33,7 +47,11 @@ class SchemaError(MdfBridgeError):
 
 
 class UnknownFunctionError(MdfBridgeError):
-    """A node uses a function (or ONNX op) mdfbridge does not know."""
+    """A node uses a function (or ONNX op) mdfbridge does not know.
+
+    name: the unknown function; node: the node that calls it (keyword); supported: the names that are known (listed
+    sorted in the message). Attributes `name`, `node`, `supported` keep them.
+    """
 
     def __init__(self, name: str, *, node: str, supported: Sequence[str]) -> None:
         self.name, self.node, self.supported = name, node, sorted(supported)
@@ -50,7 +68,11 @@ class ShapeError(MdfBridgeError):
 
 
 class CycleError(MdfBridgeError):
-    """A cycle in the graph has no initial value to start from (names the nodes on it)."""
+    """A cycle in the graph has no initial value to start from (names the nodes on it).
+
+    nodes: the node ids along the cycle, in order (attribute `nodes`); where: the place, as for MdfBridgeError
+    (default None).
+    """
 
     def __init__(self, nodes: Sequence[str], *, where: Optional[str] = None) -> None:
         self.nodes = list(nodes)

@@ -100,6 +100,7 @@ def test_load_program_raises_exactly_the_expected_error(name, spec):
     assert not missing, f"{missing} not in message: {msg}"
 
 
+@pytest.mark.slow  # one CLI subprocess per corpus file (the errors themselves: test_load_program_raises_...)
 @pytest.mark.parametrize("name, spec", _params())
 def test_cli_validate_prints_one_error_line_and_exits_2(name, spec):
     path = BAD / name
@@ -116,6 +117,7 @@ def test_cli_validate_prints_one_error_line_and_exits_2(name, spec):
     assert not missing, f"{missing} not in: {line}"
 
 
+@pytest.mark.slow  # one CLI subprocess per corpus file
 @pytest.mark.parametrize("name, spec", _params())
 def test_cli_debug_shows_the_traceback(name, spec):
     path = BAD / name

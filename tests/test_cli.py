@@ -18,6 +18,8 @@ from mdfbridge.document import save_document
 BAD = Path(__file__).resolve().parent / "data" / "bad"
 ENV = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
 COMMANDS = ("validate", "info", "run", "convert")
+# every test starts the CLI as a subprocess (about 1 s of CPU each); tests/test_bad_inputs.py runs main() in-process
+pytestmark = pytest.mark.slow
 
 
 def _launchers():

@@ -13,6 +13,7 @@ from typing import List
 import pytest
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # each example runs in a subprocess (seconds each)
 EXAMPLES = REPO / "examples"
 # The examples' networks are tiny: torch's intra-op thread pool only adds waiting, and on a busy 2-core machine
 # it made them 20x slower (a 16 x 8 x 4 GRU step with backward: 70 ms with 2 threads, 3.5 ms with 1).

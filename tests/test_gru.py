@@ -112,6 +112,7 @@ def test_b_fused_program(case):
     assert max_err(case["comp"].evaluate({case["comp"].input_node: case["X"]})["GRU"], case["expected"]) < F64
 
 
+@pytest.mark.slow  # modeci-mdf's engine steps every case
 def test_c_modeci_mdf_engine_steps_the_gate_form(case):
     # modeci-mdf's engine takes ~0.75 s per 50-step trial here: run at most 2 trials (full sequence length 50)
     X = case["X"][:2]

@@ -229,6 +229,7 @@ def test_forward_of_every_function():
 
 # ----------------------------------------------------------------------------------------- training
 
+@pytest.mark.slow  # 32 training runs on both backends
 @pytest.mark.parametrize("loss", ["mse", "l1", "sse", "cross_entropy"])
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize("minibatch", [1, 4])

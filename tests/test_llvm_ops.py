@@ -61,6 +61,7 @@ def _inputs(name: str, rng: np.random.Generator) -> dict:
     return values
 
 
+@pytest.mark.slow  # compiles a kernel per record (tests/test_ops.py runs every op on llvm too)
 @pytest.mark.parametrize("name", COMPILED)
 def test_scalar_form_matches_numpy(name):
     """The backend's compiled form of the record (llvm form or formula) equals its numpy implementation.

@@ -251,6 +251,7 @@ def test_hand_built_round_trip():
                                rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow  # torch.onnx.export (both exporters), then training
 @pytest.mark.parametrize("dynamo", [False, True], ids=["legacy", "dynamo"])
 def test_imported_model_trains(dynamo):
     prog = lower(onnx_to_mdf(onnx.load_from_string(torch_mlp_onnx(dynamo))))

@@ -37,6 +37,7 @@ HERE = Path(__file__).parent
 PNL_RUN = HERE / "data" / "psyneulink" / "pnl_run.py"
 TOL = 1e-12
 DEFAULT_PNL_PYTHON = "/work/pnl-venv/bin/python"
+pytestmark = pytest.mark.slow  # each case runs PsyNeuLink in its own python (skipped without one)
 XOR_IN = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]
 
 

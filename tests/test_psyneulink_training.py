@@ -19,6 +19,8 @@ from mdfbridge.importers.reference import run_program
 DATA = Path(__file__).parent / "data" / "psyneulink"
 PNL_PYTHON = os.environ.get("MDFBRIDGE_PNL_PYTHON") or "/work/pnl-venv/bin/python"
 
+pytestmark = pytest.mark.slow  # `mdfbridge train` subprocesses to PsyNeuLink's numbers, and PsyNeuLink's own python
+
 
 def shaped(prog, name: str, trials) -> np.ndarray:
     """PsyNeuLink's per-trial values in the port shape the program has ((1, n) for PsyNeuLink's 2-D variables)."""

@@ -238,6 +238,7 @@ def test_modeci_engine_agrees_on_imported_modules(name):
     np.testing.assert_allclose(theirs, torch_out(module, x), rtol=0, atol=TOL64)
 
 
+@pytest.mark.slow  # CLI subprocesses
 @pytest.mark.parametrize("name", ["mlp", "gru_head"])
 def test_saved_document_runs_from_the_cli(name, tmp_path):
     module = make(name)
@@ -258,6 +259,7 @@ def test_saved_document_runs_from_the_cli(name, tmp_path):
     assert info.returncode == 0, info.stderr
 
 
+@pytest.mark.slow  # trains five imported modules
 @pytest.mark.parametrize("name", ["mlp", "residual", "own_parameters", "gru_head", "pre_gru"])
 def test_learn_trains_imported_model_and_weights_load_back_strictly(name, tmp_path):
     module = make(name)

@@ -211,6 +211,7 @@ def test_condition_errors_name_the_place_and_what_was_expected():
 
 # ------------------------------------------------------------------------------------------ parameter conditions
 
+@pytest.mark.slow  # modeci-mdf's engine, many steps
 def test_parameter_conditions_reset_and_switch_values_as_the_engine_does():
     """An integrate-and-fire neuron (reset by a condition), a spike flag set only by conditions, a switched source
     that holds no value of its own: modeci-mdf's semantics (tests read the previous value, later parameters see

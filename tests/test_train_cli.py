@@ -19,6 +19,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SETTINGS = dict(epochs=20, learning_rate=0.05, optimizer_type="adam", loss_spec="mse", minibatch_size=3)
 ARGS = ["--epochs", "20", "--lr", "0.05", "--optimizer", "adam", "--loss", "mse", "--minibatch-size", "3"]
 
+pytestmark = pytest.mark.slow  # `mdfbridge train` subprocesses, each importing torch and training
+
 
 def run_many(jobs: Sequence[tuple]) -> List[subprocess.CompletedProcess]:
     """Run `mdfbridge <args>` for each (args, cwd) concurrently (each pays torch's import time)."""

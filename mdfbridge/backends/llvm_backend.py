@@ -17,13 +17,19 @@ class LLVMRep(BackendRep):
     """A Program for the LLVM backend (native code is compiled on first use and cached per Program content)."""
 
     def __init__(self, backend: Backend, program: Program, compiler: Any) -> None:
-        """compiler: the module mdfbridge.importers.llvm."""
+        """backend: the llvm backend; program: the Program it computes; compiler: the module
+        mdfbridge.importers.llvm."""
         super().__init__(backend, program)
         self.compiler = compiler
 
     def run(self, inputs: Mapping[str, Any], steps: int = 1, dt: float = 1.0, *,
             record: bool = False) -> Dict[str, np.ndarray]:
-        """See BackendRep.run: the compiled forward pass (stateless Programs; steps and dt change nothing)."""
+        """Outputs (output name -> (trials, ...) array) of the compiled forward pass (as BackendRep.run).
+
+        inputs: input node or port name -> (trials, ...) array-like (inputs with a default value may be left out);
+        steps, dt: accepted for the protocol (defaults 1 and 1.0); the Programs this backend compiles are
+        stateless, so they change nothing; record: must stay False (the default): this backend records no
+        trajectories (True raises UnsupportedError naming the backends that do)."""
         self._refuse_record(record)
         return self.compiler.run_llvm(self.program, inputs, steps=steps, dt=dt)
 
@@ -42,9 +48,9 @@ class LLVMBackend(Backend):
 
     def prepare(self, program: Program, dtype: Any = None, device: Any = None  # type: ignore[override]
                 ) -> LLVMRep:
-        """dtype: None or float64 in any spelling (others are refused); device: accepted so learn()'s settings pass
-        through, and ignored (native code is float64 on this
-        CPU). Raises UnsupportedError when llvmlite is not available."""
+        """program: the Program to compile (native code is compiled on first use); dtype: None or float64 in any
+        spelling (others are refused); device: accepted so learn()'s settings pass through (default None each), and
+        ignored (native code is float64 on this CPU). Raises UnsupportedError when llvmlite is not available."""
         from ..dtypes import dtype_name
 
         dtype_name(dtype, ("float64",), "llvm backend dtype")  # native code is float64: refuse others, one line

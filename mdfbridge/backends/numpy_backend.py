@@ -21,7 +21,12 @@ class NumpyRep(BackendRep):
 
     def run(self, inputs: Mapping[str, Any], steps: int = 1, dt: float = 1.0, *,
             record: bool = False) -> Dict[str, np.ndarray]:
-        """See BackendRep.run; reads the Program's current parameter values; `record` keeps "__trajectory__"."""
+        """Outputs (output name -> (trials, ...) array) of the reference interpreter, reading the Program's current
+        parameter values (as BackendRep.run).
+
+        inputs: input node or port name -> (trials, ...) array-like (inputs with a default value may be left out);
+        steps: time steps (default 1); dt: the time step (default 1.0); record: also return `"__trajectory__"`
+        (output name -> (steps, trials, ...); default False)."""
         return self.runner.run(inputs, steps=steps, dt=dt, record=record)
 
 
@@ -33,5 +38,7 @@ class NumpyBackend(Backend):
     records_trajectory = True
 
     def prepare(self, program: Program) -> NumpyRep:  # type: ignore[override]  # takes no options
-        """The Program compiled for the reference interpreter (no options)."""
+        """The Program compiled for the reference interpreter (no options).
+
+        program: the Program to run (its compiled closures are kept on it, once per Program)."""
         return NumpyRep(self, program)

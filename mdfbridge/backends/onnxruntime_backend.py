@@ -15,7 +15,9 @@ class OnnxRuntimeRep(BackendRep):
     """A Program exported to ONNX with its inference session (created once, at prepare)."""
 
     def __init__(self, backend: Backend, program: Program, provider: str = "auto", dtype: str = "float32") -> None:
-        """provider: 'auto' (CUDA when available, then CPU), 'cpu' or 'cuda'; dtype: the ONNX tensor type."""
+        """backend: the onnxruntime backend; program: the Program, exported here; provider: 'auto' (default: CUDA
+        when available, then CPU), 'cpu' or 'cuda'; dtype: the ONNX tensor type, 'float32' (default) or
+        'float64'."""
         from ..deploy import DeploymentSession
 
         super().__init__(backend, program)
@@ -26,8 +28,12 @@ class OnnxRuntimeRep(BackendRep):
 
     def run(self, inputs: Mapping[str, Any], steps: int = 1, dt: float = 1.0, *,
             record: bool = False) -> Dict[str, np.ndarray]:
-        """See BackendRep.run: one session run (an exported Program is stateless, so steps and dt change nothing);
-        outputs in the model's type (float32 by default)."""
+        """Outputs (output name -> (trials, ...) array, in the model's type: float32 by default): one session run
+        (as BackendRep.run).
+
+        inputs: input node or port name -> (trials, ...) array-like (inputs with a default value may be left out);
+        steps, dt: accepted for the protocol (defaults 1 and 1.0); an exported Program is stateless, so they
+        change nothing; record: must stay False (the default): this backend records no trajectories."""
         self._refuse_record(record)
         out = self.session.run(input_arrays(self.program, inputs))
         # program_to_onnx writes the graph outputs in the Program's output order (renaming clashes)
@@ -42,8 +48,9 @@ class OnnxRuntimeBackend(Backend):
 
     def prepare(self, program: Program, provider: str = "auto",  # type: ignore[override]
                 dtype: Any = "float32") -> OnnxRuntimeRep:
-        """provider: onnxruntime execution provider, 'auto' (default), 'cpu' or 'cuda'; dtype: 'float32'
-        (default) or 'float64'. Exports the Program and creates the session."""
+        """program: the Program to export (stateless, with a static schedule); provider: onnxruntime execution
+        provider, 'auto' (default), 'cpu' or 'cuda'; dtype: 'float32' (default) or 'float64', any spelling
+        `mdfbridge.dtypes` reads. Exports the Program and creates the session."""
         from ..dtypes import dtype_name
 
         return OnnxRuntimeRep(self, program, provider,

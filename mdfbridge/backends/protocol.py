@@ -51,7 +51,7 @@ class BackendRep(abc.ABC):
             record: bool = False) -> Dict[str, np.ndarray]:
         """Outputs (output name -> (trials, ...) array) for a batch of inputs (input node or port name -> (trials,
         ...); inputs with a default value may be left out) after `steps` time steps (default 1) of `dt` (default 1).
-        record: also return "__trajectory__" (output name -> (steps, trials, ...)) where the backend
+        record: also return `"__trajectory__"` (output name -> (steps, trials, ...)) where the backend
         records_trajectory (default False)."""
 
     def train(self, inputs: Mapping[str, Any], targets: Mapping[str, Any], config: Optional["LearnConfig"] = None,
@@ -59,9 +59,10 @@ class BackendRep(abc.ABC):
         """Train the Program's learnable parameters in place (AutodiffComposition semantics, see learning.py).
 
         inputs: input name -> (trials, ...); targets: output name -> (trials, ...); config: a LearnConfig (default
-        LearnConfig()) and/or `settings` (its fields: epochs, learning_rate, ...) overriding it; callback(epoch,
-        minibatch index, loss) after each minibatch; on_synch() whenever the trained values reach the Program.
-        Backends that do not train raise UnsupportedError.
+        None: LearnConfig()) and/or `settings` (its fields: epochs, learning_rate, ...) overriding it; callback:
+        callback(epoch, minibatch index, loss) after each minibatch (default None: none); on_synch: on_synch()
+        whenever the trained values reach the Program (default None: none). Backends that do not train raise
+        UnsupportedError.
         """
         if not self.backend.trains:
             raise UnsupportedError(f"backend {self.backend.name!r} does not train; train on "
@@ -100,7 +101,10 @@ class BackendRep(abc.ABC):
 
 def input_arrays(program: Program, inputs: Mapping[str, Any]) -> Dict[str, np.ndarray]:
     """Inputs checked against the Program (the reference's rules: node or port names, defaults filled in, shapes,
-    NaN), as input name -> (trials, ...) float arrays."""
+    NaN), as input name -> (trials, ...) float arrays.
+
+    program: the Program the inputs are for; inputs: input node or port name -> (trials, ...) array-like. Bad
+    inputs raise DataError naming the input."""
     from ..importers.reference import runner_for
 
     env, _ = runner_for(program).prepare_inputs(inputs)

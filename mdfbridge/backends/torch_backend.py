@@ -16,7 +16,8 @@ class TorchRep(BackendRep):
     """A Program with its torch module (built on first use from the Program's parameter values)."""
 
     def __init__(self, backend: Backend, program: Program, dtype: Any = None, device: Any = None) -> None:
-        """dtype: the module's torch dtype (None: float64); device: its torch device (None: CPU)."""
+        """backend: the torch backend; program: the Program it computes; dtype: the module's torch dtype (default
+        None: float64); device: its torch device (default None: CPU)."""
         super().__init__(backend, program)
         self.dtype, self.device = dtype, device
         self._module: Any = None
@@ -37,7 +38,12 @@ class TorchRep(BackendRep):
 
     def run(self, inputs: Mapping[str, Any], steps: int = 1, dt: float = 1.0, *,
             record: bool = False) -> Dict[str, np.ndarray]:
-        """See BackendRep.run: one forward pass of the module without gradients (no trajectories)."""
+        """Outputs (output name -> (trials, ...) numpy array): one forward pass of the module without gradients
+        (as BackendRep.run).
+
+        inputs: input node or port name -> (trials, ...) array-like (inputs with a default value may be left out);
+        steps: time steps (default 1); dt: the time step (default 1.0); record: must stay False (the default):
+        this backend records no trajectories (True raises UnsupportedError naming the backends that do)."""
         import torch
 
         self._refuse_record(record)
@@ -51,7 +57,11 @@ class TorchRep(BackendRep):
 
     def run_sequence(self, inputs: Mapping[str, Any], dt: float = 1.0) -> Dict[str, np.ndarray]:
         """Inputs (trials, time, ...) stepped through time, one time point per step with state carried (the numpy
-        reference's `run_program(..., sequence=True)` for step-level programs); outputs (trials, time, ...)."""
+        reference's `run_program(..., sequence=True)` for step-level programs); outputs (trials, time, ...).
+
+        inputs: input name -> (trials, time, ...) array-like (every input the same number of time points); dt: the
+        time step (default 1.0). A Program whose ops run whole sequences (`program.sequence`) runs once, as
+        `run`."""
         import torch
 
         if self.program.sequence:
@@ -84,8 +94,8 @@ class TorchBackend(Backend):
 
     def prepare(self, program: Program, dtype: Any = None, device: Optional[Any] = None  # type: ignore[override]
                 ) -> TorchRep:
-        """dtype: torch dtype of parameters and data (default None: float64); device: torch device (default None:
-        CPU). The module is built on the first run or train."""
+        """program: the Program to run or train; dtype: torch dtype of parameters and data, or its name (default
+        None: float64); device: torch device (default None: CPU). The module is built on the first run or train."""
         from ..dtypes import torch_dtype
 
         return TorchRep(self, program, dtype=torch_dtype(dtype, where="torch backend dtype"), device=device)
