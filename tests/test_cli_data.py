@@ -404,3 +404,20 @@ def test_every_command_names_a_missing_or_unreadable_model_file(command, tmp_pat
 def test_a_misspelled_data_command_names_the_closest_one(capsys):
     line = error_line(["data", "tempalte", "model.json"], capsys)
     assert "unknown mdfbridge data command 'tempalte'" in line and "did you mean 'template'?" in line
+
+
+def test_sequence_models_take_time_steps_and_refuse_csv(tmp_path):
+    from mdfbridge.data_files import DataSpec, template_arrays, write_template
+    from mdfbridge.errors import DataError
+
+    spec = DataSpec(inputs={"x": (3,)}, outputs={"h": (2,)}, sequence=True, model="model 'gru'")
+    inputs, targets = template_arrays(spec, trials=4, time_steps=6)
+    assert inputs["x"].shape == (4, 6, 3) and targets["h"].shape == (4, 6, 2)
+    (tmp_path / "d.csv").write_text("x[0],x[1],x[2],h[0],h[1]\n0,0,0,0,0\n")
+    with pytest.raises(DataError, match=r"d.csv: model 'gru' takes \(trials, time steps, ...\).*\.npz"):
+        read_csv(tmp_path / "d.csv", spec)
+    with pytest.raises(DataError, match=r"csv file cannot hold them"):
+        write_template(spec, tmp_path / "t.csv", "csv")
+    assert not (tmp_path / "t.csv").exists()
+    written = write_template(spec, tmp_path / "t.npz", "npz", trials=2, time_steps=3)
+    assert [(w.name, w.shape, w.role) for w in written] == [("x", (2, 3, 3), "input"), ("h", (2, 3, 2), "target")]
