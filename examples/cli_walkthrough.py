@@ -24,10 +24,20 @@ MODEL = HERE / "xor.mdf.json"
 DATA = HERE / "xor_data.csv"
 
 
+def _shown(arg: object) -> str:
+    """A path as the user would type it: relative to the current directory when it lies inside it."""
+    if isinstance(arg, Path):
+        try:
+            return str(arg.resolve().relative_to(Path.cwd().resolve()))
+        except ValueError:
+            return str(arg)
+    return str(arg)
+
+
 def mdfbridge(*args: object) -> str:
     """Run `mdfbridge ARGS` (as `python -m mdfbridge.cli`), echo the command and its output; returns stdout."""
     argv = [str(a) for a in args]
-    print("$ mdfbridge " + " ".join(shlex.quote(a) for a in argv), flush=True)
+    print("$ mdfbridge " + " ".join(shlex.quote(_shown(a)) for a in args), flush=True)
     proc = subprocess.run([sys.executable, "-m", "mdfbridge.cli", *argv], capture_output=True, text=True)
     for line in (proc.stdout + proc.stderr).strip().splitlines():
         print("  " + line)

@@ -23,7 +23,7 @@ EPILOG = """examples:
   mdfbridge run examples/xor.trained.mdf.json --inputs examples/xor_data.csv
   mdfbridge convert examples/xor.trained.mdf.json examples/xor.trained.onnx
   mdfbridge run examples/xor.trained.onnx --inputs examples/xor_data.csv
-  mdfbridge convert examples/xor.mdf.json xor.mdf.yaml
+  mdfbridge convert examples/xor.trained.mdf.json examples/xor.trained.mdf.yaml
   mdfbridge graph examples/xor.mdf.json                            (writes examples/xor.png)
 
 Data files (--data, --targets, --inputs): .npz (one array per input and output node id), .npy (one array: a
@@ -180,6 +180,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     plot = args.plot
     if plot == "":  # --plot without a file name
         plot = str(output_path(args.model, "loss", "png", directory=Path(out).parent))
+    if plot and Path(plot).suffix.lower() != ".png":
+        raise DataError(f"--plot {plot}: expected a .png file name (--plot alone writes <stem>.loss.png; put --plot "
+                        "after MODEL)")
     for path in (out, plot):
         if path and not Path(path).resolve().parent.is_dir():
             raise DataError(f"directory {Path(path).parent} does not exist", where=path)
@@ -515,7 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--graph", default=None, help="MDF files: the graph to draw (default: the first)")
     sp = add("run", cmd_run, "run an MDF file on inputs (numpy reference interpreter by default, see --backend), or "
              "an ONNX file on onnxruntime; print the outputs",
-             "mdfbridge run examples/xor.mdf.json --input input='[[0,0],[1,1]]' --out out.npz")
+             "mdfbridge run examples/xor.trained.mdf.json --inputs examples/xor_data.csv "
+             "--out examples/xor.trained.out.npz")
     sp.add_argument("file", help=ANY_MODEL_HELP)
     sp.add_argument("--input", action="append", metavar="NODE=JSONLIST",
                     help="inputs of a node as a JSON list of trials (repeatable)")
@@ -568,7 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("convert", cmd_convert, "convert between formats: MDF .json/.yaml <-> .onnx, and MDF/ONNX -> .pt "
              "(weights: the original module's state_dict for a model imported from torch, else that of mdfbridge's "
              "torch module); a .pt file cannot be converted from (weights only)",
-             "mdfbridge convert examples/xor.mdf.json xor.mdf.yaml")
+             "mdfbridge convert examples/xor.trained.mdf.json examples/xor.trained.mdf.yaml")
     sp.add_argument("input", help=ANY_MODEL_HELP)
     sp.add_argument("output", help="the file to write (.json, .yaml, .yml, .onnx or .pt; format from the extension)")
     sp.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="ONNX output: tensor type")

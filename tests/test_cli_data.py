@@ -356,7 +356,8 @@ def test_help_texts_name_files_that_exist():
     texts = [build_parser().format_help()] + [sp.format_help() for _, sp in _subparsers(build_parser())]
     named = {m for t in texts for m in re.findall(r"examples/[\w.]+", t)}
     generated = {"examples/xor.template.npz", "examples/xor.template.csv", "examples/xor.trained.mdf.json",
-                 "examples/xor.loss.png", "examples/xor.trained.onnx", "examples/xor.png"}
+                 "examples/xor.loss.png", "examples/xor.trained.onnx", "examples/xor.png",
+                 "examples/xor.trained.mdf.yaml", "examples/xor.trained.out.npz"}
     assert {"examples/xor.mdf.json", "examples/xor_data.csv"} <= named
     for path in named - generated:
         assert (REPO / path).is_file(), path
@@ -421,3 +422,23 @@ def test_sequence_models_take_time_steps_and_refuse_csv(tmp_path):
     assert not (tmp_path / "t.csv").exists()
     written = write_template(spec, tmp_path / "t.npz", "npz", trials=2, time_steps=3)
     assert [(w.name, w.shape, w.role) for w in written] == [("x", (2, 3, 3), "input"), ("h", (2, 3, 2), "target")]
+
+
+def test_csv_units_of_a_multi_axis_node_are_in_c_order(tmp_path):
+    from mdfbridge.data_files import DataSpec, column_names
+
+    spec = DataSpec(inputs={"m": (2, 3)}, outputs={"y": ()})
+    assert column_names("m", (2, 3)) == [f"m[{i}]" for i in range(6)] and column_names("y", ()) == ["y"]
+    values = np.arange(12.0).reshape(2, 6)
+    (tmp_path / "d.csv").write_text("y," + ",".join(f"m[{i}]" for i in range(6)) + "\n"
+                                    + "\n".join("7," + ",".join(map(str, r)) for r in values))
+    arrays = read_csv(tmp_path / "d.csv", spec)
+    np.testing.assert_array_equal(arrays["m"], values.reshape(2, 2, 3))
+    np.testing.assert_array_equal(arrays["y"], [7.0, 7.0])
+
+
+def test_plot_takes_a_png_name(xor, tmp_path, capsys):
+    (tmp_path / "d.csv").write_text(XOR_CSV)
+    line = error_line(["train", "--data", tmp_path / "d.csv", *TRAIN, "--plot", xor, xor], capsys)
+    assert "expected a .png file name" in line
+    assert listing(tmp_path) == ["d.csv", "xor.mdf.json"]
