@@ -1,4 +1,4 @@
-"""`mdfbridge` command line: validate, info, run, train, convert, graph."""
+"""`mdfbridge` command line: validate, info, run, train, convert, graph, data (template, check)."""
 from __future__ import annotations
 
 import argparse
@@ -18,13 +18,18 @@ EPILOG = """examples:
   mdfbridge validate examples/xor.mdf.json
   mdfbridge info examples/xor.mdf.json
   mdfbridge run examples/xor.mdf.json --input input='[[0,0],[0,1],[1,0],[1,1]]'
-  mdfbridge run model.yaml --inputs data.npz --steps 10 --out out.npz
-  mdfbridge convert examples/xor.mdf.json xor.mdf.yaml
-  mdfbridge convert examples/xor.mdf.json xor.onnx && mdfbridge info xor.onnx
-  mdfbridge graph examples/xor.mdf.json --out xor.svg
-  mdfbridge train examples/xor.mdf.json --data examples/xor_data.npz --epochs 500 --lr 0.5 --out trained.json
+  mdfbridge data template examples/xor.mdf.json --trials 8        (writes examples/xor.template.npz)
+  mdfbridge train examples/xor.mdf.json --data examples/xor_data.csv --epochs 1000 --lr 0.5 --plot
+  mdfbridge run examples/xor.trained.mdf.json --inputs examples/xor_data.csv
+  mdfbridge convert examples/xor.trained.mdf.json examples/xor.trained.onnx
+  mdfbridge run examples/xor.trained.onnx --inputs examples/xor_data.csv
+  mdfbridge convert examples/xor.trained.mdf.json examples/xor.trained.mdf.yaml
+  mdfbridge graph examples/xor.mdf.json                            (writes examples/xor.png)
 
-Errors print one line and exit with status 2; add --debug for the traceback.
+Data files (--data, --targets, --inputs): .npz (one array per input and output node id), .npy (one array: a
+one-input model's inputs, or a one-output model's targets with --targets), .csv (a header row naming the
+columns <node id> or <node id>[i], then one row per trial). `mdfbridge data template MODEL` writes an example.
+Errors print one line (error: <file>[:<line>[:<col>]]: ...) and exit with status 2; add --debug for the traceback.
 """
 
 
@@ -95,14 +100,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_inputs(args: argparse.Namespace) -> Dict[str, np.ndarray]:
-    inputs: Dict[str, np.ndarray] = {}
-    if args.inputs:
-        try:
-            with np.load(args.inputs, allow_pickle=False) as data:
-                inputs.update({k: np.asarray(data[k]) for k in data.files})
-        except (OSError, ValueError) as exc:
-            raise DataError(f"cannot read {args.inputs} as an .npz of arrays: {exc}") from exc
+def _parse_inputs(args: argparse.Namespace, file_inputs: Optional[Dict[str, np.ndarray]] = None
+                  ) -> Dict[str, np.ndarray]:
+    """The inputs of `run`: those read from --inputs (`file_inputs`, already checked) and each --input NODE=JSON."""
+    inputs: Dict[str, np.ndarray] = dict(file_inputs or {})
     for item in args.input or []:
         name, sep, text = item.partition("=")
         if not sep:
@@ -138,18 +139,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.out and not Path(args.out).resolve().parent.is_dir():
         raise DataError(f"--out {args.out}: directory {Path(args.out).parent} does not exist")
+    from .data_files import checked_inputs
+
     prog = load_program(args.file)
-    inputs = _parse_inputs(args)
-    targets = [k for k in inputs if k in prog.outputs and k not in prog.inputs]
-    for k in targets:  # a training .npz holds the targets too: they are not inputs
-        del inputs[k]
+    # a training file holds the targets too: they are not inputs (checked_inputs returns them apart)
+    inputs = _parse_inputs(args, checked_inputs(prog, args.inputs)[0] if args.inputs else None)
     backend = get_backend(getattr(args, "backend", "numpy"))
     res = backend.prepare(prog).run(inputs, steps=args.steps, dt=args.dt,
                                     record=bool(args.out) and backend.records_trajectory)
     unfed = [k for k, s in prog.inputs.items() if k not in inputs and s.port not in inputs and s.default is None]
     if unfed:
         sys.stderr.write(f"warning: no value given for input(s) {', '.join(unfed)}: they ran on zeros "
-                         "(give --input NODE=JSONLIST or --inputs DATA.npz)\n")
+                         "(give --input NODE=JSONLIST or --inputs DATA.npz|.csv|.npy)\n")
     traj: Any = res.pop("__trajectory__", None)  # a dict of arrays (run's result type names only the outputs)
     _print_outputs(res, args.print_all)
     if args.out:
@@ -167,60 +168,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_training_data(path: str, program: Any) -> tuple:
-    """(inputs, targets) from an .npz holding one array per input node and one per output node, by node id."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: np.asarray(data[k]) for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read {path} as an .npz of arrays: {exc}") from exc
-    ports = {s.port: k for k, s in program.inputs.items()}
-    inputs = {k: v for k, v in arrays.items() if k in program.inputs or k in ports}
-    targets = {k: v for k, v in arrays.items() if k in program.outputs and k not in inputs}
-    unknown = sorted(set(arrays) - set(inputs) - set(targets))
-    if unknown:
-        raise DataError(f"{path}: arrays {unknown} match no input or output node (inputs: {sorted(program.inputs)}, "
-                        f"outputs: {sorted(program.outputs)})")
-    return inputs, targets
-
-
-def _plot_losses(losses: List[float], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(np.arange(1, len(losses) + 1), losses)
-    ax.set_xlabel("minibatch")
-    ax.set_ylabel("loss")
-    ax.set_yscale("log" if min(losses) > 0 else "linear")
-    ax.set_title("training loss")
-    fig.tight_layout()
-    buf = __import__("io").BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    from .document import atomic_write_bytes
-
-    atomic_write_bytes(Path(path), buf.getvalue())
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train an MDF model on an .npz of inputs/targets and write the trained weights back into MDF."""
+    """Train an MDF model on a data file (.npz, .csv, or an .npy pair) and write the trained weights back into MDF
+    (default `<stem>.trained.<ext>` beside the model)."""
     from .api import load_program
+    from .data_files import checked_training_data, output_path
     from .exporters.weights import write_back
     from .learning import LearnConfig, train_program
 
-    out = args.out
-    if out is None:
-        if not args.in_place:
-            p = Path(args.model)
-            out = str(p.with_name(p.name.replace(".json", ".trained.json").replace(".yaml", ".trained.yaml")
-                                  if p.suffix in (".json", ".yaml", ".yml") else p.name + ".trained.json"))
-        else:
-            out = args.model
+    out = args.out or (args.model if args.in_place else str(output_path(args.model, "trained")))
+    plot = args.plot
+    if plot == "":  # --plot without a file name
+        plot = str(output_path(args.model, "loss", "png", directory=Path(out).parent))
+    if plot and Path(plot).suffix.lower() != ".png":
+        raise DataError(f"--plot {plot}: expected a .png file name (--plot alone writes <stem>.loss.png; put --plot "
+                        "after MODEL)")
+    for path in (out, plot):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise DataError(f"directory {Path(path).parent} does not exist", where=path)
     prog = load_program(args.model)
-    inputs, targets = _load_training_data(args.data, prog)
+    inputs, targets = checked_training_data(prog, args.data, args.targets)
     # the command line first, then what the document records (PsyNeuLink's AutodiffComposition settings), then
     # LearnConfig's defaults
     given = {"epochs": args.epochs, "learning_rate": args.lr, "minibatch_size": args.minibatch_size,
@@ -252,12 +219,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     write_back(args.model, prog, out)
-    if args.plot:
-        _plot_losses(result.losses, args.plot)
+    if plot:
+        from .loss_plot import loss_figure, save_loss_plot
+        from .losses import get_loss
+
+        save_loss_plot(loss_figure(result.losses, result.epoch_losses, model=str(prog.metadata.get("model", "model")),
+                                   optimizer=str(config.optimizer_type), learning_rate=float(config.learning_rate),
+                                   loss=get_loss(config.loss_spec).name, minibatch_size=int(config.minibatch_size),
+                                   stopped_early=result.stopped_early), plot)
     final = result.epoch_losses[-1] if result.epoch_losses else float("nan")
     _out(f"trained {result.epochs_run} epoch(s){' (stopped early)' if result.stopped_early else ''} in "
          f"{result.seconds:.2f} s on {args.backend}: loss {result.epoch_losses[0]:.6g} -> {final:.6g}; wrote {out}"
-         + (f" and the loss curve {args.plot}" if args.plot else "")
+         + (f" and the loss curve {plot}" if plot else "")
          + (f" (settings the document records: {', '.join(f'{k}={settings[k]}' for k in recorded)})"
             if recorded else ""))
     return 0
@@ -298,7 +271,13 @@ def cmd_run_onnx(args: argparse.Namespace) -> int:
     if getattr(args, "steps", 1) != 1:
         raise DataError("--steps applies to stateful MDF models; an ONNX model runs one step")
     session = DeploymentSession(args.file, getattr(args, "provider", None) or "auto")
-    res = session.run(_parse_inputs(args))
+    file_inputs = None
+    if args.inputs:
+        from .data_files import read_arrays, spec_of_onnx_session, split_arrays
+
+        spec = spec_of_onnx_session(session, args.file)
+        file_inputs = split_arrays(read_arrays(args.inputs, spec), spec, args.inputs)[0]  # targets are not inputs
+    res = session.run(_parse_inputs(args, file_inputs))
     _print_outputs(res, args.print_all)
     sys.stderr.write(f"ran on onnxruntime {session.provider}\n")
     if args.out:
@@ -356,8 +335,11 @@ def cmd_graph(args: argparse.Namespace) -> int:
         from .document import load_document_dict
 
         digraph = mdf_digraph(load_document_dict(args.file), args.graph)
-    render(digraph, args.out)
-    _out(f"wrote {args.out}")
+    from .data_files import output_path
+
+    out = args.out or str(output_path(args.file, None, "png"))
+    render(digraph, out)
+    _out(f"wrote {out}")
     return 0
 
 
@@ -428,7 +410,76 @@ def _write_pt(src: str, dst: str) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------- data files
+
+def cmd_data_template(args: argparse.Namespace) -> int:
+    """Write an example data file for a model: one array per input node and one (targets) per output node."""
+    from .data_files import describe, output_path, spec_of_onnx_session, spec_of_program, write_template
+
+    fmt = args.format or (Path(args.out).suffix.lower().lstrip(".") if args.out else "npz")
+    if fmt not in ("npz", "csv", "npy"):
+        raise DataError(f"unsupported data file extension '.{fmt}'; use .npz, .csv or .npy (or --format)",
+                        where=args.out)
+    out = args.out or str(output_path(args.model, "template", fmt))
+    if _is_onnx_path(args.model):
+        from .deploy import DeploymentSession
+
+        spec = spec_of_onnx_session(DeploymentSession(args.model, "cpu"), args.model)
+    else:
+        from .api import load_program
+
+        spec = spec_of_program(load_program(args.model))
+    written = write_template(spec, out, fmt, trials=args.trials, zeros=args.zeros, seed=args.seed,
+                             time_steps=args.time_steps)
+    values = "zeros" if args.zeros else f"random values in [0, 1), seed {args.seed}"
+    for line in describe(written):
+        _out(line)
+    files = list(dict.fromkeys(str(w.path) for w in written))
+    data = f"--data {files[0]}" + (f" --targets {files[1]}" if len(files) > 1 else "")
+    _out(f"{args.trials} trials of {values}; replace them with your data, then: mdfbridge train {args.model} {data}")
+    return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    """Read a data file as `train` (with targets) or `run` (--inputs-only) would, and say what it holds."""
+    from .api import load_program
+    from .data_files import checked_inputs, checked_training_data
+
+    prog = load_program(args.model)
+    if args.inputs_only:
+        inputs, targets = checked_inputs(prog, args.data)
+        targets = {}
+    else:
+        inputs, targets = checked_training_data(prog, args.data, args.targets)
+    trials = len(next(iter(inputs.values()))) if inputs else 0
+    _out(f"{args.data}{' and ' + args.targets if args.targets else ''}: {trials} trials for "
+         f"{'running' if args.inputs_only else 'training'} {args.model}")
+    for k, v in inputs.items():
+        _out(f"  input {k}: shape {tuple(np.shape(v))}")
+    for k, v in targets.items():
+        _out(f"  targets for {k}: shape {tuple(np.shape(v))}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------- parser
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs as written; every option with a default shows it ("(default: X)"), unless its help
+    already says its default. Flags (store_true) and options without a default (None) show none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or action.default is None or action.default is False
+                or action.default == argparse.SUPPRESS or not action.option_strings
+                or isinstance(action, (argparse._StoreTrueAction, argparse._VersionAction, argparse._HelpAction))):
+            return text
+        return text + " (default: %(default)s)"
+
+
+MODEL_HELP = "an MDF file (.json, .yaml, .yml)"
+ANY_MODEL_HELP = "an MDF file (.json, .yaml, .yml) or an ONNX file (.onnx)"
+DATA_FORMS = ("DATA.npz|.csv|.npy")
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `mdfbridge` command."""
@@ -437,82 +488,129 @@ def build_parser() -> argparse.ArgumentParser:
     from .optimizers import optimizer_names
 
     p = argparse.ArgumentParser(prog="mdfbridge", description="Move models between MDF, PyTorch and ONNX.",
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=EPILOG, formatter_class=HelpFormatter)
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
     p.add_argument("--version", action="version", version=_version_line(),
                    help="print mdfbridge's version (and those of the libraries it runs on) and exit")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, func: Any, help_: str, example: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help_, description=help_, epilog=f"example:\n  {example}",
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    def add(name: str, func: Any, help_: str, example: str, parent: Any = sub) -> argparse.ArgumentParser:
+        sp = parent.add_parser(name, help=help_, description=help_, epilog=f"example:\n  {example}",
+                               formatter_class=HelpFormatter)
         sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
         sp.set_defaults(func=func)
         return sp
 
     sp = add("validate", cmd_validate, "check an MDF file: syntax, schema, functions, shapes, cycles",
              "mdfbridge validate examples/xor.mdf.json")
-    sp.add_argument("file")
+    sp.add_argument("file", help=MODEL_HELP)
     sp.add_argument("--strict", action="store_true",
                     help="also refuse what mdfbridge reads but does not write (e.g. `notes` fields)")
     sp = add("info", cmd_info, "describe an MDF or ONNX file: graphs, nodes/ops, functions, parameters",
              "mdfbridge info examples/xor.mdf.json")
-    sp.add_argument("file")
+    sp.add_argument("file", help=ANY_MODEL_HELP)
     sp.add_argument("--verbose", "-v", action="store_true", help="ONNX files: list every initializer's shape")
     sp = add("graph", cmd_graph, "draw the graph of an MDF or ONNX file (graphviz; .png/.svg/.pdf need 'dot')",
-             "mdfbridge graph examples/xor.mdf.json --out xor.png")
-    sp.add_argument("file")
-    sp.add_argument("--out", required=True, metavar="G.png|G.svg|G.pdf|G.dot", help="the drawing (format from the "
-                    "extension; .dot writes the graphviz source)")
+             "mdfbridge graph examples/xor.mdf.json            (writes examples/xor.png)")
+    sp.add_argument("file", help=ANY_MODEL_HELP)
+    sp.add_argument("--out", metavar="G.png|G.svg|G.pdf|G.dot", help="the drawing (format from the extension; .dot "
+                    "writes the graphviz source); default: <stem>.png beside FILE (xor.mdf.json -> xor.png)")
     sp.add_argument("--graph", default=None, help="MDF files: the graph to draw (default: the first)")
-    sp = add("run", cmd_run, "run an MDF file on inputs with the numpy reference interpreter",
-             "mdfbridge run examples/xor.mdf.json --input input='[[0,0],[1,1]]' --out out.npz")
-    sp.add_argument("file")
+    sp = add("run", cmd_run, "run an MDF file on inputs (numpy reference interpreter by default, see --backend), or "
+             "an ONNX file on onnxruntime; print the outputs",
+             "mdfbridge run examples/xor.trained.mdf.json --inputs examples/xor_data.csv "
+             "--out examples/xor.trained.out.npz")
+    sp.add_argument("file", help=ANY_MODEL_HELP)
     sp.add_argument("--input", action="append", metavar="NODE=JSONLIST",
                     help="inputs of a node as a JSON list of trials (repeatable)")
-    sp.add_argument("--inputs", metavar="DATA.npz", help="an .npz with one array (trials, ...) per input node")
-    sp.add_argument("--steps", type=int, default=1, help="time steps to run (stateful models), default 1")
-    sp.add_argument("--dt", type=float, default=1.0, help="time increment for time derivatives, default 1")
-    sp.add_argument("--out", metavar="OUT.npz", help="save outputs (and trajectories if --steps > 1)")
+    sp.add_argument("--inputs", metavar=DATA_FORMS, help="a data file: .npz (one array (trials, ...) per input node "
+                    "id), .csv (columns <node id> or <node id>[i], one row per trial) or .npy (a one-input model); "
+                    "arrays for output nodes (a training file's targets) are ignored")
+    sp.add_argument("--steps", type=int, default=1, help="time steps to run (stateful models)")
+    sp.add_argument("--dt", type=float, default=1.0, help="time increment for time derivatives")
+    sp.add_argument("--out", metavar="OUT.npz", help="save outputs (and trajectories if --steps > 1); default: "
+                    "print only")
     sp.add_argument("--print-all", action="store_true",
                     help=f"print every output value (default: outputs of more than {PRINT_LIMIT} values print "
                          "their shape and first rows)")
     sp.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto",
-                    help="onnxruntime execution provider for .onnx files (default auto: CUDA if available)")
+                    help="onnxruntime execution provider for .onnx files (auto: CUDA if available)")
     sp.add_argument("--backend", choices=tuple(BACKENDS), default="numpy",
-                    help=", ".join(f"{b.name} ({b.summary})" for b in BACKENDS.values()) + "; default numpy")
-    sp = add("train", cmd_train, "train an MDF model and write the trained weights back into MDF",
-             "mdfbridge train examples/xor.mdf.json --data examples/xor_data.npz --epochs 500 --lr 0.5 "
-             "--optimizer sgd --loss mse --out xor.trained.json --plot loss.png")
-    sp.add_argument("model")
-    sp.add_argument("--data", required=True, metavar="DATA.npz",
-                    help="one array per input node and one per output (target) node, keyed by node id")
+                    help="MDF files: " + ", ".join(f"{b.name} ({b.summary})" for b in BACKENDS.values()))
+    sp = add("train", cmd_train, "train an MDF model on a data file and write the trained weights back into MDF",
+             "mdfbridge train examples/xor.mdf.json --data examples/xor_data.csv --epochs 1000 --lr 0.5 "
+             "--optimizer sgd --loss mse --plot\n  (writes examples/xor.trained.mdf.json and examples/xor.loss.png; "
+             "`mdfbridge data template MODEL` writes an example data file)")
+    sp.add_argument("model", help=MODEL_HELP)
+    sp.add_argument("--data", required=True, metavar=DATA_FORMS,
+                    help="inputs and targets: .npz (one array per input node id and per output node id), .csv (a "
+                         "header row of columns <node id> or <node id>[i] / <node id>_i, one row per trial), or .npy "
+                         "(a one-input model's inputs; targets then from --targets)")
+    sp.add_argument("--targets", metavar="TARGETS.npy|.npz|.csv",
+                    help="the targets, when --data holds the inputs only (.npy: a one-output model)")
     recorded = "; default: what the document records (a PsyNeuLink AutodiffComposition export), else "
-    sp.add_argument("--epochs", type=int, default=None, help="epochs (default 1)")
+    sp.add_argument("--epochs", type=int, default=None, help="epochs" + recorded + "1")
     sp.add_argument("--lr", type=float, default=None, help="learning rate" + recorded + "0.001")
-    sp.add_argument("--optimizer", choices=optimizer_names(), default=None, help="optimizer (default sgd)")
+    sp.add_argument("--optimizer", choices=optimizer_names(), default=None, help="optimizer" + recorded + "sgd")
     sp.add_argument("--loss", default=None, help=" | ".join(loss_names()) + recorded + "mse")
     sp.add_argument("--minibatch-size", type=int, default=None, help="trials per optimizer step" + recorded + "1")
     sp.add_argument("--randomize", action="store_true", help="shuffle trials every epoch (seeded by --seed)")
-    sp.add_argument("--seed", type=int, default=None)
-    sp.add_argument("--weight-decay", type=float, default=0.0)
-    sp.add_argument("--patience", type=int, default=None, help="early stopping: epochs without improvement")
-    sp.add_argument("--min-delta", type=float, default=0.0)
-    sp.add_argument("--backend", choices=training_backend_names(), default="torch")
-    sp.add_argument("--out", help="where to write the trained MDF (default MODEL.trained.json)")
+    sp.add_argument("--seed", type=int, default=None, help="seed of --randomize's shuffles (default: none, fresh "
+                    "randomness)")
+    sp.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay of the optimizer")
+    sp.add_argument("--patience", type=int, default=None,
+                    help="early stopping: epochs without improvement (default: none, train every epoch)")
+    sp.add_argument("--min-delta", type=float, default=0.0, help="early stopping: the improvement that counts")
+    sp.add_argument("--backend", choices=training_backend_names(), default="torch", help="training backend")
+    sp.add_argument("--out", help="where to write the trained MDF (default: <stem>.trained.<ext> beside MODEL, "
+                    "e.g. xor.mdf.json -> xor.trained.mdf.json)")
     sp.add_argument("--in-place", action="store_true", help="overwrite MODEL when --out is omitted")
-    sp.add_argument("--plot", metavar="LOSS.png", help="save the loss curve as a PNG")
+    sp.add_argument("--plot", nargs="?", const="", default=None, metavar="LOSS.png",
+                    help="save the loss curve as a PNG (--plot alone: <stem>.loss.png beside the trained file; "
+                         "default: no plot)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     sp = add("convert", cmd_convert, "convert between formats: MDF .json/.yaml <-> .onnx, and MDF/ONNX -> .pt "
              "(weights: the original module's state_dict for a model imported from torch, else that of mdfbridge's "
              "torch module); a .pt file cannot be converted from (weights only)",
-             "mdfbridge convert examples/xor.mdf.json xor.mdf.yaml")
-    sp.add_argument("input")
-    sp.add_argument("output")
+             "mdfbridge convert examples/xor.trained.mdf.json examples/xor.trained.mdf.yaml")
+    sp.add_argument("input", help=ANY_MODEL_HELP)
+    sp.add_argument("output", help="the file to write (.json, .yaml, .yml, .onnx or .pt; format from the extension)")
     sp.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="ONNX output: tensor type")
-    sp.add_argument("--opset", type=int, default=17, help="ONNX output: opset (>= 17, default 17)")
+    sp.add_argument("--opset", type=int, default=17, help="ONNX output: opset (>= 17)")
     sp.add_argument("--gru", choices=("onnx", "gates"),
-                    help="write GRU blocks as one onnx::GRU node (onnx) or as reset/update/new/hidden nodes (gates)")
+                    help="write GRU blocks as one onnx::GRU node (onnx) or as reset/update/new/hidden nodes (gates) "
+                         "(default: as they are)")
+
+    dp = sub.add_parser("data", help="data files for train and run: write a template, check a file",
+                        description="Data files for `train --data` and `run --inputs`: .npz (one array per input "
+                        "and output node id), .csv (a header row of columns <node id> for a one-unit node or <node "
+                        "id>[i] / <node id>_i for unit i, then one row of numbers per trial), .npy (one array: a "
+                        "one-input model's inputs, or with train --targets a one-output model's targets).",
+                        epilog="examples:\n  mdfbridge data template examples/xor.mdf.json --trials 8\n"
+                        "  mdfbridge data check examples/xor.mdf.json --data examples/xor_data.csv",
+                        formatter_class=HelpFormatter)
+    dp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    dsub = dp.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    sp = add("template", cmd_data_template, "write an example data file with the arrays a model takes (inputs and "
+             "targets, by node id) and print their names and shapes",
+             "mdfbridge data template examples/xor.mdf.json --trials 8 --format csv   "
+             "(writes examples/xor.template.csv)", parent=dsub)
+    sp.add_argument("model", help=ANY_MODEL_HELP)
+    sp.add_argument("--out", metavar="FILE", help="the file to write (default: <stem>.template.<format> beside "
+                    "MODEL; npy writes <out stem>.inputs.npy and <out stem>.targets.npy)")
+    sp.add_argument("--format", choices=("npz", "csv", "npy"), default=None,
+                    help="file format (default: from --out's extension, else npz)")
+    sp.add_argument("--trials", type=int, default=4, help="trials (rows) to write")
+    sp.add_argument("--time-steps", type=int, default=5, help="time steps per trial (sequence models only)")
+    sp.add_argument("--zeros", action="store_true", help="write zeros (default: random values in [0, 1))")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the random values")
+    sp = add("check", cmd_data_check, "read a data file as train (or run, --inputs-only) reads it and list its "
+             "arrays, or print the one error line that train/run would",
+             "mdfbridge data check examples/xor.mdf.json --data examples/xor_data.csv", parent=dsub)
+    sp.add_argument("model", help=MODEL_HELP)
+    sp.add_argument("--data", required=True, metavar=DATA_FORMS, help="the data file (as train --data takes it)")
+    sp.add_argument("--targets", metavar="TARGETS.npy|.npz|.csv", help="as train --targets takes it")
+    sp.add_argument("--inputs-only", action="store_true", help="read it as run --inputs does (no targets needed)")
     return p
 
 
@@ -532,16 +630,24 @@ def _version_line() -> str:
 
 
 def _misspelled_command(parser: argparse.ArgumentParser, argv: Sequence[str]) -> Optional[str]:
-    """One error line for a subcommand that does not exist, with the closest one, or None."""
+    """One error line for a (sub)command that does not exist (`mdfbridge trian`, `mdfbridge data tempalte`), with
+    the closest one, or None."""
     import difflib
 
     words = [a for a in argv if not a.startswith("-")]
-    commands = next((list(a.choices) for a in parser._actions if isinstance(a, argparse._SubParsersAction)), [])
-    if not words or words[0] in commands:
-        return None
-    close = difflib.get_close_matches(words[0], commands, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    return f"error: unknown command '{words[0]}' (commands: {', '.join(commands)}){hint}"
+    path: List[str] = []
+    for word in words:
+        commands = next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if not commands:
+            return None
+        if word not in commands:
+            close = difflib.get_close_matches(word, list(commands), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            kind = " ".join(["mdfbridge", *path]) + " command" if path else "command"
+            return f"error: unknown {kind} '{word}' (commands: {', '.join(commands)}){hint}"
+        parser = cast(argparse.ArgumentParser, commands[word])
+        path.append(word)
+    return None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

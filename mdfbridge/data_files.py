@@ -1,0 +1,445 @@
+"""Data files for `mdfbridge train`, `run` and `data`: reading .npz, .npy and .csv files into arrays keyed by node
+id, checking them against a model (errors name the file), and writing example files with the arrays a model takes.
+
+Forms (one row / leading index per trial):
+
+- ``.npz``: one array per input node and one per output node (the targets), keyed by node id (an input may also
+  be keyed by its port id), shape (trials, *node shape); sequence models (trials, time steps, *node shape).
+- ``.npy``: one array. For a model with one input node it holds that input's data; as `--targets` of a model
+  with one output node, that output's targets. Models with several inputs or outputs need an .npz or a .csv.
+- ``.csv``: a header row of column names, then one row of numbers per trial. A column is named ``<node id>`` for
+  a node of one unit, or ``<node id>[i]`` (also accepted: ``<node id>_i``) for unit i of a node of several units
+  (units of nodes with more than one axis are numbered in C order). Every unit of a node must have its column.
+  Values are read as floats (Python's float(); nothing is evaluated). Sequence models need an .npz.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union, cast
+
+import numpy as np
+
+from .errors import DataError
+
+log = logging.getLogger(__name__)
+
+DATA_SUFFIXES = (".npz", ".npy", ".csv")
+TEMPLATE_FORMATS = ("npz", "csv", "npy")
+Shape = Optional[Tuple[int, ...]]
+Arrays = Dict[str, np.ndarray]
+PathLike = Union[str, Path]
+_INDEXED = (re.compile(r"^(?P<node>.+)\[(?P<unit>\d+)\]$"), re.compile(r"^(?P<node>.+)_(?P<unit>\d+)$"))
+
+
+@dataclass
+class DataSpec:
+    """What a model's data files hold: input and output names with their per-trial shapes (None: unknown)."""
+
+    inputs: Dict[str, Shape]
+    outputs: Dict[str, Shape]
+    ports: Dict[str, str] = field(default_factory=dict)  # input port id -> input name (an .npz may use either)
+    sequence: bool = False  # inputs and targets are (trials, time steps, *shape)
+    model: str = "the model"
+
+    def input_name(self, key: str) -> Optional[str]:
+        """The input a data key names (its node id or port id), or None."""
+        return key if key in self.inputs else self.ports.get(key)
+
+
+def spec_of_program(program: Any) -> DataSpec:
+    """The DataSpec of a lowered `mdfbridge.program.Program`."""
+    return DataSpec(
+        inputs={k: (tuple(s.shape) if s.shape is not None else None) for k, s in program.inputs.items()},
+        outputs={k: (tuple(program.shapes[t]) if t in program.shapes else None) for k, t in program.outputs.items()},
+        ports={s.port: k for k, s in program.inputs.items() if s.port not in program.inputs},
+        sequence=bool(program.sequence), model=f"model '{program.metadata.get('model', program.name)}'")
+
+
+def spec_of_onnx_session(session: Any, path: str) -> DataSpec:
+    """The DataSpec of an onnxruntime session (`mdfbridge.deploy.DeploymentSession`): the first axis is trials."""
+    def per_trial(shape: Any) -> Shape:
+        dims = list(shape or [])[1:]
+        return tuple(dims) if all(isinstance(d, int) for d in dims) else None
+    return DataSpec(inputs={k: per_trial(v.shape) for k, v in session.inputs.items()},
+                    outputs={o.name: per_trial(o.shape) for o in session.session.get_outputs()},
+                    model=f"ONNX model {path}")
+
+
+# ------------------------------------------------------------------------------------------------ reading
+
+def data_suffix(path: PathLike) -> str:
+    """The data file's extension (.npz, .npy or .csv); any other raises DataError naming the file."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in DATA_SUFFIXES:
+        raise DataError(f"unsupported data file extension '{suffix or '(none)'}'; supported: .npz (one array per "
+                        "node id), .npy (one array: a one-input model's inputs or a one-output model's targets), "
+                        ".csv (a header row of column names <node id> or <node id>[i], one row per trial)",
+                        where=str(path))
+    return suffix
+
+
+def read_npz(path: PathLike) -> Arrays:
+    """Every array of an .npz file (no pickled objects), by name."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise DataError("is an .npy array, not an .npz archive of named arrays", where=str(path))
+            return {k: np.asarray(data[k]) for k in data.files}
+    except FileNotFoundError:
+        raise DataError("no such file", where=str(path)) from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"not an .npz archive of numeric arrays ({_numpy_reason(exc)})", where=str(path)) from None
+
+
+def read_npy(path: PathLike) -> np.ndarray:
+    """The one array of an .npy file (no pickled objects)."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError("no such file", where=str(path)) from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"not an .npy array of numbers ({_numpy_reason(exc)})", where=str(path)) from None
+    if not isinstance(arr, np.ndarray):
+        raise DataError("is an .npz archive; name it .npz (one array per node id)", where=str(path))
+    return np.asarray(arr)
+
+
+def _numpy_reason(exc: BaseException) -> str:
+    """numpy's reason a file did not load, in a few words (it reads anything it cannot parse as pickled data)."""
+    text = _first_line(exc)
+    return "not numpy's format, or pickled objects, which are never loaded" if "pickle" in text else text
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _column_target(name: str, spec: DataSpec) -> Optional[Tuple[str, Optional[int]]]:
+    """(node id, unit or None for a whole one-unit node) a csv column names, or None."""
+    if name in spec.inputs or name in spec.outputs or name in spec.ports:
+        return name, None
+    for pattern in _INDEXED:
+        m = pattern.match(name)
+        if m and (m["node"] in spec.inputs or m["node"] in spec.outputs or m["node"] in spec.ports):
+            return m["node"], int(m["unit"])
+    return None
+
+
+def _node_shape(spec: DataSpec, node: str) -> Shape:
+    name = spec.input_name(node)
+    return spec.inputs[name] if name is not None else spec.outputs.get(node)
+
+
+def column_names(node: str, shape: Shape) -> List[str]:
+    """The csv column names of a node: `node` for one unit, else node[0], node[1], ... (C order)."""
+    size = int(np.prod(shape)) if shape is not None else 1
+    return [node] if size == 1 else [f"{node}[{i}]" for i in range(size)]
+
+
+def read_csv(path: PathLike, spec: DataSpec) -> Arrays:
+    """Arrays by node id from a csv file (see the module docstring for the form), shaped (trials, *node shape)."""
+    where = str(path)
+    if spec.sequence:
+        raise DataError(f"{spec.model} takes (trials, time steps, ...) arrays, which a csv file (one row per "
+                        "trial) cannot hold; use an .npz", where=where)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = [(i, r) for i, r in enumerate(csv.reader(f), start=1) if any(c.strip() for c in r)]
+    except FileNotFoundError:
+        raise DataError("no such file", where=where) from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"cannot read as csv text ({_first_line(exc)})", where=where) from None
+    if not rows:
+        raise DataError("empty; expected a header row of column names (<node id> or <node id>[i]) and one row "
+                        "of numbers per trial", where=where)
+    header_line, header = rows[0]
+    names = [c.strip() for c in header]
+    known = sorted(set(spec.inputs) | set(spec.outputs))
+    columns: Dict[str, Dict[Optional[int], int]] = {}  # node -> unit -> column index
+    for col, name in enumerate(names):
+        target = _column_target(name, spec)
+        if target is None:
+            kind = "a number, so the first row must be a header" if _is_number(name) else "no input or output node"
+            raise DataError(f"column {col + 1} '{name}' names {kind}; columns are <node id> (a one-unit node) or "
+                            f"<node id>[i] (unit i); nodes of {spec.model}: {', '.join(known)}",
+                            where=f"{where}:{header_line}:{col + 1}")
+        node, unit = target
+        units = columns.setdefault(node, {})
+        if unit in units:
+            raise DataError(f"column {col + 1} '{name}' repeats column {units[unit] + 1}",
+                            where=f"{where}:{header_line}:{col + 1}")
+        units[unit] = col
+    if len(rows) < 2:
+        raise DataError("has a header row but no rows of data (one row per trial)", where=where)
+    values = np.empty((len(rows) - 1, len(names)))
+    for r, (line, row) in enumerate(rows[1:]):
+        if len(row) != len(names):
+            raise DataError(f"{len(row)} values; the header has {len(names)} columns", where=f"{where}:{line}")
+        for col, cell in enumerate(row):
+            try:
+                values[r, col] = float(cell.strip())
+            except ValueError:
+                raise DataError(f"column '{names[col]}': {cell.strip()!r} is not a number",
+                                where=f"{where}:{line}:{col + 1}") from None
+    return {node: _node_array(where, node, units, values, _node_shape(spec, node))
+            for node, units in columns.items()}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _node_array(where: str, node: str, units: Dict[Optional[int], int], values: np.ndarray,
+                shape: Shape) -> np.ndarray:
+    """One node's (trials, *shape) array from its csv columns."""
+    size = int(np.prod(shape)) if shape is not None else None
+    expected = (f"columns {', '.join(column_names(node, shape))}" if size is not None and size <= 4 else
+                f"columns {node}[0] .. {node}[{size - 1}]" if size is not None else f"columns {node}[0], ...")
+    if None in units:
+        if len(units) > 1:
+            raise DataError(f"columns for node '{node}' mix '{node}' and '{node}[i]'; expected {expected}",
+                            where=where)
+        if size is not None and size != 1:
+            raise DataError(f"column '{node}' holds one unit, but '{node}' has shape {shape}; expected {expected}",
+                            where=where)
+        arr = values[:, units[None]]
+        return arr.reshape((len(arr),) + tuple(shape)) if shape is not None else arr[:, None]
+    n = size if size is not None else max(u for u in units if u is not None) + 1
+    missing = [i for i in range(n) if i not in units]
+    extra = sorted(u for u in units if u is not None and u >= n)
+    if missing or extra:
+        what = f"no column {node}[{missing[0]}]" if missing else f"column {node}[{extra[0]}] is past its last unit"
+        raise DataError(f"{what}; '{node}' has shape {shape}: expected {expected}", where=where)
+    arr = values[:, [units[i] for i in range(n)]]
+    return arr.reshape((len(arr),) + tuple(shape)) if shape is not None else arr
+
+
+def read_arrays(path: PathLike, spec: DataSpec, *, role: str = "inputs") -> Arrays:
+    """Arrays by name from an .npz, .csv or .npy file. An .npy holds one array: `role` 'inputs' gives it to the
+    model's one input, 'targets' to its one output (a model with several refuses it, naming the file)."""
+    suffix = data_suffix(path)
+    if suffix == ".npz":
+        return read_npz(path)
+    if suffix == ".csv":
+        return read_csv(path, spec)
+    names = spec.inputs if role == "inputs" else spec.outputs
+    if len(names) != 1:
+        kind = "input" if role == "inputs" else "output"
+        raise DataError(f"an .npy file holds one array, but {spec.model} has {len(names)} {kind} nodes "
+                        f"({', '.join(names) or 'none'}); use an .npz (one array per node id) or a .csv (columns "
+                        "<node id>[i]); `mdfbridge data template MODEL` writes one", where=str(path))
+    return {next(iter(names)): read_npy(path)}
+
+
+def split_arrays(arrays: Mapping[str, np.ndarray], spec: DataSpec, path: PathLike) -> Tuple[Arrays, Arrays]:
+    """(inputs, targets): arrays named by an input node (or port) id, and by an output node id that is not an
+    input; any other name raises DataError naming the file and the array."""
+    inputs = {k: v for k, v in arrays.items() if spec.input_name(k) is not None}
+    targets = {k: v for k, v in arrays.items() if k in spec.outputs and k not in inputs}
+    unknown = sorted(set(arrays) - set(inputs) - set(targets))
+    if unknown:
+        raise DataError(f"array(s) {', '.join(map(repr, unknown))} name no input or output node of {spec.model} "
+                        f"(inputs: {', '.join(spec.inputs) or 'none'}; outputs: {', '.join(spec.outputs) or 'none'})",
+                        where=str(path))
+    return inputs, targets
+
+
+def _in_file(path: PathLike, exc: DataError) -> DataError:
+    """`exc` with the data file it came from in front."""
+    return DataError(str(exc), where=str(path))
+
+
+def checked_inputs(program: Any, path: PathLike) -> Tuple[Arrays, Arrays]:
+    """(inputs, targets found too) from a data file for `mdfbridge run`, the inputs checked against the Program
+    (shapes, trial counts, NaN) with errors naming the file."""
+    from .importers.reference import runner_for
+
+    spec = spec_of_program(program)
+    inputs, targets = split_arrays(read_arrays(path, spec, role="inputs"), spec, path)
+    try:
+        runner_for(program).prepare_inputs(inputs)
+    except DataError as exc:
+        raise _in_file(path, exc) from exc
+    return inputs, targets
+
+
+def checked_training_data(program: Any, data: PathLike, targets_path: Optional[PathLike] = None
+                          ) -> Tuple[Arrays, Arrays]:
+    """(inputs, targets) for training, from `data` (inputs, and targets unless `targets_path` holds them), checked
+    against the Program (shapes, trials, NaN, every input and output) with errors naming the file at fault."""
+    from .learning import prepare_data
+
+    spec = spec_of_program(program)
+    inputs, targets = split_arrays(read_arrays(data, spec, role="inputs"), spec, data)
+    if targets_path is not None:
+        extra_inputs, more = split_arrays(read_arrays(targets_path, spec, role="targets"), spec, targets_path)
+        clash = sorted(set(more) & set(targets)) or sorted(extra_inputs)
+        if clash:
+            held = "targets for" if set(more) & set(targets) else "inputs"
+            raise DataError(f"holds {held} {', '.join(map(repr, clash))}, which {data} holds too; give each array "
+                            "once", where=str(targets_path))
+        targets.update(more)
+    elif not targets and Path(data).suffix.lower() == ".npy":
+        raise DataError(f"holds the inputs only; give the targets with --targets TARGETS.npy (output node "
+                        f"{', '.join(map(repr, spec.outputs))}), or use an .npz/.csv holding both", where=str(data))
+    try:
+        prepare_data(program, inputs, {})
+    except DataError as exc:
+        if "no targets given" not in str(exc):  # the inputs' checks come first
+            raise _in_file(data, exc) from exc
+    if not targets:
+        raise DataError(f"holds no targets; expected an array for output node(s) {', '.join(spec.outputs)} "
+                        f"({'columns' if Path(data).suffix.lower() == '.csv' else 'arrays'} named by output node "
+                        "id), or --targets FILE", where=str(data))
+    try:
+        prepare_data(program, inputs, targets)
+    except DataError as exc:
+        raise _in_file(targets_path or data, exc) from exc
+    return inputs, targets
+
+
+# ------------------------------------------------------------------------------------------------ templates
+
+@dataclass
+class WrittenArray:
+    """One array a template file holds: its file, name, shape, and what it is for."""
+
+    path: Path
+    name: str
+    shape: Tuple[int, ...]
+    role: str  # 'input' or 'target'
+
+
+def template_arrays(spec: DataSpec, trials: int = 4, *, zeros: bool = False, seed: int = 0,
+                    time_steps: int = 5) -> Tuple[Arrays, Arrays]:
+    """(inputs, targets) of the shapes the model takes: (trials, *shape), (trials, time_steps, *shape) for a
+    sequence model. zeros: all zeros (default False: uniform in [0, 1) rounded to 4 decimals, from
+    numpy.random.default_rng(seed)); trials: default 4; seed: default 0; time_steps: default 5."""
+    if trials < 1 or time_steps < 1:
+        raise DataError(f"trials and time steps must be >= 1, got {trials} and {time_steps}")
+    unknown = [k for k, s in {**spec.inputs, **spec.outputs}.items() if s is None]
+    if unknown:
+        raise DataError(f"the shape of {', '.join(map(repr, unknown))} is not known in {spec.model}; "
+                        "cannot write a template")
+    rng = np.random.default_rng(seed)
+    lead = (trials, time_steps) if spec.sequence else (trials,)
+
+    def make(shape: Tuple[int, ...]) -> np.ndarray:
+        return np.zeros(lead + shape) if zeros else np.round(rng.random(lead + shape), 4)
+    return ({k: make(tuple(s or ())) for k, s in spec.inputs.items()},
+            {k: make(tuple(s or ())) for k, s in spec.outputs.items()})
+
+
+def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **cast(Dict[str, Any], dict(arrays)))  # numpy's stub would match a key to allow_pickle: bool
+    return buf.getvalue()
+
+
+def _csv_text(arrays: Mapping[str, np.ndarray], spec: DataSpec) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    header: List[str] = []
+    for name in arrays:
+        header += column_names(name, _node_shape(spec, name))
+    writer.writerow(header)
+    flat = np.concatenate([a.reshape(len(a), -1) for a in arrays.values()], axis=1)
+    for row in flat:
+        writer.writerow([repr(float(v)) for v in row])
+    return buf.getvalue()
+
+
+def template_paths(out: PathLike, fmt: str, split: bool) -> Tuple[Path, Path]:
+    """(inputs file, targets file) of a template written to `out`: the same file unless `split` (an .npy pair, or a
+    node that is both an input and an output): then `<out stem>.inputs.<fmt>` and `<out stem>.targets.<fmt>`."""
+    out = Path(out)
+    if not split:
+        return out, out
+    base = out.with_suffix("") if out.suffix.lower() == f".{fmt}" else out
+    return base.with_name(f"{base.name}.inputs.{fmt}"), base.with_name(f"{base.name}.targets.{fmt}")
+
+
+def write_template(spec: DataSpec, out: PathLike, fmt: str = "npz", **options: Any) -> List[WrittenArray]:
+    """Write example data for the model to `out` in `fmt` ('npz', default; 'csv'; 'npy': an inputs/targets pair,
+    one-input one-output models only); options as `template_arrays` takes them. Returns what was written."""
+    from .document import atomic_write_bytes
+
+    if fmt not in TEMPLATE_FORMATS:
+        raise DataError(f"unknown data format '{fmt}'; formats: {', '.join(TEMPLATE_FORMATS)}")
+    if not Path(out).resolve().parent.is_dir():
+        raise DataError(f"directory {Path(out).parent} does not exist", where=str(out))
+    inputs, targets = template_arrays(spec, **options)
+    if fmt == "npy" and (len(inputs) != 1 or len(targets) != 1):
+        raise DataError(f"an .npy pair holds one input and one output, but {spec.model} has inputs "
+                        f"{', '.join(inputs) or 'none'} and outputs {', '.join(targets) or 'none'}; use npz or csv")
+    split = fmt == "npy" or bool(set(inputs) & set(targets))
+    in_path, target_path = template_paths(out, fmt, split)
+    files: Dict[Path, Dict[str, np.ndarray]] = {}
+    files.setdefault(in_path, {}).update(inputs)
+    files.setdefault(target_path, {}).update(targets)
+    if fmt == "csv" and spec.sequence:
+        raise DataError(f"{spec.model} takes (trials, time steps, ...) arrays; a csv file cannot hold them: use npz")
+    for path, arrays in files.items():
+        if fmt == "npy":
+            buf = io.BytesIO()
+            np.save(buf, next(iter(arrays.values())))
+            payload = buf.getvalue()
+        elif fmt == "csv":
+            payload = _csv_text(arrays, spec).encode("utf-8")
+        else:
+            payload = _npz_bytes(arrays)
+        atomic_write_bytes(path, payload)
+        log.info("wrote %s", path)
+    return ([WrittenArray(in_path, k, v.shape, "input") for k, v in inputs.items()]
+            + [WrittenArray(target_path, k, v.shape, "target") for k, v in targets.items()])
+
+
+def default_template_path(model: PathLike, fmt: str) -> Path:
+    """`<model stem>.template.<fmt>` next to the model (see `output_path`)."""
+    return output_path(model, "template", fmt)
+
+
+_MDF_DOUBLE = (".mdf.json", ".mdf.yaml", ".mdf.yml")
+
+
+def split_name(path: PathLike) -> Tuple[str, str]:
+    """(stem, extension without the dot) of a file, `.mdf.json`/`.mdf.yaml`/`.mdf.yml` counting as one extension:
+    'xor.mdf.json' -> ('xor', 'mdf.json'), 'model.json' -> ('model', 'json')."""
+    name = Path(path).name
+    for ext in _MDF_DOUBLE:
+        if name.lower().endswith(ext) and len(name) > len(ext):
+            return name[:-len(ext)], ext[1:]
+    p = Path(name)
+    return (p.stem, p.suffix[1:]) if p.suffix else (name, "")
+
+
+def output_path(source: PathLike, tag: Optional[str], ext: Optional[str] = None,
+                directory: Optional[PathLike] = None) -> Path:
+    """`<stem>.<tag>.<ext>` beside `source` (or in `directory`): tag None leaves it out, ext None keeps the
+    source's. E.g. ('xor.mdf.json', 'trained') -> 'xor.trained.mdf.json', ('xor.mdf.json', None, 'png') ->
+    'xor.png', ('xor.mdf.json', 'loss', 'png') -> 'xor.loss.png'."""
+    stem, own = split_name(source)
+    ext = own if ext is None else ext
+    parts = [stem] + ([tag] if tag else []) + ([ext] if ext else [])
+    return Path(directory if directory is not None else Path(source).parent) / ".".join(parts)
+
+
+def describe(written: Sequence[WrittenArray]) -> List[str]:
+    """Lines saying what a template holds, file by file."""
+    lines = []
+    for path in dict.fromkeys(w.path for w in written):
+        lines.append(f"wrote {path}:")
+        for w in (w for w in written if w.path == path):
+            what = "input node" if w.role == "input" else "targets for output node"
+            lines.append(f"  {w.name}: shape {w.shape} ({what} '{w.name}')")
+    return lines

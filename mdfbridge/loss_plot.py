@@ -1,0 +1,57 @@
+"""The training loss plot `mdfbridge train --plot` writes: every minibatch's loss as a light line, each epoch's mean
+as a bold line over it, the x axis in epochs (matplotlib's Agg canvas; no display, no pyplot state)."""
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+LOG_DECADES = 2.0  # a y range spanning more decades than this is drawn on a log axis
+
+
+def loss_figure(losses: Sequence[float], epoch_losses: Sequence[float], *, model: str = "model",
+                optimizer: str = "?", learning_rate: Optional[float] = None, loss: str = "?",
+                minibatch_size: Optional[int] = None, stopped_early: bool = False) -> Any:
+    """A matplotlib Figure of a training run.
+
+    losses: each minibatch's loss, in order; epoch_losses: each epoch's loss (the mean of its minibatches' losses,
+    as `mdfbridge.learning.LearnResult.epoch_losses` holds them). Minibatch k (0-based) of E epochs of n
+    minibatches sits at x = (k + 1) / n, epoch e (1-based) at x = e. The y axis is logarithmic when every loss is
+    > 0 and max / min exceeds 10**LOG_DECADES. The title names the model, optimizer, learning rate, loss,
+    minibatch size and epochs (the keyword arguments; defaults '?' / None print as '?').
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    epochs = len(epoch_losses)
+    per_epoch = len(losses) / epochs if epochs else 1.0
+    xs = [(k + 1) / per_epoch for k in range(len(losses))]
+    ax.plot(xs, list(losses), color="tab:blue", alpha=0.3, linewidth=0.8, label="minibatch loss")
+    ax.plot(range(1, epochs + 1), list(epoch_losses), color="tab:blue", linewidth=2.2, label="epoch mean")
+    values = [v for v in list(losses) + list(epoch_losses) if math.isfinite(v)]
+    if values and min(values) > 0 and math.log10(max(values) / min(values)) > LOG_DECADES:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"loss ({loss})")
+    ax.set_xlim(0, max(epochs, 1))
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper right")
+    lr = "?" if learning_rate is None else f"{learning_rate:g}"
+    mb = "?" if minibatch_size is None else str(minibatch_size)
+    ax.set_title(f"{model}: {optimizer}, lr {lr}, {loss} loss, minibatch {mb}, {epochs} epoch"
+                 f"{'s' if epochs != 1 else ''}{' (stopped early)' if stopped_early else ''}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def save_loss_plot(fig: Any, path: Union[str, Path]) -> None:
+    """Write the figure as a PNG (atomically: a failed write leaves no partial file)."""
+    from .document import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    atomic_write_bytes(Path(path), buf.getvalue())
