@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from ..errors import UnsupportedError
-from ..gru import BIAS_NAMES, WEIGHT_NAMES, gates_to_onnx
+from ..gru import BIAS_NAMES, TORCH_LAYOUT_ARGS, WEIGHT_NAMES, gates_to_onnx, torch_to_gates
 from ..program import Op, TensorRef
 from .onnx_graph import TIME, Const, OnnxGraphBuilder, Operand, Val
 
@@ -35,6 +35,16 @@ def _weight(b: OnnxGraphBuilder, op: Op, name: str) -> Optional[Val]:
     return None if v is None else b.as_val(v)
 
 
+def _weight_array(b: OnnxGraphBuilder, op: Op, name: str) -> Optional[np.ndarray]:
+    """A torch-layout weight's value (a parameter), None when absent; refused when computed by the graph."""
+    v = op.args.get(name)
+    if v is None:
+        return None
+    if not isinstance(v, TensorRef) or v.name not in b.program.params:
+        raise UnsupportedError(f"GRU weight {name} is computed; ONNX export needs parameters", where=b.where)
+    return np.asarray(b.program.params[v.name].value, dtype=float)
+
+
 def _weights(b: OnnxGraphBuilder, op: Op) -> Tuple[Val, Val, Optional[Val], int]:
     """(W, R, B or None, hidden size) in ONNX's layout."""
     if op.args.get("weight_layout", "gates") == "onnx":
@@ -42,7 +52,10 @@ def _weights(b: OnnxGraphBuilder, op: Op) -> Tuple[Val, Val, Optional[Val], int]
         assert W is not None and R is not None  # the GRU record requires them
         return W, R, B, int(R.shape[-1])
     gates = {}
-    for g in WEIGHT_NAMES + BIAS_NAMES:
+    if op.args.get("weight_layout", "gates") == "torch":
+        gates = torch_to_gates({f"{k}_l0": v for k in TORCH_LAYOUT_ARGS
+                                if (v := _weight_array(b, op, k)) is not None})
+    for g in () if gates else WEIGHT_NAMES + BIAS_NAMES:
         v = op.args.get(g)
         if isinstance(v, TensorRef):
             if v.name not in b.program.params:

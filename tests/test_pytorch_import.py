@@ -398,15 +398,6 @@ class Conv(nn.Module):
         return self.fc(self.features(x).mean((2, 3)))
 
 
-class LSTMNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.rnn = nn.LSTM(3, 4, batch_first=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.rnn(x)[0]
-
-
 class GRUVariant(nn.Module):
     def __init__(self, use_hn: bool = False, **kw) -> None:
         super().__init__()
@@ -438,16 +429,12 @@ class Shared(nn.Module):
 
 @pytest.mark.parametrize("module,shape,expected", [
     (Conv(), (2, 1, 5, 5), r"features\.0 \(Conv2d\)"),
-    (LSTMNet(), (2, 5, 3), r"rnn \(LSTM\)"),
     (GRUVariant(bidirectional=True), (2, 5, 3), r"gru \(GRU\).*bidirectional=True"),
-    (GRUVariant(batch_first=False), (5, 2, 3), r"gru \(GRU\).*batch_first=False"),
-    (GRUVariant(num_layers=2), (2, 5, 3), r"num_layers=2"),
-    (GRUVariant(use_hn=True), (2, 5, 3), r"h_n"),
     (Gelu(), (2, 3), r"gelu.*module path 'block'|module path 'block'.*gelu|gelu"),
     (nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.5)), (2, 3), r"module\.eval\(\)"),
     (nn.Sequential(nn.Linear(3, 3), nn.Softmax(dim=0)), (2, 3), r"dim=0"),
     (Shared(), (2, 3), r"fc\.weight.*more than once"),
-], ids=["conv2d", "lstm", "bidirectional_gru", "gru_not_batch_first", "gru_2_layers", "gru_h_n", "gelu",
+], ids=["conv2d", "bidirectional_gru", "gelu",
         "dropout_training", "softmax_dim0", "shared_weights"])
 def test_unsupported_modules_raise_naming_the_module(module, shape, expected):
     with pytest.raises(UnsupportedError, match=expected):

@@ -52,6 +52,9 @@ def program_state_dict(program: Union[Program, Mapping[str, Any]], dtype: Option
             if meta.get("transpose"):
                 value = value.T
             state[meta["torch_key"]] = value.reshape(meta.get("torch_shape", value.shape))
+        torch_params = meta.get("torch_params") or {}  # recurrent layers: parameter id -> state_dict key
+        if pid in torch_params:
+            state[torch_params[pid]] = value
         gru = meta.get("gru") or {}
         if "torch_key" in gru and pid != "initial_h":
             grus.setdefault(gru["torch_key"], {})[pid] = value
