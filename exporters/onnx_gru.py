@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import numpy as np
+from onnx import helper
 
 from ..errors import UnsupportedError
 from ..gru import BIAS_NAMES, TORCH_LAYOUT_ARGS, WEIGHT_NAMES, gates_to_onnx, torch_to_gates
@@ -69,15 +70,23 @@ def _weights(b: OnnxGraphBuilder, op: Op) -> Tuple[Val, Val, Optional[Val], int]
 
 
 def _gru(b: OnnxGraphBuilder, x_tni: Val, W: Val, R: Val, B: Optional[Val], h_1nh: Optional[Val], hidden: int,
-         shape: Tuple[int, ...]) -> Val:
-    """The one ONNX GRU node (first output Y)."""
-    return b.emit("GRU", [x_tni, W, R, B, None, h_1nh], shape=shape, batched=False, hidden_size=int(hidden),
-                  linear_before_reset=1)
+         shape: Tuple[int, ...], last: bool = False) -> Val:
+    """The one ONNX GRU node: its output Y, or Y_h when `last` (then `shape` is Y_h's)."""
+    if not last:
+        return b.emit("GRU", [x_tni, W, R, B, None, h_1nh], shape=shape, batched=False, hidden_size=int(hidden),
+                      linear_before_reset=1)
+    name = b.fresh(f"{b.node_context or 'graph'}/GRU_Y_h")
+    ins = ["" if v is None else v.name for v in (x_tni, W, R, B, None, h_1nh)]
+    while ins and ins[-1] == "":
+        ins.pop()
+    b.nodes.append(helper.make_node("GRU", ins, ["", name], name=name, hidden_size=int(hidden), linear_before_reset=1))
+    return Val(name, False, tuple(int(d) for d in shape))
 
 
 def gru_node(b: OnnxGraphBuilder, x_btI: Val, W: Val, R: Val, B: Optional[Val], h0: Optional[Operand],
-             hidden: int) -> Val:
-    """ONNX GRU on batch-first x (per trial (T, I)) from h0 (H,); returns batch-first Y (per trial (T, H))."""
+             hidden: int, last: bool = False) -> Val:
+    """ONNX GRU on batch-first x (per trial (T, I)) from h0 (H,); returns batch-first Y (per trial (T, H)), or
+    Y_h (per trial (H,)) when `last`."""
     I = x_btI.shape[-1]
     x_tbi = b.emit("Transpose", [x_btI], shape=(DYN, DYN, I), batched=False, perm=[1, 0, 2])
     if h0 is None:
@@ -90,20 +99,24 @@ def gru_node(b: OnnxGraphBuilder, x_btI: Val, W: Val, R: Val, B: Optional[Val], 
     else:
         h_bh = b.expand_to_batch(b.as_val(h0))  # (B, H)
         h_1bh = b.emit("Unsqueeze", [h_bh, b.int64s([0])], shape=(1, DYN, hidden), batched=False)
+    if last:
+        y_h = _gru(b, x_tbi, W, R, B, h_1bh, hidden, (1, DYN, hidden), last=True)
+        return b.emit("Squeeze", [y_h, b.int64s([0])], shape=(hidden,), batched=True)
     y = _gru(b, x_tbi, W, R, B, h_1bh, hidden, (DYN, 1, DYN, hidden))
     y_tbh = b.emit("Squeeze", [y, b.int64s([1])], shape=(DYN, DYN, hidden), batched=False)
     return b.emit("Transpose", [y_tbh], shape=(x_btI.shape[0], hidden), batched=True, perm=[1, 0, 2])
 
 
 def onnx_axes_node(b: OnnxGraphBuilder, x: Val, W: Val, R: Val, B: Optional[Val], h0: Optional[Operand],
-                   hidden: int) -> Val:
-    """ONNX GRU with ONNX's axes: x per trial (T, N, I), h0 = initial_h (1, N, H); returns Y per trial (T, 1, N, H)."""
+                   hidden: int, last: bool = False) -> Val:
+    """ONNX GRU with ONNX's axes: x per trial (T, N, I), h0 = initial_h (1, N, H); returns Y per trial (T, 1, N, H),
+    or Y_h (1, N, H) when `last`."""
     if x.rank != 3:
         raise UnsupportedError(f"onnx::GRU input X has per-trial shape {x.shape}, not (T, N, I)", where=b.where)
     T, N, I = x.shape
     if not x.batched:  # one sequence for every trial: the ONNX node as it is
         h = None if h0 is None else b.as_val(h0)
-        return _gru(b, x, W, R, B, h, hidden, (T, 1, N, hidden))
+        return _gru(b, x, W, R, B, h, hidden, (1, N, hidden) if last else (T, 1, N, hidden), last)
     x_tbni = b.emit("Transpose", [x], shape=(DYN, DYN, N, I), batched=False, perm=[1, 0, 2, 3])
     x_t_bn_i = b.emit("Reshape", [x_tbni, b.int64s([0, -1, I])], shape=(DYN, DYN, I), batched=False)
     h = None
@@ -111,6 +124,10 @@ def onnx_axes_node(b: OnnxGraphBuilder, x: Val, W: Val, R: Val, B: Optional[Val]
         h_b1nh = b.expand_to_batch(b.as_val(h0))
         h_1bnh = b.emit("Transpose", [h_b1nh], shape=(1, DYN, N, hidden), batched=False, perm=[1, 0, 2, 3])
         h = b.emit("Reshape", [h_1bnh, b.int64s([1, -1, hidden])], shape=(1, DYN, hidden), batched=False)
+    if last:
+        y_h = _gru(b, x_t_bn_i, W, R, B, h, hidden, (1, DYN, hidden), last=True)
+        y_h4 = b.emit("Reshape", [y_h, b.int64s([1, -1, N, hidden])], shape=(1, DYN, N, hidden), batched=False)
+        return b.emit("Transpose", [y_h4], shape=(1, N, hidden), batched=True, perm=[1, 0, 2, 3])
     y = _gru(b, x_t_bn_i, W, R, B, h, hidden, (DYN, 1, DYN, hidden))
     y_t1bnh = b.emit("Reshape", [y, b.int64s([0, 1, -1, N, hidden])], shape=(DYN, 1, DYN, N, hidden),
                      batched=False)
@@ -123,6 +140,7 @@ def export_gru(b: OnnxGraphBuilder, op: Op) -> Operand:
     x_arg = b.arg(op, "X")
     assert x_arg is not None  # the GRU record requires X
     x = b.as_val(x_arg)
+    last = op.args.get("output", "Y") == "Y_h"
     if op.args.get("axes", "trial") == "onnx":
-        return onnx_axes_node(b, x, W, R, B, b.arg(op, "h0"), hidden)
-    return gru_node(b, x, W, R, B, _h0(b, op), hidden)
+        return onnx_axes_node(b, x, W, R, B, b.arg(op, "h0"), hidden, last)
+    return gru_node(b, x, W, R, B, _h0(b, op), hidden, last)

@@ -119,9 +119,11 @@ AXES = ("trial", "onnx")
 ONNX_GRU_ATTRS = ("hidden_size", "linear_before_reset", "direction", "layout", "activations", "clip",
                   "activation_alpha", "activation_beta")
 GRU_ARGS = ("X", "h0") + WEIGHT_NAMES + BIAS_NAMES + ("W", "R", "B", "sequence_lens") + TORCH_LAYOUT_ARGS
-GRU_ATTRS = ("weight_layout", "axes") + ONNX_GRU_ATTRS
+GRU_ATTRS = ("weight_layout", "axes", "output") + ONNX_GRU_ATTRS
+GRU_OUTPUTS = ("Y", "Y_h")
 GRU_DEFAULTS: Dict[str, Any] = {**{k: None for k in GRU_ARGS[1:]}, "weight_layout": "gates", "axes": "trial",
-                                "hidden_size": None, "linear_before_reset": 1, "direction": "forward", "layout": 0,
+                                "output": "Y", "hidden_size": None, "linear_before_reset": 1, "direction": "forward",
+                                "layout": 0,
                                 "activations": None, "clip": None, "activation_alpha": None,
                                 "activation_beta": None}
 GRU_DESCRIPTION = (
@@ -131,6 +133,7 @@ GRU_DESCRIPTION = (
     "gate order z, r, h; 'torch': torch.nn.GRU's weight_ih (3H, I), weight_hh (3H, H), optional bias_ih, bias_hh "
     "(3H) (rows r, z, n). axes 'trial': X (T, I) per trial from h0 (H,), value (T, H); 'onnx' (the onnx::GRU alias): "
     "ONNX's X (T, N, I) from h0 = initial_h (1, N, H) (zeros when absent), value Y (T, 1, N, H). The ONNX attributes "
+    "output picks the value: Y (the sequence) or Y_h (the last hidden state: (H,), or (1, N, H)). The ONNX attributes "
     "must have the values of torch's GRU (linear_before_reset 1, forward, layout 0, default activations, no clip); "
     "sequence_lens is not supported.")
 
@@ -144,9 +147,23 @@ def _weights(weight_layout: str, weights: Mapping[str, Any]) -> Dict[str, Any]:
     return {k: weights.get(k) for k in WEIGHT_NAMES + BIAS_NAMES}
 
 
-def gru_op_numpy(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str = "trial",
+def _last(Y: Any, axes: str, output: str) -> Any:
+    """The value `output` picks from a GRU's Y: Y itself, or Y_h (its last time step)."""
+    if output not in GRU_OUTPUTS:
+        raise UnsupportedError(f"GRU output {output!r}; one of {', '.join(GRU_OUTPUTS)}")
+    if output == "Y":
+        return Y
+    return Y[..., -1, :, :, :] if axes == "onnx" else Y[..., -1, :]
+
+
+def gru_op_numpy(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str = "trial", output: str = "Y",
                  sequence_lens: Any = None, **weights: Any) -> np.ndarray:
     """The GRU op in numpy (see GRU_DESCRIPTION); X may carry a leading batch axis (trials)."""
+    return _last(_gru_op_numpy(X, h0, weight_layout, axes, sequence_lens, **weights), axes, output)
+
+
+def _gru_op_numpy(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str = "trial",
+                  sequence_lens: Any = None, **weights: Any) -> np.ndarray:
     if sequence_lens is not None:
         raise UnsupportedError("GRU sequence_lens is not supported")
     gates = _weights(weight_layout, weights)
@@ -172,10 +189,15 @@ def onnx_to_torch(W: Any, R: Any, B: Any = None) -> Dict[str, Any]:
     return p
 
 
-def gru_op_torch(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str = "trial",
+def gru_op_torch(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str = "trial", output: str = "Y",
                  sequence_lens: Any = None, **weights: Any) -> Any:
     """The GRU op in torch (see GRU_DESCRIPTION) on a batch: X (B, T, I), or (B, T, N, I) / (T, N, I) for 'onnx'
     axes."""
+    return _last(_gru_op_torch(X, h0, weight_layout, axes, sequence_lens, **weights), axes, output)
+
+
+def _gru_op_torch(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str = "trial",
+                  sequence_lens: Any = None, **weights: Any) -> Any:
     import torch
 
     if sequence_lens is not None:
@@ -253,7 +275,8 @@ def validate_gru(node: str, args: Mapping[str, Any], params: Mapping[str, Any]) 
 
     layout, axes = args.get("weight_layout", "gates"), args.get("axes", "trial")
     fn = "onnx::GRU" if axes == "onnx" else "GRU"  # the onnx::GRU alias is the one call with ONNX's axes
-    for attr, value_, allowed in (("weight_layout", layout, WEIGHT_LAYOUTS), ("axes", axes, AXES)):
+    for attr, value_, allowed in (("weight_layout", layout, WEIGHT_LAYOUTS), ("axes", axes, AXES),
+                                  ("output", args.get("output", "Y"), GRU_OUTPUTS)):
         if value_ not in allowed:
             raise UnsupportedError(f"{fn} attribute {attr}: {value_!r} (one of {', '.join(allowed)})",
                                    where=f"node '{node}'")

@@ -266,3 +266,95 @@ class BatchIndex(nn.Module):
 def test_unsupported_recurrent_settings_raise_one_clear_error(module, shape, pattern):
     with pytest.raises(UnsupportedError, match=pattern):
         module_to_mdf(module.double(), (torch.randn(*shape, dtype=torch.float64),))
+
+
+# ------------------------------------------------------------------------------------------- ONNX files read back
+
+def _read_back(model: Any, inputs: Dict[str, np.ndarray]) -> Dict[str, Any]:
+    from mdfbridge.importers.onnx import onnx_to_mdf
+
+    return onnx_to_mdf(model, batch_axis=False, input_shapes={k: v.shape for k, v in inputs.items()})
+
+
+@pytest.mark.parametrize("name", ["gru", "rnn_tanh", "lstm"])
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_exported_onnx_file_reads_back_equal(name, batch_first, tmp_path):
+    from mdfbridge.exporters.onnx import program_to_onnx, save_onnx
+
+    module = make_layer(name, batch_first, 2, seed=6)
+    x = data(batch_first, 3, seed=8)
+    doc = module_to_mdf(module, (x,))
+    save_onnx(program_to_onnx(lower(doc), dtype="float64"), tmp_path / "m.onnx")
+    inputs = mdf_inputs(doc, (x,))
+    back = lower(_read_back(str(tmp_path / "m.onnx"), inputs))  # one trial: the whole batch
+    ref = run_program(back, {k: v[None] for k, v in inputs.items()})
+    on_torch = get_backend("torch").prepare(back).run({k: v[None] for k, v in inputs.items()})
+    for k, v in expected(doc, module, (x,)).items():
+        np.testing.assert_allclose(ref[k][0], v, rtol=0, atol=TOL64, err_msg=k)
+        np.testing.assert_allclose(np.asarray(on_torch[k], dtype=float)[0], v, rtol=0, atol=TOL64, err_msg=k)
+
+
+def _onnx_model(op_type: str, gates: int, outputs: Tuple[str, ...], states: int, **attrs: Any) -> Any:
+    """An ONNX model of one op_type node: X (T, N, I) and initial states as graph inputs, random W, R, B."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    T, N = 5, 2
+    rng = np.random.default_rng(gates)
+    inits = [numpy_helper.from_array(rng.uniform(-0.6, 0.6, s).astype(np.float32), k) for k, s in
+             (("W", (1, gates * H_SIZE, I_SIZE)), ("R", (1, gates * H_SIZE, H_SIZE)), ("B", (1, 2 * gates * H_SIZE)))]
+    state_names = ["initial_h", "initial_c"][:states]
+    ins = [helper.make_tensor_value_info("X", TensorProto.FLOAT, [T, N, I_SIZE])] + [
+        helper.make_tensor_value_info(s, TensorProto.FLOAT, [1, N, H_SIZE]) for s in state_names]
+    node = helper.make_node(op_type, ["X", "W", "R", "B", ""] + state_names, list(outputs), hidden_size=H_SIZE,
+                            **attrs)
+    outs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs if o]
+    return helper.make_model(helper.make_graph([node], "g", ins, outs, inits),
+                             opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("op_type,gates,outputs,states,attrs", [
+    ("LSTM", 4, ("Y", "Y_h", "Y_c"), 2, {}),
+    ("LSTM", 4, ("", "Y_h"), 1, {}),
+    ("RNN", 1, ("Y", "Y_h"), 1, {}),
+    ("GRU", 3, ("Y", "Y_h"), 1, {"linear_before_reset": 1}),
+], ids=["lstm_all_outputs", "lstm_y_h_only", "rnn", "gru"])
+def test_onnx_recurrent_nodes_read_equal_onnxruntime(op_type, gates, outputs, states, attrs):
+    import onnxruntime as ort
+
+    model = _onnx_model(op_type, gates, outputs, states, **attrs)
+    rng = np.random.default_rng(3)
+    feeds = {i.name: rng.normal(size=[d.dim_value for d in i.type.tensor_type.shape.dim]).astype(np.float32)
+             for i in model.graph.input}
+    want = ort.InferenceSession(model.SerializeToString()).run(None, feeds)
+    doc = _read_back(model, feeds)
+    prog = lower(doc)
+    ours = run_program(prog, {k: v[None].astype(float) for k, v in feeds.items()})
+    on_torch = get_backend("torch").prepare(prog).run({k: v[None].astype(float) for k, v in feeds.items()})
+    named = [o for o in outputs if o]
+    assert sorted(prog.outputs) == sorted(named)
+    for o, w in zip(named, want):
+        np.testing.assert_allclose(ours[o][0], w, rtol=0, atol=TOL32, err_msg=o)
+        np.testing.assert_allclose(np.asarray(on_torch[o], dtype=float)[0], w, rtol=0, atol=TOL32, err_msg=o)
+    # W, R, B are learnable parameters of the read document
+    (node,) = [n for n in next(iter(next(iter(doc.values()))["graphs"].values()))["nodes"].values()
+               if (n.get("metadata") or {}).get("mdfbridge", {}).get("role") == "onnx"]
+    assert len(node["metadata"]["mdfbridge"]["learnable_parameters"]) == 3
+
+
+@pytest.mark.parametrize("op_type,gates,attrs,pattern", [
+    ("GRU", 3, {}, r"linear_before_reset: 0 is not supported"),
+    ("LSTM", 4, {"direction": "bidirectional"}, r"direction"),
+    ("RNN", 1, {"clip": 1.0}, r"clip"),
+], ids=["gru_linear_before_reset_0", "lstm_bidirectional", "rnn_clip"])
+def test_onnx_recurrent_settings_the_ops_lack_are_refused(op_type, gates, attrs, pattern):
+    model = _onnx_model(op_type, gates, ("Y",), 1, **attrs)
+    feeds = {"X": np.zeros((5, 2, I_SIZE)), "initial_h": np.zeros((1, 2, H_SIZE))}
+    with pytest.raises(UnsupportedError, match=pattern):
+        lower(_read_back(model, feeds))
+
+
+def test_onnx_recurrent_node_with_batch_axis_is_refused():
+    from mdfbridge.importers.onnx import onnx_to_mdf
+
+    with pytest.raises(UnsupportedError, match="batch_axis=False"):
+        onnx_to_mdf(_onnx_model("LSTM", 4, ("Y",), 0))

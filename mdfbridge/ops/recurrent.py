@@ -22,7 +22,8 @@ from ..lazy_function import LazyFunction
 from ..rnn import ONNX_WEIGHTS, TORCH_WEIGHTS, Cell, Nonlinearity, op_numpy, op_torch, register_cell
 from ..rnn import shape as recurrent_shape
 from ..rnn import validate as validate_recurrent
-from .base import Alias, OpDef, only_x, register
+from . import from_onnx
+from .base import Alias, OnnxImport, OpDef, only_x, register
 
 ONNX_ACTIVATIONS = ("Sigmoid", "Tanh")  # ONNX GRU's `activations` (f, g) the op computes: ONNX's default, torch's
 
@@ -32,7 +33,8 @@ def _gru_shape(a: Mapping[str, Any]) -> Tuple[int, ...]:
     layout = a.get("weight_layout")
     hidden = a["R"][-1] if layout == "onnx" else a["weight_hh"][-1] if layout == "torch" else a["wts_hr"][0]
     x = tuple(a["X"])
-    return (x[0], 1) + x[1:-1] + (hidden,) if a.get("axes") == "onnx" else x[:-1] + (hidden,)
+    y = (x[0], 1) + x[1:-1] + (hidden,) if a.get("axes") == "onnx" else x[:-1] + (hidden,)
+    return y if a.get("output", "Y") == "Y" else y[1:]
 
 
 def _gru_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
@@ -48,6 +50,7 @@ register(OpDef("GRU", GRU_ARGS, gru_op_numpy, gru_op_torch, defaults=GRU_DEFAULT
                aliases=(Alias("onnx::GRU", {"initial_h": "h0"},
                               {"weight_layout": "onnx", "axes": "onnx", "linear_before_reset": 0}),),
                validate=validate_gru,
+               onnx_import=(OnnxImport("GRU", 7, None, from_onnx.recurrent("onnx::GRU", ("Y", "Y_h")), (1, 2, 3)),),
                onnx_export=LazyFunction("mdfbridge.exporters.onnx_gru", "export_gru"),
                torch_module=LazyFunction("mdfbridge.importers.torch_gru", "gru_torch_module")))
 
@@ -130,6 +133,7 @@ register(OpDef("RNN", _recurrent_args("RNN"), rnn_numpy, rnn_torch, defaults=_re
                shape=lambda a: recurrent_shape(RNN_CELL, a),
                aliases=(Alias("onnx::RNN", {"initial_h": "h0"}, {"weight_layout": "onnx", "axes": "onnx"}),),
                validate=lambda node, args, params: validate_recurrent(RNN_CELL, node, args, params),
+               onnx_import=(OnnxImport("RNN", 7, None, from_onnx.recurrent("onnx::RNN", RNN_CELL.outputs), (1, 2, 3)),),
                onnx_export=LazyFunction("mdfbridge.exporters.onnx_rnn", "export_rnn")))
 
 register(OpDef("LSTM", _recurrent_args("LSTM"), lstm_numpy, lstm_torch, defaults=_recurrent_defaults("LSTM"),
@@ -143,4 +147,6 @@ register(OpDef("LSTM", _recurrent_args("LSTM"), lstm_numpy, lstm_torch, defaults
                aliases=(Alias("onnx::LSTM", {"initial_h": "h0", "initial_c": "c0"},
                               {"weight_layout": "onnx", "axes": "onnx"}),),
                validate=lambda node, args, params: validate_recurrent(LSTM_CELL, node, args, params),
+               onnx_import=(OnnxImport("LSTM", 7, None, from_onnx.recurrent("onnx::LSTM", LSTM_CELL.outputs),
+                                       (1, 2, 3)),),
                onnx_export=LazyFunction("mdfbridge.exporters.onnx_rnn", "export_lstm")))
