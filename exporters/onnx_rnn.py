@@ -105,10 +105,22 @@ def _trial_axes(b: OnnxGraphBuilder, op: Op, x: Val, W: Val, R: Val, B: Optional
 def _onnx_axes(b: OnnxGraphBuilder, op: Op, x: Val, W: Val, R: Val, B: Optional[Val], hidden: int) -> Val:
     if x.rank != 3:
         raise UnsupportedError(f"onnx::{op.fn} input X has per-trial shape {x.shape}, not (T, N, I)", where=b.where)
+    has_cell = cell_of(op.fn).has_cell
+    states = [b.arg(op, a) for a in (("h0", "c0") if has_cell else ("h0",))]
+    if not op.args.get("layout"):
+        return _onnx_layout0(b, op, x, W, R, B, hidden, states)
+    # layout 1 (X (N, T, I), states (N, 1, H)): onnxruntime runs layout 0 only, so transpose around the node
+    x0 = b.transpose(x, [1, 0, 2])
+    states0: List[Optional[Operand]] = [None if s is None else b.transpose(b.as_val(s), [1, 0, 2]) for s in states]
+    out = _onnx_layout0(b, op, x0, W, R, B, hidden, states0)
+    return b.transpose(out, [2, 0, 1, 3] if op.args.get("output", "Y") == "Y" else [1, 0, 2])
+
+
+def _onnx_layout0(b: OnnxGraphBuilder, op: Op, x: Val, W: Val, R: Val, B: Optional[Val], hidden: int,
+                  states: List[Optional[Operand]]) -> Val:
     T, N, I = x.shape
     is_y = op.args.get("output", "Y") == "Y"
     has_cell = cell_of(op.fn).has_cell
-    states = [b.arg(op, a) for a in (("h0", "c0") if has_cell else ("h0",))]
     if not x.batched and not any(isinstance(s, Val) and s.batched for s in states):
         hc = [None if s is None else b.as_val(s) for s in states] + [None]
         return _node(b, op, x, W, R, B, hc[0], hc[1], hidden,

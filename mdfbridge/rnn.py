@@ -164,6 +164,11 @@ def op_numpy(cell: Cell, X: Any, h0: Any = None, c0: Any = None, weight_layout: 
     X = np.asarray(X, dtype=float)
     if axes != "onnx":
         return _pick(cell, output, *run_numpy(cell, X, h0, c0, p, nonlinearity))
+    if w.get("layout"):  # ONNX layout 1: X (..., N, T, I), initial_h (..., N, 1, H); Y (..., N, T, 1, H)
+        h = None if h0 is None else np.asarray(h0, dtype=float)[..., 0, :]
+        c = None if c0 is None else np.asarray(c0, dtype=float)[..., 0, :]
+        Y, hT, cT = run_numpy(cell, X, h, c, p, nonlinearity)
+        return _pick(cell, output, Y[..., None, :], hT[..., None, :], None if cT is None else cT[..., None, :])
     # (..., T, N, I) -> (..., N, T, I); initial_h (..., 1, N, H) -> (..., N, H)
     h = None if h0 is None else np.asarray(h0, dtype=float)[..., 0, :, :]
     c = None if c0 is None else np.asarray(c0, dtype=float)[..., 0, :, :]
@@ -212,6 +217,11 @@ def op_torch(cell: Cell, X: Any, h0: Any = None, c0: Any = None, weight_layout: 
     nonlinearity = _nonlinearity(cell, nonlinearity, w.get("activations"))
     if axes != "onnx":
         return _pick(cell, output, *run_torch(cell, X, h0, c0, p, nonlinearity))
+    if w.get("layout"):  # ONNX layout 1 (see op_numpy)
+        h = None if h0 is None else torch.as_tensor(h0, dtype=X.dtype)[..., 0, :]
+        c = None if c0 is None else torch.as_tensor(c0, dtype=X.dtype)[..., 0, :]
+        Y, hT, cT = run_torch(cell, X, h, c, p, nonlinearity)
+        return _pick(cell, output, Y.unsqueeze(-2), hT.unsqueeze(-2), None if cT is None else cT.unsqueeze(-2))
     h = None if h0 is None else torch.as_tensor(h0, dtype=X.dtype)[..., 0, :, :]
     c = None if c0 is None else torch.as_tensor(c0, dtype=X.dtype)[..., 0, :, :]
     Y, hT, cT = run_torch(cell, X.transpose(-3, -2), h, c, p, nonlinearity)
@@ -222,10 +232,13 @@ def op_torch(cell: Cell, X: Any, h0: Any = None, c0: Any = None, weight_layout: 
 # ------------------------------------------------------------------------------------------ the records' hooks
 
 def shape(cell: Cell, a: Mapping[str, Any]) -> Tuple[int, ...]:
-    """Per-trial output shape: 'trial' axes Y (T, H), Y_h / Y_c (H,); 'onnx' Y (T, 1, N, H), Y_h / Y_c (1, N, H)."""
+    """Per-trial output shape: 'trial' axes Y (T, H), Y_h / Y_c (H,); 'onnx' Y (T, 1, N, H), Y_h / Y_c (1, N, H)
+    (layout 1: X (N, T, I), Y (N, T, 1, H), Y_h / Y_c (N, 1, H))."""
     hidden = a["R"][-1] if a.get("weight_layout") == "onnx" else a["weight_hh"][-1]
     x = tuple(a["X"])
     output = a.get("output", "Y")
+    if a.get("axes") == "onnx" and a.get("layout"):
+        return (x[0], x[1], 1, hidden) if output == "Y" else (x[0], 1, hidden)
     if a.get("axes") == "onnx":
         return (x[0], 1, x[1], hidden) if output == "Y" else (1, x[1], hidden)
     return x[:-1] + (hidden,) if output == "Y" else x[:-2] + (hidden,)
@@ -281,8 +294,8 @@ def check_onnx_attrs(cell: Cell, node: str, attrs: Mapping[str, Any], fn: str) -
 
     if attrs.get("direction", "forward") not in ("forward", b"forward", None):
         raise bad("direction", f"{attrs.get('direction')!r} (reverse/bidirectional) is not implemented")
-    if attrs.get("layout", 0) not in (0, None):
-        raise bad("layout", "only layout=0 (onnxruntime rejects layout=1)")
+    if attrs.get("layout", 0) not in (0, None) and not (attrs.get("layout") == 1 and attrs.get("axes") == "onnx"):
+        raise bad("layout", f"{attrs.get('layout')!r}; 0, or 1 with ONNX's axes (the onnx:: alias)")
     if attrs.get("clip") is not None:
         raise bad("clip", "clipping is not implemented")
     if attrs.get("input_forget", 0) not in (0, None):

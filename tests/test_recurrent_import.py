@@ -358,3 +358,39 @@ def test_onnx_recurrent_node_with_batch_axis_is_refused():
 
     with pytest.raises(UnsupportedError, match="batch_axis=False"):
         onnx_to_mdf(_onnx_model("LSTM", 4, ("Y",), 0))
+
+
+@pytest.mark.parametrize("op_type,gates,outputs,states,layout", [
+    ("LSTM", 4, ("Y", "Y_h", "Y_c"), 2, 0),
+    ("LSTM", 4, ("Y", "", "Y_c"), 2, 1),
+    ("RNN", 1, ("Y", "Y_h"), 1, 1),
+], ids=["lstm", "lstm_layout1", "rnn_layout1"])
+def test_read_onnx_nodes_run_on_trials_and_export_back_to_onnxruntime(op_type, gates, outputs, states, layout):
+    """onnx:: aliases on several trials: numpy reference = torch backend = the re-exported ONNX model on
+    onnxruntime (which runs layout 0 only: the export transposes around the node); layout 1 checked against onnx's
+    reference evaluator."""
+    from onnx.reference import ReferenceEvaluator
+
+    from mdfbridge.deploy import DeploymentSession
+
+    model = _onnx_model(op_type, gates, outputs, states, **({"layout": 1} if layout else {}))
+    if layout:  # X (N, T, I), states (N, 1, H)
+        for inp in model.graph.input:
+            dims = inp.type.tensor_type.shape.dim
+            dims[0].dim_value, dims[1].dim_value = dims[1].dim_value, dims[0].dim_value
+    rng = np.random.default_rng(5)
+    shapes = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+    trials = {k: rng.normal(size=[3, *s]).astype(np.float32) for k, s in shapes.items()}
+    prog = lower(_read_back(model, {k: v[0] for k, v in trials.items()}))
+    ref = run_program(prog, {k: v.astype(float) for k, v in trials.items()})
+    on_torch = get_backend("torch").prepare(prog).run({k: v.astype(float) for k, v in trials.items()})
+    ort_out = DeploymentSession(prog, "cpu", dtype="float32").run(trials)
+    evaluator = ReferenceEvaluator(model)
+    named = [o for o in outputs if o]
+    for t in range(3):
+        want = evaluator.run(None, {k: v[t] for k, v in trials.items()})
+        for o, w in zip(named, want):
+            np.testing.assert_allclose(ref[o][t], w, rtol=0, atol=TOL32, err_msg=o)
+    for o in named:
+        np.testing.assert_allclose(np.asarray(on_torch[o], dtype=float), ref[o], rtol=0, atol=TOL64, err_msg=o)
+        np.testing.assert_allclose(ort_out[o], ref[o], rtol=0, atol=TOL32, err_msg=o)

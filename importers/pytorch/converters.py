@@ -2,8 +2,9 @@
 registered with `@add_converter` for the torch callables it stands for, writing MDF nodes into the `Builder`.
 
 Activations are MDF standard functions (`Relu`, `logistic`, `tanh`) or mdfbridge's value forms (`ReLU` with a
-leak, `SoftMax`); `nn.GRU` is a GRU block; layers that pass their input through (Identity, flat Flatten,
-Dropout at inference) make no node.
+leak, `SoftMax`); `nn.GRU` is a GRU block where it can be, else (like `nn.RNN` and `nn.LSTM`) recurrent op nodes
+(`Builder.recurrent`); indexing takes items of tuples and ints / constant slices of tensors; layers that pass their
+input through (Identity, flat Flatten, Dropout at inference) make no node.
 """
 from __future__ import annotations
 
