@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import numpy as np
+from onnx import helper
 
 from ..errors import UnsupportedError
-from ..gru import BIAS_NAMES, ONNX_GATES, PNL_GATE, WEIGHT_NAMES, gates_to_onnx
+from ..gru import BIAS_NAMES, ONNX_GATES, PNL_GATE, TORCH_LAYOUT_ARGS, WEIGHT_NAMES, gates_to_onnx, torch_to_gates
 from ..program import Op, TensorRef
 from .onnx_graph import TIME, Const, OnnxGraphBuilder, Operand, Val
 
@@ -47,6 +48,16 @@ def _weight(b: OnnxGraphBuilder, op: Op, name: str) -> Optional[Val]:
     return None if v is None else b.as_val(v)
 
 
+def _weight_array(b: OnnxGraphBuilder, op: Op, name: str) -> Optional[np.ndarray]:
+    """A torch-layout weight's value (a parameter), None when absent; refused when computed by the graph."""
+    v = op.args.get(name)
+    if v is None:
+        return None
+    if not isinstance(v, TensorRef) or v.name not in b.program.params:
+        raise UnsupportedError(f"GRU weight {name} is computed; ONNX export needs parameters", where=b.where)
+    return np.asarray(b.program.params[v.name].value, dtype=float)
+
+
 def _block(op: Op) -> str:
     """The GRU block's name (its op is `<block>.gru`), else the op's node."""
     return op.out[: -len(".gru")] if op.out.endswith(".gru") else op.node
@@ -59,7 +70,12 @@ def _weights(b: OnnxGraphBuilder, op: Op) -> Tuple[Val, Val, Optional[Val], int]
         assert W is not None and R is not None  # the GRU record requires them
         return W, R, B, int(R.shape[-1])
     gates, names = {}, {}
-    for g in WEIGHT_NAMES + BIAS_NAMES:
+    if op.args.get("weight_layout", "gates") == "torch":
+        torch_refs = {k: v.name for k in TORCH_LAYOUT_ARGS if isinstance(v := op.args.get(k), TensorRef)}
+        gates = torch_to_gates({f"{k}_l0": v for k in TORCH_LAYOUT_ARGS
+                                if (v := _weight_array(b, op, k)) is not None})
+        names = {g: torch_refs.get(f"weight_{g[4]}h" if g.startswith("wts") else f"bias_{g[5]}h", g) for g in gates}
+    for g in () if gates else WEIGHT_NAMES + BIAS_NAMES:
         v = op.args.get(g)
         if isinstance(v, TensorRef):
             if v.name not in b.program.params:
@@ -74,7 +90,7 @@ def _weights(b: OnnxGraphBuilder, op: Op) -> Tuple[Val, Val, Optional[Val], int]
     def initializer(k: str) -> Val:
         layout = "transposed, gate order z, r, h" if k != "B" else "gate order z, r, h"
         return b.const(onnx_w[k], name=f"{block}.{k}", doc=f"ONNX GRU {k} of GRU block '{block}': the MDF "
-                       f"parameters {', '.join(names[g] for g in held[k])} ({layout})")
+                       f"parameters {', '.join(dict.fromkeys(names[g] for g in held[k]))} ({layout})")
 
     W, R = initializer("W"), initializer("R")
     B = initializer("B") if gates.get("bias_ir") is not None else None
@@ -82,15 +98,23 @@ def _weights(b: OnnxGraphBuilder, op: Op) -> Tuple[Val, Val, Optional[Val], int]
 
 
 def _gru(b: OnnxGraphBuilder, x_tni: Val, W: Val, R: Val, B: Optional[Val], h_1nh: Optional[Val], hidden: int,
-         shape: Tuple[int, ...]) -> Val:
-    """The one ONNX GRU node (first output Y)."""
-    return b.emit("GRU", [x_tni, W, R, B, None, h_1nh], shape=shape, batched=False, hidden_size=int(hidden),
-                  linear_before_reset=1)
+         shape: Tuple[int, ...], last: bool = False) -> Val:
+    """The one ONNX GRU node: its output Y, or Y_h when `last` (then `shape` is Y_h's)."""
+    if not last:
+        return b.emit("GRU", [x_tni, W, R, B, None, h_1nh], shape=shape, batched=False, hidden_size=int(hidden),
+                      linear_before_reset=1)
+    name = b.fresh(f"{b.node_context or 'graph'}/GRU_Y_h")
+    ins = ["" if v is None else v.name for v in (x_tni, W, R, B, None, h_1nh)]
+    while ins and ins[-1] == "":
+        ins.pop()
+    b.nodes.append(helper.make_node("GRU", ins, ["", name], name=name, hidden_size=int(hidden), linear_before_reset=1))
+    return Val(name, False, tuple(int(d) for d in shape))
 
 
 def gru_node(b: OnnxGraphBuilder, x_btI: Val, W: Val, R: Val, B: Optional[Val], h0: Optional[Operand],
-             hidden: int) -> Val:
-    """ONNX GRU on batch-first x (per trial (T, I)) from h0 (H,); returns batch-first Y (per trial (T, H))."""
+             hidden: int, last: bool = False) -> Val:
+    """ONNX GRU on batch-first x (per trial (T, I)) from h0 (H,); returns batch-first Y (per trial (T, H)), or
+    Y_h (per trial (H,)) when `last`."""
     I = x_btI.shape[-1]
     x_tbi = b.emit("Transpose", [x_btI], shape=(DYN, DYN, I), batched=False, perm=[1, 0, 2])
     h_1bh: Optional[Val] = None  # None or exactly zero: ONNX's default initial_h, left out
@@ -102,14 +126,18 @@ def gru_node(b: OnnxGraphBuilder, x_btI: Val, W: Val, R: Val, B: Optional[Val], 
     elif h0 is not None and not isinstance(h0, Const):
         h_bh = b.expand_to_batch(b.as_val(h0))  # (B, H)
         h_1bh = b.emit("Unsqueeze", [h_bh, b.int64s([0], "axes")], shape=(1, DYN, hidden), batched=False)
+    if last:
+        y_h = _gru(b, x_tbi, W, R, B, h_1bh, hidden, (1, DYN, hidden), last=True)
+        return b.emit("Squeeze", [y_h, b.int64s([0], "axes")], shape=(hidden,), batched=True)
     y = _gru(b, x_tbi, W, R, B, h_1bh, hidden, (DYN, 1, DYN, hidden))
     y_tbh = b.emit("Squeeze", [y, b.int64s([1], "axes")], shape=(DYN, DYN, hidden), batched=False)
     return b.emit("Transpose", [y_tbh], shape=(x_btI.shape[0], hidden), batched=True, perm=[1, 0, 2])
 
 
 def onnx_axes_node(b: OnnxGraphBuilder, x: Val, W: Val, R: Val, B: Optional[Val], h0: Optional[Operand],
-                   hidden: int) -> Val:
-    """ONNX GRU with ONNX's axes: x per trial (T, N, I), h0 = initial_h (1, N, H); returns Y per trial (T, 1, N, H)."""
+                   hidden: int, last: bool = False) -> Val:
+    """ONNX GRU with ONNX's axes: x per trial (T, N, I), h0 = initial_h (1, N, H); returns Y per trial (T, 1, N, H),
+    or Y_h (1, N, H) when `last`."""
     if x.rank != 3:
         raise UnsupportedError(f"onnx::GRU input X has per-trial shape {x.shape}, not (T, N, I)", where=b.where)
     T, N, I = x.shape
@@ -117,7 +145,7 @@ def onnx_axes_node(b: OnnxGraphBuilder, x: Val, W: Val, R: Val, B: Optional[Val]
         h0 = _constant_h0(b, h0, h0.shape) if np.any(h0.array) else None  # exactly zero: ONNX's default
     if not x.batched:  # one sequence for every trial: the ONNX node as it is
         h = None if h0 is None else b.as_val(h0)
-        return _gru(b, x, W, R, B, h, hidden, (T, 1, N, hidden))
+        return _gru(b, x, W, R, B, h, hidden, (1, N, hidden) if last else (T, 1, N, hidden), last)
     x_tbni = b.emit("Transpose", [x], shape=(DYN, DYN, N, I), batched=False, perm=[1, 0, 2, 3])
     x_t_bn_i = b.emit("Reshape", [x_tbni, b.int64s([0, -1, I], "shape")], shape=(DYN, DYN, I), batched=False)
     h = None
@@ -125,6 +153,11 @@ def onnx_axes_node(b: OnnxGraphBuilder, x: Val, W: Val, R: Val, B: Optional[Val]
         h_b1nh = b.expand_to_batch(b.as_val(h0))
         h_1bnh = b.emit("Transpose", [h_b1nh], shape=(1, DYN, N, hidden), batched=False, perm=[1, 0, 2, 3])
         h = b.emit("Reshape", [h_1bnh, b.int64s([1, -1, hidden], "shape")], shape=(1, DYN, hidden), batched=False)
+    if last:
+        y_h = _gru(b, x_t_bn_i, W, R, B, h, hidden, (1, DYN, hidden), last=True)
+        y_h4 = b.emit("Reshape", [y_h, b.int64s([1, -1, N, hidden], "shape")], shape=(1, DYN, N, hidden),
+                      batched=False)
+        return b.emit("Transpose", [y_h4], shape=(1, N, hidden), batched=True, perm=[1, 0, 2, 3])
     y = _gru(b, x_t_bn_i, W, R, B, h, hidden, (DYN, 1, DYN, hidden))
     y_t1bnh = b.emit("Reshape", [y, b.int64s([0, 1, -1, N, hidden], "shape")], shape=(DYN, 1, DYN, N, hidden),
                      batched=False)
@@ -137,6 +170,7 @@ def export_gru(b: OnnxGraphBuilder, op: Op) -> Operand:
     x_arg = b.arg(op, "X")
     assert x_arg is not None  # the GRU record requires X
     x = b.as_val(x_arg)
+    last = op.args.get("output", "Y") == "Y_h"
     if op.args.get("axes", "trial") == "onnx":
-        return onnx_axes_node(b, x, W, R, B, _h0(b, op), hidden)
-    return gru_node(b, x, W, R, B, _h0(b, op), hidden)
+        return onnx_axes_node(b, x, W, R, B, _h0(b, op), hidden, last)
+    return gru_node(b, x, W, R, B, _h0(b, op), hidden, last)

@@ -241,7 +241,10 @@ class _Builder:
             name = f"{spec.node}.{spec.port}"
             shape = prog.shapes.get(name, spec.shape or ())
             if len(shape) > 1:
-                raise _unsupported(f"input '{spec.name}' of per-trial shape {tuple(shape)}", spec.node)
+                reader = next((op for op in prog.ops if any(getattr(v, "name", None) == name
+                                                            for v in op.args.values())), None)
+                by = f" (read by {reader.fn} in node '{reader.node}')" if reader is not None else ""
+                raise _unsupported(f"input '{spec.name}' of per-trial shape {tuple(shape)}{by}", spec.node)
             self.tensors[name] = Tensor(name, _size(shape), True, "input")
         for name, p in prog.params.items():
             self.tensors[name] = Tensor(name, int(np.size(p.value)), False, "param")

@@ -265,7 +265,8 @@ class OnnxImporter:
         for name, value in self.inits.items():
             self.tensors[name] = Tensor(name, "const", tuple(value.shape), value)
         for index, node in enumerate(self.graph.node):
-            kind = kinds.get(node.output[0], "const") if node.output else "const"
+            first = next((o for o in node.output if o), "")  # optional outputs may be omitted ("")
+            kind = kinds.get(first, "const") if first else "const"
             if kind == "const":
                 for o in node.output:
                     if o and o in runs[0]:
@@ -295,28 +296,47 @@ class OnnxImporter:
         out_shapes = [self.per_trial(o, runs) if o else None for o in node.output]
         used = [bool(o) and (used_by.get(o, 0) > 0 or o in outputs) for o in node.output]
         ni = NodeImport(node, self.opset, self.batch_axis, ins, out_shapes, used)
-        if out_shapes and out_shapes[0] is None and node.output[0] in runs[0]:
-            got = [tuple(np.shape(r[node.output[0]])) for r in runs]
-            ni.batch_problem = (f"output shape {got[0]} for {PROBE_BATCHES[0]} trials and {got[-1]} for "
-                                f"{PROBE_BATCHES[-1]}: the op moves or mixes the batch axis (mdfbridge reads the "
-                                "leading axis as the trial axis; import with batch_axis=False to treat each tensor "
-                                "as one trial)")
+        for o, s in zip(node.output, out_shapes):
+            if o and s is None and o in runs[0]:
+                got = [tuple(np.shape(r[o])) for r in runs]
+                ni.batch_problem = (f"output shape {got[0]} for {PROBE_BATCHES[0]} trials and {got[-1]} for "
+                                    f"{PROBE_BATCHES[-1]}: the op moves or mixes the batch axis (mdfbridge reads the "
+                                    "leading axis as the trial axis; import with batch_axis=False to treat each "
+                                    "tensor as one trial)")
+                break
         assert entry is not None  # run() refused ops without an import entry before probing
         emitted = entry.handler(ni)  # its own, more specific, refusal first
         if ni.batch_problem:
             raise ni.fail(ni.batch_problem)
-        if any(used[1:]):
-            raise ni.fail("only the first output is supported")
+        extra = dict(emitted.extra)
+        missing = [i for i, u in enumerate(used) if u and i and i not in extra]
+        if missing:
+            raise ni.fail("only the first output is supported" if not extra else
+                          f"output(s) {missing} are not supported (only {[0, *sorted(extra)]})")
         nid = self.ids.make(node.name, f"{node.op_type}_{index}")
-        shape = out_shapes[0]
-        assert shape is not None  # (a lost batch axis is a batch_problem, raised above)
-        self.nodes[nid] = self.mdf_node(nid, node, emitted, shape)
-        for o in node.output[:1]:
-            self.tensors[o] = Tensor(o, "dynamic", shape, producer=(nid, OUTPUT_PORT),
-                                     producer_op=emitted.function or "")
+        ports = {i: OUTPUT_PORT if i == 0 else f"{OUTPUT_PORT}_{i}" for i in [0, *extra]
+                 if i < len(node.output) and node.output[i]}
+        if not ports:
+            raise ni.fail("no output is named")
+        shapes = {i: out_shapes[i] for i in ports}
+        assert all(s is not None for s in shapes.values())  # (a lost batch axis is a batch_problem, raised above)
+        first = min(ports)
+        self.nodes[nid] = self.mdf_node(nid, node, emitted if first == 0 else extra[first],
+                                        cast(Tuple[int, ...], shapes[first]),
+                                        [(f"{FUNCTION_ID}_{i}", ports[i], extra[i], cast(Tuple[int, ...], shapes[i]))
+                                         for i in ports if i != first])
+        if first:  # the node's first port computes output `first`
+            self.nodes[nid]["output_ports"] = {ports[first]: self.nodes[nid]["output_ports"][OUTPUT_PORT],
+                                               **{k: v for k, v in self.nodes[nid]["output_ports"].items()
+                                                  if k != OUTPUT_PORT}}
+        for i, port in ports.items():
+            self.tensors[node.output[i]] = Tensor(node.output[i], "dynamic", cast(Tuple[int, ...], shapes[i]),
+                                                  producer=(nid, port), producer_op=emitted.function or "")
 
-    def mdf_node(self, nid: str, node: onnx.NodeProto, em: Emitted, shape: Tuple[int, ...]) -> Dict[str, Any]:
-        """The MDF node of one emitted function: ports for dynamic args, parameters for constants."""
+    def mdf_node(self, nid: str, node: onnx.NodeProto, em: Emitted, shape: Tuple[int, ...],
+                 extra: Sequence[Tuple[str, str, Emitted, Tuple[int, ...]]] = ()) -> Dict[str, Any]:
+        """The MDF node of one emitted function: ports for dynamic args, parameters for constants; `extra`:
+        (function id, output port, function, shape) of the node's other outputs, over the same tensor args."""
         ports: Dict[str, Any] = {}
         params: Dict[str, Any] = {}
         learnable: List[str] = []
@@ -367,6 +387,11 @@ class OnnxImporter:
             out["parameters"] = params
         out["functions"] = {FUNCTION_ID: function}
         out["output_ports"] = {OUTPUT_PORT: {"value": FUNCTION_ID, "shape": list(shape)}}
+        for fid, port, e, s in extra:
+            assert e.function is not None and all(k in em.args for k, v in e.args.items() if isinstance(v, Tensor))
+            out["functions"][fid] = {"function": {e.function: {k: args[k] if isinstance(v, Tensor) else v
+                                                                for k, v in e.args.items()}}}
+            out["output_ports"][port] = {"value": fid, "shape": list(s)}
         return out
 
     def add_output(self, out: onnx.ValueInfoProto) -> None:

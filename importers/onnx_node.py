@@ -47,13 +47,16 @@ class Emitted:
     """One MDF function: a registry function with args, or a `value` expression over the arg names.
 
     Arg values are `Tensor`s (dynamic ones become input ports, constants parameters or inline numbers) or
-    static values (ONNX attributes). `learnable` names the args whose constants training may change.
+    static values (ONNX attributes). `learnable` names the args whose constants training may change. `extra`:
+    (output index, function) for the node's other outputs (ONNX RNN's Y_h, ...), computed in the same MDF node
+    from the same tensor args (their static args may differ).
     """
 
     function: Optional[str]
     args: Dict[str, Any]
     value: Optional[str] = None
     learnable: Tuple[str, ...] = ()
+    extra: Tuple[Tuple[int, "Emitted"], ...] = ()
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """ONNX ops the function registry has no op for, imported as MDF `value` expressions (modeci-mdf evaluates them;
 lowering runs them through mdfbridge's expression language): elementary functions, LeakyRelu, Elu, HardSigmoid,
-Clip, Pow, the variadic Max/Min/Sum/Mean, Concat, LogSoftmax, the reductions and inference-mode
-BatchNormalization. `VALUE_IMPORTS` holds their `OnnxImport` entries; the ONNX importer indexes them with the
-registry records' own (`OpDef.onnx_import`). An ONNX op whose registry op appears moves to that op's record.
+Clip, Pow, the variadic Max/Min/Sum/Mean, Concat, LogSoftmax, the reductions, inference-mode
+BatchNormalization and Gather of one index. `VALUE_IMPORTS` holds their `OnnxImport` entries; the ONNX importer
+indexes them with the registry records' own (`OpDef.onnx_import`). An ONNX op whose registry op appears moves to
+that op's record.
 """
 from __future__ import annotations
 
@@ -181,3 +182,14 @@ def _batch_norm(n: NodeImport) -> Emitted:
         assert t.value is not None  # a const tensor has its value
         args[name] = t.with_value(t.value.reshape(t.value.shape + (1,) * trailing))
     return Emitted(None, args, value=f"(X - mean) / numpy.sqrt(var + {eps}) * scale + B", learnable=("scale", "B"))
+
+
+@imports("Gather", 1, constant_inputs=(1,))
+def _gather(n: NodeImport) -> Emitted:
+    """Gather with one constant integer index (a scalar: the axis goes, as numpy's X[..., i])."""
+    x = n.dynamic(0, "data")
+    idx = n.const(1, "indices")
+    if idx is None or np.ndim(idx) != 0 or np.asarray(idx).dtype.kind not in "iu":
+        raise n.fail("only one constant integer index (a scalar) is supported")
+    axis = n.axis(n.attr("axis", 0), x)
+    return Emitted(None, {"X": x}, value=f"X[{', '.join([':'] * axis + [str(int(idx))])}]")

@@ -47,13 +47,15 @@ def gru_torch_module(op: Op, params: Mapping[str, Any], dtype: torch.dtype, devi
         if params[n].learning_rate is not None:
             tp.learning_rate = params[n].learning_rate  # read by learn() to build optimizer parameter groups
     x_name, h_ref = op.args["X"].name, op.args["h0"]
+    last = op.args.get("output", "Y") == "Y_h"  # the call's value: Y, or its last step Y_h
 
     def forward(env: Mapping[str, Any]) -> torch.Tensor:
         x = env[x_name]
         h0 = x.new_zeros(H) if h_ref is None else torch.as_tensor(
             env[h_ref.name] if isinstance(h_ref, TensorRef) else h_ref, dtype=x.dtype, device=x.device)
         hx = h0.expand(x.shape[0], h0.shape[-1]).unsqueeze(0).contiguous()
-        return gru(x, hx)[0]
+        y = gru(x, hx)[0]
+        return y[:, -1] if last else y
 
     return TorchModuleBinding(gru, COLLECTION, op.out.split(".")[0], tuple(names.values()), forward, to_program,
                               from_program)

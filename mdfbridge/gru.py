@@ -34,7 +34,10 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def gru_numpy(X: np.ndarray, h0: Any, gates: Mapping[str, Any]) -> np.ndarray:
     """Run a GRU over X (..., T, I) from h0 (..., H) with per-gate weights; returns Y (..., T, H)."""
     H = np.shape(gates["wts_hr"])[0]
-    h = np.broadcast_to(np.asarray(h0, dtype=float), X.shape[:-2] + (H,)).astype(float)
+    h = np.asarray(h0, dtype=float)
+    lead = np.broadcast_shapes(X.shape[:-2], h.shape[:-1])  # trials on X, on h0 (a module input) or on both
+    X = np.broadcast_to(X, lead + X.shape[-2:])
+    h = np.broadcast_to(h, lead + (H,)).astype(float)
     b = {k: (gates.get(k) if gates.get(k) is not None else 0.0) for k in BIAS_NAMES}
     ys = []
     for t in range(X.shape[-2]):
@@ -110,22 +113,27 @@ def onnx_to_gates(W: Any, R: Any, B: Any = None, bias: Optional[bool] = None) ->
 
 # ------------------------------------------------------------------------------------ the GRU op
 
-WEIGHT_LAYOUTS = ("gates", "onnx")
+WEIGHT_LAYOUTS = ("gates", "onnx", "torch")
+TORCH_LAYOUT_ARGS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # 'torch' layout: torch.nn.GRU's
 AXES = ("trial", "onnx")
 ONNX_GRU_ATTRS = ("hidden_size", "linear_before_reset", "direction", "layout", "activations", "clip",
                   "activation_alpha", "activation_beta")
-GRU_ARGS = ("X", "h0") + WEIGHT_NAMES + BIAS_NAMES + ("W", "R", "B", "sequence_lens")
-GRU_ATTRS = ("weight_layout", "axes") + ONNX_GRU_ATTRS
+GRU_ARGS = ("X", "h0") + WEIGHT_NAMES + BIAS_NAMES + ("W", "R", "B", "sequence_lens") + TORCH_LAYOUT_ARGS
+GRU_ATTRS = ("weight_layout", "axes", "output") + ONNX_GRU_ATTRS
+GRU_OUTPUTS = ("Y", "Y_h")
 GRU_DEFAULTS: Dict[str, Any] = {**{k: None for k in GRU_ARGS[1:]}, "weight_layout": "gates", "axes": "trial",
-                                "hidden_size": None, "linear_before_reset": 1, "direction": "forward", "layout": 0,
+                                "output": "Y", "hidden_size": None, "linear_before_reset": 1, "direction": "forward",
+                                "layout": 0,
                                 "activations": None, "clip": None, "activation_alpha": None,
                                 "activation_beta": None}
 GRU_DESCRIPTION = (
     "GRU (torch.nn.GRU's equations, ONNX GRU with linear_before_reset=1) over a whole sequence. "
     "weight_layout 'gates': PsyNeuLink per-gate (sender x receiver) weights wts_ir, wts_iu, wts_in, wts_hr, wts_hu, "
     "wts_hn and optional biases bias_i?, bias_h?; 'onnx': W (1, 3H, I), R (1, 3H, H), optional B (1, 6H) in ONNX's "
-    "gate order z, r, h. axes 'trial': X (T, I) per trial from h0 (H,), value (T, H); 'onnx' (the onnx::GRU alias): "
+    "gate order z, r, h; 'torch': torch.nn.GRU's weight_ih (3H, I), weight_hh (3H, H), optional bias_ih, bias_hh "
+    "(3H) (rows r, z, n). axes 'trial': X (T, I) per trial from h0 (H,), value (T, H); 'onnx' (the onnx::GRU alias): "
     "ONNX's X (T, N, I) from h0 = initial_h (1, N, H) (zeros when absent), value Y (T, 1, N, H). The ONNX attributes "
+    "output picks the value: Y (the sequence) or Y_h (the last hidden state: (H,), or (1, N, H)). The ONNX attributes "
     "must have the values of torch's GRU (linear_before_reset 1, forward, layout 0, default activations, no clip); "
     "sequence_lens is not supported.")
 
@@ -134,12 +142,28 @@ def _weights(weight_layout: str, weights: Mapping[str, Any]) -> Dict[str, Any]:
     """The per-gate weights of a GRU call (numpy), from either weight layout."""
     if weight_layout == "onnx":
         return onnx_to_gates(weights["W"], weights["R"], weights.get("B"))
+    if weight_layout == "torch":
+        return torch_to_gates({f"{k}_l0": weights.get(k) for k in TORCH_LAYOUT_ARGS})
     return {k: weights.get(k) for k in WEIGHT_NAMES + BIAS_NAMES}
 
 
-def gru_op_numpy(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str = "trial",
+def _last(Y: Any, axes: str, output: str) -> Any:
+    """The value `output` picks from a GRU's Y: Y itself, or Y_h (its last time step)."""
+    if output not in GRU_OUTPUTS:
+        raise UnsupportedError(f"GRU output {output!r}; one of {', '.join(GRU_OUTPUTS)}")
+    if output == "Y":
+        return Y
+    return Y[..., -1, :, :, :] if axes == "onnx" else Y[..., -1, :]
+
+
+def gru_op_numpy(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str = "trial", output: str = "Y",
                  sequence_lens: Any = None, **weights: Any) -> np.ndarray:
     """The GRU op in numpy (see GRU_DESCRIPTION); X may carry a leading batch axis (trials)."""
+    return _last(_gru_op_numpy(X, h0, weight_layout, axes, sequence_lens, **weights), axes, output)
+
+
+def _gru_op_numpy(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str = "trial",
+                  sequence_lens: Any = None, **weights: Any) -> np.ndarray:
     if sequence_lens is not None:
         raise UnsupportedError("GRU sequence_lens is not supported")
     gates = _weights(weight_layout, weights)
@@ -165,20 +189,29 @@ def onnx_to_torch(W: Any, R: Any, B: Any = None) -> Dict[str, Any]:
     return p
 
 
-def gru_op_torch(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str = "trial",
+def gru_op_torch(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str = "trial", output: str = "Y",
                  sequence_lens: Any = None, **weights: Any) -> Any:
     """The GRU op in torch (see GRU_DESCRIPTION) on a batch: X (B, T, I), or (B, T, N, I) / (T, N, I) for 'onnx'
     axes."""
+    return _last(_gru_op_torch(X, h0, weight_layout, axes, sequence_lens, **weights), axes, output)
+
+
+def _gru_op_torch(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str = "trial",
+                  sequence_lens: Any = None, **weights: Any) -> Any:
     import torch
 
     if sequence_lens is not None:
         raise UnsupportedError("GRU sequence_lens is not supported")
     if weight_layout == "onnx":
         p = onnx_to_torch(weights["W"], weights["R"], weights.get("B"))
+    elif weight_layout == "torch":
+        p = {f"{k}_l0": weights[k] for k in TORCH_LAYOUT_ARGS if weights.get(k) is not None}
     else:
         p = gates_to_torch({k: weights.get(k) for k in WEIGHT_NAMES + BIAS_NAMES}, torch)
     H = p["weight_hh_l0"].shape[1]
     if axes != "onnx":
+        if X.dim() == 2:  # one trial (T, I): the executor's per-trial loop
+            return _torch_gru(X[None], X.new_zeros(H) if h0 is None else h0, p)[0][0]
         return _torch_gru(X, X.new_zeros(H) if h0 is None else h0, p)[0]
     single = X.dim() == 3  # (T, N, I): one trial
     x4 = X[None] if single else X
@@ -242,13 +275,14 @@ def validate_gru(node: str, args: Mapping[str, Any], params: Mapping[str, Any]) 
 
     layout, axes = args.get("weight_layout", "gates"), args.get("axes", "trial")
     fn = "onnx::GRU" if axes == "onnx" else "GRU"  # the onnx::GRU alias is the one call with ONNX's axes
-    for attr, value_, allowed in (("weight_layout", layout, WEIGHT_LAYOUTS), ("axes", axes, AXES)):
+    for attr, value_, allowed in (("weight_layout", layout, WEIGHT_LAYOUTS), ("axes", axes, AXES),
+                                  ("output", args.get("output", "Y"), GRU_OUTPUTS)):
         if value_ not in allowed:
             raise UnsupportedError(f"{fn} attribute {attr}: {value_!r} (one of {', '.join(allowed)})",
                                    where=f"node '{node}'")
     if args.get("sequence_lens") is not None:
         raise UnsupportedError(f"{fn} input sequence_lens is not supported", where=f"node '{node}'")
-    recurrent = value("R") if layout == "onnx" else value("wts_hr")
+    recurrent = value({"onnx": "R", "torch": "weight_hh"}.get(layout, "wts_hr"))
     hidden = int(args.get("hidden_size") or (recurrent.shape[-1] if recurrent is not None else 0))
     check_onnx_gru_attrs(node, args, hidden, fn)
     if axes == "onnx":  # (argument, name as written, shape test)
@@ -259,6 +293,11 @@ def validate_gru(node: str, args: Mapping[str, Any], params: Mapping[str, Any]) 
         checks += [("W", "W", lambda s: len(s) == 3 and s[0] == 1 and s[1] == 3 * hidden),
                    ("R", "R", lambda s: s == (1, 3 * hidden, hidden)),
                    ("B", "B", lambda s: s == (1, 6 * hidden))]
+    if layout == "torch":
+        checks += [("weight_ih", "weight_ih", lambda s: len(s) == 2 and s[0] == 3 * hidden),
+                   ("weight_hh", "weight_hh", lambda s: s == (3 * hidden, hidden)),
+                   ("bias_ih", "bias_ih", lambda s: s == (3 * hidden,)),
+                   ("bias_hh", "bias_hh", lambda s: s == (3 * hidden,))]
     for arg, written, ok in checks:
         arr = value(arg)
         if arr is not None and hidden and not ok(tuple(arr.shape)):

@@ -354,6 +354,10 @@ OP_SAMPLES = {
     "Conv": ({"X": (2, 5, 6)}, {"W": (4, 1, 3, 2), "B": (4,)},
              {"strides": [2, 1], "pads": [1, 0, 2, 1], "dilations": [1, 2], "group": 2}),
     "LayerNormalization": ({"X": (2, 3)}, {"Scale": (3,), "B": (2, 3)}, {"axis": 0, "epsilon": 0.125}),
+    # per-trial sequences X (T, I); a batched initial cell state (a module input) for LSTM
+    "RNN": ({"X": (5, 3)}, {"h0": (4,), "weight_ih": (4, 3), "weight_hh": (4, 4), "bias_ih": (4,), "bias_hh": (4,)},
+            {"nonlinearity": "relu"}),
+    "LSTM": ({"X": (5, 3), "c0": (4,)}, {"weight_ih": (16, 3), "weight_hh": (16, 4)}, {"output": "Y_c"}),
 }
 LIST_ARGS = {"Concat": "inputs", "Stack": "inputs", "AsArray": "X"}  # ops taking a list of tensors (x0, x1)
 GRU_FORMS = {"GRU": "gates", "GRU_ONNX": "onnx"}  # built by lowering a GRU composition's MDF form

@@ -88,6 +88,12 @@ SAMPLES: Dict[str, Dict[str, Any]] = {
              "dilations": [2], "group": 2},
     "LayerNormalization": {"X": In((2, 3), -1.0, 1.0), "Scale": P((2, 3)), "B": P((3,)), "axis": 0,
                            "epsilon": 0.25},
+    # per-trial sequences X (T, I) (not sequence programs); torch-layout weights
+    "RNN": {"X": In((5, 2), -1.0, 1.0), "h0": P((3,), -0.5, 0.5), "weight_ih": P((3, 2), -0.5, 0.5),
+            "weight_hh": P((3, 3), -0.5, 0.5), "bias_ih": P((3,), -0.5, 0.5), "bias_hh": P((3,), -0.5, 0.5)},
+    "LSTM": {"X": In((5, 2), -1.0, 1.0), "h0": P((3,), -0.5, 0.5), "c0": P((3,), -0.5, 0.5),
+             "weight_ih": P((12, 2), -0.5, 0.5), "weight_hh": P((12, 3), -0.5, 0.5), "bias_ih": P((12,), -0.5, 0.5),
+             "bias_hh": P((12,), -0.5, 0.5), "output": "Y_c"},
 }
 # Elementwise ops whose arguments need a domain other than [0.2, 0.9)
 DOMAINS: Dict[str, Dict[str, Any]] = {
@@ -123,7 +129,7 @@ _not_supported("llvm", ("Dot", "Outer", "Gemm", "ReduceSum", "ReduceMean", "Redu
                         "ArgMax", "ArgMin", "Transpose", "Reshape", "Concat", "Stack", "AsArray", "Getitem",
                         "Squeeze", "Unsqueeze", "Tile", "Shape", "Len", "Zeros", "Ones", "Full"),
                "not a vector kernel of the llvm backend (torch runs it)")
-_not_supported("llvm", ("GRU",), "GRU blocks run on torch (nn.GRU)")
+_not_supported("llvm", ("GRU", "RNN", "LSTM"), "recurrent layers run on torch (its fused kernels)")
 _not_supported("llvm", ("Conv", "LayerNormalization"), "no llvm kernel: convolution and normalization run on torch")
 _not_supported("llvm", ("FloorDiv", "Mod", "Int", "Round", "ZerosLike", "OnesLike"), "no LLVM form in its record yet")
 _not_supported("onnxruntime", ("Zeros", "Ones", "Full"),

@@ -400,15 +400,6 @@ class Conv(nn.Module):
         return self.fc(self.features(x).mean((2, 3)))
 
 
-class LSTMNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.rnn = nn.LSTM(3, 4, batch_first=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.rnn(x)[0]
-
-
 class GRUVariant(nn.Module):
     def __init__(self, use_hn: bool = False, **kw) -> None:
         super().__init__()
@@ -431,16 +422,12 @@ class Shared(nn.Module):
 
 @pytest.mark.parametrize("module,shape,expected", [
     (Conv(), (2, 1, 5, 5), r"features\.0 \(MaxPool2d\)"),
-    (LSTMNet(), (2, 5, 3), r"rnn \(LSTM\)"),
     (GRUVariant(bidirectional=True), (2, 5, 3), r"gru \(GRU\).*bidirectional=True"),
-    (GRUVariant(batch_first=False), (5, 2, 3), r"gru \(GRU\).*batch_first=False"),
-    (GRUVariant(num_layers=2), (2, 5, 3), r"num_layers=2"),
-    (GRUVariant(use_hn=True), (2, 5, 3), r"h_n"),
     (nn.Sequential(nn.Conv1d(2, 2, 3, padding=1, padding_mode="reflect")), (2, 2, 5), r"padding_mode='reflect'"),
     (nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.5)), (2, 3), r"module\.eval\(\)"),
     (nn.Sequential(nn.Linear(3, 3), nn.Softmax(dim=0)), (2, 3), r"dim=0"),
     (Shared(), (2, 3), r"fc\.weight.*more than once"),
-], ids=["maxpool2d", "lstm", "bidirectional_gru", "gru_not_batch_first", "gru_2_layers", "gru_h_n", "conv_reflect",
+], ids=["maxpool2d", "bidirectional_gru", "conv_reflect",
         "dropout_training", "softmax_dim0", "shared_weights"])
 def test_unsupported_modules_raise_naming_the_module(module, shape, expected):
     with pytest.raises(UnsupportedError, match=expected):

@@ -8,9 +8,18 @@ a bias node `<path>_bias_node` (value [1.0]) with a bias projection `<path>_bias
 write-back and `learn()` work unchanged; each projection node records the torch key it came from
 (`metadata.mdfbridge.torch_key`, `transpose`, `torch_shape`) so `program_state_dict` rebuilds a state_dict the
 original module loads with `strict=True`. Activations are MDF standard functions (`Relu`, `logistic`, `tanh`) or
-mdfbridge's value forms (`ReLU` with a leak, `SoftMax`); `nn.GRU` is a GRU block (`mdfbridge.gru_mdf`, gate
-form by default) whose gate nodes record the GRU's module path. Graph inputs are nodes named after the fx
-placeholders; outputs are nodes named after the fx output (`output`, or `output_<i>` for tuples).
+mdfbridge's value forms (`ReLU` with a leak, `SoftMax`). Recurrent layers: an `nn.GRU` that is batch_first, one
+layer, without an initial state argument and of which only the output sequence is used is a GRU block
+(`mdfbridge.gru_mdf`, gate form by default, a sequence program modeci-mdf's engine steps); any other `nn.GRU`,
+and every `nn.RNN` (tanh, relu) and `nn.LSTM`, is one node per stacked layer running the GRU / RNN / LSTM op over
+each trial's whole sequence (X (T, I) per trial, torch-layout weights as learnable parameters recorded under
+`metadata.mdfbridge.torch_params`), with output ports `output` (the sequence), `h_n` (and `c_n`, computed only
+where used); h_n / c_n are stacked per trial as (num_layers, H), and the initial state may be a module input.
+MDF's trial axis is torch's batch axis: where that is not axis 0 of a torch tensor (batch_first=False data, h0,
+h_n, c_n: axis 1), graph metadata `batch_axes` names the input/output and the axis. Graph inputs are nodes named
+after the fx placeholders; outputs are nodes named after the fx output (`output`, or `output_<i>` for tuples,
+`output_1_0` for nested ones such as an LSTM's (output, (h_n, c_n))). A recurrent layer given as the module itself
+is traced as one layer call.
 
 Modules: `values` (what converters see), `builder` (the MDF nodes and edges the converters write), `registry`
 (converters keyed by torch callables / nn.Module classes), `converters` (one per layer / function / method /

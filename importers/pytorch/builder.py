@@ -29,6 +29,12 @@ class Builder:
         self.nodes: Dict[str, Dict[str, Any]] = {}
         self.edges: Dict[str, Dict[str, Any]] = {}
         self.used_keys: Dict[str, str] = {}  # torch state_dict key -> node that holds it
+        self.key_prefix = ""  # a prefix of module paths that the module's state_dict keys do not have
+
+    def key(self, path: str, name: str) -> str:
+        """The state_dict key of parameter `name` of the layer at module path `path`."""
+        full = f"{path}.{name}" if path else name
+        return full[len(self.key_prefix):] if self.key_prefix and full.startswith(self.key_prefix) else full
 
     # ---------------------------------------------------------------- ids, edges
     def new_id(self, base: str) -> str:
@@ -50,10 +56,13 @@ class Builder:
             i += 1
         self.edges[k] = {"sender": src.node, "receiver": node, "sender_port": src.port, "receiver_port": port}
 
-    def per_trial(self, shape: Optional[Sequence[int]], where: Call) -> Tuple[int, ...]:
-        """A full torch shape without its leading batch (and time) axes."""
+    def per_trial(self, shape: Optional[Sequence[int]], where: Call, batch_axis: int = 0) -> Tuple[int, ...]:
+        """A full torch shape without its leading batch (and time) axes (without axis `batch_axis` where the batch
+        axis is not first)."""
         if shape is None:
             raise where.unsupported("the traced call produced no tensor shape")
+        if batch_axis and self.lead == 1 and len(shape) > batch_axis:
+            return tuple(int(s) for i, s in enumerate(shape) if i != batch_axis)
         if len(shape) <= self.lead:
             raise where.unsupported(f"output of shape {tuple(shape)} has no per-trial axes after the "
                                     f"{'batch and time axes' if self.lead == 2 else 'batch axis'}")
@@ -72,14 +81,14 @@ class Builder:
         return t.detach().to("cpu", torch.float64).numpy()
 
     # ---------------------------------------------------------------- node kinds
-    def input_node(self, name: str, shape: Tuple[int, ...]) -> MDFTensor:
-        """A graph input: node `name` with one external input port."""
+    def input_node(self, name: str, shape: Tuple[int, ...], batch_axis: int = 0) -> MDFTensor:
+        """A graph input: node `name` with one external input port (`batch_axis`: the torch input's)."""
         nid = self.new_id(name)
         port = f"{nid}_input"
         self.nodes[nid] = {"metadata": {"mdfbridge": {"role": "input", "input": True, "torch_input": name}},
                            "input_ports": {port: {"shape": list(shape)}},
                            "output_ports": {OUT: {"value": port, "shape": list(shape)}}}
-        return MDFTensor(nid, OUT, shape)
+        return MDFTensor(nid, OUT, shape, batch_axis)
 
     def output_node(self, name: str, src: MDFTensor) -> str:
         """A graph output: node `name` passing `src` through; returns its id."""
@@ -104,7 +113,7 @@ class Builder:
             raise UnsupportedError(f"internal: matrix of shape {matrix.shape} after a value of shape {src.shape}",
                                    where=f"node '{nid}'")
         self.connect(src, nid, IN)
-        return MDFTensor(nid, OUT, src.shape[:-1] + (cols,))
+        return MDFTensor(nid, OUT, src.shape[:-1] + (cols,), src.batch_axis)
 
     def linear(self, call: Call, x: MDFTensor, weight: Weight, bias: Optional[Weight]) -> MDFTensor:
         """y = x @ W^T + b as weight projection, bias node + bias projection, and a summing node."""
@@ -144,7 +153,7 @@ class Builder:
             "input_ports": {pid: {"shape": list(p.shape)} for pid, p in ports.items()},
             "functions": {FUNCTION: {"value": " + ".join(ports)}},
             "output_ports": {OUT: {"value": FUNCTION, "shape": list(shape)}}}
-        return MDFTensor(out_id, OUT, shape)
+        return MDFTensor(out_id, OUT, shape, x.batch_axis)
 
     def elementwise(self, call: Call, x: MDFTensor, kind: str, function: Dict[str, Any],
                     params: Optional[Dict[str, float]] = None) -> MDFTensor:
@@ -159,7 +168,7 @@ class Builder:
             node["parameters"] = {k: {"value": float(v)} for k, v in params.items()}
         self.nodes[nid] = node
         self.connect(x, nid, IN)
-        return MDFTensor(nid, OUT, x.shape)
+        return MDFTensor(nid, OUT, x.shape, x.batch_axis)
 
     def binary(self, call: Call, a: Any, b: Any, symbol: str, alpha: Any = 1) -> MDFTensor:
         """a (+|-|*) b where at least one side is a tensor of the graph and the other a tensor or a number."""
@@ -169,7 +178,7 @@ class Builder:
                 raise call.unsupported(f"operand of type {type(v).__name__} (only graph tensors and numbers)")
         if not tensors:
             raise call.unsupported("no operand is computed from the inputs")
-        if len(tensors) == 2 and a.shape != b.shape:
+        if len(tensors) == 2 and (a.shape != b.shape or a.batch_axis != b.batch_axis):
             raise call.unsupported(f"operands of per-trial shapes {a.shape} and {b.shape} (broadcasting between "
                                    "branches is not supported)")
         nid = self.new_id(call.name)
@@ -196,7 +205,7 @@ class Builder:
         if params:
             node["parameters"] = params
         self.nodes[nid] = node
-        return MDFTensor(nid, OUT, shape)
+        return MDFTensor(nid, OUT, shape, tensors[0].batch_axis)
 
     def gru(self, call: Call, x: MDFTensor, params: Mapping[str, Weight], prefix: str, hidden: int,
             bias: bool) -> GRUOutput:
@@ -257,3 +266,108 @@ class Builder:
         self.nodes[nid] = node
         self.connect(x, nid, IN)
         return MDFTensor(nid, OUT, tuple(int(d) for d in shape))
+
+    def recurrent(self, call: Call, kind: str, x: MDFTensor, layers: Sequence[Mapping[str, Weight]], hidden: int,
+                  state: Sequence[Optional[MDFTensor]], options: Mapping[str, Any], used: Tuple[bool, bool]
+                  ) -> Tuple[Any, ...]:
+        """A recurrent layer (`kind` GRU, RNN or LSTM; one MDF node per stacked layer, each running the op over the
+        whole per-trial sequence x (T, I) with torch-layout weights as learnable parameters). `layers`: per layer,
+        torch name without the _l<k> suffix -> weight; `state`: h0 (and c0), per trial (num_layers, H), or None
+        (zeros); `options`: the op's static arguments (RNN's nonlinearity). Returns what the module returns: (output,
+        h_n) or (output, (h_n, c_n)), h_n and c_n per trial (num_layers, H) with torch's batch axis 1; the cell
+        states are computed only where `used` (h_n, c_n) says the graph uses them."""
+        if self.lead != 1 or len(x.shape) != 2:
+            raise call.unsupported(f"{kind} input of per-trial shape {x.shape}; expected (time, features)")
+        base = identifier(call.base)
+        seq, finals, cells = x, [], []
+        names = ("h0", "c0")
+        h_used, cell_used = used
+        for k, weights in enumerate(layers):
+            nid = self.new_id(f"{base}_l{k}" if len(layers) > 1 else base)
+            I = int(weights["weight_ih"].value.shape[1])
+            if seq.shape[-1] != I:
+                raise call.unsupported(f"{kind} layer {k} takes {I} features, its input has per-step shape "
+                                       f"{seq.shape[-1:]}")
+            ports: Dict[str, Any] = {"x": {"shape": list(seq.shape)}}
+            fns: Dict[str, Any] = {}
+            args: Dict[str, Any] = {"X": "x", **{w: w for w in weights}, "weight_layout": "torch", **options}
+            for name, s in zip(names, state):
+                if s is not None:
+                    ports[name] = {"shape": list(s.shape)}
+                    fns[f"{name}_l{k}"] = {"value": f"{name}[{k}]"}
+                    args[name] = f"{name}_l{k}"
+            fns["y"] = {"function": {kind: args}}
+            outs: Dict[str, Any] = {OUT: {"value": "y", "shape": list(seq.shape[:-1]) + [hidden]},
+                                    "h_n": {"value": "y[-1]", "shape": [hidden]}}
+            if cell_used:
+                fns["c"] = {"function": {kind: {**args, "output": "Y_c"}}}
+                outs["c_n"] = {"value": "c", "shape": [hidden]}
+            for w in weights.values():
+                self.claim(w.key, nid, call)
+            self.nodes[nid] = {
+                "metadata": {"mdfbridge": {"role": "recurrent", "function": kind, "layer": call.path,
+                                           "torch_type": kind, "learnable_parameters": list(weights),
+                                           "torch_params": {w: weights[w].key for w in weights}}},
+                "input_ports": ports,
+                "parameters": {w: {"value": self._array(v.value).tolist()} for w, v in weights.items()},
+                "functions": fns, "output_ports": outs}
+            self.connect(seq, nid, "x")
+            for name, s in zip(names, state):
+                if s is not None:
+                    self.connect(s, nid, name)
+            seq = MDFTensor(nid, OUT, seq.shape[:-1] + (hidden,), x.batch_axis)
+            finals.append(MDFTensor(nid, "h_n", (hidden,)))
+            cells.append(MDFTensor(nid, "c_n", (hidden,)))
+        h_n = (self.stack(call, f"{base}_h_n", finals) if h_used
+               else _Unused(f"the final hidden state h_n of {kind} '{call.path}'"))
+        if len(state) == 1:  # no cell state (GRU, RNN)
+            return seq, h_n
+        c_n = (self.stack(call, f"{base}_c_n", cells) if cell_used
+               else _Unused(f"the cell state c_n of LSTM '{call.path}'"))
+        return seq, (h_n, c_n)
+
+    def stack(self, call: Call, base: str, parts: Sequence[MDFTensor]) -> MDFTensor:
+        """A node stacking per-layer final states (H,) into torch's (num_layers, H) per trial (batch axis 1)."""
+        nid = self.new_id(base)
+        ports = {f"l{k}": p for k, p in enumerate(parts)}
+        H = parts[0].shape[-1]
+        self.nodes[nid] = {"metadata": {"mdfbridge": {"role": "mechanism", "function": "stack", "layer": call.path}},
+                           "input_ports": {k: {"shape": list(p.shape)} for k, p in ports.items()},
+                           "functions": {FUNCTION: {"value": f"stack([{', '.join(ports)}], axis=0)"}},
+                           "output_ports": {OUT: {"value": FUNCTION, "shape": [len(parts), H]}}}
+        for k, p in ports.items():
+            self.connect(p, nid, k)
+        return MDFTensor(nid, OUT, (len(parts), H), 1)
+
+    def index(self, call: Call, x: MDFTensor, index: Tuple[Any, ...]) -> MDFTensor:
+        """x[index] with a torch index of ints and slices whose entry on the batch axis is `:` (the batch stays)."""
+        if len(index) > x.batch_axis and index[x.batch_axis] != slice(None):
+            raise call.unsupported(f"indexing [{_index_text(index)}] selects along the batch axis (axis "
+                                   f"{x.batch_axis}); MDF keeps every trial")
+        per = tuple(e for i, e in enumerate(index) if i != x.batch_axis)
+        batch_axis = x.batch_axis - sum(1 for e in index[:x.batch_axis] if isinstance(e, int))
+        nid = self.new_id(call.name)
+        probe = np.zeros(x.shape)[per]
+        self.nodes[nid] = {"metadata": {"mdfbridge": {"role": "mechanism", "function": "getitem", "layer": call.path}},
+                           "input_ports": {IN: {"shape": list(x.shape)}},
+                           "functions": {FUNCTION: {"value": f"{IN}[{_index_text(per)}]"}},
+                           "output_ports": {OUT: {"value": FUNCTION, "shape": list(probe.shape)}}}
+        self.connect(x, nid, IN)
+        return MDFTensor(nid, OUT, tuple(probe.shape), batch_axis)
+
+
+class _Unused:
+    """A value the converted graph does not compute (named for the error if it is used)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+
+def _index_text(index: Tuple[Any, ...]) -> str:
+    """An index of ints and slices as Python text."""
+    def one(e: Any) -> str:
+        if isinstance(e, slice):
+            parts = ["" if v is None else str(int(v)) for v in (e.start, e.stop)]
+            return ":".join(parts) + ("" if e.step is None else f":{int(e.step)}")
+        return str(int(e))
+    return ", ".join(one(e) for e in index)

@@ -15,7 +15,18 @@ from ...program import Program
 from . import converters, layer_converters  # noqa: F401 - registers the converters
 from .builder import MDF_FORMAT, SOURCE, Builder
 from .registry import converter_for, supported_summary
-from .tracing import Trace, fetch_attr, has_recurrent_layer, needed_nodes, path_of, shape_of, target_name, trace
+from .tracing import (
+    ROOT_PREFIX,
+    Trace,
+    fetch_attr,
+    needed_nodes,
+    path_of,
+    sequence_layout,
+    shape_of,
+    state_inputs,
+    target_name,
+    trace,
+)
 from .values import Call, GRUOutput, MDFTensor, Weight
 
 log = logging.getLogger(__name__)
@@ -32,17 +43,32 @@ def _output_items(value: Any) -> List[Tuple[str, Any]]:
     return [("", value)]
 
 
+def _flat_outputs(suffix: str, value: Any) -> List[Tuple[str, Any]]:
+    """(suffix, value) of each tensor in a (nested) tuple the module returns (an LSTM's (output, (h_n, c_n)) gives
+    _0, _1_0, _1_1)."""
+    if isinstance(value, (tuple, list)):
+        out: List[Tuple[str, Any]] = []
+        for i, v in enumerate(value):
+            out += _flat_outputs(f"{suffix}_{i}", v)
+        return out
+    return [(suffix, value)]
+
+
 def _walk(tr: Trace, example_inputs: Tuple[Any, ...], gru_form: str) -> Tuple[Builder, Dict[str, Any]]:
     """Walk the traced graph in order, converting each needed node; returns the builder and graph metadata."""
     graph = tr.graph
     needed = needed_nodes(graph)
-    lead = 2 if has_recurrent_layer(tr, needed) else 1
+    lead, data_axis = sequence_layout(tr, needed)
+    states = state_inputs(tr, needed) if lead == 1 else set()
     dtype = next((p.dtype for p in tr.module.parameters() if p.is_floating_point()),
                  next((x.dtype for x in example_inputs if torch.is_tensor(x)), torch.float32))
     b = Builder(lead, dtype, gru_form)
+    if isinstance(tr.module, nn.RNNBase):  # traced wrapped (tracing._RecurrentRoot): keys are the layer's own
+        b.key_prefix = ROOT_PREFIX
     env: Dict[Any, Any] = {}
     examples = iter(example_inputs)
     inputs, outputs = [], []
+    batch_axes: Dict[str, int] = {}  # input/output node -> the torch tensor's batch axis, where it is not 0
     for node in graph.nodes:
         if node.op == "placeholder":
             if node.name not in tr.user_inputs:
@@ -54,17 +80,24 @@ def _walk(tr: Trace, example_inputs: Tuple[Any, ...], gru_form: str) -> Tuple[Bu
                             node.name)
                 continue
             shape = shape_of(node) or (tuple(example.shape) if torch.is_tensor(example) else None)
-            if shape is None or len(shape) <= lead:
-                want = "(batch, time, features...)" if lead == 2 else "(batch, features...)"
+            in_axis = 1 if node.name in states else data_axis
+            if shape is None or len(shape) <= max(lead, in_axis + 1):
+                want = ("(batch, time, features...)" if lead == 2 else "(time, batch, features...)" if in_axis
+                        else "(batch, features...)")
                 raise UnsupportedError(f"input '{node.name}' has shape {shape}; expected {want}",
                                        where=f"fx placeholder '{node.name}'")
             arg_name = str(node.target).lstrip("*") if tr.tracer == "fx" else node.name
-            env[node] = b.input_node(arg_name, tuple(shape[lead:]))
+            per = tuple(shape[lead:]) if lead == 2 else tuple(shape[:in_axis]) + tuple(shape[in_axis + 1:])
+            env[node] = b.input_node(arg_name, per, in_axis)
             inputs.append(env[node].node)
+            if in_axis:
+                batch_axes[env[node].node] = in_axis
             continue
         if node.op == "output":
-            for suffix, arg in _output_items(node.args[0]):
-                value = torch.fx.node.map_arg(arg, lambda n: env[n])
+            items = [(s + s2, v) for suffix, arg in _output_items(node.args[0])
+                     for s, v in [(suffix, torch.fx.node.map_arg(arg, lambda n: env[n]))]
+                     for s2, v in _flat_outputs("", v)]
+            for suffix, value in items:
                 if isinstance(value, GRUOutput):
                     raise UnsupportedError("the module returns a GRU's (output, h_n) tuple; return the output "
                                            "sequence (item 0)", where=f"fx output '{node.name}'")
@@ -72,6 +105,8 @@ def _walk(tr: Trace, example_inputs: Tuple[Any, ...], gru_form: str) -> Tuple[Bu
                     raise UnsupportedError(f"output{suffix} is a {type(value).__name__}, not a tensor computed from "
                                            "the inputs", where=f"fx output '{node.name}'")
                 outputs.append(b.output_node(f"{node.name}{suffix}", value))
+                if value.batch_axis:
+                    batch_axes[outputs[-1]] = value.batch_axis
             continue
         if node not in needed:
             continue
@@ -87,17 +122,20 @@ def _walk(tr: Trace, example_inputs: Tuple[Any, ...], gru_form: str) -> Tuple[Bu
         kwargs = torch.fx.node.map_arg(node.kwargs, lambda n: env[n])
         path, leaf = path_of(node)
         call = Call(node.name, target_name(node, module), path, tuple(args), dict(kwargs), shape_of(node),
-                    module, leaf)
+                    module, leaf, node)
         conv, what = converter_for(node.op, node.target, module)
         if conv is None:
             raise UnsupportedError(f"{what} is not supported; supported: " + supported_summary(), where=call.where)
         env[node] = conv(b, call)
         if isinstance(env[node], MDFTensor) and call.shape is not None:
             got = env[node].shape
-            per_trial = b.per_trial(call.shape, call)
+            per_trial = b.per_trial(call.shape, call, env[node].batch_axis)
             if got != per_trial:
                 raise call.unsupported(f"converted to per-trial shape {got}, torch computes {per_trial}")
-    return b, _graph_metadata(tr, b, dtype, inputs, outputs)
+    meta = _graph_metadata(tr, b, dtype, inputs, outputs)
+    if batch_axes:
+        meta["batch_axes"] = batch_axes
+    return b, meta
 
 
 def _graph_metadata(tr: Trace, b: Builder, dtype: torch.dtype, inputs: List[str], outputs: List[str]

@@ -2,13 +2,14 @@
 registered with `@add_converter` for the torch callables it stands for, writing MDF nodes into the `Builder`.
 
 Activations are MDF standard functions (`Relu`, `logistic`, `tanh`) or mdfbridge's value forms (`ReLU` with a
-leak, `SoftMax`); `nn.GRU` is a GRU block; layers that pass their input through (Identity, flat Flatten,
-Dropout at inference) make no node.
+leak, `SoftMax`); `nn.GRU` is a GRU block where it can be, else (like `nn.RNN` and `nn.LSTM`) recurrent op nodes
+(`Builder.recurrent`); indexing takes items of tuples and ints / constant slices of tensors; layers that pass their
+input through (Identity, flat Flatten, Dropout at inference) make no node.
 """
 from __future__ import annotations
 
 import operator
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -225,16 +226,95 @@ def _getitem(b: Builder, call: Call) -> Any:
                                "supported; use the output sequence (item 0)")
     if isinstance(src, (tuple, list)):
         return src[index]
-    raise call.unsupported(f"indexing a tensor ([{index!r}]) is not supported")
+    if isinstance(src, MDFTensor) and b.lead == 1:
+        items = index if isinstance(index, tuple) else (index,)
+        if all(isinstance(e, int) and not isinstance(e, bool) or isinstance(e, slice) and all(
+                v is None or isinstance(v, int) for v in (e.start, e.stop, e.step)) for e in items):
+            return b.index(call, src, items)
+    raise call.unsupported(f"indexing a tensor ([{index!r}]) is not supported (ints and constant slices are, with "
+                           "':' on the batch axis)")
 
 
 # --------------------------------------------------------------------------------------- GRU
 
+def _item_used(node: Any, path: Tuple[int, ...]) -> bool:
+    """Does the traced graph use item `path` of a call's (nested, pairs) tuple result: indexed down to it, or the
+    result (or a tuple holding the item) used whole (an index nothing reads is no use)? True when unknown (no
+    traced node)."""
+    if node is None:
+        return True
+    for u in node.users:
+        if not (u.op == "call_function" and u.target is operator.getitem and isinstance(u.args[1], int)):
+            return True
+        if u.args[1] % 2 == path[0] and (bool(u.users) if len(path) == 1 else _item_used(u, path[1:])):
+            return True
+    return False
+
+
+def _states(call: Call, kind: str, has_cell: bool, layers: int, hidden: int) -> List[Optional[MDFTensor]]:
+    """The initial state argument: [h0] (or LSTM's [h0, c0]), each torch (num_layers, batch, hidden) or None."""
+    hx = call.arg(1, "hx")
+    count = 2 if has_cell else 1
+    if hx is None:
+        return [None] * count
+    parts = list(hx) if isinstance(hx, (tuple, list)) else [hx]
+    if len(parts) != count or not all(isinstance(p, MDFTensor) for p in parts):
+        raise call.unsupported(f"{kind} initial state hx must be {'(h0, c0), tensors' if count == 2 else 'a tensor'} "
+                               "computed from the inputs (or absent: zeros)")
+    for p in parts:
+        if p.batch_axis != 1 or p.shape != (layers, hidden):
+            raise call.unsupported(f"{kind} initial state of per-trial shape {p.shape} (batch axis {p.batch_axis}); "
+                                   f"torch's (num_layers={layers}, batch, hidden_size={hidden}) passed as a module "
+                                   "input is supported")
+    return parts
+
+
+def _recurrent(b: Builder, call: Call, kind: str, has_cell: bool = False) -> Any:
+    """nn.GRU / nn.RNN / nn.LSTM as per-trial sequence ops (one node per stacked layer): returns (output, h_n) or
+    (output, (h_n, c_n)) as the module does."""
+    m = call.module
+    assert isinstance(m, nn.RNNBase)
+    bad = []
+    if m.bidirectional:
+        bad.append("bidirectional=True")
+    if getattr(m, "proj_size", 0):
+        bad.append(f"proj_size={m.proj_size}")
+    if m.num_layers > 1 and m.dropout and m.training:
+        bad.append(f"dropout={m.dropout} in training mode (call module.eval() first)")
+    if bad:
+        raise call.unsupported(f"{kind} with {', '.join(bad)} is not supported (forward layers only)")
+    x = call.tensor()
+    if x.batch_axis != (0 if m.batch_first else 1):
+        raise call.unsupported(f"{kind} input has its batch axis at {x.batch_axis}, batch_first={m.batch_first}")
+    names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if m.bias else [])
+    layers = [{n: Weight(b.key(call.path, f"{n}_l{k}"), getattr(m, f"{n}_l{k}")) for n in names}
+              for k in range(m.num_layers)]
+    options = {"nonlinearity": m.nonlinearity} if isinstance(m, nn.RNN) else {}
+    state = _states(call, kind, has_cell, m.num_layers, m.hidden_size)
+    used = (_item_used(call.fx_node, (1, 0) if has_cell else (1,)), has_cell and _item_used(call.fx_node, (1, 1)))
+    return b.recurrent(call, kind, x, layers, m.hidden_size, state, options, used)
+
+
+@add_converter(nn.RNN)
+def _rnn_module(b: Builder, call: Call) -> Any:
+    """nn.RNN (tanh or relu; any number of layers; batch_first either; hx optional): RNN ops."""
+    return _recurrent(b, call, "RNN")
+
+
+@add_converter(nn.LSTM)
+def _lstm_module(b: Builder, call: Call) -> Any:
+    """nn.LSTM (any number of layers; batch_first either; (h0, c0) optional): LSTM ops."""
+    return _recurrent(b, call, "LSTM", has_cell=True)
+
+
 @add_converter(nn.GRU)
-def _gru_module(b: Builder, call: Call) -> GRUOutput:
-    """nn.GRU (batch_first, 1 layer, unidirectional, h0 = 0): a GRU block."""
+def _gru_module(b: Builder, call: Call) -> Any:
+    """nn.GRU: a GRU block (batch_first, 1 layer, h0 = 0, only the output sequence used: the sequence program
+    modeci-mdf's engine steps), else GRU ops over per-trial sequences as for nn.RNN."""
     m = call.module
     assert isinstance(m, nn.GRU)  # add_converter(nn.GRU) dispatches on the module class
+    if b.lead == 1:
+        return _recurrent(b, call, "GRU")
     _check_gru(call, batch_first=m.batch_first, num_layers=m.num_layers, bidirectional=m.bidirectional,
                proj_size=getattr(m, "proj_size", 0))
     if call.arg(1, "hx") is not None:

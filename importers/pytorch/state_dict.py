@@ -55,6 +55,9 @@ def program_state_dict(program: Union[Program, Mapping[str, Any]], dtype: Option
         held = (meta.get("torch_keys") or {}).get(pid)  # a layer's own weight (Conv, LayerNorm: Builder.weighted_op)
         if isinstance(held, dict) and "key" in held:
             state[held["key"]] = value.reshape(held.get("shape", value.shape))
+        torch_params = meta.get("torch_params") or {}  # recurrent layers: parameter id -> state_dict key
+        if pid in torch_params:
+            state[torch_params[pid]] = value
         gru = meta.get("gru") or {}
         if "torch_key" in gru and pid != "initial_h":
             grus.setdefault(gru["torch_key"], {})[pid] = value

@@ -63,8 +63,39 @@ def _export_trace(module: nn.Module, example_inputs: Tuple[Any, ...]) -> Trace:
     return Trace(ep.graph, "export", module, module, list(sig.user_inputs), weights)
 
 
+class _RecurrentRoot(nn.Module):
+    """A torch.nn recurrent layer given as the module itself, wrapped so fx sees it as a layer call."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, input: Any) -> Any:  # noqa: A002 - torch's argument name
+        return self.layer(input)
+
+
+class _RecurrentRootWithState(_RecurrentRoot):
+    def forward(self, input: Any, hx: Any) -> Any:  # type: ignore[override]  # noqa: A002
+        return self.layer(input, hx)
+
+
+class _LSTMRootWithState(_RecurrentRoot):
+    def forward(self, input: Any, h0: Any, c0: Any) -> Any:  # type: ignore[override]  # noqa: A002
+        return self.layer(input, (h0, c0))
+
+
+ROOT_PREFIX = "layer."  # state_dict keys of a wrapped root layer start with it; the module's own keys do not
+
+
 def trace(module: nn.Module, example_inputs: Tuple[Any, ...]) -> Trace:
-    """fx symbolic tracing first; torch.export when fx cannot trace (data-dependent Python control flow)."""
+    """fx symbolic tracing first; torch.export when fx cannot trace (data-dependent Python control flow). A
+    recurrent layer given as the module (nn.GRU, nn.RNN, nn.LSTM) is traced as one layer call (its initial state,
+    if given, as further inputs: hx, or LSTM's h0 and c0)."""
+    if isinstance(module, nn.RNNBase):
+        wrapped = [_RecurrentRoot, _RecurrentRootWithState, _LSTMRootWithState][min(len(example_inputs), 3) - 1](module)
+        tr = _fx_trace(wrapped, example_inputs)
+        tr.module = module
+        return tr
     try:
         return _fx_trace(module, example_inputs)
     except Exception as fx_exc:  # noqa: BLE001 - fx raises TraceError, TypeError, ... on untraceable code
@@ -154,3 +185,48 @@ def has_recurrent_layer(tr: Trace, needed: Set[Any]) -> bool:
         if n.op == "call_function" and getattr(n.target, "overloadpacket", None) in _RECURRENT_ATEN:
             return True
     return False
+
+
+def _gru_block_compatible(tr: Trace, node: Any, needed: Set[Any]) -> bool:
+    """Can a recurrent call be an MDF GRU block (a sequence program: batch_first nn.GRU, one layer, forward, no
+    initial state argument, only the output sequence used)? torch.export's aten GRU calls always are (the GRU
+    converters refuse what they cannot write)."""
+    if node.op != "call_module":
+        return True
+    m = tr.root.get_submodule(node.target)
+    if type(m) is not nn.GRU or not m.batch_first or m.num_layers != 1 or m.bidirectional:
+        return False
+    if len(node.args) > 1 or node.kwargs.get("hx") is not None:
+        return False
+    import operator
+
+    users = [u for u in node.users if u in needed]
+    return all(u.op == "call_function" and u.target is operator.getitem and u.args[1] == 0 for u in users)
+
+
+def state_inputs(tr: Trace, needed: Set[Any]) -> Set[str]:
+    """Placeholders passed as a recurrent layer's initial state (hx, or LSTM's (h0, c0)): torch's (num_layers,
+    batch, hidden), batch axis 1."""
+    out: Set[str] = set()
+    for n in needed:
+        if n.op == "call_module" and isinstance(tr.root.get_submodule(n.target), nn.RNNBase):
+            hx = n.args[1] if len(n.args) > 1 else n.kwargs.get("hx")
+            torch.fx.node.map_arg(hx, lambda m: out.add(m.name) if m.op == "placeholder" else None)
+    return out
+
+
+def sequence_layout(tr: Trace, needed: Set[Any]) -> Tuple[int, int]:
+    """(lead, input batch axis) of a traced module: (2, 0) when every recurrent layer can be a GRU block (inputs
+    (batch, time, ...), every tensor keeps the time axis); otherwise (1, axis): per-trial sequences, the recurrent
+    layers' ops over whole sequences (X (T, I) per trial), the inputs' batch axis 1 for time-major layers
+    (batch_first=False), else 0. Layers that disagree on batch_first are refused."""
+    if not has_recurrent_layer(tr, needed):
+        return 1, 0
+    layers = [n for n in needed if n.op == "call_module" and isinstance(tr.root.get_submodule(n.target), nn.RNNBase)]
+    if all(_gru_block_compatible(tr, n, needed) for n in layers):
+        return 2, 0
+    firsts = {bool(tr.root.get_submodule(n.target).batch_first) for n in layers}
+    if len(firsts) > 1:
+        raise UnsupportedError("recurrent layers with batch_first=True and batch_first=False in one module; the "
+                               "inputs need one batch axis", where=f"module {type(tr.module).__name__}")
+    return 1, 0 if firsts == {True} else 1

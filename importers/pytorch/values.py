@@ -18,6 +18,7 @@ class MDFTensor:
     node: str
     port: str
     shape: Tuple[int, ...]
+    batch_axis: int = 0  # where the torch tensor has the batch (MDF's trial) axis: 1 for h_n and time-major data
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Call:
     shape: Optional[Tuple[int, ...]]  # full shape of the (first) output, batch axes included
     module: Optional[nn.Module] = None
     leaf: bool = False  # the call is a torch.nn layer at `path` (names its MDF node after the path)
+    fx_node: Any = None  # the traced node (converters that look at how their result is used read its users)
 
     @property
     def base(self) -> str:

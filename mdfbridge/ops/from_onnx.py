@@ -7,6 +7,7 @@ Functions are written under their `onnx::` alias with ONNX's argument names, as 
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any, Callable, Dict
 
 import numpy as np
@@ -141,3 +142,45 @@ def reshape_to_output(n: NodeImport) -> Emitted:
     if 0 in shape:  # an empty axis: 0 means size 0 here, not "copy the input's size"
         args["allowzero"] = 1
     return n.call("onnx::Reshape", args)
+
+
+# ------------------------------------------------------------------------------------------ recurrent layers
+
+RECURRENT_ATTRS = ("hidden_size", "direction", "layout", "activations", "clip", "activation_alpha",
+                   "activation_beta", "input_forget", "linear_before_reset")
+
+
+def recurrent(function: str, outputs: "tuple[str, ...]") -> Handler:
+    """ONNX GRU / RNN / LSTM (X, W, R, optional B, initial_h, initial_c): `function` (the op's onnx:: alias) with
+    ONNX's names and layouts, W, R, B learnable; every used output (Y, Y_h, Y_c) a function of the same node.
+    Only with batch_axis=False: the recurrence runs along ONNX's axis 0 (time), which batch_axis=True would read
+    as mdfbridge's trial axis. The record's validation refuses what the op does not implement (GRU's
+    linear_before_reset=0, reverse/bidirectional, clip, layout=1, sequence_lens, peepholes)."""
+    names = ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P")
+
+    def handle(n: NodeImport) -> Emitted:
+        if n.batch_axis:
+            raise n.fail("X is (seq_length, batch_size, input_size): the recurrence runs along axis 0, which "
+                         "batch_axis=True reads as the trial axis; import with batch_axis=False (each ONNX tensor "
+                         "one trial)")
+        args: Dict[str, Any] = {"X": n.dynamic(0, "X")}
+        for i, name in enumerate(names[1:], 1):
+            t = n.input(i)
+            if t is None or i >= len(n.node.input):
+                continue
+            if t.kind == "shape":  # (batch_axis=False fixes every shape: its probed value is a constant)
+                if t.value is None:
+                    raise n.fail(f"input {name} is derived from tensor shapes")
+                t = t.with_value(t.value)
+            if name in ("W", "R") and t.kind != "const":
+                raise n.fail(f"input {name} must be a constant (a weight tensor)")
+            args[name] = t
+        for a in n.node.attribute:
+            if a.name in RECURRENT_ATTRS:
+                v = n.attr(a.name)
+                args[a.name] = [x.decode() if isinstance(x, bytes) else x for x in v] if isinstance(v, list) else v
+        learn = [k for k in ("W", "R", "B") if k in args and args[k].kind == "const"]
+        extra = tuple((i, n.call(function, {**args, "output": out}, learn))
+                      for i, out in enumerate(outputs) if i and i < len(n.used_outputs) and n.used_outputs[i])
+        return dataclasses.replace(n.call(function, args, learn), extra=extra)
+    return handle

@@ -1,0 +1,167 @@
+"""ONNX export of the RNN and LSTM ops (their records' `onnx_export`): one ONNX `RNN` / `LSTM` node per call, weights
+in ONNX's layout (torch-layout weights converted once, here: LSTM gate rows i, f, g, o -> i, o, f, c), the output
+the call picks (Y, Y_h or Y_c).
+
+'trial' axes (batch-first data; onnxruntime rejects layout=1): Transpose -> node -> Squeeze -> Transpose for Y,
+Squeeze for Y_h / Y_c. 'onnx' axes (the onnx:: aliases; X (T, N, I) per trial): the trials and ONNX's batch axis N
+fold into the node's batch (Transpose, Reshape) and unfold after it. onnxruntime's CPU kernels of these nodes run
+float32 only."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+from onnx import helper
+
+from ..errors import UnsupportedError
+from ..program import Op, TensorRef
+from ..rnn import TORCH_WEIGHTS, cell_of, torch_to_onnx
+from .onnx_graph import TIME, Const, OnnxGraphBuilder, Operand, Val
+
+DYN = TIME  # a dynamic dimension of an intermediate (unbatched) ONNX tensor
+
+
+def _static(b: OnnxGraphBuilder, op: Op, name: str) -> Optional[np.ndarray]:
+    """A weight argument's value: a parameter's (or a constant's), refused when computed by the graph."""
+    ref = op.args.get(name)
+    if ref is None:
+        return None
+    if isinstance(ref, TensorRef):
+        if ref.name not in b.program.params:
+            raise UnsupportedError(f"{op.fn} weight {name} is computed ('{ref.name}'); ONNX export needs parameters",
+                                   where=b.where)
+        return np.asarray(b.program.params[ref.name].value, dtype=float)
+    return np.asarray(ref, dtype=float)
+
+
+def _weights(b: OnnxGraphBuilder, op: Op) -> Tuple[Val, Val, Optional[Val], int]:
+    """(W, R, B or None, hidden size) in ONNX's layout, as constants."""
+    if op.args.get("weight_layout", "torch") == "onnx":
+        W, R, B = (_static(b, op, k) for k in ("W", "R", "B"))
+        assert W is not None and R is not None  # the record requires them
+    else:
+        p = {k: _static(b, op, k) for k in TORCH_WEIGHTS}
+        onnx = torch_to_onnx(cell_of(op.fn), {k: v for k, v in p.items() if v is not None})
+        W, R = onnx["W"], onnx["R"]
+        B = onnx["B"] if p.get("bias_ih") is not None else None
+    return b.const(W), b.const(R), None if B is None else b.const(B), int(R.shape[-1])
+
+
+def _node(b: OnnxGraphBuilder, op: Op, x: Val, W: Val, R: Val, B: Optional[Val], h: Optional[Val],
+          c: Optional[Val], hidden: int, shape: Tuple[int, ...]) -> Val:
+    """The one ONNX RNN / LSTM node; returns the output the call picks (Y, Y_h or Y_c) with `shape`."""
+    output = op.args.get("output", "Y")
+    cell = cell_of(op.fn)
+    index = cell.outputs.index(output)
+    name = b.fresh(f"{b.node_context or 'graph'}/{op.fn}_{output}")
+    outs = [""] * index + [name]
+    ins: List[Optional[Val]] = [x, W, R, B, None, h] + ([c] if cell.has_cell else [])
+    names = ["" if v is None else v.name for v in ins]
+    while names and names[-1] == "":
+        names.pop()
+    attrs: Dict[str, Any] = {"hidden_size": hidden}
+    if cell.nonlinearities:
+        acts = op.args.get("activations")
+        attrs["activations"] = ([a.decode() if isinstance(a, bytes) else str(a) for a in acts] if acts
+                                else [cell.nonlinearities[op.args.get("nonlinearity") or "tanh"].onnx])
+    b.nodes.append(helper.make_node(op.fn, names, outs, name=name, **attrs))
+    return Val(name, False, shape)
+
+
+def _state(b: OnnxGraphBuilder, op: Op, arg: str, hidden: int) -> Val:
+    """An initial state h0 / c0 ('trial' axes) as ONNX's (1, B, H): a constant or input expanded over the batch."""
+    ref = op.args.get(arg)
+    h0: Optional[Operand]
+    if isinstance(ref, TensorRef) and ref.name in b.program.params:
+        h0 = Const(np.asarray(b.program.params[ref.name].value, dtype=float))
+    else:
+        h0 = b.arg(op, arg)
+    if h0 is None:
+        h0 = Const(np.zeros(hidden))
+    if isinstance(h0, Const):
+        row = b.const(np.asarray(h0.value, dtype=float).reshape(1, 1, hidden))
+        target = b.emit("Concat", [b.int64s([1]), b.batch_shape(), b.int64s([hidden])], shape=[3], batched=False,
+                        kind="int64", axis=0)
+        return b.emit("Expand", [row, target], shape=(1, DYN, hidden), batched=False)
+    h_bh = b.expand_to_batch(b.as_val(h0))  # (B, H)
+    return b.emit("Unsqueeze", [h_bh, b.int64s([0])], shape=(1, DYN, hidden), batched=False)
+
+
+def _trial_axes(b: OnnxGraphBuilder, op: Op, x: Val, W: Val, R: Val, B: Optional[Val], hidden: int) -> Val:
+    if x.rank != 2:
+        raise UnsupportedError(f"{op.fn} input X has per-trial shape {x.shape}, not (T, I)", where=b.where)
+    x = b.expand_to_batch(x)
+    x_tbi = b.emit("Transpose", [x], shape=(DYN, DYN, x.shape[-1]), batched=False, perm=[1, 0, 2])
+    h = _state(b, op, "h0", hidden)
+    c = _state(b, op, "c0", hidden) if cell_of(op.fn).has_cell else None
+    if op.args.get("output", "Y") == "Y":
+        y = _node(b, op, x_tbi, W, R, B, h, c, hidden, (DYN, 1, DYN, hidden))
+        y_tbh = b.emit("Squeeze", [y, b.int64s([1])], shape=(DYN, DYN, hidden), batched=False)
+        return b.emit("Transpose", [y_tbh], shape=(x.shape[0], hidden), batched=True, perm=[1, 0, 2])
+    s = _node(b, op, x_tbi, W, R, B, h, c, hidden, (1, DYN, hidden))
+    return b.emit("Squeeze", [s, b.int64s([0])], shape=(hidden,), batched=True)
+
+
+def _onnx_axes(b: OnnxGraphBuilder, op: Op, x: Val, W: Val, R: Val, B: Optional[Val], hidden: int) -> Val:
+    if x.rank != 3:
+        raise UnsupportedError(f"onnx::{op.fn} input X has per-trial shape {x.shape}, not (T, N, I)", where=b.where)
+    has_cell = cell_of(op.fn).has_cell
+    states = [b.arg(op, a) for a in (("h0", "c0") if has_cell else ("h0",))]
+    if not op.args.get("layout"):
+        return _onnx_layout0(b, op, x, W, R, B, hidden, states)
+    # layout 1 (X (N, T, I), states (N, 1, H)): onnxruntime runs layout 0 only, so transpose around the node
+    x0 = b.transpose(x, [1, 0, 2])
+    states0: List[Optional[Operand]] = [None if s is None else b.transpose(b.as_val(s), [1, 0, 2]) for s in states]
+    out = _onnx_layout0(b, op, x0, W, R, B, hidden, states0)
+    return b.transpose(out, [2, 0, 1, 3] if op.args.get("output", "Y") == "Y" else [1, 0, 2])
+
+
+def _onnx_layout0(b: OnnxGraphBuilder, op: Op, x: Val, W: Val, R: Val, B: Optional[Val], hidden: int,
+                  states: List[Optional[Operand]]) -> Val:
+    T, N, I = x.shape
+    is_y = op.args.get("output", "Y") == "Y"
+    has_cell = cell_of(op.fn).has_cell
+    if not x.batched and not any(isinstance(s, Val) and s.batched for s in states):
+        hc = [None if s is None else b.as_val(s) for s in states] + [None]
+        return _node(b, op, x, W, R, B, hc[0], hc[1], hidden,
+                     (T, 1, N, hidden) if is_y else (1, N, hidden))
+    x = b.expand_to_batch(x)
+    x_tbni = b.emit("Transpose", [x], shape=(DYN, DYN, N, I), batched=False, perm=[1, 0, 2, 3])
+    x_t_bn_i = b.emit("Reshape", [x_tbni, b.int64s([0, -1, I])], shape=(DYN, DYN, I), batched=False)
+    folded: List[Optional[Val]] = []
+    for s in states:  # (1, N, H) per trial -> (1, B*N, H), trial-major like x
+        if s is None:
+            folded.append(None)
+            continue
+        s_b1nh = b.expand_to_batch(b.as_val(s))
+        s_1bnh = b.emit("Transpose", [s_b1nh], shape=(1, DYN, N, hidden), batched=False, perm=[1, 0, 2, 3])
+        folded.append(b.emit("Reshape", [s_1bnh, b.int64s([1, -1, hidden])], shape=(1, DYN, hidden),
+                             batched=False))
+    c = folded[1] if has_cell else None
+    if is_y:
+        y = _node(b, op, x_t_bn_i, W, R, B, folded[0], c, hidden, (DYN, 1, DYN, hidden))
+        y5 = b.emit("Reshape", [y, b.int64s([0, 1, -1, N, hidden])], shape=(DYN, 1, DYN, N, hidden), batched=False)
+        return b.emit("Transpose", [y5], shape=(T, 1, N, hidden), batched=True, perm=[2, 0, 1, 3, 4])
+    s = _node(b, op, x_t_bn_i, W, R, B, folded[0], c, hidden, (1, DYN, hidden))
+    s4 = b.emit("Reshape", [s, b.int64s([1, -1, N, hidden])], shape=(1, DYN, N, hidden), batched=False)
+    return b.emit("Transpose", [s4], shape=(1, N, hidden), batched=True, perm=[1, 0, 2, 3])
+
+
+def _export(b: OnnxGraphBuilder, op: Op) -> Operand:
+    W, R, B, hidden = _weights(b, op)
+    x_arg = b.arg(op, "X")
+    assert x_arg is not None  # the record requires X
+    x = b.as_val(x_arg)
+    if op.args.get("axes", "trial") == "onnx":
+        return _onnx_axes(b, op, x, W, R, B, hidden)
+    return _trial_axes(b, op, x, W, R, B, hidden)
+
+
+def export_rnn(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """The RNN op (either weight layout, either axes) as one ONNX RNN node."""
+    return _export(b, op)
+
+
+def export_lstm(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """The LSTM op (either weight layout, either axes) as one ONNX LSTM node."""
+    return _export(b, op)

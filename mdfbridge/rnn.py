@@ -1,0 +1,320 @@
+"""Elman RNN and LSTM layers: the math (numpy, torch), the weight layouts and their conversions, and the RNN and
+LSTM ops' implementations (their records are registered by mdfbridge.ops.recurrent).
+
+Torch layout (torch.nn.RNN / torch.nn.LSTM, one layer): `weight_ih` (G*H x I), `weight_hh` (G*H x H), optional
+`bias_ih`, `bias_hh` (G*H), G = 1 (RNN) or 4 (LSTM, gate rows i, f, g, o):
+
+    RNN:  h' = act(x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh)        act = tanh | relu
+    LSTM: i, f, g, o = split(x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh)
+          c' = sigmoid(f) * c + sigmoid(i) * tanh(g);  h' = sigmoid(o) * tanh(c')
+
+ONNX layout (ONNX RNN / LSTM, forward): W (1, G*H, I), R (1, G*H, H), B (1, 2*G*H) = [Wb; Rb]; LSTM gate rows
+i, o, f, c (torch's i, f, g, o reordered).
+
+Axes: 'trial' (per trial X (T, I) from h0, c0 (H,); outputs Y (T, H), Y_h and Y_c (H,)) and 'onnx' (the
+`onnx::RNN` / `onnx::LSTM` aliases: X (T, N, I) from initial_h, initial_c (1, N, H); Y (T, 1, N, H), Y_h and Y_c
+(1, N, H)). `output` picks which of Y, Y_h (, Y_c) a call computes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+import numpy as np
+
+from .errors import ShapeError, UnsupportedError
+
+
+@dataclass(frozen=True)
+class Nonlinearity:
+    """An RNN nonlinearity: torch.nn.RNN's name, its numpy function, torch's fused kernel (torch._VF.<kernel>) and
+    ONNX RNN's activation name."""
+
+    name: str
+    numpy: Callable[[np.ndarray], np.ndarray]
+    torch_kernel: str
+    onnx: str
+
+
+@dataclass(frozen=True)
+class Cell:
+    """What tells the recurrent ops apart (their records, in mdfbridge.ops.recurrent, hold one each): the op name,
+    gates per step, the gate-block orders between torch's and ONNX's layouts (ONNX block k is torch's block
+    `torch_to_onnx[k]`), the outputs, whether there is a cell state (LSTM), the nonlinearities (RNN) and the ONNX
+    `activations` accepted (the default first)."""
+
+    name: str
+    gates: int
+    torch_to_onnx: Tuple[int, ...]
+    onnx_to_torch: Tuple[int, ...]
+    outputs: Tuple[str, ...]
+    has_cell: bool
+    nonlinearities: Mapping[str, Nonlinearity]
+    onnx_activations: Tuple[Tuple[str, ...], ...]
+
+
+CELLS: Dict[str, Cell] = {}  # op name -> cell, filled by register_cell (the records' module)
+
+
+def register_cell(cell: Cell) -> Cell:
+    """Make `cell` known under its op name (for the ONNX exporter and the torch importer)."""
+    CELLS[cell.name] = cell
+    return cell
+
+
+def cell_of(op: str) -> Cell:
+    """The cell of recurrent op `op`."""
+    return CELLS[op]
+
+
+TORCH_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+ONNX_WEIGHTS = ("W", "R", "B")
+WEIGHT_LAYOUTS = ("torch", "onnx")
+AXES = ("trial", "onnx")
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _blocks(a: Any, order: Tuple[int, ...], H: int, xp: Any = np) -> Any:
+    """Rows of `a` (first axis G*H) reordered by gate block."""
+    cat = xp.concatenate if xp is np else xp.cat
+    return cat([a[k * H:(k + 1) * H] for k in order], 0)
+
+
+def onnx_to_torch(cell: Cell, W: Any, R: Any, B: Any = None, xp: Any = np) -> Dict[str, Any]:
+    """ONNX W (1, G*H, I), R (1, G*H, H), B (1, 2*G*H) -> torch's weight_ih, weight_hh (, bias_ih, bias_hh)."""
+    H = R.shape[-1]
+    order = cell.onnx_to_torch
+    out = {"weight_ih": _blocks(W[0], order, H, xp), "weight_hh": _blocks(R[0], order, H, xp)}
+    if B is not None:
+        Bv = B.reshape(-1)
+        n = cell.gates * H
+        out["bias_ih"], out["bias_hh"] = _blocks(Bv[:n], order, H, xp), _blocks(Bv[n:], order, H, xp)
+    return out
+
+
+def torch_to_onnx(cell: Cell, p: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """torch's weight_ih, weight_hh (, bias_ih, bias_hh) (numpy) -> ONNX W, R, B (B zeros without biases)."""
+    w_ih, w_hh = np.asarray(p["weight_ih"], dtype=float), np.asarray(p["weight_hh"], dtype=float)
+    H = w_hh.shape[1]
+    order = cell.torch_to_onnx
+    if p.get("bias_ih") is not None:
+        B = np.concatenate([_blocks(np.asarray(p["bias_ih"], dtype=float), order, H),
+                            _blocks(np.asarray(p["bias_hh"], dtype=float), order, H)])
+    else:
+        B = np.zeros(2 * cell.gates * H)
+    return {"W": _blocks(w_ih, order, H)[None], "R": _blocks(w_hh, order, H)[None], "B": B[None]}
+
+
+# ------------------------------------------------------------------------------------------ numpy
+
+def run_numpy(cell: Cell, X: np.ndarray, h0: Any, c0: Any, p: Mapping[str, Any], nonlinearity: str = "tanh"
+              ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """One layer over X (..., T, I) from h0, c0 (..., H) (None: zeros), torch-layout weights `p`; returns
+    (Y (..., T, H), h_T (..., H), c_T (..., H) or None for RNN). Leading axes broadcast."""
+    w_ih, w_hh = np.asarray(p["weight_ih"], dtype=float), np.asarray(p["weight_hh"], dtype=float)
+    H = w_hh.shape[1]
+    b = 0.0 if p.get("bias_ih") is None else np.asarray(p["bias_ih"], dtype=float) + np.asarray(p["bias_hh"],
+                                                                                                 dtype=float)
+    X = np.asarray(X, dtype=float)
+    h = np.zeros(H) if h0 is None else np.asarray(h0, dtype=float)
+    c = np.zeros(H) if c0 is None else np.asarray(c0, dtype=float)
+    lead = np.broadcast_shapes(X.shape[:-2], h.shape[:-1], c.shape[:-1] if cell.has_cell else ())
+    X = np.broadcast_to(X, lead + X.shape[-2:])
+    h = np.broadcast_to(h, lead + (H,)).astype(float)
+    c = np.broadcast_to(c, lead + (H,)).astype(float)
+    ys = []
+    for t in range(X.shape[-2]):
+        z = X[..., t, :] @ w_ih.T + h @ w_hh.T + b
+        if cell.has_cell:
+            i, f, g, o = (z[..., k * H:(k + 1) * H] for k in range(4))
+            c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+            h = _sigmoid(o) * np.tanh(c)
+        else:
+            h = cell.nonlinearities[nonlinearity].numpy(z)
+        ys.append(h)
+    Y = np.stack(ys, axis=-2) if ys else np.zeros(lead + (0, H))
+    return Y, h, (c if cell.has_cell else None)
+
+
+def _torch_weights(cell: Cell, weight_layout: str, w: Mapping[str, Any], xp: Any) -> Dict[str, Any]:
+    if weight_layout == "onnx":
+        return onnx_to_torch(cell, w["W"], w["R"], w.get("B"), xp)
+    return {k: w[k] for k in TORCH_WEIGHTS if w.get(k) is not None}
+
+
+def _nonlinearity(cell: Cell, nonlinearity: str, activations: Any) -> str:
+    """torch's nonlinearity of an RNN call: ONNX's `activations` (the onnx::RNN alias) when written."""
+    return onnx_activation_nonlinearity(cell, activations) if activations else nonlinearity
+
+
+def _pick(cell: Cell, output: str, Y: Any, h: Any, c: Any) -> Any:
+    if output not in cell.outputs:
+        raise UnsupportedError(f"{cell.name} output {output!r}; one of {', '.join(cell.outputs)}")
+    return {"Y": Y, "Y_h": h, "Y_c": c}[output]
+
+
+def op_numpy(cell: Cell, X: Any, h0: Any = None, c0: Any = None, weight_layout: str = "torch", axes: str = "trial",
+             output: str = "Y", nonlinearity: str = "tanh", **w: Any) -> np.ndarray:
+    """The RNN / LSTM op in numpy (see the module docstring); X may carry a leading batch axis (trials)."""
+    p = _torch_weights(cell, weight_layout, w, np)
+    nonlinearity = _nonlinearity(cell, nonlinearity, w.get("activations"))
+    X = np.asarray(X, dtype=float)
+    if axes != "onnx":
+        return _pick(cell, output, *run_numpy(cell, X, h0, c0, p, nonlinearity))
+    if w.get("layout"):  # ONNX layout 1: X (..., N, T, I), initial_h (..., N, 1, H); Y (..., N, T, 1, H)
+        h = None if h0 is None else np.asarray(h0, dtype=float)[..., 0, :]
+        c = None if c0 is None else np.asarray(c0, dtype=float)[..., 0, :]
+        Y, hT, cT = run_numpy(cell, X, h, c, p, nonlinearity)
+        return _pick(cell, output, Y[..., None, :], hT[..., None, :], None if cT is None else cT[..., None, :])
+    # (..., T, N, I) -> (..., N, T, I); initial_h (..., 1, N, H) -> (..., N, H)
+    h = None if h0 is None else np.asarray(h0, dtype=float)[..., 0, :, :]
+    c = None if c0 is None else np.asarray(c0, dtype=float)[..., 0, :, :]
+    Y, hT, cT = run_numpy(cell, np.moveaxis(X, -3, -2), h, c, p, nonlinearity)
+    Y = np.expand_dims(np.moveaxis(Y, -2, -3), -3)  # (..., T, 1, N, H)
+    return _pick(cell, output, Y, hT[..., None, :, :], None if cT is None else cT[..., None, :, :])
+
+
+# ------------------------------------------------------------------------------------------ torch
+
+def run_torch(cell: Cell, X: Any, h0: Any, c0: Any, p: Mapping[str, Any], nonlinearity: str = "tanh"
+              ) -> Tuple[Any, Any, Any]:
+    """torch's fused kernel (as torch.nn.RNN / LSTM run it) on X (..., T, I) from h0, c0 (..., H) or None;
+    returns (Y (..., T, H), h_T, c_T or None). Differentiable in the weights, X, h0 and c0."""
+    import torch
+
+    H = p["weight_hh"].shape[1]
+    h = X.new_zeros(H) if h0 is None else torch.as_tensor(h0, dtype=X.dtype, device=X.device)
+    c = X.new_zeros(H) if c0 is None else torch.as_tensor(c0, dtype=X.dtype, device=X.device)
+    lead = torch.broadcast_shapes(X.shape[:-2], h.shape[:-1], c.shape[:-1] if cell.has_cell else ())
+    T, I = X.shape[-2:]
+    x3 = X.expand(*lead, T, I).reshape(-1, T, I)
+    n = x3.shape[0]
+    hx = h.expand(*lead, H).reshape(1, n, H).contiguous()
+    weights = [p["weight_ih"], p["weight_hh"]]
+    has_bias = "bias_ih" in p
+    if has_bias:
+        weights += [p["bias_ih"], p["bias_hh"]]
+    if cell.has_cell:
+        cx = c.expand(*lead, H).reshape(1, n, H).contiguous()
+        Y, hT, cT = torch._VF.lstm(x3, (hx, cx), weights, has_bias, 1, 0.0, False, False, True)
+        cT = cT[0].reshape(*lead, H)
+    else:
+        fn = getattr(torch._VF, cell.nonlinearities[nonlinearity].torch_kernel)
+        Y, hT = fn(x3, hx, weights, has_bias, 1, 0.0, False, False, True)
+        cT = None
+    return Y.reshape(*lead, T, H), hT[0].reshape(*lead, H), cT
+
+
+def op_torch(cell: Cell, X: Any, h0: Any = None, c0: Any = None, weight_layout: str = "torch", axes: str = "trial",
+             output: str = "Y", nonlinearity: str = "tanh", **w: Any) -> Any:
+    """The RNN / LSTM op in torch (see the module docstring), on any leading (batch) axes."""
+    import torch
+
+    p = _torch_weights(cell, weight_layout, w, torch)
+    nonlinearity = _nonlinearity(cell, nonlinearity, w.get("activations"))
+    if axes != "onnx":
+        return _pick(cell, output, *run_torch(cell, X, h0, c0, p, nonlinearity))
+    if w.get("layout"):  # ONNX layout 1 (see op_numpy)
+        h = None if h0 is None else torch.as_tensor(h0, dtype=X.dtype)[..., 0, :]
+        c = None if c0 is None else torch.as_tensor(c0, dtype=X.dtype)[..., 0, :]
+        Y, hT, cT = run_torch(cell, X, h, c, p, nonlinearity)
+        return _pick(cell, output, Y.unsqueeze(-2), hT.unsqueeze(-2), None if cT is None else cT.unsqueeze(-2))
+    h = None if h0 is None else torch.as_tensor(h0, dtype=X.dtype)[..., 0, :, :]
+    c = None if c0 is None else torch.as_tensor(c0, dtype=X.dtype)[..., 0, :, :]
+    Y, hT, cT = run_torch(cell, X.transpose(-3, -2), h, c, p, nonlinearity)
+    Y = Y.transpose(-2, -3).unsqueeze(-3)
+    return _pick(cell, output, Y, hT.unsqueeze(-3), None if cT is None else cT.unsqueeze(-3))
+
+
+# ------------------------------------------------------------------------------------------ the records' hooks
+
+def shape(cell: Cell, a: Mapping[str, Any]) -> Tuple[int, ...]:
+    """Per-trial output shape: 'trial' axes Y (T, H), Y_h / Y_c (H,); 'onnx' Y (T, 1, N, H), Y_h / Y_c (1, N, H)
+    (layout 1: X (N, T, I), Y (N, T, 1, H), Y_h / Y_c (N, 1, H))."""
+    hidden = a["R"][-1] if a.get("weight_layout") == "onnx" else a["weight_hh"][-1]
+    x = tuple(a["X"])
+    output = a.get("output", "Y")
+    if a.get("axes") == "onnx" and a.get("layout"):
+        return (x[0], x[1], 1, hidden) if output == "Y" else (x[0], 1, hidden)
+    if a.get("axes") == "onnx":
+        return (x[0], 1, x[1], hidden) if output == "Y" else (1, x[1], hidden)
+    return x[:-1] + (hidden,) if output == "Y" else x[:-2] + (hidden,)
+
+
+def validate(cell: Cell, node: str, args: Mapping[str, Any], params: Mapping[str, Any]) -> None:
+    """Check an RNN / LSTM call (lowering calls it): attributes, and the static weights' shapes against the hidden
+    size, naming node and argument."""
+    layout, axes = args.get("weight_layout", "torch"), args.get("axes", "trial")
+    fn = f"onnx::{cell.name}" if axes == "onnx" else cell.name
+
+    def bad(attr: str, why: str) -> UnsupportedError:
+        return UnsupportedError(f"{fn} attribute {attr}: {why}", where=f"node '{node}'")
+
+    for attr, value_, allowed in (("weight_layout", layout, WEIGHT_LAYOUTS), ("axes", axes, AXES),
+                                  ("output", args.get("output", "Y"), cell.outputs)):
+        if value_ not in allowed:
+            raise bad(attr, f"{value_!r} (one of {', '.join(allowed)})")
+    if cell.nonlinearities and args.get("nonlinearity") not in cell.nonlinearities:
+        raise bad("nonlinearity", f"{args.get('nonlinearity')!r} (one of {', '.join(cell.nonlinearities)})")
+    for name in ("sequence_lens", "P"):
+        if args.get(name) is not None:
+            raise UnsupportedError(f"{fn} input {name} is not supported", where=f"node '{node}'")
+    check_onnx_attrs(cell, node, args, fn)
+
+    def value(a: str) -> Optional[np.ndarray]:
+        v = args.get(a)
+        name = getattr(v, "name", None)
+        if name is not None:
+            return params[name].value if name in params else None
+        return None if v is None else np.asarray(v, dtype=float)
+
+    G = cell.gates
+    rec = value("R" if layout == "onnx" else "weight_hh")
+    if rec is None:
+        return
+    H = int(rec.shape[-1])
+    want = ({"W": lambda s: len(s) == 3 and s[:2] == (1, G * H), "R": lambda s: s == (1, G * H, H),
+             "B": lambda s: s == (1, 2 * G * H)} if layout == "onnx" else
+            {"weight_ih": lambda s: len(s) == 2 and s[0] == G * H, "weight_hh": lambda s: s == (G * H, H),
+             "bias_ih": lambda s: s == (G * H,), "bias_hh": lambda s: s == (G * H,)})
+    for arg, ok in want.items():
+        arr = value(arg)
+        if arr is not None and not ok(tuple(arr.shape)):
+            raise ShapeError(f"{fn} input {arg} has shape {tuple(arr.shape)}, which does not fit hidden size {H} "
+                             f"({G} gate{'s' if G > 1 else ''})", where=f"node '{node}'")
+
+
+def check_onnx_attrs(cell: Cell, node: str, attrs: Mapping[str, Any], fn: str) -> None:
+    """Refuse ONNX RNN / LSTM attributes mdfbridge does not implement, naming node, function and attribute."""
+    def bad(attr: str, why: str) -> UnsupportedError:
+        return UnsupportedError(f"{fn} attribute {attr}: {why}", where=f"node '{node}'")
+
+    if attrs.get("direction", "forward") not in ("forward", b"forward", None):
+        raise bad("direction", f"{attrs.get('direction')!r} (reverse/bidirectional) is not implemented")
+    if attrs.get("layout", 0) not in (0, None) and not (attrs.get("layout") == 1 and attrs.get("axes") == "onnx"):
+        raise bad("layout", f"{attrs.get('layout')!r}; 0, or 1 with ONNX's axes (the onnx:: alias)")
+    if attrs.get("clip") is not None:
+        raise bad("clip", "clipping is not implemented")
+    if attrs.get("input_forget", 0) not in (0, None):
+        raise bad("input_forget", "coupled input and forget gates are not implemented")
+    if attrs.get("activation_alpha") is not None or attrs.get("activation_beta") is not None:
+        raise bad("activation_alpha/beta", "not supported")
+    acts = attrs.get("activations")
+    if acts is not None:
+        names = tuple(a.decode() if isinstance(a, bytes) else str(a) for a in acts)
+        if names not in cell.onnx_activations:
+            raise bad("activations", f"{list(names)}; only {' or '.join(str(list(a)) for a in cell.onnx_activations)}")
+    hidden = attrs.get("hidden_size")
+    if hidden is not None and isinstance(attrs.get("R"), np.ndarray) and int(hidden) != attrs["R"].shape[-1]:
+        raise bad("hidden_size", f"{hidden} but R implies {attrs['R'].shape[-1]}")
+
+
+def onnx_activation_nonlinearity(cell: Cell, acts: Any) -> str:
+    """ONNX RNN `activations` -> torch's nonlinearity (the first, torch's default, when none are written)."""
+    if not acts:
+        return next(iter(cell.nonlinearities))
+    name = acts[0].decode() if isinstance(acts[0], bytes) else str(acts[0])
+    return next((n for n, v in cell.nonlinearities.items() if v.onnx == name), next(iter(cell.nonlinearities)))

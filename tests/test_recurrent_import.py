@@ -1,0 +1,396 @@
+"""torch.nn.GRU / RNN (tanh, relu) / LSTM -> MDF (module_to_mdf): every output the module returns (the output
+sequence, h_n, and LSTM's c_n) equals torch's on the numpy reference and the torch backend, the ONNX export runs on
+onnxruntime, one SGD epoch through the torch backend changes the weights as torch autograd + SGD on the module
+does, and the trained weights load back into the module (load_state_dict strict)."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mdfbridge.backends import get_backend
+from mdfbridge.errors import UnsupportedError
+from mdfbridge.importers.pytorch import module_to_mdf, program_state_dict
+from mdfbridge.importers.reference import run_program
+from mdfbridge.learning import learn
+from mdfbridge.lowering import lower
+
+TOL64, TOL32 = 1e-10, 1e-5
+I_SIZE, H_SIZE, T_STEPS = 3, 4, 6
+
+LAYERS = {  # name -> constructor of the layer (input size, hidden size, **options)
+    "gru": lambda **kw: nn.GRU(I_SIZE, H_SIZE, **kw),
+    "rnn_tanh": lambda **kw: nn.RNN(I_SIZE, H_SIZE, nonlinearity="tanh", **kw),
+    "rnn_relu": lambda **kw: nn.RNN(I_SIZE, H_SIZE, nonlinearity="relu", **kw),
+    "lstm": lambda **kw: nn.LSTM(I_SIZE, H_SIZE, **kw),
+}
+CASES = [(name, bf, layers) for name in LAYERS for bf in (True, False) for layers in (1, 2)]
+IDS = [f"{n}-{'batch_first' if bf else 'time_major'}-{k}layer" for n, bf, k in CASES]
+
+
+def make_layer(name: str, batch_first: bool, num_layers: int = 1, seed: int = 0, dtype: torch.dtype = torch.float64,
+               **kw: Any) -> nn.Module:
+    """A layer with random weights (uniform in [-0.6, 0.6], seeded)."""
+    torch.manual_seed(seed)
+    m = LAYERS[name](batch_first=batch_first, num_layers=num_layers, **kw).to(dtype)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.uniform_(-0.6, 0.6)
+    return m
+
+
+def data(batch_first: bool, batch: int = 5, seed: int = 1, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    shape = (batch, T_STEPS, I_SIZE) if batch_first else (T_STEPS, batch, I_SIZE)
+    return torch.randn(shape, generator=g, dtype=dtype)
+
+
+def flat(value: Any) -> List[torch.Tensor]:
+    """The tensors of a (nested) tuple, in order: (output, h_n) or (output, (h_n, c_n))."""
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in flat(v)]
+    return [value]
+
+
+def trials_first(t: torch.Tensor, batch_axis: int) -> np.ndarray:
+    """A torch result with its batch axis moved first (MDF's trial axis)."""
+    return np.moveaxis(t.detach().double().numpy(), batch_axis, 0)
+
+
+def mdf_inputs(doc: Dict[str, Any], xs: Tuple[torch.Tensor, ...]) -> Dict[str, np.ndarray]:
+    """The module's inputs as the MDF graph takes them (batch axis first, as metadata.batch_axes says)."""
+    meta = next(iter(next(iter(doc.values()))["graphs"].values()))["metadata"]["mdfbridge"]["torch"]
+    axes = meta.get("batch_axes") or {}
+    return {name: trials_first(x, axes.get(name, 0)) for name, x in zip(meta["inputs"], xs)}
+
+
+def expected(doc: Dict[str, Any], module: nn.Module, xs: Tuple[torch.Tensor, ...]) -> Dict[str, np.ndarray]:
+    """The module's outputs under the MDF output names, batch axis first."""
+    meta = next(iter(next(iter(doc.values()))["graphs"].values()))["metadata"]["mdfbridge"]["torch"]
+    axes = meta.get("batch_axes") or {}
+    with torch.no_grad():
+        got = flat(module(*xs))
+    assert len(got) == len(meta["outputs"])
+    return {name: trials_first(t, axes.get(name, 0)) for name, t in zip(meta["outputs"], got)}
+
+
+# ------------------------------------------------------------------------------------------- forward
+
+@pytest.mark.parametrize("name,batch_first,num_layers", CASES, ids=IDS)
+def test_layer_outputs_match_torch_on_reference_and_torch_backend(name, batch_first, num_layers):
+    module = make_layer(name, batch_first, num_layers, seed=num_layers)
+    doc = module_to_mdf(module, (data(batch_first, 2),))
+    prog = lower(doc)
+    assert list(prog.outputs) == (["output_0", "output_1_0", "output_1_1"] if name == "lstm"
+                                  else ["output_0", "output_1"])
+    x = data(batch_first, 5, seed=7)
+    want = expected(doc, module, (x,))
+    ref = run_program(prog, mdf_inputs(doc, (x,)))
+    on_torch = get_backend("torch").prepare(prog).run(mdf_inputs(doc, (x,)))
+    for k, v in want.items():
+        assert ref[k].shape == v.shape
+        np.testing.assert_allclose(ref[k], v, rtol=0, atol=TOL64, err_msg=k)
+        np.testing.assert_allclose(np.asarray(on_torch[k], dtype=float), v, rtol=0, atol=TOL64, err_msg=k)
+    # the untouched program's state_dict is the module's own
+    module.load_state_dict(program_state_dict(prog), strict=True)
+    for k, t in program_state_dict(prog).items():
+        torch.testing.assert_close(t, module.state_dict()[k], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name,batch_first,num_layers", CASES, ids=IDS)
+def test_onnx_export_runs_on_onnxruntime_like_torch(name, batch_first, num_layers):
+    from mdfbridge.deploy import DeploymentSession
+
+    module = make_layer(name, batch_first, num_layers, seed=3, dtype=torch.float32)
+    doc = module_to_mdf(module, (data(batch_first, 2, dtype=torch.float32),))
+    prog = lower(doc)
+    x = data(batch_first, 4, seed=5, dtype=torch.float32)
+    got = DeploymentSession(prog, "cpu", dtype="float32").run(mdf_inputs(doc, (x,)))
+    for k, v in expected(doc, module, (x,)).items():
+        np.testing.assert_allclose(got[k], v, rtol=0, atol=TOL32, err_msg=k)
+
+
+class Head(nn.Module):
+    """A recurrent layer inside a module: a Linear head on the output sequence, on h_n[-1], or on c_n."""
+
+    def __init__(self, name: str, batch_first: bool, num_layers: int, use: str) -> None:
+        super().__init__()
+        self.rnn = make_layer(name, batch_first, num_layers, seed=11)
+        self.fc = nn.Linear(H_SIZE, 2).double()
+        self.use = use
+        self.lstm = name == "lstm"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, h = self.rnn(x)
+        if self.use == "seq":
+            return torch.tanh(self.fc(out))
+        if self.use == "cell":
+            return self.fc(h[1][-1])
+        return self.fc((h[0] if self.lstm else h)[-1])  # (fx traces h as a Proxy: no isinstance test)
+
+
+HEAD_CASES = [(n, bf, k, use) for n in LAYERS for bf, k in ((True, 1), (False, 2)) for use in ("seq", "last")]
+HEAD_CASES += [("lstm", True, 2, "cell")]
+
+
+@pytest.mark.parametrize("name,batch_first,num_layers,use", HEAD_CASES,
+                         ids=[f"{n}-{'bf' if bf else 'tm'}-{k}-{u}" for n, bf, k, u in HEAD_CASES])
+def test_sgd_epoch_through_torch_backend_matches_torch_autograd(name, batch_first, num_layers, use):
+    module = Head(name, batch_first, num_layers, use)
+    x = data(batch_first, 6, seed=2)
+    doc = module_to_mdf(module, (x,))
+    prog = lower(doc)
+    (out_name,) = prog.outputs
+    with torch.no_grad():
+        target = torch.randn_like(module(x)) * 0.5
+    axes = next(iter(next(iter(doc.values()))["graphs"].values()))["metadata"]["mdfbridge"]["torch"].get(
+        "batch_axes") or {}
+    y = trials_first(target, axes.get(out_name, 0))
+    lr, batch = 0.3, 3
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    # the oracle: torch autograd + SGD on the module, minibatches in order, MSE (mean)
+    oracle = Head(name, batch_first, num_layers, use)
+    oracle.load_state_dict(before)
+    opt = torch.optim.SGD(oracle.parameters(), lr=lr)
+    b_axis = 0 if batch_first or use != "seq" else 1
+    for start in range(0, 6, batch):
+        xb = x[start:start + batch] if batch_first else x[:, start:start + batch]
+        tb = target.narrow(b_axis, start, batch)
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(oracle(xb), tb).backward()
+        opt.step()
+    result = learn(doc, mdf_inputs(doc, (x,)), {out_name: y}, epochs=1, learning_rate=lr, minibatch_size=batch,
+                   optimizer_type="sgd", backend="torch")
+    state = program_state_dict(result.program)
+    changed = False
+    for k, v in oracle.state_dict().items():
+        np.testing.assert_allclose(state[k].numpy(), v.numpy(), rtol=0, atol=TOL64, err_msg=k)
+        changed = changed or not torch.equal(v, before[k])
+    assert changed
+    module.load_state_dict(state, strict=True)
+    ours = run_program(result.program, mdf_inputs(doc, (x,)))[out_name]
+    np.testing.assert_allclose(ours, expected(doc, module, (x,))[out_name], rtol=0, atol=TOL64)
+
+
+class WithState(nn.Module):
+    """The initial state as module inputs: (x, h0) or (x, h0, c0)."""
+
+    def __init__(self, name: str, batch_first: bool) -> None:
+        super().__init__()
+        self.rnn = make_layer(name, batch_first, 2, seed=5)
+        self.lstm = name == "lstm"
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor, c0: Any = None) -> Any:
+        return self.rnn(x, (h0, c0)) if self.lstm else self.rnn(x, h0)
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_initial_state_inputs_match_torch(name, batch_first):
+    module = WithState(name, batch_first)
+    g = torch.Generator().manual_seed(4)
+    states = tuple(torch.randn(2, 3, H_SIZE, generator=g, dtype=torch.float64)
+                   for _ in range(2 if name == "lstm" else 1))
+    xs = (data(batch_first, 3, seed=9),) + states
+    doc = module_to_mdf(module, xs)
+    prog = lower(doc)
+    ref = run_program(prog, mdf_inputs(doc, xs))
+    on_torch = get_backend("torch").prepare(prog).run(mdf_inputs(doc, xs))
+    for k, v in expected(doc, module, xs).items():
+        np.testing.assert_allclose(ref[k], v, rtol=0, atol=TOL64, err_msg=k)
+        np.testing.assert_allclose(np.asarray(on_torch[k], dtype=float), v, rtol=0, atol=TOL64, err_msg=k)
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_layer_given_as_the_module_with_and_without_state(name):
+    module = make_layer(name, True, 1, seed=8)
+    x = data(True, 3, seed=3)
+    doc = module_to_mdf(module, (x,))
+    ref = run_program(lower(doc), mdf_inputs(doc, (x,)))
+    for k, v in expected(doc, module, (x,)).items():
+        np.testing.assert_allclose(ref[k], v, rtol=0, atol=TOL64, err_msg=k)
+    assert list(program_state_dict(lower(doc))) == list(module.state_dict())
+
+
+def test_lstm_cell_state_is_computed_only_when_used():
+    module = Head("lstm", True, 1, "last")
+    doc = module_to_mdf(module, (data(True, 2),))
+    nodes = next(iter(next(iter(doc.values()))["graphs"].values()))["nodes"]
+    assert "c" not in nodes["rnn"]["functions"] and "rnn_c_n" not in nodes
+    doc = module_to_mdf(Head("lstm", True, 1, "cell"), (data(True, 2),))
+    nodes = next(iter(next(iter(doc.values()))["graphs"].values()))["nodes"]
+    assert nodes["rnn"]["functions"]["c"]["function"]["LSTM"]["output"] == "Y_c"
+
+
+@pytest.mark.parametrize("name,op", [("lstm", "LSTM"), ("rnn_relu", "RNN"), ("gru", "GRU")])
+def test_llvm_refuses_recurrent_ops_naming_them(name, op):
+    x = data(True, 2)
+    doc = module_to_mdf(make_layer(name, True, 2), (x,))
+    with pytest.raises(UnsupportedError, match=f"read by {op} in node .*llvm backend"):
+        get_backend("llvm").prepare(lower(doc)).run(mdf_inputs(doc, (x,)))
+
+
+# ------------------------------------------------------------------------------------------- refusals
+
+class Mixed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.GRU(3, 3, batch_first=True)
+        self.b = nn.LSTM(3, 3, batch_first=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.a(x)[0])[0]
+
+
+class BatchIndex(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.RNN(3, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(x)[0][0]
+
+
+@pytest.mark.parametrize("module,shape,pattern", [
+    (nn.LSTM(3, 4, batch_first=True, bidirectional=True), (2, 5, 3), r"rnn|layer.*LSTM.*bidirectional=True"),
+    (nn.RNN(3, 4, bidirectional=True), (5, 2, 3), r"RNN with bidirectional=True"),
+    (nn.LSTM(3, 4, proj_size=2), (5, 2, 3), r"LSTM with proj_size=2"),
+    (nn.GRU(3, 4, num_layers=2, dropout=0.5), (5, 2, 3), r"GRU with dropout=0.5 in training mode"),
+    (Mixed(), (2, 5, 3), r"batch_first=True and batch_first=False"),
+    (BatchIndex(), (2, 5, 3), r"selects along the batch axis"),
+], ids=["bidirectional_lstm", "bidirectional_rnn", "lstm_proj_size", "dropout_training", "mixed_batch_first",
+        "index_batch_axis"])
+def test_unsupported_recurrent_settings_raise_one_clear_error(module, shape, pattern):
+    with pytest.raises(UnsupportedError, match=pattern):
+        module_to_mdf(module.double(), (torch.randn(*shape, dtype=torch.float64),))
+
+
+# ------------------------------------------------------------------------------------------- ONNX files read back
+
+def _read_back(model: Any, inputs: Dict[str, np.ndarray]) -> Dict[str, Any]:
+    from mdfbridge.importers.onnx import onnx_to_mdf
+
+    return onnx_to_mdf(model, batch_axis=False, input_shapes={k: v.shape for k, v in inputs.items()})
+
+
+@pytest.mark.parametrize("name", ["gru", "rnn_tanh", "lstm"])
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_exported_onnx_file_reads_back_equal(name, batch_first, tmp_path):
+    from mdfbridge.exporters.onnx import program_to_onnx, save_onnx
+
+    module = make_layer(name, batch_first, 2, seed=6)
+    x = data(batch_first, 3, seed=8)
+    doc = module_to_mdf(module, (x,))
+    save_onnx(program_to_onnx(lower(doc), dtype="float64"), tmp_path / "m.onnx")
+    inputs = mdf_inputs(doc, (x,))
+    back = lower(_read_back(str(tmp_path / "m.onnx"), inputs))  # one trial: the whole batch
+    ref = run_program(back, {k: v[None] for k, v in inputs.items()})
+    on_torch = get_backend("torch").prepare(back).run({k: v[None] for k, v in inputs.items()})
+    for k, v in expected(doc, module, (x,)).items():
+        np.testing.assert_allclose(ref[k][0], v, rtol=0, atol=TOL64, err_msg=k)
+        np.testing.assert_allclose(np.asarray(on_torch[k], dtype=float)[0], v, rtol=0, atol=TOL64, err_msg=k)
+
+
+def _onnx_model(op_type: str, gates: int, outputs: Tuple[str, ...], states: int, **attrs: Any) -> Any:
+    """An ONNX model of one op_type node: X (T, N, I) and initial states as graph inputs, random W, R, B."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    T, N = 5, 2
+    rng = np.random.default_rng(gates)
+    inits = [numpy_helper.from_array(rng.uniform(-0.6, 0.6, s).astype(np.float32), k) for k, s in
+             (("W", (1, gates * H_SIZE, I_SIZE)), ("R", (1, gates * H_SIZE, H_SIZE)), ("B", (1, 2 * gates * H_SIZE)))]
+    state_names = ["initial_h", "initial_c"][:states]
+    ins = [helper.make_tensor_value_info("X", TensorProto.FLOAT, [T, N, I_SIZE])] + [
+        helper.make_tensor_value_info(s, TensorProto.FLOAT, [1, N, H_SIZE]) for s in state_names]
+    node = helper.make_node(op_type, ["X", "W", "R", "B", ""] + state_names, list(outputs), hidden_size=H_SIZE,
+                            **attrs)
+    outs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs if o]
+    return helper.make_model(helper.make_graph([node], "g", ins, outs, inits),
+                             opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("op_type,gates,outputs,states,attrs", [
+    ("LSTM", 4, ("Y", "Y_h", "Y_c"), 2, {}),
+    ("LSTM", 4, ("", "Y_h"), 1, {}),
+    ("RNN", 1, ("Y", "Y_h"), 1, {}),
+    ("GRU", 3, ("Y", "Y_h"), 1, {"linear_before_reset": 1}),
+], ids=["lstm_all_outputs", "lstm_y_h_only", "rnn", "gru"])
+def test_onnx_recurrent_nodes_read_equal_onnxruntime(op_type, gates, outputs, states, attrs):
+    import onnxruntime as ort
+
+    model = _onnx_model(op_type, gates, outputs, states, **attrs)
+    rng = np.random.default_rng(3)
+    feeds = {i.name: rng.normal(size=[d.dim_value for d in i.type.tensor_type.shape.dim]).astype(np.float32)
+             for i in model.graph.input}
+    want = ort.InferenceSession(model.SerializeToString()).run(None, feeds)
+    doc = _read_back(model, feeds)
+    prog = lower(doc)
+    ours = run_program(prog, {k: v[None].astype(float) for k, v in feeds.items()})
+    on_torch = get_backend("torch").prepare(prog).run({k: v[None].astype(float) for k, v in feeds.items()})
+    named = [o for o in outputs if o]
+    assert sorted(prog.outputs) == sorted(named)
+    for o, w in zip(named, want):
+        np.testing.assert_allclose(ours[o][0], w, rtol=0, atol=TOL32, err_msg=o)
+        np.testing.assert_allclose(np.asarray(on_torch[o], dtype=float)[0], w, rtol=0, atol=TOL32, err_msg=o)
+    # W, R, B are learnable parameters of the read document
+    (node,) = [n for n in next(iter(next(iter(doc.values()))["graphs"].values()))["nodes"].values()
+               if (n.get("metadata") or {}).get("mdfbridge", {}).get("role") == "onnx"]
+    assert len(node["metadata"]["mdfbridge"]["learnable_parameters"]) == 3
+
+
+@pytest.mark.parametrize("op_type,gates,attrs,pattern", [
+    ("GRU", 3, {}, r"linear_before_reset: 0 is not supported"),
+    ("LSTM", 4, {"direction": "bidirectional"}, r"direction"),
+    ("RNN", 1, {"clip": 1.0}, r"clip"),
+], ids=["gru_linear_before_reset_0", "lstm_bidirectional", "rnn_clip"])
+def test_onnx_recurrent_settings_the_ops_lack_are_refused(op_type, gates, attrs, pattern):
+    model = _onnx_model(op_type, gates, ("Y",), 1, **attrs)
+    feeds = {"X": np.zeros((5, 2, I_SIZE)), "initial_h": np.zeros((1, 2, H_SIZE))}
+    with pytest.raises(UnsupportedError, match=pattern):
+        lower(_read_back(model, feeds))
+
+
+def test_onnx_recurrent_node_with_batch_axis_is_refused():
+    from mdfbridge.importers.onnx import onnx_to_mdf
+
+    with pytest.raises(UnsupportedError, match="batch_axis=False"):
+        onnx_to_mdf(_onnx_model("LSTM", 4, ("Y",), 0))
+
+
+@pytest.mark.parametrize("op_type,gates,outputs,states,layout", [
+    ("LSTM", 4, ("Y", "Y_h", "Y_c"), 2, 0),
+    ("LSTM", 4, ("Y", "", "Y_c"), 2, 1),
+    ("RNN", 1, ("Y", "Y_h"), 1, 1),
+], ids=["lstm", "lstm_layout1", "rnn_layout1"])
+def test_read_onnx_nodes_run_on_trials_and_export_back_to_onnxruntime(op_type, gates, outputs, states, layout):
+    """onnx:: aliases on several trials: numpy reference = torch backend = the re-exported ONNX model on
+    onnxruntime (which runs layout 0 only: the export transposes around the node); layout 1 checked against onnx's
+    reference evaluator."""
+    from onnx.reference import ReferenceEvaluator
+
+    from mdfbridge.deploy import DeploymentSession
+
+    model = _onnx_model(op_type, gates, outputs, states, **({"layout": 1} if layout else {}))
+    if layout:  # X (N, T, I), states (N, 1, H)
+        for inp in model.graph.input:
+            dims = inp.type.tensor_type.shape.dim
+            dims[0].dim_value, dims[1].dim_value = dims[1].dim_value, dims[0].dim_value
+    rng = np.random.default_rng(5)
+    shapes = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+    trials = {k: rng.normal(size=[3, *s]).astype(np.float32) for k, s in shapes.items()}
+    prog = lower(_read_back(model, {k: v[0] for k, v in trials.items()}))
+    ref = run_program(prog, {k: v.astype(float) for k, v in trials.items()})
+    on_torch = get_backend("torch").prepare(prog).run({k: v.astype(float) for k, v in trials.items()})
+    ort_out = DeploymentSession(prog, "cpu", dtype="float32").run(trials)
+    evaluator = ReferenceEvaluator(model)
+    named = [o for o in outputs if o]
+    for t in range(3):
+        want = evaluator.run(None, {k: v[t] for k, v in trials.items()})
+        for o, w in zip(named, want):
+            np.testing.assert_allclose(ref[o][t], w, rtol=0, atol=TOL32, err_msg=o)
+    for o in named:
+        np.testing.assert_allclose(np.asarray(on_torch[o], dtype=float), ref[o], rtol=0, atol=TOL64, err_msg=o)
+        np.testing.assert_allclose(ort_out[o], ref[o], rtol=0, atol=TOL32, err_msg=o)
