@@ -103,11 +103,15 @@ def _gru(b: OnnxGraphBuilder, x_tni: Val, W: Val, R: Val, B: Optional[Val], h_1n
     if not last:
         return b.emit("GRU", [x_tni, W, R, B, None, h_1nh], shape=shape, batched=False, hidden_size=int(hidden),
                       linear_before_reset=1)
-    name = b.fresh(f"{b.node_context or 'graph'}/GRU_Y_h")
+    base = b.fresh(f"{b.node_context or 'graph'}/GRU")
+    name = f"{base}_Y_h"
     ins = ["" if v is None else v.name for v in (x_tni, W, R, B, None, h_1nh)]
     while ins and ins[-1] == "":
         ins.pop()
-    b.nodes.append(helper.make_node("GRU", ins, ["", name], name=name, hidden_size=int(hidden), linear_before_reset=1))
+    # Y named too, though unread: onnxruntime's common-subexpression pass merges this node with a Y call on the same
+    # inputs and fails on an unnamed output
+    b.nodes.append(helper.make_node("GRU", ins, [f"{base}_Y", name], name=name, hidden_size=int(hidden),
+                                    linear_before_reset=1))
     return Val(name, False, tuple(int(d) for d in shape))
 
 

@@ -34,17 +34,35 @@ def _static(b: OnnxGraphBuilder, op: Op, name: str) -> Optional[np.ndarray]:
     return np.asarray(ref, dtype=float)
 
 
+def _param_name(op: Op, arg: str) -> str:
+    """The MDF parameter an argument reads (its name), else the argument's name."""
+    ref = op.args.get(arg)
+    return ref.name if isinstance(ref, TensorRef) else arg
+
+
 def _weights(b: OnnxGraphBuilder, op: Op) -> Tuple[Val, Val, Optional[Val], int]:
-    """(W, R, B or None, hidden size) in ONNX's layout, as constants."""
+    """(W, R, B or None, hidden size) in ONNX's layout, as initializers named `<node>.W`, `.R`, `.B`, each
+    doc_string naming the MDF parameters it holds."""
+    held: Dict[str, List[str]]
     if op.args.get("weight_layout", "torch") == "onnx":
         W, R, B = (_static(b, op, k) for k in ("W", "R", "B"))
         assert W is not None and R is not None  # the record requires them
+        held, layout = {k: [_param_name(op, k)] for k in ("W", "R", "B")}, "ONNX layout"
     else:
         p = {k: _static(b, op, k) for k in TORCH_WEIGHTS}
         onnx = torch_to_onnx(cell_of(op.fn), {k: v for k, v in p.items() if v is not None})
         W, R = onnx["W"], onnx["R"]
         B = onnx["B"] if p.get("bias_ih") is not None else None
-    return b.const(W), b.const(R), None if B is None else b.const(B), int(R.shape[-1])
+        held = {"W": [_param_name(op, "weight_ih")], "R": [_param_name(op, "weight_hh")],
+                "B": [_param_name(op, "bias_ih"), _param_name(op, "bias_hh")]}
+        layout = "torch layout converted to ONNX's gate order"
+
+    def initializer(k: str, value: np.ndarray) -> Val:
+        return b.const(value, name=f"{op.node}.{k}",
+                       doc=f"ONNX {op.fn} {k} of node '{op.node}': the MDF parameters {', '.join(held[k])} ({layout})")
+
+    return (initializer("W", W), initializer("R", R), None if B is None else initializer("B", B),
+            int(R.shape[-1]))
 
 
 def _node(b: OnnxGraphBuilder, op: Op, x: Val, W: Val, R: Val, B: Optional[Val], h: Optional[Val],
@@ -53,8 +71,11 @@ def _node(b: OnnxGraphBuilder, op: Op, x: Val, W: Val, R: Val, B: Optional[Val],
     output = op.args.get("output", "Y")
     cell = cell_of(op.fn)
     index = cell.outputs.index(output)
-    name = b.fresh(f"{b.node_context or 'graph'}/{op.fn}_{output}")
-    outs = [""] * index + [name]
+    # every output named, though one is read: onnxruntime's common-subexpression pass merges two calls on the same
+    # inputs (a layer's Y and its Y_c) and then fails on an output left unnamed ("Argument type mismatch")
+    base = b.fresh(f"{b.node_context or 'graph'}/{op.fn}")
+    outs = [f"{base}_{o}" for o in cell.outputs]
+    name = outs[index]
     ins: List[Optional[Val]] = [x, W, R, B, None, h] + ([c] if cell.has_cell else [])
     names = ["" if v is None else v.name for v in ins]
     while names and names[-1] == "":
@@ -68,23 +89,24 @@ def _node(b: OnnxGraphBuilder, op: Op, x: Val, W: Val, R: Val, B: Optional[Val],
     return Val(name, False, shape)
 
 
-def _state(b: OnnxGraphBuilder, op: Op, arg: str, hidden: int) -> Val:
-    """An initial state h0 / c0 ('trial' axes) as ONNX's (1, B, H): a constant or input expanded over the batch."""
+def _state(b: OnnxGraphBuilder, op: Op, arg: str, hidden: int) -> Optional[Val]:
+    """An initial state h0 / c0 ('trial' axes) as ONNX's (1, B, H): a constant or input expanded over the batch;
+    None (the input left out: ONNX's default) when it is absent or a parameter that is exactly zero."""
     ref = op.args.get(arg)
     h0: Optional[Operand]
     if isinstance(ref, TensorRef) and ref.name in b.program.params:
-        h0 = Const(np.asarray(b.program.params[ref.name].value, dtype=float))
+        h0 = Const(np.asarray(b.program.params[ref.name].value, dtype=float), ref.name)
     else:
         h0 = b.arg(op, arg)
-    if h0 is None:
-        h0 = Const(np.zeros(hidden))
+    if h0 is None or (isinstance(h0, Const) and not np.any(h0.array)):
+        return None
     if isinstance(h0, Const):
-        row = b.const(np.asarray(h0.value, dtype=float).reshape(1, 1, hidden))
-        target = b.emit("Concat", [b.int64s([1]), b.batch_shape(), b.int64s([hidden])], shape=[3], batched=False,
-                        kind="int64", axis=0)
+        row = b.const(h0.array.reshape(1, 1, hidden), name=h0.name)
+        target = b.emit("Concat", [b.int64s([1], "shape"), b.batch_shape(), b.int64s([hidden], "shape")], shape=[3],
+                        batched=False, kind="int64", axis=0)
         return b.emit("Expand", [row, target], shape=(1, DYN, hidden), batched=False)
     h_bh = b.expand_to_batch(b.as_val(h0))  # (B, H)
-    return b.emit("Unsqueeze", [h_bh, b.int64s([0])], shape=(1, DYN, hidden), batched=False)
+    return b.emit("Unsqueeze", [h_bh, b.int64s([0], "axes")], shape=(1, DYN, hidden), batched=False)
 
 
 def _trial_axes(b: OnnxGraphBuilder, op: Op, x: Val, W: Val, R: Val, B: Optional[Val], hidden: int) -> Val:
@@ -96,10 +118,10 @@ def _trial_axes(b: OnnxGraphBuilder, op: Op, x: Val, W: Val, R: Val, B: Optional
     c = _state(b, op, "c0", hidden) if cell_of(op.fn).has_cell else None
     if op.args.get("output", "Y") == "Y":
         y = _node(b, op, x_tbi, W, R, B, h, c, hidden, (DYN, 1, DYN, hidden))
-        y_tbh = b.emit("Squeeze", [y, b.int64s([1])], shape=(DYN, DYN, hidden), batched=False)
+        y_tbh = b.emit("Squeeze", [y, b.int64s([1], "axes")], shape=(DYN, DYN, hidden), batched=False)
         return b.emit("Transpose", [y_tbh], shape=(x.shape[0], hidden), batched=True, perm=[1, 0, 2])
     s = _node(b, op, x_tbi, W, R, B, h, c, hidden, (1, DYN, hidden))
-    return b.emit("Squeeze", [s, b.int64s([0])], shape=(hidden,), batched=True)
+    return b.emit("Squeeze", [s, b.int64s([0], "axes")], shape=(hidden,), batched=True)
 
 
 def _onnx_axes(b: OnnxGraphBuilder, op: Op, x: Val, W: Val, R: Val, B: Optional[Val], hidden: int) -> Val:
@@ -127,7 +149,7 @@ def _onnx_layout0(b: OnnxGraphBuilder, op: Op, x: Val, W: Val, R: Val, B: Option
                      (T, 1, N, hidden) if is_y else (1, N, hidden))
     x = b.expand_to_batch(x)
     x_tbni = b.emit("Transpose", [x], shape=(DYN, DYN, N, I), batched=False, perm=[1, 0, 2, 3])
-    x_t_bn_i = b.emit("Reshape", [x_tbni, b.int64s([0, -1, I])], shape=(DYN, DYN, I), batched=False)
+    x_t_bn_i = b.emit("Reshape", [x_tbni, b.int64s([0, -1, I], "shape")], shape=(DYN, DYN, I), batched=False)
     folded: List[Optional[Val]] = []
     for s in states:  # (1, N, H) per trial -> (1, B*N, H), trial-major like x
         if s is None:
@@ -135,15 +157,16 @@ def _onnx_layout0(b: OnnxGraphBuilder, op: Op, x: Val, W: Val, R: Val, B: Option
             continue
         s_b1nh = b.expand_to_batch(b.as_val(s))
         s_1bnh = b.emit("Transpose", [s_b1nh], shape=(1, DYN, N, hidden), batched=False, perm=[1, 0, 2, 3])
-        folded.append(b.emit("Reshape", [s_1bnh, b.int64s([1, -1, hidden])], shape=(1, DYN, hidden),
+        folded.append(b.emit("Reshape", [s_1bnh, b.int64s([1, -1, hidden], "shape")], shape=(1, DYN, hidden),
                              batched=False))
     c = folded[1] if has_cell else None
     if is_y:
         y = _node(b, op, x_t_bn_i, W, R, B, folded[0], c, hidden, (DYN, 1, DYN, hidden))
-        y5 = b.emit("Reshape", [y, b.int64s([0, 1, -1, N, hidden])], shape=(DYN, 1, DYN, N, hidden), batched=False)
+        y5 = b.emit("Reshape", [y, b.int64s([0, 1, -1, N, hidden], "shape")], shape=(DYN, 1, DYN, N, hidden),
+                    batched=False)
         return b.emit("Transpose", [y5], shape=(T, 1, N, hidden), batched=True, perm=[2, 0, 1, 3, 4])
     s = _node(b, op, x_t_bn_i, W, R, B, folded[0], c, hidden, (1, DYN, hidden))
-    s4 = b.emit("Reshape", [s, b.int64s([1, -1, N, hidden])], shape=(1, DYN, N, hidden), batched=False)
+    s4 = b.emit("Reshape", [s, b.int64s([1, -1, N, hidden], "shape")], shape=(1, DYN, N, hidden), batched=False)
     return b.emit("Transpose", [s4], shape=(1, N, hidden), batched=True, perm=[1, 0, 2, 3])
 
 

@@ -17,6 +17,7 @@ from mdfbridge.importers.pytorch import module_to_mdf, program_state_dict
 from mdfbridge.importers.reference import run_program
 from mdfbridge.learning import learn
 from mdfbridge.lowering import lower
+from mdfbridge.program import Param, TensorRef
 
 TOL64, TOL32 = 1e-10, 1e-5
 I_SIZE, H_SIZE, T_STEPS = 3, 4, 6
@@ -394,3 +395,53 @@ def test_read_onnx_nodes_run_on_trials_and_export_back_to_onnxruntime(op_type, g
     for o in named:
         np.testing.assert_allclose(np.asarray(on_torch[o], dtype=float), ref[o], rtol=0, atol=TOL64, err_msg=o)
         np.testing.assert_allclose(ort_out[o], ref[o], rtol=0, atol=TOL32, err_msg=o)
+
+
+# ------------------------------------------------------------------------------------------- ONNX export form
+
+@pytest.mark.parametrize("name", ["rnn_tanh", "lstm"])
+def test_onnx_export_names_weights_after_the_node_and_leaves_zero_states_out(name):
+    """One ONNX node per layer, weights `<node>.W/.R/.B` (doc_strings naming the MDF parameters), and no
+    Shape/Concat/Expand for an initial state that is absent (zeros)."""
+    from mdfbridge.exporters.onnx import program_to_onnx
+
+    module = make_layer(name, True, 1, seed=3, dtype=torch.float32)
+    prog = lower(module_to_mdf(module, (data(True, 2, dtype=torch.float32),)))
+    model = program_to_onnx(prog)
+    node = "RNN" if name != "lstm" else "LSTM"
+    ops = [n.op_type for n in model.graph.node]
+    assert node in ops and not {"Expand", "Concat", "Shape"} & set(ops), ops
+    inits = {t.name: t for t in model.graph.initializer}
+    layer = [n for n in model.graph.node if n.op_type == node][0]
+    assert [i for i in layer.input[1:4]] == [f"{p}.{k}" for p in ["layer"] for k in ("W", "R", "B")], layer.input
+    assert len(layer.input) <= 4 or all(i == "" for i in layer.input[4:]), layer.input
+    assert "weight_ih" in inits["layer.W"].doc_string and "bias_hh" in inits["layer.B"].doc_string
+
+
+@pytest.mark.parametrize("name", ["rnn_tanh", "lstm"])
+def test_onnx_export_with_a_nonzero_state_parameter_equals_torch(name):
+    """A nonzero initial state held as a parameter is still exported (expanded over the batch)."""
+    from mdfbridge.deploy import DeploymentSession
+
+    module = make_layer(name, True, 1, seed=4, dtype=torch.float32)
+    doc = module_to_mdf(module, (data(True, 2, dtype=torch.float32),))
+    prog = lower(doc)
+    h0 = np.linspace(-0.5, 0.5, H_SIZE)
+    ops = [op for op in prog.ops if op.fn in ("RNN", "LSTM")]
+    assert ops
+    for op in ops:
+        for arg in (("h0", "c0") if name == "lstm" else ("h0",)):
+            pname = f"{op.node}.{arg}_test"
+            prog.params[pname] = Param(pname, h0.copy(), learnable=False)
+            op.args[arg] = TensorRef(pname)
+    x = data(True, 4, seed=5, dtype=torch.float32)
+    got = DeploymentSession(prog, "cpu", dtype="float32").run(mdf_inputs(doc, (x,)))
+    hx = torch.as_tensor(h0, dtype=torch.float32).reshape(1, 1, H_SIZE).expand(1, 4, H_SIZE).contiguous()
+    with torch.no_grad():
+        want = flat(module(x, (hx, hx) if name == "lstm" else hx))
+    ref = run_program(prog, mdf_inputs(doc, (x,)))
+    meta = next(iter(next(iter(doc.values()))["graphs"].values()))["metadata"]["mdfbridge"]["torch"]
+    axes = meta.get("batch_axes") or {}
+    for k, v in zip(prog.outputs, want):
+        np.testing.assert_allclose(got[k], trials_first(v, axes.get(k, 0)), rtol=0, atol=TOL32, err_msg=k)
+        np.testing.assert_allclose(ref[k], trials_first(v, axes.get(k, 0)), rtol=0, atol=TOL32, err_msg=k)
