@@ -17,7 +17,14 @@ def _meta(obj: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 def composition_from_mdf(doc: Any) -> Composition:
-    """Rebuild the Composition an mdfbridge MDF document was written from (its metadata must be present)."""
+    """Rebuild the Composition an mdfbridge MDF document was written from (its metadata must be present).
+
+    doc: a `modeci_mdf.mdf.Model` or its serialised dict ({model id: {...}}); a file path is read by
+    mdfbridge.composition.composition_from_mdf, which calls this. The first graph is rebuilt: mechanisms,
+    bias nodes, projections (matrices and learnable flags as written), nesting, and GRU blocks (gate form or the
+    fused `onnx::GRU` form). A document without metadata.mdfbridge.composition, or GRU block metadata that is
+    missing, raises SchemaError; GRU gate nodes edited away from the form mdfbridge writes raise
+    UnsupportedError."""
     data = model_to_dict(doc)
     model_id, model = next(iter(data.items()))
     gid, graph = next(iter((model.get("graphs") or {}).items()))

@@ -22,7 +22,14 @@ log = logging.getLogger(__name__)
 
 
 class ProgramModule(nn.Module):
-    """A torch module computing a Program; `forward(inputs)` maps input names to (batch, ...) tensors."""
+    """A torch module computing a Program; `forward(inputs)` maps input names to (batch, ...) tensors.
+
+    program: the lowered Program (its schedule must be static: one pass per step); its parameter table is read
+    once here and kept as `self.program` (write_to_program / load_from_program move values between them).
+    dtype: the torch float dtype of every parameter, buffer and default input (default torch.float64; strings
+    are not taken here: mdfbridge.dtypes.torch_dtype converts them); device: where the tensors live, a
+    torch.device or a string such as 'cuda' (default None: CPU). A dynamic schedule raises UnsupportedError.
+    """
 
     def __init__(self, program: Program, dtype: torch.dtype = torch.float64,
                  device: Optional[torch.device | str] = None) -> None:
@@ -79,10 +86,14 @@ class ProgramModule(nn.Module):
     def forward(self, inputs: Mapping[str, torch.Tensor], steps: int = 1, dt: float = 1.0,
                 per_step: Optional[Mapping[str, torch.Tensor]] = None,
                 trajectory: Optional[Dict[str, List[torch.Tensor]]] = None) -> Dict[str, torch.Tensor]:
-        """Outputs (name -> (batch, ...)) after `steps` steps on a batch of inputs (name -> (batch, ...)).
+        """Outputs (name -> (batch, ...)) after running some time on a batch of inputs (name -> (batch, ...)).
 
-        `per_step`: inputs (name -> (batch, steps, ...)) fed one time point per step (state carried, as the numpy
-        reference's `run_sequence`); `trajectory`: filled with each output's value after every step."""
+        inputs: input name (or port id) -> tensor of the module's dtype and device; an input left out takes its
+        default value (else zeros) for the whole batch. steps: time steps to run (default 1; more needs a static
+        schedule); dt: the time step from the second step on (default 1.0; the first step runs with dt = 0).
+        per_step: inputs (name -> (batch, steps, ...)) fed one time point per step, state carried, as the numpy
+        reference's `run_sequence` (default None: none). trajectory: a dict filled with each output's value after
+        every step, output name -> list of tensors (default None: not recorded)."""
         prog = self.program
         env: Dict[str, Any] = self.param_tensors()
         batch, missing = None, []
@@ -152,7 +163,10 @@ def _binding_of(op: Op, program: Program, dtype: torch.dtype, device: Any) -> Op
 
 def program_to_module(program: Program, dtype: torch.dtype = torch.float64,
                       device: Optional[torch.device | str] = None) -> ProgramModule:
-    """Build the torch module of a Program (float64 by default, like MDF/PsyNeuLink numbers)."""
+    """Build the torch module of a Program (float64 by default, like MDF/PsyNeuLink numbers).
+
+    program: the lowered Program; dtype: a torch float dtype (default torch.float64); device: a torch device or
+    its name (default None: CPU). Returns the ProgramModule (see there for what it raises)."""
     return ProgramModule(program, dtype=dtype, device=device)
 
 
@@ -161,7 +175,11 @@ class TorchModel(nn.Module):
     order of `input_names`, and returns the output tensor (a tuple, in the order of `output_names`, when there are
     several). A single mapping {input name: tensor} is accepted too. Parameters are the Program's learnable ones
     (`parameters()` works with any torch optimizer); `steps`/`dt` (default 1, 1.0) are the time steps each call
-    runs. Traceable by `torch.onnx.export` and `torch.jit.trace`."""
+    runs and their size. Traceable by `torch.onnx.export` and `torch.jit.trace`.
+
+    program: the lowered Program (trained values go back to it with write_to_program); dtype: a torch float dtype
+    (default torch.float64; `mdfbridge.to_torch` also takes 'float32' / numpy dtypes); device: a torch device or
+    its name, e.g. 'cuda' (default None: CPU). Inputs must be tensors of that dtype and device."""
 
     def __init__(self, program: Program, dtype: torch.dtype = torch.float64,
                  device: Optional[torch.device | str] = None, steps: int = 1, dt: float = 1.0) -> None:
@@ -172,7 +190,11 @@ class TorchModel(nn.Module):
         self.steps, self.dt = int(steps), float(dt)
 
     def forward(self, *tensors: Any) -> Any:
-        """The outputs for one (batch, ...) tensor per input (or one {input name: tensor} mapping)."""
+        """The outputs for one (batch, ...) tensor per input (or one {input name: tensor} mapping).
+
+        tensors: one tensor per input in `input_names` order, or a single mapping input name -> tensor (inputs
+        it leaves out take their defaults). A wrong number of tensors raises TypeError. Returns the output
+        tensor, or a tuple in `output_names` order when there are several."""
         if len(tensors) == 1 and isinstance(tensors[0], Mapping):
             inputs = dict(tensors[0])
         else:

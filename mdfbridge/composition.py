@@ -75,7 +75,12 @@ class _Named:
 
 
 class Mechanism(_Named):
-    """A node of a composition with `size` values."""
+    """A node of a composition with `size` values.
+
+    name: the mechanism's name (default None: `<class name>_<n>`, made unique when it is added to a composition);
+    size: the number of values, an int or a shape whose product is taken (default 1). A size below 1 raises
+    CompositionError.
+    """
 
     def __init__(self, name: Optional[str] = None, size: Union[int, Sequence[int]] = 1) -> None:
         self._init_name(name, type(self).__name__)
@@ -89,7 +94,15 @@ class Mechanism(_Named):
 
 
 class TransferMechanism(Mechanism):
-    """A mechanism applying an elementwise transfer function to the sum of its afferents (or its input)."""
+    """A mechanism applying an elementwise transfer function to the sum of its afferents (or its input).
+
+    name: as Mechanism's (default None: automatic); size: the number of values, an int or a shape (default None:
+    from input_shapes, else the element count of default_variable, else 1); function: a TransferFunction
+    instance, or its class (made with its defaults) (default None: Linear(), the identity); input_shapes:
+    PsyNeuLink's name for the size, used when size is None (default None); default_variable: PsyNeuLink's, only
+    its element count is read, as the size when size and input_shapes are None (default None). A function that is
+    not a TransferFunction raises CompositionError.
+    """
 
     def __init__(self, name: Optional[str] = None, size: Union[int, Sequence[int], None] = None,
                  function: Optional[TransferFunction] = None, *, input_shapes: Any = None,
@@ -107,7 +120,11 @@ class TransferMechanism(Mechanism):
 
 
 class BiasMechanism(Mechanism):
-    """An explicit bias node: outputs a constant (1 by default) every trial; project it through a matrix."""
+    """An explicit bias node: outputs a constant (1 by default) every trial; project it through a matrix.
+
+    name: as Mechanism's (default None: automatic); size: the number of values (default 1); value: the constant
+    each of them holds (default 1.0). A bias node cannot receive projections (flattening refuses it).
+    """
 
     def __init__(self, name: Optional[str] = None, size: int = 1, value: float = 1.0) -> None:
         super().__init__(name, size)
@@ -118,7 +135,20 @@ Node = Union[Mechanism, "Composition"]
 
 
 class MappingProjection(_Named):
-    """A weight matrix from sender to receiver, (sender size x receiver size): `receiver += sender @ matrix`."""
+    """Weights W from a sending to a receiving node, a (sending size x receiving size) array: the receiving node's
+    input += the sending node's values @ W.
+
+    sender, receiver: the sending and receiving node (default None: set later by Composition.add_projection or a
+    pathway), each a mechanism or a nested composition (which stands for its single output / input node). matrix: a
+    2-D array-like of shape (sender size, receiver size), or a spec filled in when the composition is flattened:
+    'identity' (IDENTITY_MATRIX; equal sizes only), 'full' (FULL_CONNECTIVITY_MATRIX: all ones) or 'random'
+    (RANDOM_CONNECTIVITY_MATRIX: uniform in [0, 1)) (default None: identity when the sizes are equal, else full,
+    as PsyNeuLink's AUTO_ASSIGN_MATRIX). learnable: whether learn() trains it (default True: yes; False: a fixed
+    matrix). name: the projection's name (default None: `MappingProjection_<n>`). seed: the 'random' matrix's
+    seed (default None: the top-level composition's seed plus the projection's index in its flattened list).
+    A matrix that is not 2-D or holds NaN/infinite values raises CompositionError; one whose shape does not match
+    the end nodes' sizes is refused when the composition is flattened.
+    """
 
     def __init__(self, sender: Optional[Node] = None, receiver: Optional[Node] = None, matrix: Any = None,
                  learnable: bool = True, name: Optional[str] = None, seed: Optional[int] = None) -> None:
@@ -195,6 +225,10 @@ class Composition(_Named):
 
     Nodes, projections and nested compositions created without a name get one when they are added:
     `<kind>_<n>` (`TransferMechanism_0`, `MappingProjection_1`, `Composition_0`), unique in the composition tree.
+
+    name: the composition's name (default None: `Composition_<n>`); pathways: node sequences, each added with
+    add_linear_processing_pathway (default None: none); seed: the base seed of 'random' projection matrices
+    (default 0; projection k of the flattened composition draws from seed + k unless it has its own seed).
     """
 
     def __init__(self, name: Optional[str] = None, pathways: Optional[Iterable[Sequence[Any]]] = None,
@@ -223,7 +257,11 @@ class Composition(_Named):
 
     # ------------------------------------------------------------------ building
     def add_node(self, node: Node) -> Node:
-        """Add a mechanism or a nested composition (once)."""
+        """Add a mechanism or a nested composition (once); returns it.
+
+        node: a Mechanism or a Composition (nested; it must not contain this one). Adding a node already there does
+        nothing; this composition itself, a composition containing it, or anything else raises CompositionError.
+        """
         if node is self:
             raise CompositionError(f"composition '{self.name}' cannot contain itself")
         if not isinstance(node, (Mechanism, Composition)):
@@ -236,13 +274,22 @@ class Composition(_Named):
         return node
 
     def add_nodes(self, nodes: Iterable[Node]) -> None:
-        """Add several nodes."""
+        """Add several nodes, in order, as add_node does.
+
+        nodes: an iterable of mechanisms and compositions."""
         for n in nodes:
             self.add_node(n)
 
     def add_projection(self, projection: Optional[MappingProjection] = None, sender: Optional[Node] = None,
                        receiver: Optional[Node] = None) -> MappingProjection:
-        """Add a projection (creating a default MappingProjection if none given); adds missing end nodes."""
+        """Add a projection (creating a default MappingProjection if none given); adds missing end nodes; returns
+        the projection.
+
+        projection: a MappingProjection (default None: a new one with the default matrix); sender, receiver: its
+        end nodes, replacing the projection's own when given (default None: the projection's). End nodes not yet
+        in this composition (or one nested in it) are added to it; an end that is still missing raises
+        CompositionError.
+        """
         if projection is None:
             projection = MappingProjection(sender, receiver)
         projection.sender = sender if sender is not None else projection.sender
@@ -259,7 +306,14 @@ class Composition(_Named):
         return projection
 
     def add_linear_processing_pathway(self, pathway: Sequence[Any]) -> List[MappingProjection]:
-        """Add `[A, (matrix or MappingProjection), B, ...]`: a projection between consecutive nodes."""
+        """Add `[A, (matrix or MappingProjection), B, ...]`: a projection between consecutive nodes; returns the
+        projections added, in order.
+
+        pathway: a sequence that starts and ends with a node (mechanism or composition), with at most one item
+        between two nodes: a MappingProjection, or a matrix as MappingProjection's `matrix` takes it (an array or
+        'identity' / 'full' / 'random'); no item there gives a default MappingProjection. Any other shape raises
+        CompositionError.
+        """
         items = list(pathway)
         if not items or not isinstance(items[0], (Mechanism, Composition)):
             raise CompositionError("a pathway starts with a node")
@@ -386,20 +440,28 @@ class Composition(_Named):
         return self.to_mdf()
 
     def save_mdf(self, path: Any) -> None:
-        """Write the composition as an MDF JSON or YAML file (from the extension), atomically."""
+        """Write the composition as an MDF JSON or YAML file (from the extension), atomically.
+
+        path: the file (str or path-like); `.json`, `.yaml` or `.yml` picks the format."""
         from .api import save_mdf
         from .exporters.mdf import composition_to_dict
 
         save_mdf(composition_to_dict(self), path)
 
     def save(self, path: Any) -> None:
-        """Save the projection matrices in torch state_dict format (PsyNeuLink's AutodiffComposition.save)."""
+        """Save the projection matrices in torch state_dict format (PsyNeuLink's AutodiffComposition.save).
+
+        path: the file to write, atomically (str or path-like, e.g. `weights.pt`); keys are the projections' flat
+        ids (see mdfbridge.exporters.weights)."""
         from .exporters.weights import save_weights
 
         save_weights(self.program(), path)
 
     def load(self, path: Any) -> None:
-        """Load projection matrices saved by `save` (torch.load with weights_only=True)."""
+        """Load projection matrices saved by `save` (torch.load with weights_only=True).
+
+        path: the file `save` wrote (str or path-like). Unreadable files, unknown or missing keys, other shapes and
+        NaN/infinite values raise DataError (see mdfbridge.exporters.weights.load_weights)."""
         from .exporters.weights import load_weights
 
         prog = self.program()
@@ -431,8 +493,9 @@ class Composition(_Named):
         (name -> (trials, size), trial order). Per-minibatch losses: `self.losses`; the LearnResult:
         `self.learn_result`. Inputs and targets are keyed by node (or its name); a nested composition stands for
         its single input node, and `{nested: {"inputs": ..., "targets": ...}}` (PsyNeuLink's nested form) is
-        read as that dict form. None for learning_rate, minibatch_size, optimizer_type, loss_spec, weight_decay
-        means the AutodiffComposition's setting, else learn()'s default.
+        read as that dict form. A setting left at None takes the AutodiffComposition's constructor value where it
+        has one, else learn()'s default (as said below). Raises DataError for data that do not fit the
+        composition (naming the node), CompositionError for an unknown setting.
         """
         from .learning import backend_name, cycle_trials, learn_settings, make_config, split_inputs, train_program
 
@@ -490,8 +553,12 @@ class Composition(_Named):
     def input_dict(self, inputs: Mapping[Any, Any], targets: bool = False) -> Dict[str, np.ndarray]:
         """Normalise `{node or name: trials}` to `{flat node id: (trials, size) array}`.
 
-        With a GRU block the arrays are sequences, (trials, time steps, size); `targets` maps a GRU block to
-        its output node rather than its input node.
+        inputs: {node: array-like}, the node a mechanism, a nested composition (standing for its single input
+        node), a mechanism's name or its flat MDF id; a 1-D array is one trial, (trials, 1, size) is read as
+        (trials, size). With a GRU block the arrays are sequences, (trials, time steps, size) ((time steps, size):
+        one trial). targets: whether these are targets (default False: inputs); True maps a GRU block to its
+        output node rather than its input node and checks its hidden size instead of its input size. An unknown
+        node or a shape that does not fit raises DataError naming the node.
         """
         flat_nodes, _ = self.flatten()
         seq = any(_is_gru(f.mechanism) for f in flat_nodes)
@@ -630,7 +697,11 @@ def _nested_dict_form(inputs: Any) -> Any:
 
 
 def composition_from_mdf(doc: Any) -> Composition:
-    """Rebuild a Composition from an MDF document mdfbridge wrote (Model, dict, or path)."""
+    """Rebuild a Composition from an MDF document mdfbridge wrote (Model, dict, or path).
+
+    doc: a `modeci_mdf.mdf.Model`, its serialised dict, or an MDF file path (str, bytes or path-like; read and
+    validated as load_mdf does). A document without mdfbridge's composition metadata raises SchemaError (load it
+    with load_program() instead)."""
     from .importers.composition import composition_from_mdf as _rebuild
 
     if isinstance(doc, (str, bytes)) or hasattr(doc, "__fspath__"):

@@ -47,12 +47,17 @@ class DataSpec:
     model: str = "the model"
 
     def input_name(self, key: str) -> Optional[str]:
-        """The input a data key names (its node id or port id), or None."""
+        """The input a data key names (its node id or port id), or None.
+
+    key: an array name or csv column node from a data file."""
         return key if key in self.inputs else self.ports.get(key)
 
 
 def spec_of_program(program: Any) -> DataSpec:
-    """The DataSpec of a lowered `mdfbridge.program.Program`."""
+    """The DataSpec of a lowered `mdfbridge.program.Program`.
+
+    program: the Program; its inputs (with port ids), output shapes where known, sequence flag and model name
+    (metadata 'model', else the Program's name) make the spec."""
     return DataSpec(
         inputs={k: (tuple(s.shape) if s.shape is not None else None) for k, s in program.inputs.items()},
         outputs={k: (tuple(program.shapes[t]) if t in program.shapes else None) for k, t in program.outputs.items()},
@@ -61,7 +66,11 @@ def spec_of_program(program: Any) -> DataSpec:
 
 
 def spec_of_onnx_session(session: Any, path: str) -> DataSpec:
-    """The DataSpec of an onnxruntime session (`mdfbridge.deploy.DeploymentSession`): the first axis is trials."""
+    """The DataSpec of an onnxruntime session (`mdfbridge.deploy.DeploymentSession`): the first axis is trials.
+
+    session: the DeploymentSession (its `inputs` and the onnxruntime `session`'s outputs are read); path: the
+    .onnx file, named in error messages ('ONNX model <path>'). A per-trial shape with a symbolic dimension is
+    None (unknown)."""
     def per_trial(shape: Any) -> Shape:
         dims = list(shape or [])[1:]
         return tuple(dims) if all(isinstance(d, int) for d in dims) else None
@@ -73,7 +82,9 @@ def spec_of_onnx_session(session: Any, path: str) -> DataSpec:
 # ------------------------------------------------------------------------------------------------ reading
 
 def data_suffix(path: PathLike) -> str:
-    """The data file's extension (.npz, .npy or .csv); any other raises DataError naming the file."""
+    """The data file's extension (.npz, .npy or .csv), lower-cased; any other raises DataError naming the file.
+
+    path: the data file (str or Path; it need not exist)."""
     suffix = Path(path).suffix.lower()
     if suffix not in DATA_SUFFIXES:
         raise DataError(f"unsupported data file extension '{suffix or '(none)'}'; supported: .npz (one array per "
@@ -84,7 +95,10 @@ def data_suffix(path: PathLike) -> str:
 
 
 def read_npz(path: PathLike) -> Arrays:
-    """Every array of an .npz file (no pickled objects), by name."""
+    """Every array of an .npz file (no pickled objects), by name.
+
+    path: the .npz file (str or Path). A missing file, an .npy, or anything numpy cannot read without pickle
+    raises DataError naming the file."""
     try:
         with np.load(path, allow_pickle=False) as data:
             if not hasattr(data, "files"):
@@ -97,7 +111,10 @@ def read_npz(path: PathLike) -> Arrays:
 
 
 def read_npy(path: PathLike) -> np.ndarray:
-    """The one array of an .npy file (no pickled objects)."""
+    """The one array of an .npy file (no pickled objects).
+
+    path: the .npy file (str or Path). A missing file, an .npz, or anything numpy cannot read without pickle
+    raises DataError naming the file."""
     try:
         arr = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -137,13 +154,20 @@ def _node_shape(spec: DataSpec, node: str) -> Shape:
 
 
 def column_names(node: str, shape: Shape) -> List[str]:
-    """The csv column names of a node: `node` for one unit, else node[0], node[1], ... (C order)."""
+    """The csv column names of a node: `node` for one unit, else node[0], node[1], ... (C order).
+
+    node: the node id; shape: its per-trial shape (None: unknown, taken as one unit)."""
     size = int(np.prod(shape)) if shape is not None else 1
     return [node] if size == 1 else [f"{node}[{i}]" for i in range(size)]
 
 
 def read_csv(path: PathLike, spec: DataSpec) -> Arrays:
-    """Arrays by node id from a csv file (see the module docstring for the form), shaped (trials, *node shape)."""
+    """Arrays by node id from a csv file (see the module docstring for the form), shaped (trials, *node shape).
+
+    path: the .csv file (str or Path; UTF-8, a BOM allowed; blank lines skipped); spec: the model's DataSpec,
+    which names the valid columns and the node shapes. Anything that does not fit (unknown or repeated column,
+    missing unit, a cell that is not a number, a sequence model) raises DataError naming the file, line and
+    column."""
     where = str(path)
     if spec.sequence:
         raise DataError(f"{spec.model} takes (trials, time steps, ...) arrays, which a csv file (one row per "
@@ -225,8 +249,12 @@ def _node_array(where: str, node: str, units: Dict[Optional[int], int], values: 
 
 
 def read_arrays(path: PathLike, spec: DataSpec, *, role: str = "inputs") -> Arrays:
-    """Arrays by name from an .npz, .csv or .npy file. An .npy holds one array: `role` 'inputs' gives it to the
-    model's one input, 'targets' to its one output (a model with several refuses it, naming the file)."""
+    """Arrays by name from an .npz, .csv or .npy file (by its extension, see data_suffix).
+
+    path: the data file (str or Path); spec: the model's DataSpec (csv columns, and the node an .npy is for);
+    role: what an .npy holds (default 'inputs': the data of the model's one input; 'targets': the targets of its
+    one output); a model with several refuses an .npy with DataError naming the file. .npz arrays are returned
+    as named, unchecked (see split_arrays)."""
     suffix = data_suffix(path)
     if suffix == ".npz":
         return read_npz(path)
@@ -243,7 +271,10 @@ def read_arrays(path: PathLike, spec: DataSpec, *, role: str = "inputs") -> Arra
 
 def split_arrays(arrays: Mapping[str, np.ndarray], spec: DataSpec, path: PathLike) -> Tuple[Arrays, Arrays]:
     """(inputs, targets): arrays named by an input node (or port) id, and by an output node id that is not an
-    input; any other name raises DataError naming the file and the array."""
+    input; any other name raises DataError naming the file and the array.
+
+    arrays: name -> array, as read_arrays returns them; spec: the model's DataSpec; path: the file they came
+    from, for the error message."""
     inputs = {k: v for k, v in arrays.items() if spec.input_name(k) is not None}
     targets = {k: v for k, v in arrays.items() if k in spec.outputs and k not in inputs}
     unknown = sorted(set(arrays) - set(inputs) - set(targets))
@@ -261,7 +292,10 @@ def _in_file(path: PathLike, exc: DataError) -> DataError:
 
 def checked_inputs(program: Any, path: PathLike) -> Tuple[Arrays, Arrays]:
     """(inputs, targets found too) from a data file for `mdfbridge run`, the inputs checked against the Program
-    (shapes, trial counts, NaN) with errors naming the file."""
+    (shapes, trial counts, NaN) with errors naming the file.
+
+    program: the lowered Program the data are for; path: the data file (.npz, .npy or .csv; str or Path).
+    Raises DataError naming the file."""
     from .importers.reference import runner_for
 
     spec = spec_of_program(program)
@@ -275,8 +309,12 @@ def checked_inputs(program: Any, path: PathLike) -> Tuple[Arrays, Arrays]:
 
 def checked_training_data(program: Any, data: PathLike, targets_path: Optional[PathLike] = None
                           ) -> Tuple[Arrays, Arrays]:
-    """(inputs, targets) for training, from `data` (inputs, and targets unless `targets_path` holds them), checked
-    against the Program (shapes, trials, NaN, every input and output) with errors naming the file at fault."""
+    """(inputs, targets) for training, checked against the Program (shapes, trials, NaN, every input and output)
+    with errors naming the file at fault.
+
+    program: the lowered Program to train; data: the data file (.npz, .npy or .csv; str or Path) holding the
+    inputs, and the targets too unless targets_path holds them; targets_path: a second file holding the
+    targets (default None: the targets are in `data`; an array both files hold is refused). Raises DataError."""
     from .learning import prepare_data
 
     spec = spec_of_program(program)
@@ -324,7 +362,9 @@ def template_arrays(spec: DataSpec, trials: int = 4, *, zeros: bool = False, see
                     time_steps: int = 5) -> Tuple[Arrays, Arrays]:
     """(inputs, targets) of the shapes the model takes: (trials, *shape), (trials, time_steps, *shape) for a
     sequence model. zeros: all zeros (default False: uniform in [0, 1) rounded to 4 decimals, from
-    numpy.random.default_rng(seed)); trials: default 4; seed: default 0; time_steps: default 5."""
+    numpy.random.default_rng(seed)); trials: default 4; seed: default 0; time_steps: default 5.
+
+    spec: the model's DataSpec; every shape must be known, else DataError (as for trials or time_steps < 1)."""
     if trials < 1 or time_steps < 1:
         raise DataError(f"trials and time steps must be >= 1, got {trials} and {time_steps}")
     unknown = [k for k, s in {**spec.inputs, **spec.outputs}.items() if s is None]
@@ -361,7 +401,10 @@ def _csv_text(arrays: Mapping[str, np.ndarray], spec: DataSpec) -> str:
 
 def template_paths(out: PathLike, fmt: str, split: bool) -> Tuple[Path, Path]:
     """(inputs file, targets file) of a template written to `out`: the same file unless `split` (an .npy pair, or a
-    node that is both an input and an output): then `<out stem>.inputs.<fmt>` and `<out stem>.targets.<fmt>`."""
+    node that is both an input and an output): then `<out stem>.inputs.<fmt>` and `<out stem>.targets.<fmt>`.
+
+    out: the requested file (str or Path); fmt: the format, 'npz', 'csv' or 'npy' (an `out` ending in `.<fmt>`
+    loses that suffix before the tags go in); split: whether inputs and targets go to two files."""
     out = Path(out)
     if not split:
         return out, out
@@ -371,7 +414,11 @@ def template_paths(out: PathLike, fmt: str, split: bool) -> Tuple[Path, Path]:
 
 def write_template(spec: DataSpec, out: PathLike, fmt: str = "npz", **options: Any) -> List[WrittenArray]:
     """Write example data for the model to `out` in `fmt` ('npz', default; 'csv'; 'npy': an inputs/targets pair,
-    one-input one-output models only); options as `template_arrays` takes them. Returns what was written."""
+    one-input one-output models only); options as `template_arrays` takes them. Returns what was written.
+
+    spec: the model's DataSpec; out: the file to write (str or Path; its directory must exist), or the stem of
+    the pair (see template_paths) for 'npy' or a node that is both an input and an output. Files are written
+    atomically; bad arguments raise DataError."""
     from .document import atomic_write_bytes
 
     if fmt not in TEMPLATE_FORMATS:
@@ -405,7 +452,9 @@ def write_template(spec: DataSpec, out: PathLike, fmt: str = "npz", **options: A
 
 
 def default_template_path(model: PathLike, fmt: str) -> Path:
-    """`<model stem>.template.<fmt>` next to the model (see `output_path`)."""
+    """`<model stem>.template.<fmt>` next to the model (see `output_path`).
+
+    model: the model file (str or Path); fmt: the data format, used as the extension ('npz', 'csv' or 'npy')."""
     return output_path(model, "template", fmt)
 
 
@@ -414,7 +463,9 @@ _MDF_DOUBLE = (".mdf.json", ".mdf.yaml", ".mdf.yml")
 
 def split_name(path: PathLike) -> Tuple[str, str]:
     """(stem, extension without the dot) of a file, `.mdf.json`/`.mdf.yaml`/`.mdf.yml` counting as one extension:
-    'xor.mdf.json' -> ('xor', 'mdf.json'), 'model.json' -> ('model', 'json')."""
+    'xor.mdf.json' -> ('xor', 'mdf.json'), 'model.json' -> ('model', 'json').
+
+    path: the file (str or Path; only its name is read); no extension gives ''."""
     name = Path(path).name
     for ext in _MDF_DOUBLE:
         if name.lower().endswith(ext) and len(name) > len(ext):
@@ -427,7 +478,11 @@ def output_path(source: PathLike, tag: Optional[str], ext: Optional[str] = None,
                 directory: Optional[PathLike] = None) -> Path:
     """`<stem>.<tag>.<ext>` beside `source` (or in `directory`): tag None leaves it out, ext None keeps the
     source's. E.g. ('xor.mdf.json', 'trained') -> 'xor.trained.mdf.json', ('xor.mdf.json', None, 'png') ->
-    'xor.png', ('xor.mdf.json', 'loss', 'png') -> 'xor.loss.png'."""
+    'xor.png', ('xor.mdf.json', 'loss', 'png') -> 'xor.loss.png'.
+
+    source: the file the output derives from (str or Path); tag: the inserted tag, or None; ext: the extension
+    without the dot (default None: the source's, see split_name); directory: where the file goes (default None:
+    the source's directory)."""
     stem, own = split_name(source)
     ext = own if ext is None else ext
     parts = [stem] + ([tag] if tag else []) + ([ext] if ext else [])
@@ -435,7 +490,10 @@ def output_path(source: PathLike, tag: Optional[str], ext: Optional[str] = None,
 
 
 def describe(written: Sequence[WrittenArray]) -> List[str]:
-    """Lines saying what a template holds, file by file."""
+    """Lines saying what a template holds, file by file.
+
+    written: the WrittenArray list write_template returns. Returns 'wrote <file>:' then one indented line per
+    array (name, shape, and whether it is an input or a target)."""
     lines = []
     for path in dict.fromkeys(w.path for w in written):
         lines.append(f"wrote {path}:")

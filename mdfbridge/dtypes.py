@@ -39,12 +39,20 @@ def dtype_name(dtype: Any, allowed: Sequence[str] = FLOAT_NAMES, where: str = "d
 
 
 def torch_dtype(dtype: Any, allowed: Sequence[str] = FLOAT_NAMES, where: str = "dtype") -> Any:
-    """The torch dtype of `dtype` (see dtype_name; None: torch.float64)."""
+    """The torch dtype of `dtype` (see dtype_name; None: torch.float64).
+
+    dtype: a string, numpy dtype/type or torch dtype, or None; allowed: the names accepted (default FLOAT_NAMES:
+    float16, bfloat16, float32, float64); where: what the dtype is for, in the UnsupportedError a dtype outside
+    `allowed` raises (default 'dtype'). Imports torch."""
     import torch
 
     return getattr(torch, dtype_name(dtype, allowed, where))
 
 
 def numpy_dtype(dtype: Any, allowed: Sequence[str] = ("float32", "float64"), where: str = "dtype") -> np.dtype:
-    """The numpy dtype of `dtype` (see dtype_name; None: float64)."""
+    """The numpy dtype of `dtype` (see dtype_name; None: float64).
+
+    dtype: a string, numpy dtype/type or torch dtype, or None; allowed: the names accepted (default ('float32',
+    'float64'), the ones numpy computes in); where: what the dtype is for, in the UnsupportedError a dtype outside
+    `allowed` raises (default 'dtype')."""
     return np.dtype(dtype_name(dtype, allowed, where))

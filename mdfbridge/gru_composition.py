@@ -42,7 +42,14 @@ class GRUWeights:
 
 
 class GRUBlock(Mechanism):
-    """The flattened form of a GRUComposition: one node of `hidden_size` values fed by `input_size` values."""
+    """The flattened form of a GRUComposition: one node of `hidden_size` values fed by `input_size` values.
+
+    name: the block's name (GRUComposition passes its own); input_size, hidden_size: the sizes (ints >= 1);
+    bias: whether the gates have biases (bias_ir ... bias_hn); seed: the seed of the initial weights and biases,
+    drawn as torch.nn.GRU does, uniform in (-1/sqrt(hidden_size), 1/sqrt(hidden_size)) from
+    numpy.random.default_rng(seed) (None: fresh entropy, different weights every time). All arguments are
+    required. The initial hidden state `h0` is zeros.
+    """
 
     def __init__(self, name: str, input_size: int, hidden_size: int, bias: bool, seed: Optional[int]) -> None:
         super().__init__(name, hidden_size)
@@ -67,6 +74,17 @@ class GRUComposition(Composition):
 
     Runs as one torch GRU in learn(); in MDF it is written in gate form (modeci-mdf's engine steps it) or, with
     `convert --gru onnx`, as one `onnx::GRU` node. Inputs are sequences: (trials, time steps, input_size).
+
+    input_size: values per time step of the input (default 1); hidden_size: units of the hidden layer, the
+    output's size (default 1); bias: gate biases bias_ir ... bias_hn (default False: none, as PsyNeuLink's);
+    enable_learning: whether learn() trains the block (default True; False freezes every weight);
+    learning_rate: the block's own rate for learn() (default None: learn()'s; True: the same; False: frozen; a
+    number: that rate); optimizer_params: per-parameter overrides keyed 'w_ih', 'w_hh', 'b_ih', 'b_hh' (torch's
+    weight_ih_l0 ... bias_hh_l0), each a rate, None/True (learning_rate's) or False (frozen) (default None: none;
+    other keys raise CompositionError); name: the composition's and block's name (default 'GRU'); seed: the seed
+    of the initial weights, as torch.nn.GRU draws them (default None: fresh entropy, so two unseeded blocks
+    differ; the composition's own seed is then 0); initial_hidden: the hidden state before the first time step,
+    a scalar or a (hidden_size,) array-like (default None: zeros).
     """
 
     def __init__(self, input_size: int = 1, hidden_size: int = 1, bias: bool = False, enable_learning: bool = True,
@@ -93,7 +111,8 @@ class GRUComposition(Composition):
                                   if self.block.learning_rates.get(torch_param_of(n)) is False)
 
     def flatten(self, _prefix: tuple = ()) -> tuple:
-        """One flat node, the block, with id = the nesting path (`GRU`, or `outer_child__GRU` ...)."""
+        """One flat node, the block, with id = the nesting path (`GRU`, or `outer_child__GRU` ...); no projections.
+        Returns ([FlatNode], [])."""
         path = _prefix + (self.name,)
         fid = "__".join(identifier(p) for p in path[1:]) or identifier(self.name)
         return [FlatNode(fid, self.block, path)], []
@@ -139,7 +158,12 @@ class GRUComposition(Composition):
         return gates_to_torch(self.block.gates)
 
     def set_torch_parameters(self, params: Mapping[str, Any]) -> None:
-        """Set the block's weights from torch.nn.GRU parameters (numpy or tensors)."""
+        """Set the block's weights from torch.nn.GRU parameters (numpy or tensors).
+
+        params: torch.nn.GRU parameter name -> array or tensor: weight_ih_l0 (3 * hidden_size, input_size) and
+        weight_hh_l0 (3 * hidden_size, hidden_size), gates in torch's r, z, n order, and for a block with bias
+        bias_ih_l0 / bias_hh_l0 (3 * hidden_size,), e.g. `dict(torch.nn.GRU(...).named_parameters())` or
+        `torch_parameters()`'s. Shapes are not checked against the block's sizes."""
         arrays = {k: np.asarray(getattr(v, "detach", lambda v=v: v)()) for k, v in params.items()}
         for n, v in torch_to_gates(arrays).items():
             self.block.gates[n] = v.astype(float)

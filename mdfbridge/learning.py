@@ -57,9 +57,13 @@ _MODE_BACKENDS: Dict[str, Optional[str]] = {"Python": "numpy", "PyTorch": "torch
 
 
 def backend_name(backend: Optional[str] = None, execution_mode: Any = None) -> str:
-    """The name of a registered backend (mdfbridge.backends.BACKENDS) from `backend=` ('torch' when neither is
-    given) or PsyNeuLink's `execution_mode=` (an ExecutionMode, PsyNeuLink's own ExecutionMode member, or its name as
-    a string, e.g. 'LLVMRun'); an unknown or unavailable mode raises UnsupportedError listing the modes."""
+    """The name of a registered backend (mdfbridge.backends.BACKENDS) from a backend name or PsyNeuLink's
+    execution mode.
+
+    backend: a backend name, any case (default None: 'torch'); an unknown one raises UnsupportedError listing
+    the available ones. execution_mode: an ExecutionMode, PsyNeuLink's own ExecutionMode member, or its name as a
+    string, e.g. 'LLVMRun' (default None: use `backend`); when given it wins over `backend` (see
+    ExecutionMode.backend). An unknown mode, or PTXRun (no backend), raises UnsupportedError listing the modes."""
     from .backends import get_backend
 
     if execution_mode is not None:
@@ -152,7 +156,10 @@ class EarlyStopping:
         self.best, self.waited = np.inf, 0
 
     def should_stop(self, epoch_loss: float) -> bool:
-        """Record one epoch's loss; True when training should stop now."""
+        """Record one epoch's loss; True when training should stop now.
+
+        epoch_loss: the epoch's loss (the mean of its minibatches' losses). It improves when below the best so
+        far by more than min_delta; False always when patience is None."""
         if self.patience is None:
             return False
         if epoch_loss < self.best - self.min_delta:
@@ -164,8 +171,14 @@ class EarlyStopping:
 
 def make_config(config: Optional[LearnConfig] = None, settings: Optional[Mapping[str, Any]] = None,
                 error: type = UnsupportedError, where: str = "learn()") -> LearnConfig:
-    """`config` (default LearnConfig()) with `settings` (LearnConfig field -> value) applied; an unknown setting
-    raises `error` (default UnsupportedError) with a message starting with `where`."""
+    """A LearnConfig: a starting one with setting values applied (a new one; the start itself when none are
+    given).
+
+    config: the starting settings (default None: LearnConfig(), AutodiffComposition's defaults); settings:
+    LearnConfig field -> value, PsyNeuLink's spellings (randomize_minibatches, synch_projection_matrices_with_torch)
+    accepted (default None: none). error: the exception class raised for an unknown setting, naming the closest
+    valid one, or for two spellings of one setting that disagree (default UnsupportedError); where: the start of
+    that message (default 'learn()'). Values are not checked here: LearnConfig.check does that."""
     names = [f.name for f in fields(LearnConfig)]
     spellings = names + list(SETTING_ALIASES)
     given: Dict[str, Any] = {}
@@ -242,15 +255,18 @@ def train_program(program: Program, inputs: Mapping[str, Any], targets: Mapping[
                   config: Optional[LearnConfig] = None, *, backend: str = "torch", dtype: Any = None,
                   device: Any = None, callback: Optional[Callable[[int, int, float], None]] = None,
                   on_synch: Optional[Callable[[], None]] = None) -> LearnResult:
-    """Train the Program's learnable parameters in place (its parameter table holds the trained values).
+    """Train the Program's learnable parameters in place (its parameter table holds the trained values); returns
+    the LearnResult.
 
-    inputs/targets: as `prepare_data` takes them; config: the settings (default LearnConfig()); backend: a training
-    backend's name ('torch', default, or 'llvm'); dtype: the torch backend's tensor type, 'float32' | 'float64' or a
-    numpy/torch float dtype (default None: float64; llvm takes float64 only); device: the torch device (default
-    None: CPU); callback(epoch, minibatch, loss) after each minibatch: the 0-based epoch, the minibatch's 0-based
-    index over the whole run (its index in LearnResult.losses), its loss (float, summed over the outputs); an
-    exception it raises stops training and propagates (default None); on_synch() after the trained values reach
-    the Program (per config.synch_projection_matrices, and at the end; default None).
+    program: the lowered Program to train; inputs/targets: as `prepare_data` takes them; config: the settings
+    (default LearnConfig()); backend: a training backend's name ('torch', default, or 'llvm'); dtype: the torch
+    backend's tensor type, 'float32' | 'float64' or a numpy/torch float dtype (default None: float64; llvm takes
+    float64 only); device: the torch device (default None: CPU); callback(epoch, minibatch, loss) after each
+    minibatch: the 0-based epoch, the minibatch's 0-based index over the whole run (its index in
+    LearnResult.losses), its loss (float, summed over the outputs); an exception it raises stops training and
+    propagates (default None); on_synch() after the trained values reach the Program (per
+    config.synch_projection_matrices, and at the end; default None). A backend that does not train raises
+    UnsupportedError; settings and data that do not fit raise DataError / UnsupportedError naming them.
     """
     from .backends import get_backend, training_backend_names
 
@@ -265,8 +281,8 @@ def train_program(program: Program, inputs: Mapping[str, Any], targets: Mapping[
 
 
 LEARN_ARGUMENTS_DOC = """inputs: {input node: (trials, size) array-like}, or PsyNeuLink's dict form {"inputs": {...},
-    "targets": {...}, "epochs": n, ...} holding the targets and any other argument here (explicit arguments win).
-    targets: {output node: (trials, size)} (default None: taken from the inputs dict form).
+    ...} whose other keys are any of the arguments below (explicit arguments win).
+    targets: {output node: (trials, size)} (default None: those of the inputs dict form).
     num_trials: trials per epoch (default None: as many as the inputs have); PsyNeuLink's rule: trial i of an epoch
     uses input (and target) row i % len(inputs), so a larger number repeats the inputs cyclically, a smaller one
     uses the first num_trials.
@@ -284,12 +300,17 @@ LEARN_ARGUMENTS_DOC = """inputs: {input node: (trials, size) array-like}, or Psy
     (default None: 'run'). seed: the minibatch shuffle's seed (default None: fresh entropy).
     backend: 'torch' (default) or 'llvm'. dtype: the torch backend's tensor type, 'float32' | 'float64' or a
     numpy/torch float dtype (default None: float64; llvm runs float64 only). device: a torch device, 'cpu' or
-    'cuda' (default None: CPU). callback: called after every minibatch as callback(epoch, minibatch, loss): the
-    0-based epoch, the 0-based minibatch index counted over the whole run (its index in the losses list) and that
-    minibatch's loss (a float, summed over the output nodes, computed before its update); an exception it raises
-    stops training and propagates (default None).
-    randomize_minibatch, synch_projection_matrices: earlier names of randomize_minibatches and
-    synch_projection_matrices_with_torch (default None). Other keywords are refused naming the closest valid one."""
+    'cuda' (default None: CPU). callback: called after every minibatch's weight update, on both backends, as
+    callback(epoch, minibatch, loss) with three positional arguments: the 0-based epoch (int), the 0-based
+    minibatch index counted over the whole run (int; its index in the losses list) and that minibatch's loss (a
+    float, summed over the output nodes, computed before its update); its return value is ignored. The weights
+    it can read (a composition's matrices, the Program's parameters) are those of the last synch
+    (synch_projection_matrices_with_torch): it runs before that minibatch's own synch, so with 'minibatch' they
+    hold the previous minibatch's values. An exception it raises stops training and propagates (default None: no
+    callback; on llvm a callback makes the native loop call back into Python each minibatch).
+    randomize_minibatch: the earlier name of randomize_minibatches (default None).
+    synch_projection_matrices: the earlier name of synch_projection_matrices_with_torch (default None).
+    Other keywords are refused naming the closest valid one."""
 
 
 def learn_settings(explicit: Mapping[str, Any], extra: Mapping[str, Any]) -> Dict[str, Any]:
@@ -320,7 +341,10 @@ def split_inputs(inputs: Any, targets: Optional[Mapping[str, Any]]) -> tuple:
 
 def cycle_trials(data: Mapping[str, Any], num_trials: Optional[int], what: str = "inputs") -> Dict[str, Any]:
     """PsyNeuLink's num_trials: each array's rows taken as row i % len for i in range(num_trials) (repeated
-    cyclically when larger, the first num_trials when smaller); None leaves the data as it is."""
+    cyclically when larger, the first num_trials when smaller); None leaves the data as it is.
+
+    data: name -> (trials, ...) array-like; num_trials: an int >= 1, or None; what: the data's kind in error
+    messages (default 'inputs'). A bad num_trials or a 0-d / empty array raises DataError."""
     if num_trials is None:
         return dict(data)
     if isinstance(num_trials, bool) or not isinstance(num_trials, (int, np.integer)) or int(num_trials) < 1:
@@ -346,8 +370,8 @@ def learn(model: Any, inputs: Mapping[str, Any], targets: Optional[Mapping[str, 
     """Train a loaded MDF model (path, dict, modeci-mdf Model or Program) with PsyNeuLink's learn() arguments;
     returns a LearnResult. Write the trained weights back with `write_back(source, result.program, out)`.
 
-    model: an MDF file path, document dict, modeci-mdf Model or Program (trained in place). Inputs and targets are
-    keyed by the Program's input and output names.
+    model: an MDF file path, document dict, modeci-mdf Model or Program (trained in place). The data are keyed by
+    the Program's input and output names.
     """
     from .lowering import lower
 

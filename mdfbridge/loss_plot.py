@@ -13,13 +13,18 @@ LOG_DECADES = 2.0  # a y range spanning more decades than this is drawn on a log
 def loss_figure(losses: Sequence[float], epoch_losses: Sequence[float], *, model: str = "model",
                 optimizer: str = "?", learning_rate: Optional[float] = None, loss: str = "?",
                 minibatch_size: Optional[int] = None, stopped_early: bool = False) -> Any:
-    """A matplotlib Figure of a training run.
+    """A matplotlib Figure (`matplotlib.figure.Figure`, on an Agg canvas) of a training run.
 
-    losses: each minibatch's loss, in order; epoch_losses: each epoch's loss (the mean of its minibatches' losses,
-    as `mdfbridge.learning.LearnResult.epoch_losses` holds them). Minibatch k (0-based) of E epochs of n
-    minibatches sits at x = (k + 1) / n, epoch e (1-based) at x = e. The y axis is logarithmic when every loss is
-    > 0 and max / min exceeds 10**LOG_DECADES. The title names the model, optimizer, learning rate, loss,
-    minibatch size and epochs (the keyword arguments; defaults '?' / None print as '?').
+    losses: each minibatch's value, in order; epoch_losses: each epoch's value (the mean of its minibatches', as
+    `mdfbridge.learning.LearnResult.epoch_losses` holds them). With n = len(losses) / len(epoch_losses)
+    minibatches per epoch, minibatch k (0-based) sits at x = (k + 1) / n and epoch e (1-based) at x = e. The y axis
+    is logarithmic when every value is > 0 and max / min exceeds 10**LOG_DECADES. The title names the settings below
+    and the number of epochs (len(epoch_losses)).
+
+    model: the model's name in the title (default 'model'); optimizer: the optimizer's name (default '?');
+    learning_rate: the rate (default None, printed '?'); loss: the loss function's name, in the title and the y
+    label (default '?'); minibatch_size: trials per minibatch (default None, printed '?'); stopped_early: add
+    '(stopped early)' to the title (default False).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -49,7 +54,9 @@ def loss_figure(losses: Sequence[float], epoch_losses: Sequence[float], *, model
 
 
 def save_loss_plot(fig: Any, path: Union[str, Path]) -> None:
-    """Write the figure as a PNG (atomically: a failed write leaves no partial file)."""
+    """Write the figure as a PNG (atomically: a failed write leaves no partial file).
+
+    fig: a matplotlib Figure (`loss_figure`'s); path: the file to write (str or Path), at 100 dpi."""
     from .document import atomic_write_bytes
 
     buf = io.BytesIO()

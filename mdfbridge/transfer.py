@@ -8,7 +8,12 @@ from .ops import get_op
 
 
 class TransferFunction:
-    """Base: a named elementwise (or softmax) function with parameters."""
+    """Base: a named elementwise (or softmax) function with parameters.
+
+    params: the function's parameters by keyword, each a number (made a float), from the class's `defaults`
+    (e.g. Logistic(gain=2.0)); those not given keep their default values. An unknown name raises TypeError
+    naming the parameters the function takes.
+    """
 
     name: str = ""
     defaults: Dict[str, float] = {}
@@ -28,7 +33,9 @@ class TransferFunction:
         return type(self) is type(other) and self.params == other.params  # type: ignore[attr-defined]
 
     def mdf_function(self, x: str) -> Dict[str, Any]:
-        """Keyword arguments of `modeci_mdf.mdf.Function` computing this function of expression `x`."""
+        """Keyword arguments of `modeci_mdf.mdf.Function` computing this function of expression `x`.
+
+        x: the MDF expression (an input port or another function's id) the function applies to."""
         raise NotImplementedError
 
 
@@ -38,7 +45,9 @@ class _Standard(TransferFunction):
     standard: str = ""
 
     def mdf_function(self, x: str) -> Dict[str, Any]:
-        """`function: standard, args: {variable0: x, param: param, ...}` (the form modeci-mdf's engine runs)."""
+        """`function: standard, args: {variable0: x, param: param, ...}` (the form modeci-mdf's engine runs).
+
+        x: the MDF expression the function applies to."""
         args: Dict[str, Any] = {"variable0": x, **{k: k for k in self.params}}
         return {"function": self.standard, "args": args}
 
@@ -68,7 +77,9 @@ class Tanh(TransferFunction):
     name, defaults = "Tanh", {"gain": 1.0, "bias": 0.0, "offset": 0.0, "scale": 1.0}
 
     def mdf_function(self, x: str) -> Dict[str, Any]:
-        """MDF `tanh` with the affine map in its argument."""
+        """MDF `tanh` with the affine map in its argument.
+
+        x: the MDF expression the function applies to."""
         return {"function": "tanh", "args": {"variable0": f"gain * ({x} + bias) + offset", "scale": "scale"}}
 
 
@@ -76,7 +87,9 @@ class _ValueForm(TransferFunction):
     """Written as a `value` expression (modeci-mdf evaluates it) tagged with the function's name."""
 
     def mdf_function(self, x: str) -> Dict[str, Any]:
-        """`value` = the registry's expression of `variable0`, with `variable0` bound to `x`."""
+        """`value` = the registry's expression of `variable0`, with `variable0` bound to `x`.
+
+        x: the MDF expression the function applies to."""
         op = get_op(self.name)
         assert op is not None and op.value_form is not None, self.name  # the transfer ops have value forms
         return {"value": op.value_form("variable0"), "args": {"variable0": x},
@@ -100,7 +113,11 @@ TRANSFER_FUNCTIONS: Dict[str, Type[TransferFunction]] = {
 
 
 def transfer_from_metadata(name: str, params: Mapping[str, Any]) -> TransferFunction:
-    """Rebuild a transfer function from its name and parameter values (as written to MDF)."""
+    """Rebuild a transfer function from its name and parameter values (as written to MDF).
+
+    name: a TRANSFER_FUNCTIONS key ('Linear', 'Logistic', 'Exponential', 'Tanh', 'ReLU', 'SoftMax'); an unknown
+    one raises KeyError. params: parameter name -> number; names the function does not take (other node
+    parameters) are ignored, and those missing keep their defaults."""
     cls = TRANSFER_FUNCTIONS.get(name)
     if cls is None:
         raise KeyError(name)

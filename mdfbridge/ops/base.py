@@ -90,7 +90,9 @@ class OnnxImport:
         return self.since <= opset and (self.until is None or opset <= self.until)
 
     def overlaps(self, other: "OnnxImport") -> bool:
-        """Do the two entries handle the same op type at some common opset?"""
+        """Do the two entries handle the same op type at some common opset?
+
+        other: another OnnxImport entry (the registry refuses overlapping entries)."""
         return (self.op_type == other.op_type and (other.until is None or self.since <= other.until)
                 and (self.until is None or other.since <= self.until))
 
@@ -236,7 +238,11 @@ class Call:
 def read_call(name: str, written: Mapping[str, Any], where: str = "") -> Optional[Call]:
     """The call of function `name` with arguments `written` (as in the document), or None for an unknown name:
     aliases resolved, a `Variant` of the op chosen by the written argument names, an alias's ignored arguments
-    checked (`Alias.check` raises where they would change the result) and dropped."""
+    checked (`Alias.check` raises where they would change the result) and dropped.
+
+    name: the function name as written (canonical, alias or `onnx::...`); written: the written arguments (argument
+    name -> value; only the names choose the variant, the values go to `Alias.check`); where: the call's place in
+    the document, for `Alias.check`'s error message (default '': none given)."""
     hit = resolve(name)
     if hit is None:
         return None
@@ -308,7 +314,11 @@ def keywords(fn: Callable[..., Array], args: Tuple[str, ...]) -> Callable[..., A
 def binary_specialise(numpy_fn: Callable[[Any, Any], Any],
                       torch_fn: Callable[[Any, Any], Any]) -> Callable[..., Optional[Callable[..., Any]]]:
     """`specialise` of a binary op `f(A, B)`: positional calls on two tensors, or one tensor and a static
-    operand."""
+    operand.
+
+    numpy_fn, torch_fn: f(A, B) for numpy arrays and for torch tensors. The returned specialise(static, tensors,
+    lib) gives f (tensors ('A', 'B')), or f with the static operand bound (('A',) or ('B',), the other in
+    `static`), or None otherwise; `lib` 'numpy' picks numpy_fn, anything else torch_fn."""
     def specialise(static: Mapping[str, Any], tensors: Tuple[str, ...], lib: str) -> Optional[Callable[..., Any]]:
         f = numpy_fn if lib == "numpy" else torch_fn
         if tensors == ("A", "B"):
@@ -326,17 +336,25 @@ def binary_specialise(numpy_fn: Callable[[Any, Any], Any],
 # --------------------------------------------------------------------------- batching policies
 
 def first_arg_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """Matrix products: fine on a batch when only the left operand carries the batch axis."""
+    """Matrix products: fine on a batch when only the left operand carries the batch axis.
+
+    batched_args: the argument names whose values carry a leading batch axis; attrs: the call's static
+    attributes. Returns attrs unchanged when batched_args is within {'A'}, else None (run trial by trial)."""
     return attrs if batched_args <= {"A"} else None
 
 
 def never(batched_args: frozenset, attrs: Dict[str, Any]) -> None:
-    """Shape-dependent ops: run trial by trial."""
+    """Shape-dependent ops: run trial by trial.
+
+    batched_args, attrs: as for every batch rule (see first_arg_batched); ignored. Always None."""
     return None
 
 
 def only_x(batched_args: frozenset, attrs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """Ops over whole inputs X (sequence ops, convolution): fine on a batch when only X carries the batch axis."""
+    """Ops over whole inputs X (sequence ops, convolution): fine on a batch when only X carries the batch axis.
+
+    batched_args: the argument names whose values carry a leading batch axis; attrs: the call's static
+    attributes. Returns attrs unchanged when batched_args is within {'X'}, else None."""
     return attrs if batched_args <= {"X"} else None
 
 
@@ -344,7 +362,11 @@ MAX_ELEMENTS = 10**8  # the largest array an op that creates arrays (zeros, ones
 
 
 def check_size(shape: Any, times: int = 1) -> None:
-    """Refuse to create arrays of more than MAX_ELEMENTS elements (ExpressionError naming the count)."""
+    """Refuse to create arrays of more than MAX_ELEMENTS elements (ExpressionError naming the count).
+
+    shape: the array's shape, an int or a sequence of ints; times: a factor the element count is multiplied by
+    (default 1; Tile passes its input's element count with its repeats as the shape). A negative dimension
+    raises ValueError."""
     import numpy as np
 
     from ..errors import ExpressionError
@@ -362,7 +384,11 @@ def check_size(shape: Any, times: int = 1) -> None:
 
 def shift_axis(batched_args: frozenset, attrs: Dict[str, Any], key: str = "axis") -> Optional[Dict[str, Any]]:
     """Batch rule of ops with a per-trial `axis` (int or tuple): non-negative axes move one to the right past
-    the batch axis; None (all axes) cannot run on the batch."""
+    the batch axis; None (all axes) cannot run on the batch.
+
+    batched_args: the argument names carrying the batch axis (not read: the batch axis is always first);
+    attrs: the call's static attributes; key: the attribute holding the axis (default 'axis'). Returns a copy of
+    attrs with the axis shifted (negative axes unchanged), or None when attrs[key] is None or missing."""
     axis = attrs.get(key)
     if axis is None:
         return None
