@@ -9,11 +9,21 @@ from ..composition import BiasMechanism, Composition, MappingProjection, Mechani
 from ..errors import SchemaError, UnsupportedError
 from ..gru_composition import OPTIMIZER_KEYS, GRUComposition
 from ..lowering import model_to_dict
-from ..transfer import transfer_from_metadata
+from ..transfer import TRANSFER_FUNCTIONS, transfer_from_metadata
 
 
 def _meta(obj: Mapping[str, Any]) -> Dict[str, Any]:
     return (obj.get("metadata") or {}).get("mdfbridge") or {}
+
+
+def _node_meta(node: Mapping[str, Any], keys: Tuple[str, ...], where: str) -> Dict[str, Any]:
+    """The node's mdfbridge metadata, refused (SchemaError at `where`) when it lacks one of `keys`."""
+    meta = _meta(node)
+    missing = [k for k in keys if k not in meta]
+    if missing:
+        raise SchemaError(f"metadata.mdfbridge lacks {', '.join(missing)}; cannot rebuild the composition",
+                          json_path=where)
+    return meta
 
 
 def composition_from_mdf(doc: Any) -> Composition:
@@ -33,6 +43,8 @@ def composition_from_mdf(doc: Any) -> Composition:
         raise SchemaError("not written by mdfbridge's composition exporter (no metadata.mdfbridge.composition); "
                           "load it with load_program() instead", json_path=f"$.{model_id}.graphs.{gid}.metadata")
     nodes = graph.get("nodes") or {}
+    at = f"$.{model_id}.graphs.{gid}.nodes"
+    tree_at = f"$.{model_id}.graphs.{gid}.metadata.mdfbridge.composition"
     mechanisms: Dict[tuple, Mechanism] = {}
     projections: Dict[tuple, MappingProjection] = {}
     by_id: Dict[str, Mechanism] = {}
@@ -40,24 +52,36 @@ def composition_from_mdf(doc: Any) -> Composition:
     for block_id, (gru, _) in gru_blocks.items():
         by_id[block_id] = gru.block
     for nid, node in nodes.items():
-        meta = _meta(node)
+        role = _meta(node).get("role")
+        if role not in ("mechanism", "bias"):
+            continue
+        where = f"{at}.{nid}.metadata.mdfbridge"
+        meta = _node_meta(node, ("name", "size") + (("function",) if role == "mechanism" else ()), where)
         path = tuple(meta.get("composition") or ())
         params = {p: v.get("value") for p, v in (node.get("parameters") or {}).items()}
-        if meta.get("role") == "mechanism":
-            fn = transfer_from_metadata(meta["function"], params)
+        if role == "mechanism":
+            try:
+                fn = transfer_from_metadata(meta["function"], params)
+            except KeyError:
+                raise SchemaError(f"unknown transfer function {meta['function']!r}; one of "
+                                  f"{', '.join(TRANSFER_FUNCTIONS)}", json_path=f"{where}.function") from None
             m: Mechanism = TransferMechanism(meta["name"], int(meta["size"]), fn)
-        elif meta.get("role") == "bias":
-            m = BiasMechanism(meta["name"], int(meta["size"]), float(meta.get("value", 1.0)))
         else:
-            continue
+            m = BiasMechanism(meta["name"], int(meta["size"]), float(meta.get("value", 1.0)))
         mechanisms[path + (meta["name"],)] = m
         by_id[nid] = m
-    for node in nodes.values():
-        meta = _meta(node)
-        if meta.get("role") != "projection":
+    for nid, node in nodes.items():
+        if _meta(node).get("role") != "projection":
             continue
+        where = f"{at}.{nid}.metadata.mdfbridge"
+        meta = _node_meta(node, ("name", "sender", "receiver"), where)
+        ends = [by_id.get(meta[k]) for k in ("sender", "receiver")]
+        if None in ends or "matrix" not in (node.get("parameters") or {}):
+            bad = "its matrix parameter" if None not in ends else \
+                f"a node {meta['sender'] if ends[0] is None else meta['receiver']!r} among the mechanisms"
+            raise SchemaError(f"projection {meta['name']!r} names {bad} that the document lacks", json_path=where)
         matrix = np.asarray(node["parameters"]["matrix"]["value"], dtype=float)
-        proj = MappingProjection(by_id[meta["sender"]], by_id[meta["receiver"]], matrix=matrix,
+        proj = MappingProjection(ends[0], ends[1], matrix=matrix,
                                  learnable=bool(meta.get("learnable", True)), name=meta["name"])
         projections[tuple(meta.get("composition") or ()) + (meta["name"],)] = proj
 
@@ -70,11 +94,17 @@ def composition_from_mdf(doc: Any) -> Composition:
         comp = Composition(t["name"])
         order: List[Any] = []
         for name in t.get("nodes", []):
+            if path + (name,) not in mechanisms:
+                raise SchemaError(f"composition {'/'.join(path)!r} lists node {name!r}, which no node's metadata "
+                                  "names", json_path=tree_at)
             order.append(mechanisms[path + (name,)])
         for child in t.get("children", []):
             order.append(build(child, path))
         comp.add_nodes(order)
         for name in t.get("projections", []):
+            if path + (name,) not in projections:
+                raise SchemaError(f"composition {'/'.join(path)!r} lists projection {name!r}, which no node's "
+                                  "metadata names", json_path=tree_at)
             comp.projections.append(projections[path + (name,)])
         return comp
 

@@ -163,8 +163,21 @@ class GRUComposition(Composition):
         params: torch.nn.GRU parameter name -> array or tensor: weight_ih_l0 (3 * hidden_size, input_size) and
         weight_hh_l0 (3 * hidden_size, hidden_size), gates in torch's r, z, n order, and for a block with bias
         bias_ih_l0 / bias_hh_l0 (3 * hidden_size,), e.g. `dict(torch.nn.GRU(...).named_parameters())` or
-        `torch_parameters()`'s. Shapes are not checked against the block's sizes."""
-        arrays = {k: np.asarray(getattr(v, "detach", lambda v=v: v)()) for k, v in params.items()}
+        `torch_parameters()`'s. Raises CompositionError, naming the block, for missing or extra names (biases on
+        a block without bias, or none on one with bias) and for shapes that do not match the block's sizes."""
+        H, I = self.block.hidden_size, self.block.input_size
+        want = {"weight_ih_l0": (3 * H, I), "weight_hh_l0": (3 * H, H)}
+        if self.block.bias:
+            want.update({"bias_ih_l0": (3 * H,), "bias_hh_l0": (3 * H,)})
+        if set(params) != set(want):
+            raise CompositionError(f"GRU block '{self.name}' (bias={self.block.bias}) takes torch.nn.GRU parameters "
+                                   f"{', '.join(want)}; got {', '.join(params) or 'none'}")
+        arrays = {k: np.asarray(v.detach().cpu() if hasattr(v, "detach") else v, dtype=float)
+                  for k, v in params.items()}
+        for k, shape in want.items():
+            if arrays[k].shape != shape:
+                raise CompositionError(f"GRU block '{self.name}' (input_size={I}, hidden_size={H}): {k} has shape "
+                                       f"{arrays[k].shape}, expected {shape}")
         for n, v in torch_to_gates(arrays).items():
             self.block.gates[n] = v.astype(float)
 

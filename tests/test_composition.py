@@ -144,6 +144,28 @@ def test_mdf_file_roundtrip_json_and_yaml(tmp_path, xor):
         assert load_mdf(path).graphs[0].id == "xor"
 
 
+@pytest.mark.parametrize("edit,message,place", [
+    (lambda g: g["nodes"]["hidden"]["metadata"]["mdfbridge"].update(function="Softsign"),
+     r"unknown transfer function 'Softsign'; one of Linear, Logistic", r"nodes\.hidden\.metadata\.mdfbridge\.function"),
+    (lambda g: g["nodes"]["hidden"]["metadata"]["mdfbridge"].pop("size"),
+     r"metadata.mdfbridge lacks size", r"nodes\.hidden\.metadata\.mdfbridge"),
+    (lambda g: g["nodes"]["input_to_hidden"]["metadata"]["mdfbridge"].update(sender="nowhere"),
+     r"projection 'input_to_hidden' names a node 'nowhere' among the mechanisms that the document lacks",
+     r"nodes\.input_to_hidden"),
+    (lambda g: g["metadata"]["mdfbridge"]["composition"]["nodes"].append("ghost"),
+     r"lists node 'ghost', which no node's metadata names", r"metadata\.mdfbridge\.composition"),
+], ids=["unknown_function", "missing_size", "unknown_sender", "unknown_tree_node"])
+def test_edited_composition_metadata_is_one_schema_error_naming_the_place(xor, edit, message, place):
+    from mdfbridge.errors import SchemaError
+    from mdfbridge.exporters.mdf import composition_to_dict
+
+    doc = composition_to_dict(xor)
+    edit(next(iter(next(iter(doc.values()))["graphs"].values())))
+    with pytest.raises(SchemaError, match=message) as err:
+        composition_from_mdf(doc)
+    assert err.value.json_path and __import__("re").search(place, err.value.json_path), err.value.json_path
+
+
 # ------------------------------------------------------------------------------------------- automatic names
 
 def _unnamed_composition() -> Composition:

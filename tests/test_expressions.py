@@ -407,3 +407,10 @@ def test_torch_is_imported_lazily():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == "True"
+
+
+def test_a_negative_dimension_is_an_expression_error_naming_the_shape():
+    from mdfbridge.ops.base import check_size
+
+    with pytest.raises(ExpressionError, match=r"negative dimension -3 in array shape \(2, -3\)"):
+        check_size((2, -3))

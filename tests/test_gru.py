@@ -837,3 +837,20 @@ def test_trained_gru_written_back_and_reexported_matches(tmp_path):
     assert all(max_err(deployed[k], v) < F32 for k, v in trained.items())
     before = run_program(lower(composition_to_dict(comp)), {key: x}, sequence=True)
     assert any(max_err(before[k], v) > 1e-4 for k, v in trained.items())  # training changed the weights
+
+
+def test_set_torch_parameters_refuses_names_and_shapes_the_block_does_not_take():
+    from mdfbridge.composition import CompositionError
+
+    torch.manual_seed(0)
+    with_bias = {k: v.detach() for k, v in torch.nn.GRU(3, 4, batch_first=True).named_parameters()}
+    no_bias = GRUComposition(3, 4, bias=False, seed=0)
+    with pytest.raises(CompositionError, match=r"GRU block 'GRU' \(bias=False\) takes torch.nn.GRU parameters "
+                                               r"weight_ih_l0, weight_hh_l0; got weight_ih_l0, weight_hh_l0, bias_ih"):
+        no_bias.set_torch_parameters(with_bias)
+    wrong = GRUComposition(2, 4, bias=True, seed=0)
+    with pytest.raises(CompositionError, match=r"weight_ih_l0 has shape \(12, 3\), expected \(12, 2\)"):
+        wrong.set_torch_parameters(with_bias)
+    ok = GRUComposition(3, 4, bias=True, seed=0)
+    ok.set_torch_parameters(with_bias)   # tensors (requires_grad dropped by detach) are taken as they are
+    np.testing.assert_array_equal(ok.torch_parameters()["weight_hh_l0"], with_bias["weight_hh_l0"].numpy())

@@ -366,7 +366,7 @@ def check_size(shape: Any, times: int = 1) -> None:
 
     shape: the array's shape, an int or a sequence of ints; times: a factor the element count is multiplied by
     (default 1; Tile passes its input's element count with its repeats as the shape). A negative dimension
-    raises ValueError."""
+    raises ExpressionError too."""
     import numpy as np
 
     from ..errors import ExpressionError
@@ -376,7 +376,7 @@ def check_size(shape: Any, times: int = 1) -> None:
     for d in dims:
         d = int(d)
         if d < 0:
-            raise ValueError(f"negative dimension {d}")
+            raise ExpressionError(f"negative dimension {d} in array shape {tuple(int(x) for x in dims)}")
         n *= d
     if n > MAX_ELEMENTS:
         raise ExpressionError(f"array of {n} elements is larger than the limit of {MAX_ELEMENTS}")
