@@ -1,7 +1,7 @@
 """PsyNeuLink's GRUComposition: a GRU block usable on its own or nested between other nodes."""
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -166,7 +166,7 @@ class GRUComposition(Composition):
         `torch_parameters()`'s. Raises CompositionError, naming the block, for missing or extra names (biases on
         a block without bias, or none on one with bias) and for shapes that do not match the block's sizes."""
         H, I = self.block.hidden_size, self.block.input_size
-        want = {"weight_ih_l0": (3 * H, I), "weight_hh_l0": (3 * H, H)}
+        want: Dict[str, Tuple[int, ...]] = {"weight_ih_l0": (3 * H, I), "weight_hh_l0": (3 * H, H)}
         if self.block.bias:
             want.update({"bias_ih_l0": (3 * H,), "bias_hh_l0": (3 * H,)})
         if set(params) != set(want):
