@@ -27,6 +27,7 @@ COMPLETE = (
     "mdfbridge.composition", "mdfbridge.transfer", "mdfbridge.learning", "mdfbridge.gru_composition",
     "mdfbridge.importers.composition", "mdfbridge.importers.torch_module", "mdfbridge.ops", "mdfbridge.ops.base",
     "mdfbridge.dtypes", "mdfbridge.data_files", "mdfbridge.loss_plot",
+    "mdfbridge.importers.pytorch",
 )
 
 

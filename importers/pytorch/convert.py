@@ -160,7 +160,13 @@ def module_to_mdf(module: nn.Module, example_inputs: Union[Tuple[Any, ...], torc
                   name: Optional[str] = None, gru_form: str = "gates") -> Dict[str, Any]:
     """The MDF document (serialised dict) of a torch module traced on `example_inputs` (batch axis first).
 
-    GRU blocks are written in `gru_form`: 'gates' (default; modeci-mdf's engine steps it) or 'onnx' (fused).
+    module: the torch.nn.Module (in eval mode where it has dropout or batch norm); example_inputs: one tensor or a
+    tuple of tensors, one per `forward` argument, with the batch axis first (their per-trial shapes become the
+    input ports' shapes); name: the graph's id (default None: the module's class name, made an identifier);
+    gru_form: how a batch-first nn.GRU whose output sequence alone is used is written: 'gates' (default; the gate
+    form modeci-mdf's engine steps) or 'onnx' (one fused onnx::GRU node). Traced with torch.fx, falling back to
+    torch.export; a module or function the converters do not take raises UnsupportedError naming its module
+    path.
     """
     if not isinstance(module, nn.Module):
         raise DataError(f"module_to_mdf expects a torch.nn.Module, got {type(module).__name__}")
@@ -182,7 +188,9 @@ def module_to_mdf(module: nn.Module, example_inputs: Union[Tuple[Any, ...], torc
 
 def module_to_program(module: nn.Module, example_inputs: Union[Tuple[Any, ...], torch.Tensor], *,
                       name: Optional[str] = None, gru_form: str = "gates") -> Program:
-    """The lowered Program of a torch module (see `module_to_mdf`)."""
+    """The lowered Program of a torch module: `lower(module_to_mdf(module, example_inputs, name=name,
+    gru_form=gru_form))`; the arguments and their defaults are `module_to_mdf`'s (name None: the class name;
+    gru_form 'gates')."""
     from ...lowering import lower
 
     return lower(module_to_mdf(module, example_inputs, name=name, gru_form=gru_form))

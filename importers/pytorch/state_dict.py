@@ -80,7 +80,11 @@ def program_state_dict(program: Union[Program, Mapping[str, Any]], dtype: Option
 
 def save_state_dict(program: Union[Program, Mapping[str, Any]], path: Any,
                     dtype: Optional[torch.dtype] = None) -> None:
-    """Write `program_state_dict(program)` with torch.save, atomically (for `mdfbridge convert model.json model.pt`)."""
+    """Write the program's `program_state_dict` with torch.save, atomically (for `mdfbridge convert model.json
+    model.pt`).
+
+    program: a Program or an MDF document dict; path: the file to write (str or path-like; a failed write leaves
+    an existing file as it was); dtype: the tensors' torch dtype (default None: the module's, as traced)."""
     from ...document import atomic_write_bytes
 
     buf = io.BytesIO()
