@@ -87,19 +87,12 @@ def main() -> int:
     print(f"3. max |trained MDF weights (as Net's state_dict) - Net trained directly in torch| = {diff:.1e}")
 
     module = mdfbridge.to_torch(path)  # a plain nn.Module: positional forward, parameters() for any optimizer
-    opt = torch.optim.Adam(module.parameters(), lr=LR)
-    x, y = torch.as_tensor(X), torch.as_tensor(Y)
-    for _ in range(EPOCHS):
-        for s in range(0, len(X), BATCH):
-            loss = nn.functional.mse_loss(module(x[s:s + BATCH]), y[s:s + BATCH])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    torch_training(module, X, Y)  # the same plain torch loop as for Net itself
     loop_path = out / "net.loop.mdf.json"
     write_back(path, module, loop_path)
     with torch.no_grad():
         diff_loop = float(np.max(np.abs(run_program(load_program(loop_path), {inp: X})[outp]
-                                        - direct(x).numpy())))
+                                        - direct(torch.as_tensor(X)).numpy())))
     print(f"4. to_torch(MDF) in a plain torch loop, written back to {loop_path.name}: max |its outputs - "
           f"Net trained directly| = {diff_loop:.1e}")
     ok = err < 1e-12 and diff < 1e-10 and diff_loop < 1e-10 and result.epoch_losses[-1] < result.epoch_losses[0] / 3

@@ -497,18 +497,10 @@ class Composition(_Named):
         has one, else learn()'s default (as said below). Raises DataError for data that do not fit the
         composition (naming the node), CompositionError for an unknown setting.
         """
-        from .learning import backend_name, cycle_trials, learn_settings, make_config, split_inputs, train_program
+        from .learning import backend_name, cycle_trials, make_config, read_learn_call, train_program
 
-        inputs, targets, given = split_inputs(_nested_dict_form(inputs), targets)
-        explicit = {"epochs": epochs, "learning_rate": learning_rate, "minibatch_size": minibatch_size,
-                    "patience": patience, "min_delta": min_delta, "randomize_minibatches": randomize_minibatches,
-                    "optimizations_per_minibatch": optimizations_per_minibatch, "optimizer_type": optimizer_type,
-                    "loss_spec": loss_spec, "weight_decay": weight_decay, "seed": seed,
-                    "synch_projection_matrices_with_torch": synch_projection_matrices_with_torch,
-                    "randomize_minibatch": randomize_minibatch, "synch_projection_matrices": synch_projection_matrices}
-        num_trials = given.pop("num_trials", num_trials)
-        execution_mode = given.pop("execution_mode", execution_mode)
-        settings = {**given, **learn_settings(explicit, other)}
+        inputs, targets, num_trials, execution_mode, settings = read_learn_call(_nested_dict_form(inputs), targets,
+                                                                                locals(), other)
         config = make_config(None, {**self.learning_settings, **settings}, error=CompositionError)
         prog = self.program()
         x = cycle_trials(self.input_dict(inputs), num_trials)

@@ -265,13 +265,10 @@ def validate_gru(node: str, args: Mapping[str, Any], params: Mapping[str, Any]) 
     """Check a GRU call (lowering calls it): layouts, attributes, and the static weights' and initial state's shapes
     against the hidden size, naming node and argument."""
     from .errors import ShapeError
+    from .rnn import static_value
 
     def value(a: str) -> Optional[np.ndarray]:
-        v = args.get(a)
-        name = getattr(v, "name", None)
-        if name is not None:
-            return params[name].value if name in params else None
-        return None if v is None else np.asarray(v, dtype=float)
+        return static_value(args, params, a)
 
     layout, axes = args.get("weight_layout", "gates"), args.get("axes", "trial")
     fn = "onnx::GRU" if axes == "onnx" else "GRU"  # the onnx::GRU alias is the one call with ONNX's axes

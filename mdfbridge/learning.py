@@ -329,6 +329,26 @@ def _left_at_default(key: str, value: Any) -> bool:
     return type(value) is type(default) and value == default
 
 
+# learn()'s setting arguments (Composition.learn and learning.learn take the same ones)
+SETTING_ARGS = ("epochs", "learning_rate", "minibatch_size", "patience", "min_delta", "randomize_minibatches",
+                "optimizations_per_minibatch", "optimizer_type", "loss_spec", "weight_decay", "seed",
+                "synch_projection_matrices_with_torch", "randomize_minibatch", "synch_projection_matrices")
+
+
+def read_learn_call(inputs: Any, targets: Optional[Mapping[str, Any]], arguments: Mapping[str, Any],
+                    other: Mapping[str, Any]) -> tuple:
+    """(inputs, targets, num_trials, execution_mode, settings) of one learn() call: PsyNeuLink's dict form read
+    (`split_inputs`), its settings over the keyword arguments.
+
+    inputs, targets: as learn() got them; arguments: learn()'s keyword arguments by name (its `locals()`: the
+    SETTING_ARGS, num_trials, execution_mode); other: the keywords learn() does not name (checked by make_config)."""
+    inputs, targets, given = split_inputs(inputs, targets)
+    num_trials = given.pop("num_trials", arguments["num_trials"])
+    execution_mode = given.pop("execution_mode", arguments["execution_mode"])
+    settings = {**given, **learn_settings({k: arguments[k] for k in SETTING_ARGS}, other)}
+    return inputs, targets, num_trials, execution_mode, settings
+
+
 def split_inputs(inputs: Any, targets: Optional[Mapping[str, Any]]) -> tuple:
     """(inputs, targets, settings) from PsyNeuLink's learn(inputs={"inputs": ..., "targets": ..., "epochs": ...})
     form (recognised by a dict under "inputs", so a node called 'inputs' keeps its data); other inputs are
@@ -375,16 +395,7 @@ def learn(model: Any, inputs: Mapping[str, Any], targets: Optional[Mapping[str, 
     """
     from .lowering import lower
 
-    inputs, targets, given = split_inputs(inputs, targets)
-    explicit = {"epochs": epochs, "learning_rate": learning_rate, "minibatch_size": minibatch_size,
-                "patience": patience, "min_delta": min_delta, "randomize_minibatches": randomize_minibatches,
-                "optimizations_per_minibatch": optimizations_per_minibatch, "optimizer_type": optimizer_type,
-                "loss_spec": loss_spec, "weight_decay": weight_decay, "seed": seed,
-                "synch_projection_matrices_with_torch": synch_projection_matrices_with_torch,
-                "randomize_minibatch": randomize_minibatch, "synch_projection_matrices": synch_projection_matrices}
-    num_trials = given.pop("num_trials", num_trials)
-    execution_mode = given.pop("execution_mode", execution_mode)
-    settings = {**given, **learn_settings(explicit, other)}
+    inputs, targets, num_trials, execution_mode, settings = read_learn_call(inputs, targets, locals(), other)
     if isinstance(model, Program):
         program = model
     elif isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):

@@ -25,6 +25,16 @@ import numpy as np
 from .errors import ShapeError, UnsupportedError
 
 
+def static_value(args: Mapping[str, Any], params: Mapping[str, Any], arg: str) -> Optional[np.ndarray]:
+    """The value of a call's argument `arg` known before running: a parameter's (a reference to one, by name), a
+    constant's, None when absent or computed by the graph (args: the call's arguments; params: the Program's
+    parameters by name)."""
+    v = args.get(arg)
+    name = getattr(v, "name", None)
+    if name is not None:
+        return params[name].value if name in params else None
+    return None if v is None else np.asarray(v, dtype=float)
+
 @dataclass(frozen=True)
 class Nonlinearity:
     """An RNN nonlinearity: torch.nn.RNN's name, its numpy function, torch's fused kernel (torch._VF.<kernel>) and
@@ -265,11 +275,7 @@ def validate(cell: Cell, node: str, args: Mapping[str, Any], params: Mapping[str
     check_onnx_attrs(cell, node, args, fn)
 
     def value(a: str) -> Optional[np.ndarray]:
-        v = args.get(a)
-        name = getattr(v, "name", None)
-        if name is not None:
-            return params[name].value if name in params else None
-        return None if v is None else np.asarray(v, dtype=float)
+        return static_value(args, params, a)
 
     G = cell.gates
     rec = value("R" if layout == "onnx" else "weight_hh")

@@ -562,3 +562,14 @@ def test_evaluate_device_is_for_torch_only():
     np.testing.assert_allclose(make_xor().evaluate(X4, backend="torch", device="cpu")["output"],
                                make_xor().evaluate(X4)["output"], rtol=0, atol=1e-12)
 
+
+
+def test_both_learn_functions_name_every_setting_argument():
+    """Composition.learn and learning.learn read their settings by name (learning.SETTING_ARGS)."""
+    import inspect
+
+    from mdfbridge import Composition, learning
+
+    for fn in (Composition.learn, learning.learn):
+        names = set(inspect.signature(fn).parameters)
+        assert set(learning.SETTING_ARGS) | {"num_trials", "execution_mode"} <= names, fn.__qualname__
