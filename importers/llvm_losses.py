@@ -71,32 +71,26 @@ def sse(cg: Codegen, t: str, col: int, size: int, rows: ir.Value) -> ir.Value:
 
 
 def l1(cg: Codegen, t: str, col: int, size: int, rows: ir.Value) -> ir.Value:
-    """torch's l1_loss: mean absolute difference."""
+    """PsyNeuLink's L1 (torch's L1Loss(reduction='sum')): sum of absolute differences."""
     b = cg.b
-    n = _count(cg, rows, size)
     fabs = declare_math(cg.module, "llvm.fabs.f64")
-    loss = b.fdiv(_sum_rows(cg, t, col, size, rows, lambda o, y: b.call(fabs, [b.fsub(o, y)])), n)
-    inv = b.fdiv(f64(1.0), n)
+    loss = _sum_rows(cg, t, col, size, rows, lambda o, y: b.call(fabs, [b.fsub(o, y)]))
 
-    def sign(o, y):  # torch: (1 / numel) * sgn(input - target), sgn(0) = 0
+    def sign(o, y):  # torch: sgn(input - target), sgn(0) = 0
         d = b.fsub(o, y)
-        s = b.select(b.fcmp_ordered(">", d, f64(0.0)), f64(1.0),
-                     b.select(b.fcmp_ordered("<", d, f64(0.0)), f64(-1.0), f64(0.0)))
-        return b.fmul(inv, s)
+        return b.select(b.fcmp_ordered(">", d, f64(0.0)), f64(1.0),
+                        b.select(b.fcmp_ordered("<", d, f64(0.0)), f64(-1.0), f64(0.0)))
     _grad_rows(cg, t, col, size, rows, sign)
     return loss
 
 
 def poisson_nll(cg: Codegen, t: str, col: int, size: int, rows: ir.Value) -> ir.Value:
-    """torch's poisson_nll_loss (log_input=True, full=False): mean of exp(o) - t * o."""
+    """PsyNeuLink's POISSON_NLL (torch's poisson_nll_loss, log_input=True, full=False, reduction='sum'): sum of
+    exp(o) - t * o."""
     b = cg.b
-    n = _count(cg, rows, size)
     exp = declare_math(cg.module, "exp")
-    loss = b.fdiv(_sum_rows(cg, t, col, size, rows,
-                            lambda o, y: b.fsub(b.call(exp, [o]), b.fmul(y, o))), n)
-    inv = b.fdiv(f64(1.0), n)
-    _grad_rows(cg, t, col, size, rows,
-               lambda o, y: b.fsub(b.fmul(inv, b.call(exp, [o])), b.fmul(inv, y)))
+    loss = _sum_rows(cg, t, col, size, rows, lambda o, y: b.fsub(b.call(exp, [o]), b.fmul(y, o)))
+    _grad_rows(cg, t, col, size, rows, lambda o, y: b.fsub(b.call(exp, [o]), y))
     return loss
 
 

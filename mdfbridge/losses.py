@@ -54,6 +54,19 @@ def _sum_of_squares(output: Any, target: Any) -> Any:
     return ((output - target) ** 2).sum()
 
 
+def _l1_sum(output: Any, target: Any) -> Any:
+    """PsyNeuLink's L1: torch's nn.L1Loss(reduction='sum'), the sum of absolute differences."""
+    return (output - target).abs().sum()
+
+
+def _poisson_nll_sum(output: Any, target: Any) -> Any:
+    """PsyNeuLink's POISSON_NLL: torch's nn.PoissonNLLLoss(reduction='sum') (log_input=True, full=False): the sum
+    of exp(output) - target * output."""
+    import torch.nn.functional as F
+
+    return F.poisson_nll_loss(output, target, reduction="sum")
+
+
 def _nll_sum(output: Any, target: Any) -> Any:
     """PsyNeuLink's NLL: torch's nll_loss(output, class, reduction='sum'), the class of each row of one-hot targets
     being its 1 (output: log-probabilities, as a LogSoftmax layer gives)."""
@@ -101,11 +114,11 @@ register_loss(LossRecord("mse", ("mean_squared_error",), _functional("mse_loss")
 register_loss(LossRecord("cross_entropy", ("crossentropy", "ce"), _functional("cross_entropy"), "mean",
                          _emitter("cross_entropy"), "torch's cross_entropy (class-probability targets)",
                          min_units=2))
-register_loss(LossRecord("l1", ("mae",), _functional("l1_loss"), "mean", _emitter("l1"),
-                         "torch's l1_loss: mean absolute difference"))
+register_loss(LossRecord("l1", (), _l1_sum, "sum", _emitter("l1"),
+                         "sum of absolute differences (PsyNeuLink's nn.L1Loss(reduction='sum'))"))
 register_loss(LossRecord("sse", (), _sum_of_squares, "sum", _emitter("sse"), "sum of squared differences"))
-register_loss(LossRecord("poisson_nll", ("poissonnll",), _functional("poisson_nll_loss"), "mean",
-                         _emitter("poisson_nll"), "torch's poisson_nll_loss (log_input=True, full=False)"))
+register_loss(LossRecord("poisson_nll", ("poissonnll",), _poisson_nll_sum, "sum", _emitter("poisson_nll"),
+                         "torch's poisson_nll_loss (log_input=True, full=False), summed as PsyNeuLink's"))
 # PsyNeuLink's NLL, KL_DIV and BINARY_CROSS_ENTROPY, with its reductions (torch.nn's NLLLoss(reduction='sum'),
 # KLDivLoss(reduction='sum'), BCELoss())
 register_loss(LossRecord("nll", ("nll_loss", "negative_log_likelihood"), _nll_sum, "sum", _emitter("nll"),

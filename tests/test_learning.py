@@ -60,7 +60,7 @@ def t_softmax(x, gain=1.0):
 
 ORACLE_LOSSES: Dict[str, Callable] = {
     "mse": lambda o, t: F.mse_loss(o, t),
-    "l1": lambda o, t: F.l1_loss(o, t),
+    "l1": lambda o, t: F.l1_loss(o, t, reduction="sum"),  # PsyNeuLink's L1: nn.L1Loss(reduction='sum')
     "sse": lambda o, t: F.mse_loss(o, t, reduction="sum"),
     "cross_entropy": lambda o, t: F.cross_entropy(o, t),
 }

@@ -34,8 +34,9 @@ def _log_softmax(o: np.ndarray) -> np.ndarray:
 LOSS_BY_HAND = {  # each loss written out in numpy, over a (rows, size) minibatch
     "mse": lambda o, t: np.mean((o - t) ** 2),
     "sse": lambda o, t: np.sum((o - t) ** 2),
-    "l1": lambda o, t: np.mean(np.abs(o - t)),
-    "poisson_nll": lambda o, t: np.mean(np.exp(o) - t * o),
+    # PsyNeuLink's L1 and POISSON_NLL (reduction sum)
+    "l1": lambda o, t: np.sum(np.abs(o - t)),
+    "poisson_nll": lambda o, t: np.sum(np.exp(o) - t * o),
     "cross_entropy": lambda o, t: -np.sum(_log_softmax(o) * t) / len(o),
     # PsyNeuLink's NLL / KL_DIV (reduction sum) and BINARY_CROSS_ENTROPY (mean)
     "nll": lambda o, t: -np.sum(o[np.arange(len(o)), t.argmax(axis=1)]),
@@ -56,7 +57,8 @@ def test_every_loss_has_a_record_and_its_spellings_resolve():
             assert losses.get_loss(spelling.upper().replace("_", "-")) is record
         assert record.reduction in ("mean", "sum") and (record.llvm is None) == (record.name in NO_LLVM)
     assert losses.get_loss("mean_squared_error").name == "mse" and losses.get_loss("ce").name == "cross_entropy"
-    assert losses.get_loss("MAE").name == "l1"
+    with pytest.raises(UnsupportedError):  # L1 is PsyNeuLink's sum, not a mean absolute error
+        losses.get_loss("MAE")
 
 
 def test_unknown_loss_lists_the_valid_ones():

@@ -250,10 +250,11 @@ def test_nll_kl_div_and_bce_refuse_targets_they_cannot_take():
 
 
 @pytest.mark.skipif(not os.path.exists(PNL_PYTHON), reason="needs a PsyNeuLink python")
-def test_kl_div_training_matches_psyneulink():
-    """PsyNeuLink 0.21 trains with loss_spec=pnl.Loss.KL_DIV (its nn.KLDivLoss(reduction='sum')); mdfbridge's
-    matrices equal its (1e-12). (Its Loss.NLL fails inside torch on a (minibatch, 1, size) target, so NLL is compared
-    with torch only, above.)"""
+@pytest.mark.parametrize("loss", ["KL_DIV", "L1", "POISSON_NLL"])
+def test_summed_losses_train_as_in_psyneulink(loss):
+    """PsyNeuLink 0.21 trains with loss_spec=pnl.Loss.KL_DIV / L1 / POISSON_NLL (its nn.KLDivLoss, L1Loss,
+    PoissonNLLLoss, each reduction='sum'); mdfbridge's matrices equal its (1e-12). (Its Loss.NLL fails inside torch on
+    a (minibatch, 1, size) target, so NLL is compared with torch only, above.)"""
     comp, projs, (w1, w2) = _net()
     script = f"""
 import json, numpy as np, psyneulink as pnl
@@ -262,7 +263,7 @@ h = pnl.TransferMechanism(name='hidden', input_shapes=4, function=pnl.Logistic()
 o = pnl.TransferMechanism(name='output', input_shapes=3)
 p1 = pnl.MappingProjection(matrix=np.array({w1.tolist()}), sender=i, receiver=h)
 p2 = pnl.MappingProjection(matrix=np.array({w2.tolist()}), sender=h, receiver=o)
-c = pnl.AutodiffComposition(pathways=[[i, p1, h, p2, o]], learning_rate=0.05, loss_spec=pnl.Loss.KL_DIV)
+c = pnl.AutodiffComposition(pathways=[[i, p1, h, p2, o]], learning_rate=0.05, loss_spec=pnl.Loss.{loss})
 c.learn(inputs={{'inputs': {{i: {X6.tolist()}}}, 'targets': {{o: {PROBS.tolist()}}}}}, epochs=4, minibatch_size=2,
         execution_mode=pnl.ExecutionMode.PyTorch)
 print(json.dumps([p1.parameters.matrix.get(c).tolist(), p2.parameters.matrix.get(c).tolist()]))
@@ -271,7 +272,7 @@ print(json.dumps([p1.parameters.matrix.get(c).tolist(), p2.parameters.matrix.get
     if proc.returncode != 0:
         pytest.skip(f"PsyNeuLink run failed: {proc.stderr.strip().splitlines()[-1:]}")
     pnl_w = [np.array(m) for m in json.loads(proc.stdout.strip().splitlines()[-1])]
-    comp.learn({"input": X6}, {"output": PROBS}, epochs=4, minibatch_size=2, learning_rate=0.05, loss_spec="KL_DIV")
+    comp.learn({"input": X6}, {"output": PROBS}, epochs=4, minibatch_size=2, learning_rate=0.05, loss_spec=loss)
     for p, want in zip(projs, pnl_w):
         np.testing.assert_allclose(p.matrix, want, rtol=0, atol=1e-12)
 
@@ -294,8 +295,7 @@ TORCH_LOSS = {  # torch.nn's losses as PsyNeuLink's AutodiffComposition._get_los
     "mse": nn.MSELoss(reduction="mean"), "sse": nn.MSELoss(reduction="sum"), "cross_entropy": nn.CrossEntropyLoss(),
     "binary_cross_entropy": nn.BCELoss(), "kl_div": nn.KLDivLoss(reduction="sum"),
     "nll": lambda o, t: nn.NLLLoss(reduction="sum")(o, t.argmax(dim=1)),
-    # PsyNeuLink sums these two; mdfbridge's records (kept for its earlier users) take torch's mean
-    "l1": nn.L1Loss(reduction="mean"), "poisson_nll": nn.PoissonNLLLoss(reduction="mean"),
+    "l1": nn.L1Loss(reduction="sum"), "poisson_nll": nn.PoissonNLLLoss(reduction="sum"),
 }
 SPELLINGS = {"mse": ["mse", "MSE", losses.Loss.MSE, PnlLoss.MSE], "sse": ["sse", "SSE", PnlLoss.SSE],
              "cross_entropy": ["crossentropy", "cross_entropy", "CROSS_ENTROPY", "cross-entropy",
