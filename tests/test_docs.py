@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -100,6 +101,8 @@ def test_docs_build_strict(tmp_path: Path) -> None:
     if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("mkdocstrings_handlers") is None:
         pytest.skip("mkdocs/mkdocstrings not installed (the 'docs' extra: pip install -e '.[docs]', or make docs)")
     site = tmp_path / "site"
+    # as in a fresh clone: the hook must lay the package tree out before mkdocstrings resolves its paths
+    shutil.rmtree(REPO / "build" / "docs_src", ignore_errors=True)
     done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr

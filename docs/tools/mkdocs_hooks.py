@@ -91,8 +91,15 @@ def package_tree(root: Path = SOURCE_TREE) -> Path:
     return root
 
 
+def on_startup(command: str, dirty: bool) -> None:
+    """Lay out the package tree the API pages are read from, before any plugin's on_config: mkdocstrings' python
+    handler resolves its `paths` there, and without the tree it falls back to the installed package, in which
+    griffe cannot find mdfbridge.importers/.exporters (a fresh clone's first build failed so)."""
+    package_tree()
+
+
 def on_config(config: Any) -> Any:
-    """Lay out the package tree the API pages are read from."""
+    """Lay the package tree out again for each (re)build (`mkdocs serve` runs on_startup once)."""
     package_tree()
     return config
 
