@@ -8,16 +8,17 @@ already lowered to its Program (data checked and packed, weights written back); 
 spent in compiled code (LearnResult.seconds).
 
 PsyNeuLink's AutodiffComposition in ExecutionMode.LLVMRun is timed on the same XOR (same weights) when
-psyneulink is importable here, or with `--psyneulink-python PATH` naming an interpreter that has it; it runs
-in a child process (PsyNeuLink 0.21's compiler fails on the explicit bias nodes and is left unusable in that
-process, so the run falls back to XOR without bias nodes in a fresh one, and says so). Skipped cleanly
-when psyneulink is not available.
+psyneulink is importable here, or with `--psyneulink-python PATH` (else $MDFBRIDGE_PNL_PYTHON) naming an
+interpreter that has it; it runs in a child process (PsyNeuLink 0.21's compiler fails on the explicit bias
+nodes and is left unusable in that process, so the run falls back to XOR without bias nodes in a fresh one,
+and says so). Skipped cleanly when psyneulink is not available.
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -83,7 +84,8 @@ def run_psyneulink(python: str, weights: dict, epochs: int) -> tuple:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer epochs/repeats (smoke test)")
-    ap.add_argument("--psyneulink-python", metavar="PYTHON", help="an interpreter with psyneulink installed")
+    ap.add_argument("--psyneulink-python", metavar="PYTHON", help="an interpreter with psyneulink installed "
+                    "(default: $MDFBRIDGE_PNL_PYTHON)")
     ap.add_argument("--pnl-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.pnl_child:
@@ -186,7 +188,8 @@ def main() -> None:
     comp.flatten()
     weights = {p.name: p.matrix.tolist() for p in comp.projections}
     pnl_epochs = 100 if args.quick else 1000
-    python = args.psyneulink_python or (sys.executable if importlib.util.find_spec("psyneulink") else None)
+    python = (args.psyneulink_python or os.environ.get("MDFBRIDGE_PNL_PYTHON")
+              or (sys.executable if importlib.util.find_spec("psyneulink") else None))
     if python is None:
         print("\nPsyNeuLink LLVMRun: psyneulink not importable: skipped (or pass --psyneulink-python)")
         return

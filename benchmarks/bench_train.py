@@ -1,16 +1,26 @@
 """Training speed: mdfbridge's torch backend vs a hand-written torch loop, side by side in one run.
 
 XOR 2-10-1 (1000 epochs, minibatch 1 and full batch) and a 64-128-10 MLP on 4096 synthetic samples at
-minibatch 32. Targets: <= 1.1x the hand-written loop at minibatch 32, <= 1.5x at minibatch 1. If psyneulink is
-importable, AutodiffComposition.learn on XOR in PyTorch mode is timed too (target: mdfbridge >= 20x faster per
-epoch). Install it in a separate venv: `pip install torch==2.13.0 && pip install psyneulink`.
+minibatch 32. Targets: <= 1.1x the hand-written loop at minibatch 32, <= 1.5x at minibatch 1.
+
+PsyNeuLink's AutodiffComposition.learn on the same XOR (same weights, PyTorch mode) is timed too (target: mdfbridge
+>= 20x faster per epoch) in a child process of a python that has psyneulink: `--psyneulink-python PATH`, else
+$MDFBRIDGE_PNL_PYTHON, else this python if psyneulink is importable here; skipped otherwise. PsyNeuLink 0.21 pins
+modeci-mdf < 0.4.14 and mdfbridge needs >= 0.4.15, so it lives in its own venv:
+`python3 -m venv /tmp/pnl && /tmp/pnl/bin/pip install torch==2.13.0 && /tmp/pnl/bin/pip install psyneulink`,
+then `MDFBRIDGE_PNL_PYTHON=/tmp/pnl/bin/python python benchmarks/bench_train.py` (the child is pnl_xor.py).
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -85,37 +95,40 @@ def compare(label, build, forward, x, t, epochs, mb, lr, target, repeats):
     return best_ours / epochs
 
 
-def psyneulink_xor(epochs):
-    try:
-        import psyneulink as pnl
-    except ImportError:
-        print("  psyneulink not importable: skipped (install it in a separate venv to compare)")
+def psyneulink_python(given: Optional[str] = None) -> Optional[str]:
+    """The interpreter to time PsyNeuLink with: `given`, else $MDFBRIDGE_PNL_PYTHON, else this python when psyneulink
+    is importable here, else None."""
+    if given:
+        return given
+    if os.environ.get("MDFBRIDGE_PNL_PYTHON"):
+        return os.environ["MDFBRIDGE_PNL_PYTHON"]
+    return sys.executable if importlib.util.find_spec("psyneulink") else None
+
+
+def psyneulink_xor(epochs: int, python: Optional[str]) -> Optional[dict]:
+    """PsyNeuLink's PyTorch-mode learn() on XOR (build_xor's weights) timed by pnl_xor.py in `python`: its
+    {"per_epoch", "first_call", "version"}, or None (said why) when there is no such python or the run fails."""
+    if python is None:
+        print("  PsyNeuLink: no python with psyneulink (--psyneulink-python or MDFBRIDGE_PNL_PYTHON): skipped")
         return None
     comp = build_xor()
     comp.flatten()
-    w = {p.name: p.matrix for p in comp.projections}
-    i = pnl.TransferMechanism(name="input", input_shapes=2)
-    h = pnl.TransferMechanism(name="hidden", input_shapes=10, function=pnl.Logistic())
-    o = pnl.TransferMechanism(name="output", input_shapes=1, function=pnl.Logistic())
-    bh = pnl.TransferMechanism(name="bias_hidden", input_shapes=1)
-    bo = pnl.TransferMechanism(name="bias_output", input_shapes=1)
-    ad = pnl.AutodiffComposition(learning_rate=0.5)
-    ad.add_linear_processing_pathway([i, pnl.MappingProjection(matrix=w["input_to_hidden"]), h,
-                                      pnl.MappingProjection(matrix=w["hidden_to_output"]), o])
-    ad.add_node(bh)
-    ad.add_node(bo)
-    ad.add_projection(pnl.MappingProjection(matrix=w["bias_to_hidden"]), bh, h)
-    ad.add_projection(pnl.MappingProjection(matrix=w["bias_to_output"]), bo, o)
-    ones = np.ones((4, 1))
-    start = time.perf_counter()
-    ad.learn(inputs={"inputs": {i: XOR_INPUTS, bh: ones, bo: ones}, "targets": {o: XOR_TARGETS}, "epochs": epochs},
-             execution_mode=pnl.ExecutionMode.PyTorch)
-    return (time.perf_counter() - start) / epochs
+    request = {"weights": {p.name: p.matrix.tolist() for p in comp.projections}, "epochs": epochs, "mode": "PyTorch",
+               "learning_rate": 0.5}
+    proc = subprocess.run([python, str(Path(__file__).resolve().parent / "pnl_xor.py")], input=json.dumps(request),
+                          capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        last = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
+        print(f"  PsyNeuLink: the run in {python} failed: {last[0]}")
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer epochs/repeats (smoke test)")
+    ap.add_argument("--psyneulink-python", metavar="PYTHON", help="an interpreter with psyneulink installed "
+                    "(default: $MDFBRIDGE_PNL_PYTHON)")
     args = ap.parse_args()
     epochs, repeats = (50, 1) if args.quick else (1000, 3)
     torch.set_num_threads(1)
@@ -128,10 +141,12 @@ def main() -> None:
     t = (rng.uniform(size=(4096, 10)) > 0.5).astype(float)
     compare("MLP 64-128-10, 4096 samples, mb 32", build_mlp, mlp_forward, x, t, 1 if args.quick else 3, 32, 0.1,
             1.1, repeats)
-    pnl_epoch = psyneulink_xor(20 if args.quick else 100)
-    if pnl_epoch is not None:
-        print(f"  PsyNeuLink AutodiffComposition PyTorch mode: {pnl_epoch * 1e3:.3f} ms/epoch; mdfbridge is "
-              f"{pnl_epoch / per_epoch:.1f}x faster (target >= 20x)")
+    pnl = psyneulink_xor(20 if args.quick else 100, psyneulink_python(args.psyneulink_python))
+    if pnl is not None:
+        pnl_epoch = pnl["per_epoch"]
+        print(f"  PsyNeuLink {pnl['version']} AutodiffComposition PyTorch mode (XOR, minibatch 1): "
+              f"{pnl_epoch * 1e3:.3f} ms/epoch; mdfbridge is {pnl_epoch / per_epoch:.1f}x faster (target >= 20x) "
+              f"{'OK' if pnl_epoch / per_epoch >= 20 else 'MISSED'}")
 
 
 if __name__ == "__main__":

@@ -112,8 +112,13 @@ def _emitter(name: str) -> LazyFunction:
 register_loss(LossRecord("mse", ("mean_squared_error",), _functional("mse_loss"), "mean", _emitter("mse"),
                          "torch's mse_loss: mean of squared differences"))
 register_loss(LossRecord("cross_entropy", ("crossentropy", "ce"), _functional("cross_entropy"), "mean",
-                         _emitter("cross_entropy"), "torch's cross_entropy (class-probability targets)",
+                         _emitter("cross_entropy"),
+                         "torch's cross_entropy over the units (class-probability targets), mean over the minibatch",
                          min_units=2))
+# PsyNeuLink 0.21's own Loss.CROSS_ENTROPY is 0 in PyTorch mode (its nn.CrossEntropyLoss gets (minibatch, 1, units)
+# tensors, whose class axis is the length-1 one) and its Loss.NLL fails in torch on them; mdfbridge's two are the
+# losses over the units, which equal PsyNeuLink's training with those torch.nn losses applied over the units
+# (tests/test_psyneulink_losses.py)
 register_loss(LossRecord("l1", (), _l1_sum, "sum", _emitter("l1"),
                          "sum of absolute differences (PsyNeuLink's nn.L1Loss(reduction='sum'))"))
 register_loss(LossRecord("sse", (), _sum_of_squares, "sum", _emitter("sse"), "sum of squared differences"))
