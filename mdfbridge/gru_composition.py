@@ -69,6 +69,50 @@ class GRUBlock(Mechanism):
         self.learning_rates: Dict[str, Optional[float]] = {}
 
 
+# PsyNeuLink's GRUComposition learning_rate dict keys (its INPUT_TO_HIDDEN ... constants) -> optimizer_params key
+RATE_KEYS = {"INPUT TO HIDDEN": "w_ih", "HIDDEN TO HIDDEN": "w_hh", "BIAS INPUT TO HIDDEN": "b_ih",
+             "BIAS HIDDEN TO HIDDEN": "b_hh"}
+DEFAULT_LEARNING_RATE = "default_learning_rate"  # PsyNeuLink's DEFAULT_LEARNING_RATE key
+# PsyNeuLink's names of the individual gate projections (its INPUT_TO_RESET ... constants): refused as keys
+GATE_PROJECTION_NAMES = {"INPUT TO RESET WEIGHTS": "INPUT TO HIDDEN", "INPUT TO UPDATE WEIGHTS": "INPUT TO HIDDEN",
+                         "INPUT TO NEW WEIGHTS": "INPUT TO HIDDEN", "HIDDEN TO RESET WEIGHTS": "HIDDEN TO HIDDEN",
+                         "HIDDEN TO UPDATE WEIGHTS": "HIDDEN TO HIDDEN", "HIDDEN TO NEW WEIGHTS": "HIDDEN TO HIDDEN"}
+
+
+def _read_rate_dict(name: str, rates: Mapping[Any, Any], optimizer_params: Optional[Mapping[str, Any]],
+                    bias: bool) -> Tuple[Any, Dict[str, Any]]:
+    """(default rate, optimizer_params) from PsyNeuLink's learning_rate dict: keys 'INPUT TO HIDDEN'
+    (weight_ih_l0), 'HIDDEN TO HIDDEN' (weight_hh_l0), 'BIAS INPUT TO HIDDEN' (bias_ih_l0), 'BIAS HIDDEN TO
+    HIDDEN' (bias_hh_l0) (or their constant names, 'INPUT_TO_HIDDEN', ...) and 'default_learning_rate'; values
+    as optimizer_params takes them. Bias keys on a block without bias, gate projection names ('INPUT TO RESET
+    WEIGHTS', ...: PsyNeuLink refuses them too), keys optimizer_params also sets, and other keys raise
+    CompositionError."""
+    params = dict(optimizer_params or {})
+    default: Any = None
+    for key, value in rates.items():
+        text = str(getattr(key, "name", key))
+        spaced = text.replace("_", " ").upper()
+        if text == DEFAULT_LEARNING_RATE or spaced == "DEFAULT LEARNING RATE":
+            default = value
+            continue
+        if spaced in GATE_PROJECTION_NAMES:
+            raise CompositionError(f"GRUComposition '{name}': learning_rate for the single projection {text!r} "
+                                   f"is not supported (as in PsyNeuLink); use '{GATE_PROJECTION_NAMES[spaced]}' "
+                                   "for all such weights")
+        short = RATE_KEYS.get(spaced)
+        if short is None:
+            raise CompositionError(f"GRUComposition '{name}': learning_rate dict key {text!r} unknown; use "
+                                   f"{', '.join(map(repr, RATE_KEYS))} or {DEFAULT_LEARNING_RATE!r}")
+        if short.startswith("b_") and not bias:
+            raise CompositionError(f"GRUComposition '{name}': learning_rate for {text!r} but bias=False; remove it "
+                                   "or set bias=True")
+        if short in params:
+            raise CompositionError(f"GRUComposition '{name}': {text!r} in learning_rate and '{short}' in "
+                                   "optimizer_params both set that parameter's rate; give one")
+        params[short] = value
+    return default, params
+
+
 class GRUComposition(Composition):
     """GRU block (PsyNeuLink's GRUComposition): reset, update and new gates, a recurrent hidden layer.
 
@@ -79,17 +123,22 @@ class GRUComposition(Composition):
     output's size (default 1); bias: gate biases bias_ir ... bias_hn (default False: none, as PsyNeuLink's);
     enable_learning: whether learn() trains the block (default True; False freezes every weight);
     learning_rate: the block's own rate for learn() (default None: learn()'s; True: the same; False: frozen; a
-    number: that rate); optimizer_params: per-parameter overrides keyed 'w_ih', 'w_hh', 'b_ih', 'b_hh' (torch's
-    weight_ih_l0 ... bias_hh_l0), each a rate, None/True (learning_rate's) or False (frozen) (default None: none;
-    other keys raise CompositionError); name: the composition's and block's name (default 'GRU'); seed: the seed
-    of the initial weights, as torch.nn.GRU draws them (default None: fresh entropy, so two unseeded blocks
-    differ; the composition's own seed is then 0); initial_hidden: the hidden state before the first time step,
+    number: that rate; a dict: PsyNeuLink's per-parameter rates keyed 'INPUT TO HIDDEN' (weight_ih_l0), 'HIDDEN TO
+    HIDDEN' (weight_hh_l0), 'BIAS INPUT TO HIDDEN' (bias_ih_l0), 'BIAS HIDDEN TO HIDDEN' (bias_hh_l0) and
+    'default_learning_rate' (the others' rate; default None), read as optimizer_params); optimizer_params:
+    per-parameter overrides keyed 'w_ih', 'w_hh', 'b_ih', 'b_hh' (torch's weight_ih_l0 ... bias_hh_l0), each a
+    rate, None/True (learning_rate's) or False (frozen) (default None: none; other keys raise CompositionError);
+    name: the composition's and block's name (default 'GRU'); seed: the seed of the initial weights, as
+    torch.nn.GRU draws them (default None: fresh entropy, so two unseeded blocks differ; the composition's own
+    seed is then 0); initial_hidden: the hidden state before the first time step,
     a scalar or a (hidden_size,) array-like (default None: zeros).
     """
 
     def __init__(self, input_size: int = 1, hidden_size: int = 1, bias: bool = False, enable_learning: bool = True,
                  learning_rate: Any = None, optimizer_params: Optional[Mapping[str, Any]] = None,
                  name: str = "GRU", seed: Optional[int] = None, initial_hidden: Any = None) -> None:
+        if isinstance(learning_rate, Mapping):
+            learning_rate, optimizer_params = _read_rate_dict(name, learning_rate, optimizer_params, bias)
         super().__init__(name, seed=seed or 0)
         self.block = GRUBlock(name, input_size, hidden_size, bias, seed)
         if initial_hidden is not None:
