@@ -407,6 +407,7 @@ class Composition(_Named):
             n = getattr(projection, end)
             if n is None:
                 raise CompositionError(f"projection '{projection.name}' has no {end}")
+            n = _gru_side(n, end)
             if not self._contains(n):
                 self.add_node(n)
         if projection not in self.projections:
@@ -469,6 +470,7 @@ class Composition(_Named):
 
     def _endpoint(self, node: Node, end: str) -> Mechanism:
         """The mechanism a projection to/from `node` attaches to (nested compositions: their single input/output)."""
+        node = _gru_side(node, end)
         if isinstance(node, Mechanism):
             return node
         flat = node.flatten()
@@ -754,6 +756,12 @@ class Composition(_Named):
             by_name.setdefault(flat_node.mechanism.name, flat_node)
         out: Dict[str, np.ndarray] = {}
         for key, val in inputs.items():
+            side = getattr(key, "side", None) if hasattr(key, "block") else None
+            if side is not None and (side == "output") != targets:
+                raise DataError(f"{'targets' if targets else 'inputs'} given for {key.name!r}, the GRU block's "
+                                f"{side} node; {'inputs' if side == 'input' else 'targets'} go there")
+            if side is not None:
+                key = key.block
             if isinstance(key, Composition):
                 key = self._endpoint(key, "receiver")
             f = by_obj.get(id(key)) if isinstance(key, Mechanism) else by_name.get(str(key))
@@ -986,6 +994,18 @@ def _roots(objs: Iterable[_Named]) -> List["Composition"]:
         elif isinstance(o, Composition):
             roots.append(o)
     return roots
+
+
+def _gru_side(node: Any, end: str) -> Any:
+    """A GRUComposition's input_node / output_node (a GRUNode) as its block; anything else as given. end: the
+    projection end it is used as ('sender' or 'receiver'); a GRU input node as a sender, or an output node as a
+    receiver, raises CompositionError."""
+    if hasattr(node, "block") and hasattr(node, "side") and _is_gru(node.block):
+        if (node.side == "input") != (end == "receiver"):
+            raise CompositionError(f"{node.name!r} is the GRU block's {node.side} node; it cannot be a projection's "
+                                   f"{end}")
+        return node.block
+    return node
 
 
 def _is_gru(m: Any) -> TypeGuard[GRUBlock]:
