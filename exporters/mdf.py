@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import copy
-import math
 from typing import TYPE_CHECKING, Any, Dict, List, cast
 
 from .. import __version__
 from ..composition import BiasMechanism, Composition, FlatNode, FlatProjection, TransferMechanism, identifier
-from ..transfer import Logistic, TransferFunction
+from ..transfer import TransferFunction
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..gru_composition import GRUBlock
@@ -53,20 +52,10 @@ def pnl_function_metadata(fn: TransferFunction) -> Dict[str, Any]:
     """What PsyNeuLink's reader (`generate_script_from_mdf`) takes a transfer function's arguments from.
 
     PsyNeuLink merges a function's `metadata` over its `args`: `type` names its Function class, and a string value
-    names a parameter of the node (resolved there). Where PsyNeuLink's form differs from the MDF one mdfbridge
-    writes, literal values make PsyNeuLink compute the same: its Logistic has `offset` outside the sigmoid, so
-    mdfbridge's `1/(1 + exp(-gain*(x + bias) + offset))` is PsyNeuLink's with `x_0 = offset/gain`, `offset = 0`.
+    names a parameter of the node (resolved there). mdfbridge's transfer functions have PsyNeuLink's parameters
+    and meanings (Logistic's offset is outside the sigmoid, as PsyNeuLink's), so each refers to its own parameter.
     """
-    p = fn.params
-    refs: Dict[str, Any] = {k: k for k in p}
-    if isinstance(fn, Logistic):
-        gain, offset = p["gain"], p["offset"]
-        if offset != 0.0:
-            if gain != 0.0:
-                refs.update(x_0=offset / gain, offset=0.0)
-            else:  # a constant 1/(1 + exp(offset)): PsyNeuLink's gain-0 logistic is scale/2
-                refs.update(scale=2.0 / (1.0 + math.exp(offset)), offset=0.0)
-    return {"type": fn.name, **refs}
+    return {"type": fn.name, **{k: k for k in fn.params}}
 
 
 def _nesting(comp: Composition) -> Dict[str, Any]:

@@ -16,8 +16,12 @@ from .composition import (  # noqa: E402
     BiasMechanism,
     Composition,
     MappingProjection,
+    NodeRole,
+    ProcessingMechanism,
     TransferMechanism,
     composition_from_mdf,
+    get_mdf_serialized,
+    write_mdf_file,
 )
 from .errors import (  # noqa: E402
     CompositionError,
@@ -56,7 +60,7 @@ def __getattr__(name: str):  # lazy: keeps `import mdfbridge` light
 
 __all__ = [
     "AutodiffComposition", "BiasMechanism", "Composition", "MappingProjection", "TransferMechanism",
-    "composition_from_mdf",
+    "ProcessingMechanism", "NodeRole", "composition_from_mdf", "get_mdf_serialized", "write_mdf_file",
     "Linear", "Logistic", "Tanh", "ReLU", "SoftMax", "Exponential",
     "IDENTITY_MATRIX", "FULL_CONNECTIVITY_MATRIX", "RANDOM_CONNECTIVITY_MATRIX",
     "MdfBridgeError", "DocumentError", "SchemaError", "UnknownFunctionError", "UnsupportedError",

@@ -1,11 +1,12 @@
 """PsyNeuLink-style composition API: mechanisms, projections, pathways, nesting, bias nodes, run."""
 from __future__ import annotations
 
+import enum
 import itertools
 import keyword
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -24,7 +25,7 @@ from typing import (
 
 import numpy as np
 
-from .errors import CompositionError, DataError
+from .errors import CompositionError, DataError, UnsupportedError
 from .learning import LEARN_ARGUMENTS_DOC, make_config
 from .losses import Loss
 from .transfer import Linear, TransferFunction
@@ -93,6 +94,40 @@ class Mechanism(_Named):
         return f"{type(self).__name__}({self.name!r}, size={self.size})"
 
 
+class NodeRole(enum.Enum):
+    """PsyNeuLink's NodeRole (every member name of PsyNeuLink 0.21's), for Composition.get_nodes_by_role. Those
+    with a meaning here: INPUT, ORIGIN, OUTPUT, TERMINAL, SINGLETON, INTERNAL, BIAS; the others name PsyNeuLink's
+    learning, control and feedback machinery and are refused by get_nodes_by_role."""
+
+    ORIGIN = 1
+    INPUT = 2
+    SINGLETON = 3
+    BIAS = 4
+    INTERNAL = 5
+    CYCLE = 6
+    FEEDBACK_SENDER = 7
+    FEEDBACK_RECEIVER = 8
+    CONTROL_OBJECTIVE = 9
+    CONTROLLER = 10
+    CONTROLLER_OBJECTIVE = 11
+    LEARNING = 12
+    SAMPLE = 13
+    TARGET_INPUT = 14
+    TARGET_INTERNAL = 15
+    LEARNING_OBJECTIVE = 16
+    PROBE = 17
+    OUTPUT = 18
+    TERMINAL = 19
+
+
+_ROLE_FLAGS: Dict[NodeRole, Callable[[Dict[str, bool]], bool]] = {
+    NodeRole.INPUT: lambda f: f["input"], NodeRole.ORIGIN: lambda f: f["input"],
+    NodeRole.OUTPUT: lambda f: f["output"], NodeRole.TERMINAL: lambda f: f["output"],
+    NodeRole.SINGLETON: lambda f: f["input"] and f["output"],
+    NodeRole.INTERNAL: lambda f: not (f["input"] or f["output"] or f["bias"]),
+    NodeRole.BIAS: lambda f: f["bias"]}
+
+
 class TransferMechanism(Mechanism):
     """A mechanism applying an elementwise transfer function to the sum of its afferents (or its input).
 
@@ -117,6 +152,12 @@ class TransferMechanism(Mechanism):
         if not isinstance(self.function, TransferFunction):
             raise CompositionError(f"mechanism '{self.name}': function must be a transfer function such as "
                                    f"Logistic(gain=1), got {function!r}")
+
+
+class ProcessingMechanism(TransferMechanism):
+    """PsyNeuLink's ProcessingMechanism: a mechanism applying a transfer function (default Linear(), the identity)
+    to the sum of its afferents; takes TransferMechanism's arguments (name, size, function, input_shapes,
+    default_variable; see there). Written to MDF and rebuilt as a TransferMechanism (the same function)."""
 
 
 class BiasMechanism(Mechanism):
@@ -157,9 +198,10 @@ class MappingProjection(_Named):
         self.learnable = bool(learnable)
         self._matrix_spec = matrix
         self.seed = seed
-        self.matrix: Optional[np.ndarray] = None
+        self._matrix: Optional[np.ndarray] = None
         if matrix is not None and not isinstance(matrix, str):
             self.matrix = np.array(matrix, dtype=float)
+            assert self.matrix is not None
             if self.matrix.ndim != 2:
                 raise CompositionError(f"projection '{self.name}': matrix must be 2-D, got shape {self.matrix.shape}")
             if not np.all(np.isfinite(self.matrix)):
@@ -167,6 +209,23 @@ class MappingProjection(_Named):
 
     def __repr__(self) -> str:
         return f"MappingProjection({self.name!r})"
+
+    @property
+    def matrix(self) -> Optional[np.ndarray]:
+        """The (sender size x receiver size) weights, None until the composition is flattened when built from a
+        spec. A WeightMatrix: a float ndarray whose `.base` is the array itself, as PsyNeuLink's
+        `proj.matrix.base` reads it (numpy's own `.base` would be None)."""
+        return self._matrix
+
+    @matrix.setter
+    def matrix(self, value: Any) -> None:
+        self._matrix = None if value is None else np.array(value, dtype=float).view(WeightMatrix)
+
+    @property
+    def parameters(self) -> "ProjectionParameters":
+        """PsyNeuLink's `proj.parameters.matrix.get(comp)` / `.set(value, comp)` (the context is not needed:
+        mdfbridge keeps one value)."""
+        return ProjectionParameters(self)
 
     def _initialise(self, rows: int, cols: int, seed: int) -> None:
         """Fill the matrix from its spec (PsyNeuLink's AUTO_ASSIGN_MATRIX when none was given)."""
@@ -192,6 +251,52 @@ class MappingProjection(_Named):
             raise CompositionError(f"projection '{self.name}': unknown matrix spec {spec!r} "
                                    f"(use an array, '{IDENTITY_MATRIX}', '{FULL_CONNECTIVITY_MATRIX}' or "
                                    f"'{RANDOM_CONNECTIVITY_MATRIX}')")
+
+
+class WeightMatrix(np.ndarray):
+    """A projection's matrix: a float ndarray whose `.base` is the array (PsyNeuLink's `proj.matrix.base`); the
+    results of arithmetic on it are plain ndarrays."""
+
+    @property  # type: ignore[override]
+    def base(self) -> np.ndarray:  # type: ignore[override]
+        """The weights as a plain ndarray (a view of this one)."""
+        return self.view(np.ndarray)
+
+    def __array_wrap__(self, arr: Any, context: Any = None, return_scalar: bool = False) -> Any:
+        return arr.view(np.ndarray) if isinstance(arr, np.ndarray) else arr
+
+
+class _MatrixParameter:
+    """PsyNeuLink's `proj.parameters.matrix`: get(context) / set(value, context)."""
+
+    def __init__(self, projection: Any) -> None:
+        self.projection = projection
+
+    def get(self, context: Any = None) -> np.ndarray:
+        """The weights (a copy). context: PsyNeuLink's composition or context, accepted and not needed (default
+        None). A matrix not yet made from its spec (the composition was never flattened) raises CompositionError."""
+        matrix = self.projection.matrix
+        if matrix is None:
+            raise CompositionError(f"projection '{self.projection.name}': its matrix is made from a spec when its "
+                                   "composition is first flattened (run, learn, program() or to_mdf())")
+        return np.array(matrix, dtype=float)
+
+    def set(self, value: Any, context: Any = None) -> None:
+        """Set the weights. value: an array-like of the matrix's shape; context: accepted, not needed (default
+        None). A shape that does not match raises CompositionError."""
+        value = np.array(value, dtype=float)
+        matrix = self.projection.matrix
+        if matrix is not None and value.shape != matrix.shape:
+            raise CompositionError(f"projection '{self.projection.name}': matrix shape {value.shape}, expected "
+                                   f"{matrix.shape}")
+        self.projection.matrix = value
+
+
+class ProjectionParameters:
+    """PsyNeuLink's `proj.parameters`: `.matrix` (get / set)."""
+
+    def __init__(self, projection: Any) -> None:
+        self.matrix = _MatrixParameter(projection)
 
 
 @dataclass
@@ -237,9 +342,13 @@ class Composition(_Named):
         self.nodes: List[Node] = []
         self.projections: List[MappingProjection] = []
         self.seed = int(seed)
-        self.results: List[List[np.ndarray]] = []
+        self.results: List[np.ndarray] = []  # one entry per trial run or trained (PsyNeuLink's results)
         self.losses: List[float] = []
-        self.learn_result: Any = None
+        self.learn_result: Any = None  # the last learn()'s LearnResult
+        self.learning_results: Any = None  # the last learn()'s final-epoch results entries (PsyNeuLink's)
+        self.torch_losses: np.ndarray = np.zeros((0, 1))
+        self.torch_sample_values: List[np.ndarray] = []
+        self.torch_targets: List[np.ndarray] = []
         self._program: Optional[Program] = None
         self._program_key: Any = None
         self.learning_settings: Dict[str, Any] = {}  # learn()'s defaults (AutodiffComposition's constructor sets them)
@@ -298,6 +407,7 @@ class Composition(_Named):
             n = getattr(projection, end)
             if n is None:
                 raise CompositionError(f"projection '{projection.name}' has no {end}")
+            n = _gru_side(n, end)
             if not self._contains(n):
                 self.add_node(n)
         if projection not in self.projections:
@@ -360,6 +470,7 @@ class Composition(_Named):
 
     def _endpoint(self, node: Node, end: str) -> Mechanism:
         """The mechanism a projection to/from `node` attaches to (nested compositions: their single input/output)."""
+        node = _gru_side(node, end)
         if isinstance(node, Mechanism):
             return node
         flat = node.flatten()
@@ -428,6 +539,47 @@ class Composition(_Named):
         ids = self._roles(flat)["output"]
         return [f.mechanism for f in flat[0] if f.id in ids]
 
+    def get_nodes_by_role(self, role: Any, scope: Any = None) -> List[Mechanism]:
+        """PsyNeuLink's get_nodes_by_role: the mechanisms with a NodeRole, in flattened order.
+
+        role: a NodeRole member, PsyNeuLink's own NodeRole member or its name ('OUTPUT'): INPUT and ORIGIN (the
+        mechanisms receiving no projection, get_input_nodes()), OUTPUT and TERMINAL (sending none,
+        get_output_nodes()), SINGLETON (receiving and sending none), INTERNAL (receiving and sending projections;
+        bias nodes excluded), BIAS (BiasMechanism nodes). scope: PsyNeuLink's None (top level) or ALL (nested
+        too), accepted; mdfbridge flattens nested compositions, so their mechanisms are returned in either case
+        (PsyNeuLink returns a nested composition itself at top level). Roles of PsyNeuLink's learning, control
+        and feedback machinery, which mdfbridge compositions do not hold, raise UnsupportedError naming what
+        mdfbridge has instead."""
+        name = str(getattr(role, "name", role)).split(".")[-1].upper()
+        if name not in NodeRole.__members__:
+            raise UnsupportedError(f"unknown NodeRole {role!r}; use one of {', '.join(NodeRole.__members__)}")
+        member = NodeRole[name]
+        if member not in _ROLE_FLAGS:
+            raise UnsupportedError(
+                f"NodeRole.{name} names PsyNeuLink's learning, control or feedback machinery, which an mdfbridge "
+                "composition does not hold (targets go to learn() keyed by output node; compositions are "
+                f"acyclic); roles here: {', '.join(r.name for r in _ROLE_FLAGS)}")
+        flat = self.flatten()
+        roles = self._roles(flat)
+        inputs, outputs = set(roles["input"]), set(roles["output"])
+        out: List[Mechanism] = []
+        for f in flat[0]:
+            bias = isinstance(f.mechanism, BiasMechanism)
+            flags = {"input": f.id in inputs, "output": f.id in outputs, "bias": bias}
+            if _ROLE_FLAGS[member](flags):
+                out.append(f.mechanism)
+        return out
+
+    def infer_backpropagation_learning_pathways(self, execution_mode: Any = None, context: Any = None,
+                                                base_context: Any = None) -> List[Any]:
+        """PsyNeuLink's: builds the backpropagation pathways (input to output node) and their target nodes before
+        learning. mdfbridge's learn() trains every learnable projection between the input and output nodes
+        from the graph itself on each call, so this changes nothing; it returns [] (PsyNeuLink returns its target
+        and loss mechanisms, which mdfbridge has none of: targets go to learn() keyed by output node).
+        execution_mode, context, base_context: PsyNeuLink's, accepted (default None)."""
+        log.debug("infer_backpropagation_learning_pathways: nothing to do (learn() reads the graph)")
+        return []
+
     # ------------------------------------------------------------------ MDF and running
     def to_mdf(self) -> Any:
         """This composition as a `modeci_mdf.mdf.Model` (nested compositions flattened, nesting in metadata)."""
@@ -488,20 +640,56 @@ class Composition(_Named):
               seed: Optional[int] = None, backend: Optional[str] = None, dtype: Any = None, device: Any = None,
               callback: Optional[Callable[[int, int, float], None]] = None,
               randomize_minibatch: Optional[bool] = None, synch_projection_matrices: Any = None,
-              **other: Any) -> Dict[str, np.ndarray]:
-        """AutodiffComposition.learn: train on inputs/targets; returns the final epoch's outputs per output node
-        (name -> (trials, size), trial order). Per-minibatch losses: `self.losses`; the LearnResult:
-        `self.learn_result`. Inputs and targets are keyed by node (or its name); a nested composition stands for
-        its single input node, and `{nested: {"inputs": ..., "targets": ...}}` (PsyNeuLink's nested form) is
-        read as that dict form. A setting left at None takes the AutodiffComposition's constructor value where it
-        has one, else learn()'s default (as said below). Raises DataError for data that do not fit the
-        composition (naming the node), CompositionError for an unknown setting.
+              synch_node_values_with_torch: Any = "run", synch_node_variables_with_torch: Any = None,
+              synch_results_with_torch: Any = "run", retain_torch_sample_values: Any = "minibatch",
+              retain_torch_trained_outputs: Any = None, retain_torch_targets: Any = "minibatch",
+              retain_torch_losses: Any = "minibatch", **other: Any) -> np.ndarray:
+        """AutodiffComposition.learn: train on inputs/targets; returns, as PsyNeuLink 0.21 does, the last trained
+        trial's output values: an ndarray with one row per output node (get_output_nodes() order), float of shape
+        (outputs, size) when the output nodes have one size, else an object array of the per-node arrays.
+
+        Bookkeeping after learn, as PsyNeuLink's: `results` gets one entry per trained trial of every epoch (the
+        outputs of its forward pass, before its minibatch's update, in training order; e.g. 12 after 3 epochs of 4
+        trials), each in the form learn() returns; `learning_results` holds the final epoch's entries (trials,
+        outputs, size) (PsyNeuLink, with minibatch_size > 1, keeps other values there); `torch_losses` (each
+        minibatch's loss, (minibatches, 1)), `torch_sample_values` and `torch_targets` (lists, one (trials in the
+        minibatch, outputs, size) array per minibatch) per the retain_* arguments. mdfbridge's own: `learn_result`
+        (the LearnResult; its outputs and executed_outputs keyed by output node name), `learn_result.outputs`
+        (output node name -> (trials, size), the final epoch in trial order; what learn() returned before) and
+        `losses` (each minibatch's loss).
+
+        PsyNeuLink's bookkeeping arguments, each a LearningScale name in any case ('minibatch', 'EPOCH', ...), its
+        member, or None: synch_node_values_with_torch (default 'run') and synch_node_variables_with_torch (default
+        None) change nothing here (mdfbridge's mechanisms hold no values; a log line says so);
+        synch_results_with_torch (default 'run'): every scale gives the same `results` (as in PsyNeuLink 0.21);
+        retain_torch_sample_values (0.13's spelling: retain_torch_trained_outputs, default None: the former),
+        retain_torch_targets, retain_torch_losses (defaults 'minibatch'): None keeps nothing in
+        torch_sample_values / torch_targets / torch_losses, any scale keeps every minibatch's (as PsyNeuLink 0.21).
+        execution_mode=ExecutionMode.Python is refused (PsyNeuLink's Python-mode learning is not its PyTorch
+        mode's arithmetic).
+
+        Inputs and targets are keyed by node (or its name); a nested composition stands for its single input
+        node, and `{nested: {"inputs": ..., "targets": ...}}` (PsyNeuLink's nested form) is read as that dict form.
+        A setting left at None takes the AutodiffComposition's constructor value where it has one, else learn()'s
+        default (as said below). Raises DataError for data that do not fit the composition (naming the node),
+        CompositionError for an unknown
+        setting.
         """
         from .learning import backend_name, cycle_trials, make_config, read_learn_call, train_program
+        from .pnl_records import LearnRecords, refuse_python_mode_learning
 
+        refuse_python_mode_learning(execution_mode, inputs)
+        records = LearnRecords.from_arguments(
+            synch_node_values_with_torch=synch_node_values_with_torch,
+            synch_node_variables_with_torch=synch_node_variables_with_torch,
+            synch_results_with_torch=synch_results_with_torch, retain_torch_sample_values=retain_torch_sample_values,
+            retain_torch_trained_outputs=retain_torch_trained_outputs, retain_torch_targets=retain_torch_targets,
+            retain_torch_losses=retain_torch_losses)
         inputs, targets, num_trials, execution_mode, settings = read_learn_call(_nested_dict_form(inputs), targets,
                                                                                 locals(), other)
         config = make_config(None, {**self.learning_settings, **settings}, error=CompositionError)
+        if config.randomize_minibatch and config.seed is None:  # a drawn seed, so the shuffled order is known
+            config = make_config(config, {"seed": int(np.random.SeedSequence().generate_state(1)[0])})
         prog = self.program()
         x = cycle_trials(self.input_dict(inputs), num_trials)
         t = cycle_trials(self.input_dict(targets or {}, targets=True), num_trials, "targets")
@@ -512,8 +700,15 @@ class Composition(_Named):
                                device=device if device is not None else self.device, callback=callback,
                                on_synch=lambda: self._pull_matrices(prog))
         self.losses = result.losses
-        self.learn_result = result
-        return self._output_names(result.outputs)
+        records.store(self, result, t, config, self._output_program_ids())
+        self.learn_result = replace(result, outputs=self._output_names(result.outputs),
+                                    executed_outputs=[self._output_names(o) for o in result.executed_outputs])
+        return cast(np.ndarray, self.results[-1])
+
+    def _output_program_ids(self) -> List[str]:
+        """The Program output ids of get_output_nodes(), in that order."""
+        ids = {id(f.mechanism): (f"{f.id}__output" if _is_gru(f.mechanism) else f.id) for f in self.flatten()[0]}
+        return [ids[id(m)] for m in self.get_output_nodes()]
 
     def program(self) -> Any:
         """The lowered Program (rebuilt when the structure changed; matrices refreshed every call)."""
@@ -529,7 +724,7 @@ class Composition(_Named):
             self._program, self._program_key = lower(composition_to_dict(self)), key
         prog = self._program
         for p in flat[1]:
-            prog.params[f"{p.id}.matrix"].value = p.matrix
+            prog.params[f"{p.id}.matrix"].value = np.asarray(p.matrix)
         for f in flat[0]:
             m = f.mechanism
             if _is_gru(m):
@@ -561,6 +756,12 @@ class Composition(_Named):
             by_name.setdefault(flat_node.mechanism.name, flat_node)
         out: Dict[str, np.ndarray] = {}
         for key, val in inputs.items():
+            side = getattr(key, "side", None) if hasattr(key, "block") else None
+            if side is not None and (side == "output") != targets:
+                raise DataError(f"{'targets' if targets else 'inputs'} given for {key.name!r}, the GRU block's "
+                                f"{side} node; {'inputs' if side == 'input' else 'targets'} go there")
+            if side is not None:
+                key = key.block
             if isinstance(key, Composition):
                 key = self._endpoint(key, "receiver")
             f = by_obj.get(id(key)) if isinstance(key, Mechanism) else by_name.get(str(key))
@@ -627,9 +828,11 @@ class Composition(_Named):
         return {names.get(k, k): v for k, v in res.items()}
 
     def run(self, inputs: Mapping[Any, Any], num_trials: Optional[int] = None, backend: str = "numpy",
-            execution_mode: Any = None, *, dtype: Any = None, device: Any = None) -> List[np.ndarray]:
-        """PsyNeuLink's run: executes the trials, appends each trial's outputs (one array per output node, in
-        get_output_nodes() order) to `results`, returns the last trial's.
+            execution_mode: Any = None, *, dtype: Any = None, device: Any = None) -> np.ndarray:
+        """PsyNeuLink's run: executes the trials, appends each trial's output values to `results` and returns the
+        last trial's, as PsyNeuLink 0.21: an ndarray with one row per output node (get_output_nodes() order),
+        float (outputs, size) when the output nodes have one size, else an object array of the per-node arrays
+        (with a GRU block each row is the node's (time steps, size) sequence).
 
         inputs: as evaluate(); PsyNeuLink's {"inputs": {...}, ...} dict form is read too (its targets ignored).
         num_trials: trials to run (default None: as many as the inputs have); trial i uses input row i % len
@@ -639,10 +842,12 @@ class Composition(_Named):
         inputs, _, given = split_inputs_for_run(inputs)
         outs = self.evaluate(inputs, backend=backend, execution_mode=given.get("execution_mode", execution_mode),
                              num_trials=given.get("num_trials", num_trials), dtype=dtype, device=device)
+        from .pnl_records import trial_value
+
         n = len(next(iter(outs.values())))
         names = [m.name for m in self.get_output_nodes()]
         for t in range(n):
-            self.results.append([outs[k][t] for k in names])
+            self.results.append(trial_value([outs[k][t] for k in names]))
         return self.results[-1]
 
     def show_graph(self, output_fmt: Optional[str] = None, filename: Optional[str] = None, *,
@@ -688,6 +893,68 @@ def _nested_dict_form(inputs: Any) -> Any:
     return inputs
 
 
+def _one_composition(compositions: Any, fn: str, simple_edge_format: bool) -> "Composition":
+    """The single composition of PsyNeuLink's get_mdf_serialized / write_mdf_file arguments."""
+    comps = list(compositions) if isinstance(compositions, (list, tuple)) else [compositions]
+    if len(comps) == 1 and isinstance(comps[0], (list, tuple)):
+        comps = list(comps[0])
+    if len(comps) != 1 or not isinstance(comps[0], Composition):
+        raise UnsupportedError(f"{fn}: mdfbridge writes one composition per MDF document, got "
+                               f"{len(comps)} object(s); call it once per composition")
+    if simple_edge_format is not True:
+        raise UnsupportedError(f"{fn}: simple_edge_format=False (PsyNeuLink's edges through extra nodes) is not "
+                               "written by mdfbridge; its documents use plain MDF edges")
+    return cast(Composition, comps[0])
+
+
+def get_mdf_serialized(*compositions: Any, fmt: str = "json", simple_edge_format: bool = True) -> str:
+    """PsyNeuLink's get_mdf_serialized: the composition's MDF document as JSON (or YAML) text, the same text
+    `comp.save_mdf(path)` writes.
+
+    compositions: one Composition (PsyNeuLink takes several disjoint ones; mdfbridge writes one per document and
+    raises UnsupportedError for more); fmt: 'json' (default), 'yaml' or 'yml'; simple_edge_format: PsyNeuLink's,
+    only its default True (mdfbridge's plain edges) is accepted. Another fmt raises UnsupportedError."""
+    import tempfile
+    from pathlib import Path
+
+    comp = _one_composition(compositions, "get_mdf_serialized", simple_edge_format)
+    ext = {"json": "json", "yaml": "yaml", "yml": "yaml"}.get(str(fmt).lower())
+    if ext is None:
+        raise UnsupportedError(f"get_mdf_serialized: fmt must be 'json', 'yaml' or 'yml', got {fmt!r}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"model.{ext}"
+        comp.save_mdf(path)
+        return path.read_text(encoding="utf-8")
+
+
+def write_mdf_file(compositions: Any, filename: str, path: Optional[str] = None, fmt: Optional[str] = None,
+                   simple_edge_format: bool = True) -> None:
+    """PsyNeuLink's write_mdf_file: write the composition's MDF document (as `comp.save_mdf`).
+
+    compositions: a Composition or a list of one (more raise UnsupportedError); filename: the file name; path:
+    its folder (default None: filename as given, relative to the working directory); fmt: 'json', 'yaml' or
+    'yml' (default None: from filename's extension, 'json' when it has none (the name gets '.json' then));
+    simple_edge_format: only PsyNeuLink's default True is accepted. A fmt that does not match filename's
+    extension raises UnsupportedError (mdfbridge picks the format from the extension)."""
+    import os
+
+    comp = _one_composition(compositions, "write_mdf_file", simple_edge_format)
+    target = os.path.join(path, filename) if path is not None else filename
+    ext = os.path.splitext(target)[1].lstrip(".").lower()
+    if fmt is not None:
+        want = str(fmt).lower()
+        if want not in ("json", "yaml", "yml"):
+            raise UnsupportedError(f"write_mdf_file: fmt must be 'json', 'yaml' or 'yml', got {fmt!r}")
+        if ext and {ext, want} - {"yaml", "yml"} and ext != want:
+            raise UnsupportedError(f"write_mdf_file: fmt={fmt!r} does not match {target!r}'s extension; mdfbridge "
+                                   "picks the format from the extension")
+        if not ext:
+            target, ext = f"{target}.{want}", want
+    if not ext:
+        target += ".json"
+    comp.save_mdf(target)
+
+
 def composition_from_mdf(doc: Any) -> Composition:
     """Rebuild a Composition from an MDF document mdfbridge wrote (Model, dict, or path).
 
@@ -727,6 +994,18 @@ def _roots(objs: Iterable[_Named]) -> List["Composition"]:
         elif isinstance(o, Composition):
             roots.append(o)
     return roots
+
+
+def _gru_side(node: Any, end: str) -> Any:
+    """A GRUComposition's input_node / output_node (a GRUNode) as its block; anything else as given. end: the
+    projection end it is used as ('sender' or 'receiver'); a GRU input node as a sender, or an output node as a
+    receiver, raises CompositionError."""
+    if hasattr(node, "block") and hasattr(node, "side") and _is_gru(node.block):
+        if (node.side == "input") != (end == "receiver"):
+            raise CompositionError(f"{node.name!r} is the GRU block's {node.side} node; it cannot be a projection's "
+                                   f"{end}")
+        return node.block
+    return node
 
 
 def _is_gru(m: Any) -> TypeGuard[GRUBlock]:

@@ -120,7 +120,14 @@ class LearnConfig:
 
 @dataclass
 class LearnResult:
-    """What learn() produced: final-epoch outputs (trial order), per-minibatch losses, the trained Program."""
+    """What learn() produced: final-epoch outputs (trial order), per-minibatch losses, the trained Program.
+
+    outputs: output name -> the final epoch's outputs, (trials, ...) in trial order; losses: each minibatch's loss;
+    program: the trained Program; epochs_run: epochs trained (fewer than asked after early stopping);
+    stopped_early; seconds: training time; epoch_losses: each epoch's mean minibatch loss; executed_outputs: one
+    dict per epoch, output name -> (trials, ...) in the order the trials were trained (shuffled with
+    randomize_minibatches), each taken before its minibatch's update (empty where the backend does not keep them:
+    llvm keeps only the final epoch's `outputs`)."""
 
     outputs: Dict[str, np.ndarray]
     losses: List[float]
@@ -129,6 +136,7 @@ class LearnResult:
     stopped_early: bool = False
     seconds: float = 0.0
     epoch_losses: List[float] = field(default_factory=list)
+    executed_outputs: List[Dict[str, np.ndarray]] = field(default_factory=list)
 
 
 class TrainingData(NamedTuple):

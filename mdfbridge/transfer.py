@@ -58,10 +58,25 @@ class Linear(_Standard):
     name, standard, defaults = "Linear", "linear", {"slope": 1.0, "intercept": 0.0}
 
 
-class Logistic(_Standard):
-    """1 / (1 + exp(-gain * (x + bias) + offset)) (PsyNeuLink's Logistic with x_0 = 0, scale = 1)."""
+class Logistic(TransferFunction):
+    """PsyNeuLink's Logistic: scale / (1 + exp(-gain * (x + bias - x_0))) + offset (offset outside the sigmoid, as
+    PsyNeuLink 0.21's Logistic._function computes it; defaults gain 1, bias 0, x_0 0, scale 1, offset 0).
 
-    name, standard, defaults = "Logistic", "logistic", {"gain": 1.0, "bias": 0.0, "offset": 0.0}
+    In MDF: with x_0 = 0, scale = 1, offset = 0 it is MDF's standard `logistic` (the same function there); otherwise
+    a `value` expression of the node's parameters, which modeci-mdf's engine evaluates to the same numbers."""
+
+    name, defaults = "Logistic", {"gain": 1.0, "bias": 0.0, "x_0": 0.0, "scale": 1.0, "offset": 0.0}
+
+    def mdf_function(self, x: str) -> Dict[str, Any]:
+        """MDF's standard `logistic` of `x` when x_0, scale and offset are at their defaults, else the `value`
+        expression of PsyNeuLink's formula.
+
+        x: the MDF expression the function applies to."""
+        p = self.params
+        if p["x_0"] == 0.0 and p["scale"] == 1.0 and p["offset"] == 0.0:
+            return {"function": "logistic", "args": {"variable0": x, "gain": "gain", "bias": "bias", "offset": 0.0}}
+        return {"value": "scale / (1.0 + numpy.exp(-gain * ((variable0) + bias - x_0))) + offset",
+                "args": {"variable0": x}, "metadata": {"mdfbridge": {"transfer": self.name}}}
 
 
 class Exponential(_Standard):

@@ -23,3 +23,10 @@ def make_xor(seed: int = 0) -> Composition:
 @pytest.fixture
 def xor() -> Composition:
     return make_xor()
+
+
+def learned_outputs(comp, *args, **kwargs):
+    """comp.learn(*args, **kwargs), then the final epoch's outputs per output node name ((trials, size), trial
+    order: `comp.learn_result.outputs`; learn() itself returns PsyNeuLink's last-trial values)."""
+    comp.learn(*args, **kwargs)
+    return comp.learn_result.outputs

@@ -434,8 +434,9 @@ def test_learn_equals_hand_written_torch_loop(optimizer, rate, opt, rates):
     start = {k: v.copy() for k, v in comp.torch_parameters().items()}
     gates0 = {k: v.copy() for k, v in comp.block.gates.items()}
     lr = 0.05
-    out = comp.learn({comp.input_node: X}, {comp.output_node: T}, epochs=3, learning_rate=lr, minibatch_size=2,
-                     optimizer_type=optimizer)
+    comp.learn({comp.input_node: X}, {comp.output_node: T}, epochs=3, learning_rate=lr, minibatch_size=2,
+               optimizer_type=optimizer)
+    out = comp.learn_result.outputs
     want_params, want_out = _hand_loop(start, comp.block.h0, X, T, rates, lr, 3, 2, optimizer)
     got = comp.torch_parameters()
     for k in want_params:

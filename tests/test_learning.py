@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import XOR_INPUTS, XOR_TARGETS, build_xor
+from conftest import XOR_INPUTS, XOR_TARGETS, build_xor, learned_outputs
 
 import mdfbridge.learning as learning
 from mdfbridge import (
@@ -223,7 +223,8 @@ def test_xor_matches_oracle(settings):
     lr = 0.3 if settings["optimizer_type"] == "sgd" else 0.02
     # 6 trials (XOR repeated in part) so minibatch 4 leaves a short last minibatch
     x, t = np.concatenate([XOR_INPUTS, XOR_INPUTS[:2]]), np.concatenate([XOR_TARGETS, XOR_TARGETS[:2]])
-    out = comp.learn({"input": x}, {"output": t}, epochs=4, learning_rate=lr, **settings)
+    comp.learn({"input": x}, {"output": t}, epochs=4, learning_rate=lr, **settings)
+    out = comp.learn_result.outputs
     ref = oracle_train(xor_forward, w0, {"input": x}, {"output": t}, epochs=4, learning_rate=lr, **settings)
     assert_weights(xor_weights(comp), ref.weights)
     assert set(out) == {"output"}
@@ -256,7 +257,8 @@ def test_mixed_net_losses_match_oracle(loss, out_fn, settings):
     x, t = mixed_data(loss)
     lr = 0.05 if settings["optimizer_type"] == "sgd" else 0.01
     spec = {"mse": learning.Loss.MSE, "l1": "L1", "sse": "SSE", "cross_entropy": learning.Loss.CROSS_ENTROPY}[loss]
-    out = comp.learn(x, t, epochs=3, learning_rate=lr, loss_spec=spec, **settings)
+    comp.learn(x, t, epochs=3, learning_rate=lr, loss_spec=spec, **settings)
+    out = comp.learn_result.outputs
     ref = oracle_train(forward, w0, x, t, epochs=3, learning_rate=lr, loss_spec=loss, **settings)
     for k in w0:  # every learnable matrix moved
         assert not np.array_equal(weights_of(comp)[k], w0[k]), k
@@ -269,7 +271,8 @@ def test_returned_outputs_are_pre_update_final_epoch_outputs_in_trial_order():
     comp, forward, w0 = build_mixed("Linear")
     x, t = mixed_data("mse")
     settings = dict(epochs=3, learning_rate=0.1, minibatch_size=2, randomize_minibatch=True, seed=4)
-    out = comp.learn(x, t, **settings)
+    comp.learn(x, t, **settings)
+    out = comp.learn_result.outputs
     ref = oracle_train(forward, w0, x, t, **settings)
     np.testing.assert_allclose(out["out"], ref.outputs["out"], **TOL)
     # they are not the outputs of the trained weights (each was taken before its minibatch's update)
@@ -304,7 +307,8 @@ def test_losses_one_per_minibatch_equal_oracle():
                          ids=["sgd", "adam"])
 def test_xor_learns(settings):
     comp = build_xor()
-    out = comp.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, **settings)
+    comp.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, **settings)
+    out = comp.learn_result.outputs
     assert np.all((out["output"] > 0.5) == (XOR_TARGETS > 0.5))
     after = comp.evaluate({"input": XOR_INPUTS})["output"]
     assert np.all((after > 0.5) == (XOR_TARGETS > 0.5))
@@ -357,7 +361,8 @@ def test_nested_composition_trains_through_nesting():
     outer, inner, x, y, forward, w0 = build_nested()
     rng = np.random.default_rng(0)
     xs, ts = rng.normal(size=(5, 2)), rng.normal(size=(5, 1))
-    out = outer.learn({x: xs}, {y: ts}, epochs=3, learning_rate=0.1, minibatch_size=2, optimizer_type="sgd")
+    outer.learn({x: xs}, {y: ts}, epochs=3, learning_rate=0.1, minibatch_size=2, optimizer_type="sgd")
+    out = outer.learn_result.outputs
     inner_proj = inner.projections[0]
     assert inner_proj.name == "h1_to_h2"
     assert not np.array_equal(inner_proj.matrix, w0["h1_to_h2"])
@@ -373,10 +378,11 @@ def test_run_and_evaluate_after_learn_use_trained_weights():
     ref = oracle_train(forward, w0, x, t, epochs=3, learning_rate=0.05, loss_spec="cross_entropy")
     expect = oracle_forward_np(forward, ref.weights, x)["out"]
     np.testing.assert_allclose(comp.evaluate(x)["out"], expect, **TOL)
+    assert len(comp.results) == 3 * 7  # learn() keeps every trained trial (PsyNeuLink's results)
     last = comp.run(x)
-    assert len(comp.results) == 7
+    assert len(comp.results) == 4 * 7
     np.testing.assert_allclose(np.asarray(last[0]), expect[-1], **TOL)
-    np.testing.assert_allclose(np.stack([r[0] for r in comp.results]), expect, **TOL)
+    np.testing.assert_allclose(np.stack([r[0] for r in comp.results[-7:]]), expect, **TOL)
 
 
 # ----------------------------------------------------------------------------------------- early stopping
@@ -480,8 +486,10 @@ def test_synch_run_changes_matrices_only_after_the_run():
 def test_execution_mode_pytorch_is_torch_backend():
     a, b = build_xor(), build_xor()
     kw = dict(epochs=2, learning_rate=0.5, minibatch_size=2)
-    ra = a.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, execution_mode=ExecutionMode.PyTorch, **kw)
-    rb = b.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, backend="torch", **kw)
+    a.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, execution_mode=ExecutionMode.PyTorch, **kw)
+    ra = a.learn_result.outputs
+    b.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, backend="torch", **kw)
+    rb = b.learn_result.outputs
     np.testing.assert_array_equal(ra["output"], rb["output"])
     for k, v in xor_weights(a).items():
         np.testing.assert_array_equal(v, xor_weights(b)[k])
@@ -495,13 +503,15 @@ def test_llvm_mode_raises_clear_error_or_works(how):
     before = xor_weights(comp)
     kw = {"execution_mode": ExecutionMode.LLVMRun} if how == "execution_mode" else {"backend": "llvm"}
     try:
-        out = comp.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, epochs=2, learning_rate=0.5, **kw)
+        comp.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, epochs=2, learning_rate=0.5, **kw)
+        out = comp.learn_result.outputs
     except MdfBridgeError as exc:
         assert "llvm" in str(exc).lower()
         assert _same(xor_weights(comp), before)
         return
     ref = build_xor()
-    expect = ref.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, epochs=2, learning_rate=0.5)
+    ref.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, epochs=2, learning_rate=0.5)
+    expect = ref.learn_result.outputs
     np.testing.assert_allclose(out["output"], expect["output"], rtol=1e-9, atol=1e-12)
     assert_weights(xor_weights(comp), xor_weights(ref), rtol=1e-9, atol=1e-12)
 
@@ -510,17 +520,20 @@ def test_psyneulink_dict_form():
     comp, ref_comp = build_xor(), build_xor()
     inp, out = comp.nodes[0], comp.get_output_nodes()[0]
     assert (inp.name, out.name) == ("input", "output")
-    res = comp.learn(inputs={"inputs": {inp: XOR_INPUTS}, "targets": {out: XOR_TARGETS}, "epochs": 3},
-                     learning_rate=0.5)
-    expect = ref_comp.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, epochs=3, learning_rate=0.5)
+    comp.learn(inputs={"inputs": {inp: XOR_INPUTS}, "targets": {out: XOR_TARGETS}, "epochs": 3},
+               learning_rate=0.5)
+    res = comp.learn_result.outputs
+    ref_comp.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, epochs=3, learning_rate=0.5)
+    expect = ref_comp.learn_result.outputs
     assert len(comp.losses) == 12
     np.testing.assert_array_equal(res["output"], expect["output"])
     for k, v in xor_weights(comp).items():
         np.testing.assert_array_equal(v, xor_weights(ref_comp)[k])
     # PsyNeuLink's per-trial nesting (trials, 1, size) is accepted for inputs and targets alike
     third = build_xor()
-    res3 = third.learn(inputs={"inputs": {"input": XOR_INPUTS[:, None, :]},
-                               "targets": {"output": XOR_TARGETS[:, None, :]}, "epochs": 3, "learning_rate": 0.5})
+    third.learn(inputs={"inputs": {"input": XOR_INPUTS[:, None, :]},
+                        "targets": {"output": XOR_TARGETS[:, None, :]}, "epochs": 3, "learning_rate": 0.5})
+    res3 = third.learn_result.outputs
     np.testing.assert_array_equal(res3["output"], expect["output"])
 
 
@@ -618,8 +631,10 @@ def test_bad_data_raises_data_error(case):
 def test_float32_agrees_with_float64():
     a, b = build_xor(), build_xor()
     kw = dict(epochs=10, learning_rate=0.3, minibatch_size=2, optimizer_type="sgd")
-    out32 = a.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, dtype=torch.float32, **kw)
-    out64 = b.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, **kw)
+    a.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, dtype=torch.float32, **kw)
+    out32 = a.learn_result.outputs
+    b.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, **kw)
+    out64 = b.learn_result.outputs
     assert a.losses[-1] != b.losses[-1]  # it really ran in float32
     np.testing.assert_allclose(out32["output"], out64["output"], rtol=0, atol=1e-5)
     assert_weights(xor_weights(a), xor_weights(b), rtol=0, atol=1e-5)
@@ -635,7 +650,8 @@ def test_learn_function_on_saved_mdf_matches_composition_learn(tmp_path):
     kw = dict(epochs=3, learning_rate=0.2, minibatch_size=2, optimizer_type="adam", randomize_minibatch=True,
               seed=3, weight_decay=0.01)
     res = learning.learn(str(path), {"input": XOR_INPUTS}, {"output": XOR_TARGETS}, **kw)
-    out = comp.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, **kw)
+    comp.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, **kw)
+    out = comp.learn_result.outputs
     for name, w in xor_weights(comp).items():
         np.testing.assert_allclose(res.program.params[f"{name}.matrix"].value, w, **TOL)
     np.testing.assert_allclose(res.outputs["output"], out["output"], **TOL)
@@ -685,14 +701,15 @@ def test_autodiff_composition_takes_psyneulinks_learning_settings_in_its_constru
 
     x = {"input": np.array([[0, 0], [0, 1], [1, 0], [1, 1.0]])}
     t = {"output": np.array([[0], [1], [1], [0.0]])}
-    plain = _xor_net(Composition).learn(inputs=x, targets=t, epochs=30, learning_rate=0.3, optimizer_type="adam")
+    plain = learned_outputs(_xor_net(Composition), inputs=x, targets=t, epochs=30, learning_rate=0.3,
+                            optimizer_type="adam")
     auto = _xor_net(AutodiffComposition, learning_rate=0.3, optimizer_type="adam")
-    np.testing.assert_allclose(auto.learn(inputs=x, targets=t, epochs=30)["output"], plain["output"], rtol=0,
+    np.testing.assert_allclose(learned_outputs(auto, inputs=x, targets=t, epochs=30)["output"], plain["output"], rtol=0,
                                atol=1e-15)
     overridden = _xor_net(AutodiffComposition, learning_rate=0.3, optimizer_type="adam")
-    sgd = _xor_net(Composition).learn(inputs=x, targets=t, epochs=30, learning_rate=0.3)
-    np.testing.assert_allclose(overridden.learn(inputs=x, targets=t, epochs=30, optimizer_type="sgd")["output"],
-                               sgd["output"], rtol=0, atol=1e-15)  # learn()'s arguments win
+    sgd = learned_outputs(_xor_net(Composition), inputs=x, targets=t, epochs=30, learning_rate=0.3)
+    got = learned_outputs(overridden, inputs=x, targets=t, epochs=30, optimizer_type="sgd")["output"]
+    np.testing.assert_allclose(got, sgd["output"], rtol=0, atol=1e-15)  # learn()'s arguments win
     assert not np.allclose(sgd["output"], plain["output"])
 
 

@@ -267,8 +267,9 @@ def test_xor_2_10_1_with_bias_nodes_matches_torch():
     results = {}
     for backend in ("torch", "llvm"):
         comp = build_xor()
-        out = comp.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, epochs=300, learning_rate=0.5,
-                         backend=backend)
+        comp.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, epochs=300, learning_rate=0.5,
+                   backend=backend)
+        out = comp.learn_result.outputs
         results[backend] = (comp, out)
     (t_comp, t_out), (l_comp, l_out) = results["torch"], results["llvm"]
     for p, q in zip(t_comp.projections, l_comp.projections):

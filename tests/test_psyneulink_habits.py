@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from conftest import XOR_INPUTS, XOR_TARGETS, make_xor
+from conftest import XOR_INPUTS, XOR_TARGETS, learned_outputs, make_xor
 
 from mdfbridge import (
     AutodiffComposition,
@@ -106,8 +106,8 @@ def test_a_rebuilt_gru_composition_learns_as_the_original():
     outer, gru = _gru_net(optimizer_params={"w_hh": 0.01, "w_ih": False})
     back = composition_from_mdf(outer.to_mdf())
     kw = dict(epochs=3, learning_rate=0.1, minibatch_size=2)
-    a = outer.learn({"x": SEQS}, {"y": SEQ_TARGETS}, **kw)["y"]
-    b = back.learn({"x": SEQS}, {"y": SEQ_TARGETS}, **kw)["y"]
+    a = learned_outputs(outer, {"x": SEQS}, {"y": SEQ_TARGETS}, **kw)["y"]
+    b = learned_outputs(back, {"x": SEQS}, {"y": SEQ_TARGETS}, **kw)["y"]
     np.testing.assert_allclose(b, a, rtol=0, atol=1e-12)
     np.testing.assert_allclose(back.losses, outer.losses, rtol=1e-12)
     rebuilt = _gru_of(back)
@@ -214,8 +214,9 @@ PROBS = np.random.default_rng(8).dirichlet(np.ones(3), size=6)
 ])
 def test_nll_and_kl_div_training_equals_torch_autograd(spec, targets, oracle):
     comp, projs, w = _net()
-    out = comp.learn({"input": X6}, {"output": targets}, epochs=4, learning_rate=0.05, minibatch_size=2,
-                     loss_spec=spec)
+    comp.learn({"input": X6}, {"output": targets}, epochs=4, learning_rate=0.05, minibatch_size=2,
+               loss_spec=spec)
+    out = comp.learn_result.outputs
     (w1, w2), values = _torch_training(w, X6, targets, oracle, 0.05, 4, 2)
     np.testing.assert_allclose(projs[0].matrix, w1, rtol=0, atol=1e-10)
     np.testing.assert_allclose(projs[1].matrix, w2, rtol=0, atol=1e-10)
@@ -230,8 +231,8 @@ def test_llvm_trains_nll_kl_div_and_bce_as_torch(spec, targets, optimizer):
               weight_decay=0.01)
     fn = Logistic() if spec == "binary_cross_entropy" else None  # BCE takes probabilities
     (a, pa, _), (b, pb, _) = _net(out_fn=fn), _net(out_fn=fn)
-    ra = a.learn({"input": X6}, {"output": targets}, backend="torch", **kw)["output"]
-    rb = b.learn({"input": X6}, {"output": targets}, backend="llvm", **kw)["output"]
+    ra = learned_outputs(a, {"input": X6}, {"output": targets}, backend="torch", **kw)["output"]
+    rb = learned_outputs(b, {"input": X6}, {"output": targets}, backend="llvm", **kw)["output"]
     np.testing.assert_allclose(rb, ra, rtol=0, atol=1e-12)
     np.testing.assert_allclose(b.losses, a.losses, rtol=1e-12, atol=1e-12)
     for p, q in zip(pa, pb):
@@ -341,8 +342,8 @@ def test_a_wrong_loss_or_optimizer_spelling_is_one_line_listing_the_valid_ones()
                                            (torch.optim.SGD, "sgd"), (torch.optim.Adam, "adam")])
 def test_optimizer_spellings_train_as_the_canonical_name(spelling, name):
     assert optimizers.get_optimizer(spelling).name == name
-    a = make_xor().learn(X4, T4, epochs=5, learning_rate=0.3, optimizer_type=spelling)["output"]
-    b = make_xor().learn(X4, T4, epochs=5, learning_rate=0.3, optimizer_type=name)["output"]
+    a = learned_outputs(make_xor(), X4, T4, epochs=5, learning_rate=0.3, optimizer_type=spelling)["output"]
+    b = learned_outputs(make_xor(), X4, T4, epochs=5, learning_rate=0.3, optimizer_type=name)["output"]
     np.testing.assert_array_equal(a, b)
 
 
@@ -414,14 +415,15 @@ print(json.dumps([p1.parameters.matrix.get(c).tolist(), p2.parameters.matrix.get
 
 # ---------------------------------------------------------------------------------------------- learn() forms
 def test_psyneulinks_dict_forms_and_both_spellings_of_renamed_settings():
-    ref = make_xor().learn(X4, T4, epochs=3, learning_rate=0.4)["output"]
-    got = make_xor().learn(inputs={"inputs": X4, "targets": T4, "epochs": 3}, learning_rate=0.4)["output"]
+    ref = learned_outputs(make_xor(), X4, T4, epochs=3, learning_rate=0.4)["output"]
+    got = learned_outputs(make_xor(), inputs={"inputs": X4, "targets": T4, "epochs": 3}, learning_rate=0.4)["output"]
     np.testing.assert_array_equal(got, ref)
     outer = make_xor()
-    nested = outer.learn(inputs={outer: {"inputs": X4, "targets": T4, "epochs": 3, "learning_rate": 0.4}})
+    outer.learn(inputs={outer: {"inputs": X4, "targets": T4, "epochs": 3, "learning_rate": 0.4}})
+    nested = outer.learn_result.outputs
     np.testing.assert_array_equal(nested["output"], ref)
-    a = make_xor().learn(X4, T4, epochs=3, randomize_minibatches=True, seed=4)["output"]
-    b = make_xor().learn(X4, T4, epochs=3, randomize_minibatch=True, seed=4)["output"]
+    a = learned_outputs(make_xor(), X4, T4, epochs=3, randomize_minibatches=True, seed=4)["output"]
+    b = learned_outputs(make_xor(), X4, T4, epochs=3, randomize_minibatch=True, seed=4)["output"]
     np.testing.assert_array_equal(a, b)
     with pytest.raises(CompositionError, match="disagree"):
         make_xor().learn(X4, T4, randomize_minibatches=True, randomize_minibatch=False)
@@ -507,8 +509,8 @@ def test_every_execution_mode_is_listed_and_maps_to_a_backend():
 # ---------------------------------------------------------------------------------------------- dtype
 @pytest.mark.parametrize("dtype", ["float32", np.float32, np.dtype("float32"), torch.float32, "torch.float32"])
 def test_dtype_spellings_in_learn_evaluate_and_to_torch(dtype):
-    ref = make_xor().learn(X4, T4, epochs=3, learning_rate=0.5)["output"]
-    got = make_xor().learn(X4, T4, epochs=3, learning_rate=0.5, dtype=dtype)["output"]
+    ref = learned_outputs(make_xor(), X4, T4, epochs=3, learning_rate=0.5)["output"]
+    got = learned_outputs(make_xor(), X4, T4, epochs=3, learning_rate=0.5, dtype=dtype)["output"]
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
     assert not np.array_equal(got, ref)  # float32 really ran
     comp = make_xor()
@@ -529,9 +531,9 @@ def test_float64_spellings_run_every_backend_to_the_reference(dtype):
 
     model = program_to_onnx(comp.program(), dtype=dtype)
     assert model.graph.input[0].type.tensor_type.elem_type == 11  # TensorProto.DOUBLE
-    ref = make_xor().learn(X4, T4, epochs=2, backend="llvm")["output"]
-    np.testing.assert_allclose(make_xor().learn(X4, T4, epochs=2, backend="llvm", dtype=dtype)["output"], ref,
-                               rtol=0, atol=0)
+    ref = learned_outputs(make_xor(), X4, T4, epochs=2, backend="llvm")["output"]
+    got = learned_outputs(make_xor(), X4, T4, epochs=2, backend="llvm", dtype=dtype)["output"]
+    np.testing.assert_allclose(got, ref, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("call", ["learn", "evaluate_torch", "evaluate_llvm", "evaluate_numpy", "onnx", "to_torch"])

@@ -236,7 +236,8 @@ def test_state_dict_save_load_reproduces_outputs(tmp_path):
     # training after load goes on from the loaded weights
     a, b = comp.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, epochs=1), \
         fresh.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, epochs=1)
-    assert np.array_equal(a["output"], b["output"])
+    assert np.array_equal(a, b)
+    assert np.array_equal(comp.learn_result.outputs["output"], fresh.learn_result.outputs["output"])
 
 
 def test_state_dict_keys_are_projection_names_and_load_weights_only(tmp_path):

@@ -66,6 +66,7 @@ class TorchTrainer:
         stopping = EarlyStopping(config.patience, config.min_delta)
         epoch_losses: List[float] = []
         last_outputs: List[MinibatchOutputs] = []
+        every_epoch: List[List[MinibatchOutputs]] = []  # (for LearnResult.executed_outputs)
         stopped = False
         losses = self.losses
         start = time.perf_counter()
@@ -73,6 +74,7 @@ class TorchTrainer:
         for epoch, order in enumerate(self.data.epoch_orders(config)):
             first_loss = len(losses)
             last_outputs = self._epoch(epoch, order)
+            every_epoch.append(last_outputs)
             epoch_loss = math.fsum(losses[first_loss:]) / (len(losses) - first_loss)  # (np.mean costs 25 us)
             epoch_losses.append(epoch_loss)
             if self.synch == "epoch":
@@ -83,7 +85,9 @@ class TorchTrainer:
                 break
         self._synch()
         return LearnResult(self._outputs(last_outputs), losses, self.module.program, epoch + 1, stopped,
-                           time.perf_counter() - start, epoch_losses)
+                           time.perf_counter() - start, epoch_losses,
+                           [{k: torch.cat([out[k] for _, out in epoch_out]).cpu().numpy() for k in epoch_out[0][1]}
+                            for epoch_out in every_epoch])
 
     def _epoch(self, epoch: int, order: Optional[np.ndarray]) -> List[MinibatchOutputs]:
         """One epoch's minibatches in `order` (None: trial order); returns each minibatch's rows and outputs."""
