@@ -293,7 +293,8 @@ class _MatrixParameter:
 
 
 class ProjectionParameters:
-    """PsyNeuLink's `proj.parameters`: `.matrix` (get / set)."""
+    """PsyNeuLink's `proj.parameters`: `.matrix` (get / set). projection: the MappingProjection (or GRU weight) whose
+    matrix it reads and writes."""
 
     def __init__(self, projection: Any) -> None:
         self.matrix = _MatrixParameter(projection)
@@ -644,9 +645,13 @@ class Composition(_Named):
               synch_results_with_torch: Any = "run", retain_torch_sample_values: Any = "minibatch",
               retain_torch_trained_outputs: Any = None, retain_torch_targets: Any = "minibatch",
               retain_torch_losses: Any = "minibatch", **other: Any) -> np.ndarray:
-        """AutodiffComposition.learn: train on inputs/targets; returns, as PsyNeuLink 0.21 does, the last trained
-        trial's output values: an ndarray with one row per output node (get_output_nodes() order), float of shape
-        (outputs, size) when the output nodes have one size, else an object array of the per-node arrays.
+        """AutodiffComposition.learn: train; returns, as PsyNeuLink 0.21 does, the last trained trial's output
+        values: an ndarray with one row per output node (get_output_nodes() order), float of shape (outputs, size)
+        when the output nodes have one size, else an object array of the per-node arrays.
+
+        inputs: {node: trials}; targets: {output node: trials} (default None: none, an error unless the targets are
+        in PsyNeuLink's inputs dict); epochs (default 1); minibatch_size (default None: 1); the other settings as in
+        README's list (`learning.SETTING_ARGS`).
 
         Bookkeeping after learn, as PsyNeuLink's: `results` gets one entry per trained trial of every epoch (the
         outputs of its forward pass, before its minibatch's update, in training order; e.g. 12 after 3 epochs of 4
@@ -671,7 +676,7 @@ class Composition(_Named):
         Inputs and targets are keyed by node (or its name); a nested composition stands for its single input
         node, and `{nested: {"inputs": ..., "targets": ...}}` (PsyNeuLink's nested form) is read as that dict form.
         A setting left at None takes the AutodiffComposition's constructor value where it has one, else learn()'s
-        default (as said below). Raises DataError for data that do not fit the composition (naming the node),
+        default. Raises DataError for data that do not fit the composition (naming the node),
         CompositionError for an unknown
         setting.
         """
@@ -773,6 +778,11 @@ class Composition(_Named):
             gru = _is_gru(m)
             size = m.input_size if _is_gru(m) and not targets else m.size
             if seq:
+                if arr.ndim == 2 and targets:
+                    log.warning("targets for '%s' of shape %s are read as one sequence of %d time steps; "
+                                "PsyNeuLink's learn() takes each row as a trial of one step from h0 (for that, pass "
+                                "GRUComposition.trials_as_learning_sequences() of inputs and targets)",
+                                f.mechanism.name, arr.shape, arr.shape[0])
                 arr = arr[None] if arr.ndim == 2 else arr
                 if arr.ndim != 3 or arr.shape[2] != size:
                     raise DataError(f"data for '{f.mechanism.name}' has shape {np.shape(val)}; expected "

@@ -448,11 +448,28 @@ def test_psyneulinks_gru_learn_starts_each_trial_from_h0():
             {g.output_node: GRUComposition.trials_as_learning_sequences(got["T"])}, epochs=2, learning_rate=0.1)
     assert len(g.results) == len(got["results"]) == 8
     np.testing.assert_allclose(np.ravel(g.results[0]), got["results"][0], rtol=0, atol=1e-12)
-    carried = _gru_with(got["W"]).evaluate({g.input_node: GRUComposition.trials_as_sequence(got["X"])})["GRU"][0]
-    assert np.abs(carried[1] - np.array(got["results"][1])).max() > 0.1  # not carried over trials
+    fresh = _gru_with(got["W"])
+    carried = fresh.evaluate({fresh.input_node: GRUComposition.trials_as_sequence(got["X"])})["GRU"][0]
+    # trial 2 from h0 after one update is far nearer PsyNeuLink's than trial 2 carried on from trial 1 (measured:
+    # 4e-4 against 0.13 on one draw of PsyNeuLink's unseeded weights)
+    theirs = np.array(got["results"][1])
+    assert np.abs(np.ravel(g.results[1]) - theirs).max() < 0.1 * np.abs(carried[1] - theirs).max()
 
 
 def test_learn_xor_targets_keyed_by_name_still_work():
     comp = make_xor()
     ret = comp.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, epochs=2)
     np.testing.assert_array_equal(ret[0], comp.learn_result.outputs["output"][-1])
+
+
+def test_two_dimensional_gru_targets_warn_that_psyneulink_reads_them_per_trial(caplog):
+    g = GRUComposition(2, 3, seed=6)
+    x, t = np.random.default_rng(3).normal(size=(4, 2)), np.random.default_rng(4).uniform(size=(4, 3))
+    with caplog.at_level(logging.WARNING, logger="mdfbridge.composition"):
+        g.learn({g.input_node: x}, {g.output_node: t}, epochs=1)
+    assert "read as one sequence of 4 time steps" in caplog.text and "trials_as_learning_sequences" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mdfbridge.composition"):
+        g.learn({g.input_node: GRUComposition.trials_as_learning_sequences(x)},
+                {g.output_node: GRUComposition.trials_as_learning_sequences(t)}, epochs=1)
+    assert "time steps" not in caplog.text

@@ -65,14 +65,7 @@ EXAMPLES = [
 ]
 BY_NAME = {e.name: e for e in EXAMPLES}
 
-LEARN_RETURNS = "needs learn() returning PsyNeuLink's ndarray (the last trial's outputs): pending pnlapi"
-RESULTS_HOLD_LEARNING = ("needs learn() to append its trials' outputs to comp.results (synch_results_with_torch="
-                         "'run'), as PsyNeuLink: pending pnlapi")
-PENDING: Dict[Tuple[str, str], str] = {}
-for _e in EXAMPLES:
-    PENDING[(_e.name, LEARN)] = LEARN_RETURNS
-    PENDING[(_e.name, RESULT1)] = LEARN_RETURNS
-    PENDING[(_e.name, RESULTS)] = RESULTS_HOLD_LEARNING
+PENDING: Dict[Tuple[str, str], str] = {}  # (example, item) -> why it is a strict xfail; none now
 
 
 def cases(examples):
