@@ -490,6 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mdfbridge", description="Move models between MDF, PyTorch and ONNX.",
                                 epilog=EPILOG, formatter_class=HelpFormatter)
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    p.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                   help="raise or lower a resource limit for input files (repeatable; names and defaults: "
+                        "mdfbridge.limits.Limits; also the MDFBRIDGE_LIMITS environment variable)")
     p.add_argument("--version", action="version", version=_version_line(),
                    help="print mdfbridge's version (and those of the libraries it runs on) and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -634,7 +637,14 @@ def _misspelled_command(parser: argparse.ArgumentParser, argv: Sequence[str]) ->
     the closest one, or None."""
     import difflib
 
-    words = [a for a in argv if not a.startswith("-")]
+    words, skip = [], False
+    for a in argv:  # the words before the first option of a subcommand; the top-level --limit takes a value
+        if skip:
+            skip = False
+        elif a == "--limit":
+            skip = True
+        elif not a.startswith("-"):
+            words.append(a)
     path: List[str] = []
     for word in words:
         commands = next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
@@ -662,6 +672,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     debug = bool(getattr(args, "debug", False))
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        from . import limits
+
+        settings: Dict[str, str] = {}
+        for item in args.limit:
+            settings.update(limits.parse_settings(item, where="--limit"))
+        limits.set_limits(limits.current().replace(**settings))  # MDFBRIDGE_LIMITS is checked here too
         return int(args.func(args) or 0)
     except MdfBridgeError as exc:
         if debug:
