@@ -174,7 +174,7 @@ def train_llvm(program: Program, data: TrainingData, config: LearnConfig,
     require_static(program.schedule, 1, "llvm")
     loss = get_loss(config.loss_spec).name
     opt = get_optimizer(config.optimizer_type).name
-    x, t, n = data
+    x, t, n = data.inputs, data.targets, data.n
     mb = int(config.minibatch_size)
     target_names = tuple(t)
     key = cache_key(program, "train", loss, opt, mb, target_names)

@@ -94,6 +94,7 @@ class LearnConfig:
     min_delta: float = 0.0
     synch_projection_matrices: str = "run"
     seed: Optional[int] = None
+    optimizations_per_minibatch: int = 1
 
     def check(self) -> None:
         """Reject settings that cannot work, naming the argument."""
@@ -103,6 +104,12 @@ class LearnConfig:
             raise DataError(f"epochs must be >= 1, got {self.epochs}")
         if int(self.minibatch_size) < 1:
             raise DataError(f"minibatch_size must be >= 1, got {self.minibatch_size}")
+        opt = self.optimizations_per_minibatch
+        if not isinstance(opt, (int, np.integer)) or isinstance(opt, bool) or opt < 1:
+            raise DataError(f"optimizations_per_minibatch must be an integer >= 1, got {opt!r}")
+        if opt > 1 and int(self.minibatch_size) > 1:
+            raise DataError(f"optimizations_per_minibatch ({opt}) and minibatch_size ({self.minibatch_size}) cannot "
+                            "both be greater than 1 (as in PsyNeuLink)")
         self.optimizer_type = get_optimizer(self.optimizer_type).name  # 'SGD', torch.optim.Adam, ... -> the record's
         self.synch_projection_matrices = str(getattr(self.synch_projection_matrices, "name",
                                                      self.synch_projection_matrices)).lower()  # pnl.LearningScale
@@ -144,14 +151,29 @@ class TrainingData(NamedTuple):
 
     inputs: Dict[str, np.ndarray]  # input name -> (trials, ...)
     targets: Dict[str, np.ndarray]  # output name -> (trials, ...)
-    n: int  # trials
+    n: int  # trials (each repeated `repeats` times in a row)
+    repeats: int = 1  # optimization steps per trial (PsyNeuLink's optimizations_per_minibatch)
+
+    def repeated(self, k: int) -> "TrainingData":
+        """Every trial k times in a row (k >= 1): PsyNeuLink's optimizations_per_minibatch with minibatch_size 1,
+        k forward passes and updates on each trial before the next."""
+        if k == 1:
+            return self
+        return TrainingData({n: np.repeat(v, k, axis=0) for n, v in self.inputs.items()},
+                            {n: np.repeat(v, k, axis=0) for n, v in self.targets.items()}, self.n * k, self.repeats * k)
 
     def epoch_orders(self, config: LearnConfig) -> Iterator[Optional[np.ndarray]]:
         """One trial order per epoch (config.epochs of them): None (trial order) unless config.randomize_minibatch,
-        then `rng.permutation(n)` from one `numpy.random.default_rng(config.seed)` (fresh each call)."""
+        then `rng.permutation(trials)` from one `numpy.random.default_rng(config.seed)` (fresh each call), each
+        trial's repeats kept together."""
         rng = np.random.default_rng(config.seed)
+        k = self.repeats
         for _ in range(int(config.epochs)):
-            yield rng.permutation(self.n) if config.randomize_minibatch else None
+            if not config.randomize_minibatch:
+                yield None
+            else:
+                order = rng.permutation(self.n // k)
+                yield (order[:, None] * k + np.arange(k)).ravel() if k > 1 else order
 
 
 class EarlyStopping:
@@ -299,7 +321,9 @@ LEARN_ARGUMENTS_DOC = """inputs: {input node: (trials, size) array-like}, or Psy
     patience: epochs without an improvement of more than min_delta (default 0) before stopping early (default
     None: never). execution_mode: PsyNeuLink's ExecutionMode (default None: `backend`'s; PyTorch is 'torch',
     LLVMRun 'llvm'). randomize_minibatches: shuffle the trials every epoch (default False; numpy's
-    default_rng(seed)). optimizations_per_minibatch: PsyNeuLink's; only 1 (the default None) is supported.
+    default_rng(seed)). optimizations_per_minibatch: forward passes and updates on each trial before the next, as
+    PsyNeuLink's (default None: 1; more than 1 needs minibatch_size 1; every step is a loss, a minibatch and a
+    `results` entry, and the outputs are each trial's last step's).
     optimizer_type: 'sgd' | 'adam', any case, or torch.optim.SGD / torch.optim.Adam (default None: 'sgd', or the
     AutodiffComposition's). loss_spec: a Loss member, PsyNeuLink's pnl.Loss member or a name ('mse', 'MSE',
     'cross_entropy', 'crossentropy', 'l1', 'sse', 'nll', 'kl_div', 'kldiv', 'poisson_nll', 'binary_cross_entropy';
@@ -324,11 +348,7 @@ LEARN_ARGUMENTS_DOC = """inputs: {input node: (trials, size) array-like}, or Psy
 def learn_settings(explicit: Mapping[str, Any], extra: Mapping[str, Any]) -> Dict[str, Any]:
     """The LearnConfig settings learn()'s keyword arguments give: `explicit` (argument -> value; None means "not
     given") and `extra` (other keywords, checked by make_config, which names the closest valid one)."""
-    opt = explicit.get("optimizations_per_minibatch")
-    if opt is not None and opt != 1:
-        raise UnsupportedError(f"optimizations_per_minibatch={opt!r} is not supported (one update per minibatch)")
-    settings = {k: v for k, v in explicit.items()
-                if v is not None and k != "optimizations_per_minibatch" and not _left_at_default(k, v)}
+    settings = {k: v for k, v in explicit.items() if v is not None and not _left_at_default(k, v)}
     return {**settings, **extra}
 
 

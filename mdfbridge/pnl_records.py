@@ -114,15 +114,18 @@ class LearnRecords:
         from .learning import TrainingData
 
         n = len(next(iter(result.outputs.values())))
+        reps = int(config.optimizations_per_minibatch)  # each trial's optimization steps, in a row
         epochs = result.executed_outputs
         if not epochs:  # (llvm keeps only the final epoch)
             log.warning("learn(): this backend keeps only the final epoch's outputs; results gets %d entries (the "
                         "final epoch's, in trial order), not one per trial of all %d epochs", n, result.epochs_run)
             epochs = [result.outputs]
             orders: List[np.ndarray] = [np.arange(n)]
+            reps = 1
         else:
+            n *= reps  # one entry per optimization step
             orders = [np.arange(n) if o is None else o for o in
-                      TrainingData({}, {}, n).epoch_orders(config)][:len(epochs)]
+                      TrainingData({}, {}, n, reps).epoch_orders(config)][:len(epochs)]
         entries: List[np.ndarray] = []
         for out in epochs:
             entries += [trial_value([out[k][i] for k in output_ids]) for i in range(n)]
@@ -135,7 +138,7 @@ class LearnRecords:
             _stack(entries[e * n:(e + 1) * n][s]) for e in range(len(epochs)) for s in per_mb]
         given = [k for k in output_ids if k in targets]
         comp.torch_targets = [] if self.targets is None else [
-            _stack([trial_value([targets[k][i] for k in given]) for i in order[s]]) for order in orders
+            _stack([trial_value([targets[k][i // reps] for k in given]) for i in order[s]]) for order in orders
             for s in per_mb]
 
 

@@ -473,3 +473,43 @@ def test_two_dimensional_gru_targets_warn_that_psyneulink_reads_them_per_trial(c
         g.learn({g.input_node: GRUComposition.trials_as_learning_sequences(x)},
                 {g.output_node: GRUComposition.trials_as_learning_sequences(t)}, epochs=1)
     assert "time steps" not in caplog.text
+
+
+# ------------------------------------------------------------------------------- optimizations_per_minibatch
+@needs_pnl
+def test_optimizations_per_minibatch_equals_psyneulinks():
+    """3 forward passes and updates per trial: results (24 after 2 epochs of 4 trials), torch_losses, the
+    returned value and the weights equal PsyNeuLink 0.21's to 1e-12; llvm's weights and losses too."""
+    got = _run_pnl(PNL_NET + """
+c, nodes = net(False)
+ret = c.learn(inputs={nodes[0]: X}, targets={nodes[1]: T}, epochs=2, optimizations_per_minibatch=3)
+print(json.dumps({'ret': tolist(ret), 'results': [np.ravel(np.asarray(r, float)).tolist() for r in c.results],
+                  'losses': np.ravel(c.torch_losses).tolist(),
+                  'W': [p.parameters.matrix.get(c).tolist() for p in c.projections[:2]]}))
+""")
+    for backend in ("torch", "llvm"):
+        comp, (i, o) = _net()
+        ret = comp.learn({i: X}, {o: T}, epochs=2, optimizations_per_minibatch=3, backend=backend)
+        np.testing.assert_allclose(ret, got["ret"], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(comp.losses, got["losses"], rtol=0, atol=1e-12)
+        for p, w in zip(comp.projections, got["W"]):
+            np.testing.assert_allclose(p.matrix, w, rtol=0, atol=1e-12)
+        if backend == "torch":
+            assert len(comp.results) == len(got["results"]) == 24
+            np.testing.assert_allclose(np.array([np.ravel(r) for r in comp.results]), got["results"], rtol=0,
+                                       atol=1e-12)
+
+
+def test_optimizations_per_minibatch_is_each_trial_repeated_in_a_row():
+    a, (ia, oa) = _net()
+    a.learn({ia: X}, {oa: T}, epochs=2, optimizations_per_minibatch=2, randomize_minibatches=True, seed=3)
+    b, (ib, ob) = _net()
+    order = np.random.default_rng(3)
+    rows = np.concatenate([np.repeat(order.permutation(4), 2) for _ in range(2)])
+    b.learn({ib: X[rows]}, {ob: T[rows]}, epochs=1)
+    np.testing.assert_allclose(a.losses, b.losses, rtol=0, atol=1e-15)
+    for p, q in zip(a.projections, b.projections):
+        np.testing.assert_allclose(p.matrix, q.matrix, rtol=0, atol=1e-15)
+    assert a.learn_result.outputs["output"].shape == (4, 1)
+    with pytest.raises(DataError, match="optimizations_per_minibatch must be an integer >= 1"):
+        a.learn({ia: X}, {oa: T}, optimizations_per_minibatch=0)

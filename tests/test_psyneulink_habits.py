@@ -429,8 +429,8 @@ def test_psyneulinks_dict_forms_and_both_spellings_of_renamed_settings():
         make_xor().learn(X4, T4, randomize_minibatches=True, randomize_minibatch=False)
     with pytest.raises(CompositionError, match="did you mean 'learning_rate'"):
         make_xor().learn(X4, T4, learnin_rate=0.1)
-    with pytest.raises(UnsupportedError, match="optimizations_per_minibatch=2 is not supported"):
-        make_xor().learn(X4, T4, optimizations_per_minibatch=2)
+    with pytest.raises(DataError, match=r"optimizations_per_minibatch \(2\) and minibatch_size \(4\) cannot both"):
+        make_xor().learn(X4, T4, optimizations_per_minibatch=2, minibatch_size=4)
 
 
 def test_callback_receives_epoch_minibatch_index_and_loss():

@@ -81,7 +81,11 @@ class BackendRep(abc.ABC):
                                 f"output '{name}' has {units}: it would train nothing (use 'mse', or "
                                 f"{loss.min_units} output units)")
         check_targets(loss.name, data.targets)
-        return self._train(data, config, callback, on_synch)
+        k = int(config.optimizations_per_minibatch)
+        result = self._train(data.repeated(k), config, callback, on_synch)
+        if k > 1:  # the outputs of each trial's last optimization step
+            result.outputs = {name: v[k - 1::k] for name, v in result.outputs.items()}
+        return result
 
     def _train(self, data: "TrainingData", config: "LearnConfig", callback: Callback,
                on_synch: OnSynch) -> "LearnResult":
