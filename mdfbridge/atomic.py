@@ -36,7 +36,7 @@ from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Union
 
 from .errors import DocumentError
 
-__all__ = ["STALE_AFTER_S", "TEMP_TAG", "atomic_write", "atomic_write_bytes", "replacing_read_only",
+__all__ = ["STALE_AFTER_S", "TEMP_TAG", "atomic_write", "atomic_write_bytes", "check_writable", "replacing_read_only",
            "stale_temp_files", "remove_stale_temp_files", "temp_file_pattern"]
 
 logger = logging.getLogger(__name__)
@@ -187,6 +187,19 @@ def _existing(real: Path, shown: str, force: bool) -> Optional[os.stat_result]:
     return st
 
 
+def check_writable(target: PathLike, *, force: bool = False) -> Path:
+    """Check, before any work is done, that a write of target would be allowed (what atomic_write checks first:
+    not read-only unless forced, a regular file if it exists, no symlink loop); returns the file that would be
+    replaced (a symlink's target).
+
+    target: the file (str or path-like); force: allow a read-only target (default False; also on inside
+    `replacing_read_only()`). Raises DocumentError as atomic_write would."""
+    shown = os.fspath(target)
+    real = _resolve(Path(shown), shown)
+    _existing(real, shown, force or _FORCE.get())
+    return real
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -323,7 +336,10 @@ def atomic_write(target: PathLike, write: Callable[[IO[Any]], None], *, binary: 
                 fh.flush()
                 if st is not None:
                     _keep_owner(fh.fileno(), st, shown)
-                os.fchmod(fh.fileno(), mode)
+                if hasattr(os, "fchmod"):
+                    os.fchmod(fh.fileno(), mode)
+                else:  # pragma: no cover - Windows
+                    os.chmod(tmp, mode)
                 os.fsync(fh.fileno())
             os.replace(tmp, real)
             guard.done = True

@@ -186,6 +186,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     for path in (out, plot):
         if path and not Path(path).resolve().parent.is_dir():
             raise DataError(f"directory {Path(path).parent} does not exist", where=path)
+    from .atomic import check_writable
+
+    for path in (out, plot):  # a read-only --in-place model is refused before training, not after
+        if path:
+            check_writable(path)
     prog = load_program(args.model)
     inputs, targets = checked_training_data(prog, args.data, args.targets)
     # the command line first, then what the document records (PsyNeuLink's AutodiffComposition settings), then

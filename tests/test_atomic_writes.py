@@ -138,6 +138,40 @@ def test_train_in_place_refuses_a_read_only_model_unless_forced(tmp_path, capsys
     assert sorted(p.name for p in tmp_path.iterdir()) == ["xor.mdf.json"]
 
 
+def test_train_refuses_a_read_only_target_before_training(tmp_path, monkeypatch, capsys):
+    import mdfbridge.learning
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before checking the target")
+
+    monkeypatch.setattr(mdfbridge.learning, "train_program", no_training)
+    model = tmp_path / "xor.mdf.json"
+    model.write_bytes(XOR.read_bytes())
+    os.chmod(model, 0o444)
+    assert main(["train", str(model), "--data", str(XOR_DATA), "--in-place", "--quiet"]) == 2
+    assert capsys.readouterr().err.endswith("is read-only (use --force to replace it)\n")
+    plot = tmp_path / "loss.png"
+    plot.write_bytes(b"png")
+    os.chmod(plot, 0o444)
+    out = tmp_path / "out.mdf.json"
+    assert main(["train", str(model), "--data", str(XOR_DATA), "--out", str(out), "--plot", str(plot)]) == 2
+    assert "loss.png: is read-only" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_check_writable_names_the_file_a_write_replaces(tmp_path):
+    real = tmp_path / "real.json"
+    real.write_text("x")
+    link = tmp_path / "link.json"
+    link.symlink_to("real.json")
+    assert atomic.check_writable(link) == real
+    assert atomic.check_writable(tmp_path / "new.json") == tmp_path / "new.json"
+    os.chmod(real, 0o444)
+    with pytest.raises(DocumentError, match="link.json: is read-only"):
+        atomic.check_writable(link)
+    assert atomic.check_writable(link, force=True) == real
+
+
 @pytest.mark.skipif(IS_ROOT, reason="root may write into a read-only folder")
 def test_read_only_folder_is_one_clean_error(tmp_path):
     target = tmp_path / "m.json"

@@ -9,10 +9,21 @@ from pathlib import Path
 EXAMPLES = Path(__file__).resolve().parents[4] / "examples"
 
 
+def _clear(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
 def make(gen: Path) -> None:
     """Fill gen: src.json and xor_data.csv (copies of the examples), ro.yaml / ro.onnx / ro.npz / ro.dot /
     ro_out.npz (mode 0444), ro_model.json (a read-only model for train --in-place), fifo.json (a FIFO),
-    dir.json (a folder) and loop.json (a symbolic link to itself)."""
+    dir.json (a folder) and loop.json (a symbolic link to itself). Files already there are replaced (a run by an
+    older checkout may have replaced the FIFO or the folder)."""
+    for name in ("src.json", "xor_data.csv", "ro.yaml", "ro.onnx", "ro.npz", "ro.dot", "ro_out.npz", "ro_model.json",
+                 "fifo.json", "dir.json", "loop.json"):
+        _clear(gen / name)
     shutil.copyfile(EXAMPLES / "xor.mdf.json", gen / "src.json")
     shutil.copyfile(EXAMPLES / "xor_data.csv", gen / "xor_data.csv")
     for name in ("ro.yaml", "ro.onnx", "ro.npz", "ro.dot", "ro_out.npz"):
