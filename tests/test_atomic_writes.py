@@ -455,3 +455,74 @@ def test_kill_9_never_tears_the_target_and_the_next_write_cleans_up(tmp_path):
     atomic_write_bytes(target, b"final")
     assert temps(tmp_path) == []
     assert target.read_bytes() == b"final"
+
+
+def _ballasted(tmp_path: Path, name: str, seed: int, size: int = 120) -> Path:
+    """examples/xor.mdf.json with a size x size parameter of seeded values on node hidden (a larger document)."""
+    data = json.loads(XOR.read_text(encoding="utf-8"))
+    graph = next(iter(next(iter(data.values()))["graphs"].values()))
+    rng = random.Random(seed)
+    graph["nodes"]["hidden"].setdefault("parameters", {})["ballast"] = {
+        "value": [[round(rng.random(), 6) for _ in range(size)] for _ in range(size)]}
+    path = tmp_path / name
+    path.write_text(json.dumps(data, indent=4), encoding="utf-8")
+    return path
+
+
+CONVERTER = textwrap.dedent("""
+    import sys
+    from mdfbridge.document import convert_document
+    for _ in range(int(sys.argv[3])):
+        convert_document(sys.argv[1], sys.argv[2])
+""")
+
+
+def test_concurrent_converts_onto_one_file_end_with_one_of_the_documents(tmp_path):
+    sources = [_ballasted(tmp_path, f"src{i}.mdf.json", seed=i) for i in range(3)]
+    expected = [load_document_dict(s) for s in sources]
+    target = tmp_path / "out.mdf.yaml"
+    procs = [subprocess.Popen([sys.executable, "-c", CONVERTER, str(s), str(target), "4"], env=child_env())
+             for s in sources]
+    try:
+        for p in procs:
+            p.wait(timeout=HANG_GUARD_S * 2)
+            if target.exists():
+                assert load_document_dict(target) in expected
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    assert [p.returncode for p in procs] == [0, 0, 0]
+    assert load_document_dict(target) in expected
+    assert temps(tmp_path) == []
+
+
+def test_kill_9_during_cli_convert_leaves_at_most_its_own_temp_file(tmp_path):
+    src = _ballasted(tmp_path, "src.mdf.json", seed=0, size=200)
+    target = tmp_path / "out.mdf.yaml"
+    assert main(["convert", str(src), str(target)]) == 0
+    complete = target.read_bytes()
+    rng = random.Random(3)
+    killed_in_write = 0
+    for _ in range(4):
+        proc = subprocess.Popen([sys.executable, "-m", "mdfbridge.cli", "convert", str(src), str(target)],
+                                env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + HANG_GUARD_S
+            while proc.poll() is None and time.monotonic() < deadline:
+                if any(f"-{proc.pid}-" in n for n in temps(tmp_path)):  # its write began
+                    time.sleep(rng.uniform(0, 0.3))
+                    break
+                time.sleep(0.002)
+        finally:
+            proc.kill()
+            proc.wait()
+        left = temps(tmp_path)
+        killed_in_write += bool(left)
+        assert all(f"-{proc.pid}-" in name for name in left) and len(left) <= 1
+        assert target.read_bytes() == complete, "a torn target"
+    assert killed_in_write >= 1  # the kills did land inside writes (else the test shows nothing)
+    assert main(["convert", str(src), str(target)]) == 0
+    assert temps(tmp_path) == []
+    assert target.read_bytes() == complete
