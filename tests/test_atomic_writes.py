@@ -477,6 +477,7 @@ CONVERTER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # three processes convert a document four times each
 def test_concurrent_converts_onto_one_file_end_with_one_of_the_documents(tmp_path):
     sources = [_ballasted(tmp_path, f"src{i}.mdf.json", seed=i) for i in range(3)]
     expected = [load_document_dict(s) for s in sources]
@@ -498,6 +499,7 @@ def test_concurrent_converts_onto_one_file_end_with_one_of_the_documents(tmp_pat
     assert temps(tmp_path) == []
 
 
+@pytest.mark.slow  # five CLI runs
 def test_kill_9_during_cli_convert_leaves_at_most_its_own_temp_file(tmp_path):
     src = _ballasted(tmp_path, "src.mdf.json", seed=0, size=200)
     target = tmp_path / "out.mdf.yaml"
