@@ -209,10 +209,11 @@ def mdf_to_onnx(doc: Any, *, graph: Optional[str] = None, **kwargs: Any) -> onnx
     return program_to_onnx(program, **kwargs)
 
 
-def save_onnx(model: onnx.ModelProto, path: Union[str, "os.PathLike[str]"]) -> None:
+def save_onnx(model: onnx.ModelProto, path: Union[str, "os.PathLike[str]"], *, force: bool = False) -> None:
     """Write an ONNX model atomically (temporary file + rename).
 
-    model: the `onnx.ModelProto`; path: the file to write (str or path-like, e.g. `model.onnx`)."""
+    model: the `onnx.ModelProto`; path: the file to write (str or path-like, e.g. `model.onnx`); force: replace a
+    read-only file too (default False)."""
     from ..document import atomic_write_bytes
 
-    atomic_write_bytes(path, model.SerializeToString())
+    atomic_write_bytes(path, model.SerializeToString(), force=force)

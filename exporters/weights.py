@@ -51,12 +51,13 @@ def write_weights(doc: Mapping[str, Any], program: Program, *, learnable_only: b
     return out
 
 
-def write_back(source: Any, program: Any, out: Optional[Any] = None) -> Dict[str, Any]:
+def write_back(source: Any, program: Any, out: Optional[Any] = None, *, force: bool = False) -> Dict[str, Any]:
     """Write trained weights into the MDF file `source` (saved to `out`, or in place when out is None).
 
     source: the MDF file the Program was lowered from (str or path-like); program: the trained `Program`, or
     anything holding one as `.program` (a `learn()` result, or the module `mdfbridge.to_torch` returns: its current
-    weights are copied into its Program first); out: the file to write (default None: `source` itself).
+    weights are copied into its Program first); out: the file to write (default None: `source` itself; a symlink
+    is written through); force: replace a read-only file too (default False: DocumentError '<file>: is read-only').
 
     Only the arrays of learnable parameters change: the rest of the document stays as its writer wrote it (ids,
     nesting, notes, older forms); the save is atomic, so a failure leaves files untouched. Returns the written
@@ -69,7 +70,7 @@ def write_back(source: Any, program: Any, out: Optional[Any] = None) -> Dict[str
                         f"{type(program).__name__}")
     doc = load_document_dict(source, as_written=True)
     new = write_weights(doc, program)
-    save_document(new, out if out is not None else source, liberal=True)
+    save_document(new, out if out is not None else source, liberal=True, force=force)
     return new
 
 
@@ -82,15 +83,16 @@ def state_dict_of(program: Program) -> Dict[str, Any]:
     return {k: v.detach().clone() for k, v in ProgramModule(program).state_dict().items()}
 
 
-def save_weights(program: Program, path: Any) -> None:
+def save_weights(program: Program, path: Any, *, force: bool = False) -> None:
     """Save the program's parameters in torch state_dict format (atomically; see `state_dict_of`).
 
-    program: the Program whose parameters are saved; path: the file to write (str or path-like, e.g. `w.pt`)."""
+    program: the Program whose parameters are saved; path: the file to write (str or path-like, e.g. `w.pt`);
+    force: replace a read-only file too (default False)."""
     import torch
 
     buf = io.BytesIO()
     torch.save(state_dict_of(program), buf)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue(), force=force)
 
 
 def load_weights(program: Program, path: Any) -> None:

@@ -186,6 +186,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     for path in (out, plot):
         if path and not Path(path).resolve().parent.is_dir():
             raise DataError(f"directory {Path(path).parent} does not exist", where=path)
+    from .atomic import check_writable
+
+    for path in (out, plot):  # a read-only --in-place model is refused before training, not after
+        if path:
+            check_writable(path)
     prog = load_program(args.model)
     inputs, targets = checked_training_data(prog, args.data, args.targets)
     # the command line first, then what the document records (PsyNeuLink's AutodiffComposition settings), then
@@ -479,6 +484,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 MODEL_HELP = "an MDF file (.json, .yaml, .yml)"
 ANY_MODEL_HELP = "an MDF file (.json, .yaml, .yml) or an ONNX file (.onnx)"
 DATA_FORMS = ("DATA.npz|.csv|.npy")
+FORCE_HELP = ("replace a read-only output file too (default: refuse it, as cp does); writes are atomic, keep the "
+              "file's permissions and go through a symbolic link to its target")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -519,6 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", metavar="G.png|G.svg|G.pdf|G.dot", help="the drawing (format from the extension; .dot "
                     "writes the graphviz source); default: <stem>.png beside FILE (xor.mdf.json -> xor.png)")
     sp.add_argument("--graph", default=None, help="MDF files: the graph to draw (default: the first)")
+    sp.add_argument("--force", action="store_true", help=FORCE_HELP)
     sp = add("run", cmd_run, "run an MDF file on inputs (numpy reference interpreter by default, see --backend), or "
              "an ONNX file on onnxruntime; print the outputs",
              "mdfbridge run examples/xor.trained.mdf.json --inputs examples/xor_data.csv "
@@ -533,6 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dt", type=float, default=1.0, help="time increment for time derivatives")
     sp.add_argument("--out", metavar="OUT.npz", help="save outputs (and trajectories if --steps > 1); default: "
                     "print only")
+    sp.add_argument("--force", action="store_true", help=FORCE_HELP)
     sp.add_argument("--print-all", action="store_true",
                     help=f"print every output value (default: outputs of more than {PRINT_LIMIT} values print "
                          "their shape and first rows)")
@@ -572,6 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="save the loss curve as a PNG (--plot alone: <stem>.loss.png beside the trained file; "
                          "default: no plot)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.add_argument("--force", action="store_true", help=FORCE_HELP)
     sp = add("convert", cmd_convert, "convert between formats: MDF .json/.yaml <-> .onnx, and MDF/ONNX -> .pt "
              "(weights: the original module's state_dict for a model imported from torch, else that of mdfbridge's "
              "torch module); a .pt file cannot be converted from (weights only)",
@@ -583,6 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--gru", choices=("onnx", "gates"),
                     help="write GRU blocks as one onnx::GRU node (onnx) or as reset/update/new/hidden nodes (gates) "
                          "(default: as they are)")
+    sp.add_argument("--force", action="store_true", help=FORCE_HELP)
 
     dp = sub.add_parser("data", help="data files for train and run: write a template, check a file",
                         description="Data files for `train --data` and `run --inputs`: .npz (one array per input "
@@ -607,6 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--time-steps", type=int, default=5, help="time steps per trial (sequence models only)")
     sp.add_argument("--zeros", action="store_true", help="write zeros (default: random values in [0, 1))")
     sp.add_argument("--seed", type=int, default=0, help="seed of the random values")
+    sp.add_argument("--force", action="store_true", help=FORCE_HELP)
     sp = add("check", cmd_data_check, "read a data file as train (or run, --inputs-only) reads it and list its "
              "arrays, or print the one error line that train/run would",
              "mdfbridge data check examples/xor.mdf.json --data examples/xor_data.csv", parent=dsub)
@@ -678,7 +690,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for item in args.limit:
             settings.update(limits.parse_settings(item, where="--limit"))
         limits.set_limits(limits.current().replace(**settings))  # MDFBRIDGE_LIMITS is checked here too
-        return int(args.func(args) or 0)
+        from .atomic import replacing_read_only
+
+        with replacing_read_only(bool(getattr(args, "force", False))):
+            return int(args.func(args) or 0)
     except MdfBridgeError as exc:
         if debug:
             raise
@@ -687,7 +702,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (OSError, KeyboardInterrupt) as exc:
         if debug:
             raise
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {str(exc) or 'interrupted'}\n")
         return 2
 
 

@@ -412,14 +412,16 @@ def template_paths(out: PathLike, fmt: str, split: bool) -> Tuple[Path, Path]:
     return base.with_name(f"{base.name}.inputs.{fmt}"), base.with_name(f"{base.name}.targets.{fmt}")
 
 
-def write_template(spec: DataSpec, out: PathLike, fmt: str = "npz", **options: Any) -> List[WrittenArray]:
+def write_template(spec: DataSpec, out: PathLike, fmt: str = "npz", *, force: bool = False,
+                   **options: Any) -> List[WrittenArray]:
     """Write example data for the model to `out` in `fmt` ('npz', default; 'csv'; 'npy': an inputs/targets pair,
     one-input one-output models only); options as `template_arrays` takes them. Returns what was written.
 
     spec: the model's DataSpec; out: the file to write (str or Path; its directory must exist), or the stem of
     the pair (see template_paths) for 'npy' or a node that is both an input and an output. Files are written
-    atomically; bad arguments raise DataError."""
-    from .document import atomic_write_bytes
+    atomically (a symlink written through); bad arguments raise DataError; force: replace read-only files too
+    (default False: DocumentError '<file>: is read-only')."""
+    from .atomic import atomic_write_bytes
 
     if fmt not in TEMPLATE_FORMATS:
         raise DataError(f"unknown data format '{fmt}'; formats: {', '.join(TEMPLATE_FORMATS)}")
@@ -445,7 +447,7 @@ def write_template(spec: DataSpec, out: PathLike, fmt: str = "npz", **options: A
             payload = _csv_text(arrays, spec).encode("utf-8")
         else:
             payload = _npz_bytes(arrays)
-        atomic_write_bytes(path, payload)
+        atomic_write_bytes(path, payload, force=force)
         log.info("wrote %s", path)
     return ([WrittenArray(in_path, k, v.shape, "input") for k, v in inputs.items()]
             + [WrittenArray(target_path, k, v.shape, "target") for k, v in targets.items()])

@@ -2,7 +2,8 @@
 
 Reading goes text -> dict (with exact syntax-error positions and duplicate-key detection) ->
 schema + semantic validation (``schemas/mdf-0.4.schema.json``) -> ``modeci_mdf.mdf.Model``.
-Writing is atomic (temporary file in the target directory, fsync, ``os.replace``).
+Writing is atomic (``mdfbridge.atomic``: temporary file in the target directory, fsync, ``os.replace``; permissions
+kept, symlinks written through, read-only targets refused unless forced).
 """
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ import json
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
-from typing import IO, Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import IO, Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import jsonschema
 import numpy as np
@@ -23,6 +23,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from modeci_mdf import mdf as _mdf
 from modeci_mdf.mdf import Model, ParameterCondition
 
+from mdfbridge.atomic import atomic_write, atomic_write_bytes  # noqa: F401 - re-exported (callers import them here)
 from mdfbridge.document_forms import clean_form, liberal_validator
 from mdfbridge.errors import DocumentError, MdfBridgeError, SchemaError, UnsupportedError
 from mdfbridge.nesting import GRAPH_KEYS, flatten_document, is_nested
@@ -633,55 +634,7 @@ def _with_header(data: Dict[str, Any], generating_application: Optional[str], ke
     return {model_id: new_body}
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(target: PathLike, write: Callable[[IO[Any]], None], *, binary: bool = False) -> None:
-    """Write a file through `write(fileobj)` into a temp file beside it, fsync, then rename over the target:
-    on any failure the original file is untouched and no temp file is left."""
-    target = Path(target)
-    directory = target.parent
-    try:
-        mode = (target.stat().st_mode & 0o7777) if target.exists() else (0o666 & ~_current_umask())
-        opts: Dict[str, Any] = {"mode": "wb"} if binary else {"mode": "w", "encoding": "utf-8", "newline": "\n"}
-        tmp = tempfile.NamedTemporaryFile(**opts, delete=False, dir=directory, prefix=f".{target.name}.",
-                                          suffix=".tmp")
-    except OSError as exc:
-        raise DocumentError(f"cannot write file: {exc.strerror or exc}", path=str(target)) from None
-    tmp_name = tmp.name
-    try:
-        with tmp:
-            write(tmp)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.chmod(tmp_name, mode)
-        os.replace(tmp_name, target)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        except OSError:  # pragma: no cover - best effort cleanup
-            logger.warning("could not remove temporary file %s", tmp_name)
-        if isinstance(exc, OSError):
-            raise DocumentError(f"cannot write file: {exc.strerror or exc}", path=str(target)) from exc
-        raise
-    try:  # make the rename durable; not possible everywhere (e.g. Windows)
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
-def _write_atomically(target: Path, fmt: str, data: Dict[str, Any]) -> None:
+def _write_atomically(target: Path, fmt: str, data: Dict[str, Any], force: bool = False) -> None:
     def write(f: IO[Any]) -> None:
         if fmt == "json":
             json.dump(data, f, indent=4, ensure_ascii=False)
@@ -690,25 +643,19 @@ def _write_atomically(target: Path, fmt: str, data: Dict[str, Any]) -> None:
             yaml.safe_dump(data, f, sort_keys=False, default_flow_style=None, indent=4, allow_unicode=True,
                            width=100)
 
-    atomic_write(target, write)
-
-
-def atomic_write_bytes(target: PathLike, payload: bytes) -> None:
-    """Write bytes to `target` atomically (see atomic_write)."""
-    def write(f: IO[Any]) -> None:
-        f.write(payload)
-
-    atomic_write(target, write, binary=True)
+    atomic_write(target, write, force=force)
 
 
 def save_document(model_or_dict: Union[Model, Dict[str, Any]], path: PathLike, *,
-                  generating_application: Optional[str] = None, liberal: bool = False) -> None:
+                  generating_application: Optional[str] = None, liberal: bool = False, force: bool = False) -> None:
     """Validate and atomically write a Model or MDF dict as JSON (indent 4) or YAML, chosen by extension.
 
     model_or_dict: a ``modeci_mdf.mdf.Model`` or its serialised dict ({model id: {...}}); path: the file (str or
     path-like; `.json`, `.yaml` or `.yml`), replaced only once the whole document is written;
     generating_application: recorded in the header (default None: as the dict has it); liberal: validate as
-    another writer's document is read, its ids, forms and format header kept (default False: mdfbridge's own form)."""
+    another writer's document is read, its ids, forms and format header kept (default False: mdfbridge's own form);
+    force: replace a read-only file too (default False: DocumentError '<path>: is read-only'). Written as
+    mdfbridge.atomic writes: through a symlink, the file's permissions kept."""
     where = os.fspath(path)
     fmt = _format_of(path)
     if isinstance(model_or_dict, Model):
@@ -722,17 +669,18 @@ def save_document(model_or_dict: Union[Model, Dict[str, Any]], path: PathLike, *
     data = _with_header(data, generating_application, keep_format=liberal)
     # a document's own notes pass through (mdfbridge writes none); so do other writers' forms when liberal
     validate_dict(clean_form(data, forms=liberal), where, liberal=liberal)
-    _write_atomically(Path(where), fmt, data)
+    _write_atomically(Path(where), fmt, data, force)
     logger.debug("saved %s document %s (model %r)", fmt, where, next(iter(data)))
 
 
-def convert_document(src: PathLike, dst: PathLike) -> None:
+def convert_document(src: PathLike, dst: PathLike, *, force: bool = False) -> None:
     """Convert an MDF file between JSON and YAML (validated; content preserved, format set to v0.4).
 
     src: the file to read; dst: the file to write (str or path-like each; the extensions, `.json`, `.yaml` or
-    `.yml`, pick the formats; another writer's ids stay as written)."""
+    `.yml`, pick the formats; another writer's ids stay as written); force: replace a read-only dst too (default
+    False)."""
     _format_of(dst)  # fail on a bad target extension before reading anything
     data = load_document_dict(src)
-    save_document(data, dst, liberal=True)  # another writer's ids stay as they are
+    save_document(data, dst, liberal=True, force=force)  # another writer's ids stay as they are
     logger.info("converted %s -> %s", os.fspath(src), os.fspath(dst))
 

@@ -53,12 +53,13 @@ def loss_figure(losses: Sequence[float], epoch_losses: Sequence[float], *, model
     return fig
 
 
-def save_loss_plot(fig: Any, path: Union[str, Path]) -> None:
+def save_loss_plot(fig: Any, path: Union[str, Path], *, force: bool = False) -> None:
     """Write the figure as a PNG (atomically: a failed write leaves no partial file).
 
-    fig: a matplotlib Figure (`loss_figure`'s); path: the file to write (str or Path), at 100 dpi."""
+    fig: a matplotlib Figure (`loss_figure`'s); path: the file to write (str or Path), at 100 dpi; force: replace
+    a read-only file too (default False)."""
     from .document import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
-    atomic_write_bytes(Path(path), buf.getvalue())
+    atomic_write_bytes(Path(path), buf.getvalue(), force=force)

@@ -79,14 +79,15 @@ def program_state_dict(program: Union[Program, Mapping[str, Any]], dtype: Option
 
 
 def save_state_dict(program: Union[Program, Mapping[str, Any]], path: Any,
-                    dtype: Optional[torch.dtype] = None) -> None:
+                    dtype: Optional[torch.dtype] = None, *, force: bool = False) -> None:
     """Write the program's `program_state_dict` with torch.save, atomically (for `mdfbridge convert model.json
     model.pt`).
 
     program: a Program or an MDF document dict; path: the file to write (str or path-like; a failed write leaves
-    an existing file as it was); dtype: the tensors' torch dtype (default None: the module's, as traced)."""
+    an existing file as it was); dtype: the tensors' torch dtype (default None: the module's, as traced); force:
+    replace a read-only file too (default False)."""
     from ...document import atomic_write_bytes
 
     buf = io.BytesIO()
     torch.save(program_state_dict(program, dtype), buf)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue(), force=force)
