@@ -704,6 +704,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         sys.stderr.write(f"error: {str(exc) or 'interrupted'}\n")
         return 2
+    except (RecursionError, MemoryError) as exc:  # a last resort: readers check limits before these can happen
+        if debug:
+            raise
+        what = "nested too deeply" if isinstance(exc, RecursionError) else "too large for memory"
+        sys.stderr.write(f"error: {_input_file(args)}: input {what} to process ({type(exc).__name__}); see "
+                         f"mdfbridge.limits for the limits that refuse such input earlier\n")
+        return 2
+
+
+def _input_file(args: argparse.Namespace) -> str:
+    """The file a command reads (for an error line), or '<input>'."""
+    for name in ("file", "model", "input"):
+        value = getattr(args, name, None)
+        if isinstance(value, str):
+            return value
+    return "<input>"
 
 
 if __name__ == "__main__":  # pragma: no cover

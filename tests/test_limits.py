@@ -54,3 +54,15 @@ def test_cli_flag_and_environment(monkeypatch, capsys):
                           timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip() == \
         "error: limit max_elements='0': expected a positive integer", proc.stderr
+
+
+def test_cli_turns_a_recursion_or_memory_error_into_one_line(monkeypatch, capsys):
+    import mdfbridge.cli as cli
+
+    for exc in (RecursionError("maximum recursion depth exceeded"), MemoryError()):
+        def boom(args, exc=exc):
+            raise exc
+        monkeypatch.setattr(cli, "cmd_validate", boom)
+        assert main(["validate", XOR]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"error: {XOR}: input ") and type(exc).__name__ in err
