@@ -17,6 +17,7 @@ from .expression_lowering import ExpressionLowering
 from .expressions import Expression, parse_expression
 from .nesting import flatten
 from .ops import get_op, read_call, supported_functions
+from .ops.budget import Budget
 from .program import InputSpec, Location, Op, Param, Program, State, TensorRef
 from .psyneulink_forms import drop_learning_pathway
 from .recorded_settings import learning_settings
@@ -335,6 +336,8 @@ class Lowering:
         self.static_values: Dict[str, Any] = {}  # "node.param" -> the value of a parameter folded to a constant
         self.uses_dt = False
         self.delayed: set = set()
+        self.budget = Budget()  # the elements of the constants folding holds (mdfbridge.ops.budget)
+        self.op_sources: Dict[str, Tuple[str, str]] = {}  # op output -> (place, expression) for error messages
 
     # ---------------------------------------------------------------- graph level
     def order_nodes(self) -> List[str]:
@@ -438,7 +441,7 @@ class Lowering:
         path = "$." + ".".join((self.model_id,) + tuple(location or ()))
         try:
             arr = np.asarray(float(v) if isinstance(v, bool) else v, dtype=float)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise SchemaError(f"expected numbers (or an expression string), got {str(v)[:60]!r}: {exc}",
                               path=self.source, json_path=path) from None
         if not np.all(np.isfinite(arr)):
@@ -455,12 +458,21 @@ class Lowering:
                   bindings: Mapping[str, Value] = {}) -> Value:
         """Append the call ops of an expression (names bound to the node's scope, `bindings` first); constants
         fold."""
-        return ExpressionLowering(expr, out, nl.nid, f"{nl.where} {where}", lambda n: nl.resolve(n, where, bindings),
-                                  self.ops.append, lambda name, v: self.emit_const(name, v, nl.nid)).lower()
+        place = f"{nl.where} {where}"
+
+        def emit(op: Op) -> None:
+            self.ops.append(op)
+            self.op_sources[op.out] = (place, expr.source)
+
+        return ExpressionLowering(expr, out, nl.nid, place, lambda n: nl.resolve(n, where, bindings), emit,
+                                  lambda name, v: self.emit_const(name, v, nl.nid), self.budget).lower()
 
     def emit_const(self, out: str, value: Any, node: str) -> TensorRef:
         """A constant as a (non-learnable) parameter tensor."""
-        self.params[out] = Param(out, np.asarray(value, dtype=float))
+        try:
+            self.params[out] = Param(out, np.asarray(value, dtype=float))
+        except OverflowError as exc:  # a Python int beyond float64 (the expression checks refuse most earlier)
+            raise ExpressionError(f"constant '{out}' does not fit a float64: {exc}", where=f"node '{node}'") from None
         return TensorRef(out)
 
     # ---------------------------------------------------------------- ports, state
