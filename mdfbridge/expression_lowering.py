@@ -89,19 +89,21 @@ class ExpressionLowering:
         """An op on the lowered arguments: folded now when none is a tensor (charged to the budget first, the
         folded arguments it consumes released after; held: the budget's count before the arguments were lowered,
         default None: release nothing), else emitted."""
+        tensors = {k for k, v in args.items() if has_tensor(v)}
         for a in op.attrs:
-            if has_tensor(args.get(a)):
+            if a in tensors:
                 raise self.fail(f"argument '{a}' of {op.name} computed from tensors (it must be a constant)")
-        if not any(has_tensor(v) for v in args.values()):
+        if not tensors:
             n = self.budget.charge(op, args, self.what, self.where)
             value = self.fold(op, args)
             if held is not None:
                 self.budget.release(self.budget.held - held - n)
             return value
-        check_float_range(op, {k: v for k, v in args.items() if not has_tensor(v)}, self.what, self.where,
-                          arrays=True)
+        static = {k: v for k, v in args.items() if k not in tensors}
+        if static:
+            check_float_range(op, static, self.what, self.where, arrays=True)
         out = self.tensor_name(root)
-        call_args = {k: self.tensor_list(v, f"{out}.{k}") if isinstance(v, (list, tuple)) and has_tensor(v) else v
+        call_args = {k: self.tensor_list(v, f"{out}.{k}") if k in tensors and isinstance(v, (list, tuple)) else v
                      for k, v in args.items()}
         self.emit(Op(out, call_args, self.node, fn=op.name))
         return TensorRef(out)

@@ -439,10 +439,16 @@ class Expression:
     __slots__ = ("source", "names", "constants", "where", "tree", "_elementwise")
 
     def __init__(self, source: str, names: frozenset[str], constants: frozenset[str], where: str,
-                 tree: Node) -> None:
+                 tree: Node, elementwise: Optional[bool] = None) -> None:
         self.source, self.names, self.constants, self.where = source, names, constants, where
         self.tree = tree  # the expression as registry op applications (see Call, Var, Const, ...)
-        self._elementwise = is_elementwise(tree)
+        self._elementwise = is_elementwise(tree) if elementwise is None else elementwise
+
+    def at(self, where: str) -> "Expression":
+        """The same compiled expression reported at another place (`where`, as for parse_expression)."""
+        if where == self.where:
+            return self
+        return Expression(self.source, self.names, self.constants, where, self.tree, self._elementwise)
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
@@ -481,7 +487,14 @@ def parse_expression(text: str | int | float, where: str = "") -> Expression:
 
 
 def _parse(text: str | int | float, where: str) -> Expression:
-    return _parse_with(text, where, limits.current())
+    """The compiled expression, from a cache keyed by the text and the limits in force (not by the place: a
+    document's nodes repeat the same expressions); errors are raised again naming `where`."""
+    try:
+        return _parse_with(text, "", limits.current()).at(where)
+    except ExpressionError as exc:
+        if not where:
+            raise
+        raise type(exc)(str(exc), where=where) from None
 
 
 @functools.lru_cache(maxsize=4096, typed=True)

@@ -22,14 +22,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def _same_shape(a: Tuple[int, ...], b: Tuple[int, ...]) -> bool:
     """Equal shapes, ignoring axes of size 1 (PsyNeuLink writes (1, n) where modeci-mdf writes (n,))."""
-    return int(np.prod(a)) == int(np.prod(b)) and [d for d in a if d != 1] == [d for d in b if d != 1]
+    return a == b or (math.prod(a) == math.prod(b) and [d for d in a if d != 1] == [d for d in b if d != 1])
 
 
 def _fits_port(got: Tuple[int, ...], want: Tuple[int, ...]) -> bool:
     """An edge's value fits a port of shape `want`: the same shape (up to axes of size 1), or one that numpy
     broadcasting makes `want` of (modeci-mdf's engine passes a (1,) or scalar value into a (5,) port as it is; the
     node's expressions then broadcast it)."""
-    if _same_shape(got, want):
+    if got == want or _same_shape(got, want):
         return True
     try:
         return tuple(np.broadcast_shapes(got, want)) == tuple(want)

@@ -65,5 +65,5 @@ def make(gen: Path) -> None:
     """Write every probe model (and the chains) into the folder gen."""
     for name, expr in PROBES.items():
         (gen / f"{name}.json").write_text(json.dumps(model(expr)), encoding="utf-8")
-    for n in (20_000,):
+    for n in (10_000,):
         (gen / f"chain_{n}.json").write_text(json.dumps(chain(n)), encoding="utf-8")
