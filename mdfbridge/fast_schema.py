@@ -199,6 +199,9 @@ class _Compiler:
 
     def _required(self, value: List[str], schema: Mapping[str, Any]) -> Check:
         names = tuple(value)
+        if len(names) == 1:
+            (only,) = names
+            return lambda v: not isinstance(v, dict) or only in v
         return lambda v: not isinstance(v, dict) or all(n in v for n in names)
 
     def _dependentRequired(self, value: Mapping[str, List[str]], schema: Mapping[str, Any]) -> Check:
@@ -215,7 +218,14 @@ class _Compiler:
         if "prefixItems" in schema or not isinstance(value, (Mapping, bool)):
             raise _Unsupported("items with prefixItems")
         item = self.compile(value)
-        return lambda v: not isinstance(v, list) or all(item(x) for x in v)
+
+        def check(v: Any) -> bool:
+            if isinstance(v, list):
+                for x in v:
+                    if not item(x):
+                        return False
+            return True
+        return check
 
     def _minimum(self, value: float, schema: Mapping[str, Any]) -> Check:
         return lambda v: not _is_number(v) or v >= value
@@ -251,7 +261,13 @@ class _Compiler:
 
     def _anyOf(self, value: List[Any], schema: Mapping[str, Any]) -> Check:
         parts = [self.compile(s) for s in value]
-        return lambda v: any(p(v) for p in parts)
+
+        def check(v: Any) -> bool:
+            for p in parts:
+                if p(v):
+                    return True
+            return False
+        return check
 
     def _oneOf(self, value: List[Any], schema: Mapping[str, Any]) -> Check:
         parts = [self.compile(s) for s in value]

@@ -356,6 +356,9 @@ class Lowering:
         succ: Dict[str, List[Tuple[str, str]]] = {n: [] for n in self.nodes}
         for eid, e in self.edges.items():
             succ[e["sender"]].append((e["receiver"], eid))
+        acyclic = self._kahn(succ)  # no cycle (the common case): no edge is delayed, and no SCCs to find
+        if acyclic is not None:
+            return acyclic
         sccs = _strongly_connected(list(self.nodes), {n: [r for r, _ in s] for n, s in succ.items()})
         comp = {n: i for i, c in enumerate(sccs) for n in c}
         for eid, e in self.edges.items():
@@ -363,6 +366,17 @@ class Lowering:
                 port = ((self.nodes[e["receiver"]].get("input_ports") or {}).get(e["receiver_port"]) or {})
                 if port.get("default_value") is not None:
                     self.delayed.add(eid)
+        order = self._kahn(succ)
+        if order is None:
+            left = set(self.nodes) - set(self._kahn(succ, partial=True) or [])
+            path = _a_cycle([n for n in self.nodes if n in left],
+                            lambda n: [r for r, e in succ[n] if e not in self.delayed and r in left])
+            raise CycleError(path, where=f"graph '{self.gid}' (give a receiving input port a default_value)")
+        return order
+
+    def _kahn(self, succ: Mapping[str, List[Tuple[str, str]]], partial: bool = False) -> Optional[List[str]]:
+        """Kahn's topological order of the nodes over the edges not delayed (document order among ready nodes),
+        or None when a cycle leaves nodes unordered (partial=True: the nodes it did order)."""
         indeg = {n: 0 for n in self.nodes}
         for eid, e in self.edges.items():
             if eid not in self.delayed:
@@ -379,10 +393,7 @@ class Lowering:
                 if indeg[r] == 0:
                     ready.append(r)
         if len(order) != len(self.nodes):
-            left = set(self.nodes) - set(order)
-            path = _a_cycle([n for n in self.nodes if n in left],
-                            lambda n: [r for r, e in succ[n] if e not in self.delayed and r in left])
-            raise CycleError(path, where=f"graph '{self.gid}' (give a receiving input port a default_value)")
+            return order if partial else None
         return order
 
     def lower(self) -> Program:
