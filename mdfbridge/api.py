@@ -25,8 +25,11 @@ def load_program(path: PathLike, graph: Optional[str] = None) -> Program:
 
     path: the MDF file (str or path-like; `.json`, `.yaml` or `.yml`); graph: the id of the graph to lower (default
     None: the first graph, with a logged warning when the document has several)."""
-    doc = load_document_dict(path)
-    prog = lower(doc, graph, source=str(path))
+    from .lowering import gc_paused
+
+    with gc_paused():  # a large document: millions of live objects the collector would walk again and again
+        doc = load_document_dict(path)
+        prog = lower(doc, graph, source=str(path))
     prog.metadata["source"] = str(path)
     return prog
 

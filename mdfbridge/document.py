@@ -87,6 +87,20 @@ def _validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema)
 
 
+_FAST_CHECKS: Dict[int, Tuple[Any, Callable[[Any], bool]]] = {}
+
+
+def _fast_check(validator: Any) -> Callable[[Any], bool]:
+    """The compiled validity check of a validator's schema (mdfbridge.fast_schema; one that always says 'ask
+    jsonschema' when the schema cannot be compiled), cached per validator."""
+    hit = _FAST_CHECKS.get(id(validator))
+    if hit is None or hit[0] is not validator:
+        from .fast_schema import compile_schema
+
+        hit = _FAST_CHECKS[id(validator)] = (validator, compile_schema(validator.schema) or (lambda data: False))
+    return hit[1]
+
+
 # --------------------------------------------------------------------------------------------
 # small helpers
 # --------------------------------------------------------------------------------------------
@@ -320,8 +334,11 @@ def load_document_dict(path: PathLike, *, strict: bool = False, as_written: bool
     if strict:
         validate_dict(data, where)
     else:
-        validate_dict(clean_form(data), where, liberal=True)
-        data = data if as_written else clean_form(data, notes=True)
+        kept = clean_form(data, notes=True)
+        # without the word "notes" in the text (nor an escape that could spell it) there are none to drop: the one
+        # copy serves validation too (each clean_form is a pass over the whole document)
+        validate_dict(clean_form(data) if "notes" in text or "\\" in text else kept, where, liberal=True)
+        data = data if as_written else kept
     logger.debug("loaded %s document %s (model %r)", fmt, where, next(iter(data)))
     return data
 
@@ -396,7 +413,25 @@ def _numeric_array(node: List[Any]) -> bool:
     return True
 
 
+def _string_keys_only(node: Any) -> bool:
+    """True when every mapping key in node is a string (the quick pass; `_check_string_keys` names a bad one)."""
+    stack = [node]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            for key, item in v.items():
+                if not isinstance(key, str):
+                    return False
+                if isinstance(item, (dict, list)):
+                    stack.append(item)
+        elif isinstance(v, list):
+            stack.extend(x for x in v if isinstance(x, (dict, list)))
+    return True
+
+
 def _check_string_keys(node: Any, parts: List[Any], where: Optional[str]) -> None:
+    if not parts and _string_keys_only(node):
+        return
     if isinstance(node, dict):
         for key, value in node.items():
             if not isinstance(key, str):
@@ -507,9 +542,11 @@ def validate_dict(data: Dict[str, Any], path: Optional[str] = None, liberal: boo
         data = flatten_document(data)
     else:
         _refuse_nested_graphs(data, where)
-    error = best_match((liberal_validator() if liberal else _validator()).iter_errors(data))
-    if error is not None:
-        raise _schema_error(error, where)
+    validator = liberal_validator() if liberal else _validator()
+    if not _fast_check(validator)(data):  # valid documents skip jsonschema (mdfbridge.fast_schema); the error
+        error = best_match(validator.iter_errors(data))  # of an invalid one is jsonschema's, as it was
+        if error is not None:
+            raise _schema_error(error, where)
     _check_semantics(data, where)
 
 

@@ -31,22 +31,25 @@ def clean_form(data: Any, *, notes: bool = False, forms: bool = True) -> Any:
         return data
     root: Dict[str, Any] = {}
     stack: List[Tuple[Any, Any, Tuple[Any, ...]]] = [(data, root, ())]
-    while stack:
+    while stack:  # one pass over the objects (linear: each is visited once, its checks hoisted out of the loop)
         src, dst, path = stack.pop()  # path: the last keys leading to src
-        items = src.items() if isinstance(src, dict) else enumerate(src)
+        is_dict = isinstance(src, dict)
+        items = src.items() if is_dict else enumerate(src)
+        parameters = forms and is_dict and path[-3:-2] == ("nodes",) and path[-1:] == ("parameters",)
+        condition = forms and is_dict and "type" in src and "kwargs" not in src
         for k, v in items:
-            if isinstance(src, dict):
-                if k == "notes" and isinstance(v, str) and not notes:
+            if is_dict:
+                if k == "notes" and not notes and isinstance(v, str):
                     continue
                 if not forms:
                     pass
-                elif path[-3:-2] == ("nodes",) and path[-1:] == ("parameters",) and not isinstance(v, dict):
+                elif parameters and not isinstance(v, dict):
                     v = {"value": v}  # v0.1: a parameter as its bare value
-                elif k == "args" and "type" in src and "kwargs" not in src and isinstance(v, dict):
+                elif condition and k == "args" and isinstance(v, dict):
                     k = "kwargs"  # v0.1 condition arguments
                 elif k == "shape" and isinstance(v, str):
                     v = _shape(v)
-            if isinstance(v, dict) or (isinstance(v, list) and any(isinstance(x, dict) for x in v[:1])):
+            if isinstance(v, dict) or (isinstance(v, list) and v and isinstance(v[0], dict)):
                 out: Any = {} if isinstance(v, dict) else [None] * len(v)
                 stack.append((v, out, (path + (k,))[-3:]))
                 v = out

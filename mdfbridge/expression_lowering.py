@@ -4,13 +4,14 @@ implementations, and what the op set cannot express as a Program op is refused w
 the node and the construct. No backend sees an expression."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Mapping
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 
 from .errors import ExpressionError, MdfBridgeError, UnsupportedError
 from .expressions import Call, Const, Expression, IfExp, Seq, SliceNode, Var
 from .ops import REGISTRY
+from .ops.budget import Budget, ExpressionLimitError, check_float_range, quoted
 from .program import Op, TensorRef
 
 Value = Any  # a TensorRef, a list of them, or a static value
@@ -24,12 +25,19 @@ def has_tensor(v: Any) -> bool:
 
 
 class ExpressionLowering:
-    """Emits the ops of one expression; `emit(op)` appends an op, `const(name, value)` makes a constant tensor."""
+    """Emits the ops of one expression; `emit(op)` appends an op, `const(name, value)` makes a constant tensor.
+
+    budget: what folding constants may hold (mdfbridge.ops.budget; default None: a budget of its own). The
+    lowering of a document shares one, so the constants all its expressions fold stay within max_elements; every
+    fold is checked against it before it runs."""
 
     def __init__(self, expr: Expression, out: str, node: str, where: str, resolve: Callable[[str], Value],
-                 emit: Callable[[Op], None], const: Callable[[str, Any], TensorRef]) -> None:
+                 emit: Callable[[Op], None], const: Callable[[str, Any], TensorRef],
+                 budget: Optional[Budget] = None) -> None:
         self.expr, self.out, self.node, self.where = expr, out, node, where
         self.resolve, self.emit, self.const = resolve, emit, const
+        self.budget = budget if budget is not None else Budget()
+        self.what = f"expression {quoted(expr.source)}"
         self.count = 0
 
     def fail(self, what: str) -> UnsupportedError:
@@ -64,25 +72,38 @@ class ExpressionLowering:
             if any(has_tensor(p) for p in parts):
                 raise self.fail("a slice bound computed from tensors")
             return slice(*parts)
+        held = self.budget.held
         if t is IfExp:
             test = self.value(node.test)
             if not has_tensor(test):
                 if np.ndim(test) == 0:  # a constant condition picks its branch now
+                    self.budget.release(self.budget.held - held)
                     return self.value(node.body if bool(test) else node.orelse, root)
             return self.call(REGISTRY["Where"], {"condition": test, "X": self.value(node.body),
-                                                 "Y": self.value(node.orelse)}, root)
+                                                 "Y": self.value(node.orelse)}, root, held)
         if t is Call:
-            return self.call(node.op, {k: self.value(v) for k, v in node.args.items()}, root)
+            return self.call(node.op, {k: self.value(v) for k, v in node.args.items()}, root, held)
         raise self.fail(f"construct {type(node).__name__}")  # pragma: no cover
 
-    def call(self, op: Any, args: Dict[str, Value], root: bool) -> Value:
+    def call(self, op: Any, args: Dict[str, Value], root: bool, held: Optional[int] = None) -> Value:
+        """An op on the lowered arguments: folded now when none is a tensor (charged to the budget first, the
+        folded arguments it consumes released after; held: the budget's count before the arguments were lowered,
+        default None: release nothing), else emitted."""
+        tensors = {k for k, v in args.items() if has_tensor(v)}
         for a in op.attrs:
-            if has_tensor(args.get(a)):
+            if a in tensors:
                 raise self.fail(f"argument '{a}' of {op.name} computed from tensors (it must be a constant)")
-        if not any(has_tensor(v) for v in args.values()):
-            return self.fold(op, args)
+        if not tensors:
+            n = self.budget.charge(op, args, self.what, self.where)
+            value = self.fold(op, args)
+            if held is not None:
+                self.budget.release(self.budget.held - held - n)
+            return value
+        static = {k: v for k, v in args.items() if k not in tensors}
+        if static:
+            check_float_range(op, static, self.what, self.where, arrays=True)
         out = self.tensor_name(root)
-        call_args = {k: self.tensor_list(v, f"{out}.{k}") if isinstance(v, (list, tuple)) and has_tensor(v) else v
+        call_args = {k: self.tensor_list(v, f"{out}.{k}") if k in tensors and isinstance(v, (list, tuple)) else v
                      for k, v in args.items()}
         self.emit(Op(out, call_args, self.node, fn=op.name))
         return TensorRef(out)
@@ -101,6 +122,8 @@ class ExpressionLowering:
         try:
             with np.errstate(all="ignore"):
                 return op.numpy(**args)
+        except ExpressionLimitError as exc:
+            raise ExpressionLimitError(f"{self.what}: {exc}", where=self.where) from None
         except ExpressionError as exc:
             raise ExpressionError(f"{exc} in expression '{self.expr.source}'", where=self.where) from None
         except (ArithmeticError, TypeError, ValueError, IndexError) as exc:

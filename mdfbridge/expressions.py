@@ -17,16 +17,16 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional, Union
 
 import numpy as np
 
+from mdfbridge import limits
 from mdfbridge.errors import ExpressionError
 from mdfbridge.ops import REGISTRY, OpDef
-from mdfbridge.ops.arithmetic import MAX_POWER
 from mdfbridge.ops.base import EXPRESSION_FUNCTIONS, check_size
+from mdfbridge.ops.budget import Budget, ExpressionLimitError, check_int_op, quoted
 
 logger = logging.getLogger(__name__)
 
-MAX_LENGTH = 10_000          # characters of expression text
-MAX_DEPTH = 100              # nesting depth of the expression tree
-_MAX_INT_BITS = 10_000       # largest integer constant folding may produce
+# The limits on expressions (characters, nesting depth, exponents, integer bits, array elements) are
+# mdfbridge.limits' max_expression_length, max_expression_depth, max_exponent, max_int_bits and max_elements.
 
 MODULE_ALIASES = frozenset({"numpy", "np", "math"})
 CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e, "inf": math.inf, "nan": math.nan}
@@ -152,6 +152,9 @@ class _Compiler:
     def fail(self, message: str) -> ExpressionError:
         return ExpressionError(f"{message} in expression {self.text!r}", where=self.where or None)
 
+    def limit(self, message: str) -> ExpressionLimitError:
+        return ExpressionLimitError(f"expression {quoted(self.text)}: {message}", where=self.where or None)
+
     def reject(self, node: ast.AST) -> ExpressionError:
         what = _DESCRIBE.get(type(node), type(node).__name__)
         return self.fail(f"{what} is not allowed")
@@ -203,8 +206,10 @@ class _Compiler:
         a, b = self.expr(node.left), self.expr(node.right)
         ca, cb = _const(a), _const(b)
         power = isinstance(node.op, ast.Pow)
-        if power and _is_num(cb) and abs(cb) > MAX_POWER:
-            raise self.fail(f"exponent {cb!r} exceeds the limit of {MAX_POWER}")
+        bound = limits.current().max_exponent
+        if power and _is_num(cb) and abs(cb) > bound:
+            raise self.limit(f"exponent {cb!r} is over the limit max_exponent={bound:,} (raise it with --limit "
+                             f"max_exponent=N or {limits.ENV_VAR})")
         op = REGISTRY[name]
         if _is_num(ca) and _is_num(cb) and op.elementwise:
             folded = self._fold(op, ca, cb, power)
@@ -215,14 +220,20 @@ class _Compiler:
     def _fold(self, op: OpDef, x: Any, y: Any, power: bool) -> Any:
         """Evaluate an operation on two numeric constants now (the op's numpy implementation on Python numbers),
         refusing huge integers."""
-        if power and type(x) is int and type(y) is int and y > 0 and x.bit_length() * y > _MAX_INT_BITS:
-            raise self.fail(f"integer constant {ast.unparse(ast.Constant(x))[:20]}**{y} is too large")
+        try:
+            check_int_op(op, {"A": x, "B": y})
+        except ExpressionLimitError as exc:
+            raise self.limit(str(exc)) from None
         try:
             v = op.numpy(A=x, B=y)
+        except ExpressionLimitError as exc:
+            raise self.limit(str(exc)) from None
         except (ArithmeticError, ValueError):
             return _NOCONST  # leave it to run time (e.g. 1/0), where the error is reported
-        if isinstance(v, int) and v.bit_length() > _MAX_INT_BITS:
-            raise self.fail("integer constant is too large")
+        bound = limits.current().max_int_bits
+        if type(v) is int and v.bit_length() > bound:
+            raise self.limit(f"an integer constant of {v.bit_length():,} bits is over the limit "
+                             f"max_int_bits={bound:,} (raise it with --limit max_int_bits=N or {limits.ENV_VAR})")
         return v if _is_num(v) else _NOCONST
 
     def _Compare(self, node: ast.Compare) -> Node:
@@ -327,7 +338,9 @@ class _Compiler:
                      else None)
             if shape is not None:
                 try:
-                    check_size(shape)
+                    check_size(shape, what=f"the result of {name}")
+                except ExpressionLimitError as exc:
+                    raise self.limit(str(exc)) from None
                 except ExpressionError as exc:
                     raise self.fail(str(exc)) from None
                 except (ValueError, TypeError) as exc:
@@ -368,11 +381,18 @@ def _get_lib(name: str) -> _Lib:
     return lib
 
 
-def _run(node: Any, env: Mapping[str, Any], L: _Lib) -> Any:
-    """Evaluate a tree node against env with lib L."""
+def _run(node: Any, env: Mapping[str, Any], L: _Lib, budget: Budget) -> Any:
+    """Evaluate a tree node against env with lib L; every op is charged to `budget` before it runs (its result's
+    shape from its shape rule) and the values it consumed are released after."""
     t = type(node)
     if t is Call:
-        return _impl(L, node.op)(**{k: _run(v, env, L) for k, v in node.args.items()})
+        args, held = {}, budget.held
+        for k, v in node.args.items():
+            args[k] = _run(v, env, L, budget)
+        n = budget.charge(node.op, args)
+        out = _impl(L, node.op)(**args)
+        budget.release(budget.held - held - n)  # the arguments are dropped; the result stays held
+        return out
     if t is Var:
         if node.name in env:
             v = env[node.name]
@@ -383,14 +403,21 @@ def _run(node: Any, env: Mapping[str, Any], L: _Lib) -> Any:
     if t is Const:
         return node.value
     if t is Seq:
-        return node.kind(_run(v, env, L) for v in node.items)
+        return node.kind(_run(v, env, L, budget) for v in node.items)
     if t is SliceNode:
-        return slice(*(None if p is None else _run(p, env, L) for p in node))
+        return slice(*(None if p is None else _run(p, env, L, budget) for p in node))
     if t is IfExp:
-        cond = _run(node.test, env, L)
+        held = budget.held
+        cond = _run(node.test, env, L, budget)
         if isinstance(cond, (bool, np.bool_)):  # scalar condition: plain branch, no broadcasting
-            return _run(node.body if cond else node.orelse, env, L)
-        return _impl(L, REGISTRY["Where"])(condition=cond, X=_run(node.body, env, L), Y=_run(node.orelse, env, L))
+            budget.release(budget.held - held)
+            return _run(node.body if cond else node.orelse, env, L, budget)
+        where = REGISTRY["Where"]
+        args = {"condition": cond, "X": _run(node.body, env, L, budget), "Y": _run(node.orelse, env, L, budget)}
+        n = budget.charge(where, args)
+        out = _impl(L, where)(**args)
+        budget.release(budget.held - held - n)
+        return out
     raise TypeError(f"not an expression node: {node!r}")  # pragma: no cover
 
 
@@ -412,10 +439,16 @@ class Expression:
     __slots__ = ("source", "names", "constants", "where", "tree", "_elementwise")
 
     def __init__(self, source: str, names: frozenset[str], constants: frozenset[str], where: str,
-                 tree: Node) -> None:
+                 tree: Node, elementwise: Optional[bool] = None) -> None:
         self.source, self.names, self.constants, self.where = source, names, constants, where
         self.tree = tree  # the expression as registry op applications (see Call, Var, Const, ...)
-        self._elementwise = is_elementwise(tree)
+        self._elementwise = is_elementwise(tree) if elementwise is None else elementwise
+
+    def at(self, where: str) -> "Expression":
+        """The same compiled expression reported at another place (`where`, as for parse_expression)."""
+        if where == self.where:
+            return self
+        return Expression(self.source, self.names, self.constants, where, self.tree, self._elementwise)
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
@@ -424,12 +457,17 @@ class Expression:
         """Evaluate with variables from ``env`` using the "numpy" or "torch" functions."""
         L = _get_lib(lib)
         try:
-            return _run(self.tree, env, L)
+            return _run(self.tree, env, L, Budget(what=f"expression {quoted(self.source)}",
+                                                  where=self.where or None))
         except _Missing as exc:
             known = ", ".join(sorted(map(str, env))[:20]) or "none"
             raise ExpressionError(f"unknown variable {exc.args[0]!r} in expression {self.source!r} "
                                   f"(known: {known})", where=self.where or None) from None
-        except ExpressionError as exc:  # a run-time limit (array size, integer power)
+        except ExpressionLimitError as exc:  # a resource limit (array elements, integer size)
+            if exc.where:  # the budget's own message names the place and the expression
+                raise
+            raise ExpressionLimitError(f"expression {quoted(self.source)}: {exc}", where=self.where or None) from None
+        except ExpressionError as exc:  # a run-time error of an op (negative dimension, ...)
             raise ExpressionError(f"{exc} in expression {self.source!r}", where=self.where or None) from None
         except (ArithmeticError, TypeError, ValueError, IndexError, RuntimeError) as exc:
             raise ExpressionError(f"evaluating {self.source!r} failed: {type(exc).__name__}: {exc}",
@@ -448,8 +486,19 @@ def parse_expression(text: str | int | float, where: str = "") -> Expression:
     return _parse(text, where)
 
 
-@functools.lru_cache(maxsize=4096, typed=True)
 def _parse(text: str | int | float, where: str) -> Expression:
+    """The compiled expression, from a cache keyed by the text and the limits in force (not by the place: a
+    document's nodes repeat the same expressions); errors are raised again naming `where`."""
+    try:
+        return _parse_with(text, "", limits.current()).at(where)
+    except ExpressionError as exc:
+        if not where:
+            raise
+        raise type(exc)(str(exc), where=where) from None
+
+
+@functools.lru_cache(maxsize=4096, typed=True)
+def _parse_with(text: str | int | float, where: str, lim: limits.Limits) -> Expression:
     def fail(message: str) -> ExpressionError:
         return ExpressionError(f"{message} in expression {str(text)[:200]!r}", where=where or None)
 
@@ -458,8 +507,10 @@ def _parse(text: str | int | float, where: str) -> Expression:
             int(text) if isinstance(text, numbers.Integral) else float(text))
         return Expression(repr(v), frozenset(), frozenset(), where, Const(v))
     assert isinstance(text, str)  # numbers were handled above
-    if len(text) > MAX_LENGTH:
-        raise fail(f"expression of {len(text)} characters is longer than the limit of {MAX_LENGTH}")
+    if len(text) > lim.max_expression_length:
+        raise ExpressionLimitError(f"expression {quoted(text, 60)} of {len(text):,} characters is longer than the "
+                                   f"limit max_expression_length={lim.max_expression_length:,} (raise it with --limit "
+                                   f"max_expression_length=N or {limits.ENV_VAR})", where=where or None)
     source = text.strip()
     if not source:
         raise fail("empty expression")
@@ -469,10 +520,16 @@ def _parse(text: str | int | float, where: str) -> Expression:
         raise fail(f"syntax error: {exc.msg} (column {exc.offset})") from None
     except (ValueError, RecursionError, MemoryError) as exc:
         raise fail(f"cannot parse: {type(exc).__name__}") from None
-    if _depth(tree.body) > MAX_DEPTH:
-        raise fail(f"expression is nested deeper than the limit of {MAX_DEPTH}")
+    depth = _depth(tree.body)
+    if depth > lim.max_expression_depth:
+        raise ExpressionLimitError(f"expression {quoted(source)}: nested {depth} deep, deeper than the limit "
+                                   f"max_expression_depth={lim.max_expression_depth} (raise it with --limit "
+                                   f"max_expression_depth=N or {limits.ENV_VAR})", where=where or None)
     compiler = _Compiler(source, where)
-    compiled = compiler.expr(tree.body)
+    try:
+        compiled = compiler.expr(tree.body)
+    except RecursionError:  # only with max_expression_depth raised far beyond its default
+        raise fail(f"expression nested {depth} deep is too deep to compile") from None
     logger.debug("compiled expression %r (names %s)", source, sorted(compiler.names))
     return Expression(source, frozenset(compiler.names), frozenset(compiler.constants), where, compiled)
 

@@ -5,8 +5,11 @@ metadata marks learnable; op records validate their calls (`OpDef.validate`).
 """
 from __future__ import annotations
 
+import collections
+import contextlib
+import gc
 import logging
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -17,6 +20,7 @@ from .expression_lowering import ExpressionLowering
 from .expressions import Expression, parse_expression
 from .nesting import flatten
 from .ops import get_op, read_call, supported_functions
+from .ops.budget import Budget
 from .program import InputSpec, Location, Op, Param, Program, State, TensorRef
 from .psyneulink_forms import drop_learning_pathway
 from .recorded_settings import learning_settings
@@ -327,6 +331,9 @@ class Lowering:
         self.edges: Dict[str, Mapping[str, Any]] = flat.edges
         self.paths: Dict[str, Location] = flat.paths
         self.conditions = flat.conditions
+        self.incoming: Dict[Tuple[Any, Any], List[Tuple[str, Mapping[str, Any]]]] = {}  # (node, port) -> its edges
+        for eid, e in self.edges.items():
+            self.incoming.setdefault((e.get("receiver"), e.get("receiver_port")), []).append((eid, e))
         self.ops: List[Op] = []
         self.params: Dict[str, Param] = {}
         self.inputs: Dict[str, InputSpec] = {}
@@ -335,6 +342,8 @@ class Lowering:
         self.static_values: Dict[str, Any] = {}  # "node.param" -> the value of a parameter folded to a constant
         self.uses_dt = False
         self.delayed: set = set()
+        self.budget = Budget()  # the elements of the constants folding holds (mdfbridge.ops.budget)
+        self.op_sources: Dict[str, Tuple[str, str]] = {}  # op output -> (place, expression) for error messages
 
     # ---------------------------------------------------------------- graph level
     def order_nodes(self) -> List[str]:
@@ -347,6 +356,9 @@ class Lowering:
         succ: Dict[str, List[Tuple[str, str]]] = {n: [] for n in self.nodes}
         for eid, e in self.edges.items():
             succ[e["sender"]].append((e["receiver"], eid))
+        acyclic = self._kahn(succ)  # no cycle (the common case): no edge is delayed, and no SCCs to find
+        if acyclic is not None:
+            return acyclic
         sccs = _strongly_connected(list(self.nodes), {n: [r for r, _ in s] for n, s in succ.items()})
         comp = {n: i for i, c in enumerate(sccs) for n in c}
         for eid, e in self.edges.items():
@@ -354,14 +366,25 @@ class Lowering:
                 port = ((self.nodes[e["receiver"]].get("input_ports") or {}).get(e["receiver_port"]) or {})
                 if port.get("default_value") is not None:
                     self.delayed.add(eid)
+        order = self._kahn(succ)
+        if order is None:
+            left = set(self.nodes) - set(self._kahn(succ, partial=True) or [])
+            path = _a_cycle([n for n in self.nodes if n in left],
+                            lambda n: [r for r, e in succ[n] if e not in self.delayed and r in left])
+            raise CycleError(path, where=f"graph '{self.gid}' (give a receiving input port a default_value)")
+        return order
+
+    def _kahn(self, succ: Mapping[str, List[Tuple[str, str]]], partial: bool = False) -> Optional[List[str]]:
+        """Kahn's topological order of the nodes over the edges not delayed (document order among ready nodes),
+        or None when a cycle leaves nodes unordered (partial=True: the nodes it did order)."""
         indeg = {n: 0 for n in self.nodes}
         for eid, e in self.edges.items():
             if eid not in self.delayed:
                 indeg[e["receiver"]] += 1
         order: List[str] = []
-        ready = [n for n in self.nodes if indeg[n] == 0]
+        ready = collections.deque(n for n in self.nodes if indeg[n] == 0)
         while ready:
-            n = ready.pop(0)
+            n = ready.popleft()
             order.append(n)
             for r, eid in succ[n]:
                 if eid in self.delayed:
@@ -370,10 +393,7 @@ class Lowering:
                 if indeg[r] == 0:
                     ready.append(r)
         if len(order) != len(self.nodes):
-            left = set(self.nodes) - set(order)
-            path = _a_cycle([n for n in self.nodes if n in left],
-                            lambda n: [r for r, e in succ[n] if e not in self.delayed and r in left])
-            raise CycleError(path, where=f"graph '{self.gid}' (give a receiving input port a default_value)")
+            return order if partial else None
         return order
 
     def lower(self) -> Program:
@@ -438,7 +458,7 @@ class Lowering:
         path = "$." + ".".join((self.model_id,) + tuple(location or ()))
         try:
             arr = np.asarray(float(v) if isinstance(v, bool) else v, dtype=float)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise SchemaError(f"expected numbers (or an expression string), got {str(v)[:60]!r}: {exc}",
                               path=self.source, json_path=path) from None
         if not np.all(np.isfinite(arr)):
@@ -455,25 +475,32 @@ class Lowering:
                   bindings: Mapping[str, Value] = {}) -> Value:
         """Append the call ops of an expression (names bound to the node's scope, `bindings` first); constants
         fold."""
-        return ExpressionLowering(expr, out, nl.nid, f"{nl.where} {where}", lambda n: nl.resolve(n, where, bindings),
-                                  self.ops.append, lambda name, v: self.emit_const(name, v, nl.nid)).lower()
+        place = f"{nl.where} {where}"
+
+        def emit(op: Op) -> None:
+            self.ops.append(op)
+            self.op_sources[op.out] = (place, expr.source)
+
+        return ExpressionLowering(expr, out, nl.nid, place, lambda n: nl.resolve(n, where, bindings), emit,
+                                  lambda name, v: self.emit_const(name, v, nl.nid), self.budget).lower()
 
     def emit_const(self, out: str, value: Any, node: str) -> TensorRef:
         """A constant as a (non-learnable) parameter tensor."""
-        self.params[out] = Param(out, np.asarray(value, dtype=float))
+        try:
+            self.params[out] = Param(out, np.asarray(value, dtype=float))
+        except OverflowError as exc:  # a Python int beyond float64 (the expression checks refuse most earlier)
+            raise ExpressionError(f"constant '{out}' does not fit a float64: {exc}", where=f"node '{node}'") from None
         return TensorRef(out)
 
     # ---------------------------------------------------------------- ports, state
     def input_port_value(self, nl: _NodeLowering, pid: str, port: Mapping[str, Any]) -> Value:
         """Value of an input port: its edges reduced, or an external input."""
-        incoming = [(eid, e) for eid, e in self.edges.items()
-                    if e["receiver"] == nl.nid and e["receiver_port"] == pid]
+        incoming = self.incoming.get((nl.nid, pid), [])
         if not incoming:
             default = port.get("default_value")
             shape = tuple(port["shape"]) if port.get("shape") is not None else None
             name = f"{nl.nid}.{pid}"
-            ext = [p for p, pp in (nl.node.get("input_ports") or {}).items()
-                   if not any(e["receiver"] == nl.nid and e["receiver_port"] == p for e in self.edges.values())]
+            ext = [p for p in (nl.node.get("input_ports") or {}) if (nl.nid, p) not in self.incoming]
             key = nl.nid if len(ext) == 1 else name
             dflt = None
             if default is not None:
@@ -673,6 +700,7 @@ def _strongly_connected(nodes: List[str], succ: Mapping[str, List[str]]) -> List
     stack: List[str] = []
     out: List[List[str]] = []
     counter = 0
+    position = {n: i for i, n in enumerate(nodes)}
     for root in nodes:
         if root in index:
             continue
@@ -704,7 +732,7 @@ def _strongly_connected(nodes: List[str], succ: Mapping[str, List[str]]) -> List
                     comp.append(w)
                     if w == v:
                         break
-                out.append(sorted(comp, key=nodes.index))
+                out.append(sorted(comp, key=position.__getitem__))
             if work:
                 u = work[-1][0]
                 low[u] = min(low[u], low[v])
@@ -717,4 +745,21 @@ def lower(doc: Any, graph: Optional[str] = None, source: Optional[str] = None, f
     Blocks that block lowerings recognise run fused (their own ops, e.g. one op over whole sequences) unless
     `fuse_gru=False` (the keyword keeps its first plug-in's name), which lowers their nodes one by one.
     """
-    return Lowering(drop_learning_pathway(model_to_dict(doc)), graph, source, fuse_gru).lower()
+    with gc_paused():
+        return Lowering(drop_learning_pathway(model_to_dict(doc)), graph, source, fuse_gru).lower()
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Within the block, Python's cyclic garbage collector does not run (it runs once after, if it was on).
+
+    Reading and lowering a large document allocates millions of objects that all stay alive; each of the
+    collector's passes walks all of them, which makes a 100,000-node document several times slower. Nothing in
+    the block depends on cycles being collected early."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()

@@ -2,10 +2,12 @@
 enables."""
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 import numpy as np
 
+from . import limits
 from .errors import MdfBridgeError, ShapeError
 from .executor import batched_tensors
 from .ops import get_op
@@ -20,14 +22,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def _same_shape(a: Tuple[int, ...], b: Tuple[int, ...]) -> bool:
     """Equal shapes, ignoring axes of size 1 (PsyNeuLink writes (1, n) where modeci-mdf writes (n,))."""
-    return int(np.prod(a)) == int(np.prod(b)) and [d for d in a if d != 1] == [d for d in b if d != 1]
+    return a == b or (math.prod(a) == math.prod(b) and [d for d in a if d != 1] == [d for d in b if d != 1])
 
 
 def _fits_port(got: Tuple[int, ...], want: Tuple[int, ...]) -> bool:
     """An edge's value fits a port of shape `want`: the same shape (up to axes of size 1), or one that numpy
     broadcasting makes `want` of (modeci-mdf's engine passes a (1,) or scalar value into a (5,) port as it is; the
     node's expressions then broadcast it)."""
-    if _same_shape(got, want):
+    if got == want or _same_shape(got, want):
         return True
     try:
         return tuple(np.broadcast_shapes(got, want)) == tuple(want)
@@ -77,13 +79,17 @@ def infer_shapes(program: Program, lowering: Optional["Lowering"] = None) -> Non
     lead = (_TIME,) if program.sequence else ()
     shapes: Dict[str, Tuple[int, ...]] = {"dt": ()}
     for spec in program.inputs.values():
-        base = spec.default if spec.default is not None else np.zeros(spec.shape or ())
-        shapes[f"{spec.node}.{spec.port}"] = lead + tuple(np.shape(base))
+        shape = tuple(np.shape(spec.default)) if spec.default is not None else tuple(int(d) for d in spec.shape or ())
+        limits.check_elements(math.prod(shape), f"input port '{spec.port}' (shape {shape})",
+                              where=f"node '{spec.node}'")
+        shapes[f"{spec.node}.{spec.port}"] = lead + shape
     shapes.update({k: tuple(np.shape(p.value)) for k, p in program.params.items()})
     shapes.update({k: lead + tuple(np.shape(s.initial)) for k, s in program.states.items()})
     batched = batched_tensors(program)
+    sources = lowering.op_sources if lowering is not None else {}
     for op in program.ops:
         shape = op_shape(op, shapes)
+        _check_size(op, shape, sources)
         if lead and op.out in batched and shape[:1] != lead:
             raise ShapeError(f"{op.fn} of a sequence program lost the time axis (shape {shape})",
                              where=f"node '{op.node}'")
@@ -91,6 +97,23 @@ def infer_shapes(program: Program, lowering: Optional["Lowering"] = None) -> Non
     program.shapes = {k: v[len(lead):] if k in batched else v for k, v in shapes.items()}
     if lowering is not None:
         _check_edges(program, lowering)
+
+
+def _check_size(op: Op, shape: Tuple[int, ...], sources: Dict[str, Tuple[str, str]]) -> None:
+    """Refuse an op whose per-trial result would exceed max_elements (before anything runs it), naming the node,
+    the expression it comes from (when `sources`, op output -> (place, expression), knows it) and the limit."""
+    n, bound = math.prod(shape), limits.current().max_elements
+    if n <= bound:
+        return
+    from .ops.budget import ExpressionLimitError, quoted
+
+    opdef = get_op(op.fn)
+    label = opdef.expr_names[0] if opdef is not None and opdef.expr_names else op.fn
+    place, source = sources.get(op.out, (f"node '{op.node}'", ""))
+    raise ExpressionLimitError((f"expression {quoted(source)}: " if source else "")
+                               + f"the result of {label}, '{op.out}' (shape {shape}, per trial), would have {n:,} "
+                               f"elements, over the limit max_elements={bound:,} (raise it with --limit "
+                               f"max_elements=N or {limits.ENV_VAR})", where=place)
 
 
 def _check_edges(program: Program, lowering: "Lowering") -> None:

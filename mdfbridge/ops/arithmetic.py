@@ -82,14 +82,11 @@ NO_GRADIENT = "0.0"  # comparisons, logic, rounding: torch gives their inputs no
 
 # --------------------------------------------------------------------------- operators
 
-MAX_POWER = 1000  # the largest integer exponent an integer power may have
-
-
 def _pow(A: Any, B: Any) -> Any:
-    if type(A) is int and type(B) is int and abs(B) > MAX_POWER:
-        from ..errors import ExpressionError
+    if type(A) is int and type(B) is int:  # Python ints grow without bound: check the result's size first
+        from .budget import check_power
 
-        raise ExpressionError(f"integer power with exponent {B} exceeds the limit of {MAX_POWER}")
+        check_power(A, B)
     return A ** B
 
 

@@ -358,28 +358,35 @@ def only_x(batched_args: frozenset, attrs: Dict[str, Any]) -> Optional[Dict[str,
     return attrs if batched_args <= {"X"} else None
 
 
-MAX_ELEMENTS = 10**8  # the largest array an op that creates arrays (zeros, ones, full, tile) may create
-
-
-def check_size(shape: Any, times: int = 1) -> None:
-    """Refuse to create arrays of more than MAX_ELEMENTS elements (ExpressionError naming the count).
+def check_size(shape: Any, times: int = 1, what: str = "array") -> None:
+    """Refuse to create an array of more elements than the limit max_elements (mdfbridge.limits), before creating
+    it (an ExpressionLimitError naming the count, the shape and the limit).
 
     shape: the array's shape, an int or a sequence of ints; times: a factor the element count is multiplied by
-    (default 1; Tile passes its input's element count with its repeats as the shape). A negative dimension
-    raises ExpressionError too."""
+    (default 1; Tile passes its input's element count with its repeats as the shape); what: the array, for the
+    message (default 'array'). A negative dimension raises ExpressionError."""
+    import math
+
     import numpy as np
 
+    from .. import limits
     from ..errors import ExpressionError
+    from .budget import ExpressionLimitError
 
-    dims = [shape] if np.ndim(shape) == 0 else list(np.asarray(shape).ravel())
-    n = times
+    try:
+        dims = [int(d) for d in ([shape] if np.ndim(shape) == 0 else list(np.asarray(shape, dtype=object).ravel()))]
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ExpressionError(f"bad array shape {str(shape)[:60]}: {exc}") from None
     for d in dims:
-        d = int(d)
         if d < 0:
-            raise ExpressionError(f"negative dimension {d} in array shape {tuple(int(x) for x in dims)}")
-        n *= d
-    if n > MAX_ELEMENTS:
-        raise ExpressionError(f"array of {n} elements is larger than the limit of {MAX_ELEMENTS}")
+            raise ExpressionError(f"negative dimension {d} in array shape {tuple(dims)}")
+    n = int(times) * math.prod(dims)
+    bound = limits.current().max_elements
+    if n > bound:
+        shown = str(tuple(dims)) if len(str(tuple(dims))) <= 80 else f"of {len(dims)} dimensions"
+        raise ExpressionLimitError(f"{what} (shape {shown}{f' x {times:,}' if times != 1 else ''}) would have "
+                                   f"{n:,} elements, over the limit max_elements={bound:,} (raise it with --limit "
+                                   f"max_elements=N or {limits.ENV_VAR})")
 
 
 def shift_axis(batched_args: frozenset, attrs: Dict[str, Any], key: str = "axis") -> Optional[Dict[str, Any]]:

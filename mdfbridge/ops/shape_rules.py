@@ -31,7 +31,13 @@ def shapes_in(args: Args) -> list:
 
 def broadcast(args: Args) -> Tuple[int, ...]:
     """numpy broadcasting of every tensor argument's shape."""
-    return tuple(np.broadcast_shapes(*shapes_in(args))) if shapes_in(args) else ()
+    shapes = shapes_in(args)
+    if not shapes:
+        return ()
+    widest = max(shapes, key=len)
+    if all(s == widest or not s for s in shapes):  # the common case (equal shapes, scalars): no numpy call
+        return tuple(widest)
+    return tuple(np.broadcast_shapes(*shapes))
 
 
 def matmul(a: Sequence[int], b: Sequence[int]) -> Tuple[int, ...]:
