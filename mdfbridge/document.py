@@ -26,7 +26,14 @@ from modeci_mdf.mdf import Model, ParameterCondition
 from mdfbridge.document_forms import clean_form, liberal_validator
 from mdfbridge.errors import DocumentError, MdfBridgeError, SchemaError, UnsupportedError
 from mdfbridge.nesting import GRAPH_KEYS, flatten_document, is_nested
-from mdfbridge.parse_limits import LimitedComposerMixin, check_json_text, check_shapes, read_file_bytes, yaml_error
+from mdfbridge.parse_limits import (
+    LimitedComposerMixin,
+    check_json_text,
+    check_shapes,
+    check_strings,
+    read_file_bytes,
+    yaml_error,
+)
 
 __all__ = [
     "MDF_FORMAT",
@@ -703,7 +710,11 @@ def _write_atomically(target: Path, fmt: str, data: Dict[str, Any]) -> None:
             yaml.safe_dump(data, f, sort_keys=False, default_flow_style=None, indent=4, allow_unicode=True,
                            width=100)
 
-    atomic_write(target, write)
+    try:
+        atomic_write(target, write)  # (its temp file is removed on any error)
+    except UnicodeEncodeError as exc:  # a lone surrogate in a string from the API: UTF-8 cannot hold it
+        raise DocumentError(f"cannot write a string holding {exc.object[exc.start:exc.end]!r} (a lone surrogate); "
+                            "expected valid Unicode text", path=str(target)) from None
 
 
 def atomic_write_bytes(target: PathLike, payload: bytes) -> None:
@@ -735,6 +746,7 @@ def save_document(model_or_dict: Union[Model, Dict[str, Any]], path: PathLike, *
     data = _with_header(data, generating_application, keep_format=liberal)
     # a document's own notes pass through (mdfbridge writes none); so do other writers' forms when liberal
     validate_dict(clean_form(data, forms=liberal), where, liberal=liberal)
+    check_strings(data, where, _json_path)  # no NUL or lone surrogate is ever written
     _write_atomically(Path(where), fmt, data)
     logger.debug("saved %s document %s (model %r)", fmt, where, next(iter(data)))
 

@@ -382,3 +382,25 @@ def _short(value: Any, limit: int = 60) -> str:
     else:
         text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_strings(data: Any, where: Optional[str], json_path: Callable[[List[Any]], str]) -> None:
+    """Refuse a document to be written whose keys or strings hold a NUL character or a lone surrogate (a YAML or
+    JSON reader refuses them; JSON to YAML would otherwise write them silently): SchemaError naming the JSON path.
+
+    data: the document (plain JSON types); where: the file; json_path: makes a JSON path (document._json_path).
+    Walked without recursion; numbers are skipped by type."""
+    from .errors import SchemaError
+
+    stack: List[Tuple[List[Any], Any]] = [([], data)]
+    while stack:
+        parts, node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in items:
+            for text, at in ((key, parts + [key]), (value, parts + [key])):
+                if type(text) is str and _BAD_CHARS.search(text):
+                    bad = _bad_char(_BAD_CHARS.search(text).group())  # type: ignore[union-attr]
+                    raise SchemaError(f"{'a key' if text is key else 'a string'} holds {bad}; expected text without "
+                                      "NUL characters or lone surrogates", path=where, json_path=json_path(at))
+            if isinstance(value, (dict, list)):
+                stack.append((parts + [key], value))
