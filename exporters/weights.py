@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import io
 import logging
+import warnings
 from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
@@ -104,11 +105,25 @@ def load_weights(program: Program, path: Any) -> None:
     import torch
 
     from ..importers.torch_module import ProgramModule
+    from ..parse_limits import read_file_bytes
 
+    where = str(path)
+    raw = read_file_bytes(where, error=lambda message: DataError(message, where=where))  # a regular file, bounded
     try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
+        with warnings.catch_warnings():  # (torch warns about the pickle protocol of a file it then refuses)
+            warnings.simplefilter("ignore")
+            state = torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        raise DataError(f"cannot read weights from {path}: {exc}") from exc
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if "weights only load failed" in first.lower() or "pickle" in first.lower():
+            first = "it holds pickled Python objects, which are never loaded (weights_only)"
+        raise DataError(f"cannot read weights: {first}; expected a state_dict (names -> tensors) as "
+                        "Composition.save writes it", where=where) from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        got = type(state).__name__ if not isinstance(state, dict) else "a dict that is not names -> tensors"
+        raise DataError(f"holds {got}, not a state_dict (names -> tensors) as Composition.save writes it",
+                        where=where)
     module = ProgramModule(program)
     own = module.state_dict()
     unknown, missing = set(state) - set(own), set(own) - set(state)

@@ -17,10 +17,12 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union, cast
+from typing import IO, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 
@@ -94,36 +96,172 @@ def data_suffix(path: PathLike) -> str:
     return suffix
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header; an empty archive's end record
+_FORMS = {".npz": "an .npz archive (named arrays)", ".npy": "an .npy array (one array)",
+          ".csv": "csv text (a header row, one row per trial)"}
+
+
+def _regular_size(path: PathLike) -> int:
+    """The size of a data file that must be a regular file (stat before open: a FIFO, device or directory is never
+    opened) within max_file_bytes; DataError/LimitError naming the file."""
+    from . import limits
+    from .parse_limits import file_kind
+
+    where = str(path)
+    try:
+        info = os.stat(where)
+    except FileNotFoundError:
+        raise DataError("no such file", where=where) from None
+    except OSError as exc:
+        raise DataError(f"cannot read file: {exc.strerror or exc}", where=where) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(f"is {file_kind(info.st_mode)}, expected a regular data file (.npz, .npy or .csv)",
+                        where=where)
+    bound = limits.current().max_file_bytes
+    if info.st_size > bound:
+        raise limits.LimitError(f"file has {info.st_size:,} bytes, over the limit max_file_bytes={bound:,} (raise it "
+                                f"with --limit max_file_bytes=N or {limits.ENV_VAR})", where=where)
+    return info.st_size
+
+
+def _open_data(path: PathLike) -> IO[bytes]:
+    """The data file opened for reading, binary (a regular file: see _regular_size; O_NONBLOCK as well)."""
+    _regular_size(path)
+    try:
+        fd = os.open(str(path), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise DataError(f"cannot read file: {exc.strerror or exc}", where=str(path)) from None
+    return os.fdopen(fd, "rb")
+
+
+def sniff_data_file(path: PathLike) -> str:
+    """What a data file holds by its content (its first bytes), not its name: '.npz' (a zip archive), '.npy'
+    (numpy's magic string) or '.csv' (anything else that starts as UTF-8 text); other binary data raise DataError.
+
+    path: the file (str or Path); it must be a regular file (a FIFO or device is refused before it is opened)."""
+    with _open_data(path) as f:
+        head = f.read(512)
+    if head.startswith(_NPY_MAGIC):
+        return ".npy"
+    if head.startswith(_ZIP_MAGICS):
+        return ".npz"
+    try:
+        head.decode("utf-8")
+        text = True
+    except UnicodeDecodeError as exc:
+        text = exc.start > len(head) - 4  # a character cut at the end of the sample
+    if not text or b"\x00" in head:
+        raise DataError("is binary data that is neither an .npz archive nor an .npy array (nor csv text)",
+                        where=str(path))
+    return ".csv"
+
+
+def _check_array_header(name: str, shape: Tuple[int, ...], dtype: np.dtype, where: str) -> int:
+    """Refuse, from an .npy header before its data are read, what is not a real numeric array of trials within
+    max_elements; returns its size in bytes."""
+    from . import limits
+
+    what = f"array '{name}'" if name else "the array"
+    if dtype.hasobject:
+        raise DataError(f"{what} holds Python objects (pickled data, which are never loaded); expected real "
+                        "numbers", where=where)
+    if dtype.kind == "c":
+        raise DataError(f"{what} is complex ({dtype}); expected real numbers (float or int)", where=where)
+    if dtype.kind not in "biuf" or dtype.fields is not None or dtype.subdtype is not None:
+        raise DataError(f"{what} has dtype {dtype}; expected real numbers (float, int or bool)", where=where)
+    if len(shape) == 0:
+        raise DataError(f"{what} is 0-d (a single number); expected (trials, ...) with one row per trial",
+                        where=where)
+    count = int(np.prod(shape, dtype=object))
+    limits.check_elements(count, f"{what} of shape {shape}", where=where)
+    return count * dtype.itemsize
+
+
+def _read_npy_stream(f: IO[bytes], name: str, where: str, available: Optional[int]) -> np.ndarray:
+    """One array from an open .npy stream: header checked first (dtype, 0-d, elements, that `available` bytes, if
+    known, hold its data), then the data read (no pickle)."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(f)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = fmt.read_array_header_2_0(f)
+        else:  # pragma: no cover - read_magic accepts these only
+            raise ValueError(f"unknown .npy version {version}")
+    except (ValueError, EOFError, SyntaxError, OSError) as exc:
+        what = f"member '{name}'" if name else "file"
+        raise DataError(f"{what} is not an .npy array ({_first_line(exc)})", where=where) from None
+    nbytes = _check_array_header(name, tuple(shape), dtype, where)
+    header_end = f.tell()
+    if available is not None and available - header_end < nbytes:
+        what = f"array '{name}'" if name else "the array"
+        raise DataError(f"{what} is truncated: its header says shape {tuple(shape)} ({nbytes:,} bytes of data), "
+                        f"{max(available - header_end, 0):,} follow", where=where)
+    data = f.read(nbytes)
+    if len(data) < nbytes:
+        raise DataError(f"array '{name}' is truncated ({len(data):,} of {nbytes:,} bytes)" if name else
+                        f"the array is truncated ({len(data):,} of {nbytes:,} bytes)", where=where)
+    arr = np.frombuffer(data, dtype=dtype).copy()
+    return arr.reshape(shape[::-1]).transpose() if fortran else arr.reshape(shape)
+
+
 def read_npz(path: PathLike) -> Arrays:
     """Every array of an .npz file (no pickled objects), by name.
 
-    path: the .npz file (str or Path). A missing file, an .npy, or anything numpy cannot read without pickle
-    raises DataError naming the file."""
+    path: the .npz file (str or Path). Read member by member from the zip headers: a member that would inflate
+    past max_decompressed_bytes is refused before it is inflated (and inflating stops at its declared size), each
+    array's .npy header is checked before its data are read (real dtypes only, not 0-d, within max_elements). A
+    missing or non-regular file, an .npy or csv file, a truncated or corrupt archive, anything numpy cannot read
+    without pickle raise DataError (or LimitError) naming the file."""
+    import zipfile
+
+    from . import limits
+
+    where = str(path)
+    kind = sniff_data_file(path)
+    if kind != ".npz":
+        raise DataError(f"is {_FORMS[kind]} by its content, not an .npz archive of named arrays"
+                        + ("; name it .npy" if kind == ".npy" else ""), where=where)
+    bound = limits.current().max_decompressed_bytes
+    out: Arrays = {}
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if not hasattr(data, "files"):
-                raise DataError("is an .npy array, not an .npz archive of named arrays", where=str(path))
-            return {k: np.asarray(data[k]) for k in data.files}
-    except FileNotFoundError:
-        raise DataError("no such file", where=str(path)) from None
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"not an .npz archive of numeric arrays ({_numpy_reason(exc)})", where=str(path)) from None
+        with _open_data(path) as raw, zipfile.ZipFile(raw) as archive:
+            members = archive.infolist()
+            total = sum(m.file_size for m in members)
+            if total > bound:
+                raise limits.LimitError(f"archive would inflate to {total:,} bytes, over the limit "
+                                        f"max_decompressed_bytes={bound:,} (raise it with --limit "
+                                        f"max_decompressed_bytes=N or {limits.ENV_VAR})", where=where)
+            for m in members:
+                if m.is_dir():
+                    continue
+                key = m.filename[:-4] if m.filename.endswith(".npy") else m.filename
+                if key in out:
+                    raise DataError(f"holds array '{key}' twice", where=where)
+                with archive.open(m) as member:  # stops at the declared size; a CRC mismatch is BadZipFile
+                    out[key] = _read_npy_stream(member, key, where, m.file_size)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError, ValueError) as exc:
+        raise DataError(f"not a readable .npz archive (truncated or corrupt: {_first_line(exc)})",
+                        where=where) from None
+    return out
 
 
 def read_npy(path: PathLike) -> np.ndarray:
     """The one array of an .npy file (no pickled objects).
 
-    path: the .npy file (str or Path). A missing file, an .npz, or anything numpy cannot read without pickle
-    raises DataError naming the file."""
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError("no such file", where=str(path)) from None
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"not an .npy array of numbers ({_numpy_reason(exc)})", where=str(path)) from None
-    if not isinstance(arr, np.ndarray):
-        raise DataError("is an .npz archive; name it .npz (one array per node id)", where=str(path))
-    return np.asarray(arr)
+    path: the .npy file (str or Path). The header is checked before the data are read (real dtypes only, not 0-d,
+    within max_elements, not truncated). A missing or non-regular file, an .npz or csv file, or anything numpy
+    cannot read without pickle raise DataError naming the file."""
+    where = str(path)
+    kind = sniff_data_file(path)
+    if kind != ".npy":
+        raise DataError(f"is {_FORMS[kind]} by its content, not an .npy array"
+                        + ("; name it .npz (one array per node id)" if kind == ".npz" else ""), where=where)
+    size = _regular_size(path)
+    with _open_data(path) as f:
+        return _read_npy_stream(f, "", where, size)
 
 
 def _numpy_reason(exc: BaseException) -> str:
@@ -173,8 +311,10 @@ def read_csv(path: PathLike, spec: DataSpec) -> Arrays:
         raise DataError(f"{spec.model} takes (trials, time steps, ...) arrays, which a csv file (one row per "
                         "trial) cannot hold; use an .npz", where=where)
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = [(i, r) for i, r in enumerate(csv.reader(f), start=1) if any(c.strip() for c in r)]
+        with _open_data(path) as raw:  # a regular file within max_file_bytes
+            text = raw.read().decode("utf-8-sig")
+        rows = [(i, r) for i, r in enumerate(csv.reader(io.StringIO(text, newline="")), start=1)
+                if any(c.strip() for c in r)]
     except FileNotFoundError:
         raise DataError("no such file", where=where) from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
@@ -201,6 +341,10 @@ def read_csv(path: PathLike, spec: DataSpec) -> Arrays:
         units[unit] = col
     if len(rows) < 2:
         raise DataError("has a header row but no rows of data (one row per trial)", where=where)
+    from . import limits
+
+    limits.check_elements((len(rows) - 1) * len(names), f"the csv data ({len(rows) - 1} rows x {len(names)} columns)",
+                          where=where)
     values = np.empty((len(rows) - 1, len(names)))
     for r, (line, row) in enumerate(rows[1:]):
         if len(row) != len(names):
@@ -256,6 +400,10 @@ def read_arrays(path: PathLike, spec: DataSpec, *, role: str = "inputs") -> Arra
     one output); a model with several refuses an .npy with DataError naming the file. .npz arrays are returned
     as named, unchecked (see split_arrays)."""
     suffix = data_suffix(path)
+    kind = sniff_data_file(path)
+    if kind != suffix:
+        raise DataError(f"is {_FORMS[kind]} by its content, not {_FORMS[suffix]} as its name says; rename it "
+                        f"{kind}, or give the right file", where=str(path))
     if suffix == ".npz":
         return read_npz(path)
     if suffix == ".csv":

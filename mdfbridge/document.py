@@ -14,7 +14,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import IO, Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import IO, Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import jsonschema
 import numpy as np
@@ -27,6 +27,14 @@ from mdfbridge.atomic import atomic_write, atomic_write_bytes  # noqa: F401 - re
 from mdfbridge.document_forms import clean_form, liberal_validator
 from mdfbridge.errors import DocumentError, MdfBridgeError, SchemaError, UnsupportedError
 from mdfbridge.nesting import GRAPH_KEYS, flatten_document, is_nested
+from mdfbridge.parse_limits import (
+    LimitedComposerMixin,
+    check_json_text,
+    check_shapes,
+    check_strings,
+    read_file_bytes,
+    yaml_error,
+)
 
 __all__ = [
     "MDF_FORMAT",
@@ -198,9 +206,14 @@ def _locate_json_duplicate(text: str) -> Optional[Tuple[str, int, int]]:
 
 
 def _parse_json(text: str, where: str) -> Any:
+    check_json_text(text, where)  # depth, number literals, NUL/surrogate escapes: before anything is built
     try:
         return json.loads(text, object_pairs_hook=_reject_duplicate_pairs)
-    except json.JSONDecodeError as exc:
+    except RecursionError:  # only past a raised max_nesting_depth
+        raise DocumentError("arrays and objects nested too deeply for Python's JSON reader", path=where) from None
+    except ValueError as exc:
+        if not isinstance(exc, json.JSONDecodeError):  # e.g. Python's int-conversion digit limit
+            raise DocumentError(f"invalid JSON number: {str(exc).split(';')[0]}", path=where) from None
         raise DocumentError(f"invalid JSON: {exc.msg}", path=where, line=exc.lineno,
                             column=exc.colno) from None
     except _DuplicateJSONKey as exc:
@@ -219,8 +232,9 @@ class _DuplicateYAMLKey(yaml.constructor.ConstructorError):
     pass
 
 
-class _StrictSafeLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate mapping keys and keeps timestamps as strings (JSON has no dates)."""
+class _StrictSafeLoader(LimitedComposerMixin, yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys and keeps timestamps as strings (JSON has no dates); its
+    composer bounds depth, alias expansion, numbers and refuses NUL/lone surrogates (mdfbridge.parse_limits)."""
 
     def construct_mapping(self, node: yaml.Node, deep: bool = False) -> Dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
@@ -252,8 +266,9 @@ _StrictSafeLoader.yaml_implicit_resolvers = {
 
 def _parse_yaml(text: str, where: str) -> Any:
     # Same as yaml.safe_load(text), but with the SafeLoader subclass above (never an unsafe loader).
-    loader = _StrictSafeLoader(text)
+    loader: Optional[_StrictSafeLoader] = None
     try:
+        loader = _StrictSafeLoader(text)  # (its reader refuses unprintable characters here already)
         return loader.get_single_data()
     except _DuplicateYAMLKey as exc:
         mark = exc.problem_mark
@@ -261,6 +276,9 @@ def _parse_yaml(text: str, where: str) -> Any:
                             line=mark.line + 1 if mark else None,
                             column=mark.column + 1 if mark else None) from None
     except yaml.MarkedYAMLError as exc:
+        limited = yaml_error(exc, where)
+        if limited is not None:
+            raise limited from None
         mark = exc.problem_mark or exc.context_mark
         context = exc.context
         if context and exc.context_mark is not None and exc.problem_mark is not None:
@@ -271,12 +289,16 @@ def _parse_yaml(text: str, where: str) -> Any:
                             column=mark.column + 1 if mark else None) from None
     except yaml.reader.ReaderError as exc:
         line, column = _line_col(text, exc.position)
-        raise DocumentError(f"invalid YAML: {exc.reason} (character {exc.character!r})",
+        char = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        raise DocumentError(f"invalid YAML: {exc.reason} (character {char})",
                             path=where, line=line, column=column) from None
     except yaml.YAMLError as exc:
         raise DocumentError(f"invalid YAML: {exc}", path=where) from None
+    except RecursionError:  # only past a raised max_nesting_depth
+        raise DocumentError("sequences and mappings nested too deeply for the YAML reader", path=where) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _read_text(path: PathLike) -> str:
@@ -284,11 +306,8 @@ def _read_text(path: PathLike) -> str:
     "\n"). Bytes are read and decoded in one call, which is several times faster than a text-mode read on
     documents of hundreds of MB (one number per line)."""
     where = os.fspath(path)
-    try:
-        with open(where, "rb") as fh:
-            raw = fh.read()
-    except OSError as exc:
-        raise DocumentError(f"cannot read file: {exc.strerror or exc}", path=where) from None
+    # a regular file (no directory, FIFO or device: stat before open) of at most max_file_bytes
+    raw = read_file_bytes(where, error=lambda message: DocumentError(message, path=where))
     try:
         text = raw.decode("utf-8")  # (the "utf-8-sig" codec is several times slower on large files)
     except UnicodeDecodeError as exc:
@@ -408,7 +427,7 @@ def _numeric_array(node: List[Any]) -> bool:
         return False
     try:
         np.asarray(node, dtype=float)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return False
     return True
 
@@ -547,6 +566,7 @@ def validate_dict(data: Dict[str, Any], path: Optional[str] = None, liberal: boo
         error = best_match(validator.iter_errors(data))  # of an invalid one is jsonschema's, as it was
         if error is not None:
             raise _schema_error(error, where)
+    check_shapes(data, where, _json_path)  # small positive integers within max_elements, before anything allocates
     _check_semantics(data, where)
 
 
@@ -680,7 +700,11 @@ def _write_atomically(target: Path, fmt: str, data: Dict[str, Any], force: bool 
             yaml.safe_dump(data, f, sort_keys=False, default_flow_style=None, indent=4, allow_unicode=True,
                            width=100)
 
-    atomic_write(target, write, force=force)
+    try:
+        atomic_write(target, write, force=force)  # (its temp file is removed on any error)
+    except UnicodeEncodeError as exc:  # a lone surrogate in a string from the API: UTF-8 cannot hold it
+        raise DocumentError(f"cannot write a string holding {exc.object[exc.start:exc.end]!r} (a lone surrogate); "
+                            "expected valid Unicode text", path=str(target)) from None
 
 
 def save_document(model_or_dict: Union[Model, Dict[str, Any]], path: PathLike, *,
@@ -706,6 +730,7 @@ def save_document(model_or_dict: Union[Model, Dict[str, Any]], path: PathLike, *
     data = _with_header(data, generating_application, keep_format=liberal)
     # a document's own notes pass through (mdfbridge writes none); so do other writers' forms when liberal
     validate_dict(clean_form(data, forms=liberal), where, liberal=liberal)
+    check_strings(data, where, _json_path)  # no NUL or lone surrogate is ever written
     _write_atomically(Path(where), fmt, data, force)
     logger.debug("saved %s document %s (model %r)", fmt, where, next(iter(data)))
 
