@@ -23,10 +23,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from ..errors import DocumentError, UnsupportedError
+from ..errors import MdfBridgeError, UnsupportedError
+from ..limits import LimitError
 from ..ops import REGISTRY
 from ..ops.base import OnnxImport
 from .onnx_node import Emitted, NodeImport, Tensor
+from .onnx_safety import guarded_evaluator, has_subgraphs, load_model, node_inputs, node_label, one_line
 from .onnx_values import VALUE_IMPORTS
 
 log = logging.getLogger(__name__)
@@ -73,21 +75,13 @@ def constant_input_positions(op_type: str) -> Tuple[int, ...]:
 
 
 def load_onnx(model: Union[str, "os.PathLike[str]", bytes, onnx.ModelProto]) -> onnx.ModelProto:
-    """A ModelProto from a path, serialised bytes or a ModelProto.
+    """A checked ModelProto from a path, serialised bytes or a ModelProto.
 
-    model: an ONNX file path (str or path-like), the serialised model (bytes), or an `onnx.ModelProto` (returned
-    as it is). An unreadable file or bytes that are not an ONNX model raise DocumentError."""
-    if isinstance(model, onnx.ModelProto):
-        return model
-    try:
-        if isinstance(model, (bytes, bytearray)):
-            return onnx.load_from_string(bytes(model))
-        return onnx.load(os.fspath(model))
-    except (OSError, onnx.onnx_cpp2py_export.checker.ValidationError) as exc:  # type: ignore[attr-defined]
-        raise DocumentError(f"cannot read ONNX model: {exc}", path=str(model)) from exc
-    except Exception as exc:  # protobuf DecodeError
-        raise DocumentError(f"not an ONNX model: {type(exc).__name__}: {exc}",
-                            path=str(model) if not isinstance(model, (bytes, bytearray)) else None) from exc
+    model: an ONNX file path (str or path-like), the serialised model (bytes), or an `onnx.ModelProto` (checked and
+    returned as it is). An unreadable file, bytes that are not an ONNX model, an empty model, an IR version or opset
+    newer than onnx reads, external data outside the model's folder and initializers whose data is missing or short
+    raise OnnxError (a DocumentError's sibling) or LimitError naming the file (see importers/onnx_safety.py)."""
+    return load_model(model)
 
 
 def default_opset(model: onnx.ModelProto) -> int:
@@ -122,8 +116,11 @@ class OnnxImporter:
     """Converts one ONNX graph; `run()` returns the MDF dict."""
 
     def __init__(self, model: onnx.ModelProto, *, batch_axis: bool = True, name: Optional[str] = None,
-                 input_shapes: Optional[Mapping[str, Sequence[int]]] = None, learnable: bool = True) -> None:
+                 input_shapes: Optional[Mapping[str, Sequence[int]]] = None, learnable: bool = True,
+                 source: str = "<model>") -> None:
         self.model = model
+        self.source = source
+        self.kinds: Dict[str, str] = {}
         self.graph = model.graph
         self.opset = default_opset(model)
         self.batch_axis = batch_axis
@@ -145,7 +142,9 @@ class OnnxImporter:
         kinds: Dict[str, str] = {n: "const" for n in self.inits}
         kinds.update({i.name: "dynamic" for i in self.graph_inputs})
         for node in self.graph.node:
-            ins = [kinds.get(n, "const") for n in node.input if n]
+            # (a node reads its inputs and what its subgraphs capture from the graph: an If branch reading a graph
+            # input is dynamic, never folded from the probe inputs)
+            ins = [kinds.get(n, "const") for n in node_inputs(node)]
             if node.op_type in ("Shape", "Size"):
                 kind = "const" if all(k == "const" for k in ins) else "shape"
             elif "dynamic" in ins:
@@ -194,13 +193,15 @@ class OnnxImporter:
 
     def probe(self) -> List[Dict[str, np.ndarray]]:
         """Every intermediate value of the graph for the probe inputs (random, fixed seed)."""
-        from onnx.reference import ReferenceEvaluator
-
         rng = np.random.default_rng(0)
+        const = {n for n, k in self.kinds.items() if k == "const"}
         try:
-            ev = ReferenceEvaluator(self.model)
+            ev = guarded_evaluator(self.model, const, self.source)
+        except MdfBridgeError:
+            raise
         except Exception as exc:  # noqa: BLE001 - the reference evaluator's own errors
-            raise UnsupportedError(f"onnx's reference evaluator cannot load the model to find shapes: {exc}") from exc
+            raise UnsupportedError(f"onnx's reference evaluator cannot load the model to find shapes: "
+                                   f"{one_line(exc)}", where=self.source) from exc
         runs = []
         for feed_shapes in self.probe_shapes():
             feeds = {k: rng.uniform(0.1, 0.9, size=s).astype(_np_type(self.graph_input(k))) for k, s in
@@ -209,11 +210,17 @@ class OnnxImporter:
                 with np.errstate(all="ignore"):
                     # (cast: onnx's annotation covers both forms; intermediate=True returns the dict)
                     results = cast(Dict[str, np.ndarray], ev.run(None, feeds, intermediate=True))
+            except MdfBridgeError:
+                raise
+            except MemoryError:
+                raise LimitError("running the ONNX graph on probe inputs to find shapes ran out of memory",
+                                 where=self.source) from None
             except Exception as exc:  # noqa: BLE001
                 hint = (" (does the graph fix the batch size, e.g. a Reshape to a constant shape? import with "
                         "batch_axis=False to treat each tensor as one trial)" if self.batch_axis else "")
                 raise UnsupportedError(f"running the ONNX graph on inputs of shapes "
-                                       f"{ {k: v.shape for k, v in feeds.items()} } failed: {exc}{hint}") from exc
+                                       f"{ {k: v.shape for k, v in feeds.items()} } failed: {one_line(exc)}{hint}",
+                                       where=self.source) from exc
             results.update(feeds)
             runs.append(results)
         return runs
@@ -238,8 +245,16 @@ class OnnxImporter:
         for node in self.graph.node:
             if node.domain not in ("", "ai.onnx"):
                 raise UnsupportedError(f"ONNX node '{node.name}' is op '{node.op_type}' of domain '{node.domain}'; "
-                                       "only the default ONNX domain is supported")
-        kinds = self.classify()
+                                       "only the default ONNX domain is supported",
+                                       where=self.source)
+        kinds = self.kinds = self.classify()
+        for node in self.graph.node:  # subgraphs that read the graph's inputs: not folded, not yet imported
+            first = next((o for o in node.output if o), "")
+            if has_subgraphs(node) and kinds.get(first, "const") != "const":
+                raise UnsupportedError(
+                    f"ONNX op '{node.op_type}' has subgraphs that read tensors computed from the graph inputs; "
+                    "mdfbridge imports If/Loop/Scan only when they compute constants (they are folded)",
+                    where=f"{self.source}: ONNX node '{node_label(node)}'")
         used_by: Dict[str, int] = {}
         for node in self.graph.node:
             for n in node.input:
@@ -478,5 +493,13 @@ def onnx_to_mdf(model: Union[str, "os.PathLike[str]", bytes, onnx.ModelProto], *
     the model declares). `learnable` (default True): MatMul/Gemm weights and their biases are marked learnable;
     False marks no parameter learnable. Ops the importer does not read raise UnsupportedError naming the node.
     """
+    source = (os.fspath(model) if isinstance(model, (str, os.PathLike)) else
+              "<bytes>" if isinstance(model, (bytes, bytearray)) else "<model>")
     proto = load_onnx(model)
-    return OnnxImporter(proto, batch_axis=batch_axis, name=name, input_shapes=input_shapes, learnable=learnable).run()
+    try:
+        return OnnxImporter(proto, batch_axis=batch_axis, name=name, input_shapes=input_shapes, learnable=learnable,
+                            source=source).run()
+    except MdfBridgeError as exc:  # every message names the file
+        if not str(exc).startswith(source):
+            exc.args = (f"{source}: {exc}",)
+        raise
