@@ -410,7 +410,7 @@ def guarded_evaluator(model: onnx.ModelProto, const_outputs: Set[str], where: st
 
             return counted
 
-    top = [True]
+    top = [True]  # (the first evaluator built is the model's; those of its subgraphs come after)
 
     class Guarded(ReferenceEvaluator):
         def __init__(self, *a: Any, **kw: Any) -> None:
@@ -438,3 +438,98 @@ def external_locations(model: onnx.ModelProto) -> Dict[str, str]:
         if onnx.external_data_helper.uses_external_data(tensor):
             out[what] = next((e.value for e in tensor.external_data if e.key == "location"), "")
     return out
+
+
+# ----------------------------------------------------------------------------------------- probe runs
+def _float_arrays(args: Sequence[Any], count: int) -> bool:
+    return (len(args) == count and all(isinstance(a, np.ndarray) and a.dtype.kind == "f" for a in args)
+            and all(a.dtype == args[0].dtype for a in args))
+
+
+_UNARY: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "Relu": lambda x: np.maximum(x, x.dtype.type(0)), "Identity": lambda x: x, "Neg": np.negative,
+    "Abs": np.abs, "Exp": np.exp, "Tanh": np.tanh, "Sqrt": np.sqrt, "Log": np.log,
+    "Sigmoid": lambda x: (1 / (1 + np.exp(-x))).astype(x.dtype, copy=False),
+}
+_BINARY: Dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide, "MatMul": np.matmul,
+}
+
+
+def _fast(node: NodeProto) -> Optional[Callable[[Sequence[Any], str, str], Optional[Tuple[np.ndarray, ...]]]]:
+    """A direct numpy implementation of a common attribute-free op on float tensors (None: the reference
+    evaluator runs it); it returns None for inputs it does not take (other types), so the evaluator runs those."""
+    if node.attribute or node.domain not in ("", "ai.onnx") or len(node.output) != 1:
+        return None
+    unary, binary = _UNARY.get(node.op_type), _BINARY.get(node.op_type)
+    if unary is not None:
+        def run_unary(args: Sequence[Any], limit: str, where: str) -> Optional[Tuple[np.ndarray, ...]]:
+            return (np.asarray(unary(args[0])),) if _float_arrays(args, 1) else None
+
+        return run_unary
+    if binary is not None:
+        def run_binary(args: Sequence[Any], limit: str, where: str) -> Optional[Tuple[np.ndarray, ...]]:
+            if not _float_arrays(args, 2):
+                return None
+            bound = getattr(limits.current(), limit)
+            if args[0].size * args[1].size > bound and (node.op_type == "MatMul" or args[0].shape != args[1].shape):
+                count = predicted_elements(node, args)  # (the output has at most the product of the input sizes)
+                if count is None:
+                    return None
+                limits.check_elements(count, f"ONNX node '{node_label(node)}' ({node.op_type})'s output",
+                                      where=where, limit=limit)
+            return (np.asarray(binary(args[0], args[1])),)
+
+        return run_binary
+    return None
+
+
+class GuardedRunner:
+    """Runs a model's graph on probe inputs with the folding budget: common float ops directly in numpy (the
+    reference evaluator's per-node overhead dominates large graphs), every other node by onnx's reference
+    evaluator (built once, for those nodes only, guarded as `guarded_evaluator`). model: the ModelProto;
+    const_outputs: the tensors that are constants; inits: initializer name -> array; where: the file."""
+
+    def __init__(self, model: onnx.ModelProto, const_outputs: Set[str], inits: Dict[str, np.ndarray],
+                 where: str) -> None:
+        self.model, self.const_outputs, self.inits, self.where = model, const_outputs, inits, where
+        self.nodes = list(model.graph.node)
+        self.fast = [_fast(n) for n in self.nodes]
+        self.limit = ["max_fold_elements" if any(o in const_outputs for o in n.output if o) else "max_elements"
+                      for n in self.nodes]
+        slow = [i for i, f in enumerate(self.fast) if f is None]
+        self.rt: Dict[int, Any] = dict(zip(slow, self._evaluate([self.nodes[i] for i in slow]))) if slow else {}
+
+    def _evaluate(self, nodes: List[NodeProto]) -> List[Any]:
+        """The reference evaluator's (guarded) runtime nodes for `nodes`, in order."""
+        produced = {o for n in nodes for o in n.output if o}
+        needed = sorted({i for n in nodes for i in node_inputs(n)} - produced)
+        graph = onnx.helper.make_graph(nodes, "probe", [onnx.helper.make_empty_tensor_value_info(n) for n in needed],
+                                       [])
+        sub = onnx.helper.make_model(graph, opset_imports=list(self.model.opset_import),
+                                     functions=list(self.model.functions))
+        sub.ir_version = self.model.ir_version
+        return list(guarded_evaluator(sub, self.const_outputs, self.where).rt_nodes_)
+
+    def run(self, feeds: Dict[str, np.ndarray]) -> Dict[str, Any]:
+        """Every tensor's value (inputs and initializers included) for the graph inputs `feeds`."""
+        results: Dict[str, Any] = {"": None}
+        results.update(self.inits)
+        results.update(feeds)
+        for i, node in enumerate(self.nodes):
+            try:
+                args = [results[n] for n in node.input]
+            except KeyError as exc:
+                raise RuntimeError(f"input {exc} of node '{node_label(node)}' is neither a graph input, an "
+                                   "initializer nor computed before it") from None
+            fast = self.fast[i]
+            out = fast(args, self.limit[i], self.where) if fast is not None else None
+            if out is None:
+                rt = self.rt.get(i)
+                if rt is None:
+                    rt = self.rt[i] = self._evaluate([node])[0]
+                out = rt.run(*args, context=results) if rt.need_context() else rt.run(*args)
+            for name, value in zip(node.output, out):
+                if name:
+                    results[name] = value
+        return results
