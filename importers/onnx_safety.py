@@ -300,10 +300,10 @@ def _shape(v: Any) -> Optional[Tuple[int, ...]]:
     return tuple(v.shape) if isinstance(v, np.ndarray) else (() if np.isscalar(v) else None)
 
 
-def predicted_elements(node: NodeProto, args: Sequence[Any]) -> Optional[int]:
+def predicted_elements(node: NodeProto, args: Sequence[Any], opset: Optional[int] = None) -> Optional[int]:
     """Elements the node's largest output will have, computed from its inputs' shapes (and, for ops whose output
-    size depends on input values, from those values by onnx's shape inference), before running it; None when not
-    known."""
+    size depends on input values, from those values by onnx's shape inference at `opset`, default None: the newest
+    onnx knows), before running it; None when not known."""
     shapes = [_shape(a) for a in args]
     op = node.op_type
     if op in _BROADCASTING:
@@ -328,13 +328,15 @@ def predicted_elements(node: NodeProto, args: Sequence[Any]) -> Optional[int]:
         return max((_element_count(s) for s in shapes if s is not None), default=0)
     if op in ("If", "Loop", "Scan"):
         return None  # their nodes are guarded one by one
-    return _inferred_elements(node, args)
+    return _inferred_elements(node, args, opset)
 
 
-def _inferred_elements(node: NodeProto, args: Sequence[Any]) -> Optional[int]:
-    """onnx's shape inference of one node on the actual input types (small integer inputs given as data)."""
+def _inferred_elements(node: NodeProto, args: Sequence[Any], opset: Optional[int] = None) -> Optional[int]:
+    """onnx's shape inference of one node on the actual input types (small integer inputs given as data), with the
+    op's schema at `opset` (default None: the newest)."""
     try:
-        schema = onnx.defs.get_schema(node.op_type, onnx.defs.onnx_opset_version(), node.domain)
+        version = opset if node.domain in ("", "ai.onnx") and opset else onnx.defs.onnx_opset_version()
+        schema = onnx.defs.get_schema(node.op_type, version, node.domain)
         types, data = {}, {}
         for name, value in zip(node.input, args):
             if not name or not isinstance(value, np.ndarray) or value.dtype == object:
@@ -356,11 +358,12 @@ def _inferred_elements(node: NodeProto, args: Sequence[Any]) -> Optional[int]:
     return best
 
 
-def _guard(node: NodeProto, run: Callable[..., Any], limit_name: str, where: str) -> Callable[..., Any]:
+def _guard(node: NodeProto, run: Callable[..., Any], limit_name: str, where: str, opset: Optional[int]
+           ) -> Callable[..., Any]:
     label = f"ONNX node '{node_label(node)}' ({node.op_type})"
 
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        count = predicted_elements(node, args)
+        count = predicted_elements(node, args, opset)
         if count is not None:
             limits.check_elements(count, f"{label}'s output", where=where, limit=limit_name)
         out = run(*args, **kwargs)
@@ -410,6 +413,7 @@ def guarded_evaluator(model: onnx.ModelProto, const_outputs: Set[str], where: st
 
             return counted
 
+    opset = next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     top = [True]  # (the first evaluator built is the model's; those of its subgraphs come after)
 
     class Guarded(ReferenceEvaluator):
@@ -420,7 +424,7 @@ def guarded_evaluator(model: onnx.ModelProto, const_outputs: Set[str], where: st
             for rt in self.rt_nodes_:
                 proto = rt.onnx_node
                 const = not outer or any(o in const_outputs for o in proto.output if o)
-                rt.run = _guard(proto, rt.run, "max_fold_elements" if const else "max_elements", where)
+                rt.run = _guard(proto, rt.run, "max_fold_elements" if const else "max_elements", where, opset)
 
     return Guarded(model, new_ops=[Loop])
 
