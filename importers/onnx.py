@@ -13,6 +13,7 @@ sizes, which also catches ops that move or mix the batch axis.
 from __future__ import annotations
 
 import functools
+import gc
 import keyword
 import logging
 import os
@@ -23,10 +24,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from ..errors import DocumentError, UnsupportedError
+from ..errors import MdfBridgeError, UnsupportedError
+from ..limits import LimitError
 from ..ops import REGISTRY
 from ..ops.base import OnnxImport
 from .onnx_node import Emitted, NodeImport, Tensor
+from .onnx_safety import GuardedRunner, has_subgraphs, load_model, node_inputs, node_label, one_line
 from .onnx_values import VALUE_IMPORTS
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ MDF_FORMAT = "ModECI MDF v0.4"
 PROBE_BATCHES = (2, 3)
 FUNCTION_ID = "fn"
 OUTPUT_PORT = "output"
+_NON_WORD = re.compile(r"\W+")
 _FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
 
 __all__ = ["onnx_to_mdf", "load_onnx", "supported_onnx_ops", "onnx_imports", "find_import"]
@@ -73,21 +77,13 @@ def constant_input_positions(op_type: str) -> Tuple[int, ...]:
 
 
 def load_onnx(model: Union[str, "os.PathLike[str]", bytes, onnx.ModelProto]) -> onnx.ModelProto:
-    """A ModelProto from a path, serialised bytes or a ModelProto.
+    """A checked ModelProto from a path, serialised bytes or a ModelProto.
 
-    model: an ONNX file path (str or path-like), the serialised model (bytes), or an `onnx.ModelProto` (returned
-    as it is). An unreadable file or bytes that are not an ONNX model raise DocumentError."""
-    if isinstance(model, onnx.ModelProto):
-        return model
-    try:
-        if isinstance(model, (bytes, bytearray)):
-            return onnx.load_from_string(bytes(model))
-        return onnx.load(os.fspath(model))
-    except (OSError, onnx.onnx_cpp2py_export.checker.ValidationError) as exc:  # type: ignore[attr-defined]
-        raise DocumentError(f"cannot read ONNX model: {exc}", path=str(model)) from exc
-    except Exception as exc:  # protobuf DecodeError
-        raise DocumentError(f"not an ONNX model: {type(exc).__name__}: {exc}",
-                            path=str(model) if not isinstance(model, (bytes, bytearray)) else None) from exc
+    model: an ONNX file path (str or path-like), the serialised model (bytes), or an `onnx.ModelProto` (checked and
+    returned as it is). An unreadable file, bytes that are not an ONNX model, an empty model, an IR version or opset
+    newer than onnx reads, external data outside the model's folder and initializers whose data is missing or short
+    raise OnnxError (a DocumentError's sibling) or LimitError naming the file (see importers/onnx_safety.py)."""
+    return load_model(model)
 
 
 def default_opset(model: onnx.ModelProto) -> int:
@@ -103,17 +99,25 @@ class _Names:
 
     def __init__(self) -> None:
         self.used: Set[str] = set()
+        self.next: Dict[str, int] = {}  # base -> the next suffix to try (linear even when many names clash)
 
     def make(self, raw: str, fallback: str = "node", prefix: str = "n") -> str:
         """`raw` as a fresh identifier; `prefix` goes before one starting with a digit."""
-        base = re.sub(r"\W+", "_", raw or "").strip("_") or fallback
+        if raw and raw.isidentifier() and raw[0] != "_" and raw[-1] != "_" and raw not in self.used:
+            base = raw  # (already an identifier: what the rewriting below would give)
+        else:
+            base = _NON_WORD.sub("_", raw or "").strip("_") or fallback
         if base[0].isdigit():
             base = f"{prefix}{base}"
         if keyword.iskeyword(base):
             base += "_"
-        name, i = base, 2
-        while name in self.used:
-            name, i = f"{base}_{i}", i + 1
+        name = base
+        if name in self.used:
+            i = self.next.get(base, 2)
+            while f"{base}_{i}" in self.used:
+                i += 1
+            name = f"{base}_{i}"
+            self.next[base] = i + 1
         self.used.add(name)
         return name
 
@@ -122,8 +126,11 @@ class OnnxImporter:
     """Converts one ONNX graph; `run()` returns the MDF dict."""
 
     def __init__(self, model: onnx.ModelProto, *, batch_axis: bool = True, name: Optional[str] = None,
-                 input_shapes: Optional[Mapping[str, Sequence[int]]] = None, learnable: bool = True) -> None:
+                 input_shapes: Optional[Mapping[str, Sequence[int]]] = None, learnable: bool = True,
+                 source: str = "<model>") -> None:
         self.model = model
+        self.source = source
+        self.kinds: Dict[str, str] = {}
         self.graph = model.graph
         self.opset = default_opset(model)
         self.batch_axis = batch_axis
@@ -145,7 +152,9 @@ class OnnxImporter:
         kinds: Dict[str, str] = {n: "const" for n in self.inits}
         kinds.update({i.name: "dynamic" for i in self.graph_inputs})
         for node in self.graph.node:
-            ins = [kinds.get(n, "const") for n in node.input if n]
+            # (a node reads its inputs and what its subgraphs capture from the graph: an If branch reading a graph
+            # input is dynamic, never folded from the probe inputs)
+            ins = [kinds.get(n, "const") for n in node_inputs(node)]
             if node.op_type in ("Shape", "Size"):
                 kind = "const" if all(k == "const" for k in ins) else "shape"
             elif "dynamic" in ins:
@@ -194,26 +203,33 @@ class OnnxImporter:
 
     def probe(self) -> List[Dict[str, np.ndarray]]:
         """Every intermediate value of the graph for the probe inputs (random, fixed seed)."""
-        from onnx.reference import ReferenceEvaluator
-
         rng = np.random.default_rng(0)
+        const = {n for n, k in self.kinds.items() if k == "const"}
         try:
-            ev = ReferenceEvaluator(self.model)
+            ev = GuardedRunner(self.model, const, self.inits, self.source)
+        except MdfBridgeError:
+            raise
         except Exception as exc:  # noqa: BLE001 - the reference evaluator's own errors
-            raise UnsupportedError(f"onnx's reference evaluator cannot load the model to find shapes: {exc}") from exc
+            raise UnsupportedError(f"onnx's reference evaluator cannot load the model to find shapes: "
+                                   f"{one_line(exc)}", where=self.source) from exc
         runs = []
         for feed_shapes in self.probe_shapes():
             feeds = {k: rng.uniform(0.1, 0.9, size=s).astype(_np_type(self.graph_input(k))) for k, s in
                      feed_shapes.items()}
             try:
                 with np.errstate(all="ignore"):
-                    # (cast: onnx's annotation covers both forms; intermediate=True returns the dict)
-                    results = cast(Dict[str, np.ndarray], ev.run(None, feeds, intermediate=True))
+                    results = cast(Dict[str, np.ndarray], ev.run(feeds))
+            except MdfBridgeError:
+                raise
+            except MemoryError:
+                raise LimitError("running the ONNX graph on probe inputs to find shapes ran out of memory",
+                                 where=self.source) from None
             except Exception as exc:  # noqa: BLE001
                 hint = (" (does the graph fix the batch size, e.g. a Reshape to a constant shape? import with "
                         "batch_axis=False to treat each tensor as one trial)" if self.batch_axis else "")
                 raise UnsupportedError(f"running the ONNX graph on inputs of shapes "
-                                       f"{ {k: v.shape for k, v in feeds.items()} } failed: {exc}{hint}") from exc
+                                       f"{ {k: v.shape for k, v in feeds.items()} } failed: {one_line(exc)}{hint}",
+                                       where=self.source) from exc
             results.update(feeds)
             runs.append(results)
         return runs
@@ -224,34 +240,48 @@ class OnnxImporter:
 
     def per_trial(self, name: str, runs: List[Dict[str, np.ndarray]]) -> Optional[Tuple[int, ...]]:
         """Per-trial shape of a dynamic tensor, or None if the probe runs show it lost the batch axis."""
-        shapes = [tuple(np.shape(r[name])) for r in runs if name in r]
+        shapes = [np.shape(r[name]) for r in runs if name in r]
         if not shapes:
             return None
         if not self.batch_axis:
-            return shapes[0]
-        ok = all(len(s) >= 1 and s[0] == b for s, b in zip(shapes, PROBE_BATCHES)) and len({s[1:] for s in shapes}) == 1
-        return shapes[0][1:] if ok else None
+            return tuple(shapes[0])
+        first = shapes[0]
+        for s, b in zip(shapes, PROBE_BATCHES):
+            if not s or s[0] != b or s[1:] != first[1:]:
+                return None
+        return tuple(first[1:])
 
     # ------------------------------------------------------------------ building
     def run(self) -> Dict[str, Any]:
         """The MDF document dict."""
-        for node in self.graph.node:
+        graph_nodes = list(self.graph.node)
+        for node in graph_nodes:
             if node.domain not in ("", "ai.onnx"):
                 raise UnsupportedError(f"ONNX node '{node.name}' is op '{node.op_type}' of domain '{node.domain}'; "
-                                       "only the default ONNX domain is supported")
-        kinds = self.classify()
+                                       "only the default ONNX domain is supported",
+                                       where=self.source)
+        kinds = self.kinds = self.classify()
         used_by: Dict[str, int] = {}
-        for node in self.graph.node:
+        firsts: List[str] = []  # each node's first named output (optional outputs may be omitted: "")
+        for node in graph_nodes:
+            outs = list(node.output)
+            first = next((o for o in outs if o), "")
+            firsts.append(first)
             for n in node.input:
                 used_by[n] = used_by.get(n, 0) + 1
-        outputs = {o.name for o in self.graph.output}
-        for node in self.graph.node:  # fail early, before running anything, on ops without a handler
-            dynamic = any(kinds.get(o) == "dynamic" for o in node.output if o)
-            if dynamic and find_import(node.op_type, self.opset) is None:
+            kind = kinds.get(first, "const") if first else "const"
+            if kind != "const" and has_subgraphs(node):  # subgraphs reading the graph's inputs: not folded
+                raise UnsupportedError(
+                    f"ONNX op '{node.op_type}' has subgraphs that read tensors computed from the graph inputs; "
+                    "mdfbridge imports If/Loop/Scan only when they compute constants (they are folded)",
+                    where=f"{self.source}: ONNX node '{node_label(node)}'")
+            # fail early, before running anything, on ops without a handler
+            if any(kinds.get(o) == "dynamic" for o in outs if o) and find_import(node.op_type, self.opset) is None:
                 raise UnsupportedError(
                     f"ONNX op '{node.op_type}' (opset {self.opset}) is not supported by mdfbridge's ONNX importer; "
                     f"supported: {', '.join(supported_onnx_ops())}",
                     where=f"ONNX node '{node.name or node.output[0]}'")
+        outputs = {o.name for o in self.graph.output}
         runs = self.probe()
         for inp in self.graph_inputs:
             shape = self.per_trial(inp.name, runs)
@@ -264,8 +294,7 @@ class OnnxImporter:
             self.tensors[inp.name] = Tensor(inp.name, "dynamic", shape, producer=(nid, OUTPUT_PORT))
         for name, value in self.inits.items():
             self.tensors[name] = Tensor(name, "const", tuple(value.shape), value)
-        for index, node in enumerate(self.graph.node):
-            first = next((o for o in node.output if o), "")  # optional outputs may be omitted ("")
+        for index, (node, first) in enumerate(zip(graph_nodes, firsts)):
             kind = kinds.get(first, "const") if first else "const"
             if kind == "const":
                 for o in node.output:
@@ -287,16 +316,17 @@ class OnnxImporter:
     def import_node(self, index: int, node: onnx.NodeProto, runs: List[Dict[str, np.ndarray]],
                     used_by: Dict[str, int], outputs: Set[str]) -> None:
         """One ONNX node that computes from the inputs -> one MDF node (and its incoming edges)."""
-        entry = find_import(node.op_type, self.opset)
-        ins = [self.tensors.get(n) if n else None for n in node.input]
-        for n, t in zip(node.input, ins):
+        op_type, node_ins, node_outputs = node.op_type, list(node.input), list(node.output)  # (read protobuf once)
+        entry = find_import(op_type, self.opset)
+        ins = [self.tensors.get(n) if n else None for n in node_ins]
+        for n, t in zip(node_ins, ins):
             if n and t is None:
                 raise UnsupportedError(f"input '{n}' is neither a graph input, an initializer nor computed before",
                                        where=f"ONNX node '{node.name}'")
-        out_shapes = [self.per_trial(o, runs) if o else None for o in node.output]
-        used = [bool(o) and (used_by.get(o, 0) > 0 or o in outputs) for o in node.output]
+        out_shapes = [self.per_trial(o, runs) if o else None for o in node_outputs]
+        used = [bool(o) and (used_by.get(o, 0) > 0 or o in outputs) for o in node_outputs]
         ni = NodeImport(node, self.opset, self.batch_axis, ins, out_shapes, used)
-        for o, s in zip(node.output, out_shapes):
+        for o, s in zip(node_outputs, out_shapes):
             if o and s is None and o in runs[0]:
                 got = [tuple(np.shape(r[o])) for r in runs]
                 ni.batch_problem = (f"output shape {got[0]} for {PROBE_BATCHES[0]} trials and {got[-1]} for "
@@ -313,9 +343,9 @@ class OnnxImporter:
         if missing:
             raise ni.fail("only the first output is supported" if not extra else
                           f"output(s) {missing} are not supported (only {[0, *sorted(extra)]})")
-        nid = self.ids.make(node.name, f"{node.op_type}_{index}")
+        nid = self.ids.make(node.name, f"{op_type}_{index}")
         ports = {i: OUTPUT_PORT if i == 0 else f"{OUTPUT_PORT}_{i}" for i in [0, *extra]
-                 if i < len(node.output) and node.output[i]}
+                 if i < len(node_outputs) and node_outputs[i]}
         if not ports:
             raise ni.fail("no output is named")
         shapes = {i: out_shapes[i] for i in ports}
@@ -330,7 +360,7 @@ class OnnxImporter:
                                                **{k: v for k, v in self.nodes[nid]["output_ports"].items()
                                                   if k != OUTPUT_PORT}}
         for i, port in ports.items():
-            self.tensors[node.output[i]] = Tensor(node.output[i], "dynamic", cast(Tuple[int, ...], shapes[i]),
+            self.tensors[node_outputs[i]] = Tensor(node_outputs[i], "dynamic", cast(Tuple[int, ...], shapes[i]),
                                                   producer=(nid, port), producer_op=emitted.function or "")
 
     def mdf_node(self, nid: str, node: onnx.NodeProto, em: Emitted, shape: Tuple[int, ...],
@@ -436,8 +466,9 @@ class OnnxImporter:
         for name, users in self.learnable_users.items():
             users = [u for u in users if u in keep]
             if len(users) > 1:
+                shown = ", ".join(users[:5]) + (f", ... ({len(users) - 5} more)" if len(users) > 5 else "")
                 log.warning("ONNX initializer '%s' is a learnable weight of %d nodes (%s); each gets its own copy, "
-                            "so training unties them", name, len(users), ", ".join(users))
+                            "so training unties them", name, len(users), shown)
 
     def document(self) -> Dict[str, Any]:
         """Wrap nodes and edges as a one-graph MDF document."""
@@ -478,5 +509,18 @@ def onnx_to_mdf(model: Union[str, "os.PathLike[str]", bytes, onnx.ModelProto], *
     the model declares). `learnable` (default True): MatMul/Gemm weights and their biases are marked learnable;
     False marks no parameter learnable. Ops the importer does not read raise UnsupportedError naming the node.
     """
+    source = (os.fspath(model) if isinstance(model, (str, os.PathLike)) else
+              "<bytes>" if isinstance(model, (bytes, bytearray)) else "<model>")
     proto = load_onnx(model)
-    return OnnxImporter(proto, batch_axis=batch_axis, name=name, input_shapes=input_shapes, learnable=learnable).run()
+    collecting = gc.isenabled()
+    gc.disable()  # (the import makes millions of small acyclic objects; collecting them repeatedly costs a third)
+    try:
+        return OnnxImporter(proto, batch_axis=batch_axis, name=name, input_shapes=input_shapes, learnable=learnable,
+                            source=source).run()
+    except MdfBridgeError as exc:  # every message names the file
+        if not str(exc).startswith(source):
+            exc.args = (f"{source}: {exc}",)
+        raise
+    finally:
+        if collecting:
+            gc.enable()

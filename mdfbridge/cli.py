@@ -322,6 +322,11 @@ def cmd_info_onnx(args: argparse.Namespace) -> int:
     for init in graph.initializer:
         n_values += int(np.prod(init.dims)) if init.dims else 1
     _out(f"  initializers: {len(inits)} ({n_values} parameter values)")
+    from .importers.onnx_safety import describe_subgraph_ops
+
+    sub = list(describe_subgraph_ops(graph))
+    if sub:  # (convert folds them only when they compute constants, else refuses them)
+        _out(f"  subgraph ops ({len(sub)}; converted only when constant): " + ", ".join(sub))
     if args.verbose:
         for name, init in inits.items():
             _out(f"    {name}: shape {tuple(numpy_helper.to_array(init).shape)}")

@@ -56,12 +56,18 @@ ModelLike = Union[str, "os.PathLike[str]", bytes, Any]
 
 
 def _model_bytes(model: ModelLike, dtype: str) -> Union[str, bytes]:
+    """What onnxruntime is given: a file path or bytes, checked by mdfbridge first (importers/onnx_safety.py:
+    parses, external data inside the model's folder only, not empty, versions onnx knows, initializer data whole)."""
+    from .importers.onnx_safety import load_model
+
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
-        if not os.path.isfile(path):
+        if not os.path.exists(path):
             raise DataError(f"no ONNX model at {path}")
+        load_model(path)
         return path
     if isinstance(model, (bytes, bytearray)):
+        load_model(bytes(model))
         return bytes(model)
     from .program import Program
 
@@ -92,10 +98,15 @@ class DeploymentSession:
                  session_options: Any = None) -> None:
         import onnxruntime as ort
 
+        from .importers.onnx_safety import wrap_onnxruntime
+
         self.requested = provider
         providers = choose_providers(provider)
         source = _model_bytes(model_or_path, dtype)
-        self.session = ort.InferenceSession(source, sess_options=session_options, providers=providers)
+        self.where = source if isinstance(source, str) else "<model>"
+        self.session = wrap_onnxruntime(
+            lambda: ort.InferenceSession(source, sess_options=session_options, providers=providers), self.where,
+            "loading it")
         self.provider: str = self.session.get_providers()[0]
         if str(provider).lower() == "cuda" and self.provider != CUDA:
             raise UnsupportedError(f"provider 'cuda' requested but onnxruntime fell back to {self.provider} "
@@ -140,15 +151,18 @@ class DeploymentSession:
         inputs: every model input's name -> array-like, cast to the model's input type; an array one axis short of
         the input's rank is read as one trial (the batch axis added). Unknown or missing inputs and shapes that do
         not fit raise DataError."""
+        from .importers.onnx_safety import wrap_onnxruntime
+
         feed = self._prepare(inputs)
         if not self._binding:
-            return dict(zip(self.output_names, self.session.run(self.output_names, feed)))
+            return dict(zip(self.output_names, wrap_onnxruntime(lambda: self.session.run(self.output_names, feed),
+                                                                self.where, "running it")))
         binding = self.session.io_binding()
         for name, arr in feed.items():
             binding.bind_cpu_input(name, arr)
         for name in self.output_names:
             binding.bind_output(name, "cuda")
-        self.session.run_with_iobinding(binding)
+        wrap_onnxruntime(lambda: self.session.run_with_iobinding(binding), self.where, "running it")
         return dict(zip(self.output_names, binding.copy_outputs_to_cpu()))
 
     def __repr__(self) -> str:

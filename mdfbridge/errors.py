@@ -90,3 +90,9 @@ class DataError(MdfBridgeError):
 
 class CompositionError(MdfBridgeError):
     """The Python composition API was used inconsistently (unknown node, size mismatch, ...)."""
+
+
+class OnnxError(MdfBridgeError):
+    """An ONNX file is broken or refused: it does not parse, is empty, names an IR version or opset newer than the
+    installed onnx reads, holds initializers whose data is missing, short or outside the model's folder, or onnx /
+    onnxruntime reject it (their message, made one line)."""
