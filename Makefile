@@ -1,13 +1,14 @@
 # make demo / make test: create .venv if missing, install torch (CPU build, pinned) and mdfbridge, then run.
 # make test: ruff, then mypy on the package (.ci/mypy.sh), then pytest (everything, the docs build included).
 # make test-fast: the same set-up, then pytest without the tests marked slow (no ruff, no mypy).
+# make fuzz: the same set-up, then the hypothesis fuzz properties (tests/fuzz_targets.py), 5,000 examples each.
 # make docs: the same set-up, then the API reference from the docstrings into site/ (mkdocs build --strict).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mdfbridge-installed
 
-.PHONY: demo test test-fast docs bench clean
+.PHONY: demo test test-fast fuzz docs bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +30,9 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+fuzz: $(STAMP)
+	MDFBRIDGE_FUZZ_EXAMPLES=$${MDFBRIDGE_FUZZ_EXAMPLES:-5000} $(PY) -m pytest -q -p no:cacheprovider tests/fuzz_targets.py
 
 docs: $(STAMP)
 	$(PY) -m mkdocs build --strict --site-dir site
