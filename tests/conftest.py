@@ -1,6 +1,7 @@
 """Shared fixtures: small compositions used across the suite."""
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -30,3 +31,15 @@ def learned_outputs(comp, *args, **kwargs):
     order: `comp.learn_result.outputs`; learn() itself returns PsyNeuLink's last-trial values)."""
     comp.learn(*args, **kwargs)
     return comp.learn_result.outputs
+
+
+@pytest.fixture
+def hang_guard():
+    """A generous guard: a blocking open (e.g. of a FIFO) fails the test instead of hanging the run."""
+    def _alarm(signum, frame):
+        raise TimeoutError("blocked")
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(30)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)

@@ -8,7 +8,6 @@ import io
 import os
 import pickle
 import re
-import signal
 import zipfile
 from pathlib import Path
 
@@ -24,18 +23,6 @@ from mdfbridge.limits import LimitError
 HOSTILE = Path(__file__).resolve().parent / "data" / "hostile" / "data"
 X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], float)
 SPEC = DataSpec(inputs={"input": (2,)}, outputs={"output": (1,)})
-
-
-@pytest.fixture
-def hang_guard():
-    """A generous guard: a blocking open (of a FIFO) fails the test instead of hanging the run."""
-    def _alarm(signum, frame):
-        raise TimeoutError("blocked")
-    old = signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(30)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
 
 
 def _npy(path, arr, **kw):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from pathlib import Path
 
 import pytest
@@ -18,18 +17,6 @@ from mdfbridge.limits import LimitError
 from mdfbridge.parse_limits import check_json_text
 
 HOSTILE = Path(__file__).resolve().parent / "data" / "hostile" / "parsers"
-
-
-@pytest.fixture
-def hang_guard():
-    """A generous guard: a blocking open (e.g. of a FIFO) fails the test instead of hanging the run."""
-    def _alarm(signum, frame):
-        raise TimeoutError("blocked")
-    old = signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(30)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
 
 
 def _model(shape=(2,), **port):

@@ -92,15 +92,20 @@ def constant_if(y_from_x: bool = True) -> onnx.ModelProto:
                   outputs=[helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
 
 
-def constant_loop(trips: int) -> onnx.ModelProto:
-    """y = x + Loop(trips){v += 1}: a constant Loop folded by the importer."""
-    body = helper.make_graph(
+def _counting_body() -> onnx.GraphProto:
+    """A Loop body that keeps its condition and adds 1 to a (4,) carried value."""
+    return helper.make_graph(
         [helper.make_node("Identity", ["c_in"], ["c_out"]), helper.make_node("Add", ["v_in", "one"], ["v_out"])],
         "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
                  helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
                  helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [4])],
         [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
          helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [4])])
+
+
+def constant_loop(trips: int) -> onnx.ModelProto:
+    """y = x + Loop(trips){v += 1}: a constant Loop folded by the importer."""
+    body = _counting_body()
     return _model([helper.make_node("Loop", ["M", "cond", "v0"], ["k"], name="const_loop", body=body),
                    helper.make_node("Add", ["x", "k"], ["y"], name="add_k")],
                   inits=[numpy_helper.from_array(np.array(trips, np.int64), "M"),
@@ -112,13 +117,7 @@ def constant_loop(trips: int) -> onnx.ModelProto:
 
 def while_loop() -> onnx.ModelProto:
     """A constant Loop with no trip count whose condition stays true forever."""
-    body = helper.make_graph(
-        [helper.make_node("Identity", ["c_in"], ["c_out"]), helper.make_node("Add", ["v_in", "one"], ["v_out"])],
-        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
-                 helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
-                 helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [4])],
-        [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
-         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [4])])
+    body = _counting_body()
     return _model([helper.make_node("Loop", ["", "cond", "v0"], ["k"], name="forever", body=body),
                    helper.make_node("Add", ["x", "k"], ["y"], name="add_k")],
                   inits=[numpy_helper.from_array(np.array(True), "cond"),
