@@ -61,6 +61,7 @@ def onnx_imports() -> Dict[str, Tuple[OnnxImport, ...]]:
     return {k: tuple(v) for k, v in index.items()}
 
 
+@functools.lru_cache(maxsize=None)  # (as onnx_imports: built once)
 def find_import(op_type: str, opset: int) -> Optional[OnnxImport]:
     """The import entry of `op_type` at `opset` (its `handler` converts the node), or None."""
     return next((e for e in onnx_imports().get(op_type, ()) if e.covers(opset)), None)
@@ -371,8 +372,7 @@ class OnnxImporter:
         params: Dict[str, Any] = {}
         learnable: List[str] = []
         args: Dict[str, Any] = {}
-        local = _Names()
-        local.used |= set(em.args) | {FUNCTION_ID, OUTPUT_PORT}
+        local: Optional[_Names] = None  # parameter ids, made only for a node with constant operands
         for key, v in em.args.items():
             if not isinstance(v, Tensor):
                 args[key] = v
@@ -396,6 +396,9 @@ class OnnxImporter:
                 args[key] = float(value)
                 continue
             else:
+                if local is None:
+                    local = _Names()
+                    local.used |= set(em.args) | {FUNCTION_ID, OUTPUT_PORT}
                 pid = local.make(v.name, key, "p")
             params[pid] = {"value": value.tolist()}
             args[key] = pid

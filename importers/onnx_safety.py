@@ -66,6 +66,8 @@ def captured_names(graph: GraphProto) -> Set[str]:
 def node_inputs(node: NodeProto) -> List[str]:
     """The tensors a node reads: its inputs, then the names its subgraphs capture from outer scopes (sorted)."""
     names = [n for n in node.input if n]
+    if not node.attribute:  # (no attribute, no subgraph)
+        return names
     captured: Set[str] = set()
     for g in subgraphs(node):
         captured |= captured_names(g)

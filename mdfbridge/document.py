@@ -11,6 +11,7 @@ import copy
 import functools
 import json
 import logging
+import math
 import os
 import re
 from pathlib import Path
@@ -23,12 +24,14 @@ from jsonschema.exceptions import ValidationError, best_match
 from modeci_mdf import mdf as _mdf
 from modeci_mdf.mdf import Model, ParameterCondition
 
+from mdfbridge import json_text
 from mdfbridge.atomic import atomic_write, atomic_write_bytes  # noqa: F401 - re-exported (callers import them here)
 from mdfbridge.document_forms import clean_form, liberal_validator
 from mdfbridge.errors import DocumentError, MdfBridgeError, SchemaError, UnsupportedError
 from mdfbridge.nesting import GRAPH_KEYS, flatten_document, is_nested
 from mdfbridge.parse_limits import (
     LimitedComposerMixin,
+    bad_text,
     check_json_text,
     check_shapes,
     check_strings,
@@ -350,13 +353,15 @@ def load_document_dict(path: PathLike, *, strict: bool = False, as_written: bool
         raise DocumentError("file is empty; expected one model: {<model id>: {...}}", path=where)
     data = _parse_json(text, where) if fmt == "json" else _parse_yaml(text, where)
     _check_top_level(data, where, DocumentError)
+    json_keys = fmt == "json"  # (JSON keys are strings: nothing to check)
     if strict:
-        validate_dict(data, where)
+        _validate(data, where, False, keys_checked=json_keys)
     else:
         kept = clean_form(data, notes=True)
         # without the word "notes" in the text (nor an escape that could spell it) there are none to drop: the one
         # copy serves validation too (each clean_form is a pass over the whole document)
-        validate_dict(clean_form(data) if "notes" in text or "\\" in text else kept, where, liberal=True)
+        _validate(clean_form(data) if "notes" in text or "\\" in text else kept, where, True,
+                  keys_checked=json_keys)
         data = data if as_written else kept
     logger.debug("loaded %s document %s (model %r)", fmt, where, next(iter(data)))
     return data
@@ -553,9 +558,14 @@ def validate_dict(data: Dict[str, Any], path: Optional[str] = None, liberal: boo
     data: the serialised document ({model id: {...}}); path: the file it came from, named in errors (default None:
     '<document>'); liberal: read as other writers write (default False: the form mdfbridge writes): ids may be any
     non-empty string but a Python keyword, and nested graphs are checked flattened (mdfbridge.nesting)."""
-    where = os.fspath(path) if path is not None else None
+    _validate(data, os.fspath(path) if path is not None else None, liberal)
+
+
+def _validate(data: Dict[str, Any], where: Optional[str], liberal: bool, keys_checked: bool = False) -> None:
+    """validate_dict; keys_checked: every mapping key is known to be a string (JSON text, `_plain_checked`)."""
     _check_top_level(data, where, SchemaError)
-    _check_string_keys(data, [], where)
+    if not keys_checked:
+        _check_string_keys(data, [], where)
     _refuse_gating(data, where)
     if liberal:
         data = flatten_document(data)
@@ -657,17 +667,165 @@ def _to_plain(value: Any, parts: List[Any], where: Optional[str] = None) -> Any:
                       path=where, json_path=_json_path(parts))
 
 
+class _NotPlain(Exception):
+    """Raised by `_plain_fast` at anything it does not pass: the slow walks then name the place."""
+
+
+class _Seen:
+    """What `_plain_fast` saw on the way: a `notes` key; a float that is not finite (NaN, an infinity)."""
+
+    __slots__ = ("notes", "non_finite")
+
+    def __init__(self) -> None:
+        self.notes = False
+        self.non_finite = False
+
+
+def _finite_row(row: Any) -> bool:
+    """Are all numbers of a row of numbers finite? (Their sum is then finite, barring overflow: a false no.)"""
+    try:
+        return math.isfinite(sum(row))
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _plain_fast(value: Any, seen: _Seen) -> Any:
+    """`_to_plain` in one pass without a path (so without a list per item), checking on the way what
+    `_check_string_keys` and `check_strings` check (string keys; no NUL or lone surrogate in keys or strings)
+    and noting in `seen` what it saw. Raises _NotPlain where the slow walks must say what is wrong."""
+    t = type(value)
+    if t is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                if not isinstance(key, str):
+                    raise _NotPlain
+                key = str(key)  # np.str_
+            if bad_text(key):
+                raise _NotPlain
+            if key == "notes":
+                seen.notes = True
+            ti = type(item)
+            if ti is float or ti is int or ti is bool or item is None:
+                if ti is float and not math.isfinite(item):
+                    seen.non_finite = True
+                out[key] = item
+            elif ti is str:
+                if bad_text(item):
+                    raise _NotPlain
+                out[key] = item
+            else:
+                out[key] = _plain_fast(item, seen)
+        return out
+    if t is list or t is tuple:
+        if _NUMBERS.issuperset(map(type, value)):  # a row of numbers (in C): nothing to convert or check
+            if not _finite_row(value):
+                seen.non_finite = True
+            return list(value)
+        return [_plain_fast(item, seen) for item in value]
+    if t is float or t is int or t is bool or value is None:
+        if t is float and not math.isfinite(value):
+            seen.non_finite = True
+        return value
+    if isinstance(value, str):
+        if bad_text(value):
+            raise _NotPlain
+        return str(value)  # (also modelspec's EvaluableExpression)
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "fiub":
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                seen.non_finite = True
+            return value.tolist()
+        return _plain_fast(value.tolist(), seen)
+    if isinstance(value, np.generic):
+        return _plain_fast(value.item(), seen)
+    if isinstance(value, int):  # a subclass (an IntEnum; np.bool_ and np.int64 are np.generic, above)
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    raise _NotPlain
+
+
+_NUMBERS = frozenset({float, int, bool})
+
+
+def _is_plain(value: Any, seen: _Seen) -> bool:
+    """Is value made of plain JSON types only (exactly: no subclass, tuple or numpy value), its keys strings, no
+    NUL or lone surrogate anywhere? (Then `_plain_checked` need not copy it: a walk without building anything,
+    about twice as fast.)"""
+    t = type(value)
+    if t is dict:
+        for key, item in value.items():
+            if type(key) is not str or bad_text(key):
+                return False
+            if key == "notes":
+                seen.notes = True
+            ti = type(item)
+            if ti is dict or ti is list:
+                if not _is_plain(item, seen):
+                    return False
+            elif ti is str:
+                if bad_text(item):
+                    return False
+            elif ti is float:
+                if not math.isfinite(item):
+                    seen.non_finite = True
+            elif not (ti is int or ti is bool or item is None):
+                return False
+        return True
+    if t is list:
+        if _NUMBERS.issuperset(map(type, value)):
+            if not _finite_row(value):
+                seen.non_finite = True
+            return True
+        for item in value:
+            if not _is_plain(item, seen):
+                return False
+        return True
+    if t is str:
+        return not bad_text(value)
+    if t is float:
+        if not math.isfinite(value):
+            seen.non_finite = True
+        return True
+    return t is int or t is bool or value is None
+
+
+def _plain_checked(value: Any, where: Optional[str]) -> Tuple[Any, _Seen]:
+    """(value in plain JSON types, what was seen in it), refusing what cannot be saved: a value of another type,
+    a key that is not a string, a NUL character or lone surrogate (SchemaError naming the JSON path). Value itself
+    comes back when it is plain already, else a copy (numpy arrays as lists, tuples as lists, np.str_ keys as
+    str)."""
+    seen = _Seen()
+    if _is_plain(value, seen):
+        return value, seen
+    seen = _Seen()
+    try:
+        return _plain_fast(value, seen), seen
+    except _NotPlain:
+        pass
+    data = _to_plain(value, [], where)  # the slow walks: each names the place of what it refuses
+    _check_string_keys(data, [], where)
+    check_strings(data, where, _json_path)
+    seen.notes = seen.non_finite = True  # (not known: the careful paths)
+    return data, seen
+
+
 def model_to_dict(model: Model, path: Optional[str] = None) -> Dict[str, Any]:
     """Serialise a ``modeci_mdf.mdf.Model`` to the dict layout of ``Model.to_json()`` (plain JSON types).
 
     model: the Model; path: the file it is for, named in errors (default None: '<document>')."""
+    return _plain_checked(_model_dict(model, path), path)[0]
+
+
+def _model_dict(model: Model, path: Optional[str]) -> Dict[str, Any]:
+    """modeci-mdf's dict of a Model (its values not yet plain JSON types)."""
     _normalise_parameter_conditions(model)
     try:
-        data = model.to_dict()
+        return model.to_dict()
     except Exception as exc:
         raise SchemaError(f"modeci-mdf could not serialise the model: {_describe(exc)}",
                           path=path, json_path=_json_path([getattr(model, "id", "?")])) from exc
-    return _to_plain(data, [], path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -691,17 +849,17 @@ def _with_header(data: Dict[str, Any], generating_application: Optional[str], ke
     return {model_id: new_body}
 
 
-def _write_atomically(target: Path, fmt: str, data: Dict[str, Any], force: bool = False) -> None:
+def _write_atomically(target: Path, fmt: str, data: Dict[str, Any], force: bool = False, finite: bool = False
+                      ) -> None:
     def write(f: IO[Any]) -> None:
         if fmt == "json":
-            json.dump(data, f, indent=4, ensure_ascii=False)
-            f.write("\n")
+            f.write(json_text.dumps(data, finite=finite))
         else:
             yaml.safe_dump(data, f, sort_keys=False, default_flow_style=None, indent=4, allow_unicode=True,
                            width=100)
 
     try:
-        atomic_write(target, write, force=force)  # (its temp file is removed on any error)
+        atomic_write(target, write, binary=fmt == "json", force=force)  # (its temp file is removed on any error)
     except UnicodeEncodeError as exc:  # a lone surrogate in a string from the API: UTF-8 cannot hold it
         raise DocumentError(f"cannot write a string holding {exc.object[exc.start:exc.end]!r} (a lone surrogate); "
                             "expected valid Unicode text", path=str(target)) from None
@@ -709,7 +867,8 @@ def _write_atomically(target: Path, fmt: str, data: Dict[str, Any], force: bool 
 
 def save_document(model_or_dict: Union[Model, Dict[str, Any]], path: PathLike, *,
                   generating_application: Optional[str] = None, liberal: bool = False, force: bool = False) -> None:
-    """Validate and atomically write a Model or MDF dict as JSON (indent 4) or YAML, chosen by extension.
+    """Validate and atomically write a Model or MDF dict as JSON (mdfbridge.json_text: objects indented, numeric
+    arrays on one line) or YAML, chosen by extension.
 
     model_or_dict: a ``modeci_mdf.mdf.Model`` or its serialised dict ({model id: {...}}); path: the file (str or
     path-like; `.json`, `.yaml` or `.yml`), replaced only once the whole document is written;
@@ -717,21 +876,24 @@ def save_document(model_or_dict: Union[Model, Dict[str, Any]], path: PathLike, *
     another writer's document is read, its ids, forms and format header kept (default False: mdfbridge's own form);
     force: replace a read-only file too (default False: DocumentError '<path>: is read-only'). Written as
     mdfbridge.atomic writes: through a symlink, the file's permissions kept."""
+    from .lowering import gc_paused
+
     where = os.fspath(path)
     fmt = _format_of(path)
     if isinstance(model_or_dict, Model):
-        data = model_to_dict(model_or_dict, where)
-    elif isinstance(model_or_dict, dict):
-        data = _to_plain(model_or_dict, [], where)
-    else:
+        model_or_dict = _model_dict(model_or_dict, where)
+    elif not isinstance(model_or_dict, dict):
         raise TypeError(f"save_document expects a modeci_mdf Model or an MDF dict, "
                         f"got {type(model_or_dict).__name__}")
-    _check_top_level(data, where, SchemaError)
-    data = _with_header(data, generating_application, keep_format=liberal)
-    # a document's own notes pass through (mdfbridge writes none); so do other writers' forms when liberal
-    validate_dict(clean_form(data, forms=liberal), where, liberal=liberal)
-    check_strings(data, where, _json_path)  # no NUL or lone surrogate is ever written
-    _write_atomically(Path(where), fmt, data, force)
+    with gc_paused():  # a large document: millions of new objects the collector would walk again and again
+        # plain JSON types, string keys, no NUL or lone surrogate (nothing a reader would refuse is ever written)
+        data, seen = _plain_checked(model_or_dict, where)
+        _check_top_level(data, where, SchemaError)
+        data = _with_header(data, generating_application, keep_format=liberal)
+        # a document's own notes pass through (mdfbridge writes none); so do other writers' forms when liberal
+        _validate(clean_form(data, forms=liberal) if seen.notes or liberal else data, where, liberal,
+                  keys_checked=True)
+        _write_atomically(Path(where), fmt, data, force, finite=not seen.non_finite)
     logger.debug("saved %s document %s (model %r)", fmt, where, next(iter(data)))
 
 

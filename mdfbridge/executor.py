@@ -34,8 +34,10 @@ def batched_tensors(program: Program) -> Set[str]:
     """Names of the tensors that carry the batch axis (inputs, state and what depends on them)."""
     batched = set(program.states) | {f"{s.node}.{s.port}" for s in program.inputs.values()}
     for op in program.ops:
-        if any(_refs_batched(v, batched) for v in op.args.values()):
-            batched.add(op.out)
+        for v in op.args.values():
+            if (v.name in batched) if type(v) is TensorRef else _refs_batched(v, batched):
+                batched.add(op.out)
+                break
     return batched
 
 

@@ -25,7 +25,9 @@ Path = Tuple[str, ...]
 
 def is_nested(node: Any) -> bool:
     """True for a node that holds a graph (nodes, edges or conditions of its own)."""
-    return isinstance(node, Mapping) and any(k in node for k in GRAPH_KEYS)
+    if type(node) is not dict and not isinstance(node, Mapping):
+        return False
+    return "nodes" in node or "edges" in node or "conditions" in node  # (GRAPH_KEYS, unrolled: once a node)
 
 
 @dataclass

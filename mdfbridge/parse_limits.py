@@ -196,7 +196,8 @@ def check_json_text(text: str, where: str) -> None:
     if _SUSPECT_ESCAPE.search(text):
         _scan_structure(text, where, None)
     numbers = raw.translate(_NUMBER_MAP)
-    if b"0" * (lim.max_number_digits + 1) in numbers or b"e000" in numbers or b"e+000" in numbers:
+    # (a digit before the e: an exponent of 3 digits, not an id such as "e1000" inside a string)
+    if b"0" * (lim.max_number_digits + 1) in numbers or b"0e000" in numbers or b"0e+000" in numbers:
         _check_numbers(text, where, lim.max_number_digits)
 
 
@@ -225,6 +226,12 @@ def _scan_structure(text: str, where: str, max_depth: Optional[int]) -> None:
 _INT_TAG = "tag:yaml.org,2002:int"
 _BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
 _FLOAT_TAG = "tag:yaml.org,2002:float"
+
+
+def bad_text(text: str) -> bool:
+    """Does a string hold a NUL character or a lone surrogate (which no JSON or YAML reader takes back)? ASCII
+    text is checked without the regex."""
+    return "\x00" in text or (not text.isascii() and _BAD_CHARS.search(text) is not None)
 
 
 class LimitedComposerMixin:

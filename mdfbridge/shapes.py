@@ -48,7 +48,7 @@ def _rule_args(op: Op, opdef: Any, shapes: Dict[str, Tuple[int, ...]]) -> Dict[s
         elif k in opdef.attrs or v is None:
             out[k] = v
         else:
-            out[k] = Shape(np.shape(v))
+            out[k] = Shape(() if type(v) is float or type(v) is int else np.shape(v))
     return out
 
 

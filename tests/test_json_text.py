@@ -1,0 +1,84 @@
+"""mdfbridge.json_text: the JSON text mdfbridge writes reads back to the same document (the standard library's
+json as the oracle), numeric arrays on one line, NaN/Infinity and integers beyond 64 bits written as the standard
+library writes them."""
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mdfbridge import json_text
+from mdfbridge.document import load_document_dict, save_document
+
+DOC = {"m": {"format": "ModECI MDF v0.4", "graphs": {"g": {"nodes": {"n": {
+    "parameters": {"W": {"value": [[0.5, -1e-05, 3.0], [1e300, 2.5e-300, 0.1]]}, "b": {"value": [True, False]}},
+    "metadata": {"text": "x[1,\n 2]", "empty": [], "mixed": [1, "a", None], "deep": [[[1, 2], [3, 4]]]},
+    "input_ports": {"x": {"shape": [3]}}, "output_ports": {"y": {"value": "W"}}}}}}}}
+
+
+@pytest.mark.parametrize("finite", [True, False])
+def test_reads_back_the_same(finite):
+    text = json_text.dumps(DOC, finite=finite)
+    assert json.loads(text) == DOC
+    lines = text.decode().splitlines()
+    assert '"shape": [3]' in text.decode()
+    rows = [json.loads(line.strip().rstrip(",")) for line in lines if line.strip().startswith("[") and "]" in line]
+    assert rows == [[0.5, -1e-05, 3.0], [1e300, 2.5e-300, 0.1], [1, 2], [3, 4]]  # a matrix: a row a line
+    assert any(line.strip() == '"value": [true,false]' for line in lines)
+    assert '"text": "x[1,\\n 2]"' in text.decode()  # a string's text is never touched
+    assert text.endswith(b"}\n")
+
+
+def test_both_paths_lay_out_alike():
+    finite = json_text.dumps(DOC, finite=True).decode().splitlines()
+    exact = json_text.dumps(DOC, finite=False).decode().splitlines()
+    assert [line.split(":")[0] for line in finite] == [line.split(":")[0] for line in exact]
+
+
+@pytest.mark.parametrize("value,written", [(math.nan, "NaN"), (math.inf, "Infinity"), (-math.inf, "-Infinity")])
+def test_non_finite_floats_are_kept(tmp_path, value, written):
+    doc = {"m": {"format": "ModECI MDF v0.4", "graphs": {"g": {"nodes": {"n": {
+        "parameters": {"p": {"value": [1.0, value]}, "q": {"value": value}},
+        "output_ports": {"y": {"value": "p"}}}}}}}}
+    path = tmp_path / "m.json"
+    save_document(doc, path)
+    assert f"[1.0,{written}]" in path.read_text()
+    back = load_document_dict(path)["m"]["graphs"]["g"]["nodes"]["n"]["parameters"]
+    np.testing.assert_array_equal(back["p"]["value"], [1.0, value])
+    assert back["q"]["value"] == value or (math.isnan(value) and math.isnan(back["q"]["value"]))
+
+
+def test_integers_beyond_64_bits():
+    doc = {"a": [2 ** 70, 1], "b": -(2 ** 65), "c": 2 ** 64 - 1}
+    for finite in (True, False):
+        assert json.loads(json_text.dumps(doc, finite=finite)) == doc
+
+
+def test_numpy_values_are_saved_as_lists(tmp_path):
+    doc = {"m": {"format": "ModECI MDF v0.4", "graphs": {"g": {"nodes": {"n": {
+        "parameters": {"W": {"value": np.arange(6, dtype=np.float32).reshape(2, 3)},
+                       "k": {"value": np.int64(3)}, "z": {"value": np.array([np.nan, 1.0])}},
+        "output_ports": {"y": {"value": "W"}}}}}}}}
+    path = tmp_path / "m.json"
+    save_document(doc, path)
+    params = load_document_dict(path)["m"]["graphs"]["g"]["nodes"]["n"]["parameters"]
+    assert params["W"]["value"] == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    assert params["k"]["value"] == 3
+    assert math.isnan(params["z"]["value"][0])
+
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2 ** 80), 2 ** 80), st.floats(allow_nan=False),
+                     st.text(st.characters(blacklist_categories=("Cs",)), max_size=8))
+_docs = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                       st.dictionaries(st.text(max_size=5), inner, max_size=4)),
+                     max_leaves=30)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_docs)
+def test_any_document_reads_back(doc):
+    assert json.loads(json_text.dumps(doc, finite=False)) == doc
+    if "Infinity" not in json.dumps(doc):  # (finite=True: the caller's promise)
+        assert json.loads(json_text.dumps(doc, finite=True)) == doc
