@@ -11,6 +11,9 @@ Sections
           run      the Program on the numpy reference (`run_with_backend(prog, inputs, 'numpy')`) matches
                    onnxruntime on the original file
           onnx     `program_to_onnx(program)`, run by onnxruntime, matches onnxruntime on the original file
+                   (`ok`: bit-exact; `ok (not exact)`: within tolerance)
+          io       the re-exported model's graph inputs and outputs have the original's names, order and
+                   element types
           train    `mdfbridge.learn(program, ...)`: 2 epochs on random targets, every loss finite and at least one
                    learnable parameter changed
           torch    torch.nn -> MDF directly (`module_to_program(module, inputs)`) on the numpy reference matches
@@ -20,7 +23,7 @@ Sections
         pytorch-operator, simple, real, light, node: whichever exist), `.onnx` files shipped by installed packages
         (onnxruntime's datasets), and small skl2onnx models made here when skl2onnx is installed. Inputs: the
         file's test_data_set_0 `input_*.pb` when present, else random values of the declared shapes (symbolic
-        dimensions 3). Columns: import, run, onnx (as above), o2t.
+        dimensions 3). Columns: import, run, onnx, io (as above), o2t.
 
 "matches" is `np.allclose(ours, reference, rtol=1e-5, atol=1e-5)` (float32 graphs; integer/bool outputs equal);
 outputs are paired by name (exact, then with non-identifier characters made `_`), then by position. A cell is `ok`
@@ -69,8 +72,8 @@ RTOL = ATOL = 1e-5
 BATCH = 3  # the batch size of zoo inputs, and of symbolic dimensions of real files' random inputs
 SYMBOLIC = 3
 DEFAULT_O2T = "/work/o2t-venv/bin/python"
-ZOO_COLUMNS = ("export", "import", "run", "onnx", "train", "torch", "o2t")
-REAL_COLUMNS = ("import", "run", "onnx", "o2t")
+ZOO_COLUMNS = ("export", "import", "run", "onnx", "io", "train", "torch", "o2t")
+REAL_COLUMNS = ("import", "run", "onnx", "io", "o2t")
 BACKEND_DATA = ("node", "pytorch-converted", "pytorch-operator", "real", "simple", "light")
 
 
@@ -396,8 +399,10 @@ def job_onnx(job: Dict[str, Any], emit: Callable[[str, Dict[str, Any]], None]) -
     inputs = load_npz(job["inputs"]) if job.get("inputs") else {}
     expected = load_npz(job["expected"]) if job.get("expected") else {}
     emit_raw = emit
+    emitted = set()
 
     def emit(check: str, result: Dict[str, Any]) -> None:  # cells without the file's (temporary) path
+        emitted.add(check)
         if "text" in result:
             result["text"] = result["text"].replace(f"{path}: ", "").replace(path, "<file>")
         emit_raw(check, result)
@@ -425,7 +430,7 @@ def job_onnx(job: Dict[str, Any], emit: Callable[[str, Dict[str, Any]], None]) -
         emit("import", {"ok": False, "text": first_line(exc), "error": str(exc)[:2000]})
         return
     if not ref:
-        for check in ("run", "onnx", "train"):
+        for check in ("run", "onnx", "io", "train"):
             emit(check, {"ok": False, "text": "no reference outputs"})
         return
 
@@ -444,21 +449,44 @@ def job_onnx(job: Dict[str, Any], emit: Callable[[str, Dict[str, Any]], None]) -
     try:
         model = program_to_onnx(prog)
         onnx.save(model, str(folder / (job["stem"] + ".roundtrip.onnx")))
+        emit("io", _same_interface(onnx.load(path, load_external_data=False), model))
         sess = ort_session(model.SerializeToString())
-        names = [i.name for i in sess.get_inputs()]
-        back = dict(zip([o.name for o in sess.get_outputs()],
-                        sess.run(None, {n: lead(inputs[o]).astype(_ort_type(i.type))
-                                        for (o, n), i in zip(pair_names(list(inputs), names).items(),
-                                                             sess.get_inputs())})))
+        by_name = {i.name: i for i in sess.get_inputs()}
+        feed_back = {n: lead(inputs[o]).astype(_ort_type(by_name[n].type))
+                     for o, n in pair_names(list(inputs), list(by_name)).items()}
+        back = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed_back)))
         back = {k: v if batch_axis else v[0] for k, v in back.items()}
         ok, text, diff = compare_all(back, ref)
         emit("onnx", {"ok": ok, "text": ("ok" if diff == 0 else "ok (not exact)") if ok else text, "maxdiff": diff,
                       "exact": ok and diff == 0})
     except Exception as exc:  # noqa: BLE001
         emit("onnx", {"ok": False, "text": first_line(exc)})
+        if "io" not in emitted:
+            emit("io", {"ok": False, "text": "no re-exported model"})
 
     if job.get("train"):
         emit("train", _train(prog, feed, ref, batch_axis))
+
+
+def _interface(model: Any) -> Tuple[List[Tuple[str, int]], List[Tuple[str, int]]]:
+    inits = {t.name for t in model.graph.initializer}
+    return ([(i.name, i.type.tensor_type.elem_type) for i in model.graph.input if i.name not in inits],
+            [(o.name, o.type.tensor_type.elem_type) for o in model.graph.output])
+
+
+def _same_interface(original: Any, exported: Any) -> Dict[str, Any]:
+    """Does the re-exported model have the original's graph inputs and outputs: names, order, element types?"""
+    import onnx
+
+    for what, a, b in zip(("inputs", "outputs"), _interface(original), _interface(exported)):
+        if [n for n, _ in a] != [n for n, _ in b]:
+            return {"ok": False, "text": f"{what} {[n for n, _ in b]} vs original {[n for n, _ in a]}"}
+        types = [(n, t, u) for (n, t), (_, u) in zip(a, b) if t != u]
+        if types:
+            n, t, u = types[0]
+            name = onnx.helper.tensor_dtype_to_np_dtype
+            return {"ok": False, "text": f"{what[:-1]} {n!r} is {name(u)}, was {name(t)}"}
+    return {"ok": True, "text": "ok"}
 
 
 def _ort_type(type_text: str) -> Any:
@@ -768,7 +796,7 @@ def missing_ops(path: str) -> List[str]:
         model = onnx.load(path, load_external_data=False)
     except Exception:  # noqa: BLE001
         return []
-    known = set(supported_onnx_ops())
+    known = set(supported_onnx_ops()) | {"Constant"}  # Constant nodes are folded into values
     return sorted({(n.domain + "::" if n.domain not in ("", "ai.onnx") else "") + n.op_type
                    for n in model.graph.node if n.op_type not in known or n.domain not in ("", "ai.onnx")})
 
@@ -811,11 +839,12 @@ class Bench:
                     job = {"job": "onnx", "path": path, "folder": str(self.folder), "train": True,
                            "inputs": str(self.folder / f"{kind}.inputs.npz"), "stem": f"{kind}.{exporter}"}
                     res = self.mdf.run(job, self.args.timeout)
-                    row["checks"].update({c: _cell(res, c) for c in ("import", "run", "onnx", "train")})
+                    row["checks"].update({c: _cell(res, c) for c in ("import", "run", "onnx", "io", "train")})
                     row["checks"]["o2t"] = self.o2t_cell(job)
                     row["reference"] = res.get("reference", {}).get("text")
+                    row["missing_ops"] = missing_ops(path)
                 else:
-                    for c in ("import", "run", "onnx", "train", "o2t"):
+                    for c in ("import", "run", "onnx", "io", "train", "o2t"):
                         row["checks"][c] = {"ok": False, "text": "no file (export failed)", "skipped": True}
                 self._finish(row, t0)
                 t0 = time.perf_counter()
@@ -846,7 +875,7 @@ class Bench:
             job = {"job": "onnx", "path": str(path), "folder": str(self.folder), "train": False, "inputs": inputs,
                    "expected": expected, "stem": stem}
             res = self.mdf.run(job, self.args.timeout)
-            row["checks"] = {c: _cell(res, c) for c in ("import", "run", "onnx")}
+            row["checks"] = {c: _cell(res, c) for c in ("import", "run", "onnx", "io")}
             row["reference"] = res.get("reference", {}).get("text")
             row["checks"]["o2t"] = self.o2t_cell(job) if inputs is not None else {"ok": False, "text": origin}
             row["missing_ops"] = missing_ops(str(path))
@@ -914,7 +943,8 @@ class Bench:
                 for exporter in ("legacy", "dynamo"):
                     sub = [r for r in rows if r["exporter"] == exporter]
                     cells = ", ".join(f"{c} {sum(bool(r['checks'].get(c, {}).get('ok')) for r in sub)}"
-                                      for c in ("export", "import", "run", "onnx", "train", "o2t") if self._shown(c))
+                                      for c in ("export", "import", "run", "onnx", "io", "train", "o2t")
+                                      if self._shown(c))
                     lines.append(f"  {exporter:6s}: {cells} (of {len(sub)})")
                 full = {r["kind"] for r in rows if all(r["checks"].get(c, {}).get("ok")
                                                       for c in ("import", "run", "onnx", "train"))}
@@ -933,16 +963,19 @@ class Bench:
             lines.append(f"  import blocked by (first op named, files): {text or 'none'}")
             for reason, n in sorted(other.items(), key=lambda kv: -kv[1]):
                 lines.append(f"  other import failure ({n}): {reason}")
-            if section == "real":
-                absent: Dict[str, int] = {}
-                for r in rows:
-                    for op in r.get("missing_ops", []):
-                        absent[op] = absent.get(op, 0) + 1
-                lines.append("  ops not in the importer's table (files containing them): "
+            absent: Dict[str, int] = {}
+            for r in rows:
+                for op in r.get("missing_ops", []):
+                    absent[op] = absent.get(op, 0) + 1
+            if absent:
+                lines.append("  ops not in the importer's table (files containing them; constant-only nodes are "
+                             "folded, so not all of these block): "
                              + ", ".join(f"{op} {n}" for op, n in sorted(absent.items(),
-                                                                          key=lambda kv: (-kv[1], kv[0]))))
+                                                                         key=lambda kv: (-kv[1], kv[0]))))
         if self.o2t is None:
-            lines.append("note: onnx2torch column skipped (no venv at --o2t-python; see benchmarks/make_o2t_venv.sh)")
+            why = "--no-o2t" if self.args.no_o2t else f"no interpreter at {self.args.o2t_python}: make one with " \
+                "benchmarks/make_o2t_venv.sh, or pass --o2t-python"
+            lines.append(f"note: onnx2torch column skipped ({why})")
         return lines
 
     def close(self) -> None:

@@ -27,17 +27,18 @@ def test_zoo_part_prints_the_table_and_the_mlps_pass(tmp_path: Path) -> None:
     text = proc.stdout
     assert "== Own zoo" in text and "== Summary" in text
     header = next(line for line in text.splitlines() if line.startswith("file "))
-    for column in ("export", "import", "run", "onnx", "train", "torch"):
+    for column in ("export", "import", "run", "onnx", "io", "train", "torch"):
         assert column in header
     rows = json.loads(out.read_text())["rows"]
     assert [r["name"] for r in rows] == ["mlp_2layer [legacy]", "mlp_2layer [dynamo]",
                                          "mlp_3layer_tanh_sigmoid [legacy]", "mlp_3layer_tanh_sigmoid [dynamo]"]
     for r in rows:
-        for check in ("export", "import", "run", "onnx", "train", "torch"):
+        for check in ("export", "import", "run", "onnx", "io", "train", "torch"):
             assert r["checks"][check]["ok"], (r["name"], check, r["checks"][check])
         assert r["checks"]["run"]["maxdiff"] <= 1e-5 and r["checks"]["onnx"]["exact"]
         assert r["name"] in text
-    assert "zoo  : export 4/4, import 4/4, run 4/4, onnx 4/4, onnx exact 4/4, train 4/4, torch 2/2 kinds" in text
+    assert ("zoo  : export 4/4, import 4/4, run 4/4, onnx 4/4, onnx exact 4/4, io 4/4, train 4/4, torch 2/2 kinds"
+            in text)
 
 
 def test_compare_catches_mismatches() -> None:
@@ -70,3 +71,19 @@ def test_blocking_op_read_from_the_importers_error(tmp_path: Path, op: str) -> N
         onnx_to_mdf(path)
     assert bench_zoo.blocking_op(str(err.value)) == op
     assert bench_zoo.missing_ops(str(path)) == [op]
+
+
+def _identity_model(outputs: list, dtype: int = TensorProto.FLOAT) -> onnx.ModelProto:
+    nodes = [helper.make_node("Identity", ["x"], [o]) for o in outputs]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", dtype, ["N", 2])],
+                              [helper.make_tensor_value_info(o, dtype, ["N", 2]) for o in outputs])
+    return helper.make_model(graph)
+
+
+def test_interface_check_sees_order_names_and_dtypes() -> None:
+    same = bench_zoo._same_interface(_identity_model(["3", "4", "5"]), _identity_model(["3", "4", "5"]))
+    assert same["ok"]
+    moved = bench_zoo._same_interface(_identity_model(["3", "4", "5"]), _identity_model(["4", "5", "3"]))
+    assert not moved["ok"] and "outputs" in moved["text"]
+    narrowed = bench_zoo._same_interface(_identity_model(["y"], TensorProto.DOUBLE), _identity_model(["y"]))
+    assert not narrowed["ok"] and "float64" in narrowed["text"]
