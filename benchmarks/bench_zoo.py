@@ -29,7 +29,8 @@ Sections
 outputs are paired by name (exact, then with non-identifier characters made `_`), then by position. A cell is `ok`
 or the first line of the error (truncated to --width). Where an import fails, the first op it names is the
 file's blocking op; the missing ops are ranked by how many files they block, with the op counts of files whose ops
-are missing from the importer's table (`supported_onnx_ops()`).
+are missing from the importer's table (`supported_onnx_ops()`). Files refused for their opset are imported once more
+after `onnx.version_converter.convert_version(model, 17)`: the summary says how many that would recover.
 
 Each file's checks run in a worker process (the repository's interpreter, `--worker mdf`) that streams one result
 per check; a file that runs past --timeout seconds has its worker killed and its remaining checks marked
@@ -42,13 +43,17 @@ its NMS and RoiAlign converters call them). --o2t-python names that venv's inter
 /work/o2t-venv/bin/python); when it is absent the column is left out with a note.
 
 Usage: bench_zoo.py [--only zoo|real] [--limit N] [--timeout S] [--json OUT] [--width W] [--no-o2t]
-                    [--o2t-python PY] [--opset N] [--extra PATH] [--keep]
+                    [--o2t-python PY] [--opset N] [--extra PATH] [--max-memory-gb G] [--max-file-mb M] [--keep]
   --only runs one section (default both); --limit N keeps the first N zoo kinds and the first N real files
   (default: all); --timeout S per file and per zoo kind's exports (default 60); --json OUT writes every row's
   results; --width W: the widest cell (default 60); --opset N exports the zoo at that opset (default:
   torch.onnx.export's own); --extra PATH adds an .onnx file, or every .onnx under a folder, to the real files
-  (repeatable). Generated files go to a temporary folder, removed at the end (--keep keeps it).
-The default run (every file, both sections, onnx2torch) takes about 2 minutes on a 2-core machine: no sampling.
+  (repeatable); --max-memory-gb G / --max-file-mb M bound each worker's address space and the files it writes
+  (default 6 GB and 2048 MB: a model past them fails with MemoryError / a write error in its cell). Generated
+  files go to a temporary folder, removed at the end (--keep keeps it).
+The default run (every file, both sections, onnx2torch; no sampling) takes about 1.5 minutes on a 2-core machine
+today, most files stopping at their first unsupported op; as ops land, the model-zoo CNNs under light/ (224x224
+inputs) run through the numpy reference, each bounded by --timeout.
 """
 from __future__ import annotations
 
@@ -69,6 +74,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 RTOL = ATOL = 1e-5
+VC_OPSET = 17  # the opset the version-converter probe converts old files to
 BATCH = 3  # the batch size of zoo inputs, and of symbolic dimensions of real files' random inputs
 SYMBOLIC = 3
 DEFAULT_O2T = "/work/o2t-venv/bin/python"
@@ -428,6 +434,8 @@ def job_onnx(job: Dict[str, Any], emit: Callable[[str, Dict[str, Any]], None]) -
                         "bytes": out_json.stat().st_size})
     except Exception as exc:  # noqa: BLE001
         emit("import", {"ok": False, "text": first_line(exc), "error": str(exc)[:2000]})
+        if "(opset" in (blocking_op(str(exc)) or ""):  # an op the importer has, at another opset
+            emit("import_vc", _import_converted(path))
         return
     if not ref:
         for check in ("run", "onnx", "io", "train"):
@@ -466,6 +474,24 @@ def job_onnx(job: Dict[str, Any], emit: Callable[[str, Dict[str, Any]], None]) -
 
     if job.get("train"):
         emit("train", _train(prog, feed, ref, batch_axis))
+
+
+def _import_converted(path: str, opset: int = VC_OPSET) -> Dict[str, Any]:
+    """Would `onnx.version_converter` to `opset` before the import recover this file (issue 13 item 2)?"""
+    import onnx
+    from onnx import version_converter
+
+    from mdfbridge.importers.onnx import onnx_to_mdf
+
+    try:
+        converted = version_converter.convert_version(onnx.load(path), opset)
+    except Exception as exc:  # noqa: BLE001
+        return {"ok": False, "text": f"version_converter: {first_line(exc, 200)}"}
+    try:
+        onnx_to_mdf(converted)
+        return {"ok": True, "text": "ok"}
+    except Exception as exc:  # noqa: BLE001
+        return {"ok": False, "text": first_line(exc, 300)}
 
 
 def _interface(model: Any) -> Tuple[List[Tuple[str, int]], List[Tuple[str, int]]]:
@@ -582,8 +608,10 @@ JOBS = {"zoo": job_zoo, "onnx": job_onnx, "o2t": job_o2t, "skl": job_skl}
 def worker_main(mode: str) -> None:
     """Read one JSON job a line on stdin; write `{"check": .., ...}` lines and `{"done": true}` per job."""
     import logging
+    import signal
     import warnings
 
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the file-size limit a write fails (EFBIG), not the process
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # libraries that print (torch.onnx's progress) write to stderr, not the result stream
     sys.stdout = sys.stderr
@@ -616,8 +644,9 @@ def worker_main(mode: str) -> None:
 class Worker:
     """A worker process running jobs with a deadline; killed and restarted after a timeout."""
 
-    def __init__(self, python: str, mode: str, log: Path) -> None:
+    def __init__(self, python: str, mode: str, log: Path, memory_gb: float = 6.0, file_mb: float = 2048.0) -> None:
         self.python, self.mode, self.log = python, mode, log
+        self.limits = (int(memory_gb * (1 << 30)), int(file_mb * (1 << 20)))
         self.proc: Optional[subprocess.Popen] = None
         self.buffer = b""
 
@@ -627,12 +656,20 @@ class Worker:
         with open(self.log, "a") as log:
             self.proc = subprocess.Popen([self.python, str(Path(__file__).resolve()), "--worker", self.mode],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                                         cwd=str(REPO), env=env, bufsize=0)
+                                         cwd=str(REPO), env=env, bufsize=0, preexec_fn=self._limit)
         self.buffer = b""
         line = self._readline(300)
         if not line or not json.loads(line).get("ready"):
             self.stop()
             raise RuntimeError(f"the {self.mode} worker did not start (see {self.log})")
+
+    def _limit(self) -> None:
+        """In the child: address space and file size bounded (a huge model fails with MemoryError / EFBIG
+        instead of exhausting a shared machine)."""
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (self.limits[0], self.limits[0]))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (self.limits[1], self.limits[1]))
 
     def _readline(self, timeout: float) -> Optional[str]:
         """The worker's next line ('' when it exited), or None past `timeout` seconds (own buffer: select()
@@ -806,10 +843,10 @@ class Bench:
 
     def __init__(self, args: argparse.Namespace, folder: Path) -> None:
         self.args, self.folder = args, folder
-        self.mdf = Worker(sys.executable, "mdf", folder / "mdf_worker.log")
+        self.mdf = Worker(sys.executable, "mdf", folder / "mdf_worker.log", args.max_memory_gb, args.max_file_mb)
         self.o2t: Optional[Worker] = None
         if not args.no_o2t and args.o2t_python and Path(args.o2t_python).exists():
-            self.o2t = Worker(args.o2t_python, "o2t", folder / "o2t_worker.log")
+            self.o2t = Worker(args.o2t_python, "o2t", folder / "o2t_worker.log", args.max_memory_gb, args.max_file_mb)
         self.rows: List[Dict[str, Any]] = []
 
     def o2t_cell(self, job: Dict[str, Any]) -> Dict[str, Any]:
@@ -876,6 +913,8 @@ class Bench:
                    "expected": expected, "stem": stem}
             res = self.mdf.run(job, self.args.timeout)
             row["checks"] = {c: _cell(res, c) for c in ("import", "run", "onnx", "io")}
+            if "import_vc" in res:
+                row["import_after_version_converter"] = res["import_vc"]
             row["reference"] = res.get("reference", {}).get("text")
             row["checks"]["o2t"] = self.o2t_cell(job) if inputs is not None else {"ok": False, "text": origin}
             row["missing_ops"] = missing_ops(str(path))
@@ -939,6 +978,11 @@ class Bench:
                     parts.append(f"onnx exact {sum(bool(r['checks'].get(c, {}).get('exact')) for r in rows)}"
                                  f"/{len(rows)}")
             lines.append(f"{section:5s}: " + ", ".join(parts))
+            vc = [r["import_after_version_converter"] for r in rows if "import_after_version_converter" in r]
+            if vc:
+                recovered = sum(bool(v.get("ok")) for v in vc)
+                lines.append(f"  refused for their opset: {len(vc)} files; importing after onnx.version_converter to "
+                             f"opset {VC_OPSET} would import {recovered} (import only, not run)")
             if section == "zoo":
                 for exporter in ("legacy", "dynamo"):
                     sub = [r for r in rows if r["exporter"] == exporter]
@@ -994,6 +1038,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--width", type=int, default=60)
     ap.add_argument("--opset", type=int, default=None)
     ap.add_argument("--extra", action="append", default=[])
+    ap.add_argument("--max-memory-gb", type=float, default=6.0)
+    ap.add_argument("--max-file-mb", type=float, default=2048.0)
     ap.add_argument("--o2t-python", default=os.environ.get("O2T_PYTHON", DEFAULT_O2T))
     ap.add_argument("--no-o2t", action="store_true")
     ap.add_argument("--keep", action="store_true")
