@@ -421,6 +421,7 @@ def job_onnx(job: Dict[str, Any], emit: Callable[[str, Dict[str, Any]], None]) -
 
     out_json = folder / (job["stem"] + ".mdf.json")
     batch_axis = True
+    t_import = time.perf_counter()
     try:
         try:
             doc = onnx_to_mdf(path)
@@ -431,7 +432,8 @@ def job_onnx(job: Dict[str, Any], emit: Callable[[str, Dict[str, Any]], None]) -
         mdfbridge.save_mdf(doc, out_json)
         prog = mdfbridge.load_program(out_json)
         emit("import", {"ok": True, "text": "ok" if batch_axis else "ok (batch_axis=False)",
-                        "bytes": out_json.stat().st_size})
+                        "mdf_bytes": out_json.stat().st_size, "onnx_bytes": os.path.getsize(path),
+                        "seconds": round(time.perf_counter() - t_import, 3)})
     except Exception as exc:  # noqa: BLE001
         emit("import", {"ok": False, "text": first_line(exc), "error": str(exc)[:2000]})
         if "(opset" in (blocking_op(str(exc)) or ""):  # an op the importer has, at another opset
@@ -978,6 +980,12 @@ class Bench:
                     parts.append(f"onnx exact {sum(bool(r['checks'].get(c, {}).get('exact')) for r in rows)}"
                                  f"/{len(rows)}")
             lines.append(f"{section:5s}: " + ", ".join(parts))
+            sized = [r["checks"]["import"] for r in rows if r["checks"].get("import", {}).get("mdf_bytes")]
+            if sized:
+                mdf_b, onnx_b = sum(c["mdf_bytes"] for c in sized), sum(c["onnx_bytes"] for c in sized)
+                secs = sum(c["seconds"] for c in sized)
+                lines.append(f"  imported files: ONNX {onnx_b / 1e6:.2f} MB -> MDF JSON {mdf_b / 1e6:.2f} MB "
+                             f"({mdf_b / max(onnx_b, 1):.1f}x), import+save+load {secs:.1f} s")
             vc = [r["import_after_version_converter"] for r in rows if "import_after_version_converter" in r]
             if vc:
                 recovered = sum(bool(v.get("ok")) for v in vc)
