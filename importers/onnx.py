@@ -241,7 +241,7 @@ class OnnxImporter:
 
     def per_trial(self, name: str, runs: List[Dict[str, np.ndarray]]) -> Optional[Tuple[int, ...]]:
         """Per-trial shape of a dynamic tensor, or None if the probe runs show it lost the batch axis."""
-        shapes = [np.shape(r[name]) for r in runs if name in r]
+        shapes = [v.shape if type(v) is np.ndarray else np.shape(v) for v in (r[name] for r in runs if name in r)]
         if not shapes:
             return None
         if not self.batch_axis:
@@ -461,11 +461,11 @@ class OnnxImporter:
                 if s not in keep:
                     keep.add(s)
                     stack.append(s)
-        dead = [nid for nid in self.nodes if nid not in keep]
+        dead = [nid for nid in self.nodes if nid not in keep] if len(keep) < len(self.nodes) else []
         if dead:
             log.info("ONNX import: dropping %d node(s) no output depends on: %s", len(dead), ", ".join(dead))
-        self.nodes = {k: v for k, v in self.nodes.items() if k in keep}
-        self.edges = {k: e for k, e in self.edges.items() if e["sender"] in keep and e["receiver"] in keep}
+            self.nodes = {k: v for k, v in self.nodes.items() if k in keep}
+            self.edges = {k: e for k, e in self.edges.items() if e["sender"] in keep and e["receiver"] in keep}
         for name, users in self.learnable_users.items():
             users = [u for u in users if u in keep]
             if len(users) > 1:
