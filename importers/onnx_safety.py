@@ -13,6 +13,7 @@ output would exceed `max_fold_elements` (constants) or `max_elements` (the rest)
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -241,6 +242,19 @@ def check_model(model: onnx.ModelProto, where: str = "<model>") -> None:
                             f"{onnx.__version__} knows (up to {newest})", where=where)
     for tensor, what in all_tensors(model):
         check_tensor(tensor, what, where)
+    check_names(model, where)
+
+
+def check_names(model: onnx.ModelProto, where: str = "<model>") -> None:
+    """Refuse a name that is not text: protobuf hands a string field holding invalid UTF-8 back as bytes.
+    model: the ModelProto; where: the file."""
+    for graph in all_graphs(model.graph):
+        named = itertools.chain(graph.input, graph.output, graph.initializer, graph.value_info)
+        names = itertools.chain([graph.name], (v.name for v in named),
+                                *((n.name, n.op_type, *n.input, *n.output) for n in graph.node))
+        bad = next((n for n in names if type(n) is not str), None)
+        if bad is not None:
+            raise OnnxError(f"the name {bad[:40]!r} in graph '{graph.name!s}' is not valid UTF-8 text", where=where)
 
 
 def load_model(model: Union[str, "os.PathLike[str]", bytes, onnx.ModelProto], where: Optional[str] = None

@@ -210,6 +210,9 @@ def _locate_json_duplicate(text: str) -> Optional[Tuple[str, int, int]]:
 
 def _parse_json(text: str, where: str) -> Any:
     check_json_text(text, where)  # depth, number literals, NUL/surrogate escapes: before anything is built
+    fast = json_text.loads(text)
+    if fast is not None:
+        return fast
     try:
         return json.loads(text, object_pairs_hook=_reject_duplicate_pairs)
     except RecursionError:  # only past a raised max_nesting_depth
@@ -672,13 +675,16 @@ class _NotPlain(Exception):
 
 
 class _Seen:
-    """What `_plain_fast` saw on the way: a `notes` key; a float that is not finite (NaN, an infinity)."""
+    """What `_is_plain` / `_plain_fast` saw on the way: a `notes` key; a float that is not finite (NaN, an
+    infinity); how many objects and how many numbers in rows of numbers (`_is_plain` only)."""
 
-    __slots__ = ("notes", "non_finite")
+    __slots__ = ("notes", "non_finite", "objects", "row_numbers")
 
     def __init__(self) -> None:
         self.notes = False
         self.non_finite = False
+        self.objects = 0
+        self.row_numbers = 0
 
 
 def _finite_row(row: Any) -> bool:
@@ -755,6 +761,7 @@ def _is_plain(value: Any, seen: _Seen) -> bool:
     about twice as fast.)"""
     t = type(value)
     if t is dict:
+        seen.objects += 1
         for key, item in value.items():
             if type(key) is not str or bad_text(key):
                 return False
@@ -777,6 +784,7 @@ def _is_plain(value: Any, seen: _Seen) -> bool:
         if _NUMBERS.issuperset(map(type, value)):
             if not _finite_row(value):
                 seen.non_finite = True
+            seen.row_numbers += len(value)
             return True
         for item in value:
             if not _is_plain(item, seen):
@@ -849,14 +857,17 @@ def _with_header(data: Dict[str, Any], generating_application: Optional[str], ke
     return {model_id: new_body}
 
 
-def _write_atomically(target: Path, fmt: str, data: Dict[str, Any], force: bool = False, finite: bool = False
-                      ) -> None:
+_YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's C emitter where PyYAML has it
+
+
+def _write_atomically(target: Path, fmt: str, data: Dict[str, Any], force: bool = False, finite: bool = False,
+                      array_heavy: bool = False) -> None:
     def write(f: IO[Any]) -> None:
         if fmt == "json":
-            f.write(json_text.dumps(data, finite=finite))
+            f.write(json_text.dumps(data, finite=finite, array_heavy=array_heavy))
         else:
-            yaml.safe_dump(data, f, sort_keys=False, default_flow_style=None, indent=4, allow_unicode=True,
-                           width=100)
+            yaml.dump(data, f, Dumper=_YAML_DUMPER, sort_keys=False, default_flow_style=None, indent=4,
+                      allow_unicode=True, width=100)  # (flow style for lists of scalars: a row a line)
 
     try:
         atomic_write(target, write, binary=fmt == "json", force=force)  # (its temp file is removed on any error)
@@ -893,7 +904,8 @@ def save_document(model_or_dict: Union[Model, Dict[str, Any]], path: PathLike, *
         # a document's own notes pass through (mdfbridge writes none); so do other writers' forms when liberal
         _validate(clean_form(data, forms=liberal) if seen.notes or liberal else data, where, liberal,
                   keys_checked=True)
-        _write_atomically(Path(where), fmt, data, force, finite=not seen.non_finite)
+        _write_atomically(Path(where), fmt, data, force, finite=not seen.non_finite,
+                          array_heavy=seen.row_numbers > 16 * seen.objects)
     logger.debug("saved %s document %s (model %r)", fmt, where, next(iter(data)))
 
 

@@ -596,7 +596,7 @@ def _snapshot(directory: Path) -> list:
     return sorted(p.name for p in directory.iterdir())
 
 
-@pytest.mark.parametrize("ext,target", [(".json", "json_text.dumps"), (".yaml", "yaml.safe_dump")])
+@pytest.mark.parametrize("ext,target", [(".json", "json_text.dumps"), (".yaml", "yaml.dump")])
 def test_failed_save_leaves_original_untouched(tmp_path, monkeypatch, xor_dict, ext, target):
     path = write(tmp_path / f"model{ext}", ORIGINAL)
     before = _snapshot(tmp_path)

@@ -200,3 +200,17 @@ def test_the_chain_converts_to_the_same_values_as_onnxruntime():
 
 def test_a_valid_model_round_trips_through_onnx_load(gen):
     assert isinstance(load_onnx(str(gen / "good.onnx")), onnx.ModelProto)
+
+
+@pytest.mark.parametrize("field", [b"y", b"g", b"Relu"])
+def test_a_name_of_invalid_utf8_is_refused(field):
+    """protobuf reads a string field holding invalid UTF-8 as bytes (found by the fuzz test)."""
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    data = helper.make_model(graph).SerializeToString()
+    assert field in data
+    from mdfbridge.importers.onnx import onnx_to_mdf
+
+    with pytest.raises(OnnxError, match="is not valid UTF-8 text"):
+        onnx_to_mdf(data.replace(field, b"\xff" * len(field)))
