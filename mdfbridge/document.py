@@ -678,13 +678,29 @@ class _Seen:
     """What `_is_plain` / `_plain_fast` saw on the way: a `notes` key; a float that is not finite (NaN, an
     infinity); how many objects and how many numbers in rows of numbers (`_is_plain` only)."""
 
-    __slots__ = ("notes", "non_finite", "objects", "row_numbers")
+    __slots__ = ("notes", "non_finite", "objects", "row_numbers", "arrays")
 
-    def __init__(self) -> None:
+    def __init__(self, arrays: bool = False) -> None:
         self.notes = False
         self.non_finite = False
         self.objects = 0
         self.row_numbers = 0
+        self.arrays = arrays  # numpy arrays json_text writes (numeric, 1-D or more) stay arrays: not made lists
+
+
+_JSON_DTYPES = frozenset(np.dtype(t) for t in ("float64", "float32", "float16", "int64", "int32", "int16", "int8",
+                                               "uint64", "uint32", "uint16", "uint8", "bool"))
+
+
+def _kept_array(value: np.ndarray, seen: _Seen) -> bool:
+    """Is value an array to keep as it is (seen.arrays, a dtype json_text writes, 1-D or more, C order)? Notes a
+    non-finite value and counts its numbers."""
+    if not (seen.arrays and value.ndim and value.dtype in _JSON_DTYPES and value.flags.c_contiguous):
+        return False
+    if value.dtype.kind == "f" and not np.isfinite(value).all():
+        seen.non_finite = True
+    seen.row_numbers += value.size
+    return True
 
 
 def _finite_row(row: Any) -> bool:
@@ -738,6 +754,10 @@ def _plain_fast(value: Any, seen: _Seen) -> Any:
             raise _NotPlain
         return str(value)  # (also modelspec's EvaluableExpression)
     if isinstance(value, np.ndarray):
+        if seen.arrays and value.ndim and value.dtype.kind in "fiub" and value.dtype.newbyteorder("=") in _JSON_DTYPES:
+            value = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("="))
+            if _kept_array(value, seen):
+                return value
         if value.dtype.kind in "fiub":
             if value.dtype.kind == "f" and not np.isfinite(value).all():
                 seen.non_finite = True
@@ -777,7 +797,7 @@ def _is_plain(value: Any, seen: _Seen) -> bool:
             elif ti is float:
                 if not math.isfinite(item):
                     seen.non_finite = True
-            elif not (ti is int or ti is bool or item is None):
+            elif not (ti is int or ti is bool or item is None or (ti is np.ndarray and _kept_array(item, seen))):
                 return False
         return True
     if t is list:
@@ -796,18 +816,19 @@ def _is_plain(value: Any, seen: _Seen) -> bool:
         if not math.isfinite(value):
             seen.non_finite = True
         return True
-    return t is int or t is bool or value is None
+    return t is int or t is bool or value is None or (t is np.ndarray and _kept_array(value, seen))
 
 
-def _plain_checked(value: Any, where: Optional[str]) -> Tuple[Any, _Seen]:
+def _plain_checked(value: Any, where: Optional[str], arrays: bool = False) -> Tuple[Any, _Seen]:
     """(value in plain JSON types, what was seen in it), refusing what cannot be saved: a value of another type,
     a key that is not a string, a NUL character or lone surrogate (SchemaError naming the JSON path). Value itself
     comes back when it is plain already, else a copy (numpy arrays as lists, tuples as lists, np.str_ keys as
-    str)."""
-    seen = _Seen()
+    str); with `arrays` (default False) numeric numpy arrays of 1 or more dimensions stay arrays (in C order, native
+    byte order), for json_text to write in their own dtype's shortest form."""
+    seen = _Seen(arrays)
     if _is_plain(value, seen):
         return value, seen
-    seen = _Seen()
+    seen = _Seen(arrays)
     try:
         return _plain_fast(value, seen), seen
     except _NotPlain:
@@ -898,7 +919,7 @@ def save_document(model_or_dict: Union[Model, Dict[str, Any]], path: PathLike, *
                         f"got {type(model_or_dict).__name__}")
     with gc_paused():  # a large document: millions of new objects the collector would walk again and again
         # plain JSON types, string keys, no NUL or lone surrogate (nothing a reader would refuse is ever written)
-        data, seen = _plain_checked(model_or_dict, where)
+        data, seen = _plain_checked(model_or_dict, where, arrays=fmt == "json")
         _check_top_level(data, where, SchemaError)
         data = _with_header(data, generating_application, keep_format=liberal)
         # a document's own notes pass through (mdfbridge writes none); so do other writers' forms when liberal

@@ -22,6 +22,7 @@ import math
 import re
 from typing import Any, List
 
+import numpy as np
 import orjson
 
 _NUMBER = rb"(?:-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|true|false)"
@@ -29,7 +30,7 @@ _NUMBER = rb"(?:-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|true|false)"
 _NUMBER_ARRAY = re.compile(rb"\[\n *(" + _NUMBER + rb"(?:,\n *" + _NUMBER + rb")*)\n *\]")
 _LINE_BREAK = re.compile(rb"\n *")
 _NUMBER_TYPES = frozenset({int, float, bool})
-_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
+_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
 
 
 def _one_line(m: "re.Match[bytes]") -> bytes:
@@ -54,6 +55,12 @@ def _prepared(value: Any) -> Any:
     t = type(value)
     if t is dict:
         return {k: _prepared(v) for k, v in value.items()}
+    if t is np.ndarray:  # (numeric, C order: as document.save_document keeps them)
+        if value.ndim > 1:
+            return [_prepared(row) for row in value]
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            return orjson.Fragment(json.dumps(value.tolist(), separators=(",", ":")))
+        return orjson.Fragment(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY))
     if t is list:
         if value and _flat_numbers(value):
             try:
@@ -69,7 +76,8 @@ def _prepared(value: Any) -> Any:
 
 def dumps(data: Any, *, finite: bool = False, array_heavy: bool = False) -> bytes:
     """The JSON text (UTF-8, ending in a newline) of a document made of plain JSON types (dict with string keys,
-    list, str, int, float, bool, None; as `document.save_document` prepares it).
+    list, str, int, float, bool, None) and numeric numpy arrays in C order, as `document.save_document` prepares
+    it; an array's numbers are written in the shortest form of its dtype (float32: 0.1, not 0.10000000149011612).
 
     data: the document; finite: the caller knows that every float in it is finite (default False: the document
     is encoded array by array, `_prepared`, which writes NaN and infinities as NaN, Infinity, -Infinity);

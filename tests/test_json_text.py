@@ -116,3 +116,21 @@ def _leaves(doc):
             yield from _leaves(v)
     else:
         yield doc
+
+
+def test_arrays_are_written_in_their_dtype_shortest_form(tmp_path):
+    w32 = np.array([[0.1, 1 / 3], [2.5, -1e-8]], np.float32)
+    doc = {"m": {"format": "ModECI MDF v0.4", "graphs": {"g": {"nodes": {"n": {
+        "parameters": {"W": {"value": w32}, "v": {"value": np.arange(4.0)[::-2]},
+                       "be": {"value": np.array([1.5, 2.0], ">f8")}, "s": {"value": np.float32(0.1)},
+                       "z": {"value": np.array([np.nan, 0.1], np.float32)}, "i": {"value": np.arange(3)}},
+        "output_ports": {"y": {"value": "W"}}}}}}}}
+    path = tmp_path / "m.json"
+    save_document(doc, path)
+    text = path.read_text()
+    assert "[0.1,0.33333334]" in text  # float32's shortest digits, not float64's 0.10000000149011612
+    params = load_document_dict(path)["m"]["graphs"]["g"]["nodes"]["n"]["parameters"]
+    np.testing.assert_array_equal(np.float32(params["W"]["value"]), w32)  # the float32 values exactly
+    assert params["v"]["value"] == [3.0, 1.0] and params["be"]["value"] == [1.5, 2.0]
+    assert params["i"]["value"] == [0, 1, 2] and params["s"]["value"] == float(np.float32(0.1))
+    assert math.isnan(params["z"]["value"][0]) and np.float32(params["z"]["value"][1]) == np.float32(0.1)
