@@ -24,7 +24,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from modeci_mdf import mdf as _mdf
 from modeci_mdf.mdf import Model, ParameterCondition
 
-from mdfbridge import json_text
+from mdfbridge import json_text, limits
 from mdfbridge.atomic import atomic_write, atomic_write_bytes  # noqa: F401 - re-exported (callers import them here)
 from mdfbridge.document_forms import clean_form, liberal_validator
 from mdfbridge.errors import DocumentError, MdfBridgeError, SchemaError, UnsupportedError
@@ -209,10 +209,12 @@ def _locate_json_duplicate(text: str) -> Optional[Tuple[str, int, int]]:
 
 
 def _parse_json(text: str, where: str) -> Any:
-    check_json_text(text, where)  # depth, number literals, NUL/surrogate escapes: before anything is built
-    fast = json_text.loads(text)
+    # orjson's reading where it is the standard library's and nothing is to be refused (json_text.loads); else
+    # depth, number literals, NUL/surrogate escapes checked before anything is built, then the standard library
+    fast = json_text.loads(text, limits.current().max_nesting_depth)
     if fast is not None:
         return fast
+    check_json_text(text, where)
     try:
         return json.loads(text, object_pairs_hook=_reject_duplicate_pairs)
     except RecursionError:  # only past a raised max_nesting_depth

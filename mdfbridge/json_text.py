@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, List
+from typing import Any, List, Tuple
 
 import numpy as np
 import orjson
@@ -101,26 +101,37 @@ _NUMBER_CHARS = bytes(ord("0") if chr(b).isdigit() and b < 128 else b if b in b"
 _LONG_INTEGER = b" " + b"0" * 20
 
 
-def _key_count(data: Any) -> int:
-    """The number of object keys in a parsed document (a walk over its containers; rows of numbers skipped)."""
-    count, stack = 0, [data]
+def _keys_and_depth(data: Any) -> Tuple[int, int]:
+    """(the number of object keys, the nesting depth of arrays and objects) of a parsed document (a walk over its
+    containers; rows of numbers are not looked into)."""
+    count, deepest, stack = 0, 0, [(data, 1)]
     while stack:
-        v = stack.pop()
+        v, depth = stack.pop()
         if type(v) is dict:
             count += len(v)
-            stack.extend(x for x in v.values() if type(x) is dict or type(x) is list)
-        elif type(v) is list and not _NUMBER_TYPES.issuperset(map(type, v)):
-            stack.extend(x for x in v if type(x) is dict or type(x) is list)
-    return count
+            items: Any = v.values()
+        elif type(v) is list:
+            if _NUMBER_TYPES.issuperset(map(type, v)):
+                deepest = max(deepest, depth)
+                continue
+            items = v
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((x, depth + 1) for x in items if type(x) is dict or type(x) is list)
+    return count, deepest
 
 
-def loads(text: str) -> Any:
+def loads(text: str, max_depth: int) -> Any:
     """The document of JSON text as orjson reads it, or None where that could differ from the standard library's
-    reading (see the module's docstring: the caller then reads it with the standard library).
+    reading or where `parse_limits.check_json_text` could refuse it (see the module's docstring: the caller then
+    checks the text and reads it with the standard library).
 
-    text: the JSON text (checked before, as `parse_limits.check_json_text` checks it)."""
+    text: the JSON text; max_depth: the deepest nesting of arrays and objects taken (limits' max_nesting_depth)."""
+    from .parse_limits import json_text_is_plain
+
     raw = text.encode("utf-8", "surrogatepass")
-    if _LONG_INTEGER in (b" " + raw).translate(_NUMBER_CHARS):
+    if not json_text_is_plain(raw) or _LONG_INTEGER in (b" " + raw).translate(_NUMBER_CHARS):
         return None
     try:
         data = orjson.loads(raw)
@@ -129,6 +140,7 @@ def loads(text: str) -> Any:
     # outside strings, a colon follows each key: fewer keys read than colons written means a duplicate key. (With
     # the escaped backslashes and then the escaped quotes gone, every quote left opens or closes a string.)
     structure = raw.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_KEY_BYTES)
-    if _QUOTED.sub(b"", structure).count(b":") != _key_count(data):
+    keys, depth = _keys_and_depth(data)
+    if depth > max_depth or _QUOTED.sub(b"", structure).count(b":") != keys:
         return None
     return data

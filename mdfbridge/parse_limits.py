@@ -96,7 +96,6 @@ def read_file_bytes(path: "os.PathLike[str] | str", *, error: Callable[[str], Md
 _JSON_STRUCT = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[{]|[\]}]', re.S)
 _JSON_NUMBERS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|-?[0-9][0-9]*(?:\.[0-9]*)?(?:[eE][+-]?[0-9]*)?', re.S)
 _ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.S)
-_SUSPECT_ESCAPE = re.compile(r"\\u(?:[dD][89a-fA-F]|0000)")
 
 
 def _line_col(text: str, pos: int) -> Tuple[int, int]:
@@ -193,12 +192,31 @@ def check_json_text(text: str, where: str) -> None:
     raw = text.encode("utf-8", "surrogatepass")
     if text.count("[") + text.count("{") > lim.max_nesting_depth and _max_depth(raw) > lim.max_nesting_depth:
         _scan_structure(text, where, lim.max_nesting_depth)
-    if _SUSPECT_ESCAPE.search(text):
+    if _suspect_escape(raw):
         _scan_structure(text, where, None)
-    numbers = raw.translate(_NUMBER_MAP)
-    # (a digit before the e: an exponent of 3 digits, not an id such as "e1000" inside a string)
-    if b"0" * (lim.max_number_digits + 1) in numbers or b"0e000" in numbers or b"0e+000" in numbers:
+    if _suspect_number(raw, lim.max_number_digits):
         _check_numbers(text, where, lim.max_number_digits)
+
+
+_SUSPECT_ESCAPE_BYTES = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")
+
+
+def _suspect_escape(raw: bytes) -> bool:
+    """Could the JSON text hold a \\u0000 or lone-surrogate escape? (Only a text with a \\u is searched.)"""
+    return b"\\u" in raw and _SUSPECT_ESCAPE_BYTES.search(raw) is not None
+
+
+def _suspect_number(raw: bytes, max_digits: int) -> bool:
+    """Could the JSON text hold a number literal of more than max_digits digits or of a 3-digit exponent (beyond
+    float64 maybe)? In C: digits mapped to '0' (a digit before the e: not an id such as "e1000" in a string)."""
+    numbers = raw.translate(_NUMBER_MAP)
+    return b"0" * (max_digits + 1) in numbers or b"0e000" in numbers or b"0e+000" in numbers
+
+
+def json_text_is_plain(raw: bytes) -> bool:
+    """Does UTF-8 JSON text pass `check_json_text`'s refusals other than nesting depth, decided without a token
+    scan (no suspect escape or number literal)? The fast reader (json_text.loads) checks the depth it reads."""
+    return not _suspect_escape(raw) and not _suspect_number(raw, limits.current().max_number_digits)
 
 
 def _scan_structure(text: str, where: str, max_depth: Optional[int]) -> None:
