@@ -120,15 +120,14 @@ def _where_pos(X: Any, pos: Any, neg: Any, strict_negative: bool = False) -> Any
 def elu_numpy(X: Any, alpha: Any = 1.0) -> Any:
     """ONNX Elu: X where X > 0, alpha * (exp(X) - 1) elsewhere."""
     x = np.asarray(X, dtype=np.float64)
-    with np.errstate(over="ignore"):
-        return _where_pos(x, x, alpha * np.expm1(np.minimum(x, 0.0)))
+    return _where_pos(x, x, alpha * (np.exp(np.minimum(x, 0.0)) - 1.0))
 
 
 def elu_torch(X: Any, alpha: Any = 1.0) -> Any:
-    """torch.where(X > 0, X, alpha * expm1(X))."""
+    """torch.where(X > 0, X, alpha * (exp(min(X, 0)) - 1))."""
     torch = torch_module()
     x, a = torchlib.tt_like(X, alpha)
-    return torch.where(x > 0, x, a * torch.expm1(torch.clamp(x, max=0.0)))
+    return torch.where(x > 0, x, a * (torch.exp(torch.clamp(x, max=0.0)) - 1.0))
 
 
 def leaky_relu_numpy(X: Any, alpha: Any = 0.01) -> Any:
@@ -147,14 +146,14 @@ def selu_numpy(X: Any, alpha: Any = 1.67326319217681884765625, gamma: Any = 1.05
     """ONNX Selu: gamma * X where X > 0, gamma * alpha * (exp(X) - 1) elsewhere (the defaults: ONNX's float32
     constants)."""
     x = np.asarray(X, dtype=np.float64)
-    return _where_pos(x, gamma * x, gamma * alpha * np.expm1(np.minimum(x, 0.0)))
+    return gamma * _where_pos(x, x, alpha * (np.exp(np.minimum(x, 0.0)) - 1.0))
 
 
 def selu_torch(X: Any, alpha: Any = 1.67326319217681884765625, gamma: Any = 1.05070102214813232421875) -> Any:
-    """torch.where(X > 0, gamma * X, gamma * alpha * expm1(X))."""
+    """gamma * torch.where(X > 0, X, alpha * (exp(min(X, 0)) - 1))."""
     torch = torch_module()
     x, a, g = torchlib.tt_like(X, alpha, gamma)
-    return torch.where(x > 0, g * x, g * a * torch.expm1(torch.clamp(x, max=0.0)))
+    return g * torch.where(x > 0, x, a * (torch.exp(torch.clamp(x, max=0.0)) - 1.0))
 
 
 def hard_sigmoid_numpy(X: Any, alpha: Any = 0.2, beta: Any = 0.5) -> Any:

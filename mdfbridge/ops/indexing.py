@@ -161,7 +161,7 @@ def import_gather(n: NodeImport) -> Emitted:
 
 
 register(OpDef("Gather", ("data", "indices"), gather_numpy, gather_torch, defaults={"axis": 0}, attrs=("axis",),
-               batch_rule=_gather_batched, expr_names=("take",),
+               batch_rule=_gather_batched,
                description="ONNX Gather / numpy.take(data, indices, axis): an embedding lookup for a weight table "
                            "and token ids (negative indices count from the end)",
                shape=lambda a: gather_shape(a["data"], a["indices"], a.get("axis", 0)),
