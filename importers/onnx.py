@@ -205,6 +205,19 @@ class OnnxImporter:
                                    f"input_shapes={{'{inp.name}': (per-trial shape)}}")
         return tuple(known)
 
+    def check_integer_inputs(self, graph_nodes: Sequence[onnx.NodeProto]) -> None:
+        """Refuse a non-float graph input that a node reads where the importer needs a constant (a shape, axes,
+        repeats): its value would be unknown until run time."""
+        integer = {i.name for i in self.graph_inputs if i.type.tensor_type.elem_type not in _FLOAT_TYPES}
+        if not integer:
+            return
+        for node in graph_nodes:
+            for pos in constant_input_positions(node.op_type):
+                if pos < len(node.input) and node.input[pos] in integer:
+                    raise UnsupportedError(f"graph input '{node.input[pos]}' is input {pos} of ONNX {node.op_type}, "
+                                           "which mdfbridge reads as a constant (a shape, axes, repeats): make it an "
+                                           "initializer", where=f"ONNX node '{node.name or node.output[0]}'")
+
     def probe(self) -> List[Dict[str, np.ndarray]]:
         """Every intermediate value of the graph for the probe inputs (random, fixed seed)."""
         rng = np.random.default_rng(0)
@@ -285,6 +298,7 @@ class OnnxImporter:
                     f"ONNX op '{node.op_type}' (opset {self.opset}) is not supported by mdfbridge's ONNX importer; "
                     f"supported: {', '.join(supported_onnx_ops())}",
                     where=f"ONNX node '{node.name or node.output[0]}'")
+        self.check_integer_inputs(graph_nodes)
         outputs = {o.name for o in self.graph.output}
         runs = self.probe()
         for inp in self.graph_inputs:

@@ -271,6 +271,22 @@ def import_prelu(n: NodeImport) -> Emitted:
     return n.call("onnx::PRelu", args, ["slope"] if args["slope"].kind == "const" else [])
 
 
+def import_prelu_channels(n: NodeImport) -> Emitted:
+    """PRelu before opset 7 (no broadcasting rule: a 1-D slope of C values is one per channel, axis 1, as torch's
+    exports of nn.PReLU(C) at opset 6 mean): the slope reshaped to (C, 1, ..., 1) first."""
+    x, slope = n.dynamic(0, "X"), n.input(1)
+    if slope is None or slope.kind != "const":
+        raise n.fail("slope must be a constant before opset 7")
+    assert slope.value is not None
+    r = n.full_rank(x)
+    if slope.value.ndim == 1 and slope.value.size > 1 and r >= 2:
+        channels = x.shape[0] if n.batch_axis else x.shape[1]
+        if slope.value.size != channels:
+            raise n.fail(f"{slope.value.size} slopes for {channels} channels")
+        slope = slope.with_value(slope.value.reshape((-1,) + (1,) * (r - 2)))
+    return n.call("onnx::PRelu", {"X": x, "slope": n.per_trial_const(slope, r)}, ["slope"])
+
+
 _ELU_FORM = "numpy.where(X > 0, X, alpha * (numpy.exp(numpy.minimum(X, 0.0)) - 1.0))"
 register(OpDef("Elu", ("X", "alpha"), elu_numpy, elu_torch, defaults={"alpha": 1.0}, elementwise=True,
                description="ONNX Elu / torch.nn.ELU: X where X > 0, alpha * (exp(X) - 1) elsewhere",
@@ -303,7 +319,8 @@ register(OpDef("PRelu", ("X", "slope"), prelu_numpy, prelu_torch, elementwise=Tr
                            "learnable)",
                aliases=(Alias("onnx::PRelu"),), formula="numpy.where(X < 0, slope * X, X)",
                derivatives={"X": "numpy.where(X < 0, slope, 1.0)", "slope": "numpy.where(X < 0, X, 0.0)"},
-               onnx_export=export_prelu, onnx_import=(OnnxImport("PRelu", 7, None, import_prelu),)))
+               onnx_export=export_prelu, onnx_import=(OnnxImport("PRelu", 7, None, import_prelu),
+                                                      OnnxImport("PRelu", 1, 6, import_prelu_channels))))
 
 
 # --------------------------------------------------------------------------- LogSoftmax
