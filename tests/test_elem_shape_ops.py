@@ -5,8 +5,10 @@ embedding of int64 token ids), GatherElements, Slice, Split, Tile, Expand, Resha
 
 Oracles: onnxruntime on the one-node ONNX model (1e-5, float32 inputs) for ONNX -> MDF -> save_mdf ->
 load_program on the numpy reference and torch backends, and for the program_to_onnx re-export on onnxruntime;
-torch itself for the torch.onnx.export(dynamo=False) of nn modules and tensor expressions. Inputs are random
-(seeded) and fixed (hand-written edge values).
+torch itself for torch.onnx.export's models of nn modules and tensor expressions (legacy exports at opsets 11
+and 17, and dynamo's); torch's own SGD for training an imported Embedding + Linear model (1e-10); onnx's stored
+outputs for its opset-6 PReLU models (which onnxruntime cannot run). Inputs are random (seeded) and fixed
+(hand-written edge values).
 """
 from __future__ import annotations
 
@@ -429,16 +431,25 @@ class Lambda(nn.Module):
         super().__init__()
         self.fn = fn
 
-    def forward(self, *xs: Any) -> Any:
-        return self.fn(*xs)
+    def forward(self, x: Any) -> Any:
+        return self.fn(x)
 
 
-def _torch_onnx(module: Any, args: Tuple[Any, ...], names: List[str], outs: List[str], opset: int) -> bytes:
+class Lambda2(Lambda):
+    def forward(self, x: Any, z: Any) -> Any:  # type: ignore[override]
+        return self.fn(x, z)
+
+
+def _torch_onnx(module: Any, args: Tuple[Any, ...], names: List[str], outs: List[str], opset: int,
+                dynamo: bool = False) -> bytes:
     f = io.BytesIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    kw: Dict[str, Any] = ({"dynamic_shapes": tuple({0: torch.export.Dim("batch")} for _ in args),
+                           "external_data": False} if dynamo else
+                          {"dynamic_axes": {n: {0: "batch"} for n in names + outs}, "opset_version": opset})
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, args, f, input_names=names, output_names=outs, dynamo=False, opset_version=opset,
-                          dynamic_axes={n: {0: "batch"} for n in names + outs})
+        torch.onnx.export(module, args, f, input_names=names, output_names=outs, dynamo=dynamo, **kw)
     return f.getvalue()
 
 
@@ -463,8 +474,8 @@ def _modules() -> Dict[str, Tuple[Any, Any]]:
         "expand": (Lambda(lambda x: x[:, :, :1].expand(-1, 3, 5)), x34),
         "mean": (Lambda(lambda x: x.mean(dim=2)), x34), "mean_keep": (Lambda(lambda x: x.mean(-1, keepdim=True)), x34),
         "sum": (Lambda(lambda x: x.sum(dim=(1, 2))), x34), "amax": (Lambda(lambda x: x.amax(dim=1)), x34),
-        "bmm": (Lambda(lambda x, z: torch.bmm(x, z)), lambda n: (torch.randn(n, 3, 4), torch.randn(n, 4, 2))),
-        "einsum": (Lambda(lambda x, z: torch.einsum("bhqd,bhkd->bhqk", x, z)),
+        "bmm": (Lambda2(lambda x, z: torch.bmm(x, z)), lambda n: (torch.randn(n, 3, 4), torch.randn(n, 4, 2))),
+        "einsum": (Lambda2(lambda x, z: torch.einsum("bhqd,bhkd->bhqk", x, z)),
                    lambda n: (torch.randn(n, 2, 3, 4), torch.randn(n, 2, 5, 4))),
         "where": (Lambda(lambda x: torch.where(x > 0.1, x, x * 0.5)), x34),
         "erf": (Lambda(lambda x: torch.erf(x)), x34),
@@ -474,14 +485,16 @@ def _modules() -> Dict[str, Tuple[Any, Any]]:
 MODULES = _modules()
 
 
-@pytest.mark.parametrize("opset", [11, 17])
+@pytest.mark.parametrize("export", ["legacy-11", "legacy-17", "dynamo"])
 @pytest.mark.parametrize("name", sorted(MODULES))
-def test_torch_onnx_exports_import_and_match_torch(name, opset):
+def test_torch_onnx_exports_import_and_match_torch(name, export):
     module, make = MODULES[name]
     module = module.eval()
     args = make(2)
     names = [f"x{i}" for i in range(len(args))]
-    data = _torch_onnx(module, args, names, ["y"], max(opset, 12) if name == "einsum" else opset)
+    opset = 17 if export == "dynamo" else int(export.split("-")[1])
+    data = _torch_onnx(module, args, names, ["y"], max(opset, 12) if name == "einsum" else opset,
+                       dynamo=export == "dynamo")
     prog = lower(onnx_to_mdf(data))
     args = make(5)
     with torch.no_grad():
@@ -509,9 +522,10 @@ class EmbedNet(nn.Module):
         return self.lin(self.emb(ids)).mean(dim=1)
 
 
-def test_embedding_linear_model_from_onnx_trains_like_torch():
+@pytest.mark.parametrize("dynamo", [False, True], ids=["legacy", "dynamo"])
+def test_embedding_linear_model_from_onnx_trains_like_torch(dynamo):
     net = EmbedNet().double()
-    data = _torch_onnx(net.float(), (torch.randint(0, 7, (2, 4)),), ["ids"], ["y"], 17)
+    data = _torch_onnx(net.float(), (torch.randint(0, 7, (2, 4)),), ["ids"], ["y"], 17, dynamo=dynamo)
     net = net.double()
     doc = onnx_to_mdf(data)
     rng = np.random.default_rng(5)
