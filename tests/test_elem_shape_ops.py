@@ -633,3 +633,17 @@ def test_an_integer_input_read_as_a_constant_is_refused_naming_it():
     with pytest.raises(UnsupportedError, match="expand_node.*graph input 'shape' is input 1 of ONNX Expand") as err:
         onnx_to_mdf(model)
     assert "\n" not in str(err.value)
+
+
+def test_attention_style_mask_of_comparisons_and_logic(tmp_path):
+    """Where(Not(Or(x < lo, And(x > hi, z > 0))), x, -z): the masks transformer graphs build from comparisons."""
+    nodes = [node("Less", ["x", "lo"], ["a"]), node("Greater", ["x", "hi"], ["b"]),
+             helper.make_node("Greater", ["z", "zero"], ["c"], name="greater_z"),
+             helper.make_node("And", ["b", "c"], ["d"], name="and_node"),
+             helper.make_node("Or", ["a", "d"], ["e"], name="or_node"), helper.make_node("Not", ["e"], ["f"],
+                                                                                         name="not_node"),
+             helper.make_node("Neg", ["z"], ["nz"], name="neg_node"), node("Where", ["f", "x", "nz"])]
+    model = model_of(nodes, {"x": (FLOAT, ["N", 5]), "z": (FLOAT, ["N", 5])}, ["y"],
+                     {"lo": np.array(-0.5, np.float32), "hi": np.array([0.5], np.float32),
+                      "zero": np.array(0.0, np.float32)})
+    check(model, {"x": rand(6, 5), "z": rand(6, 5)}, tmp_path)

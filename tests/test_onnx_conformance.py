@@ -16,6 +16,7 @@ list. `test_conformance_summary` asserts the pass counts, records the per-op tab
     Abs                        1      1      1
     Acos                       2      2      2
     Add                        8      2      2  INTEGER: 6
+    And                        8      0      0  INTEGER: 8
     Asin                       2      2      2
     Atan                       2      2      2
     BatchNormalization         4      2      2  TRAINING: 2
@@ -58,6 +59,8 @@ list. `test_conformance_summary` asserts the pass counts, records the per-op tab
     Min                       14      6      6  INTEGER: 8
     Mul                        9      3      3  INTEGER: 6
     Neg                        2      2      2
+    Not                        3      0      0  INTEGER: 3
+    Or                         8      0      0  INTEGER: 8
     PRelu                      2      2      2
     Pow                       12      8      8  INTEGER: 4
     RNN                        6      4      4  RECURRENT: 2
@@ -88,8 +91,8 @@ list. `test_conformance_summary` asserts the pass counts, records the per-op tab
     Transpose                  7      7      7
     Unsqueeze                  7      7      7
     Where                      2      1      1  INTEGER: 1
-    (expanded functions)      83     81     81  INTEGER: 2
-    total                    632    375    399  257 excluded
+    (expanded functions)      99     81     85  BOOL_RESULT (numpy): 4, INTEGER: 14
+    total                    667    375    403  292 excluded
     reasons:
       INTEGER: integer, bool or string tensors as data or results: mdfbridge values are floats (the node-test
         backend binds non-float graph inputs as constants, so a graph of only such inputs leaves nothing to
@@ -165,27 +168,35 @@ BOOL_RESULT = ("a comparison's bool result: the numpy reference returns graph ou
 EXCLUDED: Dict[str, Tuple[str, ...]] = {
     INTEGER: (
         "test_add_int16", "test_add_int8", "test_add_uint16", "test_add_uint32", "test_add_uint64",
-        "test_add_uint8", "test_clip_default_int8_inbounds", "test_clip_default_int8_inbounds_expanded",
-        "test_clip_default_int8_max", "test_clip_default_int8_max_expanded", "test_clip_default_int8_min",
+        "test_add_uint8", "test_and2d", "test_and3d", "test_and4d", "test_and_bcast3v1d", "test_and_bcast3v2d",
+        "test_and_bcast4v2d", "test_and_bcast4v3d", "test_and_bcast4v4d", "test_clip_default_int8_inbounds",
+        "test_clip_default_int8_inbounds_expanded", "test_clip_default_int8_max",
+        "test_clip_default_int8_max_expanded", "test_clip_default_int8_min",
         "test_clip_default_int8_min_expanded", "test_div_int16", "test_div_int32_trunc", "test_div_int8",
         "test_div_uint16", "test_div_uint32", "test_div_uint64", "test_div_uint8", "test_equal",
         "test_equal_bcast", "test_equal_int16", "test_equal_int8", "test_equal_string",
         "test_equal_string_broadcast", "test_equal_uint16", "test_equal_uint32", "test_equal_uint64",
-        "test_equal_uint8", "test_greater_equal_int16", "test_greater_equal_int8", "test_greater_equal_uint16",
-        "test_greater_equal_uint32", "test_greater_equal_uint64", "test_greater_equal_uint8",
-        "test_greater_int16", "test_greater_int8", "test_greater_uint16", "test_greater_uint32",
-        "test_greater_uint64", "test_greater_uint8", "test_less_equal_int16", "test_less_equal_int8",
-        "test_less_equal_uint16", "test_less_equal_uint32", "test_less_equal_uint64", "test_less_equal_uint8",
-        "test_less_int16", "test_less_int8", "test_less_uint16", "test_less_uint32", "test_less_uint64",
-        "test_less_uint8", "test_max_int16", "test_max_int32", "test_max_int64", "test_max_int8",
-        "test_max_uint16", "test_max_uint32", "test_max_uint64", "test_max_uint8", "test_min_int16",
-        "test_min_int32", "test_min_int64", "test_min_int8", "test_min_uint16", "test_min_uint32",
-        "test_min_uint64", "test_min_uint8", "test_mul_int16", "test_mul_int8", "test_mul_uint16",
-        "test_mul_uint32", "test_mul_uint64", "test_mul_uint8", "test_pow_types_int32_float32",
-        "test_pow_types_int32_int32", "test_pow_types_int64_float32", "test_pow_types_int64_int64",
-        "test_reduce_max_bool_inputs", "test_reduce_max_empty_set_bool", "test_reduce_min_bool_inputs",
-        "test_sub_int16", "test_sub_int8", "test_sub_uint16", "test_sub_uint32", "test_sub_uint64",
-        "test_sub_uint8", "test_where_long_example",
+        "test_equal_uint8", "test_greater_equal_int16", "test_greater_equal_int16_expanded",
+        "test_greater_equal_int8", "test_greater_equal_int8_expanded", "test_greater_equal_uint16",
+        "test_greater_equal_uint16_expanded", "test_greater_equal_uint32", "test_greater_equal_uint32_expanded",
+        "test_greater_equal_uint64", "test_greater_equal_uint64_expanded", "test_greater_equal_uint8",
+        "test_greater_equal_uint8_expanded", "test_greater_int16", "test_greater_int8", "test_greater_uint16",
+        "test_greater_uint32", "test_greater_uint64", "test_greater_uint8", "test_less_equal_int16",
+        "test_less_equal_int16_expanded", "test_less_equal_int8", "test_less_equal_int8_expanded",
+        "test_less_equal_uint16", "test_less_equal_uint16_expanded", "test_less_equal_uint32",
+        "test_less_equal_uint32_expanded", "test_less_equal_uint64", "test_less_equal_uint64_expanded",
+        "test_less_equal_uint8", "test_less_equal_uint8_expanded", "test_less_int16", "test_less_int8",
+        "test_less_uint16", "test_less_uint32", "test_less_uint64", "test_less_uint8", "test_max_int16",
+        "test_max_int32", "test_max_int64", "test_max_int8", "test_max_uint16", "test_max_uint32",
+        "test_max_uint64", "test_max_uint8", "test_min_int16", "test_min_int32", "test_min_int64",
+        "test_min_int8", "test_min_uint16", "test_min_uint32", "test_min_uint64", "test_min_uint8",
+        "test_mul_int16", "test_mul_int8", "test_mul_uint16", "test_mul_uint32", "test_mul_uint64",
+        "test_mul_uint8", "test_not_2d", "test_not_3d", "test_not_4d", "test_or2d", "test_or3d", "test_or4d",
+        "test_or_bcast3v1d", "test_or_bcast3v2d", "test_or_bcast4v2d", "test_or_bcast4v3d", "test_or_bcast4v4d",
+        "test_pow_types_int32_float32", "test_pow_types_int32_int32", "test_pow_types_int64_float32",
+        "test_pow_types_int64_int64", "test_reduce_max_bool_inputs", "test_reduce_max_empty_set_bool",
+        "test_reduce_min_bool_inputs", "test_sub_int16", "test_sub_int8", "test_sub_uint16", "test_sub_uint32",
+        "test_sub_uint64", "test_sub_uint8", "test_where_long_example",
     ),
     TRAINING: (
         "test_batchnorm_epsilon_training_mode", "test_batchnorm_example_training_mode", "test_training_dropout",
@@ -279,8 +290,10 @@ EXCLUDED: Dict[str, Tuple[str, ...]] = {
         "test_lstm_with_peepholes", "test_simple_rnn_bidirectional", "test_simple_rnn_reverse",
     ),
     BOOL_RESULT: (
-        "test_greater", "test_greater_bcast", "test_greater_equal", "test_greater_equal_bcast", "test_less",
-        "test_less_bcast", "test_less_equal", "test_less_equal_bcast",
+        "test_greater", "test_greater_bcast", "test_greater_equal", "test_greater_equal_bcast",
+        "test_greater_equal_bcast_expanded", "test_greater_equal_expanded", "test_less", "test_less_bcast",
+        "test_less_equal", "test_less_equal_bcast", "test_less_equal_bcast_expanded",
+        "test_less_equal_expanded",
     ),
 }
 ONLY_ON: Dict[str, Tuple[str, ...]] = {NAN_INPUTS: ("numpy",), BOOL_RESULT: ("numpy",)}

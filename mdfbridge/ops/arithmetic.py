@@ -126,13 +126,16 @@ _op("NotEqual", ("A", "B"), operator.ne, torchlib.arith(operator.ne), "A != B",
     onnx_export=to_onnx_expr.not_equal)
 _op("And", ("A", "B"), np.logical_and, torchlib.binary("logical_and"), "A and B (elementwise)",
     ("logical_and",), onnx={}, llvm=lambda e, A, B: e.logical_and(A, B),
-    derivatives={"A": NO_GRADIENT, "B": NO_GRADIENT}, onnx_export=to_onnx.binary("And", kind="bool"))
+    derivatives={"A": NO_GRADIENT, "B": NO_GRADIENT}, onnx_export=to_onnx.binary("And", kind="bool"),
+    onnx_import=(OnnxImport("And", 7, None, from_onnx.binary("onnx::And")),))
 _op("Or", ("A", "B"), np.logical_or, torchlib.binary("logical_or"), "A or B (elementwise)", ("logical_or",),
     onnx={}, llvm=lambda e, A, B: e.logical_or(A, B), derivatives={"A": NO_GRADIENT, "B": NO_GRADIENT},
-    onnx_export=to_onnx.binary("Or", kind="bool"))
+    onnx_export=to_onnx.binary("Or", kind="bool"),
+    onnx_import=(OnnxImport("Or", 7, None, from_onnx.binary("onnx::Or")),))
 _op("Not", ("X",), np.logical_not, torchlib.unary("logical_not", False), "not X (elementwise)",
     ("logical_not",), onnx={}, llvm=lambda e, X: e.logical_not(X), derivatives={"X": NO_GRADIENT},
-    onnx_export=to_onnx.unary("Not", kind="bool"))
+    onnx_export=to_onnx.unary("Not", kind="bool"),
+    onnx_import=(OnnxImport("Not", 1, None, from_onnx.unary("onnx::Not", "X")),))
 _op("Neg", ("X",), operator.neg, lambda X: -X, "-X", onnx={}, llvm=lambda e, X: e.neg(X), derivatives={"X": "-1.0"},
     **_onnx_unary("Neg", "X"))
 _op("Maximum", ("A", "B"), np.maximum, torchlib.binary("maximum"), "elementwise max(A, B)", ("maximum",),
