@@ -35,6 +35,7 @@ from mdfbridge.ops import REGISTRY
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
+F = torch.nn.functional
 
 FLOAT, INT64 = TensorProto.FLOAT, TensorProto.INT64
 TOL = 1e-5
@@ -647,3 +648,65 @@ def test_attention_style_mask_of_comparisons_and_logic(tmp_path):
                      {"lo": np.array(-0.5, np.float32), "hi": np.array([0.5], np.float32),
                       "zero": np.array(0.0, np.float32)})
     check(model, {"x": rand(6, 5), "z": rand(6, 5)}, tmp_path)
+
+
+# --------------------------------------------------------------------------- torch.nn -> MDF directly
+
+
+def _direct_modules() -> Dict[str, Any]:
+    torch.manual_seed(1)
+    prelu = nn.PReLU(3)
+    with torch.no_grad():
+        prelu.weight.uniform_(0.1, 0.5)
+    return {"ELU": nn.ELU(0.7), "SELU": nn.SELU(), "Hardsigmoid": nn.Hardsigmoid(), "Softplus": nn.Softplus(),
+            "PReLU": prelu, "PReLU1": nn.PReLU(), "LogSoftmax": nn.LogSoftmax(dim=1),
+            "LogSoftmax-1": nn.LogSoftmax(dim=-1), "Embedding": nn.Embedding(9, 4),
+            "F.elu": Lambda(lambda x: F.elu(x, 0.3)), "F.selu": Lambda(F.selu),
+            "F.log_softmax": Lambda(lambda x: F.log_softmax(x, dim=2)),
+            "Tensor.log_softmax": Lambda(lambda x: x.log_softmax(-2))}
+
+
+DIRECT = _direct_modules()
+
+
+@pytest.mark.parametrize("name", sorted(DIRECT))
+def test_module_to_mdf_of_activation_layers_and_embedding(name):
+    from mdfbridge.importers.pytorch import module_to_mdf, program_state_dict
+
+    module = nn.Sequential(DIRECT[name]).double().eval()
+    make = (lambda n: torch.randint(0, 9, (n, 6))) if name == "Embedding" else \
+        (lambda n: torch.randn(n, 3, 4, dtype=torch.float64) * 3)
+    doc = module_to_mdf(module, (make(2),))
+    prog = lower(doc)
+    (iname,), (oname,) = prog.inputs, prog.outputs
+    x = make(7)
+    with torch.no_grad():
+        want = module(x).numpy()
+    for got in (run_program(prog, {iname: x.double().numpy()})[oname],
+                get_backend("torch").prepare(prog).run({iname: x.double().numpy()})[oname]):
+        np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=1e-12)
+    module.load_state_dict(program_state_dict(doc), strict=True)  # the weights go back in torch's layout
+    assert len(prog.learnable_params()) == len(list(module.parameters()))
+
+
+def test_module_to_mdf_embedding_model_trains_like_torch():
+    from mdfbridge.importers.pytorch import module_to_mdf, program_state_dict
+
+    net = nn.Sequential(nn.Embedding(7, 3), nn.PReLU(), nn.Linear(3, 2)).double()
+    doc = module_to_mdf(net, (torch.randint(0, 7, (2, 4)),))
+    rng = np.random.default_rng(2)
+    ids = rng.integers(0, 7, size=(8, 4))
+    target = rng.normal(size=(8, 4, 2))
+    lr, mb = 0.1, 4
+    result = learn(doc, {"input": ids.astype(np.float64)}, {"output": target}, epochs=1, learning_rate=lr,
+                   minibatch_size=mb, optimizer_type="sgd", loss_spec="mse", backend="torch")
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    for i in range(0, len(ids), mb):
+        opt.zero_grad()
+        F.mse_loss(net(torch.tensor(ids[i:i + mb])), torch.tensor(target[i:i + mb])).backward()
+        opt.step()
+    trained = program_state_dict(result.program)
+    for k, v in net.state_dict().items():
+        assert not torch.equal(v, before[k]), k
+        torch.testing.assert_close(trained[k], v, rtol=0, atol=1e-10)
