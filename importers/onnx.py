@@ -40,6 +40,10 @@ FUNCTION_ID = "fn"
 OUTPUT_PORT = "output"
 _NON_WORD = re.compile(r"\W+")
 _FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
+# graph inputs may also hold integers or bools (token ids for Gather): mdfbridge feeds them as float64 numbers,
+# which the ops reading them as indices check are whole
+_INPUT_TYPES = _FLOAT_TYPES | {TensorProto.INT64, TensorProto.INT32, TensorProto.INT16, TensorProto.INT8,
+                               TensorProto.UINT8, TensorProto.UINT16, TensorProto.UINT32, TensorProto.BOOL}
 
 __all__ = ["onnx_to_mdf", "load_onnx", "supported_onnx_ops", "onnx_imports", "find_import"]
 
@@ -182,8 +186,8 @@ class OnnxImporter:
     def input_shape(self, inp: onnx.ValueInfoProto, batch: Optional[int]) -> Tuple[int, ...]:
         """The full shape of a graph input for a probe run at `batch` trials."""
         tt = inp.type.tensor_type
-        if inp.type.WhichOneof("value") != "tensor_type" or tt.elem_type not in _FLOAT_TYPES:
-            raise UnsupportedError(f"graph input '{inp.name}' is not a float tensor (mdfbridge values are floats)")
+        if inp.type.WhichOneof("value") != "tensor_type" or tt.elem_type not in _INPUT_TYPES:
+            raise UnsupportedError(f"graph input '{inp.name}' is not a float, integer or bool tensor")
         if inp.name in self.input_shapes:
             per_trial = self.input_shapes[inp.name]
             return ((batch,) if batch is not None else ()) + per_trial
@@ -201,6 +205,19 @@ class OnnxImporter:
             raise UnsupportedError(f"graph input '{inp.name}' has symbolic dimensions {_dims(tt)}; pass "
                                    f"input_shapes={{'{inp.name}': (per-trial shape)}}")
         return tuple(known)
+
+    def check_integer_inputs(self, graph_nodes: Sequence[onnx.NodeProto]) -> None:
+        """Refuse a non-float graph input that a node reads where the importer needs a constant (a shape, axes,
+        repeats): its value would be unknown until run time."""
+        integer = {i.name for i in self.graph_inputs if i.type.tensor_type.elem_type not in _FLOAT_TYPES}
+        if not integer:
+            return
+        for node in graph_nodes:
+            for pos in constant_input_positions(node.op_type):
+                if pos < len(node.input) and node.input[pos] in integer:
+                    raise UnsupportedError(f"graph input '{node.input[pos]}' is input {pos} of ONNX {node.op_type}, "
+                                           "which mdfbridge reads as a constant (a shape, axes, repeats): make it an "
+                                           "initializer", where=f"ONNX node '{node.name or node.output[0]}'")
 
     def probe(self) -> List[Dict[str, np.ndarray]]:
         """Every intermediate value of the graph for the probe inputs (random, fixed seed)."""
@@ -282,6 +299,7 @@ class OnnxImporter:
                     f"ONNX op '{node.op_type}' (opset {self.opset}) is not supported by mdfbridge's ONNX importer; "
                     f"supported: {', '.join(supported_onnx_ops())}",
                     where=f"ONNX node '{node.name or node.output[0]}'")
+        self.check_integer_inputs(graph_nodes)
         outputs = {o.name for o in self.graph.output}
         runs = self.probe()
         for inp in self.graph_inputs:
@@ -289,7 +307,10 @@ class OnnxImporter:
             assert shape is not None  # the probe runs feed each graph input with its batch axis
             nid = self.ids.make(inp.name, "input")
             port = f"{nid}_input"
-            self.nodes[nid] = {"metadata": {"mdfbridge": {"role": "input", "onnx_name": inp.name}},
+            meta: Dict[str, Any] = {"role": "input", "onnx_name": inp.name}
+            if inp.type.tensor_type.elem_type not in _FLOAT_TYPES:
+                meta["onnx_elem_type"] = TensorProto.DataType.Name(inp.type.tensor_type.elem_type).lower()
+            self.nodes[nid] = {"metadata": {"mdfbridge": meta},
                                "input_ports": {port: {"shape": list(shape)}},
                                "output_ports": {OUTPUT_PORT: {"value": port, "shape": list(shape)}}}
             self.tensors[inp.name] = Tensor(inp.name, "dynamic", shape, producer=(nid, OUTPUT_PORT))

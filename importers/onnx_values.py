@@ -1,9 +1,8 @@
 """ONNX ops the function registry has no op for, imported as MDF `value` expressions (modeci-mdf evaluates them;
-lowering runs them through mdfbridge's expression language): elementary functions, LeakyRelu, Elu, HardSigmoid,
-Clip, Pow, the variadic Max/Min/Sum/Mean, Concat, LogSoftmax, the reductions, inference-mode
-BatchNormalization and Gather of one index. `VALUE_IMPORTS` holds their `OnnxImport` entries; the ONNX importer
-indexes them with the registry records' own (`OpDef.onnx_import`). An ONNX op whose registry op appears moves to
-that op's record.
+lowering runs them through mdfbridge's expression language): elementary functions, Clip, Pow, the
+variadic Max/Min/Sum/Mean, Concat, the reductions and inference-mode BatchNormalization. `VALUE_IMPORTS` holds
+their `OnnxImport` entries; the ONNX importer indexes them with the registry records' own (`OpDef.onnx_import`).
+An ONNX op whose registry op appears moves to that op's record.
 """
 from __future__ import annotations
 
@@ -52,24 +51,6 @@ _elementary("Sinh", 1, "numpy.sinh(X)")
 _elementary("Cosh", 1, "numpy.cosh(X)")
 _elementary("Sign", 1, "numpy.sign(X)")
 _elementary("Erf", 1, "erf(X)")
-_elementary("Softplus", 1, "numpy.log(numpy.exp(X) + 1)")
-
-
-@imports("LeakyRelu", 6)
-def _leaky_relu(n: NodeImport) -> Emitted:
-    return Emitted(None, {"X": n.dynamic(0)}, value=f"numpy.where(X > 0, X, {_fmt(n.attr('alpha', 0.01))} * X)")
-
-
-@imports("Elu", 6)
-def _elu(n: NodeImport) -> Emitted:
-    return Emitted(None, {"X": n.dynamic(0)},
-                   value=f"numpy.where(X > 0, X, {_fmt(n.attr('alpha', 1.0))} * (numpy.exp(X) - 1))")
-
-
-@imports("HardSigmoid", 6)
-def _hard_sigmoid(n: NodeImport) -> Emitted:
-    a, b = _fmt(n.attr("alpha", 0.2)), _fmt(n.attr("beta", 0.5))
-    return Emitted(None, {"X": n.dynamic(0)}, value=f"numpy.clip({a} * X + {b}, 0.0, 1.0)")
 
 
 @imports("Clip", 11, constant_inputs=(1, 2))
@@ -125,14 +106,6 @@ def _concat(n: NodeImport) -> Emitted:
     return Emitted(None, dict(zip(names, ops)), value=f"numpy.concatenate([{', '.join(names)}], axis={axis})")
 
 
-@imports("LogSoftmax", 13)
-def _log_softmax(n: NodeImport) -> Emitted:
-    x = n.dynamic(0)
-    a = n.axis(n.attr("axis", -1), x)
-    m = f"numpy.max(X, axis={a}, keepdims=True)"
-    return Emitted(None, {"X": x}, value=f"X - {m} - numpy.log(numpy.sum(numpy.exp(X - {m}), axis={a}, keepdims=True))")
-
-
 def _reduce(op_type: str, fn: str, axes_input_since: int) -> None:
     """ONNX reduction `op_type` as numpy's `fn` over per-trial axes: an attribute before opset
     `axes_input_since`, input 1 from then on."""
@@ -182,14 +155,3 @@ def _batch_norm(n: NodeImport) -> Emitted:
         assert t.value is not None  # a const tensor has its value
         args[name] = t.with_value(t.value.reshape(t.value.shape + (1,) * trailing))
     return Emitted(None, args, value=f"(X - mean) / numpy.sqrt(var + {eps}) * scale + B", learnable=("scale", "B"))
-
-
-@imports("Gather", 1, constant_inputs=(1,))
-def _gather(n: NodeImport) -> Emitted:
-    """Gather with one constant integer index (a scalar: the axis goes, as numpy's X[..., i])."""
-    x = n.dynamic(0, "data")
-    idx = n.const(1, "indices")
-    if idx is None or np.ndim(idx) != 0 or np.asarray(idx).dtype.kind not in "iu":
-        raise n.fail("only one constant integer index (a scalar) is supported")
-    axis = n.axis(n.attr("axis", 0), x)
-    return Emitted(None, {"X": x}, value=f"X[{', '.join([':'] * axis + [str(int(idx))])}]")

@@ -19,7 +19,7 @@ from .errors import CycleError, ExpressionError, SchemaError, UnknownFunctionErr
 from .expression_lowering import ExpressionLowering
 from .expressions import Expression, parse_expression
 from .nesting import flatten
-from .ops import get_op, read_call, supported_functions
+from .ops import get_op, read_call, resolve, supported_functions
 from .ops.budget import Budget
 from .program import InputSpec, Location, Op, Param, Program, State, TensorRef
 from .psyneulink_forms import drop_learning_pathway
@@ -190,8 +190,13 @@ class _NodeLowering:
         if item.get("function") is not None or kind == "function":
             fname, args, _ = _split_function(item)
             own = tuple(args)
+            hit = resolve(fname) if fname is not None else None
+            static, renames = (set(hit[0].attrs), hit[1]) if hit is not None else (set(), {})
             for a, v in args.items():
+                attr = renames.get(a, a) in static
                 for x in (v if _is_tensor_list(v) else [v]):
+                    if isinstance(x, str) and attr and not x.isidentifier():
+                        continue  # an attribute's text (an Einsum equation): static, no expression
                     if isinstance(x, str):
                         names |= self.names_in(x, f"{kind} '{iid}' argument '{a}'")
             if isinstance(item.get("value"), str):

@@ -358,6 +358,12 @@ OP_SAMPLES = {
     "RNN": ({"X": (5, 3)}, {"h0": (4,), "weight_ih": (4, 3), "weight_hh": (4, 4), "bias_ih": (4,), "bias_hh": (4,)},
             {"nonlinearity": "relu"}),
     "LSTM": ({"X": (5, 3), "c0": (4,)}, {"weight_ih": (16, 3), "weight_hh": (16, 4)}, {"output": "Y_c"}),
+    "Gather": ({"data": (4, 3)}, {}, {"indices": [[2, 0], [-1, 2]], "axis": 1}),
+    "GatherElements": ({"data": (3, 2)}, {}, {"indices": [[0, 1], [2, -1]], "axis": 0}),
+    "Slice": ({"data": (4, 5)}, {}, {"starts": [1, -1], "ends": [3, -2 ** 63], "axes": [0, 1], "steps": [1, -2]}),
+    "Expand": ({"X": (3, 1)}, {}, {"shape": [2, 3, 4]}),
+    "Einsum": ({"A": (2, 3)}, {"B": (3, 4)}, {"equation": "ij,jk->ik"}),
+    "LogSoftmax": ({"X": (2, 3)}, {}, {"axis": [0, 1]}),
 }
 LIST_ARGS = {"Concat": "inputs", "Stack": "inputs", "AsArray": "X"}  # ops taking a list of tensors (x0, x1)
 GRU_FORMS = {"GRU": "gates", "GRU_ONNX": "onnx"}  # built by lowering a GRU composition's MDF form

@@ -94,6 +94,12 @@ SAMPLES: Dict[str, Dict[str, Any]] = {
     "LSTM": {"X": In((5, 2), -1.0, 1.0), "h0": P((3,), -0.5, 0.5), "c0": P((3,), -0.5, 0.5),
              "weight_ih": P((12, 2), -0.5, 0.5), "weight_hh": P((12, 3), -0.5, 0.5), "bias_ih": P((12,), -0.5, 0.5),
              "bias_hh": P((12,), -0.5, 0.5), "output": "Y_c"},
+    "Gather": {"data": In((4, 3)), "indices": [[2, 0], [-1, 2]], "axis": 1},
+    "GatherElements": {"data": In((3, 2)), "indices": [[0, 1], [2, -1]], "axis": 0},
+    "Slice": {"data": In((4, 5)), "starts": [1, -1], "ends": [3, -2 ** 63], "axes": [0, 1], "steps": [1, -2]},
+    "Expand": {"X": In((3, 1)), "shape": [2, 3, 4]},
+    "Einsum": {"A": In((2, 3)), "B": P((3, 4)), "equation": "ij,jk->ik"},
+    "LogSoftmax": {"X": In((2, 3), -2.0, 2.0), "axis": 1},
 }
 # Elementwise ops whose arguments need a domain other than [0.2, 0.9)
 DOMAINS: Dict[str, Dict[str, Any]] = {
@@ -104,6 +110,11 @@ DOMAINS: Dict[str, Dict[str, Any]] = {
     "Heaviside": {"A": In((3,), -1.0, 1.0), "B": 0.5},
     "Where": {"condition": In((3,), -1.0, 1.0), "X": P((3,)), "Y": P((3,))},
     "Clip": {"X": In((3,), -1.0, 2.0), "lo": 0.0, "hi": 1.0},
+    "Elu": {"X": In((3,), -1.0, 1.0), "alpha": 0.7},
+    "LeakyRelu": {"X": In((3,), -1.0, 1.0), "alpha": 0.2},
+    "Selu": {"X": In((3,), -1.0, 1.0)},
+    "HardSigmoid": {"X": In((3,), -4.0, 4.0), "alpha": 0.25, "beta": 0.4},
+    "PRelu": {"X": In((3,), -1.0, 1.0), "slope": P((3,), 0.1, 0.5)},
     # PsyNeuLink's arguments at values that are not the identity (tests/test_psyneulink_exports.py has its numbers)
     "linear": {"variable0": In((3,), -1.0, 1.0), "slope": 0.7, "intercept": 0.3, "scale": 1.25, "offset": -0.4},
     "tanh": {"variable0": In((3,), -1.0, 1.0), "gain": 0.8, "bias": -0.2, "x_0": 0.1, "offset": 0.05, "scale": 1.3},
@@ -128,6 +139,8 @@ def _not_supported(backend: str, names: Any, why: str) -> None:
 _not_supported("llvm", ("Dot", "Outer", "Gemm", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd",
                         "ArgMax", "ArgMin", "Transpose", "Reshape", "Concat", "Stack", "AsArray", "Getitem",
                         "Squeeze", "Unsqueeze", "Tile", "Shape", "Len", "Zeros", "Ones", "Full"),
+               "not a vector kernel of the llvm backend (torch runs it)")
+_not_supported("llvm", ("Gather", "GatherElements", "Slice", "Expand", "Einsum", "LogSoftmax"),
                "not a vector kernel of the llvm backend (torch runs it)")
 _not_supported("llvm", ("GRU", "RNN", "LSTM"), "recurrent layers run on torch (its fused kernels)")
 _not_supported("llvm", ("Conv", "LayerNormalization"), "no llvm kernel: convolution and normalization run on torch")

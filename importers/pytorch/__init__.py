@@ -24,7 +24,8 @@ is traced as one layer call.
 Modules: `values` (what converters see), `builder` (the MDF nodes and edges the converters write), `registry`
 (converters keyed by torch callables / nn.Module classes), `converters` (one per layer / function / method /
 aten op; `layer_converters`: Conv1d/2d/3d, LayerNorm and GELU, whose nodes hold their weights in torch's
-layout), `tracing` (torch.fx, torch.export fallback), `convert` (the graph walk, `module_to_mdf`) and `state_dict`
+layout; `activation_converters`: ELU, SELU, Hardsigmoid, Softplus, PReLU, LogSoftmax and Embedding),
+`tracing` (torch.fx, torch.export fallback), `convert` (the graph walk, `module_to_mdf`) and `state_dict`
 (weights back to the module). A converter is registered for the torch callables it stands for (onnx2torch style),
 so the graph walk stays generic:
 

@@ -12,7 +12,7 @@ from ... import __version__
 from ...composition import identifier
 from ...errors import DataError, UnsupportedError
 from ...program import Program
-from . import converters, layer_converters  # noqa: F401 - registers the converters
+from . import activation_converters, converters, layer_converters  # noqa: F401 - registers the converters
 from .builder import MDF_FORMAT, SOURCE, Builder
 from .registry import converter_for, supported_summary
 from .tracing import (

@@ -111,25 +111,31 @@ _op("Pow", ("A", "B"), _pow, torchlib.arith(_pow), "A ** B", ("power",), onnx={"
     derivatives={"A": "numpy.where(B == 0, 0.0, B * A ** (B - 1))",
                  "B": "numpy.where(numpy.logical_and(A == 0, B >= 0), 0.0, out * numpy.log(A))"})
 
-for _name, _fn, _desc, _sym in (("Less", operator.lt, "A < B", "<"), ("LessOrEqual", operator.le, "A <= B", "<="),
-                                ("Greater", operator.gt, "A > B", ">"),
-                                ("GreaterOrEqual", operator.ge, "A >= B", ">="),
-                                ("Equal", operator.eq, "A == B", "==")):
+# (op, operator, description, LLVM comparison, the first ONNX opset importing it)
+for _name, _fn, _desc, _sym, _since in (("Less", operator.lt, "A < B", "<", 7),
+                                        ("LessOrEqual", operator.le, "A <= B", "<=", 12),
+                                        ("Greater", operator.gt, "A > B", ">", 7),
+                                        ("GreaterOrEqual", operator.ge, "A >= B", ">=", 12),
+                                        ("Equal", operator.eq, "A == B", "==", 7)):
     _op(_name, ("A", "B"), _fn, torchlib.arith(_fn), _desc, onnx={},
         llvm=lambda e, A, B, _sym=_sym: e.compare(_sym, A, B), derivatives={"A": NO_GRADIENT, "B": NO_GRADIENT},
-        onnx_export=to_onnx.binary(_name, out_kind="bool"))
+        onnx_export=to_onnx.binary(_name, out_kind="bool"),
+        onnx_import=(OnnxImport(_name, _since, None, from_onnx.binary(f"onnx::{_name}")),))
 _op("NotEqual", ("A", "B"), operator.ne, torchlib.arith(operator.ne), "A != B",
     llvm=lambda e, A, B: e.compare("!=", A, B), derivatives={"A": NO_GRADIENT, "B": NO_GRADIENT},
     onnx_export=to_onnx_expr.not_equal)
 _op("And", ("A", "B"), np.logical_and, torchlib.binary("logical_and"), "A and B (elementwise)",
     ("logical_and",), onnx={}, llvm=lambda e, A, B: e.logical_and(A, B),
-    derivatives={"A": NO_GRADIENT, "B": NO_GRADIENT}, onnx_export=to_onnx.binary("And", kind="bool"))
+    derivatives={"A": NO_GRADIENT, "B": NO_GRADIENT}, onnx_export=to_onnx.binary("And", kind="bool"),
+    onnx_import=(OnnxImport("And", 7, None, from_onnx.binary("onnx::And")),))
 _op("Or", ("A", "B"), np.logical_or, torchlib.binary("logical_or"), "A or B (elementwise)", ("logical_or",),
     onnx={}, llvm=lambda e, A, B: e.logical_or(A, B), derivatives={"A": NO_GRADIENT, "B": NO_GRADIENT},
-    onnx_export=to_onnx.binary("Or", kind="bool"))
+    onnx_export=to_onnx.binary("Or", kind="bool"),
+    onnx_import=(OnnxImport("Or", 7, None, from_onnx.binary("onnx::Or")),))
 _op("Not", ("X",), np.logical_not, torchlib.unary("logical_not", False), "not X (elementwise)",
     ("logical_not",), onnx={}, llvm=lambda e, X: e.logical_not(X), derivatives={"X": NO_GRADIENT},
-    onnx_export=to_onnx.unary("Not", kind="bool"))
+    onnx_export=to_onnx.unary("Not", kind="bool"),
+    onnx_import=(OnnxImport("Not", 1, None, from_onnx.unary("onnx::Not", "X")),))
 _op("Neg", ("X",), operator.neg, lambda X: -X, "-X", onnx={}, llvm=lambda e, X: e.neg(X), derivatives={"X": "-1.0"},
     **_onnx_unary("Neg", "X"))
 _op("Maximum", ("A", "B"), np.maximum, torchlib.binary("maximum"), "elementwise max(A, B)", ("maximum",),
@@ -249,7 +255,8 @@ _op("Where", ("condition", "X", "Y"), np.where,
     "X where condition holds, else Y", ("where",), onnx={},
     llvm=lambda e, condition, X, Y: e.select(condition, X, Y),
     derivatives={"condition": NO_GRADIENT, "X": "numpy.where(condition, 1.0, 0.0)",
-                 "Y": "numpy.where(condition, 0.0, 1.0)"}, onnx_export=to_onnx_expr.where)
+                 "Y": "numpy.where(condition, 0.0, 1.0)"}, onnx_export=to_onnx_expr.where,
+    onnx_import=(OnnxImport("Where", 9, None, from_onnx.elementwise("onnx::Where", ("condition", "X", "Y"))),))
 _op("Clip", ("X", "lo", "hi"), np.clip, lambda X, lo, hi: torch_module().clamp(*torchlib.tt_like(X, lo, hi)),
     "X limited to [lo, hi]", ("clip",), onnx={"input": "X", "min": "lo", "max": "hi"},
     llvm=lambda e, X, lo, hi: _minimum(e, _maximum(e, X, lo), hi),

@@ -37,6 +37,16 @@ def binary(function: str, bias: bool = False) -> Handler:
     return handle
 
 
+def elementwise(function: str, names: "tuple[str, ...]") -> Handler:
+    """A broadcasting elementwise op of the node's inputs, passed as arguments `names` in order (Where's
+    condition, X, Y)."""
+    def handle(n: NodeImport) -> Emitted:
+        if len(n.node.input) != len(names):
+            raise n.fail(f"takes {len(names)} inputs, got {len(n.node.input)}")
+        return n.call(function, n.broadcast_args(names))
+    return handle
+
+
 def unary(function: str, arg: str) -> Handler:
     """An elementwise unary op of the (dynamic) first input, passed as argument `arg`."""
     def handle(n: NodeImport) -> Emitted:

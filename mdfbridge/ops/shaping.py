@@ -9,6 +9,7 @@ import numpy as np
 from . import from_onnx, to_onnx, to_onnx_expr, torchlib
 from . import shape_rules as sr
 from .base import Alias, OnnxImport, OpDef, check_size, keywords, never, register, shift_axis, torch_module
+from .indexing import import_tile
 
 
 def _target_shape(data: Any, shape: Any, allowzero: int) -> List[int]:
@@ -190,7 +191,8 @@ def _t_tile(X: Any, reps: Any) -> Any:
 
 register(OpDef("Tile", ("X", "reps"), _np_tile, _t_tile, attrs=("reps",), batch_rule=never,
                description="numpy.tile(X, reps)", expr_names=("tile",), shape=lambda a: _tile_shape(a["X"], a["reps"]),
-               onnx_export=to_onnx_expr.tile))
+               onnx_export=to_onnx_expr.tile,
+               onnx_import=(OnnxImport("Tile", 6, None, import_tile, constant_inputs=(1,)),)))
 register(OpDef("Shape", ("X",), keywords(np.shape, ("X",)), lambda X: tuple(torchlib.tt(X).shape), batch_rule=never,
                description="the shape of X as a tuple", expr_names=("shape",), shape=lambda a: (len(a["X"]),),
                onnx_export=to_onnx_expr.shape_of))
