@@ -7,6 +7,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mdfbridge-installed
+# pytest-xdist workers for `make test` (the CI machine has 2 cores)
+WORKERS ?= 2
 
 .PHONY: demo test test-fast fuzz docs bench clean
 
@@ -26,10 +28,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check mdfbridge importers exporters tests benchmarks examples docs/tools
 	bash .ci/mypy.sh $(PY)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(WORKERS) --dist loadgroup
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(WORKERS) --dist loadgroup -m "not slow"
 
 fuzz: $(STAMP)
 	MDFBRIDGE_FUZZ_EXAMPLES=$${MDFBRIDGE_FUZZ_EXAMPLES:-5000} $(PY) -m pytest -q -p no:cacheprovider tests/fuzz_targets.py

@@ -190,7 +190,8 @@ def _read_npy_stream(f: IO[bytes], name: str, where: str, available: Optional[in
             shape, fortran, dtype = fmt.read_array_header_2_0(f)
         else:  # pragma: no cover - read_magic accepts these only
             raise ValueError(f"unknown .npy version {version}")
-    except (ValueError, EOFError, SyntaxError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever numpy's header reader raises on bad text (ValueError,
+        # SyntaxError, tokenize.TokenError on an unclosed bracket, ...): the file is not an .npy array
         what = f"member '{name}'" if name else "file"
         raise DataError(f"{what} is not an .npy array ({_first_line(exc)})", where=where) from None
     nbytes = _check_array_header(name, tuple(shape), dtype, where)

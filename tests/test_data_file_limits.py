@@ -220,3 +220,14 @@ def test_composition_load_of_a_pt_that_is_not_a_state_dict_says_so(tmp_path, wri
     with pytest.raises(DataError, match=f"^{path}: .*{says}"):
         comp.load(path)
     assert not Path("/tmp/mdfbridge_pwned_weights").exists()
+
+
+@pytest.mark.parametrize("header", [b"{'descr': '<f8', 'fortran_order': False, 'shape': [[[[", b"{'descr': (((",
+                                    b"\xff\xfe", b"{'descr': '<f8', 'fortran_order': False, 'shape': (2,), 'x': "])
+def test_a_broken_npy_header_is_one_clear_error(tmp_path, header):
+    """numpy's header reader raises tokenize.TokenError on an unclosed bracket (found by the fuzz test)."""
+    body = header + b" " * (63 - (10 + len(header)) % 64) + b"\n"
+    path = tmp_path / "x.npy"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body)
+    with pytest.raises(DataError, match="is not an .npy array"):
+        read_npy(path)

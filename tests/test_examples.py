@@ -13,7 +13,9 @@ from typing import List
 import pytest
 from conftest import REPO
 
-pytestmark = pytest.mark.slow  # each example runs in a subprocess (seconds each)
+# each example runs in a subprocess (seconds each); one worker runs all the tests that compare the repository's
+# `git status` before and after (under pytest-xdist another worker's example writing its outputs would show)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("repository_tree")]
 EXAMPLES = REPO / "examples"
 # The examples' networks are tiny: torch's intra-op thread pool only adds waiting, and on a busy 2-core machine
 # it made them 20x slower (a 16 x 8 x 4 GRU step with backward: 70 ms with 2 threads, 3.5 ms with 1).
