@@ -117,14 +117,18 @@ def _export_indices(b: OnnxGraphBuilder, v: Operand) -> Val:
     return b.tensor(v, "int64")
 
 
-def export_gather(b: OnnxGraphBuilder, op: Op) -> Operand:
-    """One Gather node (indices cast to int64)."""
+def _gather_operands(b: OnnxGraphBuilder, op: Op, name: str) -> Tuple[Val, Val, int]:
+    """(data, int64 indices, the axis) of a Gather-like op being exported as ONNX `name`."""
     data = b.required_arg(op, "data", keep_kind=True)
     raw = b.arg(op, "indices")
     if raw is None:
-        raise b.unsupported("Gather without indices")
-    idx = _export_indices(b, raw)
-    a = _axis(b.static_arg(op, "axis", 0), data.rank, "Gather")
+        raise b.unsupported(f"{name} without indices")
+    return data, _export_indices(b, raw), _axis(b.static_arg(op, "axis", 0), data.rank, name)
+
+
+def export_gather(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """One Gather node (indices cast to int64)."""
+    data, idx, a = _gather_operands(b, op, "Gather")
     if data.batched and idx.batched:
         raise b.unsupported("Gather of per-trial data with per-trial indices")
     if idx.batched and a != 0:
@@ -209,12 +213,7 @@ def _elements_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Optiona
 
 def export_gather_elements(b: OnnxGraphBuilder, op: Op) -> Operand:
     """One GatherElements node (an unbatched operand repeated over the batch when the other is batched)."""
-    data = b.required_arg(op, "data", keep_kind=True)
-    raw = b.arg(op, "indices")
-    if raw is None:
-        raise b.unsupported("GatherElements without indices")
-    idx = _export_indices(b, raw)
-    a = _axis(b.static_arg(op, "axis", 0), data.rank, "GatherElements")
+    data, idx, a = _gather_operands(b, op, "GatherElements")
     if data.batched != idx.batched:
         data, idx = b.expand_to_batch(data), b.expand_to_batch(idx)
     return b.emit("GatherElements", [data, idx], shape=_elements_shape(data.shape, idx.shape, a),
