@@ -17,7 +17,7 @@ from .block_lowering import FusedBlock, block_lowerings
 from .block_lowering import mdf_meta as _mdf_meta
 from .errors import CycleError, ExpressionError, SchemaError, UnknownFunctionError, UnsupportedError
 from .expression_lowering import ExpressionLowering
-from .expressions import Expression, parse_expression
+from .expressions import Expression, expression_names, parse_expression
 from .nesting import flatten
 from .ops import get_op, read_call, resolve, supported_functions
 from .ops.budget import Budget
@@ -174,7 +174,10 @@ class _NodeLowering:
         """The names an expression reads: the text itself when it is one of the node's ids as a whole."""
         if text in self.local_ids:
             return frozenset((text,))
-        return parse_expression(text, where=f"{self.where} {where}").names
+        try:
+            return expression_names(text)  # (from the parse cache, no copy for the place)
+        except ExpressionError:  # the same error, naming the place
+            return parse_expression(text, where=f"{self.where} {where}").names
 
     def lower_inputs(self) -> None:
         """Bind each input port to its incoming edges' values or to an external input."""
