@@ -81,6 +81,9 @@ _UNARY: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "Relu": lambda x: np.maximum(x, x.dtype.type(0)), "Identity": lambda x: x, "Neg": np.negative,
     "Abs": np.abs, "Exp": np.exp, "Tanh": np.tanh, "Sqrt": np.sqrt, "Log": np.log,
     "Sigmoid": lambda x: (1 / (1 + np.exp(-x))).astype(x.dtype, copy=False),
+    # (onnx's reference evaluator reduces the wrong axes of 1-D and 3-D inputs)
+    "GlobalMaxPool": lambda x: x.max(axis=tuple(range(2, x.ndim)), keepdims=True),
+    "GlobalAveragePool": lambda x: x.mean(axis=tuple(range(2, x.ndim)), keepdims=True),
 }
 _BINARY: Dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide, "MatMul": np.matmul,
@@ -90,6 +93,8 @@ _BINARY: Dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 def _fast(node: NodeProto) -> Optional[Callable[[Sequence[Any], str, str], Optional[Tuple[np.ndarray, ...]]]]:
     """A direct numpy implementation of a common attribute-free op on float tensors (None: the reference
     evaluator runs it); it returns None for inputs it does not take (other types), so the evaluator runs those."""
+    if node.op_type in ("MaxPool", "AveragePool") and node.domain in ("", "ai.onnx") and len(node.output) == 1:
+        return _pool(node)
     if node.attribute or node.domain not in ("", "ai.onnx") or len(node.output) != 1:
         return None
     unary, binary = _UNARY.get(node.op_type), _BINARY.get(node.op_type)
@@ -113,6 +118,24 @@ def _fast(node: NodeProto) -> Optional[Callable[[Sequence[Any], str, str], Optio
 
         return run_binary
     return None
+
+
+def _pool(node: NodeProto) -> Callable[[Sequence[Any], str, str], Optional[Tuple[np.ndarray, ...]]]:
+    """MaxPool/AveragePool by mdfbridge's numpy implementation (onnx's reference evaluator sizes some SAME_LOWER
+    outputs unlike onnxruntime); inputs it does not take go to the evaluator."""
+    from .pooling import probe_pool
+
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
+
+    def run_pool(args: Sequence[Any], limit: str, where: str) -> Optional[Tuple[np.ndarray, ...]]:
+        if not _float_arrays(args, 1) or args[0].ndim < 3:
+            return None
+        try:
+            return (probe_pool(node.op_type, attrs, args[0]),)
+        except ValueError:
+            return None  # (the evaluator says what does not fit)
+    return run_pool
 
 
 def _inferred_elements(node: NodeProto, args: Sequence[Any], opset: Optional[int] = None) -> Optional[int]:

@@ -1,0 +1,206 @@
+"""Pooling and normalization ops (mdfbridge/ops/pooling.py, normalization.py): MaxPool, AveragePool,
+GlobalAveragePool, GlobalMaxPool, BatchNormalization.
+
+Oracles: onnxruntime on the same one-node ONNX model (random and fixed inputs, float32, 1e-5) for the import
+(onnx_to_mdf -> save_mdf -> load_program, run on the numpy reference and torch backends) and for the re-export
+(program_to_onnx run on onnxruntime); torch.nn modules exported by torch.onnx.export (legacy exporter) against the
+modules themselves; torch autograd (nn.BatchNorm2d in train()) for training, running statistics included.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+import mdfbridge  # noqa: E402
+from mdfbridge.api import run_with_backend  # noqa: E402
+from mdfbridge.errors import UnsupportedError  # noqa: E402
+from mdfbridge.exporters.onnx import program_to_onnx  # noqa: E402
+from mdfbridge.importers.onnx import onnx_to_mdf  # noqa: E402
+from mdfbridge.ops import REGISTRY  # noqa: E402
+
+nn = torch.nn
+F = torch.nn.functional
+TOL = 1e-5
+
+
+def _session(model: Any) -> Any:
+    onnx.checker.check_model(model, full_check=True)
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def node_model(op_type: str, x_shape: Sequence[Any], attrs: Dict[str, Any], opset: int = 17,
+               inits: Optional[Dict[str, np.ndarray]] = None, outputs: int = 1) -> Any:
+    """A one-node model: input x (batch axis 'N' first), constant inputs `inits` after it in order."""
+    inits = inits or {}
+    node = helper.make_node(op_type, ["x"] + list(inits), ["y"] + [f"y{i}" for i in range(1, outputs)], **attrs)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [f"d{i}" for i in range(len(x_shape))])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))], [y],
+                              [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                             ir_version=8 if opset < 19 else 9)
+
+
+def check_against_onnxruntime(model: Any, xs: List[np.ndarray], tmp_path: Any) -> Any:
+    """onnx_to_mdf -> save_mdf -> load_program on the numpy and torch backends, and the program's ONNX export,
+    against onnxruntime on `model` for every input in xs; returns the program."""
+    sess = _session(model)
+    path = tmp_path / "m.json"
+    mdfbridge.save_mdf(onnx_to_mdf(model), path)
+    prog = mdfbridge.load_program(path)
+    back = _session(program_to_onnx(prog))
+    (out,) = prog.outputs
+    for x in xs:
+        (want,) = sess.run(["y"], {"x": x})
+        for backend in ("numpy", "torch"):
+            got = run_with_backend(prog, {"x": x.astype(np.float64)}, backend)[out]
+            assert got.shape == want.shape, backend
+            np.testing.assert_allclose(got, want, rtol=0, atol=TOL, err_msg=backend)
+        (again,) = back.run(None, {back.get_inputs()[0].name: x})
+        np.testing.assert_allclose(again, want, rtol=0, atol=TOL)
+    return prog
+
+
+def inputs_for(shape: Sequence[int], seed: int = 0) -> List[np.ndarray]:
+    """A random input and a fixed one (a ramp with ties and negatives) of this shape."""
+    rng = np.random.default_rng(seed)
+    size = int(np.prod(shape))
+    fixed = ((np.arange(size) % 7) - 3.0).reshape(shape) / 2
+    return [rng.normal(size=shape).astype(np.float32), fixed.astype(np.float32)]
+
+
+# ------------------------------------------------------------------------------- pooling
+
+POOLS = [  # (x shape, attributes)
+    ((2, 3, 9), {"kernel_shape": [3]}),
+    ((2, 3, 9), {"kernel_shape": [2], "strides": [2], "pads": [1, 1]}),
+    ((2, 3, 10), {"kernel_shape": [3], "strides": [2], "ceil_mode": 1}),
+    ((2, 2, 7, 8), {"kernel_shape": [2, 2]}),
+    ((2, 2, 7, 8), {"kernel_shape": [3, 2], "strides": [2, 3], "pads": [1, 0, 2, 1]}),
+    ((2, 2, 7, 8), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "ceil_mode": 1}),
+    ((2, 2, 7, 8), {"kernel_shape": [2, 3], "strides": [2, 1], "auto_pad": "SAME_UPPER"}),
+    ((2, 2, 7, 8), {"kernel_shape": [3, 2], "strides": [2, 2], "auto_pad": "SAME_LOWER"}),
+    ((2, 2, 7, 8), {"kernel_shape": [3, 2], "strides": [2, 2], "auto_pad": "VALID"}),
+    ((1, 2, 5, 6, 7), {"kernel_shape": [2, 3, 2], "strides": [1, 2, 2], "pads": [1, 0, 1, 0, 1, 1]}),
+]
+
+
+@pytest.mark.parametrize("x_shape,attrs", POOLS)
+def test_max_pool_imports_and_exports_like_onnxruntime(x_shape, attrs, tmp_path):
+    model = node_model("MaxPool", ("N",) + x_shape[1:], attrs, opset=12)
+    check_against_onnxruntime(model, inputs_for(x_shape), tmp_path)
+
+
+@pytest.mark.parametrize("x_shape,attrs", [
+    ((2, 3, 11), {"kernel_shape": [3], "dilations": [2]}),
+    ((2, 2, 9, 8), {"kernel_shape": [2, 2], "dilations": [2, 3], "pads": [1, 1, 0, 1], "strides": [2, 1]}),
+    ((2, 2, 9, 8), {"kernel_shape": [2, 2], "dilations": [2, 2], "strides": [2, 2], "ceil_mode": 1}),
+])
+def test_max_pool_dilations_import_like_onnxruntime(x_shape, attrs, tmp_path):
+    model = node_model("MaxPool", ("N",) + x_shape[1:], attrs, opset=12)
+    check_against_onnxruntime(model, inputs_for(x_shape, seed=3), tmp_path)
+
+
+@pytest.mark.parametrize("count_include_pad", [0, 1])
+@pytest.mark.parametrize("x_shape,attrs", POOLS)
+def test_average_pool_imports_and_exports_like_onnxruntime(x_shape, attrs, count_include_pad, tmp_path):
+    model = node_model("AveragePool", ("N",) + x_shape[1:], {**attrs, "count_include_pad": count_include_pad})
+    check_against_onnxruntime(model, inputs_for(x_shape, seed=1), tmp_path)
+
+
+@pytest.mark.parametrize("op_type", ["GlobalAveragePool", "GlobalMaxPool"])
+@pytest.mark.parametrize("x_shape", [(2, 3, 5), (2, 3, 4, 5), (1, 2, 3, 4, 2)])
+def test_global_pools_import_and_export_like_onnxruntime(op_type, x_shape, tmp_path):
+    model = node_model(op_type, ("N",) + x_shape[1:], {})
+    check_against_onnxruntime(model, inputs_for(x_shape, seed=2), tmp_path)
+
+
+def test_pools_without_a_batch_axis_import_like_onnxruntime():
+    model = node_model("MaxPool", (2, 3, 6, 6), {"kernel_shape": [2, 2], "strides": [2, 2]})
+    x = inputs_for((2, 3, 6, 6))[0]
+    (want,) = _session(model).run(["y"], {"x": x})
+    prog = mdfbridge.lower(onnx_to_mdf(model, batch_axis=False))
+    got = run_with_backend(prog, {"x": x[None].astype(np.float64)})["y"][0]
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("op_type,attrs,match", [
+    ("MaxPool", {"kernel_shape": [3], "pads": [3, 0]}, "index 7 is out of bounds"),
+    ("MaxPool", {"kernel_shape": [2, 2]}, "running the ONNX graph"),
+    ("AveragePool", {"kernel_shape": [2], "auto_pad": "VALID", "ceil_mode": 1}, "ceil_mode"),
+    ("MaxPool", {"kernel_shape": [12]}, "out_shape=.-2,."),
+])
+def test_pool_refusals_are_one_line(op_type, attrs, match):
+    """Forms onnxruntime's spec refuses: the probe run or the handler says so on one line."""
+    model = node_model(op_type, ("N", 2, 9), attrs)
+    with pytest.raises(mdfbridge.MdfBridgeError, match=match) as err:
+        onnx_to_mdf(model)
+    assert "\n" not in str(err.value)
+
+
+def test_max_pool_indices_output_is_refused():
+    model = node_model("MaxPool", ("N", 2, 9), {"kernel_shape": [2]}, outputs=2)
+    model.graph.output.append(helper.make_tensor_value_info("y1", TensorProto.INT64, None))
+    with pytest.raises(UnsupportedError, match="Indices"):
+        onnx_to_mdf(model)
+
+
+def _torch_onnx(module: Any, x: Any, opset: int = 17) -> Any:
+    f = io.BytesIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (x,), f, input_names=["x"], output_names=["y"], dynamo=False,
+                          opset_version=opset, dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    return onnx.load_from_string(f.getvalue())
+
+
+@pytest.mark.parametrize("module,shape", [
+    (nn.MaxPool2d(3, stride=2, padding=1), (3, 9, 8)),
+    (nn.MaxPool2d((2, 3), stride=(2, 1), dilation=(2, 1), ceil_mode=True), (2, 9, 9)),
+    (nn.AvgPool2d(3, stride=2, padding=1), (3, 9, 8)),
+    (nn.AvgPool2d(2, stride=2, padding=1, ceil_mode=True, count_include_pad=False), (2, 7, 7)),
+    (nn.MaxPool1d(3, stride=2), (4, 11)),
+    (nn.AvgPool1d(4, stride=3, padding=2), (4, 11)),
+    (nn.AdaptiveAvgPool2d((1, 1)), (3, 5, 4)),
+    (nn.AdaptiveMaxPool2d((1, 1)), (3, 5, 4)),
+    (nn.MaxPool3d(2), (2, 4, 4, 5)),
+])
+def test_torch_pooling_modules_exported_by_torch_import_like_torch(module, shape):
+    x = torch.randn((4,) + shape)
+    model = _torch_onnx(module.eval(), x[:2])
+    prog = mdfbridge.lower(onnx_to_mdf(model))
+    with torch.no_grad():
+        want = module(x).numpy()
+    for backend in ("numpy", "torch"):
+        got = run_with_backend(prog, {"x": x.double().numpy()}, backend)["y"]
+        np.testing.assert_allclose(got, want, rtol=0, atol=TOL, err_msg=backend)
+
+
+def test_pool_torch_implementations_give_autograd_gradients_like_torch():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(2, 3, 8, 7))
+    for fn, ref, attrs in (
+            ("MaxPool", lambda t: F.max_pool2d(t, 3, 2, 1, ceil_mode=True),
+             {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "ceil_mode": 1}),
+            ("AveragePool", lambda t: F.avg_pool2d(t, 2, 2, 1, count_include_pad=False),
+             {"kernel_shape": [2, 2], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+            ("GlobalAveragePool", lambda t: t.mean(dim=(2, 3), keepdim=True), {"spatial": 2})):
+        a = torch.tensor(x, requires_grad=True)
+        b = torch.tensor(x, requires_grad=True)
+        got = REGISTRY[fn].torch(X=a, **attrs)
+        want = ref(b)
+        np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=0, atol=1e-12)
+        w = torch.tensor(rng.normal(size=tuple(want.shape)))
+        (got * w).sum().backward()
+        (want * w).sum().backward()
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(REGISTRY[fn].numpy(X=x, **attrs), want.detach().numpy(), rtol=0, atol=1e-12)
