@@ -354,6 +354,13 @@ OP_SAMPLES = {
     "Conv": ({"X": (2, 5, 6)}, {"W": (4, 1, 3, 2), "B": (4,)},
              {"strides": [2, 1], "pads": [1, 0, 2, 1], "dilations": [1, 2], "group": 2}),
     "LayerNormalization": ({"X": (2, 3)}, {"Scale": (3,), "B": (2, 3)}, {"axis": 0, "epsilon": 0.125}),
+    "MaxPool": ({"X": (2, 7, 6)}, {}, {"kernel_shape": [3, 2], "strides": [2, 1], "pads": [1, 0, 1, 1],
+                                       "dilations": [1, 2], "ceil_mode": 1}),
+    "AveragePool": ({"X": (2, 7)}, {}, {"kernel_shape": [3], "strides": [2], "pads": [1, 2], "count_include_pad": 1}),
+    "GlobalAveragePool": ({"X": (2, 3, 4)}, {}, {"spatial": 2}),
+    "GlobalMaxPool": ({"X": (2, 5)}, {}, {"spatial": 1}),
+    "BatchNormalization": ({"X": (2, 3, 4)}, {"scale": (2,), "B": (2,), "input_mean": (2,), "input_var": (2,)},
+                           {"epsilon": 0.125}),
     # per-trial sequences X (T, I); a batched initial cell state (a module input) for LSTM
     "RNN": ({"X": (5, 3)}, {"h0": (4,), "weight_ih": (4, 3), "weight_hh": (4, 4), "bias_ih": (4,), "bias_hh": (4,)},
             {"nonlinearity": "relu"}),

@@ -88,6 +88,13 @@ SAMPLES: Dict[str, Dict[str, Any]] = {
              "dilations": [2], "group": 2},
     "LayerNormalization": {"X": In((2, 3), -1.0, 1.0), "Scale": P((2, 3)), "B": P((3,)), "axis": 0,
                            "epsilon": 0.25},
+    "MaxPool": {"X": In((2, 7), -1.0, 1.0), "kernel_shape": [3], "strides": [2], "pads": [1, 1], "ceil_mode": 1},
+    "AveragePool": {"X": In((2, 7), -1.0, 1.0), "kernel_shape": [2], "strides": [2], "pads": [1, 0],
+                    "count_include_pad": 1},
+    "GlobalAveragePool": {"X": In((2, 5), -1.0, 1.0), "spatial": 1},
+    "GlobalMaxPool": {"X": In((2, 3, 2), -1.0, 1.0), "spatial": 2},
+    "BatchNormalization": {"X": In((2, 4), -1.0, 1.0), "scale": P((2,)), "B": P((2,)), "input_mean": P((2,)),
+                           "input_var": P((2,)), "epsilon": 0.25},
     # per-trial sequences X (T, I) (not sequence programs); torch-layout weights
     "RNN": {"X": In((5, 2), -1.0, 1.0), "h0": P((3,), -0.5, 0.5), "weight_ih": P((3, 2), -0.5, 0.5),
             "weight_hh": P((3, 3), -0.5, 0.5), "bias_ih": P((3,), -0.5, 0.5), "bias_hh": P((3,), -0.5, 0.5)},
@@ -130,7 +137,9 @@ _not_supported("llvm", ("Dot", "Outer", "Gemm", "ReduceSum", "ReduceMean", "Redu
                         "Squeeze", "Unsqueeze", "Tile", "Shape", "Len", "Zeros", "Ones", "Full"),
                "not a vector kernel of the llvm backend (torch runs it)")
 _not_supported("llvm", ("GRU", "RNN", "LSTM"), "recurrent layers run on torch (its fused kernels)")
-_not_supported("llvm", ("Conv", "LayerNormalization"), "no llvm kernel: convolution and normalization run on torch")
+_not_supported("llvm", ("Conv", "LayerNormalization", "BatchNormalization", "MaxPool", "AveragePool",
+                        "GlobalAveragePool", "GlobalMaxPool"),
+               "no llvm kernel: convolution, pooling and normalization run on torch")
 _not_supported("llvm", ("FloorDiv", "Mod", "Int", "Round", "ZerosLike", "OnesLike"), "no LLVM form in its record yet")
 _not_supported("onnxruntime", ("Zeros", "Ones", "Full"),
                "creates an array of a static shape: lowering folds it when its arguments are constants, and it has no "

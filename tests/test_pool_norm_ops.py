@@ -154,12 +154,15 @@ def test_max_pool_indices_output_is_refused():
         onnx_to_mdf(model)
 
 
-def _torch_onnx(module: Any, x: Any, opset: int = 17) -> Any:
+def _torch_onnx(module: Any, x: Any, opset: int = 17, fold: bool = True) -> Any:
+    """torch.onnx.export's (legacy exporter) model; fold=False keeps BatchNormalization after a Conv (its constant
+    folding fuses the two)."""
     f = io.BytesIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         torch.onnx.export(module, (x,), f, input_names=["x"], output_names=["y"], dynamo=False,
-                          opset_version=opset, dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+                          opset_version=opset, dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+                          do_constant_folding=fold)
     return onnx.load_from_string(f.getvalue())
 
 
@@ -204,3 +207,146 @@ def test_pool_torch_implementations_give_autograd_gradients_like_torch():
         (want * w).sum().backward()
         np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=0, atol=1e-12)
         np.testing.assert_allclose(REGISTRY[fn].numpy(X=x, **attrs), want.detach().numpy(), rtol=0, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------- BatchNormalization
+
+
+def _bn_inits(c: int, seed: int) -> Dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"scale": rng.normal(size=c), "B": rng.normal(size=c), "mean": rng.normal(size=c),
+            "var": rng.uniform(0.2, 2.0, size=c)}
+
+
+@pytest.mark.parametrize("opset", [9, 14, 15])
+@pytest.mark.parametrize("x_shape,epsilon", [((3, 4), 1e-5), ((3, 2, 7), 1e-3), ((2, 3, 5, 4), 0.5),
+                                             ((2, 2, 3, 4, 2), 1e-5)])
+def test_batch_norm_imports_and_exports_like_onnxruntime(x_shape, epsilon, opset, tmp_path):
+    model = node_model("BatchNormalization", ("N",) + x_shape[1:], {"epsilon": epsilon, "momentum": 0.8}, opset=opset,
+                       inits=_bn_inits(x_shape[1], opset))
+    prog = check_against_onnxruntime(model, inputs_for(x_shape, seed=5), tmp_path)
+    learnable = {k.rsplit(".", 1)[-1].split("_")[0] for k in prog.learnable_params()}
+    running = {k.rsplit(".", 1)[-1].split("_")[0] for k, p in prog.params.items() if p.running}
+    assert learnable == {"scale", "B"} and running == {"mean", "var"}
+
+
+@pytest.mark.parametrize("x_shape", [(4, 3), (4, 3, 5), (3, 2, 4, 5)])
+def test_batch_norm_training_mode_uses_the_batch_statistics_like_onnxruntime(x_shape, tmp_path):
+    model = node_model("BatchNormalization", ("N",) + x_shape[1:], {"training_mode": 1, "epsilon": 1e-3}, opset=15,
+                       inits=_bn_inits(x_shape[1], 1), outputs=3)  # (ONNX's training mode has 3 outputs)
+    check_against_onnxruntime(model, inputs_for(x_shape, seed=6), tmp_path)
+
+
+def test_batch_norm_running_statistics_outputs_are_refused():
+    model = node_model("BatchNormalization", ("N", 3, 4), {"training_mode": 1}, opset=15, inits=_bn_inits(3, 0),
+                       outputs=3)
+    model.graph.output.append(helper.make_tensor_value_info("y1", TensorProto.FLOAT, [3]))
+    with pytest.raises(UnsupportedError, match="ONNX node 'y': ONNX BatchNormalization.*running mean/variance outputs"):
+        onnx_to_mdf(model)
+
+
+def _trained_bn(module: Any) -> Any:
+    """A module's BatchNorm layers away from their initial statistics and affine parameters."""
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.normal_()
+                m.bias.normal_()
+    return module.eval()
+
+
+@pytest.mark.parametrize("module,shape", [
+    (nn.BatchNorm1d(4), (4,)),
+    (nn.BatchNorm1d(3, eps=1e-3), (3, 6)),
+    (nn.BatchNorm2d(3, momentum=0.3), (3, 5, 4)),
+    (nn.BatchNorm3d(2), (2, 3, 4, 2)),
+])
+def test_torch_batch_norm_modules_exported_by_torch_import_like_torch(module, shape):
+    module = _trained_bn(module)
+    x = torch.randn((5,) + shape)
+    model = _torch_onnx(module, x[:2])
+    prog = mdfbridge.lower(onnx_to_mdf(model))
+    with torch.no_grad():
+        want = module(x).numpy()
+    for backend in ("numpy", "torch"):
+        got = run_with_backend(prog, {"x": x.double().numpy()}, backend)["y"]
+        np.testing.assert_allclose(got, want, rtol=0, atol=TOL, err_msg=backend)
+    (again,) = _session(program_to_onnx(prog)).run(None, {"x": x.numpy()})
+    np.testing.assert_allclose(again, want, rtol=0, atol=TOL)
+
+
+class SmallCNN(nn.Module):
+    """Conv -> BatchNorm -> ReLU -> MaxPool -> Conv -> BatchNorm -> ReLU -> GlobalAveragePool -> Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(2, 4, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.c2 = nn.Conv2d(4, 3, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(3, momentum=0.3)
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x: Any) -> Any:
+        h = F.max_pool2d(F.relu(self.bn1(self.c1(x))), 2)
+        h = F.relu(self.bn2(self.c2(h)))
+        return self.fc(F.adaptive_avg_pool2d(h, (1, 1)).flatten(1))
+
+
+def test_small_cnn_from_onnx_trains_like_torch_and_writes_back_its_running_statistics(tmp_path):
+    from mdfbridge.learning import learn
+
+    torch.manual_seed(0)
+    net = _trained_bn(SmallCNN())
+    x = torch.randn(12, 2, 6, 6)
+    model = _torch_onnx(net, x[:2], fold=False)
+    assert {"Conv", "BatchNormalization", "Relu", "MaxPool", "GlobalAveragePool", "Gemm"} <= {
+        n.op_type for n in model.graph.node}
+    path = tmp_path / "cnn.json"
+    mdfbridge.save_mdf(onnx_to_mdf(model), path)
+    reference = SmallCNN().double()  # the same float32 weights, trained in float64 by torch itself
+    reference.load_state_dict({k: v.double() for k, v in net.state_dict().items()})
+    target = np.random.default_rng(2).normal(size=(12, 2))
+    lr, mb, epochs = 0.05, 4, 2
+    doc = mdfbridge.load_mdf(path)
+    result = learn(doc, {"x": x.double().numpy()}, {"y": target}, epochs=epochs, learning_rate=lr, minibatch_size=mb,
+                   optimizer_type="sgd", loss_spec="mse", backend="torch")
+    reference.train()
+    opt = torch.optim.SGD(reference.parameters(), lr=lr)
+    for _ in range(epochs):
+        for i in range(0, 12, mb):
+            opt.zero_grad()
+            F.mse_loss(reference(x[i:i + mb].double()), torch.as_tensor(target[i:i + mb])).backward()
+            opt.step()
+    reference.eval()
+    params = result.program.params
+    by_value = {}
+    for k, p in params.items():
+        by_value.setdefault(p.value.size, []).append(k)
+    for key, want in reference.state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        want = want.numpy()
+        before = net.state_dict()[key].double().numpy()
+        if key not in ("c1.bias", "c2.bias"):  # (a conv bias before a batch-statistics BatchNorm has no gradient)
+            assert not np.allclose(want, before), key  # training changed it (running statistics included)
+        forms = [want.reshape(-1)] + ([want.T.reshape(-1)] if want.ndim == 2 else [])
+        assert any(np.allclose(params[k].value.reshape(-1), f, rtol=0, atol=1e-9) for k in by_value[want.size]
+                   for f in forms), key
+    # written back into the document: the trained program's numbers on reload, and the running statistics there
+    out = tmp_path / "trained.json"
+    mdfbridge.write_back(path, result.program, out)
+    again = mdfbridge.load_program(out)
+    running = {k: p.value for k, p in again.params.items() if p.running}
+    assert len(running) == 4
+    for k, v in running.items():
+        np.testing.assert_array_equal(v, result.program.params[k].value)
+    with torch.no_grad():
+        want = reference(x.double()).numpy()
+    for backend in ("numpy", "torch"):
+        got = run_with_backend(again, {"x": x.double().numpy()}, backend)["y"]
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-9, err_msg=backend)
+    (exported,) = _session(program_to_onnx(again)).run(None, {"x": x.numpy()})
+    np.testing.assert_allclose(exported, want, rtol=0, atol=TOL)

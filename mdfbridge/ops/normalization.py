@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from . import torchlib
-from .base import Alias, OnnxImport, OpDef, register, shift_axis, torch_module
+from .base import Alias, OnnxImport, OpDef, TorchModuleBinding, register, shift_axis, torch_module
 
 if TYPE_CHECKING:
     from ..exporters.onnx_graph import OnnxGraphBuilder, Operand
@@ -138,3 +138,210 @@ register(OpDef("LayerNormalization", ("X", "Scale", "B"), layer_norm_numpy, laye
                            "axis.. (Scale, B optional)",
                aliases=(Alias("onnx::LayerNormalization"),), onnx_export=export_layer_norm,
                onnx_import=(OnnxImport("LayerNormalization", 17, None, import_layer_norm, constant_inputs=(1, 2)),)))
+
+
+# --------------------------------------------------------------------------- BatchNormalization
+
+BN_ARGS = ("X", "scale", "B", "input_mean", "input_var")
+BN_ATTRS = ("epsilon", "momentum", "training_mode", "channel_axis")
+BN_DEFAULTS: Dict[str, Any] = {"epsilon": 1e-5, "momentum": 0.9, "training_mode": 0, "channel_axis": 0}
+BN_COLLECTION = "batch_norms"  # where the program's torch module registers its nn.BatchNorm modules
+
+
+def _bn_axes(ndim: int, channel_axis: Any) -> Tuple[int, Tuple[int, ...]]:
+    """(the channel axis, the other axes: those the batch statistics reduce) of a rank-`ndim` value."""
+    c = int(channel_axis)
+    if not 0 <= c < ndim:
+        raise ValueError(f"BatchNormalization channel axis {c} is out of range for a value of rank {ndim}")
+    return c, tuple(a for a in range(ndim) if a != c)
+
+
+def _per_channel(v: Any, ndim: int, c: int) -> Any:
+    """A (C,) vector shaped to broadcast along axis c of a rank-ndim value."""
+    return v.reshape((-1,) + (1,) * (ndim - c - 1))
+
+
+def batch_norm_numpy(X: Any, scale: Any, B: Any, input_mean: Any, input_var: Any, epsilon: float = 1e-5,
+                     momentum: float = 0.9, training_mode: int = 0, channel_axis: int = 0) -> np.ndarray:
+    """ONNX BatchNormalization in numpy (float64): the given statistics, or with training_mode the batch's own (mean
+    and population variance over every axis but the channel axis: the trials of a batch included); momentum only
+    matters to training (the running statistics' update)."""
+    X = np.asarray(X, dtype=np.float64)
+    c, others = _bn_axes(X.ndim, channel_axis)
+    if int(training_mode):
+        mean = X.mean(axis=others, keepdims=True)
+        var = ((X - mean) ** 2).mean(axis=others, keepdims=True)
+    else:
+        mean = _per_channel(np.asarray(input_mean, dtype=np.float64), X.ndim, c)
+        var = _per_channel(np.asarray(input_var, dtype=np.float64), X.ndim, c)
+    s = _per_channel(np.asarray(scale, dtype=np.float64), X.ndim, c)
+    b = _per_channel(np.asarray(B, dtype=np.float64), X.ndim, c)
+    return (X - mean) / np.sqrt(var + float(epsilon)) * s + b
+
+
+def _torch_bn(X: Any, scale: Any, B: Any, mean: Any, var: Any, epsilon: float, momentum: float, batch_stats: bool,
+              channel_axis: int) -> Any:
+    """torch.nn.functional.batch_norm on X with its channel axis moved to dim 1 (axes before it flattened into
+    the batch); with batch_stats and running tensors given, those are updated in place (torch's momentum is
+    1 - ONNX's)."""
+    F = torch_module().nn.functional
+    c, _ = _bn_axes(X.ndim, channel_axis)
+    shape = tuple(X.shape)
+    x = X.reshape((-1,) + shape[c:]) if c != 1 else X
+    if x.ndim == 1:
+        x = x.reshape(1, -1)
+    y = F.batch_norm(x, mean, var, scale, B, training=batch_stats, momentum=1.0 - float(momentum), eps=float(epsilon))
+    return y.reshape(shape)
+
+
+def batch_norm_torch(X: Any, scale: Any, B: Any, input_mean: Any, input_var: Any, epsilon: float = 1e-5,
+                     momentum: float = 0.9, training_mode: int = 0, channel_axis: int = 0) -> Any:
+    """ONNX BatchNormalization in torch (F.batch_norm; the running statistics are not updated here: the program's
+    torch module runs BatchNormalization as an nn.BatchNorm module of its own when they are parameters)."""
+    X = torchlib.tt(X)
+    scale, B = torchlib.tt(scale, X), torchlib.tt(B, X)
+    if int(training_mode):
+        return _torch_bn(X, scale, B, None, None, epsilon, momentum, True, channel_axis)
+    return _torch_bn(X, scale, B, torchlib.tt(input_mean, X), torchlib.tt(input_var, X), epsilon, momentum, False,
+                     channel_axis)
+
+
+def _bn_shape(a: Mapping[str, Any]) -> Tuple[int, ...]:
+    x = tuple(a["X"])
+    c, _ = _bn_axes(len(x), a.get("channel_axis", 0))
+    for name in BN_ARGS[1:]:
+        s = a.get(name)
+        if isinstance(s, tuple) and s != (x[c],):
+            raise ValueError(f"BatchNormalization {name} must have shape ({x[c]},) (the channels), got {s}")
+    return x
+
+
+def _bn_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """On a batch of X only: the channel axis moves past the batch axis (training mode's statistics then span the
+    batch, as ONNX's span N)."""
+    return shift_axis(batched_args, attrs, "channel_axis") if batched_args <= {"X"} else None
+
+
+def batch_norm_module(op: Op, params: Mapping[str, Any], dtype: Any, device: Any) -> Optional[TorchModuleBinding]:
+    """BatchNormalization as an nn.BatchNorm1d of its own when scale, B, input_mean and input_var are program
+    parameters (else None: the op's torch implementation runs): scale and B are its weight and bias (trained when
+    learnable), the statistics its running_mean and running_var buffers. In the module's train() mode (learn()
+    sets it) it normalizes by the batch's statistics and updates the running ones as torch does (momentum
+    1 - ONNX's; the unbiased batch variance); in eval() mode by the running statistics, unless the call has
+    training_mode 1 (the batch's statistics, the running ones left as they are)."""
+    from ..program import TensorRef
+
+    torch = torch_module()
+    refs = {a: op.args.get(a) for a in BN_ARGS[1:]}
+    names = {a: r.name for a, r in refs.items() if isinstance(r, TensorRef)}
+    if len(names) != len(refs) or any(n not in params for n in names.values()):
+        return None
+    channels = int(np.asarray(params[names["scale"]].value).size)
+    eps, momentum = float(op.args.get("epsilon", 1e-5)), float(op.args.get("momentum", 0.9))
+    bn = torch.nn.BatchNorm1d(channels, eps=eps, momentum=1.0 - momentum).to(dtype=dtype, device=device)
+    slots = {"scale": "weight", "B": "bias", "input_mean": "running_mean", "input_var": "running_var"}
+
+    def from_program(values: Mapping[str, Any]) -> None:
+        with torch.no_grad():
+            for a, slot in slots.items():
+                getattr(bn, slot).copy_(torch.as_tensor(np.asarray(values[names[a]], dtype=float).reshape(-1),
+                                                        dtype=dtype))
+
+    def to_program() -> Dict[str, np.ndarray]:
+        return {names[a]: getattr(bn, slot).detach().cpu().numpy().astype(np.float64).reshape(
+            np.shape(params[names[a]].value)) for a, slot in slots.items()}
+
+    from_program({n: params[n].value for n in names.values()})
+    for a in ("scale", "B"):
+        p = params[names[a]]
+        getattr(bn, slots[a]).requires_grad_(bool(p.learnable))
+        if p.learning_rate is not None:
+            getattr(bn, slots[a]).learning_rate = p.learning_rate  # read by learn() for parameter groups
+    x_ref = op.args["X"]
+    training_mode = bool(int(op.args.get("training_mode", 0)))
+    channel_axis = int(op.args.get("channel_axis", 0)) + 1  # the program's module runs X batched
+
+    def forward(env: Mapping[str, Any]) -> Any:
+        x = env[x_ref.name] if isinstance(x_ref, TensorRef) else torch.as_tensor(x_ref, dtype=dtype)
+        if bn.training:
+            return _torch_bn(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, eps, momentum, True,
+                             channel_axis)
+        if training_mode:
+            return _torch_bn(x, bn.weight, bn.bias, None, None, eps, momentum, True, channel_axis)
+        return _torch_bn(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, eps, momentum, False, channel_axis)
+
+    return TorchModuleBinding(bn, BN_COLLECTION, op.out.split(".")[0], tuple(names.values()), forward, to_program,
+                              from_program)
+
+
+def export_batch_norm(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """One BatchNormalization node on the batched input (N = the batch axis, channels next)."""
+    x = b.required_arg(op, "X")
+    vals = [b.arg(op, a) for a in BN_ARGS[1:]]
+    if any(v is None or b.as_val(v).batched for v in vals):
+        raise b.unsupported("BatchNormalization whose scale, B or statistics are computed per trial")
+    if int(b.static_arg(op, "channel_axis", 0)) != 0 or not x.batched or x.rank < 1:
+        raise b.unsupported(f"BatchNormalization over a per-trial input of shape {x.shape} with channel axis "
+                            f"{b.static_arg(op, 'channel_axis', 0)} (ONNX's takes (N, C, ...): channels first in each "
+                            "trial)")
+    eps = float(b.static_arg(op, "epsilon", 1e-5))
+    momentum = float(b.static_arg(op, "momentum", 0.9))
+    if not b.exact_attr(eps):
+        raise b.unsupported(f"BatchNormalization in float64 with epsilon {eps!r}, which float32 cannot hold")
+    ins = [x] + [b.as_val(v) for v in vals if v is not None]
+    if not int(b.static_arg(op, "training_mode", 0)):
+        return b.emit("BatchNormalization", ins, shape=x.shape, batched=True, epsilon=eps, momentum=momentum)
+    from onnx import helper
+
+    from ..exporters.onnx_graph import Val
+
+    # training mode has three outputs in ONNX (Y, then the running statistics, which nothing reads here)
+    y = b.fresh(f"{b.node_context or 'graph'}/BatchNormalization")
+    stats = [b.fresh(f"{y}_running_mean"), b.fresh(f"{y}_running_var")]
+    b.nodes.append(helper.make_node("BatchNormalization", [v.name for v in ins], [y] + stats, name=y, epsilon=eps,
+                                    momentum=momentum, training_mode=1))
+    return Val(y, True, tuple(x.shape), "float")
+
+
+def _float32_attr(v: Any) -> float:
+    """An ONNX float attribute (a float32) as the shortest decimal that is that float32 (torch's momentum 0.1 is
+    written as float32(0.9); 1 - 0.9 is then 0.1, not 0.0999999762)."""
+    return float(str(np.float32(v)))
+
+
+def import_batch_norm(n: NodeImport) -> Emitted:
+    """BatchNormalization (opset 9 on) with constant scale, B (learnable) and statistics (running statistics that
+    training updates); training_mode 1 (opset 14 on) normalizes by the batch's statistics. The running mean and
+    variance outputs are not imported."""
+    if any(n.used_outputs[1:]):
+        raise n.fail("the running mean/variance outputs are used (only Y is imported)")
+    x = n.dynamic(0, "X")
+    if n.full_rank(x) < 2:
+        raise n.fail(f"X of rank {n.full_rank(x)} ((N, C, ...) expected)")
+    args: Dict[str, Any] = {"X": x, "channel_axis": n.axis(1, x), "epsilon": _float32_attr(n.attr("epsilon", 1e-5)),
+                            "momentum": _float32_attr(n.attr("momentum", 0.9))}
+    training = int(n.attr("training_mode", 0))
+    if training not in (0, 1):
+        raise n.fail(f"training_mode {training}")
+    if training:
+        args["training_mode"] = 1
+    channels = x.shape[args["channel_axis"]]
+    for i, name in enumerate(BN_ARGS[1:], start=1):
+        t = n.input(i)
+        if t is None or t.kind != "const" or t.value is None:
+            raise n.fail(f"{name} must be a constant")
+        if t.value.shape != (channels,):
+            raise n.fail(f"{name} of shape {t.value.shape} for {channels} channels")
+        args[name] = t
+    return n.call("onnx::BatchNormalization", args, ("scale", "B"), running=("input_mean", "input_var"))
+
+
+register(OpDef("BatchNormalization", BN_ARGS, batch_norm_numpy, batch_norm_torch, defaults=BN_DEFAULTS,
+               attrs=BN_ATTRS, batch_rule=_bn_batched, shape=_bn_shape,
+               description="ONNX BatchNormalization: (X - mean) / sqrt(var + epsilon) * scale + B per channel "
+                           "(channel_axis of each trial); training_mode 1: the batch's statistics; the running "
+                           "statistics input_mean, input_var are updated by training (momentum)",
+               aliases=(Alias("onnx::BatchNormalization"),), onnx_export=export_batch_norm,
+               torch_module=batch_norm_module,
+               onnx_import=(OnnxImport("BatchNormalization", 9, None, import_batch_norm,
+                                       constant_inputs=(1, 2, 3, 4)),)))
