@@ -361,6 +361,9 @@ OP_SAMPLES = {
     "GlobalMaxPool": ({"X": (2, 5)}, {}, {"spatial": 1}),
     "BatchNormalization": ({"X": (2, 3, 4)}, {"scale": (2,), "B": (2,), "input_mean": (2,), "input_var": (2,)},
                            {"epsilon": 0.125}),
+    "InstanceNormalization": ({"X": (2, 5)}, {"scale": (2,), "B": (2,)}, {"epsilon": 0.125}),
+    "GroupNormalization": ({"X": (4, 2, 3)}, {"scale": (4,), "B": (4,)}, {"num_groups": 2, "epsilon": 0.125}),
+    "Pad": ({"X": (3, 4)}, {}, {"pads": [1, 2, 0, -1], "mode": "edge"}),
     # per-trial sequences X (T, I); a batched initial cell state (a module input) for LSTM
     "RNN": ({"X": (5, 3)}, {"h0": (4,), "weight_ih": (4, 3), "weight_hh": (4, 4), "bias_ih": (4,), "bias_hh": (4,)},
             {"nonlinearity": "relu"}),

@@ -95,6 +95,10 @@ SAMPLES: Dict[str, Dict[str, Any]] = {
     "GlobalMaxPool": {"X": In((2, 3, 2), -1.0, 1.0), "spatial": 2},
     "BatchNormalization": {"X": In((2, 4), -1.0, 1.0), "scale": P((2,)), "B": P((2,)), "input_mean": P((2,)),
                            "input_var": P((2,)), "epsilon": 0.25},
+    "InstanceNormalization": {"X": In((2, 4), -1.0, 1.0), "scale": P((2,)), "B": P((2,)), "epsilon": 0.25},
+    "GroupNormalization": {"X": In((4, 3), -1.0, 1.0), "scale": P((4,)), "B": P((4,)), "num_groups": 2,
+                           "epsilon": 0.25},
+    "Pad": {"X": In((3, 4), -1.0, 1.0), "pads": [1, -1, 0, 2], "mode": "reflect"},
     # per-trial sequences X (T, I) (not sequence programs); torch-layout weights
     "RNN": {"X": In((5, 2), -1.0, 1.0), "h0": P((3,), -0.5, 0.5), "weight_ih": P((3, 2), -0.5, 0.5),
             "weight_hh": P((3, 3), -0.5, 0.5), "bias_ih": P((3,), -0.5, 0.5), "bias_hh": P((3,), -0.5, 0.5)},
@@ -138,7 +142,7 @@ _not_supported("llvm", ("Dot", "Outer", "Gemm", "ReduceSum", "ReduceMean", "Redu
                "not a vector kernel of the llvm backend (torch runs it)")
 _not_supported("llvm", ("GRU", "RNN", "LSTM"), "recurrent layers run on torch (its fused kernels)")
 _not_supported("llvm", ("Conv", "LayerNormalization", "BatchNormalization", "MaxPool", "AveragePool",
-                        "GlobalAveragePool", "GlobalMaxPool"),
+                        "GlobalAveragePool", "GlobalMaxPool", "InstanceNormalization", "GroupNormalization", "Pad"),
                "no llvm kernel: convolution, pooling and normalization run on torch")
 _not_supported("llvm", ("FloorDiv", "Mod", "Int", "Round", "ZerosLike", "OnesLike"), "no LLVM form in its record yet")
 _not_supported("onnxruntime", ("Zeros", "Ones", "Full"),

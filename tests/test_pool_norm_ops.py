@@ -33,8 +33,9 @@ F = torch.nn.functional
 TOL = 1e-5
 
 
-def _session(model: Any) -> Any:
-    onnx.checker.check_model(model, full_check=True)
+def _session(model: Any, check: bool = True) -> Any:
+    if check:
+        onnx.checker.check_model(model, full_check=True)
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
@@ -50,14 +51,15 @@ def node_model(op_type: str, x_shape: Sequence[Any], attrs: Dict[str, Any], opse
                              ir_version=8 if opset < 19 else 9)
 
 
-def check_against_onnxruntime(model: Any, xs: List[np.ndarray], tmp_path: Any) -> Any:
-    """onnx_to_mdf -> save_mdf -> load_program on the numpy and torch backends, and the program's ONNX export,
-    against onnxruntime on `model` for every input in xs; returns the program."""
-    sess = _session(model)
+def check_against_onnxruntime(model: Any, xs: List[np.ndarray], tmp_path: Any, check: bool = True) -> Any:
+    """onnx_to_mdf -> save_mdf -> load_program on the numpy and torch backends, and the program's ONNX export (at
+    the model's opset, 17 at least), against onnxruntime on `model` for every input in xs; returns the program.
+    check: run onnx's checker on `model` (default True)."""
+    sess = _session(model, check)
     path = tmp_path / "m.json"
     mdfbridge.save_mdf(onnx_to_mdf(model), path)
     prog = mdfbridge.load_program(path)
-    back = _session(program_to_onnx(prog))
+    back = _session(program_to_onnx(prog, opset=max(17, model.opset_import[0].version)))
     (out,) = prog.outputs
     for x in xs:
         (want,) = sess.run(["y"], {"x": x})
@@ -350,3 +352,122 @@ def test_small_cnn_from_onnx_trains_like_torch_and_writes_back_its_running_stati
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-9, err_msg=backend)
     (exported,) = _session(program_to_onnx(again)).run(None, {"x": x.numpy()})
     np.testing.assert_allclose(exported, want, rtol=0, atol=TOL)
+
+
+# ------------------------------------------------------------------------------- Pad, InstanceNormalization, GroupNorm
+
+
+def _pad_model(x_shape: Sequence[Any], pads: Sequence[int], mode: str, opset: int, value: Optional[float] = None,
+               axes: Optional[Sequence[int]] = None) -> Any:
+    """A Pad node in the attribute form (opset < 11) or the input form."""
+    if opset < 11:
+        attrs: Dict[str, Any] = {"pads": list(pads), "mode": mode}
+        if value is not None:
+            attrs["value"] = value
+        return node_model("Pad", x_shape, attrs, opset=opset)
+    inits: Dict[str, np.ndarray] = {"pads": np.asarray(pads, dtype=np.int64)}
+    names = ["x", "pads"]
+    if value is not None or axes is not None:
+        inits["cv"] = np.asarray(0.0 if value is None else value, dtype=np.float32)
+        names.append("cv")
+    if axes is not None:
+        inits["axes"] = np.asarray(axes, dtype=np.int64)
+        names.append("axes")
+    node = helper.make_node("Pad", names, ["y"], mode=mode)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [f"d{i}" for i in range(len(x_shape))])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))], [y],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8 if opset < 19 else 9)
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "edge"])
+@pytest.mark.parametrize("opset,x_shape,pads,value,axes", [
+    (2, (2, 3, 5), [0, 1, 2, 0, 2, 1], 1.5, None),
+    (11, (2, 4), [0, 2, 0, 3], None, None),
+    (13, (2, 3, 4, 5), [0, 0, 1, 2, 0, 0, 2, 1], -0.5, None),
+    (13, (2, 3, 6), [0, -1, 2, 0, 1, -2], None, None),
+    (18, (2, 3, 4, 5), [1, 2, 0, 3], 2.0, [2, -1]),
+])
+def test_pad_imports_and_exports_like_onnxruntime(mode, opset, x_shape, pads, value, axes, tmp_path):
+    model = _pad_model(("N",) + x_shape[1:], pads, mode, opset, value, axes)
+    check_against_onnxruntime(model, inputs_for(x_shape, seed=7), tmp_path)
+
+
+def test_pad_wrap_mode_imports_and_exports_like_onnxruntime(tmp_path):
+    model = _pad_model(("N", 3, 5), [0, 1, 2, 0, 2, 3], "wrap", 19)
+    prog = check_against_onnxruntime(model, inputs_for((2, 3, 5), seed=8), tmp_path)
+    with pytest.raises(UnsupportedError, match="wrap.*opset 19"):
+        program_to_onnx(prog, opset=18)
+
+
+@pytest.mark.parametrize("pads,mode,match", [
+    ([1, 0, 0, 0, 0, 0], "constant", "batch axis"),
+    ([0, 0, 5, 0, 0, 0], "reflect", "smaller than the axes"),
+])
+def test_pad_refusals_name_the_node(pads, mode, match):
+    model = _pad_model(("N", 3, 5), pads, mode, 13)
+    with pytest.raises(UnsupportedError, match=f"ONNX node 'y'.*{match}"):
+        onnx_to_mdf(model)
+
+
+def test_pad_torch_gradients_equal_torch_functional():
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(2, 3, 5, 6))
+    for mode, torch_mode in (("reflect", "reflect"), ("edge", "replicate"), ("wrap", "circular"),
+                             ("constant", "constant")):
+        a, b = torch.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        got = REGISTRY["Pad"].torch(X=a, pads=[0, 0, 1, 2, 0, 0, 3, 1], mode=mode)
+        want = F.pad(b, [2, 1, 1, 3], mode=torch_mode)
+        np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=0, atol=0)
+        np.testing.assert_allclose(REGISTRY["Pad"].numpy(X=x, pads=[0, 0, 1, 2, 0, 0, 3, 1], mode=mode),
+                                   want.detach().numpy(), rtol=0, atol=0)
+        w = torch.tensor(rng.normal(size=tuple(want.shape)))
+        (got * w).sum().backward()
+        (want * w).sum().backward()
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("x_shape,epsilon", [((2, 3, 5), 1e-5), ((2, 4, 3, 5), 1e-2), ((1, 2, 3, 2, 4), 0.5)])
+def test_instance_norm_imports_and_exports_like_onnxruntime(x_shape, epsilon, tmp_path):
+    rng = np.random.default_rng(10)
+    c = x_shape[1]
+    model = node_model("InstanceNormalization", ("N",) + x_shape[1:], {"epsilon": epsilon}, opset=6,
+                       inits={"scale": rng.normal(size=c), "B": rng.normal(size=c)})
+    check_against_onnxruntime(model, inputs_for(x_shape, seed=11), tmp_path)
+
+
+@pytest.mark.parametrize("opset", [18, 21])
+@pytest.mark.parametrize("x_shape,groups", [((2, 4, 5), 2), ((2, 6, 3, 4), 3), ((2, 6, 3, 4), 6), ((2, 4, 3), 1)])
+def test_group_norm_imports_and_exports_like_onnxruntime(x_shape, groups, opset, tmp_path):
+    rng = np.random.default_rng(12)
+    per = groups if opset < 21 else x_shape[1]
+    model = node_model("GroupNormalization", ("N",) + x_shape[1:], {"num_groups": groups, "epsilon": 1e-3},
+                       opset=opset, inits={"scale": rng.normal(size=per), "B": rng.normal(size=per)})
+    # (onnx's checker calls GroupNormalization-18 deprecated; onnxruntime runs it)
+    check_against_onnxruntime(model, inputs_for(x_shape, seed=13), tmp_path, check=opset >= 21)
+
+
+@pytest.mark.parametrize("module,shape", [
+    (nn.InstanceNorm2d(3, affine=True), (3, 5, 4)),
+    (nn.InstanceNorm1d(2), (2, 7)),
+    (nn.GroupNorm(2, 4), (4, 3, 5)),
+    (nn.GroupNorm(3, 3, eps=1e-3), (3, 6)),
+    (nn.ReflectionPad2d((1, 2, 0, 3)), (2, 5, 6)),
+    (nn.ReplicationPad1d(2), (2, 5)),
+    (nn.ConstantPad2d((1, 0, 2, 1), 0.5), (2, 3, 4)),
+    (nn.ZeroPad2d(1), (2, 3, 3)),
+])
+def test_torch_norm_and_pad_modules_exported_by_torch_import_like_torch(module, shape):
+    torch.manual_seed(4)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.normal_()
+    x = torch.randn((4,) + shape)
+    model = _torch_onnx(module.eval(), x[:2])
+    prog = mdfbridge.lower(onnx_to_mdf(model))
+    with torch.no_grad():
+        want = module(x).numpy()
+    for backend in ("numpy", "torch"):
+        got = run_with_backend(prog, {"x": x.double().numpy()}, backend)["y"]
+        np.testing.assert_allclose(got, want, rtol=0, atol=TOL, err_msg=backend)
+    assert len(prog.learnable_params()) >= sum(1 for _ in module.parameters())

@@ -5,8 +5,8 @@ through `resolve`/`get_op`. Families: `standard` (MDF standard functions), `arit
 ops), `linalg` (matrix products), `shaping` (shape ops), `transfer` (PsyNeuLink transfer functions without an
 MDF standard function), `psyneulink` (PsyNeuLink's meanings of
 standard names: its logistic, relu, gaussian), `recurrent` (the GRU op), `activations` (Gelu), `convolution`
-(Conv), `pooling` (MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool), `normalization`
-(LayerNormalization, BatchNormalization).
+(Conv), `pooling` (MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool), `padding` (Pad),
+`normalization` (LayerNormalization, BatchNormalization, InstanceNormalization, GroupNormalization).
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from . import (  # noqa: F401 (registering)
     convolution,
     linalg,
     normalization,
+    padding,
     pooling,
     psyneulink,
     recurrent,

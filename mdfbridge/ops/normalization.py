@@ -8,7 +8,7 @@ mark learnable. Training runs on torch (autograd); the LLVM backend has no kerne
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -345,3 +345,187 @@ register(OpDef("BatchNormalization", BN_ARGS, batch_norm_numpy, batch_norm_torch
                torch_module=batch_norm_module,
                onnx_import=(OnnxImport("BatchNormalization", 9, None, import_batch_norm,
                                        constant_inputs=(1, 2, 3, 4)),)))
+
+
+# --------------------------------------------------------------------------- InstanceNormalization, GroupNormalization
+
+GN_DEFAULTS: Dict[str, Any] = {"epsilon": 1e-5, "channel_axis": 0, "num_groups": 1}
+
+
+def _group_stats_numpy(X: np.ndarray, c: int, groups: int, epsilon: float) -> np.ndarray:
+    """X normalized over each group of channels (axis c) and the axes after it, per index of the axes before."""
+    shape = X.shape
+    if shape[c] % groups:
+        raise ValueError(f"GroupNormalization of {shape[c]} channels in {groups} groups (channels must divide)")
+    x = X.reshape(shape[:c] + (groups, -1))
+    mean = x.mean(axis=-1, keepdims=True)
+    d = x - mean
+    var = (d * d).mean(axis=-1, keepdims=True)
+    return (d / np.sqrt(var + float(epsilon))).reshape(shape)
+
+
+def _group_stats_torch(X: Any, c: int, groups: int, epsilon: float) -> Any:
+    shape = tuple(X.shape)
+    if shape[c] % groups:
+        raise ValueError(f"GroupNormalization of {shape[c]} channels in {groups} groups (channels must divide)")
+    x = X.reshape(shape[:c] + (groups, -1))
+    mean = x.mean(dim=-1, keepdim=True)
+    d = x - mean
+    var = (d * d).mean(dim=-1, keepdim=True)
+    return (d / torch_module().sqrt(var + float(epsilon))).reshape(shape)
+
+
+def _affine(y: Any, scale: Any, B: Any, c: int) -> Any:
+    return y * _per_channel(scale, y.ndim, c) + _per_channel(B, y.ndim, c)
+
+
+def group_norm_numpy(X: Any, scale: Any, B: Any, epsilon: float = 1e-5, channel_axis: int = 0,
+                     num_groups: int = 1) -> np.ndarray:
+    """ONNX GroupNormalization (opset 21's per-channel scale and B) in numpy: mean and population variance over
+    each of num_groups groups of channels and the axes after the channel axis."""
+    X = np.asarray(X, dtype=np.float64)
+    c, _ = _bn_axes(X.ndim, channel_axis)
+    y = _group_stats_numpy(X, c, int(num_groups), epsilon)
+    return _affine(y, np.asarray(scale, dtype=np.float64), np.asarray(B, dtype=np.float64), c)
+
+
+def group_norm_torch(X: Any, scale: Any, B: Any, epsilon: float = 1e-5, channel_axis: int = 0,
+                     num_groups: int = 1) -> Any:
+    """ONNX GroupNormalization in torch (the numpy form's formula; autograd)."""
+    X = torchlib.tt(X)
+    c, _ = _bn_axes(X.ndim, channel_axis)
+    y = _group_stats_torch(X, c, int(num_groups), epsilon)
+    return _affine(y, torchlib.tt(scale, X), torchlib.tt(B, X), c)
+
+
+def instance_norm_numpy(X: Any, scale: Any, B: Any, epsilon: float = 1e-5, channel_axis: int = 0) -> np.ndarray:
+    """ONNX InstanceNormalization in numpy: each channel normalized over the axes after the channel axis."""
+    X = np.asarray(X, dtype=np.float64)
+    c, _ = _bn_axes(X.ndim, channel_axis)
+    return group_norm_numpy(X, scale, B, epsilon, channel_axis, X.shape[c])
+
+
+def instance_norm_torch(X: Any, scale: Any, B: Any, epsilon: float = 1e-5, channel_axis: int = 0) -> Any:
+    """ONNX InstanceNormalization in torch."""
+    X = torchlib.tt(X)
+    c, _ = _bn_axes(X.ndim, channel_axis)
+    return group_norm_torch(X, scale, B, epsilon, channel_axis, X.shape[c])
+
+
+def probe_group_norm(attrs: Mapping[str, Any], args: Sequence[Any]) -> np.ndarray:
+    """An ONNX GroupNormalization node (X (N, C, ...), scale and bias per group (opset 18) or per channel (21)) on
+    its inputs, in X's dtype (the ONNX importer's probe runs it: onnx's reference evaluator cannot expand opset
+    21's function).
+
+    attrs: the node's attributes (name -> value); args: X, scale, bias."""
+    x = np.asarray(args[0])
+    groups = int(attrs.get("num_groups", 0))
+    c = x.shape[1] if x.ndim > 1 else 0
+    if groups < 1 or not c or c % groups:
+        raise ValueError(f"num_groups {groups} for {c} channels")
+    scale, bias = (np.asarray(a, dtype=np.float64).reshape(-1) for a in args[1:3])
+    if scale.shape == (groups,) and groups != c:
+        scale, bias = np.repeat(scale, c // groups), np.repeat(bias, c // groups)
+    return group_norm_numpy(x, scale, bias, float(attrs.get("epsilon", 1e-5)), 1, groups).astype(x.dtype)
+
+
+def _channel_norm_shape(what: str) -> Any:
+    def shape(a: Mapping[str, Any]) -> Tuple[int, ...]:
+        x = tuple(a["X"])
+        c, _ = _bn_axes(len(x), a.get("channel_axis", 0))
+        if c == len(x) - 1:
+            raise ValueError(f"{what} of shape {x} has no axes after its channel axis {c}")
+        g = int(a.get("num_groups", 1)) if what == "GroupNormalization" else x[c]
+        if g < 1 or x[c] % g:
+            raise ValueError(f"{what} of {x[c]} channels in {g} groups (channels must divide)")
+        for name in ("scale", "B"):
+            s = a.get(name)
+            if isinstance(s, tuple) and s != (x[c],):
+                raise ValueError(f"{what} {name} must have shape ({x[c]},) (the channels), got {s}")
+        return x
+    return shape
+
+
+def _channel_norm_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """On a batch of X only: the channel axis moves past the batch axis."""
+    return shift_axis(batched_args, attrs, "channel_axis") if batched_args <= {"X"} else None
+
+
+def _export_channel_norm(what: str) -> Any:
+    def export(b: OnnxGraphBuilder, op: Op) -> Operand:
+        """InstanceNormalization node; GroupNormalization as one on the (N, groups, rest) reshape, then the
+        per-channel scale and bias (torch's own export)."""
+        x = b.required_arg(op, "X")
+        scale, bias = b.arg(op, "scale"), b.arg(op, "B")
+        if any(v is None or b.as_val(v).batched for v in (scale, bias)):
+            raise b.unsupported(f"{what} whose scale or B is computed per trial")
+        if int(b.static_arg(op, "channel_axis", 0)) != 0 or not x.batched or x.rank < 2:
+            raise b.unsupported(f"{what} over a per-trial input of shape {x.shape} with channel axis "
+                                f"{b.static_arg(op, 'channel_axis', 0)} (ONNX's takes (N, C, ...))")
+        eps = float(b.static_arg(op, "epsilon", 1e-5))
+        if not b.exact_attr(eps):
+            raise b.unsupported(f"{what} in float64 with epsilon {eps!r}, which float32 cannot hold")
+        if what == "InstanceNormalization":
+            return b.emit("InstanceNormalization", [x, b.as_val(scale), b.as_val(bias)], shape=x.shape, batched=True,
+                          epsilon=eps)
+        g = int(b.static_arg(op, "num_groups", 1))
+        grouped = b.reshape(x, [g, -1])
+        y = b.emit("InstanceNormalization", [grouped, b.const(np.ones(g)), b.const(np.zeros(g))],
+                   shape=grouped.shape, batched=True, epsilon=eps)
+        y = b.reshape(y, list(x.shape))
+        trailing = (1,) * (x.rank - 1)
+        s = b.reshape(b.as_val(scale), [x.shape[0], *trailing])
+        bb = b.reshape(b.as_val(bias), [x.shape[0], *trailing])
+        return b.add(b.mul(y, s), bb)
+    return export
+
+
+def _import_channel_norm(what: str) -> Any:
+    def handler(n: NodeImport) -> Emitted:
+        x = n.dynamic(0, "X")
+        if n.full_rank(x) < 3:
+            raise n.fail(f"X of rank {n.full_rank(x)} ((N, C, D1, ...) expected)")
+        c = n.axis(1, x)
+        channels = x.shape[c]
+        args: Dict[str, Any] = {"X": x, "channel_axis": c, "epsilon": _float32_attr(n.attr("epsilon", 1e-5))}
+        groups = channels
+        if what == "GroupNormalization":
+            groups = int(n.attr("num_groups", 0))
+            if groups < 1 or channels % groups:
+                raise n.fail(f"num_groups {groups} for {channels} channels (must divide them)")
+            if int(n.attr("stash_type", 1)) != 1:
+                raise n.fail(f"stash_type {n.attr('stash_type')} (float32 statistics, 1, is supported)")
+            args["num_groups"] = groups
+        for i, name in ((1, "scale"), (2, "B")):
+            t = n.input(i)
+            if t is None or t.kind != "const" or t.value is None:
+                raise n.fail(f"{name} must be a constant")
+            value = np.asarray(t.value).reshape(-1)
+            if what == "GroupNormalization" and n.opset < 21 and value.shape == (groups,) and groups != channels:
+                value = np.repeat(value, channels // groups)  # opset 18: one value per group
+                t = t.with_value(value)
+            if value.shape != (channels,):
+                raise n.fail(f"{name} of shape {tuple(t.value.shape)} for {channels} channels")
+            args[name] = t.with_value(value)
+        return n.call(f"onnx::{what}", args, ("scale", "B"))
+    return handler
+
+
+register(OpDef("InstanceNormalization", ("X", "scale", "B"), instance_norm_numpy, instance_norm_torch,
+               defaults={"epsilon": 1e-5, "channel_axis": 0}, attrs=("epsilon", "channel_axis"),
+               batch_rule=_channel_norm_batched, shape=_channel_norm_shape("InstanceNormalization"),
+               description="ONNX InstanceNormalization: each channel (channel_axis of each trial) normalized over the "
+                           "axes after it, then scale and B per channel",
+               aliases=(Alias("onnx::InstanceNormalization"),),
+               onnx_export=_export_channel_norm("InstanceNormalization"),
+               onnx_import=(OnnxImport("InstanceNormalization", 6, None, _import_channel_norm("InstanceNormalization"),
+                                       constant_inputs=(1, 2)),)))
+
+register(OpDef("GroupNormalization", ("X", "scale", "B"), group_norm_numpy, group_norm_torch, defaults=GN_DEFAULTS,
+               attrs=("epsilon", "channel_axis", "num_groups"), batch_rule=_channel_norm_batched,
+               shape=_channel_norm_shape("GroupNormalization"),
+               description="ONNX GroupNormalization: num_groups groups of channels each normalized over itself and "
+                           "the axes after the channel axis, then scale and B per channel (opset 21's)",
+               aliases=(Alias("onnx::GroupNormalization"),), onnx_export=_export_channel_norm("GroupNormalization"),
+               onnx_import=(OnnxImport("GroupNormalization", 18, None, _import_channel_norm("GroupNormalization"),
+                                       constant_inputs=(1, 2)),)))

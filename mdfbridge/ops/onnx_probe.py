@@ -93,8 +93,8 @@ _BINARY: Dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 def _fast(node: NodeProto) -> Optional[Callable[[Sequence[Any], str, str], Optional[Tuple[np.ndarray, ...]]]]:
     """A direct numpy implementation of a common attribute-free op on float tensors (None: the reference
     evaluator runs it); it returns None for inputs it does not take (other types), so the evaluator runs those."""
-    if node.op_type in ("MaxPool", "AveragePool") and node.domain in ("", "ai.onnx") and len(node.output) == 1:
-        return _pool(node)
+    if node.op_type in _RECORD_PROBES and node.domain in ("", "ai.onnx") and len(node.output) == 1:
+        return _record_probe(node)
     if node.attribute or node.domain not in ("", "ai.onnx") or len(node.output) != 1:
         return None
     unary, binary = _UNARY.get(node.op_type), _BINARY.get(node.op_type)
@@ -120,22 +120,45 @@ def _fast(node: NodeProto) -> Optional[Callable[[Sequence[Any], str, str], Optio
     return None
 
 
-def _pool(node: NodeProto) -> Callable[[Sequence[Any], str, str], Optional[Tuple[np.ndarray, ...]]]:
-    """MaxPool/AveragePool by mdfbridge's numpy implementation (onnx's reference evaluator sizes some SAME_LOWER
-    outputs unlike onnxruntime); inputs it does not take go to the evaluator."""
+def _probe_pool(node: NodeProto, attrs: Dict[str, Any], args: Sequence[Any]) -> Optional[np.ndarray]:
     from .pooling import probe_pool
 
+    return probe_pool(node.op_type, attrs, args[0]) if _float_arrays(args[:1], 1) and args[0].ndim >= 3 else None
+
+
+def _probe_pad(node: NodeProto, attrs: Dict[str, Any], args: Sequence[Any]) -> Optional[np.ndarray]:
+    from .padding import probe_pad
+
+    return probe_pad(attrs, args) if args and _float_arrays(args[:1], 1) else None
+
+
+def _probe_group_norm(node: NodeProto, attrs: Dict[str, Any], args: Sequence[Any]) -> Optional[np.ndarray]:
+    from .normalization import probe_group_norm
+
+    return probe_group_norm(attrs, args) if len(args) == 3 and _float_arrays(args[:1], 1) else None
+
+
+# ops the probe runs by mdfbridge's own numpy implementations: onnx's reference evaluator sizes some SAME_LOWER
+# pools unlike onnxruntime, refuses Pad's negative (cropping) pads and cannot expand GroupNormalization-21
+_RECORD_PROBES: Dict[str, Callable[[NodeProto, Dict[str, Any], Sequence[Any]], Optional[np.ndarray]]] = {
+    "MaxPool": _probe_pool, "AveragePool": _probe_pool, "Pad": _probe_pad, "GroupNormalization": _probe_group_norm,
+}
+
+
+def _record_probe(node: NodeProto) -> Callable[[Sequence[Any], str, str], Optional[Tuple[np.ndarray, ...]]]:
+    """A node of _RECORD_PROBES run by mdfbridge's numpy; inputs it does not take (or that do not fit: the
+    evaluator then says why) go to the evaluator."""
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
+    probe = _RECORD_PROBES[node.op_type]
 
-    def run_pool(args: Sequence[Any], limit: str, where: str) -> Optional[Tuple[np.ndarray, ...]]:
-        if not _float_arrays(args, 1) or args[0].ndim < 3:
-            return None
+    def run(args: Sequence[Any], limit: str, where: str) -> Optional[Tuple[np.ndarray, ...]]:
         try:
-            return (probe_pool(node.op_type, attrs, args[0]),)
+            out = probe(node, attrs, args)
         except ValueError:
-            return None  # (the evaluator says what does not fit)
-    return run_pool
+            return None
+        return None if out is None else (out,)
+    return run
 
 
 def _inferred_elements(node: NodeProto, args: Sequence[Any], opset: Optional[int] = None) -> Optional[int]:
