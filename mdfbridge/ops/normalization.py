@@ -456,9 +456,10 @@ def _export_channel_norm(what: str) -> Any:
         """InstanceNormalization node; GroupNormalization as one on the (N, groups, rest) reshape, then the
         per-channel scale and bias (torch's own export)."""
         x = b.required_arg(op, "X")
-        scale, bias = b.arg(op, "scale"), b.arg(op, "B")
-        if any(v is None or b.as_val(v).batched for v in (scale, bias)):
+        given = b.arg(op, "scale"), b.arg(op, "B")
+        if given[0] is None or given[1] is None or any(b.as_val(v).batched for v in given if v is not None):
             raise b.unsupported(f"{what} whose scale or B is computed per trial")
+        scale, bias = b.as_val(given[0]), b.as_val(given[1])
         if int(b.static_arg(op, "channel_axis", 0)) != 0 or not x.batched or x.rank < 2:
             raise b.unsupported(f"{what} over a per-trial input of shape {x.shape} with channel axis "
                                 f"{b.static_arg(op, 'channel_axis', 0)} (ONNX's takes (N, C, ...))")
@@ -466,16 +467,15 @@ def _export_channel_norm(what: str) -> Any:
         if not b.exact_attr(eps):
             raise b.unsupported(f"{what} in float64 with epsilon {eps!r}, which float32 cannot hold")
         if what == "InstanceNormalization":
-            return b.emit("InstanceNormalization", [x, b.as_val(scale), b.as_val(bias)], shape=x.shape, batched=True,
-                          epsilon=eps)
+            return b.emit("InstanceNormalization", [x, scale, bias], shape=x.shape, batched=True, epsilon=eps)
         g = int(b.static_arg(op, "num_groups", 1))
         grouped = b.reshape(x, [g, -1])
         y = b.emit("InstanceNormalization", [grouped, b.const(np.ones(g)), b.const(np.zeros(g))],
                    shape=grouped.shape, batched=True, epsilon=eps)
         y = b.reshape(y, list(x.shape))
         trailing = (1,) * (x.rank - 1)
-        s = b.reshape(b.as_val(scale), [x.shape[0], *trailing])
-        bb = b.reshape(b.as_val(bias), [x.shape[0], *trailing])
+        s = b.reshape(scale, [x.shape[0], *trailing])
+        bb = b.reshape(bias, [x.shape[0], *trailing])
         return b.add(b.mul(y, s), bb)
     return export
 
@@ -500,12 +500,12 @@ def _import_channel_norm(what: str) -> Any:
             t = n.input(i)
             if t is None or t.kind != "const" or t.value is None:
                 raise n.fail(f"{name} must be a constant")
+            written = tuple(t.value.shape)
             value = np.asarray(t.value).reshape(-1)
             if what == "GroupNormalization" and n.opset < 21 and value.shape == (groups,) and groups != channels:
                 value = np.repeat(value, channels // groups)  # opset 18: one value per group
-                t = t.with_value(value)
             if value.shape != (channels,):
-                raise n.fail(f"{name} of shape {tuple(t.value.shape)} for {channels} channels")
+                raise n.fail(f"{name} of shape {written} for {channels} channels")
             args[name] = t.with_value(value)
         return n.call(f"onnx::{what}", args, ("scale", "B"))
     return handler

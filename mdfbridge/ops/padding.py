@@ -65,7 +65,7 @@ def pad_numpy(X: Any, pads: Any = None, mode: str = "constant", constant_value: 
     grow = [(max(b, 0), max(e, 0)) for b, e in widths]
     if str(mode) == "constant":
         return np.pad(x, grow, mode="constant", constant_values=float(constant_value))
-    return np.pad(x, grow, mode=_NP_MODES[str(mode)])
+    return np.pad(x, grow, mode=_NP_MODES[str(mode)])  # type: ignore[call-overload]  # (mode: a str)
 
 
 def pad_torch(X: Any, pads: Any = None, mode: str = "constant", constant_value: float = 0.0) -> Any:
@@ -81,7 +81,7 @@ def pad_torch(X: Any, pads: Any = None, mode: str = "constant", constant_value: 
     for axis, (b, e) in enumerate(widths):
         b, e = max(b, 0), max(e, 0)
         if b or e:
-            idx = np.pad(np.arange(x.shape[axis]), (b, e), mode=_NP_MODES[str(mode)])
+            idx = np.pad(np.arange(x.shape[axis]), (b, e), mode=_NP_MODES[str(mode)])  # type: ignore[call-overload]
             x = x.index_select(axis, torch.as_tensor(idx, device=x.device))
     return x
 
