@@ -25,6 +25,7 @@ list. `test_conformance_summary` asserts the pass counts, records the per-op tab
     Clip                      12      9      9  INTEGER: 3
     Concat                    12     12     12
     Conv                       6      6      6
+    ConvTranspose             11     11     11
     Cos                        2      2      2
     Cosh                       2      2      2
     Div                       10      3      3  INTEGER: 7
@@ -44,6 +45,7 @@ list. `test_conformance_summary` asserts the pass counts, records the per-op tab
     HardSigmoid                3      3      3
     Identity                   5      2      2  INTEGER: 1, SEQUENCE: 2
     InstanceNormalization      2      2      2
+    LRN                        2      2      2
     LSTM                       6      3      3  RECURRENT: 3
     LayerNormalization        19      0      0  NORM_STATS: 19
     LeakyRelu                  3      3      3
@@ -82,7 +84,7 @@ list. `test_conformance_summary` asserts the pass counts, records the per-op tab
     Transpose                  7      7      7
     Unsqueeze                  7      7      7
     (expanded functions)      55     55     55
-    total                    568    345    361  223 excluded
+    total                    581    358    374  223 excluded
     reasons:
       INTEGER: integer or bool tensors as data or results: mdfbridge values are floats (the importer refuses
         non-float graph inputs; a non-float input read as a constant still gives a float result)

@@ -364,6 +364,9 @@ OP_SAMPLES = {
     "InstanceNormalization": ({"X": (2, 5)}, {"scale": (2,), "B": (2,)}, {"epsilon": 0.125}),
     "GroupNormalization": ({"X": (4, 2, 3)}, {"scale": (4,), "B": (4,)}, {"num_groups": 2, "epsilon": 0.125}),
     "Pad": ({"X": (3, 4)}, {}, {"pads": [1, 2, 0, -1], "mode": "edge"}),
+    "ConvTranspose": ({"X": (2, 4, 3)}, {"W": (2, 3, 2, 2), "B": (3,)},
+                      {"strides": [2, 1], "pads": [1, 0, 0, 1], "output_padding": [1, 0]}),
+    "LRN": ({"X": (5, 2, 2)}, {}, {"size": 3, "alpha": 0.5, "beta": 0.75, "bias": 1.5}),
     # per-trial sequences X (T, I); a batched initial cell state (a module input) for LSTM
     "RNN": ({"X": (5, 3)}, {"h0": (4,), "weight_ih": (4, 3), "weight_hh": (4, 4), "bias_ih": (4,), "bias_hh": (4,)},
             {"nonlinearity": "relu"}),

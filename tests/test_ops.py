@@ -99,6 +99,9 @@ SAMPLES: Dict[str, Dict[str, Any]] = {
     "GroupNormalization": {"X": In((4, 3), -1.0, 1.0), "scale": P((4,)), "B": P((4,)), "num_groups": 2,
                            "epsilon": 0.25},
     "Pad": {"X": In((3, 4), -1.0, 1.0), "pads": [1, -1, 0, 2], "mode": "reflect"},
+    "ConvTranspose": {"X": In((2, 4), -1.0, 1.0), "W": P((2, 2, 3), -0.5, 0.5), "B": P((4,)), "strides": [2],
+                      "pads": [1, 0], "group": 2, "output_padding": [1]},
+    "LRN": {"X": In((4, 2), -1.0, 1.0), "size": 3, "alpha": 0.5, "beta": 0.75, "bias": 1.5},
     # per-trial sequences X (T, I) (not sequence programs); torch-layout weights
     "RNN": {"X": In((5, 2), -1.0, 1.0), "h0": P((3,), -0.5, 0.5), "weight_ih": P((3, 2), -0.5, 0.5),
             "weight_hh": P((3, 3), -0.5, 0.5), "bias_ih": P((3,), -0.5, 0.5), "bias_hh": P((3,), -0.5, 0.5)},
@@ -142,7 +145,8 @@ _not_supported("llvm", ("Dot", "Outer", "Gemm", "ReduceSum", "ReduceMean", "Redu
                "not a vector kernel of the llvm backend (torch runs it)")
 _not_supported("llvm", ("GRU", "RNN", "LSTM"), "recurrent layers run on torch (its fused kernels)")
 _not_supported("llvm", ("Conv", "LayerNormalization", "BatchNormalization", "MaxPool", "AveragePool",
-                        "GlobalAveragePool", "GlobalMaxPool", "InstanceNormalization", "GroupNormalization", "Pad"),
+                        "GlobalAveragePool", "GlobalMaxPool", "InstanceNormalization", "GroupNormalization", "Pad",
+                        "ConvTranspose", "LRN"),
                "no llvm kernel: convolution, pooling and normalization run on torch")
 _not_supported("llvm", ("FloorDiv", "Mod", "Int", "Round", "ZerosLike", "OnesLike"), "no LLVM form in its record yet")
 _not_supported("onnxruntime", ("Zeros", "Ones", "Full"),

@@ -471,3 +471,71 @@ def test_torch_norm_and_pad_modules_exported_by_torch_import_like_torch(module, 
         got = run_with_backend(prog, {"x": x.double().numpy()}, backend)["y"]
         np.testing.assert_allclose(got, want, rtol=0, atol=TOL, err_msg=backend)
     assert len(prog.learnable_params()) >= sum(1 for _ in module.parameters())
+
+
+# ------------------------------------------------------------------------------- ConvTranspose, LRN
+
+
+@pytest.mark.parametrize("x_shape,w_shape,attrs", [
+    ((2, 3, 5), (3, 2, 3), {}),
+    ((2, 4, 6), (4, 1, 2), {"strides": [2], "pads": [1, 0], "group": 2}),
+    ((2, 2, 5), (2, 3, 3), {"strides": [3], "dilations": [2], "output_padding": [1], "pads": [0, 2]}),
+    ((2, 2, 4, 5), (2, 3, 3, 2), {}),
+    ((2, 4, 4, 3), (4, 2, 3, 3), {"strides": [2, 1], "pads": [1, 0, 2, 1], "group": 2, "dilations": [1, 2]}),
+    ((2, 2, 3, 4), (2, 2, 2, 3), {"strides": [2, 3], "output_padding": [1, 2]}),
+    ((2, 2, 4, 4), (2, 3, 3, 3), {"strides": [2, 2], "output_shape": [8, 9]}),
+    ((2, 2, 3, 3), (2, 3, 3, 3), {"strides": [3, 2], "output_shape": [10, 8]}),  # beyond the output: zeros
+    ((2, 2, 4, 3), (2, 3, 3, 2), {"strides": [2, 2], "auto_pad": "SAME_UPPER"}),
+    ((2, 2, 4, 3), (2, 3, 3, 2), {"strides": [2, 2], "auto_pad": "SAME_LOWER"}),
+    ((1, 2, 3, 2, 4), (2, 2, 2, 3, 2), {"strides": [1, 2, 2], "pads": [0, 1, 0, 1, 0, 1]}),
+])
+def test_conv_transpose_imports_and_exports_like_onnxruntime(x_shape, w_shape, attrs, tmp_path):
+    rng = np.random.default_rng(14)
+    inits = {"w": rng.normal(size=w_shape), "b": rng.normal(size=w_shape[1] * attrs.get("group", 1))}
+    model = node_model("ConvTranspose", ("N",) + x_shape[1:], attrs, inits=inits)
+    prog = check_against_onnxruntime(model, inputs_for(x_shape, seed=15), tmp_path)
+    assert {k.rsplit(".", 1)[-1] for k in prog.learnable_params()} == {"w", "b"}
+
+
+@pytest.mark.parametrize("module,shape", [
+    (nn.ConvTranspose1d(3, 2, 3, stride=2, padding=1, output_padding=1), (3, 5)),
+    (nn.ConvTranspose2d(4, 2, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2, bias=False),
+     (4, 4, 3)),
+])
+def test_torch_conv_transpose_modules_exported_by_torch_import_like_torch(module, shape):
+    x = torch.randn((4,) + shape)
+    model = _torch_onnx(module.eval(), x[:2])
+    prog = mdfbridge.lower(onnx_to_mdf(model))
+    with torch.no_grad():
+        want = module(x).numpy()
+    for backend in ("numpy", "torch"):
+        got = run_with_backend(prog, {"x": x.double().numpy()}, backend)["y"]
+        np.testing.assert_allclose(got, want, rtol=0, atol=TOL, err_msg=backend)
+
+
+def test_conv_transpose_torch_form_trains_like_torch_autograd():
+    rng = np.random.default_rng(16)
+    x, w, bias = rng.normal(size=(2, 4, 5, 4)), rng.normal(size=(4, 3, 3, 2)), rng.normal(size=6)
+    attrs = {"strides": [2, 1], "pads": [1, 0, 1, 0], "group": 2, "output_padding": [1, 0]}
+    tw, tb = torch.tensor(w, requires_grad=True), torch.tensor(bias, requires_grad=True)
+    rw, rb = torch.tensor(w, requires_grad=True), torch.tensor(bias, requires_grad=True)
+    got = REGISTRY["ConvTranspose"].torch(X=torch.tensor(x), W=tw, B=tb, **attrs)
+    want = F.conv_transpose2d(torch.tensor(x), rw, rb, stride=(2, 1), padding=(1, 0), output_padding=(1, 0), groups=2)
+    np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(REGISTRY["ConvTranspose"].numpy(X=x, W=w, B=bias, **attrs), want.detach().numpy(),
+                               rtol=0, atol=1e-12)
+    g = torch.tensor(rng.normal(size=tuple(want.shape)))
+    (got * g).sum().backward()
+    (want * g).sum().backward()
+    np.testing.assert_allclose(tw.grad.numpy(), rw.grad.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(tb.grad.numpy(), rb.grad.numpy(), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("x_shape,attrs", [
+    ((2, 5, 3, 4), {"size": 3}),
+    ((2, 6, 3, 4), {"size": 5, "alpha": 0.01, "beta": 0.5, "bias": 2.0}),
+    ((2, 3, 2, 2), {"size": 1, "alpha": 0.1}),
+])
+def test_lrn_imports_and_exports_like_onnxruntime(x_shape, attrs, tmp_path):
+    model = node_model("LRN", ("N",) + x_shape[1:], attrs)
+    check_against_onnxruntime(model, inputs_for(x_shape, seed=17), tmp_path)

@@ -529,3 +529,87 @@ register(OpDef("GroupNormalization", ("X", "scale", "B"), group_norm_numpy, grou
                aliases=(Alias("onnx::GroupNormalization"),), onnx_export=_export_channel_norm("GroupNormalization"),
                onnx_import=(OnnxImport("GroupNormalization", 18, None, _import_channel_norm("GroupNormalization"),
                                        constant_inputs=(1, 2)),)))
+
+
+# --------------------------------------------------------------------------- LRN
+
+LRN_DEFAULTS: Dict[str, Any] = {"size": 1, "alpha": 1e-4, "beta": 0.75, "bias": 1.0, "channel_axis": 0}
+
+
+def _lrn_window(size: Any) -> Tuple[int, int]:
+    n = int(size)
+    if n < 1:
+        raise ValueError(f"LRN size {n} must be >= 1")
+    return (n - 1) // 2, n - 1 - (n - 1) // 2  # channels before and after each one
+
+
+def lrn_numpy(X: Any, size: int = 1, alpha: float = 1e-4, beta: float = 0.75, bias: float = 1.0,
+              channel_axis: int = 0) -> np.ndarray:
+    """ONNX LRN in numpy: X / (bias + alpha / size * the sum of squares over the `size` channels around each
+    one) ** beta."""
+    X = np.asarray(X, dtype=np.float64)
+    c, _ = _bn_axes(X.ndim, channel_axis)
+    before, after = _lrn_window(size)
+    sq = np.moveaxis(X * X, c, -1)
+    padded = np.pad(sq, [(0, 0)] * (sq.ndim - 1) + [(before, after)])
+    sums = np.lib.stride_tricks.sliding_window_view(padded, int(size), axis=-1).sum(axis=-1)
+    return X / (float(bias) + float(alpha) / int(size) * np.moveaxis(sums, -1, c)) ** float(beta)
+
+
+def lrn_torch(X: Any, size: int = 1, alpha: float = 1e-4, beta: float = 0.75, bias: float = 1.0,
+              channel_axis: int = 0) -> Any:
+    """ONNX LRN in torch (the numpy form: padded squares summed over windows by unfold; autograd)."""
+    F = torch_module().nn.functional
+    X = torchlib.tt(X)
+    c, _ = _bn_axes(X.ndim, channel_axis)
+    before, after = _lrn_window(size)
+    sq = (X * X).movedim(c, -1)
+    sums = F.pad(sq, [before, after]).unfold(-1, int(size), 1).sum(dim=-1)
+    return X / (float(bias) + float(alpha) / int(size) * sums.movedim(-1, c)) ** float(beta)
+
+
+def _lrn_shape(a: Mapping[str, Any]) -> Tuple[int, ...]:
+    x = tuple(a["X"])
+    _bn_axes(len(x), a.get("channel_axis", 0))
+    _lrn_window(a.get("size", 1))
+    return x
+
+
+def export_lrn(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """One LRN node on the batched input (channels first in each trial; other than (N, C, H, W) reshaped to
+    (N, C, H * W..., 1) and back)."""
+    x = b.required_arg(op, "X")
+    if int(b.static_arg(op, "channel_axis", 0)) != 0 or not x.batched or x.rank < 2:
+        raise b.unsupported(f"LRN over a per-trial input of shape {x.shape} with channel axis "
+                            f"{b.static_arg(op, 'channel_axis', 0)} (ONNX's takes (N, C, D1, ...))")
+    attrs = {a: float(b.static_arg(op, a, LRN_DEFAULTS[a])) for a in ("alpha", "beta", "bias")}
+    if not all(b.exact_attr(v) for v in attrs.values()):
+        raise b.unsupported(f"LRN in float64 with attributes {attrs}, which float32 cannot hold")
+    four_d = x if x.rank == 3 else b.reshape(x, [x.shape[0], -1, 1])  # (onnxruntime's LRN takes 4-D inputs)
+    y = b.emit("LRN", [four_d], shape=four_d.shape, batched=True, size=int(b.static_arg(op, "size", 1)),
+               alpha=attrs["alpha"], beta=attrs["beta"], bias=attrs["bias"])
+    return y if x.rank == 3 else b.reshape(y, list(x.shape))
+
+
+def import_lrn(n: NodeImport) -> Emitted:
+    """LRN (opset 1 on): size, alpha, beta, bias over the channel axis of (N, C, D1, ...)."""
+    x = n.dynamic(0, "X")
+    if n.full_rank(x) < 3:
+        raise n.fail(f"X of rank {n.full_rank(x)} ((N, C, D1, ...) expected)")
+    if n.attr("size") is None:
+        raise n.fail("size is missing")
+    args: Dict[str, Any] = {"X": x, "channel_axis": n.axis(1, x), "size": int(n.attr("size")),
+                            "alpha": _float32_attr(n.attr("alpha", 1e-4)), "beta": _float32_attr(n.attr("beta", 0.75)),
+                            "bias": _float32_attr(n.attr("bias", 1.0))}
+    if args["size"] < 1:
+        raise n.fail(f"size {args['size']} (>= 1 expected)")
+    return n.call("onnx::LRN", args)
+
+
+register(OpDef("LRN", ("X",), lrn_numpy, lrn_torch, defaults=LRN_DEFAULTS,
+               attrs=("size", "alpha", "beta", "bias", "channel_axis"), batch_rule=_channel_norm_batched,
+               shape=_lrn_shape,
+               description="ONNX LRN: X / (bias + alpha / size * the sum of squares over `size` neighbouring "
+                           "channels) ** beta",
+               aliases=(Alias("onnx::LRN"),), onnx_export=export_lrn,
+               onnx_import=(OnnxImport("LRN", 1, None, import_lrn),)))

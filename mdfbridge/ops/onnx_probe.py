@@ -138,10 +138,28 @@ def _probe_group_norm(node: NodeProto, attrs: Dict[str, Any], args: Sequence[Any
     return probe_group_norm(attrs, args) if len(args) == 3 and _float_arrays(args[:1], 1) else None
 
 
+def _probe_conv_transpose(node: NodeProto, attrs: Dict[str, Any], args: Sequence[Any]) -> Optional[np.ndarray]:
+    from .convolution import probe_conv_transpose
+
+    return probe_conv_transpose(attrs, args) if 2 <= len(args) <= 3 and _float_arrays(args[:2], 2) else None
+
+
+def _probe_lrn(node: NodeProto, attrs: Dict[str, Any], args: Sequence[Any]) -> Optional[np.ndarray]:
+    from .normalization import lrn_numpy
+
+    if not _float_arrays(args, 1) or args[0].ndim < 3 or "size" not in attrs:
+        return None
+    x = args[0]
+    return lrn_numpy(x, int(attrs["size"]), float(attrs.get("alpha", 1e-4)), float(attrs.get("beta", 0.75)),
+                     float(attrs.get("bias", 1.0)), 1).astype(x.dtype)
+
+
 # ops the probe runs by mdfbridge's own numpy implementations: onnx's reference evaluator sizes some SAME_LOWER
-# pools unlike onnxruntime, refuses Pad's negative (cropping) pads and cannot expand GroupNormalization-21
+# pools unlike onnxruntime, refuses Pad's negative (cropping) pads, cannot expand GroupNormalization-21, runs LRN on
+# 4-D inputs only and ConvTranspose with groups or output_shape wrongly
 _RECORD_PROBES: Dict[str, Callable[[NodeProto, Dict[str, Any], Sequence[Any]], Optional[np.ndarray]]] = {
     "MaxPool": _probe_pool, "AveragePool": _probe_pool, "Pad": _probe_pad, "GroupNormalization": _probe_group_norm,
+    "ConvTranspose": _probe_conv_transpose, "LRN": _probe_lrn,
 }
 
 
