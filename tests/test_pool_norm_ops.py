@@ -255,8 +255,9 @@ def _trained_bn(module: Any) -> Any:
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.running_mean.normal_()
                 m.running_var.uniform_(0.5, 2.0)
-                m.weight.normal_()
-                m.bias.normal_()
+                if m.affine:
+                    m.weight.normal_()
+                    m.bias.normal_()
     return module.eval()
 
 
@@ -539,3 +540,105 @@ def test_conv_transpose_torch_form_trains_like_torch_autograd():
 def test_lrn_imports_and_exports_like_onnxruntime(x_shape, attrs, tmp_path):
     model = node_model("LRN", ("N",) + x_shape[1:], attrs)
     check_against_onnxruntime(model, inputs_for(x_shape, seed=17), tmp_path)
+
+
+# ------------------------------------------------------------------------------- torch.nn -> MDF directly
+
+
+class DirectCNN(nn.Module):
+    """The pooling and BatchNorm layers module_to_mdf converts, as modules and as functions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(2, 4, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(4, momentum=0.2)
+        self.pool = nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True)
+        self.avg = nn.AvgPool2d(2, stride=1, padding=1, count_include_pad=False)
+        self.gap = nn.AdaptiveAvgPool2d((1, 1))
+        self.bn2 = nn.BatchNorm2d(4, affine=False)
+        self.fc = nn.Conv2d(4, 3, 1)  # (module_to_mdf's flatten keeps shapes: a 1x1 conv as the classifier)
+
+    def forward(self, x: Any) -> Any:
+        h = self.avg(self.pool(F.relu(self.bn1(self.c1(x)))))
+        h = F.max_pool2d(h, 2) + F.avg_pool2d(h, 2, stride=2)
+        return self.fc(self.bn2(self.gap(h)))
+
+
+class DirectSeq(nn.Module):
+    """1-D pools, BatchNorm1d over (C, L) and a global max pool."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm1d(3)
+        self.mp = nn.MaxPool1d(2, stride=2, dilation=2)
+        self.ap = nn.AvgPool1d(3, stride=2, padding=1, ceil_mode=True)
+        self.gmp = nn.AdaptiveMaxPool1d(1)
+
+    def forward(self, x: Any) -> Any:
+        return self.gmp(self.ap(self.mp(self.bn(x))))
+
+
+@pytest.mark.parametrize("make,shape", [(DirectCNN, (2, 8, 7)), (DirectSeq, (3, 13))])
+def test_module_to_mdf_converts_pools_and_batch_norm_like_torch(make, shape):
+    from mdfbridge.importers.pytorch import module_to_mdf, program_state_dict
+
+    torch.manual_seed(1)
+    module = _trained_bn(make().double())
+    x = torch.randn((6,) + shape, dtype=torch.float64)
+    doc = module_to_mdf(module, (x[:2],))
+    prog = mdfbridge.lower(doc)
+    assert {"MaxPool", "AveragePool", "BatchNormalization"} <= {op.fn for op in prog.ops}
+    with torch.no_grad():
+        want = module(x).numpy()
+    for backend in ("numpy", "torch"):
+        got = run_with_backend(prog, {"x": x.numpy()}, backend)["output"]
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-10, err_msg=backend)
+    state = program_state_dict(prog)
+    for k, v in module.state_dict().items():
+        torch.testing.assert_close(state[k], v.double(), rtol=0, atol=0)
+    make().double().load_state_dict(state, strict=True)
+    (exported,) = _session(program_to_onnx(prog)).run(None, {"x": x.float().numpy()})
+    np.testing.assert_allclose(exported, want, rtol=0, atol=TOL)
+
+
+def test_module_to_mdf_batch_norm_trains_like_torch_train_mode():
+    from mdfbridge.importers.pytorch import module_to_mdf, program_state_dict
+    from mdfbridge.learning import learn
+
+    torch.manual_seed(2)
+    module = _trained_bn(DirectCNN().double())
+    x = torch.randn(8, 2, 8, 7, dtype=torch.float64)
+    target = np.random.default_rng(3).normal(size=(8, 3, 1, 1))
+    doc = module_to_mdf(module, (x[:2],))
+    result = learn(doc, {"x": x.numpy()}, {"output": target}, epochs=2, learning_rate=0.05, minibatch_size=4,
+                   optimizer_type="sgd", loss_spec="mse", backend="torch")
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    module.train()
+    opt = torch.optim.SGD(module.parameters(), lr=0.05)
+    for _ in range(2):
+        for i in range(0, 8, 4):
+            opt.zero_grad()
+            F.mse_loss(module(x[i:i + 4]), torch.as_tensor(target[i:i + 4])).backward()
+            opt.step()
+    trained = program_state_dict(result.program)
+    for k, v in module.state_dict().items():
+        if k.endswith("num_batches_tracked"):
+            continue  # (not tracked: mdfbridge's momentum is fixed)
+        if k not in ("c1.bias",):  # (a conv bias before a batch-statistics BatchNorm has no gradient)
+            assert not torch.equal(v, before[k]), k
+        torch.testing.assert_close(trained[k], v, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("module,match", [
+    (nn.Sequential(nn.MaxPool2d(2, return_indices=True)), "return_indices"),
+    (nn.Sequential(nn.AdaptiveAvgPool2d((2, 1))), "output_size"),
+    (nn.Sequential(nn.BatchNorm2d(2, track_running_stats=False)), "track_running_stats"),
+    (nn.Sequential(nn.BatchNorm2d(2, momentum=None)), "momentum=None"),
+    (nn.Sequential(nn.AvgPool2d(2, divisor_override=3)), "divisor_override"),
+])
+def test_module_to_mdf_refuses_pool_and_batch_norm_forms_in_one_line(module, match):
+    from mdfbridge.importers.pytorch import module_to_mdf
+
+    with pytest.raises(UnsupportedError, match=match) as err:
+        module_to_mdf(module, (torch.randn(2, 2, 4, 4),))
+    assert "\n" not in str(err.value)
