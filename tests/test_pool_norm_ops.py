@@ -642,3 +642,36 @@ def test_module_to_mdf_refuses_pool_and_batch_norm_forms_in_one_line(module, mat
     with pytest.raises(UnsupportedError, match=match) as err:
         module_to_mdf(module, (torch.randn(2, 2, 4, 4),))
     assert "\n" not in str(err.value)
+
+
+def test_cli_converts_trains_writes_back_and_reexports_an_onnx_cnn(tmp_path):
+    """`mdfbridge convert cnn.onnx cnn.json`, `mdfbridge train` (running statistics written back), `mdfbridge
+    convert trained.json trained.onnx`, as a user runs them."""
+    import json
+    import subprocess
+    import sys
+
+    torch.manual_seed(0)
+    net = _trained_bn(SmallCNN())
+    x = torch.randn(8, 2, 6, 6)
+    onnx.save(_torch_onnx(net, x[:2], fold=False), str(tmp_path / "cnn.onnx"))
+    np.savez(tmp_path / "data.npz", x=x.double().numpy(), y=np.random.default_rng(5).normal(size=(8, 2)))
+
+    def cli(*args: str) -> None:
+        done = subprocess.run([sys.executable, "-m", "mdfbridge.cli", *args], cwd=tmp_path, capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL, timeout=600)
+        assert done.returncode == 0, done.stderr
+
+    cli("convert", "cnn.onnx", "cnn.json")
+    cli("train", "cnn.json", "--data", "data.npz", "--epochs", "2", "--lr", "0.05", "--minibatch-size", "4",
+        "--out", "trained.json")
+    cli("convert", "trained.json", "trained.onnx")
+    before, after = mdfbridge.load_program(tmp_path / "cnn.json"), mdfbridge.load_program(tmp_path / "trained.json")
+    stats = [k for k, p in after.params.items() if p.running]
+    assert len(stats) == 4
+    for k in stats:
+        assert not np.allclose(before.params[k].value, after.params[k].value), k
+    assert json.loads((tmp_path / "trained.json").read_text())  # (a readable document)
+    want = run_with_backend(after, {"x": x.double().numpy()})["y"]
+    (got,) = _session(onnx.load(str(tmp_path / "trained.onnx"))).run(None, {"x": x.numpy()})
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOL)
