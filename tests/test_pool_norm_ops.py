@@ -675,3 +675,29 @@ def test_cli_converts_trains_writes_back_and_reexports_an_onnx_cnn(tmp_path):
     want = run_with_backend(after, {"x": x.double().numpy()})["y"]
     (got,) = _session(onnx.load(str(tmp_path / "trained.onnx"))).run(None, {"x": x.numpy()})
     np.testing.assert_allclose(got, want, rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("op_type,x_shape,attrs,inits", [
+    ("Conv", (2, 2, 6, 5), {"strides": [2, 1], "pads": [1, 0, 0, 1]}, {"w": (3, 2, 3, 2), "b": (3,)}),
+    ("ConvTranspose", (2, 2, 4, 3), {"strides": [2, 1]}, {"w": (2, 3, 2, 2)}),
+    ("MaxPool", (2, 3, 6, 5), {"kernel_shape": [2, 2], "strides": [2, 1]}, {}),
+    ("AveragePool", (3, 2, 7), {"kernel_shape": [3], "pads": [1, 1], "count_include_pad": 1}, {}),
+    ("GlobalAveragePool", (2, 3, 4, 5), {}, {}),
+    ("BatchNormalization", (3, 2, 4, 3), {}, {"s": (2,), "bias": (2,), "m": (2,), "v": (2,)}),
+    ("InstanceNormalization", (2, 3, 5), {}, {"s": (3,), "bias": (3,)}),
+    ("LRN", (2, 5, 3, 2), {"size": 3}, {}),
+])
+def test_batch_axis_false_imports_reexport_like_onnxruntime(op_type, x_shape, attrs, inits):
+    """batch_axis=False: each ONNX tensor is one trial's (N, C, ...); the export folds the trial axis into N."""
+    rng = np.random.default_rng(18)
+    values = {k: (rng.uniform(0.5, 1.5, size=s) if k == "v" else rng.normal(size=s)) for k, s in inits.items()}
+    model = node_model(op_type, x_shape, attrs, inits=values)
+    x = np.stack(inputs_for(x_shape, seed=19))  # two trials
+    sess = _session(model)
+    want = np.stack([sess.run(["y"], {"x": t})[0] for t in x])
+    prog = mdfbridge.lower(onnx_to_mdf(model, batch_axis=False))
+    for backend in ("numpy", "torch"):
+        got = run_with_backend(prog, {"x": x.astype(np.float64)}, backend)["y"]
+        np.testing.assert_allclose(got, want, rtol=0, atol=TOL, err_msg=backend)
+    (again,) = _session(program_to_onnx(prog)).run(None, {"x": x})
+    np.testing.assert_allclose(again, want, rtol=0, atol=TOL)

@@ -148,8 +148,32 @@ def _conv_shape(a: Mapping[str, Any]) -> Tuple[int, ...]:
 
 # --------------------------------------------------------------------------- ONNX
 
+def image_batch(b: OnnxGraphBuilder, x: Any, lead: int) -> Tuple[Any, Callable[[Any], Any]]:
+    """The ONNX (N, C, ...) operand of an image op whose per-trial input `x` has `lead` axes before its channel
+    axis, and the function restoring the op's result to the per-trial frame: a batched (C, ...) as it is (N: the
+    batch axis), an unbatched one with N = 1, and leading axes (batch_axis=False imports, (N, C, ...) per trial)
+    folded into N by a Reshape and unfolded after.
+
+    b: the graph builder; x: the input (an exporters.onnx_graph.Val); lead: the per-trial axes before the channels."""
+    if lead == 0:
+        if x.batched:
+            return x, lambda y: y
+        return b.unsqueeze(x, [0]), lambda y: b.squeeze(y, [0])
+    if lead == 1 and not x.batched:
+        return x, lambda y: y
+    dims, rest = [int(d) for d in x.shape[:lead]], [int(d) for d in x.shape[lead:]]
+    if not x.batched:
+        return b.reshape(x, [-1] + rest), lambda y: b.reshape(y, dims + [int(d) for d in y.shape[1:]])
+    flat = b.emit("Reshape", [x, b.int64s([-1] + rest)], shape=rest, batched=True)
+
+    def restore(y: Any) -> Any:
+        shape = dims + [int(d) for d in y.shape]
+        return b.emit("Reshape", [y, b.int64s([-1] + shape)], shape=shape, batched=True)
+    return flat, restore
+
+
 def export_conv(b: OnnxGraphBuilder, op: Op) -> Operand:
-    """One ONNX Conv node on the batched input (N = the batch axis)."""
+    """One ONNX Conv node on the batched input (N = the batch axis; `image_batch`)."""
     x, w = b.required_arg(op, "X"), b.required_arg(op, "W")
     bias = b.arg(op, "B")
     if w.batched or (bias is not None and b.as_val(bias).batched):
@@ -159,17 +183,13 @@ def export_conv(b: OnnxGraphBuilder, op: Op) -> Operand:
     k = geo.k
     if b.dtype == "float64":
         raise b.unsupported("Conv in float64 (onnxruntime's CPU Conv is float32); export with dtype='float32'")
-    if x.batched and x.rank != k + 1 or not x.batched and x.rank not in (k + 1, k + 2):
-        raise b.unsupported(f"Conv of a per-trial input of shape {x.shape} (ONNX Conv takes (N, C, *spatial): one "
-                            "(C, *spatial) image per trial)")
-    single = not x.batched and x.rank == k + 1
-    inp = b.unsqueeze(x, [0]) if single else x
+    inp, restore = image_batch(b, x, x.rank - (k + 1))
     ins = [inp, w] + ([b.as_val(bias)] if bias is not None else [])
     out_image = (geo.out_channels,) + geo.out_spatial
     y = b.emit("Conv", ins, shape=out_image if inp.batched else (inp.shape[0],) + out_image, batched=inp.batched,
                strides=list(geo.strides), pads=list(geo.pads), dilations=list(geo.dilations), group=geo.group,
                kernel_shape=[int(d) for d in w.shape[2:]])
-    return b.squeeze(y, [0]) if single else y
+    return restore(y)
 
 
 def _auto_pads(n: NodeImport, spatial: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
@@ -227,7 +247,7 @@ register(OpDef("Conv", ("X", "W", "B"), conv_numpy, conv_torch, defaults=CONV_DE
                description="ONNX Conv: X (..., C, *spatial), W (M, C/group, *kernel), B (M,); strides, pads "
                            "(begins then ends), dilations, group, kernel_shape",
                aliases=(Alias("onnx::Conv"),), onnx_export=export_conv,
-               onnx_import=(OnnxImport("Conv", 11, None, import_conv, constant_inputs=(1, 2)),)))
+               onnx_import=(OnnxImport("Conv", 1, None, import_conv, constant_inputs=(1, 2)),)))
 
 
 # --------------------------------------------------------------------------- ConvTranspose
@@ -349,7 +369,8 @@ def _convt_shape(a: Mapping[str, Any]) -> Tuple[int, ...]:
 
 
 def export_conv_transpose(b: OnnxGraphBuilder, op: Op) -> Operand:
-    """One ONNX ConvTranspose node on the batched input (N = the batch axis), pads and output_padding explicit."""
+    """One ONNX ConvTranspose node on the batched input (N = the batch axis; `image_batch`), pads and
+    output_padding explicit."""
     x, w = b.required_arg(op, "X"), b.required_arg(op, "W")
     bias = b.arg(op, "B")
     if w.batched or (bias is not None and b.as_val(bias).batched):
@@ -360,17 +381,13 @@ def export_conv_transpose(b: OnnxGraphBuilder, op: Op) -> Operand:
     if b.dtype == "float64":
         raise b.unsupported("ConvTranspose in float64 (onnxruntime's CPU ConvTranspose is float32); export with "
                             "dtype='float32'")
-    if x.batched and x.rank != k + 1 or not x.batched and x.rank not in (k + 1, k + 2):
-        raise b.unsupported(f"ConvTranspose of a per-trial input of shape {x.shape} (ONNX ConvTranspose takes "
-                            "(N, C, *spatial): one (C, *spatial) image per trial)")
-    single = not x.batched and x.rank == k + 1
-    inp = b.unsqueeze(x, [0]) if single else x
+    inp, restore = image_batch(b, x, x.rank - (k + 1))
     ins = [inp, w] + ([b.as_val(bias)] if bias is not None else [])
     out_image = (geo.out_channels,) + geo.out_spatial
     y = b.emit("ConvTranspose", ins, shape=out_image if inp.batched else (inp.shape[0],) + out_image,
                batched=inp.batched, strides=list(geo.strides), pads=list(geo.pads), dilations=list(geo.dilations),
                group=geo.group, output_padding=list(geo.output_padding), kernel_shape=[int(d) for d in w.shape[2:]])
-    return b.squeeze(y, [0]) if single else y
+    return restore(y)
 
 
 def onnx_conv_transpose_args(attr: Callable[[str, Any], Any], spatial: Sequence[int], kernel: Sequence[int]
@@ -454,4 +471,4 @@ register(OpDef("ConvTranspose", ("X", "W", "B"), conv_transpose_numpy, conv_tran
                description="ONNX ConvTranspose: X (..., C, *spatial), W (C, M/group, *kernel), B (M,); strides, pads "
                            "(begins then ends), dilations, group, output_padding",
                aliases=(Alias("onnx::ConvTranspose"),), onnx_export=export_conv_transpose,
-               onnx_import=(OnnxImport("ConvTranspose", 11, None, import_conv_transpose, constant_inputs=(1, 2)),)))
+               onnx_import=(OnnxImport("ConvTranspose", 1, None, import_conv_transpose, constant_inputs=(1, 2)),)))

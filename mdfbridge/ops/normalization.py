@@ -274,23 +274,34 @@ def batch_norm_module(op: Op, params: Mapping[str, Any], dtype: Any, device: Any
                               from_program)
 
 
-def export_batch_norm(b: OnnxGraphBuilder, op: Op) -> Operand:
-    """One BatchNormalization node on the batched input (N = the batch axis, channels next)."""
+def _channels_first(b: OnnxGraphBuilder, op: Op, what: str) -> Tuple[Any, Any]:
+    """The op's batched X as an ONNX (N, C, ...) operand (axes before the channel axis folded into N:
+    convolution.image_batch) and the function restoring a result to the per-trial frame."""
+    from .convolution import image_batch
+
     x = b.required_arg(op, "X")
+    c = int(b.static_arg(op, "channel_axis", 0))
+    if not x.batched or not 0 <= c < x.rank:
+        raise b.unsupported(f"{what} over an input of shape {x.shape} with channel axis {c} that is not computed per "
+                            "trial (ONNX's takes (N, C, ...))")
+    return image_batch(b, x, c)
+
+
+def export_batch_norm(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """One BatchNormalization node on the batched input (N = the batch axis, channels next; axes before the
+    channels folded into N)."""
     vals = [b.arg(op, a) for a in BN_ARGS[1:]]
     if any(v is None or b.as_val(v).batched for v in vals):
         raise b.unsupported("BatchNormalization whose scale, B or statistics are computed per trial")
-    if int(b.static_arg(op, "channel_axis", 0)) != 0 or not x.batched or x.rank < 1:
-        raise b.unsupported(f"BatchNormalization over a per-trial input of shape {x.shape} with channel axis "
-                            f"{b.static_arg(op, 'channel_axis', 0)} (ONNX's takes (N, C, ...): channels first in each "
-                            "trial)")
+    x, restore = _channels_first(b, op, "BatchNormalization")
     eps = float(b.static_arg(op, "epsilon", 1e-5))
     momentum = float(b.static_arg(op, "momentum", 0.9))
     if not b.exact_attr(eps):
         raise b.unsupported(f"BatchNormalization in float64 with epsilon {eps!r}, which float32 cannot hold")
     ins = [x] + [b.as_val(v) for v in vals if v is not None]
     if not int(b.static_arg(op, "training_mode", 0)):
-        return b.emit("BatchNormalization", ins, shape=x.shape, batched=True, epsilon=eps, momentum=momentum)
+        return restore(b.emit("BatchNormalization", ins, shape=x.shape, batched=True, epsilon=eps,
+                              momentum=momentum))
     from onnx import helper
 
     from ..exporters.onnx_graph import Val
@@ -300,7 +311,7 @@ def export_batch_norm(b: OnnxGraphBuilder, op: Op) -> Operand:
     stats = [b.fresh(f"{y}_running_mean"), b.fresh(f"{y}_running_var")]
     b.nodes.append(helper.make_node("BatchNormalization", [v.name for v in ins], [y] + stats, name=y, epsilon=eps,
                                     momentum=momentum, training_mode=1))
-    return Val(y, True, tuple(x.shape), "float")
+    return restore(Val(y, True, tuple(x.shape), "float"))
 
 
 def _float32_attr(v: Any) -> float:
@@ -455,19 +466,19 @@ def _export_channel_norm(what: str) -> Any:
     def export(b: OnnxGraphBuilder, op: Op) -> Operand:
         """InstanceNormalization node; GroupNormalization as one on the (N, groups, rest) reshape, then the
         per-channel scale and bias (torch's own export)."""
-        x = b.required_arg(op, "X")
         given = b.arg(op, "scale"), b.arg(op, "B")
         if given[0] is None or given[1] is None or any(b.as_val(v).batched for v in given if v is not None):
             raise b.unsupported(f"{what} whose scale or B is computed per trial")
         scale, bias = b.as_val(given[0]), b.as_val(given[1])
-        if int(b.static_arg(op, "channel_axis", 0)) != 0 or not x.batched or x.rank < 2:
-            raise b.unsupported(f"{what} over a per-trial input of shape {x.shape} with channel axis "
-                                f"{b.static_arg(op, 'channel_axis', 0)} (ONNX's takes (N, C, ...))")
+        x, restore = _channels_first(b, op, what)
+        if x.rank < 2:
+            raise b.unsupported(f"{what} of channels without axes after them (shape {x.shape})")
         eps = float(b.static_arg(op, "epsilon", 1e-5))
         if not b.exact_attr(eps):
             raise b.unsupported(f"{what} in float64 with epsilon {eps!r}, which float32 cannot hold")
         if what == "InstanceNormalization":
-            return b.emit("InstanceNormalization", [x, scale, bias], shape=x.shape, batched=True, epsilon=eps)
+            return restore(b.emit("InstanceNormalization", [x, scale, bias], shape=x.shape, batched=True,
+                                  epsilon=eps))
         g = int(b.static_arg(op, "num_groups", 1))
         grouped = b.reshape(x, [g, -1])
         y = b.emit("InstanceNormalization", [grouped, b.const(np.ones(g)), b.const(np.zeros(g))],
@@ -476,7 +487,7 @@ def _export_channel_norm(what: str) -> Any:
         trailing = (1,) * (x.rank - 1)
         s = b.reshape(scale, [x.shape[0], *trailing])
         bb = b.reshape(bias, [x.shape[0], *trailing])
-        return b.add(b.mul(y, s), bb)
+        return restore(b.as_val(b.add(b.mul(y, s), bb)))
     return export
 
 
@@ -578,17 +589,16 @@ def _lrn_shape(a: Mapping[str, Any]) -> Tuple[int, ...]:
 def export_lrn(b: OnnxGraphBuilder, op: Op) -> Operand:
     """One LRN node on the batched input (channels first in each trial; other than (N, C, H, W) reshaped to
     (N, C, H * W..., 1) and back)."""
-    x = b.required_arg(op, "X")
-    if int(b.static_arg(op, "channel_axis", 0)) != 0 or not x.batched or x.rank < 2:
-        raise b.unsupported(f"LRN over a per-trial input of shape {x.shape} with channel axis "
-                            f"{b.static_arg(op, 'channel_axis', 0)} (ONNX's takes (N, C, D1, ...))")
+    x, restore = _channels_first(b, op, "LRN")
+    if x.rank < 2:
+        raise b.unsupported(f"LRN of channels without axes after them (shape {x.shape})")
     attrs = {a: float(b.static_arg(op, a, LRN_DEFAULTS[a])) for a in ("alpha", "beta", "bias")}
     if not all(b.exact_attr(v) for v in attrs.values()):
         raise b.unsupported(f"LRN in float64 with attributes {attrs}, which float32 cannot hold")
     four_d = x if x.rank == 3 else b.reshape(x, [x.shape[0], -1, 1])  # (onnxruntime's LRN takes 4-D inputs)
     y = b.emit("LRN", [four_d], shape=four_d.shape, batched=True, size=int(b.static_arg(op, "size", 1)),
                alpha=attrs["alpha"], beta=attrs["beta"], bias=attrs["bias"])
-    return y if x.rank == 3 else b.reshape(y, list(x.shape))
+    return restore(y if x.rank == 3 else b.reshape(y, list(x.shape)))
 
 
 def import_lrn(n: NodeImport) -> Emitted:

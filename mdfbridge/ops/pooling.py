@@ -21,6 +21,7 @@ import numpy as np
 
 from . import torchlib
 from .base import Alias, OnnxImport, OpDef, check_size, only_x, register, torch_module
+from .convolution import image_batch
 
 if TYPE_CHECKING:
     from ..exporters.onnx_graph import OnnxGraphBuilder, Operand
@@ -249,22 +250,12 @@ def _global_shape(what: str) -> Any:
 
 # --------------------------------------------------------------------------- ONNX
 
-def _image_input(b: OnnxGraphBuilder, op: Op, k: int, what: str) -> Tuple[Any, bool]:
-    """The op's X as an ONNX (N, C, *spatial) tensor (one image per trial gets N = 1), and whether it was added."""
-    x = b.required_arg(op, "X")
-    if x.batched and x.rank != k + 1 or not x.batched and x.rank not in (k + 1, k + 2):
-        raise b.unsupported(f"{what} of a per-trial input of shape {x.shape} (ONNX {what} takes (N, C, *spatial): "
-                            "one (C, *spatial) image per trial)")
-    single = not x.batched and x.rank == k + 1
-    return (b.unsqueeze(x, [0]) if single else x), single
-
-
 def _export_pool(what: str) -> Any:
     def export(b: OnnxGraphBuilder, op: Op) -> Operand:
         attrs = {n: b.static_arg(op, n, AVG_DEFAULTS[n]) for n in (AVG_ATTRS if what == "AveragePool" else POOL_ATTRS)}
         x0 = b.required_arg(op, "X")
         geo = _geometry(x0.shape, attrs, what)
-        inp, single = _image_input(b, op, geo.k, what)
+        inp, restore = image_batch(b, x0, x0.rank - (geo.k + 1))
         extra: Dict[str, Any] = {}
         if what == "AveragePool":
             if b.dtype == "float64":
@@ -281,17 +272,18 @@ def _export_pool(what: str) -> Any:
         y = b.emit(what, [inp], shape=image if inp.batched else (inp.shape[0],) + image, batched=inp.batched,
                    kernel_shape=list(geo.kernel), strides=list(geo.strides), pads=list(geo.pads),
                    ceil_mode=int(bool(int(attrs["ceil_mode"]))), **extra)
-        return b.squeeze(y, [0]) if single else y
+        return restore(y)
     return export
 
 
 def _export_global(what: str) -> Any:
     def export(b: OnnxGraphBuilder, op: Op) -> Operand:
         k = int(b.static_arg(op, "spatial", 2))
-        inp, single = _image_input(b, op, k, what)
+        x = b.required_arg(op, "X")
+        inp, restore = image_batch(b, x, x.rank - (k + 1))
         image = tuple(inp.shape[-(k + 1):-k]) + (1,) * k
         y = b.emit(what, [inp], shape=image if inp.batched else (inp.shape[0],) + image, batched=inp.batched)
-        return b.squeeze(y, [0]) if single else y
+        return restore(y)
     return export
 
 
