@@ -701,3 +701,33 @@ def test_batch_axis_false_imports_reexport_like_onnxruntime(op_type, x_shape, at
         np.testing.assert_allclose(got, want, rtol=0, atol=TOL, err_msg=backend)
     (again,) = _session(program_to_onnx(prog)).run(None, {"x": x})
     np.testing.assert_allclose(again, want, rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("name", ["light_shufflenet.onnx", "light_inception_v1.onnx"])
+def test_onnx_model_zoo_cnns_match_onnxruntime(name):
+    """onnx's light model-zoo CNNs (opset 9, batch 1) with seeded random weights (benchmarks/bench_onnx_cnns.py
+    runs all five): the logits on the numpy and torch backends and the re-export, relative to their scale."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_onnx_cnns.py"
+    spec = importlib.util.spec_from_file_location("bench_onnx_cnns", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    if not (bench.LIGHT / name).exists():
+        pytest.skip(f"the installed onnx has no {name}")
+    model = bench.with_random_weights(onnx.load(str(bench.LIGHT / name)))
+    assert {"Conv", "MaxPool", "AveragePool"} <= {n.op_type for n in model.graph.node}
+    x = np.random.default_rng(1).normal(size=(1, 3, 224, 224)).astype(np.float32)
+    names = {i.name for i in model.graph.initializer}
+    inp = next(i for i in model.graph.input if i.name not in names)
+    (want,) = _session(model, check=False).run(None, {inp.name: x})[:1]
+    prog = mdfbridge.lower(onnx_to_mdf(model, batch_axis=False))
+    (pin,), (out,) = prog.inputs, prog.outputs
+    scale = float(np.abs(want).max())
+    for backend in ("numpy", "torch"):
+        got = run_with_backend(prog, {pin: x[None].astype(np.float64)}, backend)[out][0]
+        assert np.abs(got - want).max() <= 1e-5 * scale, backend
+    (again,) = _session(program_to_onnx(prog)).run(None, {pin: x[None]})
+    assert np.abs(again[0] - want).max() <= 1e-5 * scale
