@@ -31,12 +31,13 @@ def write_weights(doc: Mapping[str, Any], program: Program, *, learnable_only: b
 
     doc: the serialised document the Program was lowered from ({model id: {...}}, left unchanged); program: the
     Program whose parameters carry their document locations (`Param.location`); learnable_only: write only the
-    learnable parameters (default True; False writes every parameter that has a location). NaN/infinite values
+    parameters training changes, the learnable ones and running statistics (`Param.running`; default True; False
+    writes every parameter that has a location). NaN/infinite values
     and shapes other than the document's raise DataError; a location the document lacks raises SchemaError."""
     out = copy.deepcopy(dict(doc))
     model = next(iter(out.values()))
     for name, p in program.params.items():
-        if p.location is None or (learnable_only and not p.learnable):
+        if p.location is None or (learnable_only and not (p.learnable or p.running)):
             continue
         value = np.asarray(p.value, dtype=float)
         if not np.all(np.isfinite(value)):
@@ -60,9 +61,9 @@ def write_back(source: Any, program: Any, out: Optional[Any] = None, *, force: b
     weights are copied into its Program first); out: the file to write (default None: `source` itself; a symlink
     is written through); force: replace a read-only file too (default False: DocumentError '<file>: is read-only').
 
-    Only the arrays of learnable parameters change: the rest of the document stays as its writer wrote it (ids,
-    nesting, notes, older forms); the save is atomic, so a failure leaves files untouched. Returns the written
-    document (a dict).
+    Only the arrays of learnable parameters (and running statistics) change: the rest of the document stays as its
+    writer wrote it (ids, nesting, notes, older forms); the save is atomic, so a failure leaves files untouched.
+    Returns the written document (a dict).
     """
     if not isinstance(program, Program):
         program = getattr(program, "program", program)

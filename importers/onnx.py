@@ -348,8 +348,8 @@ class OnnxImporter:
         out_shapes = [self.per_trial(o, runs) if o else None for o in node_outputs]
         used = [bool(o) and (used_by.get(o, 0) > 0 or o in outputs) for o in node_outputs]
         ni = NodeImport(node, self.opset, self.batch_axis, ins, out_shapes, used)
-        for o, s in zip(node_outputs, out_shapes):
-            if o and s is None and o in runs[0]:
+        for o, s, u in zip(node_outputs, out_shapes, used):  # (outputs nothing reads do not matter)
+            if o and u and s is None and o in runs[0]:
                 got = [tuple(np.shape(r[o])) for r in runs]
                 ni.batch_problem = (f"output shape {got[0]} for {PROBE_BATCHES[0]} trials and {got[-1]} for "
                                     f"{PROBE_BATCHES[-1]}: the op moves or mixes the batch axis (mdfbridge reads the "
@@ -392,6 +392,7 @@ class OnnxImporter:
         ports: Dict[str, Any] = {}
         params: Dict[str, Any] = {}
         learnable: List[str] = []
+        running: List[str] = []
         args: Dict[str, Any] = {}
         local: Optional[_Names] = None  # parameter ids, made only for a node with constant operands
         for key, v in em.args.items():
@@ -411,9 +412,10 @@ class OnnxImporter:
                                        where=f"ONNX node '{node.name}'")
             value = np.asarray(v.value, dtype=float)
             learn = self.learnable and key in em.learnable
+            run_stat = self.learnable and key in em.running
             if em.value is not None:
                 pid = key  # value expressions name their operands
-            elif value.ndim == 0 and not learn:
+            elif value.ndim == 0 and not learn and not run_stat:
                 args[key] = float(value)
                 continue
             else:
@@ -426,10 +428,14 @@ class OnnxImporter:
             if learn:
                 learnable.append(pid)
                 self.learnable_users.setdefault(v.name, []).append(nid)
+            elif run_stat:
+                running.append(pid)
         meta: Dict[str, Any] = {"role": "onnx", "onnx": {"op_type": node.op_type, "name": node.name,
                                                          "opset": self.opset}}
         if learnable:
             meta["learnable_parameters"] = learnable
+        if running:
+            meta["running_statistics"] = running
         if em.value is not None:
             function: Dict[str, Any] = {"value": em.value}
         else:

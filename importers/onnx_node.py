@@ -47,7 +47,8 @@ class Emitted:
     """One MDF function: a registry function with args, or a `value` expression over the arg names.
 
     Arg values are `Tensor`s (dynamic ones become input ports, constants parameters or inline numbers) or
-    static values (ONNX attributes). `learnable` names the args whose constants training may change. `extra`:
+    static values (ONNX attributes). `learnable` names the args whose constants training may change by their
+    gradients, `running` those it updates otherwise (BatchNormalization's running statistics). `extra`:
     (output index, function) for the node's other outputs (ONNX RNN's Y_h, ...), computed in the same MDF node
     from the same tensor args (their static args may differ).
     """
@@ -56,6 +57,7 @@ class Emitted:
     args: Dict[str, Any]
     value: Optional[str] = None
     learnable: Tuple[str, ...] = ()
+    running: Tuple[str, ...] = ()
     extra: Tuple[Tuple[int, "Emitted"], ...] = ()
 
 
@@ -136,9 +138,11 @@ class NodeImport:
         assert t.value is not None  # a const tensor has its value
         return t.with_value(t.value.reshape(t.shape[lead:]))
 
-    def call(self, function: str, args: Dict[str, Any], learnable: Sequence[str] = ()) -> Emitted:
-        """The registry function `function` (an op's name or alias) on `args`."""
-        return Emitted(function, args, learnable=tuple(learnable))
+    def call(self, function: str, args: Dict[str, Any], learnable: Sequence[str] = (),
+             running: Sequence[str] = ()) -> Emitted:
+        """The registry function `function` (an op's name or alias) on `args`; `learnable` and `running` name the
+        args whose constants training changes (`Emitted`; default none)."""
+        return Emitted(function, args, learnable=tuple(learnable), running=tuple(running))
 
     def broadcast_args(self, names: Sequence[str]) -> Dict[str, Tensor]:
         """The inputs, named `names`, of an elementwise op in the per-trial frame (dynamic ones must agree in rank)."""

@@ -1,12 +1,12 @@
 """ONNX ops the function registry has no op for, imported as MDF `value` expressions (modeci-mdf evaluates them;
 lowering runs them through mdfbridge's expression language): elementary functions, Clip, Pow, the
-variadic Max/Min/Sum/Mean, Concat, the reductions and inference-mode BatchNormalization. `VALUE_IMPORTS` holds
-their `OnnxImport` entries; the ONNX importer indexes them with the registry records' own (`OpDef.onnx_import`).
-An ONNX op whose registry op appears moves to that op's record.
+variadic Max/Min/Sum/Mean, Concat and the reductions. `VALUE_IMPORTS` holds their `OnnxImport` entries; the ONNX
+importer indexes them with the registry records' own (`OpDef.onnx_import`). An ONNX op whose registry op appears
+moves to that op's record.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -139,19 +139,3 @@ _reduce("ReduceMin", "min", 18)
 _reduce("ReduceProd", "prod", 18)
 
 
-@imports("BatchNormalization", 9, constant_inputs=(1, 2, 3, 4))
-def _batch_norm(n: NodeImport) -> Emitted:
-    if int(n.attr("training_mode", 0)) or any(n.used_outputs[1:]):
-        raise n.fail("training mode (running statistics outputs)")
-    x = n.dynamic(0)
-    channel_axis = n.axis(1, x)
-    eps = _fmt(n.attr("epsilon", 1e-5))
-    trailing = x.rank - channel_axis - 1
-    args: Dict[str, Any] = {"X": x}
-    for i, name in enumerate(("scale", "B", "mean", "var"), start=1):
-        t = n.input(i)
-        if t is None or t.kind != "const":
-            raise n.fail(f"{name} must be a constant")
-        assert t.value is not None  # a const tensor has its value
-        args[name] = t.with_value(t.value.reshape(t.value.shape + (1,) * trailing))
-    return Emitted(None, args, value=f"(X - mean) / numpy.sqrt(var + {eps}) * scale + B", learnable=("scale", "B"))

@@ -25,7 +25,9 @@ class ProgramModule(nn.Module):
     """A torch module computing a Program; `forward(inputs)` maps input names to (batch, ...) tensors.
 
     program: the lowered Program (its schedule must be static: one pass per step); its parameter table is read
-    once here and kept as `self.program` (write_to_program / load_from_program move values between them).
+    once here and kept as `self.program` (write_to_program / load_from_program move values between them). The
+    module starts in eval() mode; in train() mode BatchNormalization ops normalize by their batch's statistics and
+    update their running ones (as torch's nn.BatchNorm).
     dtype: the torch float dtype of every parameter, buffer and default input (default torch.float64; strings
     are not taken here: mdfbridge.dtypes.torch_dtype converts them); device: where the tensors live, a
     torch.device or a string such as 'cuda' (default None: CPU). A dynamic schedule raises UnsupportedError.
@@ -64,6 +66,7 @@ class ProgramModule(nn.Module):
         self.steps = [(op, self.bindings[op.out].forward if op.out in self.bindings else f) for op, f in self.steps]
         self._input_keys = [(name, s.port, f"{s.node}.{s.port}") for name, s in program.inputs.items()]
         self.to(device)
+        self.eval()  # runs normalize by running statistics; learn() (TorchTrainer) switches to train() and back
 
     def _add_binding(self, op: Op, binding: TorchModuleBinding) -> None:
         """Register an op's own module under `<collection>[<key>]` (a ModuleDict per collection)."""
@@ -175,7 +178,8 @@ class TorchModel(nn.Module):
     order of `input_names`, and returns the output tensor (a tuple, in the order of `output_names`, when there are
     several). A single mapping {input name: tensor} is accepted too. Parameters are the Program's learnable ones
     (`parameters()` works with any torch optimizer); `steps`/`dt` (default 1, 1.0) are the time steps each call
-    runs and their size. Traceable by `torch.onnx.export` and `torch.jit.trace`.
+    runs and their size. Traceable by `torch.onnx.export` and `torch.jit.trace`. It starts in eval() mode;
+    train() makes BatchNormalization ops normalize by batch statistics and update their running ones.
 
     program: the lowered Program (trained values go back to it with write_to_program); dtype: a torch float dtype
     (default torch.float64; `mdfbridge.to_torch` also takes 'float32' / numpy dtypes); device: a torch device or
@@ -188,6 +192,7 @@ class TorchModel(nn.Module):
         self.input_names = list(program.inputs)
         self.output_names = list(program.outputs)
         self.steps, self.dt = int(steps), float(dt)
+        self.eval()  # as ProgramModule: train() makes BatchNormalization use (and update) batch statistics
 
     def forward(self, *tensors: Any) -> Any:
         """The outputs for one (batch, ...) tensor per input (or one {input name: tensor} mapping).

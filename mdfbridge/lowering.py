@@ -235,6 +235,8 @@ class _NodeLowering:
             rate = self.lw.param_learning_rate(self.node, iid)
             if rate is not None and self.tensor(iid) in self.lw.params:
                 self.lw.params[self.tensor(iid)].learning_rate = rate
+            if iid in (_mdf_meta(self.node).get("running_statistics") or ()) and self.tensor(iid) in self.lw.params:
+                self.lw.params[self.tensor(iid)].running = True
             return
         self.env[iid] = self.lower_function(iid, item, loc, where)
 

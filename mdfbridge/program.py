@@ -29,6 +29,9 @@ class Param:
     location: Optional[Location] = None
     learnable: bool = False
     learning_rate: Optional[float] = None  # a per-parameter rate (GRU optimizer_params); None: learn()'s rate
+    # a statistic training updates without gradients (BatchNormalization's running mean and variance): written
+    # back with the learnable parameters
+    running: bool = False
 
     @property
     def key(self) -> str:

@@ -88,6 +88,20 @@ SAMPLES: Dict[str, Dict[str, Any]] = {
              "dilations": [2], "group": 2},
     "LayerNormalization": {"X": In((2, 3), -1.0, 1.0), "Scale": P((2, 3)), "B": P((3,)), "axis": 0,
                            "epsilon": 0.25},
+    "MaxPool": {"X": In((2, 7), -1.0, 1.0), "kernel_shape": [3], "strides": [2], "pads": [1, 1], "ceil_mode": 1},
+    "AveragePool": {"X": In((2, 7), -1.0, 1.0), "kernel_shape": [2], "strides": [2], "pads": [1, 0],
+                    "count_include_pad": 1},
+    "GlobalAveragePool": {"X": In((2, 5), -1.0, 1.0), "spatial": 1},
+    "GlobalMaxPool": {"X": In((2, 3, 2), -1.0, 1.0), "spatial": 2},
+    "BatchNormalization": {"X": In((2, 4), -1.0, 1.0), "scale": P((2,)), "B": P((2,)), "input_mean": P((2,)),
+                           "input_var": P((2,)), "epsilon": 0.25},
+    "InstanceNormalization": {"X": In((2, 4), -1.0, 1.0), "scale": P((2,)), "B": P((2,)), "epsilon": 0.25},
+    "GroupNormalization": {"X": In((4, 3), -1.0, 1.0), "scale": P((4,)), "B": P((4,)), "num_groups": 2,
+                           "epsilon": 0.25},
+    "Pad": {"X": In((3, 4), -1.0, 1.0), "pads": [1, -1, 0, 2], "mode": "reflect"},
+    "ConvTranspose": {"X": In((2, 4), -1.0, 1.0), "W": P((2, 2, 3), -0.5, 0.5), "B": P((4,)), "strides": [2],
+                      "pads": [1, 0], "group": 2, "output_padding": [1]},
+    "LRN": {"X": In((4, 2), -1.0, 1.0), "size": 3, "alpha": 0.5, "beta": 0.75, "bias": 1.5},
     # per-trial sequences X (T, I) (not sequence programs); torch-layout weights
     "RNN": {"X": In((5, 2), -1.0, 1.0), "h0": P((3,), -0.5, 0.5), "weight_ih": P((3, 2), -0.5, 0.5),
             "weight_hh": P((3, 3), -0.5, 0.5), "bias_ih": P((3,), -0.5, 0.5), "bias_hh": P((3,), -0.5, 0.5)},
@@ -143,7 +157,10 @@ _not_supported("llvm", ("Dot", "Outer", "Gemm", "ReduceSum", "ReduceMean", "Redu
 _not_supported("llvm", ("Gather", "GatherElements", "Slice", "Expand", "Einsum", "LogSoftmax"),
                "not a vector kernel of the llvm backend (torch runs it)")
 _not_supported("llvm", ("GRU", "RNN", "LSTM"), "recurrent layers run on torch (its fused kernels)")
-_not_supported("llvm", ("Conv", "LayerNormalization"), "no llvm kernel: convolution and normalization run on torch")
+_not_supported("llvm", ("Conv", "LayerNormalization", "BatchNormalization", "MaxPool", "AveragePool",
+                        "GlobalAveragePool", "GlobalMaxPool", "InstanceNormalization", "GroupNormalization", "Pad",
+                        "ConvTranspose", "LRN"),
+               "no llvm kernel: convolution, pooling and normalization run on torch")
 _not_supported("llvm", ("FloorDiv", "Mod", "Int", "Round", "ZerosLike", "OnesLike"), "no LLVM form in its record yet")
 _not_supported("onnxruntime", ("Zeros", "Ones", "Full"),
                "creates an array of a static shape: lowering folds it when its arguments are constants, and it has no "

@@ -393,7 +393,7 @@ def test_tuple_outputs_and_unused_parameters():
 class Conv(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.MaxPool2d(2))
+        self.features = nn.Sequential(nn.PixelShuffle(1))  # (a layer the importer does not convert)
         self.fc = nn.Linear(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -421,13 +421,13 @@ class Shared(nn.Module):
 
 
 @pytest.mark.parametrize("module,shape,expected", [
-    (Conv(), (2, 1, 5, 5), r"features\.0 \(MaxPool2d\)"),
+    (Conv(), (2, 1, 5, 5), r"features\.0 \(PixelShuffle\)"),
     (GRUVariant(bidirectional=True), (2, 5, 3), r"gru \(GRU\).*bidirectional=True"),
     (nn.Sequential(nn.Conv1d(2, 2, 3, padding=1, padding_mode="reflect")), (2, 2, 5), r"padding_mode='reflect'"),
     (nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.5)), (2, 3), r"module\.eval\(\)"),
     (nn.Sequential(nn.Linear(3, 3), nn.Softmax(dim=0)), (2, 3), r"dim=0"),
     (Shared(), (2, 3), r"fc\.weight.*more than once"),
-], ids=["maxpool2d", "bidirectional_gru", "conv_reflect",
+], ids=["pixel_shuffle", "bidirectional_gru", "conv_reflect",
         "dropout_training", "softmax_dim0", "shared_weights"])
 def test_unsupported_modules_raise_naming_the_module(module, shape, expected):
     with pytest.raises(UnsupportedError, match=expected):
@@ -438,7 +438,7 @@ def test_error_names_fx_node_target_and_module_path():
     with pytest.raises(UnsupportedError) as info:
         module_to_mdf(Conv(), (torch.randn(2, 1, 5, 5),))
     msg = str(info.value)
-    assert "features_0" in msg and "MaxPool2d" in msg and "features.0" in msg
+    assert "features_0" in msg and "PixelShuffle" in msg and "features.0" in msg
     assert "supported" in msg and "Linear" in msg
 
 

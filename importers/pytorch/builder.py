@@ -238,26 +238,35 @@ class Builder:
         return GRUOutput(MDFTensor(f"{block}__output", OUT, (hidden,)), call.path or call.name)
 
     def weighted_op(self, call: Call, x: MDFTensor, function: str, args: Dict[str, Any],
-                    weights: Mapping[str, Optional[Weight]], shape: Tuple[int, ...], kind: str) -> MDFTensor:
+                    weights: Mapping[str, Optional[Weight]], shape: Tuple[int, ...], kind: str,
+                    running: Mapping[str, Weight] = {}, fixed: Mapping[str, Any] = {}) -> MDFTensor:
         """A node applying registry function `function` to `x` (its argument `args`'s IN) with the module's
         weights as learnable parameters: `weights` maps the function's argument to the Weight it takes (None:
         the argument is left out); each parameter records its torch key (`metadata.mdfbridge.torch_keys`), so
-        `program_state_dict` writes it back."""
+        `program_state_dict` writes it back. `running`: arguments taking buffers that training updates
+        (BatchNorm's running statistics: `metadata.mdfbridge.running_statistics`, not learnable; default none);
+        `fixed`: arguments taking constant arrays of no torch key (default none)."""
         nid = self.new_id(call.base)
         params: Dict[str, Any] = {}
         keys: Dict[str, Any] = {}
         fargs = dict(args)
-        for arg, w in weights.items():
+        for arg, w in list(weights.items()) + list(running.items()):
             if w is None:
                 continue
             params[arg] = {"value": self._array(w.value).tolist()}
             keys[arg] = {"key": w.key, "shape": [int(d) for d in w.value.shape]}
             fargs[arg] = arg
             self.claim(w.key, nid, call)
+        for arg, value in fixed.items():
+            params[arg] = {"value": np.asarray(value, dtype=float).tolist()}
+            fargs[arg] = arg
+        meta: Dict[str, Any] = {"role": "mechanism", "function": kind, "layer": call.path, "torch_type": kind,
+                                "learnable_parameters": [a for a, w in weights.items() if w is not None],
+                                "torch_keys": keys}
+        if running:
+            meta["running_statistics"] = list(running)
         node: Dict[str, Any] = {
-            "metadata": {"mdfbridge": {"role": "mechanism", "function": kind, "layer": call.path,
-                                       "torch_type": kind, "learnable_parameters": list(params),
-                                       "torch_keys": keys}},
+            "metadata": {"mdfbridge": meta},
             "input_ports": {IN: {"shape": list(x.shape)}},
             "functions": {FUNCTION: {"function": {function: fargs}}},
             "output_ports": {OUT: {"value": FUNCTION, "shape": list(shape)}}}

@@ -74,7 +74,8 @@ def program_state_dict(program: Union[Program, Mapping[str, Any]], dtype: Option
                         "removed or renamed?)", where=f"model '{program.name}'")
     out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
     for k in keys:
-        out[k] = torch.as_tensor(np.ascontiguousarray(state[k]), dtype=dtype)
+        value = np.asarray(state[k])  # (np.ascontiguousarray would make a 0-d entry 1-d: num_batches_tracked)
+        out[k] = torch.as_tensor(np.ascontiguousarray(value).reshape(value.shape), dtype=dtype)
     return out
 
 

@@ -61,7 +61,16 @@ class TorchTrainer:
         self.losses: List[float] = []
 
     def train(self) -> LearnResult:
-        """Run every epoch (or until early stopping); the Program then holds the trained values."""
+        """Run every epoch (or until early stopping) with the module in train() mode (BatchNormalization: batch
+        statistics, running ones updated, as torch's), then back in eval(); the Program then holds the trained
+        values (running statistics included)."""
+        self.module.train()
+        try:
+            return self._train()
+        finally:
+            self.module.eval()
+
+    def _train(self) -> LearnResult:
         config = self.config
         stopping = EarlyStopping(config.patience, config.min_delta)
         epoch_losses: List[float] = []

@@ -5,8 +5,9 @@ through `resolve`/`get_op`. Families: `standard` (MDF standard functions), `arit
 ops), `linalg` (matrix products), `shaping` (shape ops), `transfer` (PsyNeuLink transfer functions without an
 MDF standard function), `psyneulink` (PsyNeuLink's meanings of
 standard names: its logistic, relu, gaussian), `recurrent` (the GRU op), `activations` (Gelu), `convolution`
-(Conv), `normalization` (LayerNormalization), `indexing` (Gather, GatherElements, Slice,
-Expand, Einsum).
+(Conv, ConvTranspose), `pooling` (MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool), `padding` (Pad),
+`normalization` (LayerNormalization, BatchNormalization, InstanceNormalization, GroupNormalization, LRN),
+`indexing` (Gather, GatherElements, Slice, Expand, Einsum).
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from . import (  # noqa: F401 (registering)
     indexing,
     linalg,
     normalization,
+    padding,
+    pooling,
     psyneulink,
     recurrent,
     reductions,

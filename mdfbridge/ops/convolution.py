@@ -12,7 +12,7 @@ kernel and refuses the op.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -148,8 +148,32 @@ def _conv_shape(a: Mapping[str, Any]) -> Tuple[int, ...]:
 
 # --------------------------------------------------------------------------- ONNX
 
+def image_batch(b: OnnxGraphBuilder, x: Any, lead: int) -> Tuple[Any, Callable[[Any], Any]]:
+    """The ONNX (N, C, ...) operand of an image op whose per-trial input `x` has `lead` axes before its channel
+    axis, and the function restoring the op's result to the per-trial frame: a batched (C, ...) as it is (N: the
+    batch axis), an unbatched one with N = 1, and leading axes (batch_axis=False imports, (N, C, ...) per trial)
+    folded into N by a Reshape and unfolded after.
+
+    b: the graph builder; x: the input (an exporters.onnx_graph.Val); lead: the per-trial axes before the channels."""
+    if lead == 0:
+        if x.batched:
+            return x, lambda y: y
+        return b.unsqueeze(x, [0]), lambda y: b.squeeze(y, [0])
+    if lead == 1 and not x.batched:
+        return x, lambda y: y
+    dims, rest = [int(d) for d in x.shape[:lead]], [int(d) for d in x.shape[lead:]]
+    if not x.batched:
+        return b.reshape(x, [-1] + rest), lambda y: b.reshape(y, dims + [int(d) for d in y.shape[1:]])
+    flat = b.emit("Reshape", [x, b.int64s([-1] + rest)], shape=rest, batched=True)
+
+    def restore(y: Any) -> Any:
+        shape = dims + [int(d) for d in y.shape]
+        return b.emit("Reshape", [y, b.int64s([-1] + shape)], shape=shape, batched=True)
+    return flat, restore
+
+
 def export_conv(b: OnnxGraphBuilder, op: Op) -> Operand:
-    """One ONNX Conv node on the batched input (N = the batch axis)."""
+    """One ONNX Conv node on the batched input (N = the batch axis; `image_batch`)."""
     x, w = b.required_arg(op, "X"), b.required_arg(op, "W")
     bias = b.arg(op, "B")
     if w.batched or (bias is not None and b.as_val(bias).batched):
@@ -159,17 +183,13 @@ def export_conv(b: OnnxGraphBuilder, op: Op) -> Operand:
     k = geo.k
     if b.dtype == "float64":
         raise b.unsupported("Conv in float64 (onnxruntime's CPU Conv is float32); export with dtype='float32'")
-    if x.batched and x.rank != k + 1 or not x.batched and x.rank not in (k + 1, k + 2):
-        raise b.unsupported(f"Conv of a per-trial input of shape {x.shape} (ONNX Conv takes (N, C, *spatial): one "
-                            "(C, *spatial) image per trial)")
-    single = not x.batched and x.rank == k + 1
-    inp = b.unsqueeze(x, [0]) if single else x
+    inp, restore = image_batch(b, x, x.rank - (k + 1))
     ins = [inp, w] + ([b.as_val(bias)] if bias is not None else [])
     out_image = (geo.out_channels,) + geo.out_spatial
     y = b.emit("Conv", ins, shape=out_image if inp.batched else (inp.shape[0],) + out_image, batched=inp.batched,
                strides=list(geo.strides), pads=list(geo.pads), dilations=list(geo.dilations), group=geo.group,
                kernel_shape=[int(d) for d in w.shape[2:]])
-    return b.squeeze(y, [0]) if single else y
+    return restore(y)
 
 
 def _auto_pads(n: NodeImport, spatial: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
@@ -227,4 +247,228 @@ register(OpDef("Conv", ("X", "W", "B"), conv_numpy, conv_torch, defaults=CONV_DE
                description="ONNX Conv: X (..., C, *spatial), W (M, C/group, *kernel), B (M,); strides, pads "
                            "(begins then ends), dilations, group, kernel_shape",
                aliases=(Alias("onnx::Conv"),), onnx_export=export_conv,
-               onnx_import=(OnnxImport("Conv", 11, None, import_conv, constant_inputs=(1, 2)),)))
+               onnx_import=(OnnxImport("Conv", 1, None, import_conv, constant_inputs=(1, 2)),)))
+
+
+# --------------------------------------------------------------------------- ConvTranspose
+
+CONVT_ATTRS = ("strides", "pads", "dilations", "group", "output_padding")
+CONVT_DEFAULTS: Dict[str, Any] = {"B": None, "strides": None, "pads": None, "dilations": None, "group": 1,
+                                  "output_padding": None}
+
+
+@dataclass(frozen=True)
+class ConvTransposeGeometry:
+    """A ConvTranspose call's geometry: spatial rank, strides, dilations, pads (begins then ends), output_padding,
+    group, the unpadded ('full') output extent, the output's spatial shape and channel count."""
+
+    k: int
+    strides: Tuple[int, ...]
+    pads: Tuple[int, ...]
+    dilations: Tuple[int, ...]
+    output_padding: Tuple[int, ...]
+    group: int
+    full: Tuple[int, ...]
+    out_spatial: Tuple[int, ...]
+    out_channels: int
+
+
+def conv_transpose_geometry(x: Sequence[int], w: Sequence[int], strides: Any = None, pads: Any = None,
+                            dilations: Any = None, group: Any = 1, output_padding: Any = None
+                            ) -> ConvTransposeGeometry:
+    """Check a ConvTranspose call on shapes `x` (..., C, *spatial) and `w` (C, M/group, *kernel) and give its
+    geometry (ONNX's output size: stride * (in - 1) + output_padding + (kernel - 1) * dilation + 1 - pads);
+    ValueError says what does not fit."""
+    x, w = tuple(int(d) for d in x), tuple(int(d) for d in w)
+    k = len(w) - 2
+    if not 1 <= k <= 3:
+        raise ValueError(f"ConvTranspose weights W must be (C, M/group, *kernel) with 1 to 3 spatial axes, got "
+                         f"shape {w}")
+    if len(x) < k + 1:
+        raise ValueError(f"ConvTranspose input X must be (..., C, *spatial) with {k} spatial axes, got shape {x}")
+    s = _ints(strides, k, 1, "strides")
+    d = _ints(dilations, k, 1, "dilations")
+    p = _ints(pads, 2 * k, 0, "pads")
+    op = _ints(output_padding, k, 0, "output_padding")
+    g = int(group)
+    if min(s) < 1 or min(d) < 1 or min(p) < 0 or min(op) < 0 or g < 1:
+        raise ValueError(f"ConvTranspose strides {list(s)} and dilations {list(d)} must be >= 1, pads {list(p)} "
+                         f"and output_padding {list(op)} >= 0, group {g} >= 1")
+    channels = x[-(k + 1)]
+    if channels != w[0] or channels % g:
+        raise ValueError(f"ConvTranspose input of {channels} channels and W of shape {w} with group {g}: W must be "
+                         f"(C, M/group, *kernel) with C divisible by group")
+    spatial, kernel = x[-k:], w[2:]
+    full = tuple((spatial[i] - 1) * s[i] + (kernel[i] - 1) * d[i] + 1 + op[i] for i in range(k))
+    out = tuple(full[i] - p[i] - p[i + k] for i in range(k))
+    if min(out) < 1:
+        raise ValueError(f"ConvTranspose pads {list(p)} leave no output of the {list(full)} positions")
+    return ConvTransposeGeometry(k, s, p, d, op, g, full, out, w[1] * g)
+
+
+def _convt_geometry(X: Any, W: Any, attrs: Mapping[str, Any]) -> ConvTransposeGeometry:
+    return conv_transpose_geometry(tuple(X.shape), tuple(W.shape),
+                                   **{a: attrs.get(a, CONVT_DEFAULTS[a]) for a in CONVT_ATTRS})
+
+
+def conv_transpose_numpy(X: Any, W: Any, B: Any = None, **attrs: Any) -> np.ndarray:
+    """ONNX ConvTranspose in numpy: for each kernel offset, the input contracted with that offset's weights per
+    group (einsum) and added at the strided, dilated positions of the full output, which the pads then crop."""
+    from .base import check_size
+
+    X, W = np.asarray(X, dtype=np.float64), np.asarray(W, dtype=np.float64)
+    geo = _convt_geometry(X, W, attrs)
+    k, g = geo.k, geo.group
+    lead = X.shape[:X.ndim - (k + 1)]
+    x = X.reshape((-1,) + X.shape[X.ndim - (k + 1):])
+    n, c = x.shape[:2]
+    check_size((n, geo.out_channels) + geo.full, what="ConvTranspose output")
+    xg = x.reshape((n, g, c // g) + x.shape[2:])
+    wg = W.reshape((g, c // g) + W.shape[1:])  # (g, C/g, M/g, *kernel)
+    m = W.shape[1]
+    y = np.zeros((n, g, m) + geo.full)
+    o = _SPATIAL_LETTERS[:k]
+    spatial = x.shape[2:]
+    for offset in np.ndindex(*W.shape[2:]):
+        part = np.einsum(f"ngc{o},gcm->ngm{o}", xg, wg[(Ellipsis,) + offset], optimize=True)
+        at = tuple(slice(offset[i] * geo.dilations[i], offset[i] * geo.dilations[i]
+                         + (spatial[i] - 1) * geo.strides[i] + 1, geo.strides[i]) for i in range(k))
+        y[(slice(None), slice(None), slice(None)) + at] += part
+    y = y.reshape((n, geo.out_channels) + geo.full)
+    y = y[(slice(None), slice(None)) + tuple(slice(geo.pads[i], geo.full[i] - geo.pads[i + k]) for i in range(k))]
+    if B is not None:
+        y = y + np.asarray(B, dtype=np.float64).reshape((geo.out_channels,) + (1,) * k)
+    return y.reshape(lead + y.shape[1:])
+
+
+def conv_transpose_torch(X: Any, W: Any, B: Any = None, **attrs: Any) -> Any:
+    """ONNX ConvTranspose with torch.nn.functional.conv_transpose1d/2d/3d on the full output (no padding), then
+    F.pad for the end's output_padding and the (possibly asymmetric) pads' crop, then the bias."""
+    torch = torch_module()
+    F = torch.nn.functional
+    X, W = torchlib.tt_like(X, W)
+    geo = _convt_geometry(X, W, attrs)
+    k = geo.k
+    lead = tuple(X.shape[:X.ndim - (k + 1)])
+    x = X.reshape((-1,) + tuple(X.shape[X.ndim - (k + 1):]))
+    convt = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[k - 1]
+    y = convt(x, W, None, stride=geo.strides, groups=geo.group, dilation=geo.dilations)
+    y = F.pad(y, [v for i in reversed(range(k)) for v in (-geo.pads[i], geo.output_padding[i] - geo.pads[i + k])])
+    if B is not None:
+        y = y + torchlib.tt(B, X).reshape((geo.out_channels,) + (1,) * k)
+    return y.reshape(lead + tuple(y.shape[1:]))
+
+
+def _convt_shape(a: Mapping[str, Any]) -> Tuple[int, ...]:
+    x, w = tuple(a["X"]), tuple(a["W"])
+    geo = conv_transpose_geometry(x, w, **{n: a.get(n, CONVT_DEFAULTS[n]) for n in CONVT_ATTRS})
+    b = a.get("B")
+    if isinstance(b, tuple) and tuple(b) != (geo.out_channels,):
+        raise ValueError(f"ConvTranspose bias B must have shape ({geo.out_channels},), got {tuple(b)}")
+    return x[:len(x) - (geo.k + 1)] + (geo.out_channels,) + geo.out_spatial
+
+
+def export_conv_transpose(b: OnnxGraphBuilder, op: Op) -> Operand:
+    """One ONNX ConvTranspose node on the batched input (N = the batch axis; `image_batch`), pads and
+    output_padding explicit."""
+    x, w = b.required_arg(op, "X"), b.required_arg(op, "W")
+    bias = b.arg(op, "B")
+    if w.batched or (bias is not None and b.as_val(bias).batched):
+        raise b.unsupported("ConvTranspose whose weights are computed per trial")
+    geo = conv_transpose_geometry(x.shape, w.shape, **{n: b.static_arg(op, n, CONVT_DEFAULTS[n])
+                                                       for n in CONVT_ATTRS})
+    k = geo.k
+    if b.dtype == "float64":
+        raise b.unsupported("ConvTranspose in float64 (onnxruntime's CPU ConvTranspose is float32); export with "
+                            "dtype='float32'")
+    inp, restore = image_batch(b, x, x.rank - (k + 1))
+    ins = [inp, w] + ([b.as_val(bias)] if bias is not None else [])
+    out_image = (geo.out_channels,) + geo.out_spatial
+    y = b.emit("ConvTranspose", ins, shape=out_image if inp.batched else (inp.shape[0],) + out_image,
+               batched=inp.batched, strides=list(geo.strides), pads=list(geo.pads), dilations=list(geo.dilations),
+               group=geo.group, output_padding=list(geo.output_padding), kernel_shape=[int(d) for d in w.shape[2:]])
+    return restore(y)
+
+
+def onnx_conv_transpose_args(attr: Callable[[str, Any], Any], spatial: Sequence[int], kernel: Sequence[int]
+                             ) -> Dict[str, Any]:
+    """The ConvTranspose call attributes of an ONNX node: output_shape and auto_pad turned into explicit pads
+    (ONNX's rule: the odd one at the end for SAME_UPPER, at the beginning otherwise; an output_shape beyond the
+    output adds output_padding, as onnxruntime does); ValueError
+    says what cannot be read.
+
+    attr(name, default): the node's attribute values; spatial: the input's spatial shape; kernel: W's."""
+    k = len(kernel)
+    if attr("kernel_shape", None) is not None and [int(v) for v in attr("kernel_shape", None)] != list(kernel):
+        raise ValueError(f"kernel_shape {list(attr('kernel_shape', None))} differs from W's spatial shape "
+                         f"{list(kernel)}")
+    strides = [int(v) for v in (attr("strides", None) or [1] * k)]
+    dilations = [int(v) for v in (attr("dilations", None) or [1] * k)]
+    out_pad = [int(v) for v in (attr("output_padding", None) or [0] * k)]
+    mode = str(attr("auto_pad", "NOTSET"))
+    if mode not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
+        raise ValueError(f"auto_pad {mode!r}")
+    output_shape = attr("output_shape", None)
+    if output_shape is not None or mode in ("SAME_UPPER", "SAME_LOWER"):
+        want = ([int(v) for v in output_shape][-k:] if output_shape is not None
+                else [spatial[i] * strides[i] for i in range(k)])
+        total = [strides[i] * (spatial[i] - 1) + out_pad[i] + (kernel[i] - 1) * dilations[i] + 1 - want[i]
+                 for i in range(k)]
+        out_pad = [op - min(t, 0) for op, t in zip(out_pad, total)]  # a larger output_shape: zeros at the end
+        total = [max(t, 0) for t in total]
+        small = [t // 2 for t in total]
+        big = [t - s for t, s in zip(total, small)]
+        pads = small + big if mode == "SAME_UPPER" else big + small
+    elif mode == "VALID":
+        pads = [0] * (2 * k)
+    else:
+        pads = [int(v) for v in (attr("pads", None) or [0] * (2 * k))]
+    return {"strides": strides, "pads": pads, "dilations": dilations, "group": int(attr("group", 1)),
+            "output_padding": out_pad}
+
+
+def probe_conv_transpose(attrs: Mapping[str, Any], args: Sequence[Any]) -> np.ndarray:
+    """An ONNX ConvTranspose node on its inputs (X (N, C, *spatial), W, optional B), in X's dtype (the ONNX
+    importer's probe runs it: onnx's reference evaluator gets groups and output_shape wrong).
+
+    attrs: the node's attributes (name -> value); args: X, W and B (or None)."""
+    x, w = np.asarray(args[0]), np.asarray(args[1])
+    bias = args[2] if len(args) > 2 else None
+    call = onnx_conv_transpose_args(lambda name, default: attrs.get(name, default), x.shape[2:], w.shape[2:])
+    return conv_transpose_numpy(x, w, bias, **call).astype(x.dtype)
+
+
+def import_conv_transpose(n: NodeImport) -> Emitted:
+    """ONNX ConvTranspose with constant weights W (and bias B): learnable; output_shape and auto_pad turned into
+    explicit pads (onnx_conv_transpose_args)."""
+    x = n.dynamic(0, "X")
+    w = n.input(1)
+    if w is None or w.kind != "const" or w.value is None:
+        raise n.fail("W must be a constant (the weights)")
+    bias = n.input(2)
+    if bias is not None and bias.kind != "const":
+        raise n.fail("B must be a constant (the bias)")
+    k = w.rank - 2
+    if n.full_rank(x) != k + 2:
+        raise n.fail(f"X of rank {n.full_rank(x)} for a {k}-D transposed convolution (rank {k + 2} expected)")
+    try:
+        attrs = onnx_conv_transpose_args(n.attr, x.shape[-k:], w.shape[2:])
+    except ValueError as exc:
+        raise n.fail(str(exc)) from None
+    args: Dict[str, Any] = {"X": x, "W": w, **attrs}
+    if bias is not None:
+        args["B"] = bias
+    try:
+        _convt_shape({**args, "X": tuple(x.shape), "W": tuple(w.shape),
+                      "B": tuple(bias.shape) if bias is not None else None})
+    except ValueError as exc:
+        raise n.fail(str(exc)) from None
+    return n.call("onnx::ConvTranspose", args, [a for a in ("W", "B") if a in args])
+
+
+register(OpDef("ConvTranspose", ("X", "W", "B"), conv_transpose_numpy, conv_transpose_torch, defaults=CONVT_DEFAULTS,
+               attrs=CONVT_ATTRS, batch_rule=only_x, shape=_convt_shape, weight_arg="W",
+               description="ONNX ConvTranspose: X (..., C, *spatial), W (C, M/group, *kernel), B (M,); strides, pads "
+                           "(begins then ends), dilations, group, output_padding",
+               aliases=(Alias("onnx::ConvTranspose"),), onnx_export=export_conv_transpose,
+               onnx_import=(OnnxImport("ConvTranspose", 1, None, import_conv_transpose, constant_inputs=(1, 2)),)))

@@ -81,6 +81,9 @@ _UNARY: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "Relu": lambda x: np.maximum(x, x.dtype.type(0)), "Identity": lambda x: x, "Neg": np.negative,
     "Abs": np.abs, "Exp": np.exp, "Tanh": np.tanh, "Sqrt": np.sqrt, "Log": np.log,
     "Sigmoid": lambda x: (1 / (1 + np.exp(-x))).astype(x.dtype, copy=False),
+    # (onnx's reference evaluator reduces the wrong axes of 1-D and 3-D inputs)
+    "GlobalMaxPool": lambda x: x.max(axis=tuple(range(2, x.ndim)), keepdims=True),
+    "GlobalAveragePool": lambda x: x.mean(axis=tuple(range(2, x.ndim)), keepdims=True),
 }
 _BINARY: Dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide, "MatMul": np.matmul,
@@ -90,6 +93,8 @@ _BINARY: Dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 def _fast(node: NodeProto) -> Optional[Callable[[Sequence[Any], str, str], Optional[Tuple[np.ndarray, ...]]]]:
     """A direct numpy implementation of a common attribute-free op on float tensors (None: the reference
     evaluator runs it); it returns None for inputs it does not take (other types), so the evaluator runs those."""
+    if node.op_type in _RECORD_PROBES and node.domain in ("", "ai.onnx") and len(node.output) == 1:
+        return _record_probe(node)
     if node.attribute or node.domain not in ("", "ai.onnx") or len(node.output) != 1:
         return None
     unary, binary = _UNARY.get(node.op_type), _BINARY.get(node.op_type)
@@ -113,6 +118,65 @@ def _fast(node: NodeProto) -> Optional[Callable[[Sequence[Any], str, str], Optio
 
         return run_binary
     return None
+
+
+def _probe_pool(node: NodeProto, attrs: Dict[str, Any], args: Sequence[Any]) -> Optional[np.ndarray]:
+    from .pooling import probe_pool
+
+    return probe_pool(node.op_type, attrs, args[0]) if _float_arrays(args[:1], 1) and args[0].ndim >= 3 else None
+
+
+def _probe_pad(node: NodeProto, attrs: Dict[str, Any], args: Sequence[Any]) -> Optional[np.ndarray]:
+    from .padding import probe_pad
+
+    return probe_pad(attrs, args) if args and _float_arrays(args[:1], 1) else None
+
+
+def _probe_group_norm(node: NodeProto, attrs: Dict[str, Any], args: Sequence[Any]) -> Optional[np.ndarray]:
+    from .normalization import probe_group_norm
+
+    return probe_group_norm(attrs, args) if len(args) == 3 and _float_arrays(args[:1], 1) else None
+
+
+def _probe_conv_transpose(node: NodeProto, attrs: Dict[str, Any], args: Sequence[Any]) -> Optional[np.ndarray]:
+    from .convolution import probe_conv_transpose
+
+    return probe_conv_transpose(attrs, args) if 2 <= len(args) <= 3 and _float_arrays(args[:2], 2) else None
+
+
+def _probe_lrn(node: NodeProto, attrs: Dict[str, Any], args: Sequence[Any]) -> Optional[np.ndarray]:
+    from .normalization import lrn_numpy
+
+    if not _float_arrays(args, 1) or args[0].ndim < 3 or "size" not in attrs:
+        return None
+    x = args[0]
+    return lrn_numpy(x, int(attrs["size"]), float(attrs.get("alpha", 1e-4)), float(attrs.get("beta", 0.75)),
+                     float(attrs.get("bias", 1.0)), 1).astype(x.dtype)
+
+
+# ops the probe runs by mdfbridge's own numpy implementations: onnx's reference evaluator sizes some SAME_LOWER
+# pools unlike onnxruntime, refuses Pad's negative (cropping) pads, cannot expand GroupNormalization-21, runs LRN on
+# 4-D inputs only and ConvTranspose with groups or output_shape wrongly
+_RECORD_PROBES: Dict[str, Callable[[NodeProto, Dict[str, Any], Sequence[Any]], Optional[np.ndarray]]] = {
+    "MaxPool": _probe_pool, "AveragePool": _probe_pool, "Pad": _probe_pad, "GroupNormalization": _probe_group_norm,
+    "ConvTranspose": _probe_conv_transpose, "LRN": _probe_lrn,
+}
+
+
+def _record_probe(node: NodeProto) -> Callable[[Sequence[Any], str, str], Optional[Tuple[np.ndarray, ...]]]:
+    """A node of _RECORD_PROBES run by mdfbridge's numpy; inputs it does not take (or that do not fit: the
+    evaluator then says why) go to the evaluator."""
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
+    probe = _RECORD_PROBES[node.op_type]
+
+    def run(args: Sequence[Any], limit: str, where: str) -> Optional[Tuple[np.ndarray, ...]]:
+        try:
+            out = probe(node, attrs, args)
+        except ValueError:
+            return None
+        return None if out is None else (out,)
+    return run
 
 
 def _inferred_elements(node: NodeProto, args: Sequence[Any], opset: Optional[int] = None) -> Optional[int]:
