@@ -428,7 +428,9 @@ def job_onnx(job: Dict[str, Any], emit: Callable[[str, Dict[str, Any]], None]) -
         except mdfbridge.MdfBridgeError as exc:
             if "batch_axis" not in str(exc):
                 raise
-            doc, batch_axis = onnx_to_mdf(path, batch_axis=False), False
+            # (as `mdfbridge convert --no-batch-axis --input-shape NAME=D1,D2,...` would: the inputs' own shapes)
+            doc, batch_axis = onnx_to_mdf(path, batch_axis=False,
+                                          input_shapes={k: np.shape(v) for k, v in inputs.items()} or None), False
         mdfbridge.save_mdf(doc, out_json)
         prog = mdfbridge.load_program(out_json)
         emit("import", {"ok": True, "text": "ok" if batch_axis else "ok (batch_axis=False)",
@@ -795,6 +797,7 @@ def _file_inputs(path: Path, folder: Path, stem: str) -> Tuple[Optional[str], Op
 
 
 OP_REFUSED = re.compile(r"ONNX op '([\w.]+)' \(opset (\d+)\) is not supported")
+OPS_REFUSED = re.compile(r"unsupported ONNX ops \(opset (\d+)\): ([\w.]+) x\d+")
 OP_FORM = re.compile(r"ONNX node '[^']*': ONNX (?:op )?'?([A-Z][\w]*)'? \(opset \d+\)")
 OP_DOMAIN = re.compile(r"is op '([\w.]+)' of domain '([\w.]+)'")
 OP_OPSET = re.compile(r"\b([A-Z][A-Za-z0-9]+) is imported from opset")
@@ -809,6 +812,9 @@ def blocking_op(text: str) -> Optional[str]:
     m = OP_REFUSED.search(text)
     if m:
         return f"{m.group(1)} (opset {m.group(2)})" if m.group(1) in supported_onnx_ops() else m.group(1)
+    m = OPS_REFUSED.search(text)
+    if m:
+        return m.group(2)
     m = OP_DOMAIN.search(text)
     if m:
         return f"{m.group(2)}::{m.group(1)}"
