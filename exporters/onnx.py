@@ -148,7 +148,8 @@ def program_to_onnx(program: Program, *, dtype: Any = None, opset: int = MIN_OPS
 
     A Program imported from ONNX (`importers.onnx.onnx_to_mdf`) gets the original graph's input and output names
     back, in the original order, with their element types (a float16 input is cast to `dtype` inside the graph
-    and an output back to float16). An output whose node is also an input (a one-node model) is called
+    and an output back to float16; inputs and outputs of the model's own float type take `dtype`). An output
+    whose node is also an input (a one-node model) is called
     `<name>_output`, since ONNX names each tensor once.
     """
     from ..dtypes import dtype_name
@@ -170,8 +171,11 @@ def program_to_onnx(program: Program, *, dtype: Any = None, opset: int = MIN_OPS
     lead = (TIME,) if program.sequence else ()
     in_names, restored_outs = _restored_names(program, recorded)
     out_names = _output_names(program, restored_outs, set(in_names.values()))
-    in_types = _elem_types(recorded.get("input_types"))
-    out_types = _elem_types(recorded.get("output_types"))
+    # (the recorded element types where they differ from the recorded model's float type: a float16 interface of a
+    # model computed in float32; interfaces of the model's own type take `dtype`)
+    own = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}[default]
+    in_types = {k: t for k, t in _elem_types(recorded.get("input_types")).items() if t != own}
+    out_types = {k: t for k, t in _elem_types(recorded.get("output_types")).items() if t != own}
     b.reserved = set(in_names.values()) | set(out_names.values())
     batched = batched_tensors(program)
     graph_inputs = []

@@ -196,11 +196,24 @@ class OnnxGraphBuilder:
         p = self.program.params.get(ref.name)
         if p is None:
             raise UnsupportedError(f"tensor '{ref.name}' is used before it is computed", where=self.where)
-        arr = np.asarray(p.value, dtype=self.np_dtype)
+        arr = self.weights(ref.name, p.value)
         name = ref.name if ref.name not in self.used_names and ref.name not in self.reserved else self.fresh(ref.name)
         self.initializer(name, arr)
         val = self.env[ref.name] = Val(name, False, arr.shape)
         return val
+
+    def weights(self, name: str, value: Any) -> np.ndarray:
+        """Parameter `name`'s value in the model's dtype; finite values that the dtype cannot hold (1e200 in float32)
+        are refused, naming the parameter, rather than written as infinities."""
+        with np.errstate(over="ignore"):
+            arr = np.asarray(value, dtype=self.np_dtype)
+        if arr.dtype != np.asarray(value).dtype and not np.all(np.isfinite(arr)):
+            src = np.asarray(value)
+            bad = np.isfinite(src) & ~np.isfinite(arr)
+            if np.any(bad):
+                raise UnsupportedError(f"parameter '{name}' holds {float(src[bad].flat[0])!r}, beyond {self.dtype}'s "
+                                       "range; export with dtype='float64' (CLI: --dtype float64)", where=self.where)
+        return arr
 
     def param_reshaped(self, ref: TensorRef, shape: Sequence[int], doc: Optional[str] = None) -> Val:
         """Parameter `ref` as an initializer of another shape (its values in their order) and `doc` its doc_string
@@ -209,7 +222,7 @@ class OnnxGraphBuilder:
         p = self.program.params.get(ref.name)
         if p is None:
             raise UnsupportedError(f"'{ref.name}' is not a parameter", where=self.where)
-        arr = np.asarray(p.value, dtype=self.np_dtype).reshape(tuple(int(d) for d in shape))
+        arr = self.weights(ref.name, p.value).reshape(tuple(int(d) for d in shape))
         free = ref.name not in self.used_names and ref.name not in self.reserved and self.readers(ref.name) <= 1
         name = ref.name if free else self.fresh(ref.name)
         self.initializer(name, arr, doc)

@@ -571,7 +571,12 @@ def _converted(model: onnx.ModelProto, refusal: UnsupportedError) -> onnx.ModelP
 
     old = default_opset(model)
     try:
-        converted = version_converter.convert_version(model, IMPORT_OPSET)
+        try:
+            converted = version_converter.convert_version(model, IMPORT_OPSET)
+        except Exception as exc:  # noqa: BLE001
+            if "is a param instead of an int" not in str(exc):
+                raise
+            converted = _converted_with_fixed_dims(model)
         onnx.checker.check_model(converted)
     except Exception as exc:  # noqa: BLE001 - the converter's (C++) errors
         refusal.args = (f"{refusal}; onnx.version_converter from opset {old} to {IMPORT_OPSET} failed: "
@@ -579,6 +584,36 @@ def _converted(model: onnx.ModelProto, refusal: UnsupportedError) -> onnx.ModelP
         raise refusal from None
     log.info("ONNX import: converted the model from opset %d to opset %d (onnx.version_converter) for ops the "
              "importer reads at newer opsets", old, IMPORT_OPSET)
+    return converted
+
+
+def _converted_with_fixed_dims(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`onnx.version_converter` to IMPORT_OPSET of a model with symbolic dimensions, which its broadcasting adapters
+    refuse: converted with each symbolic dimension of the graph inputs and outputs set to a size no other
+    dimension has, then given back its symbolic dimensions (intermediate shapes dropped). A converted graph that
+    kept the stand-in size somewhere fails the import's probe runs, which use other batch sizes."""
+    from onnx import version_converter
+
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    del fixed.graph.value_info[:]
+    taken = {d.dim_value for v in (*fixed.graph.input, *fixed.graph.output)
+             for d in v.type.tensor_type.shape.dim if d.HasField("dim_value")}
+    size = next(n for n in range(97, 10 ** 6) if n not in taken)
+    params: Dict[Tuple[str, int, int], Any] = {}
+    for kind, values in (("in", fixed.graph.input), ("out", fixed.graph.output)):
+        for i, v in enumerate(values):
+            for j, d in enumerate(v.type.tensor_type.shape.dim):
+                if not d.HasField("dim_value"):
+                    params[(kind, i, j)] = d.dim_param
+                    d.dim_value = size
+    converted = version_converter.convert_version(fixed, IMPORT_OPSET)
+    del converted.graph.value_info[:]
+    for kind, values in (("in", converted.graph.input), ("out", converted.graph.output)):
+        for i, v in enumerate(values):
+            for j, d in enumerate(v.type.tensor_type.shape.dim):
+                if (kind, i, j) in params:
+                    d.dim_param = params[(kind, i, j)] or "N"
     return converted
 
 

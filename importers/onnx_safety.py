@@ -381,9 +381,12 @@ class ProbeNodeError(RuntimeError):
 def root_reason(exc: BaseException, limit: int = 160) -> str:
     """The innermost cause of `exc` as one short line: its type and the first line of its message."""
     seen = set()
-    while id(exc) not in seen and (exc.__cause__ is not None or exc.__context__ is not None):
+    while id(exc) not in seen:
         seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+        inner = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+        if inner is None or isinstance(inner, MdfBridgeError):  # (an error of ours being handled: not a cause)
+            break
+        exc = inner
     first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
     return one_line(f"{type(exc).__name__}: {first}" if first else type(exc).__name__, limit)
 
