@@ -464,10 +464,13 @@ def job_onnx(job: Dict[str, Any], emit: Callable[[str, Dict[str, Any]], None]) -
         emit("io", _same_interface(onnx.load(path, load_external_data=False), model))
         sess = ort_session(model.SerializeToString())
         by_name = {i.name: i for i in sess.get_inputs()}
-        feed_back = {n: lead(inputs[o]).astype(_ort_type(by_name[n].type))
-                     for o, n in pair_names(list(inputs), list(by_name)).items()}
+        pairs = pair_names(list(inputs), list(by_name))
+        # (a batch_axis=False import re-exports one trial: the original's shapes, no leading trial axis)
+        one_trial = not batch_axis and all(len(by_name[n].shape) == np.ndim(inputs[o]) for o, n in pairs.items())
+        feed_back = {n: (inputs[o] if one_trial else lead(inputs[o])).astype(_ort_type(by_name[n].type))
+                     for o, n in pairs.items()}
         back = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed_back)))
-        back = {k: v if batch_axis else v[0] for k, v in back.items()}
+        back = {k: v if batch_axis or one_trial else v[0] for k, v in back.items()}
         ok, text, diff = compare_all(back, ref)
         emit("onnx", {"ok": ok, "text": ("ok" if diff == 0 else "ok (not exact)") if ok else text, "maxdiff": diff,
                       "exact": ok and diff == 0})

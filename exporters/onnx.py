@@ -135,7 +135,8 @@ def _output_names(program: Program, restored: Optional[Dict[str, str]] = None,
 
 
 def program_to_onnx(program: Program, *, dtype: Any = None, opset: int = MIN_OPSET,
-                    name: Optional[str] = None, check: bool = True) -> onnx.ModelProto:
+                    name: Optional[str] = None, check: bool = True,
+                    batch_axis: Optional[bool] = None, restore: bool = True) -> onnx.ModelProto:
     """One ONNX model computing `program` on a batch (inputs/outputs named as the Program's, batch axis first).
 
     program: a stateless Program whose schedule is the topological order (stateful ones raise UnsupportedError);
@@ -143,8 +144,13 @@ def program_to_onnx(program: Program, *, dtype: Any = None, opset: int = MIN_OPS
     torch dtype; default None: the float type an ONNX import recorded, a float64 model staying float64, else
     'float32'); opset: the ONNX opset to write, from 17 (the default, `MIN_OPSET`) to the installed onnx's latest;
     name: the ONNX graph's name (default None: the Program's name); check: run
-    `onnx.checker.check_model(full_check=True)` on the result (default True). An op without an ONNX exporter raises
-    UnsupportedError naming the node.
+    `onnx.checker.check_model(full_check=True)` on the result (default True); batch_axis: True gives the graph
+    inputs and outputs a leading dynamic batch axis ("batch"), False gives them one trial's shape (each run of the
+    model is one trial: what an ONNX import with batch_axis=False read), None (the default) does what the document
+    records (False for a model imported with batch_axis=False, else True); restore: give a Program imported from
+    ONNX the original model's interface back (default True, see below; False: the Program's own input and output
+    names and order, element types of `dtype`, as mdfbridge's onnxruntime backend runs a Program). An op without
+    an ONNX exporter raises UnsupportedError naming the node.
 
     A Program imported from ONNX (`importers.onnx.onnx_to_mdf`) gets the original graph's input and output names
     back, in the original order, with their element types (a float16 input is cast to `dtype` inside the graph
@@ -154,7 +160,7 @@ def program_to_onnx(program: Program, *, dtype: Any = None, opset: int = MIN_OPS
     """
     from ..dtypes import dtype_name
 
-    recorded = recorded_interface(program)
+    recorded = recorded_interface(program) if restore else {}
     default = str(recorded["dtype"]) if recorded.get("dtype") in ("float32", "float64") else "float32"
     dtype = dtype_name(dtype, ("float32", "float64"), "ONNX export dtype", default=default)
     require_static(program.schedule, 1, "onnx")
@@ -169,6 +175,12 @@ def program_to_onnx(program: Program, *, dtype: Any = None, opset: int = MIN_OPS
     program = rewrite_for_onnx(program)  # exact rewrites to fewer nodes (a copy; the caller's Program unchanged)
     b = OnnxGraphBuilder(program, dtype, int(opset))
     lead = (TIME,) if program.sequence else ()
+    if batch_axis is None:
+        batch_axis = recorded.get("batch_axis") is not False
+    one_trial = not batch_axis
+    if one_trial and program.sequence:
+        raise UnsupportedError("a sequence program's ONNX inputs are (batch, time, ...); export it with "
+                               "batch_axis=True")
     in_names, restored_outs = _restored_names(program, recorded)
     out_names = _output_names(program, restored_outs, set(in_names.values()))
     # (the recorded element types where they differ from the recorded model's float type: a float16 interface of a
@@ -185,11 +197,15 @@ def program_to_onnx(program: Program, *, dtype: Any = None, opset: int = MIN_OPS
         shape = tuple(program.shapes.get(tensor, spec.shape if spec.shape is not None else ()))
         b.used_names.add(onnx_name)
         elem = in_types.get(key, b.elem_type)
-        graph_inputs.append(helper.make_tensor_value_info(onnx_name, elem, _dims(lead + shape)))
-        b.env[tensor] = Val(onnx_name, True, lead + shape)
+        graph_inputs.append(helper.make_tensor_value_info(onnx_name, elem, list(shape) if one_trial else
+                                                          _dims(lead + shape)))
+        b.env[tensor] = Val(onnx_name, not one_trial, lead + shape)
         if elem != b.elem_type:  # (the original's element type at the interface, the model's dtype inside)
-            b.env[tensor] = b.emit("Cast", [onnx_name], shape=lead + shape, batched=True, to=b.elem_type,
+            b.env[tensor] = b.emit("Cast", [onnx_name], shape=lead + shape, batched=not one_trial, to=b.elem_type,
                                    out=b.fresh(f"{onnx_name}_as_{dtype}"))
+        if one_trial:  # (inside, the one trial is a batch of one)
+            b.env[tensor] = b.emit("Unsqueeze", [b.env[tensor], b.int64s([0], "axes")], shape=shape, batched=True,
+                                   out=b.fresh(f"{onnx_name}_trials"))
         if b.batch_source is None:
             b.batch_source = b.env[tensor]
     for op in program.ops:
@@ -207,11 +223,15 @@ def program_to_onnx(program: Program, *, dtype: Any = None, opset: int = MIN_OPS
         val = b.tensor(val, "float")  # a comparison's bools are 0.0 and 1.0, as the numpy reference gives them
         val = b.expand_to_batch(val) if not val.batched else val
         elem = out_types.get(key, b.elem_type)
+        if one_trial:
+            val = b.emit("Squeeze", [val, b.int64s([0], "axes")], shape=val.shape, batched=False,
+                         out=out_names[key] if elem == b.elem_type else None)
         if elem != b.elem_type:
-            b.emit("Cast", [val], shape=val.shape, batched=True, to=elem, out=out_names[key])
-        elif not _rename_output(b, val.name, out_names[key]):
+            b.emit("Cast", [val], shape=val.shape, batched=val.batched, to=elem, out=out_names[key])
+        elif not one_trial and not _rename_output(b, val.name, out_names[key]):
             b.emit("Identity", [val], shape=val.shape, batched=True, out=out_names[key])
-        graph_outputs.append(helper.make_tensor_value_info(out_names[key], elem, _dims(val.shape)))
+        graph_outputs.append(helper.make_tensor_value_info(out_names[key], elem, list(val.shape) if one_trial else
+                                                           _dims(val.shape)))
     graph = helper.make_graph(b.nodes, name or program.name, graph_inputs, graph_outputs, initializer=b.initializers)
     from .. import __version__
 
@@ -261,8 +281,9 @@ def mdf_to_onnx(doc: Any, *, graph: Optional[str] = None, **kwargs: Any) -> onnx
 
     doc: an MDF file path (str or path-like), a serialised document dict, a modeci-mdf Model, or a Program
     (exported as it is); graph: the id of the graph to lower (default None: the first); kwargs:
-    `program_to_onnx`'s keyword arguments (dtype, default 'float32'; opset, default 17; name, default None;
-    check, default True)."""
+    `program_to_onnx`'s keyword arguments (dtype, default None: the recorded float type, else 'float32'; opset,
+    default 17; name, default None; check, default True; batch_axis, default None: as the document records;
+    restore, default True)."""
     from ..program import Program as _Program
 
     if isinstance(doc, _Program):

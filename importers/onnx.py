@@ -178,7 +178,8 @@ class OnnxImporter:
 
     # ------------------------------------------------------------------ analysis
     def classify(self) -> Dict[str, str]:
-        """Tensor name -> 'dynamic' | 'const' | 'shape' by structure (graph inputs are dynamic)."""
+        """Tensor name -> 'dynamic' | 'const' | 'shape' by structure (graph inputs are dynamic). With batch_axis=False
+        every graph input has one fixed shape, so what is computed from shapes alone is a constant."""
         kinds: Dict[str, str] = {n: "const" for n in self.inits}
         kinds.update({i.name: "dynamic" for i in self.graph_inputs})
         for node in self.graph.node:
@@ -186,7 +187,7 @@ class OnnxImporter:
             # input is dynamic, never folded from the probe inputs)
             ins = [kinds.get(n, "const") for n in node_inputs(node)]
             if node.op_type in ("Shape", "Size"):
-                kind = "const" if all(k == "const" for k in ins) else "shape"
+                kind = "const" if all(k == "const" for k in ins) or not self.batch_axis else "shape"
             elif "dynamic" in ins:
                 kind = "dynamic"
             elif "shape" in ins:
@@ -225,7 +226,15 @@ class OnnxImporter:
             dims[0] = batch
         known = [d for d in dims if d is not None]
         if len(known) != len(dims):
-            raise UnsupportedError(f"graph input '{inp.name}' has symbolic dimensions {_dims(tt)}; "
+            declared = _dims(tt)
+            if batch is not None and isinstance(declared[0], int):  # e.g. (T, batch, F): a sequence-first RNN
+                raise UnsupportedError(
+                    f"graph input '{inp.name}' has symbolic dimensions {declared} after a fixed leading axis: if "
+                    f"a later axis is the batch (a sequence-first RNN, torch's batch_first=False), "
+                    f"{NO_BATCH_AXIS}, giving the whole shape as input_shapes={{'{inp.name}': (shape)}} (CLI: "
+                    f"--input-shape {inp.name}=D1,D2,... --no-batch-axis); else "
+                    f"{self.shape_hint(inp.name)}")
+            raise UnsupportedError(f"graph input '{inp.name}' has symbolic dimensions {declared}; "
                                    f"{self.shape_hint(inp.name)}")
         return tuple(known)
 

@@ -160,6 +160,8 @@ class NodeImport:
         out = {}
         for name, o in zip(names, ops):
             if o.kind == "shape":
-                raise self.fail("an input derived from tensor shapes")
+                raise self.fail("an input derived from tensor shapes" + (
+                    f" ({NO_BATCH_AXIS}: every shape is then fixed, what is computed from shapes a constant)"
+                    if self.batch_axis else ""))
             out[name] = self.per_trial_const(o, against)
         return out

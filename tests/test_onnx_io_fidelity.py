@@ -48,6 +48,14 @@ def interface(model):
             [(o.name, o.type.tensor_type.elem_type) for o in model.graph.output])
 
 
+def dims(model):
+    """The declared dimensions of the graph inputs and outputs."""
+    def of(v):
+        return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in v.type.tensor_type.shape.dim]
+    inits = {i.name for i in model.graph.initializer}
+    return [of(i) for i in model.graph.input if i.name not in inits], [of(o) for o in model.graph.output]
+
+
 def through_files(model, tmp_path, **kwargs):
     """ONNX -> MDF JSON file -> Program -> ONNX, as a user would."""
     mdfbridge.save_mdf(onnx_to_mdf(model, **kwargs), tmp_path / "m.json")
@@ -72,7 +80,8 @@ def test_digit_names_and_output_order_survive_the_round_trip(weights, tmp_path):
     w = np.random.default_rng(1).normal(size=(3, 4)) if weights == "random" else FIXED_W
     original = three_outputs(TensorProto.FLOAT, w.astype(np.float32))
     prog = through_files(original, tmp_path)
-    assert list(prog.inputs) == ["n1", "n0"]  # (MDF ids are identifiers; the mapping travels in the metadata)
+    # (MDF ids are identifiers; the mapping travels in the metadata; the Program keeps the ONNX graph's order)
+    assert list(prog.inputs) == ["n1", "n0"] and list(prog.outputs) == ["n3", "n4", "n5"]
     again = program_to_onnx(prog)
     assert interface(again) == interface(original) == (
         [("1", TensorProto.FLOAT), ("0", TensorProto.FLOAT)],
@@ -82,6 +91,13 @@ def test_digit_names_and_output_order_survive_the_round_trip(weights, tmp_path):
     want, got = ort_run(original, feeds), ort_run(again, feeds)
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5)
+    # mdfbridge's onnxruntime backend runs the Program under its own names (n1, n0 -> n3, n4, n5)
+    from mdfbridge.api import run_with_backend
+
+    on_ort = run_with_backend(prog, {"n1": feeds["1"], "n0": feeds["0"]}, "onnxruntime")
+    assert list(on_ort) == ["n3", "n4", "n5"]
+    for k in want:
+        np.testing.assert_allclose(on_ort[f"n{k}"], want[k], rtol=1e-5, atol=1e-5)
 
 
 def test_non_identifier_names_are_restored(tmp_path):
@@ -289,10 +305,12 @@ def test_cli_convert_no_batch_axis(tmp_path):
     assert back.returncode == 0, back.stderr
     again = onnx.load(str(tmp_path / "back.onnx"))
     assert interface(again) == interface(fixed)
+    assert dims(again) == dims(fixed) == ([[3, 5, 4]], [[5, 3, 2]])  # (one trial: the original's fixed shapes)
     x = np.random.default_rng(9).normal(size=(3, 5, 4)).astype(np.float32)
-    # (an import without the batch axis runs trials of whole ONNX tensors: the re-export's leading axis)
-    np.testing.assert_allclose(ort_run(again, {"x": x[None]})["y"][0], ort_run(fixed, {"x": x})["y"], rtol=1e-5,
-                               atol=1e-5)
+    np.testing.assert_allclose(ort_run(again, {"x": x})["y"], ort_run(fixed, {"x": x})["y"], rtol=1e-5, atol=1e-5)
+    batched = program_to_onnx(mdfbridge.load_program(tmp_path / "fixed.json"), batch_axis=True)  # trials of them
+    np.testing.assert_allclose(ort_run(batched, {"x": np.stack([x, -x])})["y"],
+                               np.stack([ort_run(fixed, {"x": v})["y"] for v in (x, -x)]), rtol=1e-5, atol=1e-5)
     # a symbolic dimension: --input-shape gives it
     onnx.save(model_of(nodes, [vi("x", TensorProto.FLOAT, ["N", 5, 4])], [vi("y", TensorProto.FLOAT, [5, "N", 2])],
                        [("w", w)]), str(tmp_path / "sym.onnx"))
@@ -313,3 +331,19 @@ def test_cli_onnx_to_onnx_keeps_float64(tmp_path):
     assert interface(again) == interface(original)
     feeds = {"1": np.full((2, 3), 1e20), "0": np.zeros((2, 2))}
     np.testing.assert_allclose(ort_run(again, feeds)["5"], ort_run(original, feeds)["5"], rtol=1e-12)
+
+
+def test_sequence_first_input_suggests_no_batch_axis():
+    """torch's batch_first=False RNN input (T, batch, F): the refusal names --no-batch-axis; with it and the
+    whole shape, the import equals onnxruntime."""
+    vi = helper.make_tensor_value_info
+    w = np.random.default_rng(10).normal(size=(4, 3)).astype(np.float32)
+    model = model_of([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+                     [vi("x", TensorProto.FLOAT, [5, "batch", 4])], [vi("y", TensorProto.FLOAT, [5, "batch", 3])],
+                     [("w", w)])
+    with pytest.raises(UnsupportedError, match=r"sequence-first RNN.*--input-shape x=D1,D2,\.\.\. --no-batch-axis"):
+        onnx_to_mdf(model)
+    x = np.random.default_rng(11).normal(size=(5, 2, 4)).astype(np.float32)
+    prog = lower(onnx_to_mdf(model, batch_axis=False, input_shapes={"x": x.shape}))
+    np.testing.assert_allclose(run_program(prog, {"x": x[None]})["y"][0], ort_run(model, {"x": x})["y"], rtol=1e-5,
+                               atol=1e-5)
