@@ -36,7 +36,6 @@ from .onnx_safety import (
     load_model,
     node_inputs,
     node_label,
-    one_line,
     root_reason,
 )
 from .onnx_values import VALUE_IMPORTS
@@ -254,7 +253,7 @@ class OnnxImporter:
             raise
         except Exception as exc:  # noqa: BLE001 - the reference evaluator's own errors
             raise UnsupportedError(f"onnx's reference evaluator cannot load the model to find shapes: "
-                                   f"{one_line(exc)}", where=self.source) from exc
+                                   f"{root_reason(exc)}", where=self.source) from exc
         runs = []
         for feed_shapes in self.probe_shapes():
             feeds = {k: rng.uniform(0.1, 0.9, size=s).astype(_np_type(self.graph_input(k))) for k, s in
