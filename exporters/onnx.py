@@ -102,15 +102,15 @@ def _restored_names(program: Program, recorded: Dict[str, Any]) -> "tuple[Dict[s
 
     ins = restore(program.inputs, recorded.get("inputs"))
     outs = restore(program.outputs, recorded.get("outputs"))
-    seen: Dict[str, str] = {}
-    for table in (ins, outs):
+    for table in (ins, outs):  # (an output may carry an input's name: an ONNX graph passing an input through)
+        seen: Dict[str, str] = {}
         for key, name in list(table.items()):
             if name in seen and name != key:
                 log.info("the ONNX name '%s' of '%s' is taken (by '%s'); writing '%s'", name, key, seen[name], key)
                 table[key] = name = key
             seen.setdefault(name, key)
-    if len(set(ins.values())) != len(ins):  # (a clash left after falling back: keep the Program's names)
-        ins = {k: k for k in ins}
+        if len(set(table.values())) != len(table):  # (a clash left after falling back: the Program's names)
+            table.update({k: k for k in table})
     return ins, outs
 
 
@@ -223,6 +223,10 @@ def program_to_onnx(program: Program, *, dtype: Any = None, opset: int = MIN_OPS
         val = b.tensor(val, "float")  # a comparison's bools are 0.0 and 1.0, as the numpy reference gives them
         val = b.expand_to_batch(val) if not val.batched else val
         elem = out_types.get(key, b.elem_type)
+        if restored_outs[key] != out_names[key] and val.name == restored_outs[key] and elem == b.elem_type \
+                and not one_trial:  # the original graph's output is its input of that name, passed through
+            graph_outputs.append(helper.make_tensor_value_info(val.name, elem, _dims(val.shape)))
+            continue
         if one_trial:
             val = b.emit("Squeeze", [val, b.int64s([0], "axes")], shape=val.shape, batched=False,
                          out=out_names[key] if elem == b.elem_type else None)

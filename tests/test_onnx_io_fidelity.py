@@ -116,6 +116,18 @@ def test_non_identifier_names_are_restored(tmp_path):
         np.testing.assert_allclose(got[k], want[k], rtol=1e-6, atol=1e-6)
 
 
+def test_an_input_passed_through_as_an_output_keeps_its_name(tmp_path):
+    vi = helper.make_tensor_value_info
+    original = model_of([helper.make_node("Relu", ["x"], ["y"])], [vi("x", TensorProto.FLOAT, ["N", 2])],
+                        [vi("y", TensorProto.FLOAT, ["N", 2]), vi("x", TensorProto.FLOAT, ["N", 2])])
+    again = program_to_onnx(through_files(original, tmp_path))
+    assert interface(again) == interface(original)
+    x = np.array([[-1.0, 2.0], [3.0, -4.0]], dtype=np.float32)
+    got = ort_run(again, {"x": x})
+    np.testing.assert_array_equal(got["x"], x)
+    np.testing.assert_array_equal(got["y"], np.maximum(x, 0))
+
+
 @pytest.mark.parametrize("weights", ["random", "fixed"])
 def test_float64_model_stays_float64(weights, tmp_path):
     w = (np.random.default_rng(3).normal(size=(3, 4)) if weights == "random" else FIXED_W) * 1e200
