@@ -359,3 +359,41 @@ def test_sequence_first_input_suggests_no_batch_axis():
     prog = lower(onnx_to_mdf(model, batch_axis=False, input_shapes={"x": x.shape}))
     np.testing.assert_allclose(run_program(prog, {"x": x[None]})["y"][0], ort_run(model, {"x": x})["y"], rtol=1e-5,
                                atol=1e-5)
+
+
+@pytest.mark.slow  # (torch.onnx.export)
+@pytest.mark.parametrize("kind", ["GRU", "LSTM"])
+def test_batch_first_rnn_export_imports_with_no_batch_axis(kind, tmp_path):
+    """torch's batch_first RNN export transposes (N, T, F) -> (T, N, F) around the ONNX node: refused with the
+    batch axis (naming --no-batch-axis), imported without it at the given shape, equal to onnxruntime, and
+    re-exported with the original's interface."""
+    import contextlib
+    import io
+    import warnings
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = getattr(torch.nn, kind)(4, 6, batch_first=True)
+
+        def forward(self, x):
+            return self.rnn(x)[0]
+
+    path = tmp_path / "rnn.onnx"
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Net(), (torch.randn(2, 5, 4),), str(path), input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, dynamo=False)
+    original = onnx.load(str(path))
+    with pytest.raises(UnsupportedError, match="--no-batch-axis"):
+        onnx_to_mdf(original)
+    x = np.random.default_rng(12).normal(size=(3, 5, 4)).astype(np.float32)
+    prog = through_files(original, tmp_path, batch_axis=False, input_shapes={"x": x.shape})
+    want = ort_run(original, {"x": x})["y"]
+    np.testing.assert_allclose(run_program(prog, {"x": x[None]})["y"][0], want, rtol=1e-5, atol=1e-5)
+    again = program_to_onnx(prog)
+    assert interface(again) == interface(original) and dims(again)[0] == [[3, 5, 4]]
+    np.testing.assert_allclose(ort_run(again, {"x": x})["y"], want, rtol=1e-5, atol=1e-5)
