@@ -198,9 +198,28 @@ class OnnxGraphBuilder:
             raise UnsupportedError(f"tensor '{ref.name}' is used before it is computed", where=self.where)
         arr = self.weights(ref.name, p.value)
         name = ref.name if ref.name not in self.used_names and ref.name not in self.reserved else self.fresh(ref.name)
-        self.initializer(name, arr)
-        val = self.env[ref.name] = Val(name, False, arr.shape)
+        val = self.env[ref.name] = self.weight_initializer(name, p, arr)
         return val
+
+    def weight_initializer(self, name: str, p: Any, arr: np.ndarray, doc: Optional[str] = None) -> Val:
+        """Parameter `p` (its value `arr` in the model's dtype) as the initializer `name` (doc_string `doc`, default
+        none): in float16, cast to the model's dtype by a Cast node, where an ONNX import recorded a float16 tensor
+        and the values are still float16 numbers (training may have moved them), else in the model's dtype."""
+        half = arr.astype(np.float16) if self.stored_half(p) else None
+        if half is None or not np.array_equal(half.astype(np.float64), np.asarray(p.value, dtype=np.float64)):
+            self.initializer(name, arr, doc)
+            return Val(name, False, arr.shape)
+        self.initializer(name, half, doc)
+        return self.emit("Cast", [name], shape=arr.shape, batched=False, to=self.elem_type,
+                         out=self.fresh(f"{name}_as_{self.dtype}"))
+
+    def stored_half(self, p: Any) -> bool:
+        """Did an ONNX import record parameter `p` as a float16 tensor (`parameter_dtypes` in its node's metadata)?"""
+        loc: Tuple[str, ...] = tuple(p.location or ())
+        if len(loc) < 6 or loc[2] != "nodes" or loc[4] != "parameters":
+            return False
+        node = (self.program.metadata.get("nodes") or {}).get(loc[3]) or {}
+        return (node.get("parameter_dtypes") or {}).get(loc[5]) == "float16"
 
     def weights(self, name: str, value: Any) -> np.ndarray:
         """Parameter `name`'s value in the model's dtype; finite values that the dtype cannot hold (1e200 in float32)
@@ -225,8 +244,7 @@ class OnnxGraphBuilder:
         arr = self.weights(ref.name, p.value).reshape(tuple(int(d) for d in shape))
         free = ref.name not in self.used_names and ref.name not in self.reserved and self.readers(ref.name) <= 1
         name = ref.name if free else self.fresh(ref.name)
-        self.initializer(name, arr, doc)
-        return Val(name, False, arr.shape)
+        return self.weight_initializer(name, p, arr, doc)
 
     # ------------------------------------------------------------------ op arguments (read by the ops' onnx_export)
     def operand(self, value: Any) -> Optional[Operand]:

@@ -444,6 +444,7 @@ class OnnxImporter:
         learnable: List[str] = []
         args: Dict[str, Any] = {}
         local: Optional[_Names] = None  # parameter ids, made only for a node with constant operands
+        half: List[str] = []  # parameters whose ONNX tensors are float16 (the exporter writes them so again)
         for key, v in em.args.items():
             if not isinstance(v, Tensor):
                 args[key] = v
@@ -473,6 +474,8 @@ class OnnxImporter:
                 pid = local.make(v.name, key, "p")
             params[pid] = {"value": value.tolist()}
             args[key] = pid
+            if v.value is not None and np.asarray(v.value).dtype == np.float16:
+                half.append(pid)
             if learn:
                 learnable.append(pid)
                 self.learnable_users.setdefault(v.name, []).append(nid)
@@ -480,6 +483,8 @@ class OnnxImporter:
                                                          "opset": self.opset}}
         if learnable:
             meta["learnable_parameters"] = learnable
+        if half:
+            meta["parameter_dtypes"] = {pid: "float16" for pid in half}
         if em.value is not None:
             function: Dict[str, Any] = {"value": em.value}
         else:

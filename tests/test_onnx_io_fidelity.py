@@ -154,8 +154,14 @@ def test_float64_model_stays_float64(weights, tmp_path):
 def test_float16_interface_is_kept(tmp_path):
     w = np.random.default_rng(5).normal(size=(3, 4)).astype(np.float16)
     original = three_outputs(TensorProto.FLOAT16, w)
-    again = program_to_onnx(through_files(original, tmp_path))
+    prog = through_files(original, tmp_path)
+    again = program_to_onnx(prog)
     assert interface(again) == interface(original)
+    (weight,) = again.graph.initializer  # the float16 weight stays float16 (cast to float32 inside)
+    assert weight.data_type == TensorProto.FLOAT16
+    np.testing.assert_array_equal(numpy_helper.to_array(weight), w)
+    prog.params["mm.w"].value = prog.params["mm.w"].value + 1e-4  # (no longer float16 numbers: float32 weights)
+    assert {i.data_type for i in program_to_onnx(prog).graph.initializer} == {TensorProto.FLOAT}
     rng = np.random.default_rng(6)
     feeds = {"1": rng.normal(size=(5, 3)).astype(np.float16), "0": rng.normal(size=(5, 2)).astype(np.float16)}
     want, got = ort_run(original, feeds), ort_run(again, feeds)
