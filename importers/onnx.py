@@ -8,7 +8,15 @@ MatMul/Gemm weights and their biases are marked learnable in `metadata.mdfbridge
 Nodes that only compute constants (Constant, transposed initializers, ...) are folded; nodes that only compute
 shapes (Shape -> Gather -> Concat feeding a Reshape) are dropped, the Reshape taking the shape the probe runs
 found. Shapes and folded constants come from running the graph with onnx's reference evaluator at two batch
-sizes, which also catches ops that move or mix the batch axis.
+sizes, which also catches ops that move or mix the batch axis (with `batch_axis=False` every shape is fixed and
+what is computed from shapes alone folds to constants).
+
+Faithful round trips: the graph's `metadata.mdfbridge.onnx` records MDF id -> ONNX name of every graph input and
+output in the ONNX graph's order, their element types, the model's float type ('float64' when any input, output
+or initializer is double) and the batch axis; float16 parameters are listed per node (`parameter_dtypes`). The
+Program keeps that output order, and `exporters.onnx.program_to_onnx` writes the names, order, element types
+and (for a batch_axis=False import) the original's one-trial shapes back. Models older than an import handler's
+opset range are converted by `onnx.version_converter` to IMPORT_OPSET first.
 """
 from __future__ import annotations
 
@@ -656,24 +664,31 @@ def onnx_to_mdf(model: Union[str, "os.PathLike[str]", bytes, onnx.ModelProto], *
     (made an identifier; the model's is `<name>_model`; default None: the ONNX graph's name, or 'onnx_model').
     `input_shapes`: input name -> per-trial shape, for inputs with symbolic dimensions (default None: the shapes
     the model declares). `learnable` (default True): MatMul/Gemm weights and their biases are marked learnable;
-    False marks no parameter learnable. Ops the importer does not read raise UnsupportedError naming the node.
+    False marks no parameter learnable. Ops the importer does not read raise UnsupportedError naming the first
+    such node and listing every missing op with counts in one line. A model older than an op handler's opset range
+    (e.g. Conv, Gemm at opset 6) is converted by `onnx.version_converter` to IMPORT_OPSET first (logged at info;
+    recorded as `source_opset`); a failed conversion keeps the refusal, with the converter's reason. The graph's
+    metadata records the ONNX interface (input/output names in order, element types, float type, batch axis)
+    that `exporters.onnx.program_to_onnx` restores.
     """
     source = (os.fspath(model) if isinstance(model, (str, os.PathLike)) else
               "<bytes>" if isinstance(model, (bytes, bytearray)) else "<model>")
     proto = load_onnx(model)
     collecting = gc.isenabled()
     gc.disable()  # (the import makes millions of small acyclic objects; collecting them repeatedly costs a third)
-    options = dict(batch_axis=batch_axis, name=name, input_shapes=input_shapes, learnable=learnable, source=source)
+    def importer(m: onnx.ModelProto) -> OnnxImporter:
+        return OnnxImporter(m, batch_axis=batch_axis, name=name, input_shapes=input_shapes, learnable=learnable,
+                            source=source)
+
     try:
         try:
-            return OnnxImporter(proto, **options).run()  # type: ignore[arg-type]
-        except MissingOpsError as exc:
+            return importer(proto).run()
+        except MissingOpsError as exc:  # ops read only at newer opsets: onnx.version_converter, then once more
             if not exc.convertible:
                 raise
-            converted = _converted(proto, exc)
-            importer = OnnxImporter(converted, **options)  # type: ignore[arg-type]
-            importer.source_opset = default_opset(proto)
-            return importer.run()
+            again = importer(_converted(proto, exc))
+            again.source_opset = default_opset(proto)
+            return again.run()
     except MdfBridgeError as exc:  # every message names the file
         if not str(exc).startswith(source):
             exc.args = (f"{source}: {exc}",)
