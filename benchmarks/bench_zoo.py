@@ -428,7 +428,9 @@ def job_onnx(job: Dict[str, Any], emit: Callable[[str, Dict[str, Any]], None]) -
         except mdfbridge.MdfBridgeError as exc:
             if "batch_axis" not in str(exc):
                 raise
-            doc, batch_axis = onnx_to_mdf(path, batch_axis=False), False
+            # (as `mdfbridge convert --no-batch-axis --input-shape NAME=D1,D2,...` would: the inputs' own shapes)
+            doc, batch_axis = onnx_to_mdf(path, batch_axis=False,
+                                          input_shapes={k: np.shape(v) for k, v in inputs.items()} or None), False
         mdfbridge.save_mdf(doc, out_json)
         prog = mdfbridge.load_program(out_json)
         emit("import", {"ok": True, "text": "ok" if batch_axis else "ok (batch_axis=False)",
@@ -462,10 +464,13 @@ def job_onnx(job: Dict[str, Any], emit: Callable[[str, Dict[str, Any]], None]) -
         emit("io", _same_interface(onnx.load(path, load_external_data=False), model))
         sess = ort_session(model.SerializeToString())
         by_name = {i.name: i for i in sess.get_inputs()}
-        feed_back = {n: lead(inputs[o]).astype(_ort_type(by_name[n].type))
-                     for o, n in pair_names(list(inputs), list(by_name)).items()}
+        pairs = pair_names(list(inputs), list(by_name))
+        # (a batch_axis=False import re-exports one trial: the original's shapes, no leading trial axis)
+        one_trial = not batch_axis and all(len(by_name[n].shape) == np.ndim(inputs[o]) for o, n in pairs.items())
+        feed_back = {n: (inputs[o] if one_trial else lead(inputs[o])).astype(_ort_type(by_name[n].type))
+                     for o, n in pairs.items()}
         back = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed_back)))
-        back = {k: v if batch_axis else v[0] for k, v in back.items()}
+        back = {k: v if batch_axis or one_trial else v[0] for k, v in back.items()}
         ok, text, diff = compare_all(back, ref)
         emit("onnx", {"ok": ok, "text": ("ok" if diff == 0 else "ok (not exact)") if ok else text, "maxdiff": diff,
                       "exact": ok and diff == 0})
@@ -795,6 +800,7 @@ def _file_inputs(path: Path, folder: Path, stem: str) -> Tuple[Optional[str], Op
 
 
 OP_REFUSED = re.compile(r"ONNX op '([\w.]+)' \(opset (\d+)\) is not supported")
+OPS_REFUSED = re.compile(r"unsupported ONNX ops \(opset (\d+)\): ([\w.]+) x\d+")
 OP_FORM = re.compile(r"ONNX node '[^']*': ONNX (?:op )?'?([A-Z][\w]*)'? \(opset \d+\)")
 OP_DOMAIN = re.compile(r"is op '([\w.]+)' of domain '([\w.]+)'")
 OP_OPSET = re.compile(r"\b([A-Z][A-Za-z0-9]+) is imported from opset")
@@ -809,6 +815,9 @@ def blocking_op(text: str) -> Optional[str]:
     m = OP_REFUSED.search(text)
     if m:
         return f"{m.group(1)} (opset {m.group(2)})" if m.group(1) in supported_onnx_ops() else m.group(1)
+    m = OPS_REFUSED.search(text)
+    if m:
+        return m.group(2)
     m = OP_DOMAIN.search(text)
     if m:
         return f"{m.group(2)}::{m.group(1)}"

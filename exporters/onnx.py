@@ -17,7 +17,7 @@ import os
 from typing import Any, Dict, Optional, Union
 
 import onnx
-from onnx import helper
+from onnx import TensorProto, helper
 
 from ..errors import UnsupportedError
 from ..executor import batched_tensors
@@ -80,39 +80,89 @@ def _dims(shape: Any) -> list:
     return [BATCH_DIM] + [TIME_DIM if d == TIME else int(d) for d in shape]
 
 
-def _output_names(program: Program) -> Dict[str, str]:
-    """ONNX output name of each Program output: its own, or `<name>_output` when an input has that name."""
+def recorded_interface(program: Program) -> Dict[str, Any]:
+    """What an ONNX import recorded about the original model (`importers.onnx`, the graph's
+    `metadata.mdfbridge.onnx`): 'inputs'/'outputs' (MDF node id -> ONNX name, in the ONNX graph's order),
+    'input_types'/'output_types' (node id -> ONNX element type name), 'dtype', 'batch_axis'; {} for a Program
+    not imported from ONNX."""
+    meta = (program.metadata.get("graph_metadata") or {}).get("onnx")
+    return meta if isinstance(meta, dict) else {}
+
+
+def _restored_names(program: Program, recorded: Dict[str, Any]) -> "tuple[Dict[str, str], Dict[str, str]]":
+    """The ONNX names of the Program's inputs and outputs (key -> name), in the order to write them: the original
+    model's names and order where an ONNX import recorded them (ids the Program lacks are skipped; its other
+    inputs/outputs follow under their own names), else the Program's. A recorded name that would clash is not
+    restored (logged)."""
+    def restore(keys: Any, mapping: Any) -> Dict[str, str]:
+        mapping = mapping if isinstance(mapping, dict) else {}
+        order = {k: i for i, k in enumerate(mapping)}
+        ordered = sorted(keys, key=lambda k: order.get(k, len(order)))
+        return {k: str(mapping.get(k, k)) for k in ordered}
+
+    ins = restore(program.inputs, recorded.get("inputs"))
+    outs = restore(program.outputs, recorded.get("outputs"))
+    for table in (ins, outs):  # (an output may carry an input's name: an ONNX graph passing an input through)
+        seen: Dict[str, str] = {}
+        for key, name in list(table.items()):
+            if name in seen and name != key:
+                log.info("the ONNX name '%s' of '%s' is taken (by '%s'); writing '%s'", name, key, seen[name], key)
+                table[key] = name = key
+            seen.setdefault(name, key)
+        if len(set(table.values())) != len(table):  # (a clash left after falling back: the Program's names)
+            table.update({k: k for k in table})
+    return ins, outs
+
+
+def _output_names(program: Program, restored: Optional[Dict[str, str]] = None,
+                  taken_names: Optional[set] = None) -> Dict[str, str]:
+    """ONNX output name of each Program output: `restored`'s (default: its own), or `<name>_output` when an input
+    has that name."""
     names: Dict[str, str] = {}
-    taken = set(program.inputs)
-    for key in program.outputs:
-        name, i = key, 1
+    taken = set(program.inputs) if taken_names is None else set(taken_names)
+    restored = restored if restored is not None else {k: k for k in program.outputs}
+    for key, base in restored.items():
+        name, i = base, 1
         if name in taken:
-            name = f"{key}_output"
-            while name in taken or name in program.outputs:
+            name = f"{base}_output"
+            while name in taken or name in program.outputs or name in restored.values():
                 i += 1
-                name = f"{key}_output{i}"
-            log.info("output '%s' is also an input's name; the ONNX output is called '%s'", key, name)
+                name = f"{base}_output{i}"
+            log.info("output '%s' is also an input's name; the ONNX output is called '%s'", base, name)
         taken.add(name)
         names[key] = name
     return names
 
 
-def program_to_onnx(program: Program, *, dtype: Any = "float32", opset: int = MIN_OPSET,
-                    name: Optional[str] = None, check: bool = True) -> onnx.ModelProto:
+def program_to_onnx(program: Program, *, dtype: Any = None, opset: int = MIN_OPSET,
+                    name: Optional[str] = None, check: bool = True,
+                    batch_axis: Optional[bool] = None, restore: bool = True) -> onnx.ModelProto:
     """One ONNX model computing `program` on a batch (inputs/outputs named as the Program's, batch axis first).
 
     program: a stateless Program whose schedule is the topological order (stateful ones raise UnsupportedError);
-    dtype: the element type of the model's inputs, outputs and weights, 'float32' (default) or 'float64'; opset:
-    the ONNX opset to write, from 17 (the default, `MIN_OPSET`) to the installed onnx's latest; name: the ONNX
-    graph's name (default None: the Program's name); check: run `onnx.checker.check_model(full_check=True)` on
-    the result (default True). An op without an ONNX exporter raises UnsupportedError naming the node.
+    dtype: the element type of the model's computation and weights, 'float32' or 'float64' (a string, numpy or
+    torch dtype; default None: the float type an ONNX import recorded, a float64 model staying float64, else
+    'float32'); opset: the ONNX opset to write, from 17 (the default, `MIN_OPSET`) to the installed onnx's latest;
+    name: the ONNX graph's name (default None: the Program's name); check: run
+    `onnx.checker.check_model(full_check=True)` on the result (default True); batch_axis: True gives the graph
+    inputs and outputs a leading dynamic batch axis ("batch"), False gives them one trial's shape (each run of the
+    model is one trial: what an ONNX import with batch_axis=False read), None (the default) does what the document
+    records (False for a model imported with batch_axis=False, else True); restore: give a Program imported from
+    ONNX the original model's interface back (default True, see below; False: the Program's own input and output
+    names and order, element types of `dtype`, as mdfbridge's onnxruntime backend runs a Program). An op without
+    an ONNX exporter raises UnsupportedError naming the node.
 
-    An output whose node is also an input (a one-node model) is called `<name>_output`, since ONNX names
-    each tensor once. dtype: the tensor type, 'float32' (default) or 'float64' as a string, numpy or torch dtype.
+    A Program imported from ONNX (`importers.onnx.onnx_to_mdf`) gets the original graph's input and output names
+    back, in the original order, with their element types (a float16 input is cast to `dtype` inside the graph
+    and an output back to float16; inputs and outputs of the model's own float type take `dtype`). An output
+    whose node is also an input (a one-node model) is called
+    `<name>_output`, since ONNX names each tensor once.
     """
     from ..dtypes import dtype_name
 
-    dtype = dtype_name(dtype, ("float32", "float64"), "ONNX export dtype", default="float32")
+    recorded = recorded_interface(program) if restore else {}
+    default = str(recorded["dtype"]) if recorded.get("dtype") in ("float32", "float64") else "float32"
+    dtype = dtype_name(dtype, ("float32", "float64"), "ONNX export dtype", default=default)
     require_static(program.schedule, 1, "onnx")
     if program.states:
         kinds = sorted({s.kind for s in program.states.values()})
@@ -125,23 +175,45 @@ def program_to_onnx(program: Program, *, dtype: Any = "float32", opset: int = MI
     program = rewrite_for_onnx(program)  # exact rewrites to fewer nodes (a copy; the caller's Program unchanged)
     b = OnnxGraphBuilder(program, dtype, int(opset))
     lead = (TIME,) if program.sequence else ()
-    out_names = _output_names(program)
-    b.reserved = set(program.inputs) | set(out_names.values())
+    if batch_axis is None:
+        batch_axis = recorded.get("batch_axis") is not False
+    one_trial = not batch_axis
+    if one_trial and program.sequence:
+        raise UnsupportedError("a sequence program's ONNX inputs are (batch, time, ...); export it with "
+                               "batch_axis=True")
+    in_names, restored_outs = _restored_names(program, recorded)
+    out_names = _output_names(program, restored_outs, set(in_names.values()))
+    # (the recorded element types where they differ from the recorded model's float type: a float16 interface of a
+    # model computed in float32; interfaces of the model's own type take `dtype`)
+    own = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}[default]
+    in_types = {k: t for k, t in _elem_types(recorded.get("input_types")).items() if t != own}
+    out_types = {k: t for k, t in _elem_types(recorded.get("output_types")).items() if t != own}
+    b.reserved = set(in_names.values()) | set(out_names.values())
     batched = batched_tensors(program)
     graph_inputs = []
-    for key, spec in program.inputs.items():
+    for key, onnx_name in in_names.items():
+        spec = program.inputs[key]
         tensor = f"{spec.node}.{spec.port}"
         shape = tuple(program.shapes.get(tensor, spec.shape if spec.shape is not None else ()))
-        b.used_names.add(key)
-        b.env[tensor] = Val(key, True, lead + shape)
-        graph_inputs.append(helper.make_tensor_value_info(key, b.elem_type, _dims(lead + shape)))
+        b.used_names.add(onnx_name)
+        elem = in_types.get(key, b.elem_type)
+        graph_inputs.append(helper.make_tensor_value_info(onnx_name, elem, list(shape) if one_trial else
+                                                          _dims(lead + shape)))
+        b.env[tensor] = Val(onnx_name, not one_trial, lead + shape)
+        if elem != b.elem_type:  # (the original's element type at the interface, the model's dtype inside)
+            b.env[tensor] = b.emit("Cast", [onnx_name], shape=lead + shape, batched=not one_trial, to=b.elem_type,
+                                   out=b.fresh(f"{onnx_name}_as_{dtype}"))
+        if one_trial:  # (inside, the one trial is a batch of one)
+            b.env[tensor] = b.emit("Unsqueeze", [b.env[tensor], b.int64s([0], "axes")], shape=shape, batched=True,
+                                   out=b.fresh(f"{onnx_name}_trials"))
         if b.batch_source is None:
             b.batch_source = b.env[tensor]
     for op in program.ops:
         b.env[op.out] = _export_op(b, op, batched)
     b.node_context = ""
     graph_outputs = []
-    for key, tensor in program.outputs.items():
+    for key in out_names:
+        tensor = program.outputs[key]
         if tensor in b.env:
             val = b.env[tensor]
         elif tensor in program.params:
@@ -150,9 +222,20 @@ def program_to_onnx(program: Program, *, dtype: Any = "float32", opset: int = MI
             raise UnsupportedError(f"output '{key}' reads '{tensor}', which nothing computes")
         val = b.tensor(val, "float")  # a comparison's bools are 0.0 and 1.0, as the numpy reference gives them
         val = b.expand_to_batch(val) if not val.batched else val
-        if not _rename_output(b, val.name, out_names[key]):
+        elem = out_types.get(key, b.elem_type)
+        if restored_outs[key] != out_names[key] and val.name == restored_outs[key] and elem == b.elem_type \
+                and not one_trial:  # the original graph's output is its input of that name, passed through
+            graph_outputs.append(helper.make_tensor_value_info(val.name, elem, _dims(val.shape)))
+            continue
+        if one_trial:
+            val = b.emit("Squeeze", [val, b.int64s([0], "axes")], shape=val.shape, batched=False,
+                         out=out_names[key] if elem == b.elem_type else None)
+        if elem != b.elem_type:
+            b.emit("Cast", [val], shape=val.shape, batched=val.batched, to=elem, out=out_names[key])
+        elif not one_trial and not _rename_output(b, val.name, out_names[key]):
             b.emit("Identity", [val], shape=val.shape, batched=True, out=out_names[key])
-        graph_outputs.append(helper.make_tensor_value_info(out_names[key], b.elem_type, _dims(val.shape)))
+        graph_outputs.append(helper.make_tensor_value_info(out_names[key], elem, list(val.shape) if one_trial else
+                                                           _dims(val.shape)))
     graph = helper.make_graph(b.nodes, name or program.name, graph_inputs, graph_outputs, initializer=b.initializers)
     from .. import __version__
 
@@ -166,6 +249,16 @@ def program_to_onnx(program: Program, *, dtype: Any = "float32", opset: int = MI
     log.debug("exported program '%s' to ONNX: %d nodes, %d initializers, opset %d, IR %d", program.name,
               len(b.nodes), len(b.initializers), opset, model.ir_version)
     return model
+
+
+def _elem_types(recorded: Any) -> Dict[str, int]:
+    """Node id -> ONNX element type of the recorded interface types the exporter can write (float types; names
+    onnx does not know are skipped)."""
+    out: Dict[str, int] = {}
+    for key, type_name in (recorded.items() if isinstance(recorded, dict) else ()):
+        if type_name in ("FLOAT", "DOUBLE", "FLOAT16", "BFLOAT16"):
+            out[str(key)] = int(TensorProto.DataType.Value(type_name))
+    return out
 
 
 def _rename_output(b: OnnxGraphBuilder, name: str, out: str) -> bool:
@@ -192,8 +285,9 @@ def mdf_to_onnx(doc: Any, *, graph: Optional[str] = None, **kwargs: Any) -> onnx
 
     doc: an MDF file path (str or path-like), a serialised document dict, a modeci-mdf Model, or a Program
     (exported as it is); graph: the id of the graph to lower (default None: the first); kwargs:
-    `program_to_onnx`'s keyword arguments (dtype, default 'float32'; opset, default 17; name, default None;
-    check, default True)."""
+    `program_to_onnx`'s keyword arguments (dtype, default None: the recorded float type, else 'float32'; opset,
+    default 17; name, default None; check, default True; batch_axis, default None: as the document records;
+    restore, default True)."""
     from ..program import Program as _Program
 
     if isinstance(doc, _Program):

@@ -196,11 +196,43 @@ class OnnxGraphBuilder:
         p = self.program.params.get(ref.name)
         if p is None:
             raise UnsupportedError(f"tensor '{ref.name}' is used before it is computed", where=self.where)
-        arr = np.asarray(p.value, dtype=self.np_dtype)
+        arr = self.weights(ref.name, p.value)
         name = ref.name if ref.name not in self.used_names and ref.name not in self.reserved else self.fresh(ref.name)
-        self.initializer(name, arr)
-        val = self.env[ref.name] = Val(name, False, arr.shape)
+        val = self.env[ref.name] = self.weight_initializer(name, p, arr)
         return val
+
+    def weight_initializer(self, name: str, p: Any, arr: np.ndarray, doc: Optional[str] = None) -> Val:
+        """Parameter `p` (its value `arr` in the model's dtype) as the initializer `name` (doc_string `doc`, default
+        none): in float16, cast to the model's dtype by a Cast node, where an ONNX import recorded a float16 tensor
+        and the values are still float16 numbers (training may have moved them), else in the model's dtype."""
+        half = arr.astype(np.float16) if self.stored_half(p) else None
+        if half is None or not np.array_equal(half.astype(np.float64), np.asarray(p.value, dtype=np.float64)):
+            self.initializer(name, arr, doc)
+            return Val(name, False, arr.shape)
+        self.initializer(name, half, doc)
+        return self.emit("Cast", [name], shape=arr.shape, batched=False, to=self.elem_type,
+                         out=self.fresh(f"{name}_as_{self.dtype}"))
+
+    def stored_half(self, p: Any) -> bool:
+        """Did an ONNX import record parameter `p` as a float16 tensor (`parameter_dtypes` in its node's metadata)?"""
+        loc: Tuple[str, ...] = tuple(p.location or ())
+        if len(loc) < 6 or loc[2] != "nodes" or loc[4] != "parameters":
+            return False
+        node = (self.program.metadata.get("nodes") or {}).get(loc[3]) or {}
+        return (node.get("parameter_dtypes") or {}).get(loc[5]) == "float16"
+
+    def weights(self, name: str, value: Any) -> np.ndarray:
+        """Parameter `name`'s value in the model's dtype; finite values that the dtype cannot hold (1e200 in float32)
+        are refused, naming the parameter, rather than written as infinities."""
+        with np.errstate(over="ignore"):
+            arr = np.asarray(value, dtype=self.np_dtype)
+        if arr.dtype != np.asarray(value).dtype and not np.all(np.isfinite(arr)):
+            src = np.asarray(value)
+            bad = np.isfinite(src) & ~np.isfinite(arr)
+            if np.any(bad):
+                raise UnsupportedError(f"parameter '{name}' holds {float(src[bad].flat[0])!r}, beyond {self.dtype}'s "
+                                       "range; export with dtype='float64' (CLI: --dtype float64)", where=self.where)
+        return arr
 
     def param_reshaped(self, ref: TensorRef, shape: Sequence[int], doc: Optional[str] = None) -> Val:
         """Parameter `ref` as an initializer of another shape (its values in their order) and `doc` its doc_string
@@ -209,11 +241,10 @@ class OnnxGraphBuilder:
         p = self.program.params.get(ref.name)
         if p is None:
             raise UnsupportedError(f"'{ref.name}' is not a parameter", where=self.where)
-        arr = np.asarray(p.value, dtype=self.np_dtype).reshape(tuple(int(d) for d in shape))
+        arr = self.weights(ref.name, p.value).reshape(tuple(int(d) for d in shape))
         free = ref.name not in self.used_names and ref.name not in self.reserved and self.readers(ref.name) <= 1
         name = ref.name if free else self.fresh(ref.name)
-        self.initializer(name, arr, doc)
-        return Val(name, False, arr.shape)
+        return self.weight_initializer(name, p, arr, doc)
 
     # ------------------------------------------------------------------ op arguments (read by the ops' onnx_export)
     def operand(self, value: Any) -> Optional[Operand]:

@@ -8,7 +8,15 @@ MatMul/Gemm weights and their biases are marked learnable in `metadata.mdfbridge
 Nodes that only compute constants (Constant, transposed initializers, ...) are folded; nodes that only compute
 shapes (Shape -> Gather -> Concat feeding a Reshape) are dropped, the Reshape taking the shape the probe runs
 found. Shapes and folded constants come from running the graph with onnx's reference evaluator at two batch
-sizes, which also catches ops that move or mix the batch axis.
+sizes, which also catches ops that move or mix the batch axis (with `batch_axis=False` every shape is fixed and
+what is computed from shapes alone folds to constants).
+
+Faithful round trips: the graph's `metadata.mdfbridge.onnx` records MDF id -> ONNX name of every graph input and
+output in the ONNX graph's order, their element types, the model's float type ('float64' when any input, output
+or initializer is double) and the batch axis; float16 parameters are listed per node (`parameter_dtypes`). The
+Program keeps that output order, and `exporters.onnx.program_to_onnx` writes the names, order, element types
+and (for a batch_axis=False import) the original's one-trial shapes back. Models older than an import handler's
+opset range are converted by `onnx.version_converter` to IMPORT_OPSET first.
 """
 from __future__ import annotations
 
@@ -28,14 +36,23 @@ from ..errors import MdfBridgeError, UnsupportedError
 from ..limits import LimitError
 from ..ops import REGISTRY
 from ..ops.base import OnnxImport
-from .onnx_node import Emitted, NodeImport, Tensor
-from .onnx_safety import GuardedRunner, has_subgraphs, load_model, node_inputs, node_label, one_line
+from .onnx_node import NO_BATCH_AXIS, Emitted, NodeImport, Tensor
+from .onnx_safety import (
+    GuardedRunner,
+    ProbeNodeError,
+    has_subgraphs,
+    load_model,
+    node_inputs,
+    node_label,
+    root_reason,
+)
 from .onnx_values import VALUE_IMPORTS
 
 log = logging.getLogger(__name__)
 
 MDF_FORMAT = "ModECI MDF v0.4"
 PROBE_BATCHES = (2, 3)
+IMPORT_OPSET = 17  # models older than an op handler's range are converted to this opset (onnx.version_converter)
 FUNCTION_ID = "fn"
 OUTPUT_PORT = "output"
 _NON_WORD = re.compile(r"\W+")
@@ -99,6 +116,15 @@ def default_opset(model: onnx.ModelProto) -> int:
     return 1
 
 
+class MissingOpsError(UnsupportedError):
+    """Ops without an import handler at the model's opset; `convertible`: every one of them is imported at other
+    opsets and the model is older than IMPORT_OPSET, so `onnx.version_converter` may recover the file."""
+
+    def __init__(self, message: str, where: Optional[str] = None, convertible: bool = False) -> None:
+        super().__init__(message, where=where)
+        self.convertible = convertible
+
+
 class _Names:
     """Unique Python identifiers made from ONNX names (no leading underscore: MDF expressions reserve it)."""
 
@@ -150,10 +176,21 @@ class OnnxImporter:
         self.ids = _Names()
         self.edge_ids = _Names()
         self.learnable_users: Dict[str, List[str]] = {}
+        self.source_opset: Optional[int] = None  # the file's opset, when onnx.version_converter changed it
+
+    def float_type(self) -> str:
+        """The model's float type as the ONNX exporter writes it: 'float64' when a graph input or output or an
+        initializer is double, else 'float32' (float16/bfloat16 models compute in float32)."""
+        declared = [v.type.tensor_type.elem_type for v in (*self.graph_inputs, *self.graph.output)
+                    if v.type.WhichOneof("value") == "tensor_type"]
+        if TensorProto.DOUBLE in declared or any(i.data_type == TensorProto.DOUBLE for i in self.graph.initializer):
+            return "float64"
+        return "float32"
 
     # ------------------------------------------------------------------ analysis
     def classify(self) -> Dict[str, str]:
-        """Tensor name -> 'dynamic' | 'const' | 'shape' by structure (graph inputs are dynamic)."""
+        """Tensor name -> 'dynamic' | 'const' | 'shape' by structure (graph inputs are dynamic). With batch_axis=False
+        every graph input has one fixed shape, so what is computed from shapes alone is a constant."""
         kinds: Dict[str, str] = {n: "const" for n in self.inits}
         kinds.update({i.name: "dynamic" for i in self.graph_inputs})
         for node in self.graph.node:
@@ -161,7 +198,7 @@ class OnnxImporter:
             # input is dynamic, never folded from the probe inputs)
             ins = [kinds.get(n, "const") for n in node_inputs(node)]
             if node.op_type in ("Shape", "Size"):
-                kind = "const" if all(k == "const" for k in ins) else "shape"
+                kind = "const" if all(k == "const" for k in ins) or not self.batch_axis else "shape"
             elif "dynamic" in ins:
                 kind = "dynamic"
             elif "shape" in ins:
@@ -193,17 +230,23 @@ class OnnxImporter:
             return ((batch,) if batch is not None else ()) + per_trial
         dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
         if not tt.HasField("shape"):
-            raise UnsupportedError(f"graph input '{inp.name}' has no shape; pass input_shapes={{'{inp.name}': "
-                                   "(per-trial shape)}")
+            raise UnsupportedError(f"graph input '{inp.name}' has no shape; {self.shape_hint(inp.name)}")
         if batch is not None:
             if not dims:
-                raise UnsupportedError(f"graph input '{inp.name}' is a scalar: it has no batch axis; import with "
-                                       "batch_axis=False")
+                raise UnsupportedError(f"graph input '{inp.name}' is a scalar: it has no batch axis; {NO_BATCH_AXIS}")
             dims[0] = batch
         known = [d for d in dims if d is not None]
         if len(known) != len(dims):
-            raise UnsupportedError(f"graph input '{inp.name}' has symbolic dimensions {_dims(tt)}; pass "
-                                   f"input_shapes={{'{inp.name}': (per-trial shape)}}")
+            declared = _dims(tt)
+            if batch is not None and isinstance(declared[0], int):  # e.g. (T, batch, F): a sequence-first RNN
+                raise UnsupportedError(
+                    f"graph input '{inp.name}' has symbolic dimensions {declared} after a fixed leading axis: if "
+                    f"a later axis is the batch (a sequence-first RNN, torch's batch_first=False), "
+                    f"{NO_BATCH_AXIS}, giving the whole shape as input_shapes={{'{inp.name}': (shape)}} (CLI: "
+                    f"--input-shape {inp.name}=D1,D2,... --no-batch-axis); else "
+                    f"{self.shape_hint(inp.name)}")
+            raise UnsupportedError(f"graph input '{inp.name}' has symbolic dimensions {declared}; "
+                                   f"{self.shape_hint(inp.name)}")
         return tuple(known)
 
     def check_integer_inputs(self, graph_nodes: Sequence[onnx.NodeProto]) -> None:
@@ -219,6 +262,12 @@ class OnnxImporter:
                                            "which mdfbridge reads as a constant (a shape, axes, repeats): make it an "
                                            "initializer", where=f"ONNX node '{node.name or node.output[0]}'")
 
+    def shape_hint(self, name: str) -> str:
+        """How to give graph input `name` a shape (Python API and CLI)."""
+        what = "per-trial shape" if self.batch_axis else "shape"
+        return (f"pass input_shapes={{'{name}': ({what})}} (CLI: mdfbridge convert --input-shape "
+                f"{name}=D1,D2,...{'' if self.batch_axis else ' --no-batch-axis'})")
+
     def probe(self) -> List[Dict[str, np.ndarray]]:
         """Every intermediate value of the graph for the probe inputs (random, fixed seed)."""
         rng = np.random.default_rng(0)
@@ -229,7 +278,7 @@ class OnnxImporter:
             raise
         except Exception as exc:  # noqa: BLE001 - the reference evaluator's own errors
             raise UnsupportedError(f"onnx's reference evaluator cannot load the model to find shapes: "
-                                   f"{one_line(exc)}", where=self.source) from exc
+                                   f"{root_reason(exc)}", where=self.source) from exc
         runs = []
         for feed_shapes in self.probe_shapes():
             feeds = {k: rng.uniform(0.1, 0.9, size=s).astype(_np_type(self.graph_input(k))) for k, s in
@@ -243,11 +292,15 @@ class OnnxImporter:
                 raise LimitError("running the ONNX graph on probe inputs to find shapes ran out of memory",
                                  where=self.source) from None
             except Exception as exc:  # noqa: BLE001
-                hint = (" (does the graph fix the batch size, e.g. a Reshape to a constant shape? import with "
-                        "batch_axis=False to treat each tensor as one trial)" if self.batch_axis else "")
-                raise UnsupportedError(f"running the ONNX graph on inputs of shapes "
-                                       f"{ {k: v.shape for k, v in feeds.items()} } failed: {one_line(exc)}{hint}",
-                                       where=self.source) from exc
+                hint = (f" (does the graph fix the batch size, e.g. a Reshape to a constant shape? {NO_BATCH_AXIS})"
+                        if self.batch_axis else "")
+                shapes = {k: v.shape for k, v in feeds.items()}
+                if isinstance(exc, ProbeNodeError):
+                    raise UnsupportedError(f"running the ONNX graph on inputs of shapes {shapes} failed at this "
+                                           f"{exc.op_type} node: {exc.reason}{hint}",
+                                           where=f"ONNX node '{exc.node}'") from exc
+                raise UnsupportedError(f"running the ONNX graph on inputs of shapes {shapes} failed: "
+                                       f"{root_reason(exc)}{hint}", where=self.source) from exc
             results.update(feeds)
             runs.append(results)
         return runs
@@ -281,6 +334,7 @@ class OnnxImporter:
         kinds = self.kinds = self.classify()
         used_by: Dict[str, int] = {}
         firsts: List[str] = []  # each node's first named output (optional outputs may be omitted: "")
+        missing: List[onnx.NodeProto] = []  # nodes computing from the inputs whose op has no handler at this opset
         for node in graph_nodes:
             outs = list(node.output)
             first = next((o for o in outs if o), "")
@@ -293,12 +347,10 @@ class OnnxImporter:
                     f"ONNX op '{node.op_type}' has subgraphs that read tensors computed from the graph inputs; "
                     "mdfbridge imports If/Loop/Scan only when they compute constants (they are folded)",
                     where=f"{self.source}: ONNX node '{node_label(node)}'")
-            # fail early, before running anything, on ops without a handler
             if any(kinds.get(o) == "dynamic" for o in outs if o) and find_import(node.op_type, self.opset) is None:
-                raise UnsupportedError(
-                    f"ONNX op '{node.op_type}' (opset {self.opset}) is not supported by mdfbridge's ONNX importer; "
-                    f"supported: {', '.join(supported_onnx_ops())}",
-                    where=f"ONNX node '{node.name or node.output[0]}'")
+                missing.append(node)
+        if missing:  # fail early, before running anything, on ops without a handler (all of them in one line)
+            raise self.missing_ops_error(missing)
         self.check_integer_inputs(graph_nodes)
         outputs = {o.name for o in self.graph.output}
         runs = self.probe()
@@ -335,6 +387,34 @@ class OnnxImporter:
         self.prune()
         return self.document()
 
+    def missing_ops_error(self, missing: Sequence[onnx.NodeProto]) -> "MissingOpsError":
+        """One error line for every op type of `missing` (nodes without a handler at this opset), with counts:
+        ops the importer lacks ('unsupported ONNX ops (opset 20): LRN x3, Foo x1'), then ops it imports at other
+        opsets ('Clip is imported from opset 11 (this model: opset 6)'); it names the first such node."""
+        counts: Dict[str, int] = {}
+        for node in missing:
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+        unknown = [op for op in counts if op not in onnx_imports()]
+        other_opsets = [op for op in counts if op in onnx_imports()]
+        parts = []
+        if unknown:
+            parts.append(f"unsupported ONNX ops (opset {self.opset}): "
+                         + ", ".join(f"{op} x{counts[op]}" for op in unknown))
+        this = f"this model: opset {self.opset}" + (f", converted from opset {self.source_opset}"
+                                                    if self.source_opset not in (None, self.opset) else "")
+        for op in other_opsets:
+            entries = onnx_imports()[op]
+            since, until = min(e.since for e in entries), [e.until for e in entries]
+            upto = "" if None in until else f" to {max(u for u in until if u is not None)}"
+            nodes = f", {counts[op]} nodes" if counts[op] > 1 else ""
+            parts.append(f"{op} is imported from opset {since}{upto} ({this}{nodes})")
+        text = "; ".join(parts)
+        if unknown:
+            text += f"; supported: {', '.join(supported_onnx_ops())}"
+        first = missing[0]
+        return MissingOpsError(text, where=f"ONNX node '{first.name or first.output[0]}'",
+                               convertible=not unknown and self.opset < IMPORT_OPSET)
+
     def import_node(self, index: int, node: onnx.NodeProto, runs: List[Dict[str, np.ndarray]],
                     used_by: Dict[str, int], outputs: Set[str]) -> None:
         """One ONNX node that computes from the inputs -> one MDF node (and its incoming edges)."""
@@ -353,8 +433,7 @@ class OnnxImporter:
                 got = [tuple(np.shape(r[o])) for r in runs]
                 ni.batch_problem = (f"output shape {got[0]} for {PROBE_BATCHES[0]} trials and {got[-1]} for "
                                     f"{PROBE_BATCHES[-1]}: the op moves or mixes the batch axis (mdfbridge reads the "
-                                    "leading axis as the trial axis; import with batch_axis=False to treat each "
-                                    "tensor as one trial)")
+                                    f"leading axis as the trial axis; {NO_BATCH_AXIS})")
                 break
         assert entry is not None  # run() refused ops without an import entry before probing
         emitted = entry.handler(ni)  # its own, more specific, refusal first
@@ -395,6 +474,7 @@ class OnnxImporter:
         running: List[str] = []
         args: Dict[str, Any] = {}
         local: Optional[_Names] = None  # parameter ids, made only for a node with constant operands
+        half: List[str] = []  # parameters whose ONNX tensors are float16 (the exporter writes them so again)
         for key, v in em.args.items():
             if not isinstance(v, Tensor):
                 args[key] = v
@@ -425,6 +505,8 @@ class OnnxImporter:
                 pid = local.make(v.name, key, "p")
             params[pid] = {"value": value.tolist()}
             args[key] = pid
+            if v.value is not None and np.asarray(v.value).dtype == np.float16:
+                half.append(pid)
             if learn:
                 learnable.append(pid)
                 self.learnable_users.setdefault(v.name, []).append(nid)
@@ -436,6 +518,8 @@ class OnnxImporter:
             meta["learnable_parameters"] = learnable
         if running:
             meta["running_statistics"] = running
+        if half:
+            meta["parameter_dtypes"] = {pid: "float16" for pid in half}
         if em.value is not None:
             function: Dict[str, Any] = {"value": em.value}
         else:
@@ -501,21 +585,91 @@ class OnnxImporter:
                             "so training unties them", name, len(users), shown)
 
     def document(self) -> Dict[str, Any]:
-        """Wrap nodes and edges as a one-graph MDF document."""
+        """Wrap nodes and edges as a one-graph MDF document. The graph's metadata records what the ONNX exporter
+        restores (`exporters.onnx.program_to_onnx`): MDF node id -> ONNX name of each graph input and output, in
+        the ONNX graph's order, their ONNX element types, the model's float type (`dtype`) and the batch axis."""
         from .. import __version__
 
-        meta = {"mdfbridge": {"onnx": {
+        def interface(role: str) -> Dict[str, str]:
+            return {nid: n["metadata"]["mdfbridge"]["onnx_name"] for nid, n in self.nodes.items()
+                    if n["metadata"]["mdfbridge"]["role"] == role}
+
+        types = {i.name: _elem_type_name(i) for i in (*self.graph_inputs, *self.graph.output)}
+        inputs, outputs = interface("input"), interface("output")
+        onnx_meta: Dict[str, Any] = {
             "batch_axis": self.batch_axis, "opset": self.opset, "ir_version": int(self.model.ir_version),
             "producer": f"{self.model.producer_name} {self.model.producer_version}".strip(),
-            "inputs": {nid: n["metadata"]["mdfbridge"]["onnx_name"] for nid, n in self.nodes.items()
-                       if n["metadata"]["mdfbridge"]["role"] == "input"},
-            "outputs": {nid: n["metadata"]["mdfbridge"]["onnx_name"] for nid, n in self.nodes.items()
-                        if n["metadata"]["mdfbridge"]["role"] == "output"}}}}
+            "inputs": inputs, "outputs": outputs, "dtype": self.float_type(),
+            "input_types": {nid: types[name] for nid, name in inputs.items() if types.get(name)},
+            "output_types": {nid: types[name] for nid, name in outputs.items() if types.get(name)}}
+        if self.source_opset is not None and self.source_opset != self.opset:
+            onnx_meta["source_opset"] = self.source_opset
+        meta = {"mdfbridge": {"onnx": onnx_meta}}
         graph: Dict[str, Any] = {"metadata": meta, "nodes": self.nodes}
         if self.edges:
             graph["edges"] = self.edges
         return {f"{self.name}_model": {"format": MDF_FORMAT, "generating_application": f"mdfbridge {__version__}",
                                        "graphs": {self.name: graph}}}
+
+
+def _converted(model: onnx.ModelProto, refusal: UnsupportedError) -> onnx.ModelProto:
+    """`model` converted by `onnx.version_converter` to IMPORT_OPSET (logged at info), for ops the importer reads
+    only at newer opsets; a failed conversion raises `refusal` with the converter's reason in one line."""
+    from onnx import version_converter
+
+    old = default_opset(model)
+    try:
+        try:
+            converted = version_converter.convert_version(model, IMPORT_OPSET)
+        except Exception as exc:  # noqa: BLE001
+            if "is a param instead of an int" not in str(exc):
+                raise
+            converted = _converted_with_fixed_dims(model)
+        onnx.checker.check_model(converted)
+    except Exception as exc:  # noqa: BLE001 - the converter's (C++) errors
+        refusal.args = (f"{refusal}; onnx.version_converter from opset {old} to {IMPORT_OPSET} failed: "
+                        f"{root_reason(exc, 200)}",)
+        raise refusal from None
+    log.info("ONNX import: converted the model from opset %d to opset %d (onnx.version_converter) for ops the "
+             "importer reads at newer opsets", old, IMPORT_OPSET)
+    return converted
+
+
+def _converted_with_fixed_dims(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`onnx.version_converter` to IMPORT_OPSET of a model with symbolic dimensions, which its broadcasting adapters
+    refuse: converted with each symbolic dimension of the graph inputs and outputs set to a size no other
+    dimension has, then given back its symbolic dimensions (intermediate shapes dropped). A converted graph that
+    kept the stand-in size somewhere fails the import's probe runs, which use other batch sizes."""
+    from onnx import version_converter
+
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    del fixed.graph.value_info[:]
+    taken = {d.dim_value for v in (*fixed.graph.input, *fixed.graph.output)
+             for d in v.type.tensor_type.shape.dim if d.HasField("dim_value")}
+    size = next(n for n in range(97, 10 ** 6) if n not in taken)
+    params: Dict[Tuple[str, int, int], Any] = {}
+    for kind, values in (("in", fixed.graph.input), ("out", fixed.graph.output)):
+        for i, v in enumerate(values):
+            for j, d in enumerate(v.type.tensor_type.shape.dim):
+                if not d.HasField("dim_value"):
+                    params[(kind, i, j)] = d.dim_param
+                    d.dim_value = size
+    converted = version_converter.convert_version(fixed, IMPORT_OPSET)
+    del converted.graph.value_info[:]
+    for kind, values in (("in", converted.graph.input), ("out", converted.graph.output)):
+        for i, v in enumerate(values):
+            for j, d in enumerate(v.type.tensor_type.shape.dim):
+                if (kind, i, j) in params:
+                    d.dim_param = params[(kind, i, j)] or "N"
+    return converted
+
+
+def _elem_type_name(v: onnx.ValueInfoProto) -> Optional[str]:
+    """The ONNX element type name ('FLOAT', 'DOUBLE', 'FLOAT16', ...) of a tensor value, or None."""
+    if v.type.WhichOneof("value") != "tensor_type" or not v.type.tensor_type.elem_type:
+        return None
+    return str(TensorProto.DataType.Name(v.type.tensor_type.elem_type))
 
 
 def _dims(tt: Any) -> List[Any]:
@@ -537,16 +691,31 @@ def onnx_to_mdf(model: Union[str, "os.PathLike[str]", bytes, onnx.ModelProto], *
     (made an identifier; the model's is `<name>_model`; default None: the ONNX graph's name, or 'onnx_model').
     `input_shapes`: input name -> per-trial shape, for inputs with symbolic dimensions (default None: the shapes
     the model declares). `learnable` (default True): MatMul/Gemm weights and their biases are marked learnable;
-    False marks no parameter learnable. Ops the importer does not read raise UnsupportedError naming the node.
+    False marks no parameter learnable. Ops the importer does not read raise UnsupportedError naming the first
+    such node and listing every missing op with counts in one line. A model older than an op handler's opset range
+    (e.g. Conv, Gemm at opset 6) is converted by `onnx.version_converter` to IMPORT_OPSET first (logged at info;
+    recorded as `source_opset`); a failed conversion keeps the refusal, with the converter's reason. The graph's
+    metadata records the ONNX interface (input/output names in order, element types, float type, batch axis)
+    that `exporters.onnx.program_to_onnx` restores.
     """
     source = (os.fspath(model) if isinstance(model, (str, os.PathLike)) else
               "<bytes>" if isinstance(model, (bytes, bytearray)) else "<model>")
     proto = load_onnx(model)
     collecting = gc.isenabled()
     gc.disable()  # (the import makes millions of small acyclic objects; collecting them repeatedly costs a third)
+    def importer(m: onnx.ModelProto) -> OnnxImporter:
+        return OnnxImporter(m, batch_axis=batch_axis, name=name, input_shapes=input_shapes, learnable=learnable,
+                            source=source)
+
     try:
-        return OnnxImporter(proto, batch_axis=batch_axis, name=name, input_shapes=input_shapes, learnable=learnable,
-                            source=source).run()
+        try:
+            return importer(proto).run()
+        except MissingOpsError as exc:  # ops read only at newer opsets: onnx.version_converter, then once more
+            if not exc.convertible:
+                raise
+            again = importer(_converted(proto, exc))
+            again.source_opset = default_opset(proto)
+            return again.run()
     except MdfBridgeError as exc:  # every message names the file
         if not str(exc).startswith(source):
             exc.args = (f"{source}: {exc}",)

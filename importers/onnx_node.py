@@ -19,6 +19,10 @@ from onnx import helper
 
 from ..errors import UnsupportedError
 
+# what error messages suggest for a graph whose ops fix, move or mix the batch axis (Python API and CLI)
+NO_BATCH_AXIS = ("import with batch_axis=False (CLI: mdfbridge convert --no-batch-axis) to treat each ONNX tensor as "
+                 "one trial")
+
 
 @dataclass
 class Tensor:
@@ -123,8 +127,7 @@ class NodeImport:
             raise self.fail(f"axis {axis} is out of range for rank {r}")
         if self.batch_axis and t.kind == "dynamic":
             if a == 0:
-                raise self.fail("operates across the batch axis (axis 0), which mixes trials; import with "
-                                "batch_axis=False to treat each ONNX tensor as one trial")
+                raise self.fail(f"operates across the batch axis (axis 0), which mixes trials; {NO_BATCH_AXIS}")
             return a - 1
         return a
 
@@ -155,12 +158,14 @@ class NodeImport:
             raise self.fail("no input is computed from the graph inputs")
         if self.batch_axis and len({o.rank for o in dyn}) > 1:  # ONNX aligns trailing axes: batch axes would not meet
             raise self.fail(f"inputs of ranks {[o.rank + 1 for o in dyn]} computed from the graph inputs: "
-                            "broadcasting them aligns the batch axis of one with another axis of the other (import "
-                            "with batch_axis=False to treat each ONNX tensor as one trial)")
+                            f"broadcasting them aligns the batch axis of one with another axis of the other "
+                            f"({NO_BATCH_AXIS})")
         against = max(self.full_rank(o) for o in dyn)
         out = {}
         for name, o in zip(names, ops):
             if o.kind == "shape":
-                raise self.fail("an input derived from tensor shapes")
+                raise self.fail("an input derived from tensor shapes" + (
+                    f" ({NO_BATCH_AXIS}: every shape is then fixed, what is computed from shapes a constant)"
+                    if self.batch_axis else ""))
             out[name] = self.per_trial_const(o, against)
         return out

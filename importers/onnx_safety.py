@@ -383,6 +383,28 @@ def external_locations(model: onnx.ModelProto) -> Dict[str, str]:
 
 # ----------------------------------------------------------------------------------------- probe runs
 
+class ProbeNodeError(RuntimeError):
+    """One node of a probe run failed: `node` (its label), `op_type`, and `reason`, the innermost error's first
+    line (the reference evaluator's own wrapping and tracebacks left out)."""
+
+    def __init__(self, node: str, op_type: str, reason: str) -> None:
+        super().__init__(f"ONNX node '{node}' ({op_type}): {reason}")
+        self.node, self.op_type, self.reason = node, op_type, reason
+
+
+def root_reason(exc: BaseException, limit: int = 160) -> str:
+    """The innermost cause of `exc` as one short line: its type and the first line of its message."""
+    seen = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        inner = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+        if inner is None or isinstance(inner, MdfBridgeError):  # (an error of ours being handled: not a cause)
+            break
+        exc = inner
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return one_line(f"{type(exc).__name__}: {first}" if first else type(exc).__name__, limit)
+
+
 class GuardedRunner:
     """Runs a model's graph on probe inputs with the folding budget: common float ops directly in numpy (the
     reference evaluator's per-node overhead dominates large graphs), every other node by onnx's reference
@@ -421,13 +443,18 @@ class GuardedRunner:
             except KeyError as exc:
                 raise RuntimeError(f"input {exc} of node '{node_label(node)}' is neither a graph input, an "
                                    "initializer nor computed before it") from None
-            fast = self.fast[i]
-            out = fast(args, self.limit[i], self.where) if fast is not None else None
-            if out is None:
-                rt = self.rt.get(i)
-                if rt is None:
-                    rt = self.rt[i] = self._evaluate([node])[0]
-                out = rt.run(*args, context=results) if rt.need_context() else rt.run(*args)
+            try:
+                fast = self.fast[i]
+                out = fast(args, self.limit[i], self.where) if fast is not None else None
+                if out is None:
+                    rt = self.rt.get(i)
+                    if rt is None:
+                        rt = self.rt[i] = self._evaluate([node])[0]
+                    out = rt.run(*args, context=results) if rt.need_context() else rt.run(*args)
+            except (MdfBridgeError, MemoryError, RecursionError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - numpy's and the reference evaluator's errors: one line
+                raise ProbeNodeError(node_label(node), node.op_type, root_reason(exc)) from exc
             for name, value in zip(node.output, out):
                 if name:
                     results[name] = value

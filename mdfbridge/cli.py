@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, cast
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, cast
 
 import numpy as np
 
@@ -243,6 +243,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert between MDF JSON and YAML (format from the extensions); --gru rewrites GRU blocks."""
+    if (getattr(args, "no_batch_axis", False) or getattr(args, "input_shape", None)) and not _is_onnx_path(args.input):
+        raise DataError(f"{args.input}: --no-batch-axis and --input-shape apply to ONNX (.onnx) input files")
     if any(Path(p).suffix.lower() not in _MDF_SUFFIXES for p in (args.input, args.output)):
         return cmd_convert_formats(args)  # .onnx / .pt, or an unknown extension (see "ONNX and .pt files")
     from .document import convert_document, load_document_dict, save_document
@@ -353,13 +355,28 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
-def _program_of(path: str) -> Any:
-    """The Program of an MDF or ONNX file."""
+def _onnx_import_options(args: argparse.Namespace) -> Dict[str, Any]:
+    """`onnx_to_mdf`'s keyword arguments from convert's --no-batch-axis and --input-shape NAME=D1,D2,..."""
+    shapes: Dict[str, Tuple[int, ...]] = {}
+    for item in getattr(args, "input_shape", None) or []:
+        name, eq, dims = item.partition("=")
+        try:
+            shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip()) if eq else None
+        except ValueError:
+            shape = None
+        if not name or shape is None or any(d < 0 for d in shape):
+            raise DataError(f"--input-shape {item}: expected NAME=D1,D2,... (non-negative integers, e.g. x=3,5,4)")
+        shapes[name] = shape
+    return {"batch_axis": not getattr(args, "no_batch_axis", False), "input_shapes": shapes or None}
+
+
+def _program_of(path: str, args: Optional[argparse.Namespace] = None) -> Any:
+    """The Program of an MDF or ONNX file (`args`: convert's ONNX import options, default None: none)."""
     if _is_onnx_path(path):
         from .importers.onnx import onnx_to_mdf
         from .lowering import lower
 
-        return lower(onnx_to_mdf(path), source=path)
+        return lower(onnx_to_mdf(path, **(_onnx_import_options(args) if args is not None else {})), source=path)
     from .api import load_program
 
     return load_program(path)
@@ -382,28 +399,29 @@ def cmd_convert_formats(args: argparse.Namespace) -> int:
         from .api import save_mdf
         from .importers.onnx import onnx_to_mdf
 
-        save_mdf(onnx_to_mdf(args.input), args.output)
+        save_mdf(onnx_to_mdf(args.input, **_onnx_import_options(args)), args.output)
     elif dst == ".onnx":
         from .exporters.onnx import program_to_onnx, save_onnx
 
-        save_onnx(program_to_onnx(_program_of(args.input), dtype=getattr(args, "dtype", None) or "float32",
+        save_onnx(program_to_onnx(_program_of(args.input, args), dtype=getattr(args, "dtype", None),
                                   opset=getattr(args, "opset", None) or 17), args.output)
     else:  # dst == ".pt"
-        return _write_pt(args.input, args.output)
+        return _write_pt(args.input, args.output, args)
     _out(f"wrote {args.output}")
     return 0
 
 
-def _write_pt(src: str, dst: str) -> int:
+def _write_pt(src: str, dst: str, args: Optional[argparse.Namespace] = None) -> int:
     """The weights as a torch state_dict: the original module's keys for a model imported from torch, else the
-    keys of mdfbridge's torch module of the Program (`importers.torch_module.program_to_module`)."""
+    keys of mdfbridge's torch module of the Program (`importers.torch_module.program_to_module`). src, dst: the
+    model and .pt paths; args: convert's ONNX import options (default None: none)."""
     import io
 
     import torch
 
     from .document import atomic_write_bytes
 
-    program = _program_of(src)
+    program = _program_of(src, args)
     if (program.metadata.get("graph_metadata") or {}).get("source") == "torch":
         from .importers.pytorch import save_state_dict
 
@@ -593,8 +611,17 @@ def build_parser() -> argparse.ArgumentParser:
              "mdfbridge convert examples/xor.trained.mdf.json examples/xor.trained.mdf.yaml")
     sp.add_argument("input", help=ANY_MODEL_HELP)
     sp.add_argument("output", help="the file to write (.json, .yaml, .yml, .onnx or .pt; format from the extension)")
-    sp.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="ONNX output: tensor type")
+    sp.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                    help="ONNX output: tensor type (default: the model's own, float64 for a float64 ONNX model, "
+                         "else float32)")
     sp.add_argument("--opset", type=int, default=17, help="ONNX output: opset (>= 17)")
+    sp.add_argument("--no-batch-axis", action="store_true",
+                    help="ONNX input: treat every ONNX tensor as one trial's value (for graphs that fix the batch "
+                         "size or move the batch axis, e.g. RNNs and attention; default: the leading axis of the "
+                         "graph inputs is the trial axis)")
+    sp.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2,...",
+                    help="ONNX input: the shape of graph input NAME, for inputs with symbolic dimensions "
+                         "(per trial; with --no-batch-axis the whole tensor's; repeatable)")
     sp.add_argument("--gru", choices=("onnx", "gates"),
                     help="write GRU blocks as one onnx::GRU node (onnx) or as reset/update/new/hidden nodes (gates) "
                          "(default: as they are)")

@@ -74,7 +74,7 @@ def _model_bytes(model: ModelLike, dtype: str) -> Union[str, bytes]:
     if isinstance(model, Program):
         from .exporters.onnx import program_to_onnx
 
-        model = program_to_onnx(model, dtype=dtype)
+        model = program_to_onnx(model, dtype=dtype, restore=False)  # (run with the Program's input names, batched)
     if hasattr(model, "SerializeToString"):
         return model.SerializeToString()
     raise DataError(f"cannot deploy a {type(model).__name__}; give an ONNX file, bytes, ModelProto or Program")

@@ -431,6 +431,10 @@ class Lowering:
             ports = list((self.nodes[nid].get("output_ports") or {}))
             for pid in ports:
                 outputs[nid if len(ports) == 1 else f"{nid}.{pid}"] = self.port_tensor[(nid, pid)]
+        recorded = (_mdf_meta(self.graph).get("onnx") or {}).get("outputs")
+        if isinstance(recorded, dict) and recorded:  # an ONNX import: the ONNX graph's output order
+            rank = {k: i for i, k in enumerate(recorded)}
+            outputs = dict(sorted(outputs.items(), key=lambda kv: rank.get(kv[0], len(rank))))
         meta = {"model": self.model_id, "graph": self.gid,
                 "nodes": {n: _mdf_meta(d) for n, d in self.nodes.items() if _mdf_meta(d)},
                 "graph_metadata": _mdf_meta(self.graph), "order": order,

@@ -135,7 +135,8 @@ def transpose(n: NodeImport) -> Emitted:
     perm = [int(p) for p in (n.attr("perm") or list(range(r))[::-1])]
     if n.batch_axis:
         if perm[0] != 0:
-            raise n.fail(f"perm {perm} moves the batch axis (axis 0)")
+            raise n.fail(f"perm {perm} moves the batch axis (axis 0); import with batch_axis=False (CLI: mdfbridge "
+                         "convert --no-batch-axis) to treat each ONNX tensor as one trial")
         perm = [p - 1 for p in perm[1:]]
     return n.call("onnx::Transpose", {"data": x, "perm": perm})
 
@@ -171,8 +172,8 @@ def recurrent(function: str, outputs: "tuple[str, ...]") -> Handler:
     def handle(n: NodeImport) -> Emitted:
         if n.batch_axis:
             raise n.fail("X is (seq_length, batch_size, input_size): the recurrence runs along axis 0, which "
-                         "batch_axis=True reads as the trial axis; import with batch_axis=False (each ONNX tensor "
-                         "one trial)")
+                         "batch_axis=True reads as the trial axis; import with batch_axis=False (CLI: mdfbridge "
+                         "convert --no-batch-axis; each ONNX tensor one trial)")
         args: Dict[str, Any] = {"X": n.dynamic(0, "X")}
         for i, name in enumerate(names[1:], 1):
             t = n.input(i)
