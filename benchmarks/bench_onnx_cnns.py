@@ -74,10 +74,10 @@ def row(name: str) -> str:
     trial = {pin: x[None].astype(np.float64)}
     diffs = [float(np.abs(run_with_backend(prog, trial, backend)[out][0] - want).max())
              for backend in ("numpy", "torch")]
-    back = program_to_onnx(prog)
+    back = program_to_onnx(prog)  # the original's interface: its input name and shapes
     (again,) = ort.InferenceSession(back.SerializeToString(), opts, providers=["CPUExecutionProvider"]).run(
-        None, {pin: x[None]})[:1]
-    diffs.append(float(np.abs(again[0] - want).max()))
+        None, {inp.name: x})[:1]
+    diffs.append(float(np.abs(again - want).max()))
     return (f"{name[6:-5]:<14} import {imported:5.1f} s, all {time.perf_counter() - start:5.1f} s; logits max "
             f"{np.abs(want).max():8.3g}; max diff vs onnxruntime: numpy {diffs[0]:.1e}, torch {diffs[1]:.1e}, "
             f"re-export {diffs[2]:.1e}")

@@ -256,10 +256,10 @@ def test_failed_conversion_keeps_the_refusal_and_adds_the_reason_in_one_line(mon
 
 def test_every_unsupported_op_is_listed_with_counts_in_one_line():
     vi = helper.make_tensor_value_info
-    nodes = [helper.make_node("LRN", ["x"], ["a"], name="lrn1", size=3), helper.make_node("Relu", ["a"], ["b"]),
-             helper.make_node("LRN", ["b"], ["c"], name="lrn2", size=3),
+    nodes = [helper.make_node("LpNormalization", ["x"], ["a"], name="lrn1"), helper.make_node("Relu", ["a"], ["b"]),
+             helper.make_node("LpNormalization", ["b"], ["c"], name="lrn2"),
              helper.make_node("Hardmax", ["c"], ["d"], name="hardmax"),
-             helper.make_node("LRN", ["d"], ["e"], name="lrn3", size=3),
+             helper.make_node("LpNormalization", ["d"], ["e"], name="lrn3"),
              helper.make_node("Clip", ["e"], ["y"], name="clip", min=0.0, max=1.0)]
     model = model_of(nodes, [vi("x", TensorProto.FLOAT, ["N", 3, 4, 4])], [vi("y", TensorProto.FLOAT, ["N", 3, 4, 4])],
                      opset=6, ir_version=4)
@@ -267,8 +267,8 @@ def test_every_unsupported_op_is_listed_with_counts_in_one_line():
         onnx_to_mdf(model)
     msg = str(ei.value)
     assert "\n" not in msg and msg.startswith("<model>: ONNX node 'lrn1': ")
-    assert "unsupported ONNX ops (opset 6): LRN x3, Hardmax x1; " in msg
-    assert "Clip is imported from opset 11 (this model: opset 6)" in msg  # (no conversion: LRN would still fail)
+    assert "unsupported ONNX ops (opset 6): LpNormalization x3, Hardmax x1; " in msg
+    assert "Clip is imported from opset 11 (this model: opset 6)" in msg  # (no conversion: the others would fail)
 
 
 def test_probe_failure_names_the_node_without_the_evaluators_text():

@@ -699,7 +699,9 @@ def test_batch_axis_false_imports_reexport_like_onnxruntime(op_type, x_shape, at
     for backend in ("numpy", "torch"):
         got = run_with_backend(prog, {"x": x.astype(np.float64)}, backend)["y"]
         np.testing.assert_allclose(got, want, rtol=0, atol=TOL, err_msg=backend)
-    (again,) = _session(program_to_onnx(prog)).run(None, {"x": x})
+    one = _session(program_to_onnx(prog))  # (the original's interface: one trial's shapes)
+    np.testing.assert_allclose(np.stack([one.run(None, {"x": t})[0] for t in x]), want, rtol=0, atol=TOL)
+    (again,) = _session(program_to_onnx(prog, batch_axis=True)).run(None, {"x": x})  # trials folded into N
     np.testing.assert_allclose(again, want, rtol=0, atol=TOL)
 
 
@@ -729,5 +731,5 @@ def test_onnx_model_zoo_cnns_match_onnxruntime(name):
     for backend in ("numpy", "torch"):
         got = run_with_backend(prog, {pin: x[None].astype(np.float64)}, backend)[out][0]
         assert np.abs(got - want).max() <= 1e-5 * scale, backend
-    (again,) = _session(program_to_onnx(prog)).run(None, {pin: x[None]})
-    assert np.abs(again[0] - want).max() <= 1e-5 * scale
+    (again,) = _session(program_to_onnx(prog)).run(None, {inp.name: x})  # (the original's interface)
+    assert np.abs(again - want).max() <= 1e-5 * scale
