@@ -87,7 +87,8 @@ def all_graphs(graph: GraphProto) -> Iterator[GraphProto]:
         g = stack.pop()
         yield g
         for node in g.node:
-            stack.extend(subgraphs(node))
+            if node.attribute:  # (no attribute, no subgraph: the common node costs one test)
+                stack.extend(subgraphs(node))
 
 
 def subgraph_nodes(graph: GraphProto) -> List[Tuple[NodeProto, int]]:
@@ -109,7 +110,7 @@ def all_tensors(model: onnx.ModelProto) -> Iterator[Tuple[TensorProto, str]]:
         for s in g.sparse_initializer:
             yield s.values, f"sparse initializer '{s.values.name}'"
         for node in g.node:
-            for att in node.attribute:
+            for att in node.attribute if node.attribute else ():
                 if att.type == AttributeProto.TENSOR:
                     yield att.t, f"attribute '{att.name}' of node '{node_label(node)}'"
                 elif att.type == AttributeProto.TENSORS:
