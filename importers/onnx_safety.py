@@ -247,12 +247,13 @@ def check_model(model: onnx.ModelProto, where: str = "<model>") -> None:
 
 
 def check_names(model: onnx.ModelProto, where: str = "<model>") -> None:
-    """Refuse a name that is not text: protobuf hands a string field holding invalid UTF-8 back as bytes.
-    model: the ModelProto; where: the file."""
+    """Refuse a name that is not text: protobuf hands a string field holding invalid UTF-8 back as bytes. The
+    names that become MDF ids or select an op are checked (a node's input and output names are only looked up:
+    one of bytes is a tensor no node computes, refused as such). model: the ModelProto; where: the file."""
     for graph in all_graphs(model.graph):
         named = itertools.chain(graph.input, graph.output, graph.initializer, graph.value_info)
-        names = itertools.chain([graph.name], (v.name for v in named),
-                                *((n.name, n.op_type, *n.input, *n.output) for n in graph.node))
+        names = itertools.chain([graph.name], (v.name for v in named), (n.name for n in graph.node),
+                                (n.op_type for n in graph.node))
         bad = next((n for n in names if type(n) is not str), None)
         if bad is not None:
             raise OnnxError(f"the name {bad[:40]!r} in graph '{graph.name!s}' is not valid UTF-8 text", where=where)
