@@ -137,13 +137,20 @@ def conv_torch(X: Any, W: Any, B: Any = None, **attrs: Any) -> Any:
     return y.reshape(lead + tuple(y.shape[1:]))
 
 
-def _conv_shape(a: Mapping[str, Any]) -> Tuple[int, ...]:
+def _output_shape(a: Mapping[str, Any], geometry: Any, defaults: Mapping[str, Any], attrs: Sequence[str],
+                  label: str) -> Tuple[int, ...]:
+    """The shape rule of Conv and ConvTranspose: `geometry` (conv_geometry, conv_transpose_geometry) on the
+    argument shapes, the bias checked against the output channels."""
     x, w = tuple(a["X"]), tuple(a["W"])
-    geo = conv_geometry(x, w, **{n: a.get(n, CONV_DEFAULTS[n]) for n in CONV_ATTRS})
+    geo = geometry(x, w, **{n: a.get(n, defaults[n]) for n in attrs})
     b = a.get("B")
     if isinstance(b, tuple) and tuple(b) != (geo.out_channels,):
-        raise ValueError(f"Conv bias B must have shape ({geo.out_channels},), got {tuple(b)}")
+        raise ValueError(f"{label} bias B must have shape ({geo.out_channels},), got {tuple(b)}")
     return x[:len(x) - (geo.k + 1)] + (geo.out_channels,) + geo.out_spatial
+
+
+def _conv_shape(a: Mapping[str, Any]) -> Tuple[int, ...]:
+    return _output_shape(a, conv_geometry, CONV_DEFAULTS, CONV_ATTRS, "Conv")
 
 
 # --------------------------------------------------------------------------- ONNX
@@ -360,12 +367,7 @@ def conv_transpose_torch(X: Any, W: Any, B: Any = None, **attrs: Any) -> Any:
 
 
 def _convt_shape(a: Mapping[str, Any]) -> Tuple[int, ...]:
-    x, w = tuple(a["X"]), tuple(a["W"])
-    geo = conv_transpose_geometry(x, w, **{n: a.get(n, CONVT_DEFAULTS[n]) for n in CONVT_ATTRS})
-    b = a.get("B")
-    if isinstance(b, tuple) and tuple(b) != (geo.out_channels,):
-        raise ValueError(f"ConvTranspose bias B must have shape ({geo.out_channels},), got {tuple(b)}")
-    return x[:len(x) - (geo.k + 1)] + (geo.out_channels,) + geo.out_spatial
+    return _output_shape(a, conv_transpose_geometry, CONVT_DEFAULTS, CONVT_ATTRS, "ConvTranspose")
 
 
 def export_conv_transpose(b: OnnxGraphBuilder, op: Op) -> Operand:
