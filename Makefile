@@ -28,10 +28,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check mdfbridge importers exporters tests benchmarks examples docs/tools
 	bash .ci/mypy.sh $(PY)
-	$(PY) -m pytest -q -n $(WORKERS) --dist loadgroup
+	$(PY) -m pytest -q -n $(WORKERS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -n $(WORKERS) --dist loadgroup -m "not slow"
+	$(PY) -m pytest -q -n $(WORKERS) -m "not slow"
 
 fuzz: $(STAMP)
 	MDFBRIDGE_FUZZ_EXAMPLES=$${MDFBRIDGE_FUZZ_EXAMPLES:-5000} $(PY) -m pytest -q -p no:cacheprovider tests/fuzz_targets.py

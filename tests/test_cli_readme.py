@@ -15,8 +15,6 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-pytestmark = pytest.mark.xdist_group("repository_tree")  # (see tests/test_examples.py)
-
 # stages: the commands of a stage need only what earlier stages wrote, so a stage's commands run concurrently
 README_CLI = [
     ["mdfbridge --version",

@@ -11,10 +11,7 @@ import subprocess
 import sys
 from typing import List, Tuple
 
-import pytest
 from conftest import REPO
-
-pytestmark = pytest.mark.xdist_group("repository_tree")  # (see tests/test_examples.py)
 
 README = REPO / "README.md"
 EXCERPT = re.compile(r"#\s*excerpt of\s+(\S+)\s*$")
