@@ -176,6 +176,7 @@ class OnnxImporter:
         self.ids = _Names()
         self.edge_ids = _Names()
         self.learnable_users: Dict[str, List[str]] = {}
+        self.dead_ends = False  # an imported node whose outputs nothing reads (prune() then finds what is dead)
         self.source_opset: Optional[int] = None  # the file's opset, when onnx.version_converter changed it
 
     def float_type(self) -> str:
@@ -427,6 +428,8 @@ class OnnxImporter:
                                        where=f"ONNX node '{node.name}'")
         out_shapes = [self.per_trial(o, runs) if o else None for o in node_outputs]
         used = [bool(o) and (used_by.get(o, 0) > 0 or o in outputs) for o in node_outputs]
+        if not any(used):
+            self.dead_ends = True
         ni = NodeImport(node, self.opset, self.batch_axis, ins, out_shapes, used)
         for o, s, u in zip(node_outputs, out_shapes, used):  # (outputs nothing reads do not matter)
             if o and u and s is None and o in runs[0]:
@@ -512,8 +515,10 @@ class OnnxImporter:
                 self.learnable_users.setdefault(v.name, []).append(nid)
             elif run_stat:
                 running.append(pid)
-        meta: Dict[str, Any] = {"role": "onnx", "onnx": {"op_type": node.op_type, "name": node.name,
-                                                         "opset": self.opset}}
+        # the ONNX op (its opset is the graph's) and the ONNX node's name where the MDF id is not it
+        meta: Dict[str, Any] = {"role": "onnx", "onnx_op": node.op_type}
+        if node.name != nid:
+            meta["onnx_name"] = node.name
         if learnable:
             meta["learnable_parameters"] = learnable
         if running:
@@ -562,6 +567,9 @@ class OnnxImporter:
 
     def prune(self) -> None:
         """Drop MDF nodes that no graph output depends on (dead ONNX nodes, unused inputs stay)."""
+        if not self.dead_ends:  # every imported node's output is read or is a graph output: in a DAG, all are live
+            self.warn_shared_weights(set(self.nodes))
+            return
         keep = {nid for nid, n in self.nodes.items() if n["metadata"]["mdfbridge"]["role"] in ("output", "input")}
         incoming: Dict[str, List[str]] = {}
         for e in self.edges.values():
@@ -577,6 +585,10 @@ class OnnxImporter:
             log.info("ONNX import: dropping %d node(s) no output depends on: %s", len(dead), ", ".join(dead))
             self.nodes = {k: v for k, v in self.nodes.items() if k in keep}
             self.edges = {k: e for k, e in self.edges.items() if e["sender"] in keep and e["receiver"] in keep}
+        self.warn_shared_weights(keep)
+
+    def warn_shared_weights(self, keep: Set[str]) -> None:
+        """Warn about each initializer that several kept nodes learn (each gets its own copy)."""
         for name, users in self.learnable_users.items():
             users = [u for u in users if u in keep]
             if len(users) > 1:

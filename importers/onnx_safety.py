@@ -417,9 +417,12 @@ class GuardedRunner:
                  where: str) -> None:
         self.model, self.const_outputs, self.inits, self.where = model, const_outputs, inits, where
         self.nodes = list(model.graph.node)
+        # each node's input and output names, read from the protobuf once for all the probe runs
+        self.ins = [list(n.input) for n in self.nodes]
+        self.outs = [list(n.output) for n in self.nodes]
         self.fast = [_fast(n) for n in self.nodes]
-        self.limit = ["max_fold_elements" if any(o in const_outputs for o in n.output if o) else "max_elements"
-                      for n in self.nodes]
+        self.limit = ["max_fold_elements" if any(o in const_outputs for o in outs if o) else "max_elements"
+                      for outs in self.outs]
         slow = [i for i, f in enumerate(self.fast) if f is None]
         self.rt: Dict[int, Any] = dict(zip(slow, self._evaluate([self.nodes[i] for i in slow]))) if slow else {}
 
@@ -441,7 +444,7 @@ class GuardedRunner:
         results.update(feeds)
         for i, node in enumerate(self.nodes):
             try:
-                args = [results[n] for n in node.input]
+                args = [results[n] for n in self.ins[i]]
             except KeyError as exc:
                 raise RuntimeError(f"input {exc} of node '{node_label(node)}' is neither a graph input, an "
                                    "initializer nor computed before it") from None
@@ -457,7 +460,7 @@ class GuardedRunner:
                 raise
             except Exception as exc:  # noqa: BLE001 - numpy's and the reference evaluator's errors: one line
                 raise ProbeNodeError(node_label(node), node.op_type, root_reason(exc)) from exc
-            for name, value in zip(node.output, out):
+            for name, value in zip(self.outs[i], out):
                 if name:
                     results[name] = value
         return results

@@ -785,7 +785,8 @@ def _is_plain(value: Any, seen: _Seen) -> bool:
     if t is dict:
         seen.objects += 1
         for key, item in value.items():
-            if type(key) is not str or bad_text(key):
+            # (bad_text inlined: ASCII text without NUL needs no regex)
+            if type(key) is not str or "\x00" in key or (not key.isascii() and bad_text(key)):
                 return False
             if key == "notes":
                 seen.notes = True
@@ -794,7 +795,7 @@ def _is_plain(value: Any, seen: _Seen) -> bool:
                 if not _is_plain(item, seen):
                     return False
             elif ti is str:
-                if bad_text(item):
+                if "\x00" in item or (not item.isascii() and bad_text(item)):
                     return False
             elif ti is float:
                 if not math.isfinite(item):

@@ -21,6 +21,11 @@ _ANNOTATIONS = frozenset({"$comment", "$id", "$schema", "$defs", "title", "descr
                           "examples"})
 
 
+# property names checked once and remembered, per object schema (ids: a 100,000-node graph repeats its node and
+# edge ids in edges and conditions; the bound keeps a long-lived process's memory in check, about 30 MB)
+_NAME_CACHE = 1 << 18
+
+
 class _Unsupported(Exception):
     """A keyword or reference the compiler does not handle."""
 
@@ -134,7 +139,7 @@ class _Compiler:
                     ok = seen_names.get(k) if isinstance(k, str) else None
                     if ok is None:
                         ok = name(k)
-                        if isinstance(k, str) and len(seen_names) < 4096:
+                        if isinstance(k, str) and len(seen_names) < _NAME_CACHE:
                             seen_names[k] = ok
                     if not ok:
                         return False

@@ -34,7 +34,8 @@ _OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZ
 
 
 def _one_line(m: "re.Match[bytes]") -> bytes:
-    return b"[" + _LINE_BREAK.sub(b"", m.group(1)) + b"]"
+    numbers = m.group(1)
+    return b"[" + (_LINE_BREAK.sub(b"", numbers) if b"\n" in numbers else numbers) + b"]"  # (a shape: one number)
 
 
 def _exact(value: Any) -> Any:
