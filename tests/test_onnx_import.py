@@ -326,3 +326,22 @@ def test_registry_is_versioned_one_entry_per_op():
     assert core <= set(supported_onnx_ops())
     assert {(e.since, e.until) for e in onnx_imports()["ReduceMean"]} == {(1, 17), (18, None)}
     assert find_import("Gemm", 6) is None and find_import("Gemm", 13) is not None
+
+
+def test_nodes_no_output_depends_on_are_dropped():
+    """A dead branch (a chain whose end nothing reads) is dropped whole; the live nodes are kept, with the
+    result onnxruntime gives."""
+    vi = onnx.helper.make_tensor_value_info
+    nodes = [onnx.helper.make_node("Relu", ["x"], ["a"], name="live"),
+             onnx.helper.make_node("Neg", ["x"], ["d1"], name="dead1"),
+             onnx.helper.make_node("Abs", ["d1"], ["d2"], name="dead2"),
+             onnx.helper.make_node("Neg", ["a"], ["y"], name="out")]
+    graph = onnx.helper.make_graph(nodes, "g", [vi("x", onnx.TensorProto.FLOAT, ["N", 3])],
+                                   [vi("y", onnx.TensorProto.FLOAT, ["N", 3])])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    doc = onnx_to_mdf(model)
+    names = set(next(iter(next(iter(doc.values()))["graphs"].values()))["nodes"])
+    assert {"live", "out"} <= names and not {"dead1", "dead2"} & names
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    np.testing.assert_allclose(run_program(lower(doc), {"x": x})["y"], -np.maximum(x, 0), rtol=0, atol=1e-12)
