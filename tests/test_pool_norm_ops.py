@@ -168,6 +168,19 @@ def _torch_onnx(module: Any, x: Any, opset: int = 17, fold: bool = True) -> Any:
     return onnx.load_from_string(f.getvalue())
 
 
+def _imports_like_torch(module: Any, x: Any) -> Any:
+    """torch.onnx.export of `module` on x's first two trials, imported: (the Program, the module's output on all of
+    x), the Program on the numpy and torch backends checked against that output."""
+    model = _torch_onnx(module, x[:2])
+    prog = mdfbridge.lower(onnx_to_mdf(model))
+    with torch.no_grad():
+        want = module(x).numpy()
+    for backend in ("numpy", "torch"):
+        got = run_with_backend(prog, {"x": x.double().numpy()}, backend)["y"]
+        np.testing.assert_allclose(got, want, rtol=0, atol=TOL, err_msg=backend)
+    return prog, want
+
+
 @pytest.mark.parametrize("module,shape", [
     (nn.MaxPool2d(3, stride=2, padding=1), (3, 9, 8)),
     (nn.MaxPool2d((2, 3), stride=(2, 1), dilation=(2, 1), ceil_mode=True), (2, 9, 9)),
@@ -181,13 +194,7 @@ def _torch_onnx(module: Any, x: Any, opset: int = 17, fold: bool = True) -> Any:
 ])
 def test_torch_pooling_modules_exported_by_torch_import_like_torch(module, shape):
     x = torch.randn((4,) + shape)
-    model = _torch_onnx(module.eval(), x[:2])
-    prog = mdfbridge.lower(onnx_to_mdf(model))
-    with torch.no_grad():
-        want = module(x).numpy()
-    for backend in ("numpy", "torch"):
-        got = run_with_backend(prog, {"x": x.double().numpy()}, backend)["y"]
-        np.testing.assert_allclose(got, want, rtol=0, atol=TOL, err_msg=backend)
+    _imports_like_torch(module.eval(), x)
 
 
 def test_pool_torch_implementations_give_autograd_gradients_like_torch():
@@ -270,13 +277,7 @@ def _trained_bn(module: Any) -> Any:
 def test_torch_batch_norm_modules_exported_by_torch_import_like_torch(module, shape):
     module = _trained_bn(module)
     x = torch.randn((5,) + shape)
-    model = _torch_onnx(module, x[:2])
-    prog = mdfbridge.lower(onnx_to_mdf(model))
-    with torch.no_grad():
-        want = module(x).numpy()
-    for backend in ("numpy", "torch"):
-        got = run_with_backend(prog, {"x": x.double().numpy()}, backend)["y"]
-        np.testing.assert_allclose(got, want, rtol=0, atol=TOL, err_msg=backend)
+    prog, want = _imports_like_torch(module, x)
     (again,) = _session(program_to_onnx(prog)).run(None, {"x": x.numpy()})
     np.testing.assert_allclose(again, want, rtol=0, atol=TOL)
 
@@ -464,13 +465,7 @@ def test_torch_norm_and_pad_modules_exported_by_torch_import_like_torch(module, 
         for p in module.parameters():
             p.normal_()
     x = torch.randn((4,) + shape)
-    model = _torch_onnx(module.eval(), x[:2])
-    prog = mdfbridge.lower(onnx_to_mdf(model))
-    with torch.no_grad():
-        want = module(x).numpy()
-    for backend in ("numpy", "torch"):
-        got = run_with_backend(prog, {"x": x.double().numpy()}, backend)["y"]
-        np.testing.assert_allclose(got, want, rtol=0, atol=TOL, err_msg=backend)
+    prog, _ = _imports_like_torch(module.eval(), x)
     assert len(prog.learnable_params()) >= sum(1 for _ in module.parameters())
 
 
@@ -505,13 +500,7 @@ def test_conv_transpose_imports_and_exports_like_onnxruntime(x_shape, w_shape, a
 ])
 def test_torch_conv_transpose_modules_exported_by_torch_import_like_torch(module, shape):
     x = torch.randn((4,) + shape)
-    model = _torch_onnx(module.eval(), x[:2])
-    prog = mdfbridge.lower(onnx_to_mdf(model))
-    with torch.no_grad():
-        want = module(x).numpy()
-    for backend in ("numpy", "torch"):
-        got = run_with_backend(prog, {"x": x.double().numpy()}, backend)["y"]
-        np.testing.assert_allclose(got, want, rtol=0, atol=TOL, err_msg=backend)
+    _imports_like_torch(module.eval(), x)
 
 
 def test_conv_transpose_torch_form_trains_like_torch_autograd():

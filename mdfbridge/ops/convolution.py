@@ -21,7 +21,7 @@ from .base import Alias, OnnxImport, OpDef, only_x, register, torch_module
 
 if TYPE_CHECKING:
     from ..exporters.onnx_graph import OnnxGraphBuilder, Operand
-    from ..importers.onnx_node import Emitted, NodeImport
+    from ..importers.onnx_node import Emitted, NodeImport, Tensor
     from ..program import Op
 
 CONV_ATTRS = ("strides", "pads", "dilations", "group", "kernel_shape")
@@ -218,8 +218,9 @@ def _auto_pads(n: NodeImport, spatial: Sequence[int], kernel: Sequence[int], str
     return tuple(small + big) if mode == "SAME_UPPER" else tuple(big + small)
 
 
-def import_conv(n: NodeImport) -> Emitted:
-    """ONNX Conv with constant weights W (and bias B): learnable; auto_pad turned into explicit pads."""
+def _conv_operands(n: NodeImport, what: str) -> Tuple[Tensor, Tensor, Optional[Tensor], int]:
+    """(X, constant W, constant B or None, spatial rank) of an ONNX Conv or ConvTranspose node (`what` names it in
+    the error for an X of the wrong rank)."""
     x = n.dynamic(0, "X")
     w = n.input(1)
     if w is None or w.kind != "const" or w.value is None:
@@ -229,7 +230,27 @@ def import_conv(n: NodeImport) -> Emitted:
         raise n.fail("B must be a constant (the bias)")
     k = w.rank - 2
     if n.full_rank(x) != k + 2:
-        raise n.fail(f"X of rank {n.full_rank(x)} for a {k}-D convolution (rank {k + 2} expected)")
+        raise n.fail(f"X of rank {n.full_rank(x)} for a {k}-D {what} (rank {k + 2} expected)")
+    return x, w, bias, k
+
+
+def _checked_call(n: NodeImport, function: str, shape_rule: Any, args: Dict[str, Any],
+                  bias: Optional[Tensor]) -> Emitted:
+    """The call of `function` on args (with the bias B when there is one), its shape rule checked first; W and B
+    learnable."""
+    if bias is not None:
+        args["B"] = bias
+    try:
+        shape_rule({**args, "X": tuple(args["X"].shape), "W": tuple(args["W"].shape),
+                    "B": tuple(bias.shape) if bias is not None else None})
+    except ValueError as exc:
+        raise n.fail(str(exc)) from None
+    return n.call(function, args, [a for a in ("W", "B") if a in args])
+
+
+def import_conv(n: NodeImport) -> Emitted:
+    """ONNX Conv with constant weights W (and bias B): learnable; auto_pad turned into explicit pads."""
+    x, w, bias, k = _conv_operands(n, "convolution")
     strides = [int(v) for v in (n.attr("strides") or [1] * k)]
     dilations = [int(v) for v in (n.attr("dilations") or [1] * k)]
     pads = _auto_pads(n, x.shape[-k:], w.shape[2:], strides, dilations)
@@ -239,14 +260,7 @@ def import_conv(n: NodeImport) -> Emitted:
                             "group": int(n.attr("group", 1))}
     if n.attr("kernel_shape") is not None:
         args["kernel_shape"] = [int(v) for v in n.attr("kernel_shape")]
-    if bias is not None:
-        args["B"] = bias
-    try:
-        _conv_shape({**args, "X": tuple(x.shape), "W": tuple(w.shape),
-                     "B": tuple(bias.shape) if bias is not None else None})
-    except ValueError as exc:
-        raise n.fail(str(exc)) from None
-    return n.call("onnx::Conv", args, [a for a in ("W", "B") if a in args])
+    return _checked_call(n, "onnx::Conv", _conv_shape, args, bias)
 
 
 register(OpDef("Conv", ("X", "W", "B"), conv_numpy, conv_torch, defaults=CONV_DEFAULTS, attrs=CONV_ATTRS,
@@ -443,29 +457,13 @@ def probe_conv_transpose(attrs: Mapping[str, Any], args: Sequence[Any]) -> np.nd
 def import_conv_transpose(n: NodeImport) -> Emitted:
     """ONNX ConvTranspose with constant weights W (and bias B): learnable; output_shape and auto_pad turned into
     explicit pads (onnx_conv_transpose_args)."""
-    x = n.dynamic(0, "X")
-    w = n.input(1)
-    if w is None or w.kind != "const" or w.value is None:
-        raise n.fail("W must be a constant (the weights)")
-    bias = n.input(2)
-    if bias is not None and bias.kind != "const":
-        raise n.fail("B must be a constant (the bias)")
-    k = w.rank - 2
-    if n.full_rank(x) != k + 2:
-        raise n.fail(f"X of rank {n.full_rank(x)} for a {k}-D transposed convolution (rank {k + 2} expected)")
+    x, w, bias, k = _conv_operands(n, "transposed convolution")
     try:
         attrs = onnx_conv_transpose_args(n.attr, x.shape[-k:], w.shape[2:])
     except ValueError as exc:
         raise n.fail(str(exc)) from None
     args: Dict[str, Any] = {"X": x, "W": w, **attrs}
-    if bias is not None:
-        args["B"] = bias
-    try:
-        _convt_shape({**args, "X": tuple(x.shape), "W": tuple(w.shape),
-                      "B": tuple(bias.shape) if bias is not None else None})
-    except ValueError as exc:
-        raise n.fail(str(exc)) from None
-    return n.call("onnx::ConvTranspose", args, [a for a in ("W", "B") if a in args])
+    return _checked_call(n, "onnx::ConvTranspose", _convt_shape, args, bias)
 
 
 register(OpDef("ConvTranspose", ("X", "W", "B"), conv_transpose_numpy, conv_transpose_torch, defaults=CONVT_DEFAULTS,
