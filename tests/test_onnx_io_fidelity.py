@@ -171,6 +171,39 @@ def test_float16_interface_is_kept(tmp_path):
         np.testing.assert_allclose(got[k].astype(float), want[k].astype(float), rtol=2e-3, atol=4e-3)
 
 
+@pytest.mark.parametrize("elem", [TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE])
+@pytest.mark.parametrize("weights", ["random", "fixed"])
+def test_arrays_keep_weights_in_their_dtype(elem, weights, tmp_path):
+    """onnx_to_mdf(arrays=True) (what `convert` uses): float32/float64 weights stay arrays of the ONNX dtype, JSON
+    holds each in that dtype's shortest form (float32 0.1 as 0.1; float16 stays an exact float64 list), and the
+    file re-exports to bitwise the same initializer, with the numbers of arrays=False's plain lists."""
+    w = (np.random.default_rng(7).normal(size=(3, 4)) if weights == "random" else FIXED_W).astype(NP[elem])
+    w.flat[0] = 0.1  # (float32's 0.1 is 0.10000000149011612 as a float64)
+    original = three_outputs(elem, w)
+    as_arrays, as_lists = onnx_to_mdf(original, arrays=True), onnx_to_mdf(original)
+    stored = as_arrays["g_model"]["graphs"]["g"]["nodes"]["mm"]["parameters"]["w"]["value"]
+    assert (isinstance(stored, np.ndarray) and stored.dtype == w.dtype) if elem != TensorProto.FLOAT16 else (
+        isinstance(stored, list))
+    assert isinstance(as_lists["g_model"]["graphs"]["g"]["nodes"]["mm"]["parameters"]["w"]["value"], list)
+    mdfbridge.save_mdf(as_arrays, tmp_path / "a.json")
+    mdfbridge.save_mdf(as_lists, tmp_path / "l.json")
+    text = (tmp_path / "a.json").read_text()
+    first = {TensorProto.FLOAT: "[0.1,", TensorProto.FLOAT16: "[0.0999755859375,", TensorProto.DOUBLE: "[0.1,"}[elem]
+    assert first in text and ("0.10000000149011612" in (tmp_path / "l.json").read_text()) == (
+        elem == TensorProto.FLOAT)
+    if elem == TensorProto.FLOAT:
+        assert (tmp_path / "a.json").stat().st_size < (tmp_path / "l.json").stat().st_size
+    feeds = {"1": np.random.default_rng(8).normal(size=(5, 3)).astype(NP[elem]), "0": np.ones((5, 2), NP[elem])}
+    want = ort_run(original, feeds)
+    for name in ("a.json", "l.json"):
+        again = program_to_onnx(mdfbridge.load_program(tmp_path / name))
+        (init,) = [i for i in again.graph.initializer if i.data_type == elem]
+        np.testing.assert_array_equal(numpy_helper.to_array(init), w)  # (bitwise: shortest forms round-trip)
+        got = ort_run(again, feeds)
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k])
+
+
 # --------------------------------------------------------------------------- old opsets
 
 def conv_bn_gemm(opset, rng):
