@@ -125,14 +125,15 @@ class MissingOpsError(UnsupportedError):
         self.convertible = convertible
 
 
-def _stored(raw: Any, value: np.ndarray) -> Any:
-    """A parameter's value as the document holds it: a float32/float64 tensor of 1 or more dimensions as a C-order
-    array of its own dtype (JSON writes each number in that dtype's shortest form, e.g. float32 0.1 as 0.1, and no
-    list of Python floats is built), else `value` (float64) as a list or number (float16 too: json_text writes a
-    float16 array in float32's form, which would not read back as the float16 numbers the exporter keeps)."""
-    if isinstance(raw, np.ndarray) and raw.ndim and raw.dtype in _STORED_DTYPES:
+def _stored(raw: np.ndarray, arrays: bool) -> Any:
+    """A parameter's value as the document holds it. With `arrays`, a float32/float64 tensor of 1 or more dimensions
+    stays a C-order array of its own dtype (JSON writes each number in that dtype's shortest form, e.g. float32 0.1
+    as 0.1, and no list of Python floats is built); anything else is widened to float64 and stored as a list
+    (float16 too: json_text writes a float16 array in float32's form, which would not read back as the float16
+    numbers the exporter keeps)."""
+    if arrays and raw.ndim and raw.dtype in _STORED_DTYPES:
         return np.ascontiguousarray(raw, dtype=raw.dtype.newbyteorder("="))
-    return value.tolist()
+    return raw.astype(float).tolist()
 
 
 _STORED_DTYPES = frozenset(np.dtype(t) for t in ("float32", "float64"))
@@ -507,22 +508,22 @@ class OnnxImporter:
             if v.kind != "const":
                 raise UnsupportedError(f"argument '{key}' is derived from tensor shapes",
                                        where=f"ONNX node '{node.name}'")
-            value = np.asarray(v.value, dtype=float)
+            raw = np.asarray(v.value)  # (no float64 copy unless a list or number is stored)
             learn = self.learnable and key in em.learnable
             run_stat = self.learnable and key in em.running
             if em.value is not None:
                 pid = key  # value expressions name their operands
-            elif value.ndim == 0 and not learn and not run_stat:
-                args[key] = float(value)
+            elif raw.ndim == 0 and not learn and not run_stat:
+                args[key] = float(raw)
                 continue
             else:
                 if local is None:
                     local = _Names()
                     local.used |= set(em.args) | {FUNCTION_ID, OUTPUT_PORT}
                 pid = local.make(v.name, key, "p")
-            params[pid] = {"value": _stored(v.value, value) if self.arrays else value.tolist()}
+            params[pid] = {"value": _stored(raw, self.arrays)}
             args[key] = pid
-            if v.value is not None and np.asarray(v.value).dtype == np.float16:
+            if raw.dtype == np.float16:
                 half.append(pid)
             if learn:
                 learnable.append(pid)
