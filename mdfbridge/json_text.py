@@ -94,12 +94,7 @@ def dumps(data: Any, *, finite: bool = False, array_heavy: bool = False) -> byte
 
 _NOT_KEY_BYTES = bytes(b for b in range(256) if b not in b'[]{}":')
 _QUOTED = re.compile(rb'"[^"]*"')
-# digits -> '0', '.' and exponent letters kept, all else ' ': a number literal whose integer part has 20 digits or
-# more is ' ' and 20 zeros (a fraction's digits follow a '.', an exponent's an 'e'; digits in a string may match
-# too, which only sends the text to the standard library)
-_NUMBER_CHARS = bytes(ord("0") if chr(b).isdigit() and b < 128 else b if b in b".eE" else ord(" ")
-                      for b in range(256))
-_LONG_INTEGER = b" " + b"0" * 20
+
 
 
 def _keys_and_depth(data: Any) -> Tuple[int, int]:
@@ -132,16 +127,22 @@ def loads(text: str, max_depth: int) -> Any:
     from .parse_limits import json_text_is_plain
 
     raw = text.encode("utf-8", "surrogatepass")
-    if not json_text_is_plain(raw) or _LONG_INTEGER in (b" " + raw).translate(_NUMBER_CHARS):
+    if not json_text_is_plain(raw, integer_digits=20):
         return None
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:  # NaN/Infinity literals, invalid JSON (the standard library says where)
         return None
-    # outside strings, a colon follows each key: fewer keys read than colons written means a duplicate key. (With
-    # the escaped backslashes and then the escaped quotes gone, every quote left opens or closes a string.)
-    structure = raw.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_KEY_BYTES)
     keys, depth = _keys_and_depth(data)
-    if depth > max_depth or _QUOTED.sub(b"", structure).count(b":") != keys:
+    if depth > max_depth:
         return None
+    # outside strings, a colon follows each key: fewer keys read than colons written means a duplicate key. When
+    # the whole text has no more colons than keys read, none is a duplicate ("::", as in the function name
+    # "onnx::Relu", is inside a string in valid JSON: its two are not counted); else the colons in strings are
+    # taken out: with the escaped backslashes and then the escaped quotes gone, every quote left opens or closes a
+    # string.
+    if raw.count(b":") - 2 * raw.count(b"::") != keys:
+        unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"") if b"\\" in raw else raw
+        if _QUOTED.sub(b"", unescaped.translate(None, _NOT_KEY_BYTES)).count(b":") != keys:
+            return None
     return data

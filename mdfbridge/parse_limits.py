@@ -164,9 +164,13 @@ def _check_numbers(text: str, where: str, max_digits: int) -> None:
 _STRUCT_BYTES = b'[]{}"\\'
 _NOT_STRUCT = bytes(b for b in range(256) if b not in _STRUCT_BYTES)
 _COMPACT_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
-# digits -> '0', e/E -> 'e', signs -> '+', everything else -> ' ' (to find long digit runs and big exponents)
-_NUMBER_MAP = bytes((ord("0") if chr(b).isdigit() and b < 128 else ord("e") if b in b"eE" else
-                     ord("+") if b in b"+-" else ord(" ")) for b in range(256))
+# digits -> '0', '.' kept, e/E -> 'e', everything else -> ' ': each number literal becomes runs of '0' (bytes.find
+# then looks for long digit runs, big exponents and long integer parts, in C)
+_NUMBER_MAP = bytes(ord("0") if chr(b).isdigit() and b < 128 else b if b == ord(".") else
+                    ord("e") if b in b"eE" else ord(" ") for b in range(256))
+# an exponent of 3 digits or more, signed or not, in _NUMBER_MAP's text (a regex: its search for the rare 'e' is
+# fast, where bytes.find of "e000" is slowed by the common last byte)
+_BIG_EXPONENT = re.compile(rb"e ?000")
 
 
 def _max_depth(raw: bytes) -> int:
@@ -194,7 +198,7 @@ def check_json_text(text: str, where: str) -> None:
         _scan_structure(text, where, lim.max_nesting_depth)
     if _suspect_escape(raw):
         _scan_structure(text, where, None)
-    if _suspect_number(raw, lim.max_number_digits):
+    if _suspect_number(raw.translate(_NUMBER_MAP), lim.max_number_digits):
         _check_numbers(text, where, lim.max_number_digits)
 
 
@@ -202,21 +206,33 @@ _SUSPECT_ESCAPE_BYTES = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")
 
 
 def _suspect_escape(raw: bytes) -> bool:
-    """Could the JSON text hold a \\u0000 or lone-surrogate escape? (Only a text with a \\u is searched.)"""
-    return b"\\u" in raw and _SUSPECT_ESCAPE_BYTES.search(raw) is not None
+    """Could the JSON text hold a \\u0000 or lone-surrogate escape? (Only a text with a backslash is searched.)"""
+    return b"\\" in raw and _SUSPECT_ESCAPE_BYTES.search(raw) is not None
 
 
-def _suspect_number(raw: bytes, max_digits: int) -> bool:
+def _suspect_number(numbers: bytes, max_digits: int) -> bool:
     """Could the JSON text hold a number literal of more than max_digits digits or of a 3-digit exponent (beyond
-    float64 maybe)? In C: digits mapped to '0' (a digit before the e: not an id such as "e1000" in a string)."""
-    numbers = raw.translate(_NUMBER_MAP)
-    return b"0" * (max_digits + 1) in numbers or b"0e000" in numbers or b"0e+000" in numbers
+    float64 maybe)? numbers: the text translated by _NUMBER_MAP (a literal of more than max_digits digits has a run
+    of more than max_digits // 2 on one side of its point; a digit run in a string may match too, which only sends
+    the text to the token scan)."""
+    return b"0" * (max_digits // 2 + 1) in numbers or _BIG_EXPONENT.search(numbers) is not None
 
 
-def json_text_is_plain(raw: bytes) -> bool:
+def json_text_is_plain(raw: bytes, integer_digits: Optional[int] = None) -> bool:
     """Does UTF-8 JSON text pass `check_json_text`'s refusals other than nesting depth, decided without a token
-    scan (no suspect escape or number literal)? The fast reader (json_text.loads) checks the depth it reads."""
-    return not _suspect_escape(raw) and not _suspect_number(raw, limits.current().max_number_digits)
+    scan (no suspect escape or number literal)? The fast reader (json_text.loads) checks the depth it reads.
+
+    raw: the text; integer_digits: also False where a number's integer part may have this many digits or more
+    (default None: not looked for)."""
+    if _suspect_escape(raw):
+        return False
+    numbers = raw.translate(_NUMBER_MAP)
+    if _suspect_number(numbers, limits.current().max_number_digits):
+        return False
+    if integer_digits is not None:
+        run = b"0" * integer_digits  # (after a space: not a fraction's or an exponent's digits)
+        return not numbers.startswith(run) and b" " + run not in numbers
+    return True
 
 
 def _scan_structure(text: str, where: str, max_depth: Optional[int]) -> None:

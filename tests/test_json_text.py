@@ -85,7 +85,10 @@ def test_any_document_reads_back(doc):
 
 
 @pytest.mark.parametrize("text", ['{"a": 1, "a": 2}', '{"a": {"b": 1, "c": {"b": 2, "b": 3}}}', "[NaN]",
-                                  "[1, Infinity]", "[18446744073709551616]", '{"x": -123456789012345678901}'])
+                                  "[1, Infinity]", "[18446744073709551616]", '{"x": -123456789012345678901}',
+                                  # a duplicate beside the "::" of a function name (the colon count's shortcut)
+                                  '{"f": {"onnx::Relu": {"X": "x"}}, "f": 2}', '{"a::": 1, "a::": 1}',
+                                  '{"a": 1, "a": "::"}', '[12345678901234567890.5]'])
 def test_loads_leaves_to_the_standard_library_what_orjson_reads_otherwise(text):
     assert json_text.loads(text, 64) is None
 

@@ -70,6 +70,17 @@ def test_number_digits_at_the_limit_parse_and_past_it_are_refused_with_the_place
     assert str(err.value).startswith("f.json:2:7: number literal of")
 
 
+@pytest.mark.parametrize("split", [0.5, 0.25, 0.75])
+def test_digits_on_both_sides_of_the_point_count_as_one_literal(split):
+    # (neither side alone is past the limit: the fast reader's pre-check must still send it to the token scan)
+    n = limits.current().max_number_digits
+    left = int((n + 1) * split)
+    literal = "3" * left + "." + "3" * (n + 1 - left)
+    with pytest.raises(LimitError, match=f"number literal of {n + 1:,} digits"):
+        _parse_json("[" + literal + "]", "f.json")
+    assert _parse_json("[" + literal[:-1] + "]", "f.json") == [float(literal[:-1])]
+
+
 def test_4400_digit_integer_is_a_limit_error_not_pythons_valueerror():
     with pytest.raises(LimitError, match="4,400 digits"):
         _parse_json("[1" + "0" * 4399 + "]", "f.json")
