@@ -57,21 +57,43 @@ def timed(fn):  # type: ignore[no-untyped-def]
     return time.perf_counter() - t, out
 
 
+# the child reports its own peak: the kernel's VmHWM of the process after exec (ru_maxrss of a child also counts
+# the pages it shared with this process between fork and exec, which here hold the whole in-process document)
+_PEAK_REPORTING_CLI = """import sys
+from mdfbridge.cli import main
+try:
+    code = main(sys.argv[1:])
+finally:
+    with open('/proc/self/status') as status:
+        sys.stderr.write('\\nVmHWM ' + next(l for l in status if l.startswith('VmHWM')).split()[1] + '\\n')
+sys.exit(code)
+"""
+
+
 def cli(argv: List[str], pythonpath: Optional[str], timeout: float) -> Tuple[str, str]:
-    """(wall seconds, peak MiB) of `python -m mdfbridge.cli ARGV` (or why it did not finish)."""
+    """(wall seconds, peak MiB) of `python -m mdfbridge.cli ARGV` (or why it did not finish); the peak is the
+    child's own (/proc VmHWM; without /proc, the children's ru_maxrss, which may count pages shared at fork)."""
     env = {**os.environ, **({"PYTHONPATH": pythonpath} if pythonpath else {})}
+    proc_fs = os.path.exists("/proc/self/status")
+    command = [sys.executable, "-c", _PEAK_REPORTING_CLI] if proc_fs else [sys.executable, "-m", "mdfbridge.cli"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, "-m", "mdfbridge.cli", *argv], env=env, capture_output=True,
-                              text=True, timeout=timeout, cwd=tempfile.gettempdir())
+        proc = subprocess.run([*command, *argv], env=env, capture_output=True, text=True, timeout=timeout,
+                              cwd=tempfile.gettempdir())
     except subprocess.TimeoutExpired:
         return f"> {timeout:.0f} (killed)", "-"
     wall = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    if proc_fs and lines and lines[-1].startswith("VmHWM "):
+        peak_kib = int(lines.pop().split()[1])
+        peak = f"{peak_kib / 1024:.0f}"
+    else:
+        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        peak = f"{rss / 1024:.0f}" if rss > before else "<= earlier"
     if proc.returncode != 0:
-        return f"exit {proc.returncode}: {(proc.stderr.strip().splitlines() or [''])[-1][:60]}", "-"
-    return f"{wall:.1f}", (f"{peak / 1024:.0f}" if peak > before else "<= earlier")
+        return f"exit {proc.returncode}: {(lines or [''])[-1][:60]}", "-"
+    return f"{wall:.1f}", peak
 
 
 def main() -> int:
