@@ -168,9 +168,9 @@ _COMPACT_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
 # then looks for long digit runs, big exponents and long integer parts, in C)
 _NUMBER_MAP = bytes(ord("0") if chr(b).isdigit() and b < 128 else b if b == ord(".") else
                     ord("e") if b in b"eE" else ord(" ") for b in range(256))
-# an exponent of 3 digits or more, signed or not, in _NUMBER_MAP's text (a regex: its search for the rare 'e' is
-# fast, where bytes.find of "e000" is slowed by the common last byte)
-_BIG_EXPONENT = re.compile(rb"e ?000")
+# an 'e' and 3 digits or more, signed or not, in _NUMBER_MAP's text (a regex: its search for the rare 'e' is fast,
+# where bytes.find of "e000" is slowed by the common last byte)
+_E_AND_3_DIGITS = re.compile(rb"e ?000")
 
 
 def _max_depth(raw: bytes) -> int:
@@ -215,7 +215,12 @@ def _suspect_number(numbers: bytes, max_digits: int) -> bool:
     float64 maybe)? numbers: the text translated by _NUMBER_MAP (a literal of more than max_digits digits has a run
     of more than max_digits // 2 on one side of its point; a digit run in a string may match too, which only sends
     the text to the token scan)."""
-    return b"0" * (max_digits // 2 + 1) in numbers or _BIG_EXPONENT.search(numbers) is not None
+    if b"0" * (max_digits // 2 + 1) in numbers:
+        return True
+    for m in _E_AND_3_DIGITS.finditer(numbers):  # a digit or point before the 'e': an exponent, not an id ("e1000")
+        if m.start() and numbers[m.start() - 1] in b"0.":
+            return True
+    return False
 
 
 def json_text_is_plain(raw: bytes, integer_digits: Optional[int] = None) -> bool:

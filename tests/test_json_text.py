@@ -99,6 +99,15 @@ def test_loads_reads_what_the_standard_library_reads(text):
     assert json_text.loads(text, 64) == json.loads(text)
 
 
+@pytest.mark.parametrize("text, plain", [
+    ('{"e1000": [1, 2], "edge_e20000": 1, "x": 0.12345678901234567890}', True),  # ids and fractions: the fast path
+    ("[1e400]", False), ("[1.5E-308]", False), ("[2.0e+100]", False),  # 3-digit exponents: the token scan decides
+    ("[12345678901234567890]", False), ("[-12345678901234567890]", False), ("12345678901234567890", False)])
+def test_the_fast_readers_pre_check(text, plain):
+    from mdfbridge.parse_limits import json_text_is_plain
+    assert json_text_is_plain(text.encode(), integer_digits=20) is plain
+
+
 @settings(max_examples=200, deadline=None)
 @given(_docs)
 def test_loads_agrees_with_the_standard_library(doc):
