@@ -96,7 +96,6 @@ _NOT_KEY_BYTES = bytes(b for b in range(256) if b not in b'[]{}":')
 _QUOTED = re.compile(rb'"[^"]*"')
 
 
-
 def _keys_and_depth(data: Any) -> Tuple[int, int]:
     """(the number of object keys, the nesting depth of arrays and objects) of a parsed document (a walk over its
     containers; rows of numbers are not looked into)."""
