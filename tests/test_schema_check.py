@@ -9,10 +9,9 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
-
-import numpy as np
 
 from mdfbridge.document import _fast_check, _validator, validate_dict
 from mdfbridge.document_forms import clean_form, liberal_validator
