@@ -140,3 +140,25 @@ def test_arrays_are_written_in_their_dtype_shortest_form(tmp_path):
     assert params["v"]["value"] == [3.0, 1.0] and params["be"]["value"] == [1.5, 2.0]
     assert params["i"]["value"] == [0, 1, 2] and params["s"]["value"] == float(np.float32(0.1))
     assert math.isnan(params["z"]["value"][0]) and np.float32(params["z"]["value"][1]) == np.float32(0.1)
+
+
+_tricky_text = st.text(st.sampled_from(list('ab:[]{}"\\,\n\x7fé')), max_size=8)
+_tricky_docs = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2 ** 63), 2 ** 63 - 1), st.floats(allow_nan=False,
+              allow_infinity=False), _tricky_text),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_tricky_text, inner, max_size=4)),
+    max_leaves=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_tricky_docs)
+def test_key_count_and_depth_from_the_encoded_text_equal_the_walks(doc):
+    """The fast reader's duplicate-key and depth checks of a document of many small objects come from orjson's
+    compact text: the same figures as the walk over the parsed document, whatever its strings hold."""
+    assert json_text._keys_and_depth_encoded(doc) == json_text._keys_and_depth(doc)
+
+
+@pytest.mark.parametrize("text", ['{"a": 1, "a": 2}', '{"x\\"": {"b": 1, "b": [2]}}', '{"k": "a\\"}:", "k": 0}'])
+def test_a_duplicate_key_in_a_document_of_many_small_objects_goes_to_the_standard_library(text):
+    assert 200 * text.count(":") > len(text)  # (the encoded-text count decides)
+    assert json_text.loads(text, 64) is None
