@@ -70,6 +70,7 @@ class _NodeLowering:
         self.base: Location = lw.paths[nid]
         self.fn_args: Dict[str, Dict[str, Value]] = {}  # function id -> its arguments' values (first lowering)
         self.local_ids = frozenset(_local_ids(node))
+        self.learnable: Optional[Sequence[str]] = None  # the node's learnable parameters (lower_item reads them)
 
     # ---------------------------------------------------------------- helpers
     def tensor(self, local: str) -> str:
@@ -132,11 +133,13 @@ class _NodeLowering:
             ("parameter", pid, p) for pid, p in params.items() if pid not in stateful]
         pending += [("function", fid, f) for fid, f in functions.items()]
         self.lower_in_dependency_order(pending)
-        self.update_parameters(params, stateful)
+        if stateful:  # (without state, nothing changes in the second pass)
+            self.update_parameters(params, stateful)
         for oid, port in (self.node.get("output_ports") or {}).items():
             val = port.get("value", oid)
-            ref = self.value_of(val, self.tensor(oid), f"output port '{oid}'",
-                                self.base + ("output_ports", oid, "value"))
+            ref = (self.env[val] if type(val) is str and val in self.env else  # (a name: no strings built)
+                   self.value_of(val, self.tensor(oid), f"output port '{oid}'",
+                                 self.base + ("output_ports", oid, "value")))
             if not isinstance(ref, TensorRef):
                 ref = self.lw.emit_const(self.tensor(oid), ref, self.nid)
             self.lw.port_tensor[(self.nid, oid)] = ref.name
@@ -170,14 +173,16 @@ class _NodeLowering:
                                                     suffix=".updated", keep=keep)
                 changed.add(pid)
 
-    def names_in(self, text: str, where: str) -> frozenset:
-        """The names an expression reads: the text itself when it is one of the node's ids as a whole."""
+    def names_in(self, text: str, where: Union[str, Callable[[], str]]) -> frozenset:
+        """The names an expression reads: the text itself when it is one of the node's ids as a whole. where: the
+        place named in an error (or a function making it: built only then)."""
         if text in self.local_ids:
             return frozenset((text,))
         try:
             return expression_names(text)  # (from the parse cache, no copy for the place)
         except ExpressionError:  # the same error, naming the place
-            return parse_expression(text, where=f"{self.where} {where}").names
+            place = where if isinstance(where, str) else where()
+            return parse_expression(text, where=f"{self.where} {place}").names
 
     def lower_inputs(self) -> None:
         """Bind each input port to its incoming edges' values or to an external input."""
@@ -201,7 +206,7 @@ class _NodeLowering:
                     if isinstance(x, str) and attr and not x.isidentifier():
                         continue  # an attribute's text (an Einsum equation): static, no expression
                     if isinstance(x, str):
-                        names |= self.names_in(x, f"{kind} '{iid}' argument '{a}'")
+                        names |= self.names_in(x, lambda a=a: f"{kind} '{iid}' argument '{a}'")
             if isinstance(item.get("value"), str):
                 names |= self.names_in(item["value"], f"{kind} '{iid}'")
         return frozenset(names) - set(own), own
@@ -229,7 +234,9 @@ class _NodeLowering:
         loc = self.base + (("parameters" if kind == "parameter" else "functions"), iid)
         where = f"{kind} '{iid}'"
         if kind == "parameter" and item.get("function") is None:
-            learnable = iid in self.lw.learnable_params_of(self.nid, self.node)
+            if self.learnable is None:  # (once a node)
+                self.learnable = self.lw.learnable_params_of(self.nid, self.node)
+            learnable = iid in self.learnable
             self.env[iid] = self.value_of(item.get("value"), self.tensor(iid), where, loc + ("value",),
                                           learnable=learnable)
             rate = self.lw.param_learning_rate(self.node, iid)
@@ -247,7 +254,7 @@ class _NodeLowering:
         name, args, args_path = _split_function(fdef)
         out = self.tensor(fid) + suffix
         first = self.fn_args.setdefault(fid, {})
-        call = read_call(name, args, where=f"{self.where} {where}") if name is not None else None
+        call = read_call(name, args, where=lambda: f"{self.where} {where}") if name is not None else None
         if name is not None and call is None:
             raise UnknownFunctionError(name, node=self.nid, supported=supported_functions())
         op, renames = (call.op, call.renames) if call is not None else (None, {})
@@ -263,6 +270,11 @@ class _NodeLowering:
                 continue
             if written in keep and a in first:
                 arg_vals[a] = first[a]
+                continue
+            if type(v) is str and v in self.env:  # a name as a whole (value_of's first case, no strings built)
+                arg_vals[a] = self.env[v]
+                if not suffix:
+                    first[a] = arg_vals[a]
                 continue
             learnable = self.lw.inline_learnable(self.nid, op.name if op else None, a)
             arg_vals[a] = self.value_of(v, f"{out}.{a}", f"{where} argument '{written}'", loc + args_path_a,
@@ -436,7 +448,7 @@ class Lowering:
             rank = {k: i for i, k in enumerate(recorded)}
             outputs = dict(sorted(outputs.items(), key=lambda kv: rank.get(kv[0], len(rank))))
         meta = {"model": self.model_id, "graph": self.gid,
-                "nodes": {n: _mdf_meta(d) for n, d in self.nodes.items() if _mdf_meta(d)},
+                "nodes": {n: m for n, d in self.nodes.items() if (m := _mdf_meta(d))},
                 "graph_metadata": _mdf_meta(self.graph), "order": order,
                 "ports": {f"{n}.{p}": t for (n, p), t in self.port_tensor.items()},
                 "learning_settings": learning_settings(self.graph), "static_values": self.static_values}
@@ -469,14 +481,15 @@ class Lowering:
 
     def finite(self, v: Any, location: Optional[Location]) -> np.ndarray:
         """A numeric document value as a float array; NaN/infinity or non-numbers are refused where they stand."""
-        path = "$." + ".".join((self.model_id,) + tuple(location or ()))
+        def path() -> str:
+            return "$." + ".".join((self.model_id,) + tuple(location or ()))
         try:
             arr = np.asarray(float(v) if isinstance(v, bool) else v, dtype=float)
         except (TypeError, ValueError, OverflowError) as exc:
             raise SchemaError(f"expected numbers (or an expression string), got {str(v)[:60]!r}: {exc}",
-                              path=self.source, json_path=path) from None
-        if not np.all(np.isfinite(arr)):
-            raise SchemaError("NaN or infinite value in the document", path=self.source, json_path=path)
+                              path=self.source, json_path=path()) from None
+        if not np.isfinite(arr).all():
+            raise SchemaError("NaN or infinite value in the document", path=self.source, json_path=path())
         return arr
 
     # ---------------------------------------------------------------- emitters
@@ -671,10 +684,11 @@ class Lowering:
     def inline_learnable(self, nid: str, fn: Optional[str], arg: str) -> bool:
         """PsyNeuLink writes projections as `<proj>_dummy_node` running onnx::MatMul with B inline (learnable unless
         the node's metadata says `learnable: false`)."""
+        if not nid.endswith("_dummy_node"):
+            return False
         op = get_op(fn) if fn else None
         meta = self.nodes[nid].get("metadata") or {}
-        return (nid.endswith("_dummy_node") and op is not None and op.weight_arg == arg
-                and meta.get("learnable", True) is not False)
+        return op is not None and op.weight_arg == arg and meta.get("learnable", True) is not False
 
 
 def _local_ids(node: Mapping[str, Any]) -> List[str]:

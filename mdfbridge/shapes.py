@@ -63,7 +63,7 @@ def op_shape(op: Op, shapes: Dict[str, Tuple[int, ...]]) -> Tuple[int, ...]:
     if rule is None:
         raise ShapeError(f"op '{op.fn}' has no shape rule (an mdfbridge bug)", where=f"node '{op.node}'")
     try:
-        return tuple(int(d) for d in rule(args))
+        return tuple(map(int, rule(args)))
     except MdfBridgeError:
         raise
     except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError) as exc:

@@ -8,9 +8,12 @@ by canonical name; lowering canonicalises aliases once (`resolve`, `call_default
 """
 from __future__ import annotations
 
+import functools
+
 import inspect
+import types
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 if TYPE_CHECKING:  # the backends' types, for hints only (the registry imports no backend)
     from ..exporters.onnx_graph import OnnxGraphBuilder, Operand
@@ -176,9 +179,9 @@ class OpDef:
     fold: Optional[Tuple[str, float]] = None
     variants: Tuple[Variant, ...] = ()
 
-    @property
+    @functools.cached_property
     def all_args(self) -> Tuple[str, ...]:
-        """Positional arguments followed by attributes."""
+        """Positional arguments followed by attributes (computed once: lowering reads it for every call)."""
         return self.args + tuple(a for a in self.attrs if a not in self.args)
 
     def partial(self, arg: str) -> Optional[str]:
@@ -211,6 +214,7 @@ def register(op: OpDef) -> OpDef:
         _ALIAS_RECORDS[a.name] = a
     for n in op.expr_names:
         EXPRESSION_FUNCTIONS[n] = op
+    _read_call_names.cache_clear()  # (a name read before as unknown may be this op's)
     return op
 
 
@@ -235,14 +239,26 @@ class Call:
     defaults: Mapping[str, Any]
 
 
-def read_call(name: str, written: Mapping[str, Any], where: str = "") -> Optional[Call]:
+def read_call(name: str, written: Mapping[str, Any], where: Union[str, Callable[[], str]] = "") -> Optional[Call]:
     """The call of function `name` with arguments `written` (as in the document), or None for an unknown name:
     aliases resolved, a `Variant` of the op chosen by the written argument names, an alias's ignored arguments
     checked (`Alias.check` raises where they would change the result) and dropped.
 
     name: the function name as written (canonical, alias or `onnx::...`); written: the written arguments (argument
     name -> value; only the names choose the variant, the values go to `Alias.check`); where: the call's place in
-    the document, for `Alias.check`'s error message (default '': none given)."""
+    the document, for `Alias.check`'s error message, or a function making it (default '': none given)."""
+    call = _read_call_names(name, frozenset(written))
+    if call is not None:
+        alias = _ALIAS_RECORDS.get(name)
+        if alias is not None and alias.check is not None:
+            alias.check(written, where if isinstance(where, str) else where())
+    return call
+
+
+@functools.lru_cache(maxsize=4096)
+def _read_call_names(name: str, written: frozenset) -> Optional[Call]:
+    """read_call but for Alias.check, which reads the values: what the function name and the written argument
+    names decide (a document repeats the same few calls; `defaults` read-only)."""
     hit = resolve(name)
     if hit is None:
         return None
@@ -254,12 +270,8 @@ def read_call(name: str, written: Mapping[str, Any], where: str = "") -> Optiona
             op, renames, defaults = REGISTRY[v.op], {}, dict(REGISTRY[v.op].defaults)
             break
     alias = _ALIAS_RECORDS.get(name)
-    ignored: frozenset = frozenset()
-    if alias is not None:
-        if alias.check is not None:
-            alias.check(written, where)
-        ignored = frozenset(a for a in written if a in alias.ignores)
-    return Call(op, renames, ignored, defaults)
+    ignored = frozenset(a for a in written if a in alias.ignores) if alias is not None else frozenset()
+    return Call(op, renames, ignored, types.MappingProxyType(defaults))
 
 
 def call_defaults(name: str) -> Mapping[str, Any]:
