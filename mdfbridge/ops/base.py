@@ -9,7 +9,6 @@ by canonical name; lowering canonicalises aliases once (`resolve`, `call_default
 from __future__ import annotations
 
 import functools
-
 import inspect
 import types
 from dataclasses import dataclass, field
