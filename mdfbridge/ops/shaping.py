@@ -138,7 +138,30 @@ def _getitem_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Optional
     return {**attrs, "index": (slice(None),) + (index if isinstance(index, tuple) else (index,))}
 
 
-register(OpDef("Getitem", ("X", "index"), lambda X, index: X[index], lambda X, index: torchlib.tt(X)[index],
+def _t_getitem(X: Any, index: Any) -> Any:
+    """X[index] in torch, whose slices only step forward: an axis a negative-step slice reads is flipped, and read
+    by the forward slice of the same elements (x[::-1], x[3:0:-2])."""
+    x = torchlib.tt(X)
+    items = index if isinstance(index, tuple) else (index,)
+    if not any(isinstance(i, slice) and i.step is not None and i.step < 0 for i in items):
+        return x[index]
+    def width(i: Any) -> int:  # the axes of X an index item reads
+        return 0 if i is None or i is Ellipsis else int(np.ndim(i)) if np.asarray(i).dtype == bool else 1
+    axis, flips, forward = 0, [], []
+    for i in items:
+        if i is Ellipsis:
+            axis += x.dim() - sum(width(j) for j in items)
+        elif isinstance(i, slice) and i.step is not None and i.step < 0:
+            n = x.shape[axis]
+            r = range(n)[i]
+            flips.append(axis)
+            i = slice(n - 1 - r[0], n - r[-1], -i.step) if len(r) else slice(0, 0)
+        forward.append(i)
+        axis += width(i)
+    return torch_module().flip(x, flips)[tuple(forward) if isinstance(index, tuple) else forward[0]]
+
+
+register(OpDef("Getitem", ("X", "index"), lambda X, index: X[index], _t_getitem,
                attrs=("index",), batch_rule=_getitem_batched,
                description="X[index] (index: an int, a slice, or a tuple of them)",
                shape=lambda a: sr.view(a["X"])[a["index"]].shape, onnx_export=to_onnx_expr.getitem))
