@@ -1,7 +1,7 @@
-"""torch.nn.GRU / RNN (tanh, relu) / LSTM -> MDF (module_to_mdf): every output the module returns (the output
-sequence, h_n, and LSTM's c_n) equals torch's on the numpy reference and the torch backend, the ONNX export runs on
-onnxruntime, one SGD epoch through the torch backend changes the weights as torch autograd + SGD on the module
-does, and the trained weights load back into the module (load_state_dict strict)."""
+"""torch.nn.GRU / RNN (tanh, relu) / LSTM -> MDF (module_to_mdf), stacked and bidirectional: every output the
+module returns (the output sequence, h_n, and LSTM's c_n) equals torch's on the numpy reference and the torch
+backend, the ONNX export runs on onnxruntime, one SGD epoch through the torch backend changes the weights as torch
+autograd + SGD on the module does, and the trained weights load back into the module (load_state_dict strict)."""
 from __future__ import annotations
 
 from typing import Any, Dict, List, Tuple
@@ -28,8 +28,11 @@ LAYERS = {  # name -> constructor of the layer (input size, hidden size, **optio
     "rnn_relu": lambda **kw: nn.RNN(I_SIZE, H_SIZE, nonlinearity="relu", **kw),
     "lstm": lambda **kw: nn.LSTM(I_SIZE, H_SIZE, **kw),
 }
-CASES = [(name, bf, layers) for name in LAYERS for bf in (True, False) for layers in (1, 2)]
-IDS = [f"{n}-{'batch_first' if bf else 'time_major'}-{k}layer" for n, bf, k in CASES]
+CASES = [(name, bf, layers, False) for name in LAYERS for bf in (True, False) for layers in (1, 2)]
+CASES += [(name, bf, layers, True) for name in ("rnn_tanh", "rnn_relu", "lstm", "gru") for bf, layers in
+          ((True, 2), (False, 1))]  # bidirectional
+IDS = [f"{n}-{'batch_first' if bf else 'time_major'}-{k}layer{'-bidirectional' if bi else ''}"
+       for n, bf, k, bi in CASES]
 
 
 def make_layer(name: str, batch_first: bool, num_layers: int = 1, seed: int = 0, dtype: torch.dtype = torch.float64,
@@ -80,9 +83,9 @@ def expected(doc: Dict[str, Any], module: nn.Module, xs: Tuple[torch.Tensor, ...
 
 # ------------------------------------------------------------------------------------------- forward
 
-@pytest.mark.parametrize("name,batch_first,num_layers", CASES, ids=IDS)
-def test_layer_outputs_match_torch_on_reference_and_torch_backend(name, batch_first, num_layers):
-    module = make_layer(name, batch_first, num_layers, seed=num_layers)
+@pytest.mark.parametrize("name,batch_first,num_layers,bidirectional", CASES, ids=IDS)
+def test_layer_outputs_match_torch_on_reference_and_torch_backend(name, batch_first, num_layers, bidirectional):
+    module = make_layer(name, batch_first, num_layers, seed=num_layers, bidirectional=bidirectional)
     doc = module_to_mdf(module, (data(batch_first, 2),))
     prog = lower(doc)
     assert list(prog.outputs) == (["output_0", "output_1_0", "output_1_1"] if name == "lstm"
@@ -101,11 +104,11 @@ def test_layer_outputs_match_torch_on_reference_and_torch_backend(name, batch_fi
         torch.testing.assert_close(t, module.state_dict()[k], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name,batch_first,num_layers", CASES, ids=IDS)
-def test_onnx_export_runs_on_onnxruntime_like_torch(name, batch_first, num_layers):
+@pytest.mark.parametrize("name,batch_first,num_layers,bidirectional", CASES, ids=IDS)
+def test_onnx_export_runs_on_onnxruntime_like_torch(name, batch_first, num_layers, bidirectional):
     from mdfbridge.deploy import DeploymentSession
 
-    module = make_layer(name, batch_first, num_layers, seed=3, dtype=torch.float32)
+    module = make_layer(name, batch_first, num_layers, seed=3, dtype=torch.float32, bidirectional=bidirectional)
     doc = module_to_mdf(module, (data(batch_first, 2, dtype=torch.float32),))
     prog = lower(doc)
     x = data(batch_first, 4, seed=5, dtype=torch.float32)
@@ -117,10 +120,10 @@ def test_onnx_export_runs_on_onnxruntime_like_torch(name, batch_first, num_layer
 class Head(nn.Module):
     """A recurrent layer inside a module: a Linear head on the output sequence, on h_n[-1], or on c_n."""
 
-    def __init__(self, name: str, batch_first: bool, num_layers: int, use: str) -> None:
+    def __init__(self, name: str, batch_first: bool, num_layers: int, use: str, bidirectional: bool = False) -> None:
         super().__init__()
-        self.rnn = make_layer(name, batch_first, num_layers, seed=11)
-        self.fc = nn.Linear(H_SIZE, 2).double()
+        self.rnn = make_layer(name, batch_first, num_layers, seed=11, bidirectional=bidirectional)
+        self.fc = nn.Linear(H_SIZE * (2 if bidirectional and use == "seq" else 1), 2).double()
         self.use = use
         self.lstm = name == "lstm"
 
@@ -134,13 +137,15 @@ class Head(nn.Module):
 
 
 HEAD_CASES = [(n, bf, k, use) for n in LAYERS for bf, k in ((True, 1), (False, 2)) for use in ("seq", "last")]
-HEAD_CASES += [("lstm", True, 2, "cell")]
+HEAD_CASES += [("lstm", True, 2, "cell"), ("lstm", True, 2, "seq-bidirectional"),
+               ("gru", False, 1, "last-bidirectional"), ("rnn_tanh", True, 1, "seq-bidirectional")]
 
 
 @pytest.mark.parametrize("name,batch_first,num_layers,use", HEAD_CASES,
                          ids=[f"{n}-{'bf' if bf else 'tm'}-{k}-{u}" for n, bf, k, u in HEAD_CASES])
 def test_sgd_epoch_through_torch_backend_matches_torch_autograd(name, batch_first, num_layers, use):
-    module = Head(name, batch_first, num_layers, use)
+    use, bidirectional = use.split("-")[0], use.endswith("-bidirectional")
+    module = Head(name, batch_first, num_layers, use, bidirectional)
     x = data(batch_first, 6, seed=2)
     doc = module_to_mdf(module, (x,))
     prog = lower(doc)
@@ -153,7 +158,7 @@ def test_sgd_epoch_through_torch_backend_matches_torch_autograd(name, batch_firs
     lr, batch = 0.3, 3
     before = {k: v.clone() for k, v in module.state_dict().items()}
     # the oracle: torch autograd + SGD on the module, minibatches in order, MSE (mean)
-    oracle = Head(name, batch_first, num_layers, use)
+    oracle = Head(name, batch_first, num_layers, use, bidirectional)
     oracle.load_state_dict(before)
     opt = torch.optim.SGD(oracle.parameters(), lr=lr)
     b_axis = 0 if batch_first or use != "seq" else 1
@@ -179,9 +184,9 @@ def test_sgd_epoch_through_torch_backend_matches_torch_autograd(name, batch_firs
 class WithState(nn.Module):
     """The initial state as module inputs: (x, h0) or (x, h0, c0)."""
 
-    def __init__(self, name: str, batch_first: bool) -> None:
+    def __init__(self, name: str, batch_first: bool, bidirectional: bool = False) -> None:
         super().__init__()
-        self.rnn = make_layer(name, batch_first, 2, seed=5)
+        self.rnn = make_layer(name, batch_first, 2, seed=5, bidirectional=bidirectional)
         self.lstm = name == "lstm"
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor, c0: Any = None) -> Any:
@@ -189,11 +194,11 @@ class WithState(nn.Module):
 
 
 @pytest.mark.parametrize("name", list(LAYERS))
-@pytest.mark.parametrize("batch_first", [True, False])
-def test_initial_state_inputs_match_torch(name, batch_first):
-    module = WithState(name, batch_first)
+@pytest.mark.parametrize("batch_first,bidirectional", [(True, False), (False, False), (True, True)])
+def test_initial_state_inputs_match_torch(name, batch_first, bidirectional):
+    module = WithState(name, batch_first, bidirectional)
     g = torch.Generator().manual_seed(4)
-    states = tuple(torch.randn(2, 3, H_SIZE, generator=g, dtype=torch.float64)
+    states = tuple(torch.randn(4 if bidirectional else 2, 3, H_SIZE, generator=g, dtype=torch.float64)
                    for _ in range(2 if name == "lstm" else 1))
     xs = (data(batch_first, 3, seed=9),) + states
     doc = module_to_mdf(module, xs)
@@ -256,13 +261,11 @@ class BatchIndex(nn.Module):
 
 
 @pytest.mark.parametrize("module,shape,pattern", [
-    (nn.LSTM(3, 4, batch_first=True, bidirectional=True), (2, 5, 3), r"rnn|layer.*LSTM.*bidirectional=True"),
-    (nn.RNN(3, 4, bidirectional=True), (5, 2, 3), r"RNN with bidirectional=True"),
     (nn.LSTM(3, 4, proj_size=2), (5, 2, 3), r"LSTM with proj_size=2"),
     (nn.GRU(3, 4, num_layers=2, dropout=0.5), (5, 2, 3), r"GRU with dropout=0.5 in training mode"),
     (Mixed(), (2, 5, 3), r"batch_first=True and batch_first=False"),
     (BatchIndex(), (2, 5, 3), r"selects along the batch axis"),
-], ids=["bidirectional_lstm", "bidirectional_rnn", "lstm_proj_size", "dropout_training", "mixed_batch_first",
+], ids=["lstm_proj_size", "dropout_training", "mixed_batch_first",
         "index_batch_axis"])
 def test_unsupported_recurrent_settings_raise_one_clear_error(module, shape, pattern):
     with pytest.raises(UnsupportedError, match=pattern):

@@ -14,7 +14,10 @@ layer, without an initial state argument and of which only the output sequence i
 and every `nn.RNN` (tanh, relu) and `nn.LSTM`, is one node per stacked layer running the GRU / RNN / LSTM op over
 each trial's whole sequence (X (T, I) per trial, torch-layout weights as learnable parameters recorded under
 `metadata.mdfbridge.torch_params`), with output ports `output` (the sequence), `h_n` (and `c_n`, computed only
-where used); h_n / c_n are stacked per trial as (num_layers, H), and the initial state may be a module input.
+where used); h_n / c_n are stacked per trial as (num_layers, H), and the initial state may be a module input. A
+bidirectional layer's node also runs the op on `x[::-1]` with the `_reverse` weights (ports `h_n_reverse`,
+`c_n_reverse`), its `output` both directions' sequences side by side (T, 2H), h_n / c_n (2 num_layers, H) in
+torch's order.
 MDF's trial axis is torch's batch axis: where that is not axis 0 of a torch tensor (batch_first=False data, h0,
 h_n, c_n: axis 1), graph metadata `batch_axes` names the input/output and the axis. Graph inputs are nodes named
 after the fx placeholders; outputs are nodes named after the fx output (`output`, or `output_<i>` for tuples,

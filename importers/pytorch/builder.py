@@ -277,20 +277,24 @@ class Builder:
         return MDFTensor(nid, OUT, tuple(int(d) for d in shape))
 
     def recurrent(self, call: Call, kind: str, x: MDFTensor, layers: Sequence[Mapping[str, Weight]], hidden: int,
-                  state: Sequence[Optional[MDFTensor]], options: Mapping[str, Any], used: Tuple[bool, bool]
-                  ) -> Tuple[Any, ...]:
+                  state: Sequence[Optional[MDFTensor]], options: Mapping[str, Any], used: Tuple[bool, bool],
+                  bidirectional: bool = False) -> Tuple[Any, ...]:
         """A recurrent layer (`kind` GRU, RNN or LSTM; one MDF node per stacked layer, each running the op over the
         whole per-trial sequence x (T, I) with torch-layout weights as learnable parameters). `layers`: per layer,
-        torch name without the _l<k> suffix -> weight; `state`: h0 (and c0), per trial (num_layers, H), or None
-        (zeros); `options`: the op's static arguments (RNN's nonlinearity). Returns what the module returns: (output,
-        h_n) or (output, (h_n, c_n)), h_n and c_n per trial (num_layers, H) with torch's batch axis 1; the cell
-        states are computed only where `used` (h_n, c_n) says the graph uses them."""
+        torch name without the _l<k> suffix -> weight (with `bidirectional` (default False) also the reverse
+        direction's, named with torch's _reverse suffix: that op runs on the time-reversed sequence, and the layer's
+        output is both directions' outputs side by side, as torch's); `state`: h0 (and c0), per trial
+        (num_layers x directions, H), or None (zeros); `options`: the op's static arguments (RNN's nonlinearity).
+        Returns what the module returns: (output, h_n) or (output, (h_n, c_n)), h_n and c_n per trial (num_layers x
+        directions, H) with torch's batch axis 1; the cell states are computed only where `used` (h_n, c_n) says
+        the graph uses them."""
         if self.lead != 1 or len(x.shape) != 2:
             raise call.unsupported(f"{kind} input of per-trial shape {x.shape}; expected (time, features)")
         base = identifier(call.base)
         seq, finals, cells = x, [], []
         names = ("h0", "c0")
         h_used, cell_used = used
+        directions = ("", "_reverse") if bidirectional else ("",)
         for k, weights in enumerate(layers):
             nid = self.new_id(f"{base}_l{k}" if len(layers) > 1 else base)
             I = int(weights["weight_ih"].value.shape[1])
@@ -299,18 +303,28 @@ class Builder:
                                        f"{seq.shape[-1:]}")
             ports: Dict[str, Any] = {"x": {"shape": list(seq.shape)}}
             fns: Dict[str, Any] = {}
-            args: Dict[str, Any] = {"X": "x", **{w: w for w in weights}, "weight_layout": "torch", **options}
-            for name, s in zip(names, state):
-                if s is not None:
-                    ports[name] = {"shape": list(s.shape)}
-                    fns[f"{name}_l{k}"] = {"value": f"{name}[{k}]"}
-                    args[name] = f"{name}_l{k}"
-            fns["y"] = {"function": {kind: args}}
-            outs: Dict[str, Any] = {OUT: {"value": "y", "shape": list(seq.shape[:-1]) + [hidden]},
-                                    "h_n": {"value": "y[-1]", "shape": [hidden]}}
-            if cell_used:
-                fns["c"] = {"function": {kind: {**args, "output": "Y_c"}}}
-                outs["c_n"] = {"value": "c", "shape": [hidden]}
+            outs: Dict[str, Any] = {}
+            for i, d in enumerate(directions):
+                j = k * len(directions) + i  # this direction's row of h0 / h_n (torch's order)
+                if d:
+                    fns["x_reverse"] = {"value": "x[::-1]"}
+                own = {w[:len(w) - len(d)]: w for w in weights if w.endswith("_reverse") == bool(d)}
+                args: Dict[str, Any] = {"X": f"x{d}", **own, "weight_layout": "torch", **options}
+                for name, s in zip(names, state):
+                    if s is not None:
+                        ports[name] = {"shape": list(s.shape)}
+                        fns[f"{name}_l{j}"] = {"value": f"{name}[{j}]"}
+                        args[name] = f"{name}_l{j}"
+                fns[f"y{d}"] = {"function": {kind: args}}
+                outs[f"h_n{d}"] = {"value": f"y{d}[-1]", "shape": [hidden]}
+                if cell_used:
+                    fns[f"c{d}"] = {"function": {kind: {**args, "output": "Y_c"}}}
+                    outs[f"c_n{d}"] = {"value": f"c{d}", "shape": [hidden]}
+                finals.append(MDFTensor(nid, f"h_n{d}", (hidden,)))
+                cells.append(MDFTensor(nid, f"c_n{d}", (hidden,)))
+            width = hidden * len(directions)
+            outs = {OUT: {"value": "concatenate([y, y_reverse[::-1]], axis=-1)" if bidirectional else "y",
+                          "shape": list(seq.shape[:-1]) + [width]}, **outs}
             for w in weights.values():
                 self.claim(w.key, nid, call)
             self.nodes[nid] = {
@@ -324,9 +338,7 @@ class Builder:
             for name, s in zip(names, state):
                 if s is not None:
                     self.connect(s, nid, name)
-            seq = MDFTensor(nid, OUT, seq.shape[:-1] + (hidden,), x.batch_axis)
-            finals.append(MDFTensor(nid, "h_n", (hidden,)))
-            cells.append(MDFTensor(nid, "c_n", (hidden,)))
+            seq = MDFTensor(nid, OUT, seq.shape[:-1] + (width,), x.batch_axis)
         h_n = (self.stack(call, f"{base}_h_n", finals) if h_used
                else _Unused(f"the final hidden state h_n of {kind} '{call.path}'"))
         if len(state) == 1:  # no cell state (GRU, RNN)

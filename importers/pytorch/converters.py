@@ -275,8 +275,6 @@ def _recurrent(b: Builder, call: Call, kind: str, has_cell: bool = False) -> Any
     m = call.module
     assert isinstance(m, nn.RNNBase)
     bad = []
-    if m.bidirectional:
-        bad.append("bidirectional=True")
     if getattr(m, "proj_size", 0):
         bad.append(f"proj_size={m.proj_size}")
     if m.num_layers > 1 and m.dropout and m.training:
@@ -287,23 +285,25 @@ def _recurrent(b: Builder, call: Call, kind: str, has_cell: bool = False) -> Any
     if x.batch_axis != (0 if m.batch_first else 1):
         raise call.unsupported(f"{kind} input has its batch axis at {x.batch_axis}, batch_first={m.batch_first}")
     names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if m.bias else [])
-    layers = [{n: Weight(b.key(call.path, f"{n}_l{k}"), getattr(m, f"{n}_l{k}")) for n in names}
-              for k in range(m.num_layers)]
+    directions = ("", "_reverse") if m.bidirectional else ("",)  # (torch's suffixes of the two directions)
+    layers = [{f"{n}{d}": Weight(b.key(call.path, f"{n}_l{k}{d}"), getattr(m, f"{n}_l{k}{d}"))
+               for d in directions for n in names} for k in range(m.num_layers)]
     options = {"nonlinearity": m.nonlinearity} if isinstance(m, nn.RNN) else {}
-    state = _states(call, kind, has_cell, m.num_layers, m.hidden_size)
+    state = _states(call, kind, has_cell, m.num_layers * len(directions), m.hidden_size)
     used = (_item_used(call.fx_node, (1, 0) if has_cell else (1,)), has_cell and _item_used(call.fx_node, (1, 1)))
-    return b.recurrent(call, kind, x, layers, m.hidden_size, state, options, used)
+    return b.recurrent(call, kind, x, layers, m.hidden_size, state, options, used, bidirectional=m.bidirectional)
 
 
 @add_converter(nn.RNN)
 def _rnn_module(b: Builder, call: Call) -> Any:
-    """nn.RNN (tanh or relu; any number of layers; batch_first either; hx optional): RNN ops."""
+    """nn.RNN (tanh or relu; any number of layers; batch_first either; bidirectional or not; hx optional): RNN
+    ops."""
     return _recurrent(b, call, "RNN")
 
 
 @add_converter(nn.LSTM)
 def _lstm_module(b: Builder, call: Call) -> Any:
-    """nn.LSTM (any number of layers; batch_first either; (h0, c0) optional): LSTM ops."""
+    """nn.LSTM (any number of layers; batch_first either; bidirectional or not; (h0, c0) optional): LSTM ops."""
     return _recurrent(b, call, "LSTM", has_cell=True)
 
 
