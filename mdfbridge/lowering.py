@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import gc
 import logging
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
@@ -206,7 +207,7 @@ class _NodeLowering:
                     if isinstance(x, str) and attr and not x.isidentifier():
                         continue  # an attribute's text (an Einsum equation): static, no expression
                     if isinstance(x, str):
-                        names |= self.names_in(x, lambda a=a: f"{kind} '{iid}' argument '{a}'")
+                        names |= self.names_in(x, functools.partial("{} '{}' argument '{}'".format, kind, iid, a))
             if isinstance(item.get("value"), str):
                 names |= self.names_in(item["value"], f"{kind} '{iid}'")
         return frozenset(names) - set(own), own
