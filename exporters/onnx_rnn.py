@@ -15,7 +15,7 @@ from onnx import helper
 
 from ..errors import UnsupportedError
 from ..program import Op, TensorRef
-from ..rnn import TORCH_WEIGHTS, cell_of, torch_to_onnx
+from ..rnn import TORCH_WEIGHTS, cell_of, directions, torch_to_onnx
 from .onnx_graph import TIME, Const, OnnxGraphBuilder, Operand, Val
 
 DYN = TIME  # a dynamic dimension of an intermediate (unbatched) ONNX tensor
@@ -81,6 +81,9 @@ def _node(b: OnnxGraphBuilder, op: Op, x: Val, W: Val, R: Val, B: Optional[Val],
     while names and names[-1] == "":
         names.pop()
     attrs: Dict[str, Any] = {"hidden_size": hidden}
+    if directions(op.args.get("direction")) != ("forward",):
+        direction = op.args["direction"]
+        attrs["direction"] = direction.decode() if isinstance(direction, bytes) else direction
     if cell.nonlinearities:
         acts = op.args.get("activations")
         attrs["activations"] = ([a.decode() if isinstance(a, bytes) else str(a) for a in acts] if acts
@@ -141,33 +144,34 @@ def _onnx_axes(b: OnnxGraphBuilder, op: Op, x: Val, W: Val, R: Val, B: Optional[
 def _onnx_layout0(b: OnnxGraphBuilder, op: Op, x: Val, W: Val, R: Val, B: Optional[Val], hidden: int,
                   states: List[Optional[Operand]]) -> Val:
     T, N, I = x.shape
+    D = len(directions(op.args.get("direction")))  # Y (T, D, N, H), states (D, N, H)
     is_y = op.args.get("output", "Y") == "Y"
     has_cell = cell_of(op.fn).has_cell
     if not x.batched and not any(isinstance(s, Val) and s.batched for s in states):
         hc = [None if s is None else b.as_val(s) for s in states] + [None]
         return _node(b, op, x, W, R, B, hc[0], hc[1], hidden,
-                     (T, 1, N, hidden) if is_y else (1, N, hidden))
+                     (T, D, N, hidden) if is_y else (D, N, hidden))
     x = b.expand_to_batch(x)
     x_tbni = b.emit("Transpose", [x], shape=(DYN, DYN, N, I), batched=False, perm=[1, 0, 2, 3])
     x_t_bn_i = b.emit("Reshape", [x_tbni, b.int64s([0, -1, I], "shape")], shape=(DYN, DYN, I), batched=False)
     folded: List[Optional[Val]] = []
-    for s in states:  # (1, N, H) per trial -> (1, B*N, H), trial-major like x
+    for s in states:  # (D, N, H) per trial -> (D, B*N, H), trial-major like x
         if s is None:
             folded.append(None)
             continue
-        s_b1nh = b.expand_to_batch(b.as_val(s))
-        s_1bnh = b.emit("Transpose", [s_b1nh], shape=(1, DYN, N, hidden), batched=False, perm=[1, 0, 2, 3])
-        folded.append(b.emit("Reshape", [s_1bnh, b.int64s([1, -1, hidden], "shape")], shape=(1, DYN, hidden),
+        s_bdnh = b.expand_to_batch(b.as_val(s))
+        s_dbnh = b.emit("Transpose", [s_bdnh], shape=(D, DYN, N, hidden), batched=False, perm=[1, 0, 2, 3])
+        folded.append(b.emit("Reshape", [s_dbnh, b.int64s([D, -1, hidden], "shape")], shape=(D, DYN, hidden),
                              batched=False))
     c = folded[1] if has_cell else None
     if is_y:
-        y = _node(b, op, x_t_bn_i, W, R, B, folded[0], c, hidden, (DYN, 1, DYN, hidden))
-        y5 = b.emit("Reshape", [y, b.int64s([0, 1, -1, N, hidden], "shape")], shape=(DYN, 1, DYN, N, hidden),
+        y = _node(b, op, x_t_bn_i, W, R, B, folded[0], c, hidden, (DYN, D, DYN, hidden))
+        y5 = b.emit("Reshape", [y, b.int64s([0, D, -1, N, hidden], "shape")], shape=(DYN, D, DYN, N, hidden),
                     batched=False)
-        return b.emit("Transpose", [y5], shape=(T, 1, N, hidden), batched=True, perm=[2, 0, 1, 3, 4])
-    s = _node(b, op, x_t_bn_i, W, R, B, folded[0], c, hidden, (1, DYN, hidden))
-    s4 = b.emit("Reshape", [s, b.int64s([1, -1, N, hidden], "shape")], shape=(1, DYN, N, hidden), batched=False)
-    return b.emit("Transpose", [s4], shape=(1, N, hidden), batched=True, perm=[1, 0, 2, 3])
+        return b.emit("Transpose", [y5], shape=(T, D, N, hidden), batched=True, perm=[2, 0, 1, 3, 4])
+    s = _node(b, op, x_t_bn_i, W, R, B, folded[0], c, hidden, (D, DYN, hidden))
+    s4 = b.emit("Reshape", [s, b.int64s([D, -1, N, hidden], "shape")], shape=(D, DYN, N, hidden), batched=False)
+    return b.emit("Transpose", [s4], shape=(D, N, hidden), batched=True, perm=[1, 0, 2, 3])
 
 
 def _export(b: OnnxGraphBuilder, op: Op) -> Operand:

@@ -8,12 +8,13 @@ Torch layout (torch.nn.RNN / torch.nn.LSTM, one layer): `weight_ih` (G*H x I), `
     LSTM: i, f, g, o = split(x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh)
           c' = sigmoid(f) * c + sigmoid(i) * tanh(g);  h' = sigmoid(o) * tanh(c')
 
-ONNX layout (ONNX RNN / LSTM, forward): W (1, G*H, I), R (1, G*H, H), B (1, 2*G*H) = [Wb; Rb]; LSTM gate rows
-i, o, f, c (torch's i, f, g, o reordered).
+ONNX layout (ONNX RNN / LSTM): W (D, G*H, I), R (D, G*H, H), B (D, 2*G*H) = [Wb; Rb], D directions (1: forward
+or reverse, 2: bidirectional, forward first); LSTM gate rows i, o, f, c (torch's i, f, g, o reordered).
 
-Axes: 'trial' (per trial X (T, I) from h0, c0 (H,); outputs Y (T, H), Y_h and Y_c (H,)) and 'onnx' (the
-`onnx::RNN` / `onnx::LSTM` aliases: X (T, N, I) from initial_h, initial_c (1, N, H); Y (T, 1, N, H), Y_h and Y_c
-(1, N, H)). `output` picks which of Y, Y_h (, Y_c) a call computes.
+Axes: 'trial' (per trial X (T, I) from h0, c0 (H,); outputs Y (T, H), Y_h and Y_c (H,); forward) and 'onnx' (the
+`onnx::RNN` / `onnx::LSTM` aliases: X (T, N, I) from initial_h, initial_c (D, N, H); Y (T, D, N, H), Y_h and Y_c
+(D, N, H); the reverse direction runs on the time-reversed sequence). `output` picks which of Y, Y_h (, Y_c) a
+call computes.
 """
 from __future__ import annotations
 
@@ -174,17 +175,53 @@ def op_numpy(cell: Cell, X: Any, h0: Any = None, c0: Any = None, weight_layout: 
     X = np.asarray(X, dtype=float)
     if axes != "onnx":
         return _pick(cell, output, *run_numpy(cell, X, h0, c0, p, nonlinearity))
-    if w.get("layout"):  # ONNX layout 1: X (..., N, T, I), initial_h (..., N, 1, H); Y (..., N, T, 1, H)
-        h = None if h0 is None else np.asarray(h0, dtype=float)[..., 0, :]
-        c = None if c0 is None else np.asarray(c0, dtype=float)[..., 0, :]
-        Y, hT, cT = run_numpy(cell, X, h, c, p, nonlinearity)
-        return _pick(cell, output, Y[..., None, :], hT[..., None, :], None if cT is None else cT[..., None, :])
-    # (..., T, N, I) -> (..., N, T, I); initial_h (..., 1, N, H) -> (..., N, H)
-    h = None if h0 is None else np.asarray(h0, dtype=float)[..., 0, :, :]
-    c = None if c0 is None else np.asarray(c0, dtype=float)[..., 0, :, :]
-    Y, hT, cT = run_numpy(cell, np.moveaxis(X, -3, -2), h, c, p, nonlinearity)
-    Y = np.expand_dims(np.moveaxis(Y, -2, -3), -3)  # (..., T, 1, N, H)
-    return _pick(cell, output, Y, hT[..., None, :, :], None if cT is None else cT[..., None, :, :])
+    def run(x: Any, h: Any, c: Any, q: Mapping[str, Any]) -> Tuple[Any, Any, Any]:
+        return run_numpy(cell, x, h, c, q, nonlinearity)
+    return _pick(cell, output, *_onnx_axes(cell, X, h0, c0, w, run, _NUMPY))
+
+
+class _Arrays:
+    """The array functions `_onnx_axes` needs, from numpy or torch."""
+
+    def __init__(self, lib: Any, asarray: Callable[[Any], Any], flip: Callable[[Any, int], Any],
+                 stack: Callable[[Any, int], Any], moveaxis: Callable[[Any, int, int], Any]) -> None:
+        self.lib, self.asarray, self.flip, self.stack, self.moveaxis = lib, asarray, flip, stack, moveaxis
+
+
+_NUMPY = _Arrays(np, lambda v: np.asarray(v, dtype=float), lambda v, a: np.flip(v, a),
+                 lambda vs, a: np.stack(vs, a), np.moveaxis)
+
+
+def directions(direction: Any) -> Tuple[str, ...]:
+    """ONNX's `direction` attribute (str or bytes; None: forward) -> the directions a node runs, in ONNX's order."""
+    d = direction.decode() if isinstance(direction, bytes) else direction or "forward"
+    return ("forward", "reverse") if d == "bidirectional" else (str(d),)
+
+
+def _onnx_axes(cell: Cell, X: Any, h0: Any, c0: Any, w: Mapping[str, Any], run: Callable[..., Tuple[Any, Any, Any]],
+               xp: _Arrays) -> Tuple[Any, Any, Any]:
+    """The onnx:: aliases: (Y, Y_h, Y_c) of ONNX's node from X (..., T, N, I) and initial states (..., D, N, H)
+    (layout 1: X (..., N, T, I), states (..., N, D, H)), each direction d with W[d], R[d], B[d]; the reverse
+    direction runs on the time-reversed sequence and its Y is reversed back; Y (..., T, D, N, H) (layout 1:
+    (..., N, T, D, H)), Y_h / Y_c (..., D, N, H) (layout 1: (..., N, D, H)). `run`: run_numpy or run_torch on
+    X (..., N, T, I) and states (..., N, H) with torch-layout weights."""
+    layout1 = bool(w.get("layout"))
+    X = xp.asarray(X)
+    seq = X if layout1 else xp.moveaxis(X, -3, -2)  # (..., N, T, I)
+    ys, hs, cs = [], [], []
+    for d, name in enumerate(directions(w.get("direction"))):
+        B = w.get("B")
+        p = onnx_to_torch(cell, w["W"][d:d + 1], w["R"][d:d + 1], None if B is None else B[d:d + 1], xp.lib)
+        states = [None if s is None else xp.asarray(s)[..., :, d, :] if layout1 else xp.asarray(s)[..., d, :, :]
+                  for s in (h0, c0)]
+        Y, hT, cT = run(xp.flip(seq, -2) if name == "reverse" else seq, *states, p)  # Y (..., N, T, H)
+        ys.append(xp.flip(Y, -2) if name == "reverse" else Y)
+        hs.append(hT)
+        cs.append(cT)
+    if layout1:
+        return xp.stack(ys, -2), xp.stack(hs, -2), None if cs[0] is None else xp.stack(cs, -2)
+    return (xp.stack([xp.moveaxis(y, -2, -3) for y in ys], -3), xp.stack(hs, -3),
+            None if cs[0] is None else xp.stack(cs, -3))
 
 
 # ------------------------------------------------------------------------------------------ torch
@@ -227,30 +264,26 @@ def op_torch(cell: Cell, X: Any, h0: Any = None, c0: Any = None, weight_layout: 
     nonlinearity = _nonlinearity(cell, nonlinearity, w.get("activations"))
     if axes != "onnx":
         return _pick(cell, output, *run_torch(cell, X, h0, c0, p, nonlinearity))
-    if w.get("layout"):  # ONNX layout 1 (see op_numpy)
-        h = None if h0 is None else torch.as_tensor(h0, dtype=X.dtype)[..., 0, :]
-        c = None if c0 is None else torch.as_tensor(c0, dtype=X.dtype)[..., 0, :]
-        Y, hT, cT = run_torch(cell, X, h, c, p, nonlinearity)
-        return _pick(cell, output, Y.unsqueeze(-2), hT.unsqueeze(-2), None if cT is None else cT.unsqueeze(-2))
-    h = None if h0 is None else torch.as_tensor(h0, dtype=X.dtype)[..., 0, :, :]
-    c = None if c0 is None else torch.as_tensor(c0, dtype=X.dtype)[..., 0, :, :]
-    Y, hT, cT = run_torch(cell, X.transpose(-3, -2), h, c, p, nonlinearity)
-    Y = Y.transpose(-2, -3).unsqueeze(-3)
-    return _pick(cell, output, Y, hT.unsqueeze(-3), None if cT is None else cT.unsqueeze(-3))
+    xp = _Arrays(torch, lambda v: torch.as_tensor(v, dtype=X.dtype), lambda v, a: torch.flip(v, [a]),
+                 lambda vs, a: torch.stack(vs, a), torch.movedim)
+    def run(x: Any, h: Any, c: Any, q: Mapping[str, Any]) -> Tuple[Any, Any, Any]:
+        return run_torch(cell, x, h, c, q, nonlinearity)
+    return _pick(cell, output, *_onnx_axes(cell, X, h0, c0, w, run, xp))
 
 
 # ------------------------------------------------------------------------------------------ the records' hooks
 
 def shape(cell: Cell, a: Mapping[str, Any]) -> Tuple[int, ...]:
-    """Per-trial output shape: 'trial' axes Y (T, H), Y_h / Y_c (H,); 'onnx' Y (T, 1, N, H), Y_h / Y_c (1, N, H)
-    (layout 1: X (N, T, I), Y (N, T, 1, H), Y_h / Y_c (N, 1, H))."""
+    """Per-trial output shape: 'trial' axes Y (T, H), Y_h / Y_c (H,); 'onnx' Y (T, D, N, H), Y_h / Y_c (D, N, H)
+    (layout 1: X (N, T, I), Y (N, T, D, H), Y_h / Y_c (N, D, H)), D the number of directions."""
     hidden = a["R"][-1] if a.get("weight_layout") == "onnx" else a["weight_hh"][-1]
     x = tuple(a["X"])
     output = a.get("output", "Y")
+    D = len(directions(a.get("direction")))
     if a.get("axes") == "onnx" and a.get("layout"):
-        return (x[0], x[1], 1, hidden) if output == "Y" else (x[0], 1, hidden)
+        return (x[0], x[1], D, hidden) if output == "Y" else (x[0], D, hidden)
     if a.get("axes") == "onnx":
-        return (x[0], 1, x[1], hidden) if output == "Y" else (1, x[1], hidden)
+        return (x[0], D, x[1], hidden) if output == "Y" else (D, x[1], hidden)
     return x[:-1] + (hidden,) if output == "Y" else x[:-2] + (hidden,)
 
 
@@ -277,20 +310,21 @@ def validate(cell: Cell, node: str, args: Mapping[str, Any], params: Mapping[str
     def value(a: str) -> Optional[np.ndarray]:
         return static_value(args, params, a)
 
-    G = cell.gates
+    G, D = cell.gates, len(directions(args.get("direction")))
     rec = value("R" if layout == "onnx" else "weight_hh")
     if rec is None:
         return
     H = int(rec.shape[-1])
-    want = ({"W": lambda s: len(s) == 3 and s[:2] == (1, G * H), "R": lambda s: s == (1, G * H, H),
-             "B": lambda s: s == (1, 2 * G * H)} if layout == "onnx" else
+    want = ({"W": lambda s: len(s) == 3 and s[:2] == (D, G * H), "R": lambda s: s == (D, G * H, H),
+             "B": lambda s: s == (D, 2 * G * H)} if layout == "onnx" else
             {"weight_ih": lambda s: len(s) == 2 and s[0] == G * H, "weight_hh": lambda s: s == (G * H, H),
              "bias_ih": lambda s: s == (G * H,), "bias_hh": lambda s: s == (G * H,)})
     for arg, ok in want.items():
         arr = value(arg)
         if arr is not None and not ok(tuple(arr.shape)):
             raise ShapeError(f"{fn} input {arg} has shape {tuple(arr.shape)}, which does not fit hidden size {H} "
-                             f"({G} gate{'s' if G > 1 else ''})", where=f"node '{node}'")
+                             f"({G} gate{'s' if G > 1 else ''}, {D} direction{'s' if D > 1 else ''})",
+                             where=f"node '{node}'")
 
 
 def check_onnx_attrs(cell: Cell, node: str, attrs: Mapping[str, Any], fn: str) -> None:
@@ -298,8 +332,12 @@ def check_onnx_attrs(cell: Cell, node: str, attrs: Mapping[str, Any], fn: str) -
     def bad(attr: str, why: str) -> UnsupportedError:
         return UnsupportedError(f"{fn} attribute {attr}: {why}", where=f"node '{node}'")
 
-    if attrs.get("direction", "forward") not in ("forward", b"forward", None):
-        raise bad("direction", f"{attrs.get('direction')!r} (reverse/bidirectional) is not implemented")
+    direction = attrs.get("direction")
+    if directions(direction)[0] not in ("forward", "reverse"):
+        raise bad("direction", f"{direction!r}; one of forward, reverse, bidirectional")
+    if directions(direction) != ("forward",) and attrs.get("axes", "trial") != "onnx":
+        raise bad("direction", f"{direction!r} with 'trial' axes (a per-trial sequence runs forward; run the "
+                               "reverse direction on x[::-1], as a bidirectional torch.nn layer's import does)")
     if attrs.get("layout", 0) not in (0, None) and not (attrs.get("layout") == 1 and attrs.get("axes") == "onnx"):
         raise bad("layout", f"{attrs.get('layout')!r}; 0, or 1 with ONNX's axes (the onnx:: alias)")
     if attrs.get("clip") is not None:

@@ -303,12 +303,13 @@ def _onnx_model(op_type: str, gates: int, outputs: Tuple[str, ...], states: int,
     from onnx import TensorProto, helper, numpy_helper
 
     T, N = 5, 2
+    D = 2 if attrs.get("direction") == "bidirectional" else 1
     rng = np.random.default_rng(gates)
     inits = [numpy_helper.from_array(rng.uniform(-0.6, 0.6, s).astype(np.float32), k) for k, s in
-             (("W", (1, gates * H_SIZE, I_SIZE)), ("R", (1, gates * H_SIZE, H_SIZE)), ("B", (1, 2 * gates * H_SIZE)))]
+             (("W", (D, gates * H_SIZE, I_SIZE)), ("R", (D, gates * H_SIZE, H_SIZE)), ("B", (D, 2 * gates * H_SIZE)))]
     state_names = ["initial_h", "initial_c"][:states]
     ins = [helper.make_tensor_value_info("X", TensorProto.FLOAT, [T, N, I_SIZE])] + [
-        helper.make_tensor_value_info(s, TensorProto.FLOAT, [1, N, H_SIZE]) for s in state_names]
+        helper.make_tensor_value_info(s, TensorProto.FLOAT, [D, N, H_SIZE]) for s in state_names]
     node = helper.make_node(op_type, ["X", "W", "R", "B", ""] + state_names, list(outputs), hidden_size=H_SIZE,
                             **attrs)
     outs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs if o]
@@ -321,7 +322,12 @@ def _onnx_model(op_type: str, gates: int, outputs: Tuple[str, ...], states: int,
     ("LSTM", 4, ("", "Y_h"), 1, {}),
     ("RNN", 1, ("Y", "Y_h"), 1, {}),
     ("GRU", 3, ("Y", "Y_h"), 1, {"linear_before_reset": 1}),
-], ids=["lstm_all_outputs", "lstm_y_h_only", "rnn", "gru"])
+    ("LSTM", 4, ("Y", "Y_h", "Y_c"), 2, {"direction": "bidirectional"}),
+    ("LSTM", 4, ("Y", "Y_h"), 0, {"direction": "reverse"}),
+    ("RNN", 1, ("Y", "Y_h"), 1, {"direction": "bidirectional"}),
+    ("RNN", 1, ("", "Y_h"), 1, {"direction": "reverse"}),
+], ids=["lstm_all_outputs", "lstm_y_h_only", "rnn", "gru", "lstm_bidirectional", "lstm_reverse",
+        "rnn_bidirectional", "rnn_y_h_reverse"])
 def test_onnx_recurrent_nodes_read_equal_onnxruntime(op_type, gates, outputs, states, attrs):
     import onnxruntime as ort
 
@@ -347,9 +353,9 @@ def test_onnx_recurrent_nodes_read_equal_onnxruntime(op_type, gates, outputs, st
 
 @pytest.mark.parametrize("op_type,gates,attrs,pattern", [
     ("GRU", 3, {}, r"linear_before_reset: 0 is not supported"),
-    ("LSTM", 4, {"direction": "bidirectional"}, r"direction"),
+    ("LSTM", 4, {"direction": "sideways"}, r"Unknown direction 'sideways'"),  # (the probe's evaluator says so)
     ("RNN", 1, {"clip": 1.0}, r"clip"),
-], ids=["gru_linear_before_reset_0", "lstm_bidirectional", "rnn_clip"])
+], ids=["gru_linear_before_reset_0", "lstm_unknown_direction", "rnn_clip"])
 def test_onnx_recurrent_settings_the_ops_lack_are_refused(op_type, gates, attrs, pattern):
     model = _onnx_model(op_type, gates, ("Y",), 1, **attrs)
     feeds = {"X": np.zeros((5, 2, I_SIZE)), "initial_h": np.zeros((1, 2, H_SIZE))}
@@ -364,12 +370,16 @@ def test_onnx_recurrent_node_with_batch_axis_is_refused():
         onnx_to_mdf(_onnx_model("LSTM", 4, ("Y",), 0))
 
 
-@pytest.mark.parametrize("op_type,gates,outputs,states,layout", [
-    ("LSTM", 4, ("Y", "Y_h", "Y_c"), 2, 0),
-    ("LSTM", 4, ("Y", "", "Y_c"), 2, 1),
-    ("RNN", 1, ("Y", "Y_h"), 1, 1),
-], ids=["lstm", "lstm_layout1", "rnn_layout1"])
-def test_read_onnx_nodes_run_on_trials_and_export_back_to_onnxruntime(op_type, gates, outputs, states, layout):
+@pytest.mark.parametrize("op_type,gates,outputs,states,layout,direction", [
+    ("LSTM", 4, ("Y", "Y_h", "Y_c"), 2, 0, "forward"),
+    ("LSTM", 4, ("Y", "", "Y_c"), 2, 1, "forward"),
+    ("RNN", 1, ("Y", "Y_h"), 1, 1, "forward"),
+    ("LSTM", 4, ("Y", "Y_h", "Y_c"), 2, 0, "bidirectional"),
+    ("LSTM", 4, ("Y", "Y_h"), 1, 1, "bidirectional"),
+    ("RNN", 1, ("Y", "Y_h"), 1, 0, "reverse"),
+], ids=["lstm", "lstm_layout1", "rnn_layout1", "lstm_bidirectional", "lstm_bidirectional_layout1", "rnn_reverse"])
+def test_read_onnx_nodes_run_on_trials_and_export_back_to_onnxruntime(op_type, gates, outputs, states, layout,
+                                                                      direction):
     """onnx:: aliases on several trials: numpy reference = torch backend = the re-exported ONNX model on
     onnxruntime (which runs layout 0 only: the export transposes around the node); layout 1 checked against onnx's
     reference evaluator."""
@@ -377,7 +387,7 @@ def test_read_onnx_nodes_run_on_trials_and_export_back_to_onnxruntime(op_type, g
 
     from mdfbridge.deploy import DeploymentSession
 
-    model = _onnx_model(op_type, gates, outputs, states, **({"layout": 1} if layout else {}))
+    model = _onnx_model(op_type, gates, outputs, states, direction=direction, **({"layout": 1} if layout else {}))
     if layout:  # X (N, T, I), states (N, 1, H)
         for inp in model.graph.input:
             dims = inp.type.tensor_type.shape.dim
@@ -448,3 +458,15 @@ def test_onnx_export_with_a_nonzero_state_parameter_equals_torch(name):
     for k, v in zip(prog.outputs, want):
         np.testing.assert_allclose(got[k], trials_first(v, axes.get(k, 0)), rtol=0, atol=TOL32, err_msg=k)
         np.testing.assert_allclose(ref[k], trials_first(v, axes.get(k, 0)), rtol=0, atol=TOL32, err_msg=k)
+
+
+@pytest.mark.parametrize("direction,pattern", [
+    ("reverse", r"direction: 'reverse' with 'trial' axes"), ("sideways", r"'sideways'; one of forward, reverse")])
+def test_a_direction_the_trial_axes_do_not_run_is_refused(direction, pattern):
+    """A direction written into an MDF LSTM call ('trial' axes, as the torch.nn import writes it) is refused naming
+    the node, not run forward."""
+    doc = module_to_mdf(make_layer("lstm", True, 1), (data(True, 2),))
+    node = next(iter(next(iter(doc.values()))["graphs"].values()))["nodes"]["layer"]
+    node["functions"]["y"]["function"]["LSTM"]["direction"] = direction
+    with pytest.raises(UnsupportedError, match=f"node 'layer'.*{pattern}"):
+        lower(doc)

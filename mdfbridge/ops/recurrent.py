@@ -118,12 +118,13 @@ def lstm_torch(X: Any, **kw: Any) -> Any:
 
 
 _DESCRIPTION = (
-    "{kind} (torch.nn.{kind}'s equations{extra}, one layer, forward) over a whole sequence. weight_layout 'torch': "
+    "{kind} (torch.nn.{kind}'s equations{extra}, one layer) over a whole sequence. weight_layout 'torch': "
     "weight_ih ({g}H, I), weight_hh ({g}H, H), optional bias_ih, bias_hh ({g}H) as torch holds them; 'onnx': W "
-    "(1, {g}H, I), R (1, {g}H, H), optional B (1, {g2}H){order}. axes 'trial': X (T, I) per trial from h0{c} (H,) "
-    "(zeros when absent); 'onnx' (the onnx::{kind} alias): X (T, N, I) from initial_h{ic} (1, N, H). output picks "
-    "the value: Y (the output sequence: (T, H), or (T, 1, N, H)), Y_h (the last hidden state{yc}). ONNX "
-    "attributes must be forward, layout 0, no clip{acts}; sequence_lens{p} are not supported.")
+    "(D, {g}H, I), R (D, {g}H, H), optional B (D, {g2}H){order}, D directions. axes 'trial': X (T, I) per trial "
+    "from h0{c} (H,) (zeros when absent), forward; 'onnx' (the onnx::{kind} alias): X (T, N, I) from "
+    "initial_h{ic} (D, N, H), direction forward, reverse or bidirectional (D = 2). output picks the value: Y (the "
+    "output sequence: (T, H), or (T, D, N, H)), Y_h (the last hidden state{yc}). ONNX attributes: no clip{acts}; "
+    "sequence_lens{p} are not supported.")
 
 register(OpDef("RNN", _recurrent_args("RNN"), rnn_numpy, rnn_torch, defaults=_recurrent_defaults("RNN"),
                attrs=_recurrent_attrs("RNN"), batch_rule=state_batched,
