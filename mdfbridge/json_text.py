@@ -150,8 +150,10 @@ def loads(text: str, max_depth: int) -> Any:
     except orjson.JSONDecodeError:  # NaN/Infinity literals, invalid JSON (the standard library says where)
         return None
     colons = raw.count(b":")
-    # (a document of many small objects: its encoded text; one mostly of weights: the walk, which skips rows)
-    keys, depth = (_keys_and_depth_encoded if 200 * colons > len(raw) else _keys_and_depth)(data)
+    try:  # (a document of many small objects: its encoded text; one mostly of weights: the walk, which skips rows)
+        keys, depth = (_keys_and_depth_encoded if 200 * colons > len(raw) else _keys_and_depth)(data)
+    except orjson.JSONEncodeError:  # nested past the 254 levels orjson writes (far past max_depth)
+        return None
     if depth > max_depth:
         return None
     # outside strings, a colon follows each key: fewer keys read than colons written means a duplicate key. When

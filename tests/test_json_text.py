@@ -162,3 +162,11 @@ def test_key_count_and_depth_from_the_encoded_text_equal_the_walks(doc):
 def test_a_duplicate_key_in_a_document_of_many_small_objects_goes_to_the_standard_library(text):
     assert 200 * text.count(":") > len(text)  # (the encoded-text count decides)
     assert json_text.loads(text, 64) is None
+
+
+def test_a_document_nested_past_what_orjson_writes_goes_to_the_checks():
+    """orjson reads 1,000 levels but writes only 254: the key count from its text is not taken; the checks that
+    name the place refuse the depth."""
+    text = '{"a": ' * 300 + "1" + "}" * 300
+    assert 200 * text.count(":") > len(text)
+    assert json_text.loads(text, 1000) is None

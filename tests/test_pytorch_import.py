@@ -422,12 +422,12 @@ class Shared(nn.Module):
 
 @pytest.mark.parametrize("module,shape,expected", [
     (Conv(), (2, 1, 5, 5), r"features\.0 \(PixelShuffle\)"),
-    (GRUVariant(bidirectional=True), (2, 5, 3), r"gru \(GRU\).*bidirectional=True"),
+    (GRUVariant(num_layers=2, dropout=0.5), (2, 5, 3), r"gru \(GRU\).*dropout=0.5 in training mode"),
     (nn.Sequential(nn.Conv1d(2, 2, 3, padding=1, padding_mode="reflect")), (2, 2, 5), r"padding_mode='reflect'"),
     (nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.5)), (2, 3), r"module\.eval\(\)"),
     (nn.Sequential(nn.Linear(3, 3), nn.Softmax(dim=0)), (2, 3), r"dim=0"),
     (Shared(), (2, 3), r"fc\.weight.*more than once"),
-], ids=["pixel_shuffle", "bidirectional_gru", "conv_reflect",
+], ids=["pixel_shuffle", "gru_dropout_training", "conv_reflect",
         "dropout_training", "softmax_dim0", "shared_weights"])
 def test_unsupported_modules_raise_naming_the_module(module, shape, expected):
     with pytest.raises(UnsupportedError, match=expected):

@@ -280,7 +280,7 @@ def _recurrent(b: Builder, call: Call, kind: str, has_cell: bool = False) -> Any
     if m.num_layers > 1 and m.dropout and m.training:
         bad.append(f"dropout={m.dropout} in training mode (call module.eval() first)")
     if bad:
-        raise call.unsupported(f"{kind} with {', '.join(bad)} is not supported (forward layers only)")
+        raise call.unsupported(f"{kind} with {', '.join(bad)} is not supported")
     x = call.tensor()
     if x.batch_axis != (0 if m.batch_first else 1):
         raise call.unsupported(f"{kind} input has its batch axis at {x.batch_axis}, batch_first={m.batch_first}")
