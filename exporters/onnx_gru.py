@@ -11,7 +11,7 @@ one's doc_string naming the MDF parameters it holds. An initial hidden state tha
 default: initial_h is left out (no nodes)."""
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 from onnx import helper
@@ -98,11 +98,14 @@ def _weights(b: OnnxGraphBuilder, op: Op) -> Tuple[Val, Val, Optional[Val], int]
 
 
 def _gru(b: OnnxGraphBuilder, x_tni: Val, W: Val, R: Val, B: Optional[Val], h_1nh: Optional[Val], hidden: int,
-         shape: Tuple[int, ...], last: bool = False) -> Val:
-    """The one ONNX GRU node: its output Y, or Y_h when `last` (then `shape` is Y_h's)."""
+         shape: Tuple[int, ...], last: bool = False, direction: str = "forward") -> Val:
+    """The one ONNX GRU node (`direction` forward, reverse or bidirectional): its output Y, or Y_h when `last`
+    (then `shape` is Y_h's)."""
+    attrs: Dict[str, Any] = {"hidden_size": int(hidden), "linear_before_reset": 1}
+    if direction != "forward":
+        attrs["direction"] = direction
     if not last:
-        return b.emit("GRU", [x_tni, W, R, B, None, h_1nh], shape=shape, batched=False, hidden_size=int(hidden),
-                      linear_before_reset=1)
+        return b.emit("GRU", [x_tni, W, R, B, None, h_1nh], shape=shape, batched=False, **attrs)
     base = b.fresh(f"{b.node_context or 'graph'}/GRU")
     name = f"{base}_Y_h"
     ins = ["" if v is None else v.name for v in (x_tni, W, R, B, None, h_1nh)]
@@ -110,8 +113,7 @@ def _gru(b: OnnxGraphBuilder, x_tni: Val, W: Val, R: Val, B: Optional[Val], h_1n
         ins.pop()
     # Y named too, though unread: onnxruntime's common-subexpression pass merges this node with a Y call on the same
     # inputs and fails on an unnamed output
-    b.nodes.append(helper.make_node("GRU", ins, [f"{base}_Y", name], name=name, hidden_size=int(hidden),
-                                    linear_before_reset=1))
+    b.nodes.append(helper.make_node("GRU", ins, [f"{base}_Y", name], name=name, **attrs))
     return Val(name, False, tuple(int(d) for d in shape))
 
 
@@ -139,33 +141,34 @@ def gru_node(b: OnnxGraphBuilder, x_btI: Val, W: Val, R: Val, B: Optional[Val], 
 
 
 def onnx_axes_node(b: OnnxGraphBuilder, x: Val, W: Val, R: Val, B: Optional[Val], h0: Optional[Operand],
-                   hidden: int, last: bool = False) -> Val:
-    """ONNX GRU with ONNX's axes: x per trial (T, N, I), h0 = initial_h (1, N, H); returns Y per trial (T, 1, N, H),
-    or Y_h (1, N, H) when `last`."""
+                   hidden: int, last: bool = False, direction: str = "forward") -> Val:
+    """ONNX GRU with ONNX's axes: x per trial (T, N, I), h0 = initial_h (D, N, H), D = 2 for `direction`
+    bidirectional (else 1); returns Y per trial (T, D, N, H), or Y_h (D, N, H) when `last`."""
     if x.rank != 3:
         raise UnsupportedError(f"onnx::GRU input X has per-trial shape {x.shape}, not (T, N, I)", where=b.where)
     T, N, I = x.shape
+    D = 2 if direction == "bidirectional" else 1
     if isinstance(h0, Const):
         h0 = _constant_h0(b, h0, h0.shape) if np.any(h0.array) else None  # exactly zero: ONNX's default
     if not x.batched:  # one sequence for every trial: the ONNX node as it is
         h = None if h0 is None else b.as_val(h0)
-        return _gru(b, x, W, R, B, h, hidden, (1, N, hidden) if last else (T, 1, N, hidden), last)
+        return _gru(b, x, W, R, B, h, hidden, (D, N, hidden) if last else (T, D, N, hidden), last, direction)
     x_tbni = b.emit("Transpose", [x], shape=(DYN, DYN, N, I), batched=False, perm=[1, 0, 2, 3])
     x_t_bn_i = b.emit("Reshape", [x_tbni, b.int64s([0, -1, I], "shape")], shape=(DYN, DYN, I), batched=False)
     h = None
-    if h0 is not None:  # (1, N, H) per trial -> (1, B*N, H), trial-major like x
-        h_b1nh = b.expand_to_batch(b.as_val(h0))
-        h_1bnh = b.emit("Transpose", [h_b1nh], shape=(1, DYN, N, hidden), batched=False, perm=[1, 0, 2, 3])
-        h = b.emit("Reshape", [h_1bnh, b.int64s([1, -1, hidden], "shape")], shape=(1, DYN, hidden), batched=False)
+    if h0 is not None:  # (D, N, H) per trial -> (D, B*N, H), trial-major like x
+        h_bdnh = b.expand_to_batch(b.as_val(h0))
+        h_dbnh = b.emit("Transpose", [h_bdnh], shape=(D, DYN, N, hidden), batched=False, perm=[1, 0, 2, 3])
+        h = b.emit("Reshape", [h_dbnh, b.int64s([D, -1, hidden], "shape")], shape=(D, DYN, hidden), batched=False)
     if last:
-        y_h = _gru(b, x_t_bn_i, W, R, B, h, hidden, (1, DYN, hidden), last=True)
-        y_h4 = b.emit("Reshape", [y_h, b.int64s([1, -1, N, hidden], "shape")], shape=(1, DYN, N, hidden),
+        y_h = _gru(b, x_t_bn_i, W, R, B, h, hidden, (D, DYN, hidden), True, direction)
+        y_h4 = b.emit("Reshape", [y_h, b.int64s([D, -1, N, hidden], "shape")], shape=(D, DYN, N, hidden),
                       batched=False)
-        return b.emit("Transpose", [y_h4], shape=(1, N, hidden), batched=True, perm=[1, 0, 2, 3])
-    y = _gru(b, x_t_bn_i, W, R, B, h, hidden, (DYN, 1, DYN, hidden))
-    y_t1bnh = b.emit("Reshape", [y, b.int64s([0, 1, -1, N, hidden], "shape")], shape=(DYN, 1, DYN, N, hidden),
+        return b.emit("Transpose", [y_h4], shape=(D, N, hidden), batched=True, perm=[1, 0, 2, 3])
+    y = _gru(b, x_t_bn_i, W, R, B, h, hidden, (DYN, D, DYN, hidden), False, direction)
+    y_tdbnh = b.emit("Reshape", [y, b.int64s([0, D, -1, N, hidden], "shape")], shape=(DYN, D, DYN, N, hidden),
                      batched=False)
-    return b.emit("Transpose", [y_t1bnh], shape=(T, 1, N, hidden), batched=True, perm=[2, 0, 1, 3, 4])
+    return b.emit("Transpose", [y_tdbnh], shape=(T, D, N, hidden), batched=True, perm=[2, 0, 1, 3, 4])
 
 
 def export_gru(b: OnnxGraphBuilder, op: Op) -> Operand:
@@ -176,5 +179,7 @@ def export_gru(b: OnnxGraphBuilder, op: Op) -> Operand:
     x = b.as_val(x_arg)
     last = op.args.get("output", "Y") == "Y_h"
     if op.args.get("axes", "trial") == "onnx":
-        return onnx_axes_node(b, x, W, R, B, _h0(b, op), hidden, last)
+        direction = op.args.get("direction") or "forward"
+        return onnx_axes_node(b, x, W, R, B, _h0(b, op), hidden, last,
+                              direction.decode() if isinstance(direction, bytes) else direction)
     return gru_node(b, x, W, R, B, _h0(b, op), hidden, last)

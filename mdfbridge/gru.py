@@ -129,13 +129,13 @@ GRU_DEFAULTS: Dict[str, Any] = {**{k: None for k in GRU_ARGS[1:]}, "weight_layou
 GRU_DESCRIPTION = (
     "GRU (torch.nn.GRU's equations, ONNX GRU with linear_before_reset=1) over a whole sequence. "
     "weight_layout 'gates': PsyNeuLink per-gate (sender x receiver) weights wts_ir, wts_iu, wts_in, wts_hr, wts_hu, "
-    "wts_hn and optional biases bias_i?, bias_h?; 'onnx': W (1, 3H, I), R (1, 3H, H), optional B (1, 6H) in ONNX's "
-    "gate order z, r, h; 'torch': torch.nn.GRU's weight_ih (3H, I), weight_hh (3H, H), optional bias_ih, bias_hh "
-    "(3H) (rows r, z, n). axes 'trial': X (T, I) per trial from h0 (H,), value (T, H); 'onnx' (the onnx::GRU alias): "
-    "ONNX's X (T, N, I) from h0 = initial_h (1, N, H) (zeros when absent), value Y (T, 1, N, H). The ONNX attributes "
-    "output picks the value: Y (the sequence) or Y_h (the last hidden state: (H,), or (1, N, H)). The ONNX attributes "
-    "must have the values of torch's GRU (linear_before_reset 1, forward, layout 0, default activations, no clip); "
-    "sequence_lens is not supported.")
+    "wts_hn and optional biases bias_i?, bias_h?; 'onnx': W (D, 3H, I), R (D, 3H, H), optional B (D, 6H) in ONNX's "
+    "gate order z, r, h, D directions; 'torch': torch.nn.GRU's weight_ih (3H, I), weight_hh (3H, H), optional "
+    "bias_ih, bias_hh (3H) (rows r, z, n). axes 'trial': X (T, I) per trial from h0 (H,), value (T, H), forward; "
+    "'onnx' (the onnx::GRU alias): ONNX's X (T, N, I) from h0 = initial_h (D, N, H) (zeros when absent), value Y "
+    "(T, D, N, H), direction forward, reverse or bidirectional (D = 2). output picks the value: Y (the sequence) or "
+    "Y_h (the last hidden state: (H,), or (D, N, H)). The other ONNX attributes must have the values of torch's GRU "
+    "(linear_before_reset 1, layout 0, default activations, no clip); sequence_lens is not supported.")
 
 
 def _weights(weight_layout: str, weights: Mapping[str, Any]) -> Dict[str, Any]:
@@ -147,33 +147,60 @@ def _weights(weight_layout: str, weights: Mapping[str, Any]) -> Dict[str, Any]:
     return {k: weights.get(k) for k in WEIGHT_NAMES + BIAS_NAMES}
 
 
-def _last(Y: Any, axes: str, output: str) -> Any:
-    """The value `output` picks from a GRU's Y: Y itself, or Y_h (its last time step)."""
+def _last(Y: Any, axes: str, output: str, direction: Any = None) -> Any:
+    """The value `output` picks from a GRU's Y: Y itself, or Y_h (its last time step; 'onnx' axes: each direction's
+    last step, time 0 for the reverse direction)."""
     if output not in GRU_OUTPUTS:
         raise UnsupportedError(f"GRU output {output!r}; one of {', '.join(GRU_OUTPUTS)}")
     if output == "Y":
         return Y
-    return Y[..., -1, :, :, :] if axes == "onnx" else Y[..., -1, :]
+    if axes != "onnx":
+        return Y[..., -1, :]
+    from .rnn import directions
+
+    rows = [Y[..., 0 if name == "reverse" else -1, d, :, :] for d, name in enumerate(directions(direction))]
+    return rows[0][..., None, :, :] if len(rows) == 1 else (
+        np.stack(rows, -3) if isinstance(Y, np.ndarray) else _torch_stack(rows, -3))
+
+
+def _torch_stack(rows: Any, axis: int) -> Any:
+    import torch
+
+    return torch.stack(rows, axis)
 
 
 def gru_op_numpy(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str = "trial", output: str = "Y",
-                 sequence_lens: Any = None, **weights: Any) -> np.ndarray:
+                 sequence_lens: Any = None, direction: Any = None, **weights: Any) -> np.ndarray:
     """The GRU op in numpy (see GRU_DESCRIPTION); X may carry a leading batch axis (trials)."""
-    return _last(_gru_op_numpy(X, h0, weight_layout, axes, sequence_lens, **weights), axes, output)
+    return _last(_gru_op_numpy(X, h0, weight_layout, axes, sequence_lens, direction, **weights), axes, output,
+                 direction)
 
 
 def _gru_op_numpy(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str = "trial",
-                  sequence_lens: Any = None, **weights: Any) -> np.ndarray:
+                  sequence_lens: Any = None, direction: Any = None, **weights: Any) -> np.ndarray:
     if sequence_lens is not None:
         raise UnsupportedError("GRU sequence_lens is not supported")
-    gates = _weights(weight_layout, weights)
     X = np.asarray(X, dtype=float)
-    if axes == "onnx":  # (..., T, N, I) -> (..., N, T, I); initial_h (1, N, H) -> h0 (N, H)
-        H = np.shape(gates["wts_hr"])[0]
-        h = np.zeros((X.shape[-2], H)) if h0 is None else np.asarray(h0, dtype=float)[0]
-        Y = gru_numpy(np.moveaxis(X, -3, -2), h, gates)  # (..., N, T, H)
-        return np.expand_dims(np.moveaxis(Y, -2, -3), -3)  # (..., T, 1, N, H)
-    return gru_numpy(X, 0.0 if h0 is None else h0, gates)
+    if axes == "onnx":  # (..., T, N, I) -> (..., N, T, I); initial_h (D, N, H) -> h0 (N, H) per direction
+        from .rnn import directions
+
+        ys = []
+        for d, name in enumerate(directions(direction)):
+            gates = _weights(weight_layout, _direction_weights(weight_layout, weights, d))
+            H = np.shape(gates["wts_hr"])[0]
+            h = np.zeros((X.shape[-2], H)) if h0 is None else np.asarray(h0, dtype=float)[..., d, :, :]
+            seq = np.moveaxis(X, -3, -2)
+            Y = gru_numpy(seq[..., ::-1, :] if name == "reverse" else seq, h, gates)  # (..., N, T, H)
+            ys.append(np.moveaxis(Y[..., ::-1, :] if name == "reverse" else Y, -2, -3))  # (..., T, N, H)
+        return np.stack(ys, -3)  # (..., T, D, N, H)
+    return gru_numpy(X, 0.0 if h0 is None else h0, _weights(weight_layout, weights))
+
+
+def _direction_weights(weight_layout: str, weights: Mapping[str, Any], d: int) -> Dict[str, Any]:
+    """ONNX-layout W, R, B of direction d (as the forward-only layout holds them: (1, ...)); others as they are."""
+    if weight_layout != "onnx":
+        return dict(weights)
+    return {**weights, **{k: weights[k][d:d + 1] for k in ("W", "R", "B") if weights.get(k) is not None}}
 
 
 def onnx_to_torch(W: Any, R: Any, B: Any = None) -> Dict[str, Any]:
@@ -190,18 +217,29 @@ def onnx_to_torch(W: Any, R: Any, B: Any = None) -> Dict[str, Any]:
 
 
 def gru_op_torch(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str = "trial", output: str = "Y",
-                 sequence_lens: Any = None, **weights: Any) -> Any:
+                 sequence_lens: Any = None, direction: Any = None, **weights: Any) -> Any:
     """The GRU op in torch (see GRU_DESCRIPTION) on a batch: X (B, T, I), or (B, T, N, I) / (T, N, I) for 'onnx'
     axes."""
-    return _last(_gru_op_torch(X, h0, weight_layout, axes, sequence_lens, **weights), axes, output)
-
-
-def _gru_op_torch(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str = "trial",
-                  sequence_lens: Any = None, **weights: Any) -> Any:
-    import torch
-
     if sequence_lens is not None:
         raise UnsupportedError("GRU sequence_lens is not supported")
+    if axes != "onnx":
+        return _last(_gru_op_torch(X, h0, weight_layout, axes, **weights), axes, output)
+    import torch
+
+    from .rnn import directions
+
+    ys = []
+    for d, name in enumerate(directions(direction)):
+        h = None if h0 is None else torch.as_tensor(h0, dtype=X.dtype, device=X.device)[..., d:d + 1, :, :]
+        x = torch.flip(X, [-3]) if name == "reverse" else X
+        Y = _gru_op_torch(x, h, weight_layout, axes, **_direction_weights(weight_layout, weights, d))
+        ys.append(torch.flip(Y, [-4]) if name == "reverse" else Y)  # (..., T, 1, N, H)
+    return _last(torch.cat(ys, -3), axes, output, direction)
+
+
+def _gru_op_torch(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str = "trial", **weights: Any) -> Any:
+    import torch
+
     if weight_layout == "onnx":
         p = onnx_to_torch(weights["W"], weights["R"], weights.get("B"))
     elif weight_layout == "torch":
@@ -244,8 +282,13 @@ def check_onnx_gru_attrs(node: str, attrs: Mapping[str, Any], hidden: int, fn: s
 
     if attrs.get("linear_before_reset") not in (1, True):
         raise bad("linear_before_reset", f"{attrs.get('linear_before_reset')!r} is not supported (only 1, torch's GRU)")
-    if attrs.get("direction", "forward") not in ("forward", b"forward"):
-        raise bad("direction", f"{attrs.get('direction')!r} (reverse/bidirectional) is not implemented")
+    from .rnn import directions
+
+    direction = attrs.get("direction")
+    if directions(direction)[0] not in ("forward", "reverse"):
+        raise bad("direction", f"{direction!r}; one of forward, reverse, bidirectional")
+    if directions(direction) != ("forward",) and attrs.get("axes", "trial") != "onnx":
+        raise bad("direction", f"{direction!r} with 'trial' axes (a per-trial sequence runs forward)")
     if attrs.get("layout", 0) not in (0, None):
         raise bad("layout", "only layout=0 (onnxruntime rejects layout=1)")
     if attrs.get("clip") is not None:
@@ -282,14 +325,17 @@ def validate_gru(node: str, args: Mapping[str, Any], params: Mapping[str, Any]) 
     recurrent = value({"onnx": "R", "torch": "weight_hh"}.get(layout, "wts_hr"))
     hidden = int(args.get("hidden_size") or (recurrent.shape[-1] if recurrent is not None else 0))
     check_onnx_gru_attrs(node, args, hidden, fn)
+    from .rnn import directions
+
+    D = len(directions(args.get("direction")))
     if axes == "onnx":  # (argument, name as written, shape test)
-        checks = [("h0", "initial_h", lambda s: len(s) == 3 and s[0] == 1 and s[2] == hidden)]
+        checks = [("h0", "initial_h", lambda s: len(s) == 3 and s[0] == D and s[2] == hidden)]
     else:
         checks = [("h0", "h0", lambda s: s == (hidden,))]
     if layout == "onnx":
-        checks += [("W", "W", lambda s: len(s) == 3 and s[0] == 1 and s[1] == 3 * hidden),
-                   ("R", "R", lambda s: s == (1, 3 * hidden, hidden)),
-                   ("B", "B", lambda s: s == (1, 6 * hidden))]
+        checks += [("W", "W", lambda s: len(s) == 3 and s[0] == D and s[1] == 3 * hidden),
+                   ("R", "R", lambda s: s == (D, 3 * hidden, hidden)),
+                   ("B", "B", lambda s: s == (D, 6 * hidden))]
     if layout == "torch":
         checks += [("weight_ih", "weight_ih", lambda s: len(s) == 2 and s[0] == 3 * hidden),
                    ("weight_hh", "weight_hh", lambda s: s == (3 * hidden, hidden)),

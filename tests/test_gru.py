@@ -695,8 +695,7 @@ def test_onnx_gru_input_size_mismatch():
     ("activation_alpha", [1.0]),
     ("layout", 1),
     ("linear_before_reset", 0),
-    ("direction", "reverse"),
-    ("direction", "bidirectional"),
+    ("direction", "sideways"),
 ])
 def test_unsupported_onnx_gru_attribute(attr, value):
     doc = _onnx_doc()

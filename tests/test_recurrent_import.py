@@ -326,8 +326,10 @@ def _onnx_model(op_type: str, gates: int, outputs: Tuple[str, ...], states: int,
     ("LSTM", 4, ("Y", "Y_h"), 0, {"direction": "reverse"}),
     ("RNN", 1, ("Y", "Y_h"), 1, {"direction": "bidirectional"}),
     ("RNN", 1, ("", "Y_h"), 1, {"direction": "reverse"}),
+    ("GRU", 3, ("Y", "Y_h"), 1, {"linear_before_reset": 1, "direction": "bidirectional"}),
+    ("GRU", 3, ("Y", "Y_h"), 0, {"linear_before_reset": 1, "direction": "reverse"}),
 ], ids=["lstm_all_outputs", "lstm_y_h_only", "rnn", "gru", "lstm_bidirectional", "lstm_reverse",
-        "rnn_bidirectional", "rnn_y_h_reverse"])
+        "rnn_bidirectional", "rnn_y_h_reverse", "gru_bidirectional", "gru_reverse"])
 def test_onnx_recurrent_nodes_read_equal_onnxruntime(op_type, gates, outputs, states, attrs):
     import onnxruntime as ort
 
@@ -377,7 +379,10 @@ def test_onnx_recurrent_node_with_batch_axis_is_refused():
     ("LSTM", 4, ("Y", "Y_h", "Y_c"), 2, 0, "bidirectional"),
     ("LSTM", 4, ("Y", "Y_h"), 1, 1, "bidirectional"),
     ("RNN", 1, ("Y", "Y_h"), 1, 0, "reverse"),
-], ids=["lstm", "lstm_layout1", "rnn_layout1", "lstm_bidirectional", "lstm_bidirectional_layout1", "rnn_reverse"])
+    ("GRU", 3, ("Y", "Y_h"), 1, 0, "bidirectional"),
+    ("GRU", 3, ("", "Y_h"), 1, 0, "reverse"),
+], ids=["lstm", "lstm_layout1", "rnn_layout1", "lstm_bidirectional", "lstm_bidirectional_layout1", "rnn_reverse",
+        "gru_bidirectional", "gru_reverse"])
 def test_read_onnx_nodes_run_on_trials_and_export_back_to_onnxruntime(op_type, gates, outputs, states, layout,
                                                                       direction):
     """onnx:: aliases on several trials: numpy reference = torch backend = the re-exported ONNX model on
@@ -387,7 +392,8 @@ def test_read_onnx_nodes_run_on_trials_and_export_back_to_onnxruntime(op_type, g
 
     from mdfbridge.deploy import DeploymentSession
 
-    model = _onnx_model(op_type, gates, outputs, states, direction=direction, **({"layout": 1} if layout else {}))
+    model = _onnx_model(op_type, gates, outputs, states, direction=direction, **({"layout": 1} if layout else {}),
+                        **({"linear_before_reset": 1} if op_type == "GRU" else {}))
     if layout:  # X (N, T, I), states (N, 1, H)
         for inp in model.graph.input:
             dims = inp.type.tensor_type.shape.dim

@@ -166,7 +166,7 @@ def recurrent(function: str, outputs: "tuple[str, ...]") -> Handler:
     ONNX's names and layouts, W, R, B learnable; every used output (Y, Y_h, Y_c) a function of the same node.
     Only with batch_axis=False: the recurrence runs along ONNX's axis 0 (time), which batch_axis=True would read
     as mdfbridge's trial axis. The record's validation refuses what the op does not implement (GRU's
-    linear_before_reset=0 and reverse/bidirectional; clip, sequence_lens, peepholes)."""
+    linear_before_reset=0, clip, sequence_lens, peepholes)."""
     names = ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P")
 
     def handle(n: NodeImport) -> Emitted:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..gru import GRU_ARGS, GRU_ATTRS, GRU_DEFAULTS, GRU_DESCRIPTION, gru_op_numpy, gru_op_torch, validate_gru
 from ..lazy_function import LazyFunction
-from ..rnn import ONNX_WEIGHTS, TORCH_WEIGHTS, Cell, Nonlinearity, op_numpy, op_torch, register_cell
+from ..rnn import ONNX_WEIGHTS, TORCH_WEIGHTS, Cell, Nonlinearity, directions, op_numpy, op_torch, register_cell
 from ..rnn import shape as recurrent_shape
 from ..rnn import validate as validate_recurrent
 from . import from_onnx
@@ -29,11 +29,12 @@ ONNX_ACTIVATIONS = ("Sigmoid", "Tanh")  # ONNX GRU's `activations` (f, g) the op
 
 
 def _gru_shape(a: Mapping[str, Any]) -> Tuple[int, ...]:
-    """Y per trial: (T, H) for X (T, I) ('trial' axes), (T, 1, N, H) for X (T, N, I) ('onnx' axes)."""
+    """Y per trial: (T, H) for X (T, I) ('trial' axes), (T, D, N, H) for X (T, N, I) ('onnx' axes, D directions)."""
     layout = a.get("weight_layout")
     hidden = a["R"][-1] if layout == "onnx" else a["weight_hh"][-1] if layout == "torch" else a["wts_hr"][0]
     x = tuple(a["X"])
-    y = (x[0], 1) + x[1:-1] + (hidden,) if a.get("axes") == "onnx" else x[:-1] + (hidden,)
+    D = len(directions(a.get("direction")))
+    y = (x[0], D) + x[1:-1] + (hidden,) if a.get("axes") == "onnx" else x[:-1] + (hidden,)
     return y if a.get("output", "Y") == "Y" else y[1:]
 
 
