@@ -125,6 +125,34 @@ class ShapeBranch(nn.Module):
         return self.b(x)
 
 
+class Branches(nn.Module):
+    """Two Linear branches joined by torch.cat, then permute / transpose and mean over per-trial axes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 3), nn.Linear(4, 2)
+        self.head = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x (B, T, 4)
+        h = torch.cat([torch.tanh(self.a(x)), self.b(x)], dim=-1)  # (B, T, 5)
+        h = h.permute(0, 2, 1).transpose(1, 2)  # back to (B, T, 5)
+        pooled = torch.mean(h, dim=1)  # (B, 5)
+        return self.head(torch.cat((pooled[:, :3], h.mean(dim=(1, 2), keepdim=True).flatten(1)), 1)[:, :3])
+
+
+class ConvHead(nn.Module):
+    """A CNN's head: global average pool to (C, 1, 1), torch.flatten(x, 1), a Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(torch.relu(self.conv(x))), 1))
+
+
 MODULES = {
     "mlp": (lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3), nn.Sigmoid()), (4,)),
     "tanh_softmax": (lambda: nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 5), nn.Softmax(dim=-1)), (4,)),
@@ -138,6 +166,8 @@ MODULES = {
     "gru_head_index": (lambda: GRUHead(index=True), (5, 3)),
     "pre_gru": (PreGRU, (6, 4)),
     "mlp_3d_input": (lambda: nn.Sequential(nn.Linear(4, 5), nn.Sigmoid(), nn.Linear(5, 2), nn.Softmax(-1)), (3, 4)),
+    "branches": (Branches, (3, 4)),
+    "conv_head": (ConvHead, (2, 5, 5)),
 }
 
 
@@ -260,7 +290,7 @@ def test_saved_document_runs_from_the_cli(name, tmp_path):
 
 
 @pytest.mark.slow  # trains five imported modules
-@pytest.mark.parametrize("name", ["mlp", "residual", "own_parameters", "gru_head", "pre_gru"])
+@pytest.mark.parametrize("name", ["mlp", "residual", "own_parameters", "gru_head", "pre_gru", "branches", "conv_head"])
 def test_learn_trains_imported_model_and_weights_load_back_strictly(name, tmp_path):
     module = make(name)
     doc = module_to_mdf(module, (inputs_for(name, 2),))
@@ -411,6 +441,15 @@ class GRUVariant(nn.Module):
         return h if self.use_hn else out
 
 
+class Lambda(nn.Module):
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
 class Shared(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -427,8 +466,12 @@ class Shared(nn.Module):
     (nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.5)), (2, 3), r"module\.eval\(\)"),
     (nn.Sequential(nn.Linear(3, 3), nn.Softmax(dim=0)), (2, 3), r"dim=0"),
     (Shared(), (2, 3), r"fc\.weight.*more than once"),
-], ids=["pixel_shuffle", "gru_dropout_training", "conv_reflect",
-        "dropout_training", "softmax_dim0", "shared_weights"])
+    (Lambda(lambda x: torch.cat([x, x], dim=0)), (2, 3), r"dim 0 is the batch axis"),
+    (Lambda(lambda x: x.permute(1, 0, 2)), (2, 3, 4), r"the batch axis must stay first"),
+    (Lambda(lambda x: torch.flatten(x)), (2, 3, 4), r"flattens the batch axis"),
+    (Lambda(lambda x: x.mean()), (2, 3), r"mean over every axis"),
+], ids=["pixel_shuffle", "gru_dropout_training", "conv_reflect", "dropout_training", "softmax_dim0",
+        "shared_weights", "cat_batch_axis", "permute_batch_axis", "flatten_batch_axis", "mean_all_axes"])
 def test_unsupported_modules_raise_naming_the_module(module, shape, expected):
     with pytest.raises(UnsupportedError, match=expected):
         module_to_mdf(module, (torch.randn(*shape),))
@@ -458,7 +501,8 @@ def test_program_state_dict_refuses_a_model_not_from_torch():
 
 # ------------------------------------------------------------------------------------------- round trip (issue 6.5)
 
-@pytest.mark.parametrize("name", ["mlp", "tanh_softmax", "leaky", "residual", "nested", "gru_head"])
+@pytest.mark.parametrize("name", ["mlp", "tanh_softmax", "leaky", "residual", "nested", "gru_head", "branches",
+                                  "conv_head"])
 def test_torch_to_mdf_to_onnx_on_onnxruntime_equals_torch(name):
     ort = pytest.importorskip("onnxruntime")
     from mdfbridge.exporters import onnx as onnx_export

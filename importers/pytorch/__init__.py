@@ -22,7 +22,9 @@ MDF's trial axis is torch's batch axis: where that is not axis 0 of a torch tens
 h_n, c_n: axis 1), graph metadata `batch_axes` names the input/output and the axis. Graph inputs are nodes named
 after the fx placeholders; outputs are nodes named after the fx output (`output`, or `output_<i>` for tuples,
 `output_1_0` for nested ones such as an LSTM's (output, (h_n, c_n))). A recurrent layer given as the module itself
-is traced as one layer call.
+is traced as one layer call. Shape ops on batch-first tensors (torch.cat, transpose, permute keeping the batch
+first, flatten from dim 1, mean over per-trial dims) are expression nodes (`Builder.expression`); one that would
+move or merge the batch axis is refused.
 
 Modules: `values` (what converters see), `builder` (the MDF nodes and edges the converters write), `registry`
 (converters keyed by torch callables / nn.Module classes), `converters` (one per layer / function / method /

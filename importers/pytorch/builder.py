@@ -377,6 +377,21 @@ class Builder:
         return MDFTensor(nid, OUT, tuple(probe.shape), batch_axis)
 
 
+    def expression(self, call: Call, function: str, inputs: Sequence[MDFTensor], value: str,
+                   shape: Tuple[int, ...]) -> MDFTensor:
+        """A node computing the MDF expression `value` of its inputs (ports `input` for one, `input<i>` for several;
+        each with the batch on axis 0) with per-trial output `shape`; `function` names it in the metadata."""
+        nid = self.new_id(call.name)
+        ports = [IN] if len(inputs) == 1 else [f"{IN}{i}" for i in range(len(inputs))]
+        self.nodes[nid] = {"metadata": {"mdfbridge": {"role": "mechanism", "function": function, "layer": call.path}},
+                           "input_ports": {p: {"shape": list(t.shape)} for p, t in zip(ports, inputs)},
+                           "functions": {FUNCTION: {"value": value.format(*ports)}},
+                           "output_ports": {OUT: {"value": FUNCTION, "shape": list(shape)}}}
+        for p, t in zip(ports, inputs):
+            self.connect(t, nid, p)
+        return MDFTensor(nid, OUT, tuple(int(d) for d in shape))
+
+
 class _Unused:
     """A value the converted graph does not compute (named for the error if it is used)."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import operator
 from typing import Any, List, Optional, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -48,14 +49,38 @@ def _softmax(b: Builder, call: Call, dim: Any) -> MDFTensor:
 
 
 def _flatten(b: Builder, call: Call, start: Any, end: Any) -> MDFTensor:
-    """Flatten that leaves the shape as it is (already flat): no node; anything else is refused."""
-    x = call.tensor()
+    """Flatten of per-trial axes (a CNN's (C, 1, 1) before its Linear head): a reshape node; one that leaves the
+    shape as it is: no node; flattening the batch axis into others is refused."""
+    x = _batch_first(b, call, call.tensor())
     ndim = len(x.shape) + b.lead
     s, e = int(start) % ndim, int(end) % ndim
-    if e > s:
-        raise call.unsupported(f"flatten(start_dim={start}, end_dim={end}) of a tensor with per-trial shape "
-                               f"{x.shape} changes its shape; only flattening an already flat input is supported")
+    if e <= s:
+        return x
+    if s < b.lead:
+        raise call.unsupported(f"flatten(start_dim={start}, end_dim={end}) flattens the batch axis (axis 0) into "
+                               f"others; MDF keeps the trials apart (start_dim=1 flattens each trial)")
+    ps, pe = s - b.lead, e - b.lead
+    shape = x.shape[:ps] + (int(np.prod(x.shape[ps:pe + 1])),) + x.shape[pe + 1:]
+    return b.expression(call, "flatten", [x], f"reshape({{}}, {list(shape)})", shape)
+
+
+def _batch_first(b: Builder, call: Call, x: MDFTensor) -> MDFTensor:
+    """x, refused unless its batch axis is axis 0 (what the shape ops below convert)."""
+    if x.batch_axis != 0 or b.lead != 1:
+        raise call.unsupported(f"a shape op on a tensor whose batch axis is axis {x.batch_axis} (per-trial shape "
+                               f"{x.shape}); only batch-first tensors are converted")
     return x
+
+
+def _trial_axis(call: Call, x: MDFTensor, dim: Any) -> int:
+    """torch dim of a batch-first tensor -> the per-trial axis (the batch axis itself refused)."""
+    ndim = len(x.shape) + 1
+    d = int(dim)
+    if not -ndim <= d < ndim:
+        raise call.unsupported(f"dim {d} is out of range for a tensor of {ndim} dimensions")
+    if d % ndim == 0:
+        raise call.unsupported(f"dim {d} is the batch axis; MDF keeps the trials apart")
+    return d % ndim - 1
 
 
 def _dropout(b: Builder, call: Call, p: Any, training: bool) -> MDFTensor:
@@ -183,6 +208,66 @@ def _flatten_module(b: Builder, call: Call) -> MDFTensor:
 def _flatten_function(b: Builder, call: Call) -> MDFTensor:
     """torch.flatten / Tensor.flatten / aten.flatten."""
     return _flatten(b, call, call.arg(1, "start_dim", 0), call.arg(2, "end_dim", -1))
+
+
+@add_converter(torch.cat, torch.concat, aten("cat.default"))
+def _cat(b: Builder, call: Call) -> MDFTensor:
+    """torch.cat of batch-first tensors along a per-trial axis: one Concat node."""
+    items = call.arg(0, "tensors")
+    if not isinstance(items, (list, tuple)) or not items or not all(isinstance(t, MDFTensor) for t in items):
+        raise call.unsupported("torch.cat of values that are not all tensors computed from the inputs")
+    xs = [_batch_first(b, call, t) for t in items]
+    axis = _trial_axis(call, xs[0], call.arg(1, "dim", 0))
+    rest = {t.shape[:axis] + t.shape[axis + 1:] for t in xs}
+    if len({len(t.shape) for t in xs}) != 1 or len(rest) != 1:
+        raise call.unsupported(f"torch.cat of per-trial shapes {[t.shape for t in xs]} along axis {axis + 1}")
+    shape = xs[0].shape[:axis] + (sum(t.shape[axis] for t in xs),) + xs[0].shape[axis + 1:]
+    parts = ", ".join("{}" for _ in xs)
+    return b.expression(call, "cat", xs, f"concatenate([{parts}], axis={axis})", shape)
+
+
+@add_converter(torch.transpose, torch.Tensor.transpose, aten("transpose.int"))
+def _transpose(b: Builder, call: Call) -> MDFTensor:
+    """transpose(dim0, dim1) of two per-trial axes: a Transpose node."""
+    x = _batch_first(b, call, call.tensor())
+    a, c = _trial_axis(call, x, call.arg(1, "dim0")), _trial_axis(call, x, call.arg(2, "dim1"))
+    perm = list(range(len(x.shape)))
+    perm[a], perm[c] = perm[c], perm[a]
+    return _permuted(b, call, x, perm)
+
+
+@add_converter(torch.permute, torch.Tensor.permute, aten("permute.default"))
+def _permute(b: Builder, call: Call) -> MDFTensor:
+    """permute(dims) that keeps the batch axis first: a Transpose node of the per-trial axes."""
+    x = _batch_first(b, call, call.tensor())
+    dims = call.arg(1, "dims")
+    dims = list(dims) if isinstance(dims, (list, tuple)) else [dims, *call.args[2:]]
+    ndim = len(x.shape) + 1
+    if sorted(int(d) % ndim for d in dims) != list(range(ndim)) or int(dims[0]) % ndim != 0:
+        raise call.unsupported(f"permute{tuple(dims)}: the batch axis must stay first (MDF's trial axis)")
+    return _permuted(b, call, x, [int(d) % ndim - 1 for d in dims[1:]])
+
+
+def _permuted(b: Builder, call: Call, x: MDFTensor, perm: List[int]) -> MDFTensor:
+    if perm == sorted(perm):
+        return x
+    return b.expression(call, "transpose", [x], f"transpose({{}}, {perm})", tuple(x.shape[p] for p in perm))
+
+
+@add_converter(torch.mean, torch.Tensor.mean, aten("mean.dim"))
+def _mean(b: Builder, call: Call) -> MDFTensor:
+    """mean over per-trial axes (dim an int or a tuple; keepdim either): a ReduceMean node."""
+    x = _batch_first(b, call, call.tensor())
+    dim = call.arg(1, "dim")
+    if dim is None:
+        raise call.unsupported("mean over every axis, the batch axis too; give the per-trial dims")
+    axes = sorted({_trial_axis(call, x, d) for d in (dim if isinstance(dim, (list, tuple)) else [dim])})
+    keep = bool(call.arg(2, "keepdim", False))
+    if call.kwargs.get("dtype") is not None:
+        raise call.unsupported("mean with a dtype")
+    shape = tuple(1 if i in axes else n for i, n in enumerate(x.shape) if keep or i not in axes)
+    return b.expression(call, "mean", [x], f"mean({{}}, axis={axes if len(axes) > 1 else axes[0]}, "
+                                           f"keepdims={keep})", shape)
 
 
 @add_converter(nn.Dropout)
