@@ -177,7 +177,7 @@ def op_numpy(cell: Cell, X: Any, h0: Any = None, c0: Any = None, weight_layout: 
         return _pick(cell, output, *run_numpy(cell, X, h0, c0, p, nonlinearity))
     def run(x: Any, h: Any, c: Any, q: Mapping[str, Any]) -> Tuple[Any, Any, Any]:
         return run_numpy(cell, x, h, c, q, nonlinearity)
-    return _pick(cell, output, *_onnx_axes(cell, X, h0, c0, w, run, _NUMPY))
+    return _pick(cell, output, *_onnx_axes(cell, X, h0, c0, w, run, _NUMPY, p))
 
 
 class _Arrays:
@@ -199,19 +199,21 @@ def directions(direction: Any) -> Tuple[str, ...]:
 
 
 def _onnx_axes(cell: Cell, X: Any, h0: Any, c0: Any, w: Mapping[str, Any], run: Callable[..., Tuple[Any, Any, Any]],
-               xp: _Arrays) -> Tuple[Any, Any, Any]:
+               xp: _Arrays, torch_weights: Mapping[str, Any]) -> Tuple[Any, Any, Any]:
     """The onnx:: aliases: (Y, Y_h, Y_c) of ONNX's node from X (..., T, N, I) and initial states (..., D, N, H)
     (layout 1: X (..., N, T, I), states (..., N, D, H)), each direction d with W[d], R[d], B[d]; the reverse
     direction runs on the time-reversed sequence and its Y is reversed back; Y (..., T, D, N, H) (layout 1:
     (..., N, T, D, H)), Y_h / Y_c (..., D, N, H) (layout 1: (..., N, D, H)). `run`: run_numpy or run_torch on
-    X (..., N, T, I) and states (..., N, H) with torch-layout weights."""
+    X (..., N, T, I) and states (..., N, H) with torch-layout weights; `torch_weights`: the call's own, for a call
+    with torch-layout weights (one direction)."""
     layout1 = bool(w.get("layout"))
     X = xp.asarray(X)
     seq = X if layout1 else xp.moveaxis(X, -3, -2)  # (..., N, T, I)
     ys, hs, cs = [], [], []
     for d, name in enumerate(directions(w.get("direction"))):
         B = w.get("B")
-        p = onnx_to_torch(cell, w["W"][d:d + 1], w["R"][d:d + 1], None if B is None else B[d:d + 1], xp.lib)
+        p = (torch_weights if w.get("W") is None else
+             onnx_to_torch(cell, w["W"][d:d + 1], w["R"][d:d + 1], None if B is None else B[d:d + 1], xp.lib))
         states = [None if s is None else xp.asarray(s)[..., :, d, :] if layout1 else xp.asarray(s)[..., d, :, :]
                   for s in (h0, c0)]
         Y, hT, cT = run(xp.flip(seq, -2) if name == "reverse" else seq, *states, p)  # Y (..., N, T, H)
@@ -268,7 +270,7 @@ def op_torch(cell: Cell, X: Any, h0: Any = None, c0: Any = None, weight_layout: 
                  lambda vs, a: torch.stack(vs, a), torch.movedim)
     def run(x: Any, h: Any, c: Any, q: Mapping[str, Any]) -> Tuple[Any, Any, Any]:
         return run_torch(cell, x, h, c, q, nonlinearity)
-    return _pick(cell, output, *_onnx_axes(cell, X, h0, c0, w, run, xp))
+    return _pick(cell, output, *_onnx_axes(cell, X, h0, c0, w, run, xp, p))
 
 
 # ------------------------------------------------------------------------------------------ the records' hooks
@@ -311,6 +313,8 @@ def validate(cell: Cell, node: str, args: Mapping[str, Any], params: Mapping[str
         return static_value(args, params, a)
 
     G, D = cell.gates, len(directions(args.get("direction")))
+    if D > 1 and layout != "onnx":
+        raise bad("direction", "bidirectional needs ONNX-layout weights (W, R, B of both directions)")
     rec = value("R" if layout == "onnx" else "weight_hh")
     if rec is None:
         return

@@ -476,3 +476,27 @@ def test_a_direction_the_trial_axes_do_not_run_is_refused(direction, pattern):
     node["functions"]["y"]["function"]["LSTM"]["direction"] = direction
     with pytest.raises(UnsupportedError, match=f"node 'layer'.*{pattern}"):
         lower(doc)
+
+
+def test_onnx_axes_with_torch_layout_weights_equal_the_onnx_layout():
+    """The LSTM op with ONNX's axes reads torch-layout weights too (one direction): the same values as the ONNX
+    layout of the same weights, on numpy and torch; bidirectional needs the ONNX layout (refused naming it)."""
+    from mdfbridge.ops.recurrent import LSTM_CELL, lstm_numpy, lstm_torch
+    from mdfbridge.rnn import torch_to_onnx, validate
+
+    rng = np.random.default_rng(0)
+    H, T, N = H_SIZE, 5, 2
+    p = {"weight_ih": rng.normal(size=(4 * H, I_SIZE)), "weight_hh": rng.normal(size=(4 * H, H)),
+         "bias_ih": rng.normal(size=4 * H), "bias_hh": rng.normal(size=4 * H)}
+    o = torch_to_onnx(LSTM_CELL, p)
+    X = rng.normal(size=(T, N, I_SIZE))
+    for output in ("Y", "Y_h", "Y_c"):
+        want = lstm_numpy(X, weight_layout="onnx", axes="onnx", output=output, **o)
+        np.testing.assert_allclose(lstm_numpy(X, weight_layout="torch", axes="onnx", output=output, **p), want,
+                                   rtol=0, atol=TOL64)
+        got = lstm_torch(torch.tensor(X), weight_layout="torch", axes="onnx", output=output,
+                         **{k: torch.tensor(v) for k, v in p.items()})
+        np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=TOL64)
+    with pytest.raises(UnsupportedError, match="bidirectional needs ONNX-layout weights"):
+        validate(LSTM_CELL, "n", {"weight_layout": "torch", "axes": "onnx", "direction": "bidirectional",
+                                  "weight_hh": p["weight_hh"]}, {})
