@@ -51,11 +51,12 @@ def _softmax(b: Builder, call: Call, dim: Any) -> MDFTensor:
 def _flatten(b: Builder, call: Call, start: Any, end: Any) -> MDFTensor:
     """Flatten of per-trial axes (a CNN's (C, 1, 1) before its Linear head): a reshape node; one that leaves the
     shape as it is: no node; flattening the batch axis into others is refused."""
-    x = _batch_first(b, call, call.tensor())
+    x = call.tensor()
     ndim = len(x.shape) + b.lead
     s, e = int(start) % ndim, int(end) % ndim
     if e <= s:
         return x
+    x = _batch_first(b, call, x)
     if s < b.lead:
         raise call.unsupported(f"flatten(start_dim={start}, end_dim={end}) flattens the batch axis (axis 0) into "
                                f"others; MDF keeps the trials apart (start_dim=1 flattens each trial)")
