@@ -19,6 +19,7 @@ from onnx import helper
 from ..errors import UnsupportedError
 from ..gru import BIAS_NAMES, ONNX_GATES, PNL_GATE, TORCH_LAYOUT_ARGS, WEIGHT_NAMES, gates_to_onnx, torch_to_gates
 from ..program import Op, TensorRef
+from ..rnn import direction_name, directions
 from .onnx_graph import TIME, Const, OnnxGraphBuilder, Operand, Val
 
 DYN = TIME  # a dynamic dimension of an intermediate (unbatched) ONNX tensor
@@ -147,7 +148,7 @@ def onnx_axes_node(b: OnnxGraphBuilder, x: Val, W: Val, R: Val, B: Optional[Val]
     if x.rank != 3:
         raise UnsupportedError(f"onnx::GRU input X has per-trial shape {x.shape}, not (T, N, I)", where=b.where)
     T, N, I = x.shape
-    D = 2 if direction == "bidirectional" else 1
+    D = len(directions(direction))
     if isinstance(h0, Const):
         h0 = _constant_h0(b, h0, h0.shape) if np.any(h0.array) else None  # exactly zero: ONNX's default
     if not x.batched:  # one sequence for every trial: the ONNX node as it is
@@ -179,7 +180,5 @@ def export_gru(b: OnnxGraphBuilder, op: Op) -> Operand:
     x = b.as_val(x_arg)
     last = op.args.get("output", "Y") == "Y_h"
     if op.args.get("axes", "trial") == "onnx":
-        direction = op.args.get("direction") or "forward"
-        return onnx_axes_node(b, x, W, R, B, _h0(b, op), hidden, last,
-                              direction.decode() if isinstance(direction, bytes) else direction)
+        return onnx_axes_node(b, x, W, R, B, _h0(b, op), hidden, last, direction_name(op.args.get("direction")))
     return gru_node(b, x, W, R, B, _h0(b, op), hidden, last)

@@ -15,7 +15,7 @@ from onnx import helper
 
 from ..errors import UnsupportedError
 from ..program import Op, TensorRef
-from ..rnn import TORCH_WEIGHTS, cell_of, directions, torch_to_onnx
+from ..rnn import TORCH_WEIGHTS, cell_of, direction_name, directions, torch_to_onnx
 from .onnx_graph import TIME, Const, OnnxGraphBuilder, Operand, Val
 
 DYN = TIME  # a dynamic dimension of an intermediate (unbatched) ONNX tensor
@@ -81,9 +81,8 @@ def _node(b: OnnxGraphBuilder, op: Op, x: Val, W: Val, R: Val, B: Optional[Val],
     while names and names[-1] == "":
         names.pop()
     attrs: Dict[str, Any] = {"hidden_size": hidden}
-    if directions(op.args.get("direction")) != ("forward",):
-        direction = op.args["direction"]
-        attrs["direction"] = direction.decode() if isinstance(direction, bytes) else direction
+    if direction_name(op.args.get("direction")) != "forward":
+        attrs["direction"] = direction_name(op.args["direction"])
     if cell.nonlinearities:
         acts = op.args.get("activations")
         attrs["activations"] = ([a.decode() if isinstance(a, bytes) else str(a) for a in acts] if acts

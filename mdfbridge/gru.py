@@ -18,7 +18,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
-from .errors import UnsupportedError
+from .errors import ShapeError, UnsupportedError
+from .rnn import check_direction, directions, static_value
 
 GATES = ("r", "z", "n")  # torch order
 ONNX_GATES = ("z", "r", "n")  # ONNX order (z, r, h)
@@ -156,8 +157,6 @@ def _last(Y: Any, axes: str, output: str, direction: Any = None) -> Any:
         return Y
     if axes != "onnx":
         return Y[..., -1, :]
-    from .rnn import directions
-
     rows = [Y[..., 0 if name == "reverse" else -1, d, :, :] for d, name in enumerate(directions(direction))]
     return rows[0][..., None, :, :] if len(rows) == 1 else (
         np.stack(rows, -3) if isinstance(Y, np.ndarray) else _torch_stack(rows, -3))
@@ -182,14 +181,11 @@ def _gru_op_numpy(X: Any, h0: Any = None, weight_layout: str = "gates", axes: st
         raise UnsupportedError("GRU sequence_lens is not supported")
     X = np.asarray(X, dtype=float)
     if axes == "onnx":  # (..., T, N, I) -> (..., N, T, I); initial_h (D, N, H) -> h0 (N, H) per direction
-        from .rnn import directions
-
-        ys = []
+        ys, seq = [], np.moveaxis(X, -3, -2)
         for d, name in enumerate(directions(direction)):
             gates = _weights(weight_layout, _direction_weights(weight_layout, weights, d))
             H = np.shape(gates["wts_hr"])[0]
             h = np.zeros((X.shape[-2], H)) if h0 is None else np.asarray(h0, dtype=float)[..., d, :, :]
-            seq = np.moveaxis(X, -3, -2)
             Y = gru_numpy(seq[..., ::-1, :] if name == "reverse" else seq, h, gates)  # (..., N, T, H)
             ys.append(np.moveaxis(Y[..., ::-1, :] if name == "reverse" else Y, -2, -3))  # (..., T, N, H)
         return np.stack(ys, -3)  # (..., T, D, N, H)
@@ -225,8 +221,6 @@ def gru_op_torch(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str
     if axes != "onnx":
         return _last(_gru_op_torch(X, h0, weight_layout, axes, **weights), axes, output)
     import torch
-
-    from .rnn import directions
 
     ys = []
     for d, name in enumerate(directions(direction)):
@@ -282,13 +276,7 @@ def check_onnx_gru_attrs(node: str, attrs: Mapping[str, Any], hidden: int, fn: s
 
     if attrs.get("linear_before_reset") not in (1, True):
         raise bad("linear_before_reset", f"{attrs.get('linear_before_reset')!r} is not supported (only 1, torch's GRU)")
-    from .rnn import directions
-
-    direction = attrs.get("direction")
-    if directions(direction)[0] not in ("forward", "reverse"):
-        raise bad("direction", f"{direction!r}; one of forward, reverse, bidirectional")
-    if directions(direction) != ("forward",) and attrs.get("axes", "trial") != "onnx":
-        raise bad("direction", f"{direction!r} with 'trial' axes (a per-trial sequence runs forward)")
+    check_direction(attrs, bad)
     if attrs.get("layout", 0) not in (0, None):
         raise bad("layout", "only layout=0 (onnxruntime rejects layout=1)")
     if attrs.get("clip") is not None:
@@ -307,9 +295,6 @@ def check_onnx_gru_attrs(node: str, attrs: Mapping[str, Any], hidden: int, fn: s
 def validate_gru(node: str, args: Mapping[str, Any], params: Mapping[str, Any]) -> None:
     """Check a GRU call (lowering calls it): layouts, attributes, and the static weights' and initial state's shapes
     against the hidden size, naming node and argument."""
-    from .errors import ShapeError
-    from .rnn import static_value
-
     def value(a: str) -> Optional[np.ndarray]:
         return static_value(args, params, a)
 
@@ -325,8 +310,6 @@ def validate_gru(node: str, args: Mapping[str, Any], params: Mapping[str, Any]) 
     recurrent = value({"onnx": "R", "torch": "weight_hh"}.get(layout, "wts_hr"))
     hidden = int(args.get("hidden_size") or (recurrent.shape[-1] if recurrent is not None else 0))
     check_onnx_gru_attrs(node, args, hidden, fn)
-    from .rnn import directions
-
     D = len(directions(args.get("direction")))
     if axes == "onnx":  # (argument, name as written, shape test)
         checks = [("h0", "initial_h", lambda s: len(s) == 3 and s[0] == D and s[2] == hidden)]

@@ -192,10 +192,26 @@ _NUMPY = _Arrays(np, lambda v: np.asarray(v, dtype=float), lambda v, a: np.flip(
                  lambda vs, a: np.stack(vs, a), np.moveaxis)
 
 
+def direction_name(direction: Any) -> str:
+    """ONNX's `direction` attribute as text (str or bytes; None: 'forward')."""
+    return str(direction.decode() if isinstance(direction, bytes) else direction or "forward")
+
+
 def directions(direction: Any) -> Tuple[str, ...]:
     """ONNX's `direction` attribute (str or bytes; None: forward) -> the directions a node runs, in ONNX's order."""
-    d = direction.decode() if isinstance(direction, bytes) else direction or "forward"
-    return ("forward", "reverse") if d == "bidirectional" else (str(d),)
+    d = direction_name(direction)
+    return ("forward", "reverse") if d == "bidirectional" else (d,)
+
+
+def check_direction(attrs: Mapping[str, Any], bad: Callable[[str, str], Exception]) -> None:
+    """Refuse a `direction` that is not ONNX's, or one other than forward with 'trial' axes (`bad(attr, why)`
+    makes the error naming node and function)."""
+    direction = attrs.get("direction")
+    if directions(direction)[0] not in ("forward", "reverse"):
+        raise bad("direction", f"{direction!r}; one of forward, reverse, bidirectional")
+    if directions(direction) != ("forward",) and attrs.get("axes", "trial") != "onnx":
+        raise bad("direction", f"{direction!r} with 'trial' axes (a per-trial sequence runs forward; run the "
+                               "reverse direction on x[::-1], as a bidirectional torch.nn layer's import does)")
 
 
 def _onnx_axes(cell: Cell, X: Any, h0: Any, c0: Any, w: Mapping[str, Any], run: Callable[..., Tuple[Any, Any, Any]],
@@ -336,12 +352,7 @@ def check_onnx_attrs(cell: Cell, node: str, attrs: Mapping[str, Any], fn: str) -
     def bad(attr: str, why: str) -> UnsupportedError:
         return UnsupportedError(f"{fn} attribute {attr}: {why}", where=f"node '{node}'")
 
-    direction = attrs.get("direction")
-    if directions(direction)[0] not in ("forward", "reverse"):
-        raise bad("direction", f"{direction!r}; one of forward, reverse, bidirectional")
-    if directions(direction) != ("forward",) and attrs.get("axes", "trial") != "onnx":
-        raise bad("direction", f"{direction!r} with 'trial' axes (a per-trial sequence runs forward; run the "
-                               "reverse direction on x[::-1], as a bidirectional torch.nn layer's import does)")
+    check_direction(attrs, bad)
     if attrs.get("layout", 0) not in (0, None) and not (attrs.get("layout") == 1 and attrs.get("axes") == "onnx"):
         raise bad("layout", f"{attrs.get('layout')!r}; 0, or 1 with ONNX's axes (the onnx:: alias)")
     if attrs.get("clip") is not None:
