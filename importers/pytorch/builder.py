@@ -367,20 +367,15 @@ class Builder:
                                    f"{x.batch_axis}); MDF keeps every trial")
         per = tuple(e for i, e in enumerate(index) if i != x.batch_axis)
         batch_axis = x.batch_axis - sum(1 for e in index[:x.batch_axis] if isinstance(e, int))
-        nid = self.new_id(call.name)
-        probe = np.zeros(x.shape)[per]
-        self.nodes[nid] = {"metadata": {"mdfbridge": {"role": "mechanism", "function": "getitem", "layer": call.path}},
-                           "input_ports": {IN: {"shape": list(x.shape)}},
-                           "functions": {FUNCTION: {"value": f"{IN}[{_index_text(per)}]"}},
-                           "output_ports": {OUT: {"value": FUNCTION, "shape": list(probe.shape)}}}
-        self.connect(x, nid, IN)
-        return MDFTensor(nid, OUT, tuple(probe.shape), batch_axis)
+        return self.expression(call, "getitem", [x], f"{{}}[{_index_text(per)}]", np.zeros(x.shape)[per].shape,
+                               batch_axis)
 
 
     def expression(self, call: Call, function: str, inputs: Sequence[MDFTensor], value: str,
-                   shape: Tuple[int, ...]) -> MDFTensor:
-        """A node computing the MDF expression `value` of its inputs (ports `input` for one, `input<i>` for several;
-        each with the batch on axis 0) with per-trial output `shape`; `function` names it in the metadata."""
+                   shape: Tuple[int, ...], batch_axis: int = 0) -> MDFTensor:
+        """A node computing the MDF expression `value` (its `{}`s the input ports: `input` for one input, `input<i>`
+        for several) with per-trial output `shape`, whose torch tensor has the batch on `batch_axis` (default 0);
+        `function` names it in the metadata."""
         nid = self.new_id(call.name)
         ports = [IN] if len(inputs) == 1 else [f"{IN}{i}" for i in range(len(inputs))]
         self.nodes[nid] = {"metadata": {"mdfbridge": {"role": "mechanism", "function": function, "layer": call.path}},
@@ -389,7 +384,7 @@ class Builder:
                            "output_ports": {OUT: {"value": FUNCTION, "shape": list(shape)}}}
         for p, t in zip(ports, inputs):
             self.connect(t, nid, p)
-        return MDFTensor(nid, OUT, tuple(int(d) for d in shape))
+        return MDFTensor(nid, OUT, tuple(int(d) for d in shape), batch_axis)
 
 
 class _Unused:
