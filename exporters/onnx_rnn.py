@@ -1,6 +1,7 @@
-"""ONNX export of the RNN and LSTM ops (their records' `onnx_export`): one ONNX `RNN` / `LSTM` node per call, weights
-in ONNX's layout (torch-layout weights converted once, here: LSTM gate rows i, f, g, o -> i, o, f, c), the output
-the call picks (Y, Y_h or Y_c).
+"""ONNX export of the RNN and LSTM ops (their records' `onnx_export`; the GRU op's goes through `export_layer` too,
+exporters/onnx_gru.py): one ONNX `RNN` / `LSTM` / `GRU` node per call, weights in ONNX's layout (torch-layout weights
+converted once, here: LSTM gate rows i, f, g, o -> i, o, f, c), the output the call picks (Y, Y_h or Y_c).
+Initial states that are exactly zero (ONNX's default) are left out.
 
 'trial' axes (batch-first data; onnxruntime rejects layout=1): Transpose -> node -> Squeeze -> Transpose for Y,
 Squeeze for Y_h / Y_c. 'onnx' axes (the onnx:: aliases; X (T, N, I) per trial): the trials and ONNX's batch axis N
@@ -83,6 +84,8 @@ def _node(b: OnnxGraphBuilder, op: Op, x: Val, W: Val, R: Val, B: Optional[Val],
     attrs: Dict[str, Any] = {"hidden_size": hidden}
     if direction_name(op.args.get("direction")) != "forward":
         attrs["direction"] = direction_name(op.args["direction"])
+    if cell.name == "GRU":  # (written always: ONNX's default, 0, is not torch's GRU)
+        attrs["linear_before_reset"] = int(op.args.get("linear_before_reset", 1) or 0)
     if cell.nonlinearities:
         acts = op.args.get("activations")
         attrs["activations"] = ([a.decode() if isinstance(a, bytes) else str(a) for a in acts] if acts
@@ -103,12 +106,19 @@ def _state(b: OnnxGraphBuilder, op: Op, arg: str, hidden: int) -> Optional[Val]:
     if h0 is None or (isinstance(h0, Const) and not np.any(h0.array)):
         return None
     if isinstance(h0, Const):
-        row = b.const(h0.array.reshape(1, 1, hidden), name=h0.name)
+        row = _constant_state(b, h0, (1, 1, hidden))  # (1, 1, H) expanded to (1, B, H)
         target = b.emit("Concat", [b.int64s([1], "shape"), b.batch_shape(), b.int64s([hidden], "shape")], shape=[3],
                         batched=False, kind="int64", axis=0)
         return b.emit("Expand", [row, target], shape=(1, DYN, hidden), batched=False)
     h_bh = b.expand_to_batch(b.as_val(h0))  # (B, H)
     return b.emit("Unsqueeze", [h_bh, b.int64s([0], "axes")], shape=(1, DYN, hidden), batched=False)
+
+
+def _constant_state(b: OnnxGraphBuilder, s: Const, shape: Tuple[int, ...]) -> Val:
+    """A constant initial state in `shape`: the initializer of the parameter it is, else a constant."""
+    if s.name in b.program.params:
+        return b.param_reshaped(TensorRef(s.name), shape)
+    return b.const(s.array.reshape(shape), name=s.name)
 
 
 def _trial_axes(b: OnnxGraphBuilder, op: Op, x: Val, W: Val, R: Val, B: Optional[Val], hidden: int) -> Val:
@@ -130,7 +140,12 @@ def _onnx_axes(b: OnnxGraphBuilder, op: Op, x: Val, W: Val, R: Val, B: Optional[
     if x.rank != 3:
         raise UnsupportedError(f"onnx::{op.fn} input X has per-trial shape {x.shape}, not (T, N, I)", where=b.where)
     has_cell = cell_of(op.fn).has_cell
-    states = [b.arg(op, a) for a in (("h0", "c0") if has_cell else ("h0",))]
+    states: List[Optional[Operand]] = []
+    for a in ("h0", "c0") if has_cell else ("h0",):
+        s = b.arg(op, a)
+        if isinstance(s, Const):  # exactly zero: ONNX's default, the input left out
+            s = _constant_state(b, s, s.shape) if np.any(s.array) else None
+        states.append(s)
     if not op.args.get("layout"):
         return _onnx_layout0(b, op, x, W, R, B, hidden, states)
     # layout 1 (X (N, T, I), states (N, 1, H)): onnxruntime runs layout 0 only, so transpose around the node
@@ -173,8 +188,11 @@ def _onnx_layout0(b: OnnxGraphBuilder, op: Op, x: Val, W: Val, R: Val, B: Option
     return b.emit("Transpose", [s4], shape=(D, N, hidden), batched=True, perm=[1, 0, 2, 3])
 
 
-def _export(b: OnnxGraphBuilder, op: Op) -> Operand:
-    W, R, B, hidden = _weights(b, op)
+def export_layer(b: OnnxGraphBuilder, op: Op, weights: Optional[Tuple[Val, Val, Optional[Val], int]] = None
+                 ) -> Operand:
+    """A recurrent op's call (RNN, LSTM or GRU; either axes) as one ONNX node of its type; weights: (W, R, B or
+    None, hidden size) as initializers (default None: the RNN / LSTM weights, converted here)."""
+    W, R, B, hidden = weights or _weights(b, op)
     x_arg = b.arg(op, "X")
     assert x_arg is not None  # the record requires X
     x = b.as_val(x_arg)
@@ -185,9 +203,9 @@ def _export(b: OnnxGraphBuilder, op: Op) -> Operand:
 
 def export_rnn(b: OnnxGraphBuilder, op: Op) -> Operand:
     """The RNN op (either weight layout, either axes) as one ONNX RNN node."""
-    return _export(b, op)
+    return export_layer(b, op)
 
 
 def export_lstm(b: OnnxGraphBuilder, op: Op) -> Operand:
     """The LSTM op (either weight layout, either axes) as one ONNX LSTM node."""
-    return _export(b, op)
+    return export_layer(b, op)

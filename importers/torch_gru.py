@@ -19,9 +19,11 @@ COLLECTION = "grus"  # state_dict keys: grus.<block>.weight_ih_l0, ...
 
 def gru_torch_module(op: Op, params: Mapping[str, Any], dtype: torch.dtype, device: Any
                      ) -> Optional[TorchModuleBinding]:
-    """An nn.GRU for a per-gate GRU call over trial axes whose weights are parameters; None otherwise (the op's
-    torch implementation then runs on the parameter tensors: ONNX-layout W, R, B keep their own names)."""
-    if op.args.get("weight_layout", "gates") != "gates" or op.args.get("axes", "trial") != "trial":
+    """An nn.GRU for a per-gate GRU call over trial axes (linear_before_reset 1) whose weights are parameters; None
+    otherwise (the op's torch implementation then runs on the parameter tensors: ONNX-layout W, R, B keep their own
+    names)."""
+    if (op.args.get("weight_layout", "gates") != "gates" or op.args.get("axes", "trial") != "trial"
+            or op.args.get("linear_before_reset", 1) not in (1, True)):  # (nn.GRU is linear_before_reset=1)
         return None
     names = {g: op.args[g].name for g in WEIGHT_NAMES + BIAS_NAMES if isinstance(op.args.get(g), TensorRef)}
     if any(n not in params for n in names.values()):

@@ -19,7 +19,18 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from .errors import ShapeError, UnsupportedError
-from .rnn import check_direction, directions, static_value
+from .rnn import (
+    NUMPY_ARRAYS,
+    Cell,
+    cell_of,
+    check_onnx_attrs,
+    directions,
+    onnx_axes,
+    onnx_to_torch,
+    pick,
+    static_value,
+    torch_arrays,
+)
 
 GATES = ("r", "z", "n")  # torch order
 ONNX_GATES = ("z", "r", "n")  # ONNX order (z, r, h)
@@ -32,8 +43,10 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def gru_numpy(X: np.ndarray, h0: Any, gates: Mapping[str, Any]) -> np.ndarray:
-    """Run a GRU over X (..., T, I) from h0 (..., H) with per-gate weights; returns Y (..., T, H)."""
+def gru_numpy(X: np.ndarray, h0: Any, gates: Mapping[str, Any], linear_before_reset: int = 1) -> np.ndarray:
+    """Run a GRU over X (..., T, I) from h0 (..., H) with per-gate weights; returns Y (..., T, H).
+    linear_before_reset: 1 (default: torch's GRU, the reset gate scales h @ wts_hn + bias_hn) or 0 (ONNX's
+    default: n = tanh(x @ wts_in + bias_in + (r * h) @ wts_hn + bias_hn))."""
     H = np.shape(gates["wts_hr"])[0]
     h = np.asarray(h0, dtype=float)
     lead = np.broadcast_shapes(X.shape[:-2], h.shape[:-1])  # trials on X, on h0 (a module input) or on both
@@ -45,7 +58,10 @@ def gru_numpy(X: np.ndarray, h0: Any, gates: Mapping[str, Any]) -> np.ndarray:
         x = X[..., t, :]
         r = _sigmoid(x @ gates["wts_ir"] + b["bias_ir"] + h @ gates["wts_hr"] + b["bias_hr"])
         z = _sigmoid(x @ gates["wts_iu"] + b["bias_iu"] + h @ gates["wts_hu"] + b["bias_hu"])
-        n = np.tanh(x @ gates["wts_in"] + b["bias_in"] + r * (h @ gates["wts_hn"] + b["bias_hn"]))
+        if linear_before_reset:
+            n = np.tanh(x @ gates["wts_in"] + b["bias_in"] + r * (h @ gates["wts_hn"] + b["bias_hn"]))
+        else:
+            n = np.tanh(x @ gates["wts_in"] + b["bias_in"] + (r * h) @ gates["wts_hn"] + b["bias_hn"])
         h = (1.0 - z) * n + z * h
         ys.append(h)
     return np.stack(ys, axis=-2)
@@ -128,168 +144,138 @@ GRU_DEFAULTS: Dict[str, Any] = {**{k: None for k in GRU_ARGS[1:]}, "weight_layou
                                 "activations": None, "clip": None, "activation_alpha": None,
                                 "activation_beta": None}
 GRU_DESCRIPTION = (
-    "GRU (torch.nn.GRU's equations, ONNX GRU with linear_before_reset=1) over a whole sequence. "
-    "weight_layout 'gates': PsyNeuLink per-gate (sender x receiver) weights wts_ir, wts_iu, wts_in, wts_hr, wts_hu, "
-    "wts_hn and optional biases bias_i?, bias_h?; 'onnx': W (D, 3H, I), R (D, 3H, H), optional B (D, 6H) in ONNX's "
-    "gate order z, r, h, D directions; 'torch': torch.nn.GRU's weight_ih (3H, I), weight_hh (3H, H), optional "
-    "bias_ih, bias_hh (3H) (rows r, z, n). axes 'trial': X (T, I) per trial from h0 (H,), value (T, H), forward; "
-    "'onnx' (the onnx::GRU alias): ONNX's X (T, N, I) from h0 = initial_h (D, N, H) (zeros when absent), value Y "
-    "(T, D, N, H), direction forward, reverse or bidirectional (D = 2). output picks the value: Y (the sequence) or "
-    "Y_h (the last hidden state: (H,), or (D, N, H)). The other ONNX attributes must have the values of torch's GRU "
-    "(linear_before_reset 1, layout 0, default activations, no clip); sequence_lens is not supported.")
+    "GRU (torch.nn.GRU's equations; linear_before_reset 1, torch's, by default, 0 as ONNX's GRU defaults to) over "
+    "a whole sequence. weight_layout 'gates': PsyNeuLink per-gate (sender x receiver) weights wts_ir, wts_iu, wts_in, "
+    "wts_hr, wts_hu, wts_hn and optional biases bias_i?, bias_h?; 'onnx': W (D, 3H, I), R (D, 3H, H), optional B "
+    "(D, 6H) in ONNX's gate order z, r, h, D directions; 'torch': torch.nn.GRU's weight_ih (3H, I), weight_hh (3H, H), "
+    "optional bias_ih, bias_hh (3H) (rows r, z, n). axes 'trial': X (T, I) per trial from h0 (H,), value (T, H), "
+    "forward; 'onnx' (the onnx::GRU alias): ONNX's X (T, N, I) from h0 = initial_h (D, N, H) (zeros when absent), "
+    "value Y (T, D, N, H) (layout 1: X (N, T, I), initial_h (N, D, H), Y (N, T, D, H)), direction forward, reverse "
+    "or bidirectional (D = 2). output picks the value: Y (the sequence) or Y_h (the last hidden state: (H,), or "
+    "(D, N, H), layout 1 (N, D, H)). ONNX attributes: default activations, no clip; sequence_lens is not "
+    "supported.")
 
 
-def _weights(weight_layout: str, weights: Mapping[str, Any]) -> Dict[str, Any]:
-    """The per-gate weights of a GRU call (numpy), from either weight layout."""
+def _cell() -> Cell:
+    """The GRU's rnn.Cell (gate orders, outputs, ONNX activations), registered with the op's record."""
+    return cell_of("GRU")
+
+
+def _torch_layout(weight_layout: str, weights: Mapping[str, Any], xp: Any) -> Dict[str, Any]:
+    """torch.nn.GRU's weight_ih, weight_hh (, bias_ih, bias_hh) of a call (numpy or torch arrays, `xp` the library);
+    'onnx' weights: their first direction's (rnn.onnx_axes converts each direction's)."""
     if weight_layout == "onnx":
-        return onnx_to_gates(weights["W"], weights["R"], weights.get("B"))
+        return onnx_to_torch(_cell(), weights["W"], weights["R"], weights.get("B"), xp)
     if weight_layout == "torch":
-        return torch_to_gates({f"{k}_l0": weights.get(k) for k in TORCH_LAYOUT_ARGS})
-    return {k: weights.get(k) for k in WEIGHT_NAMES + BIAS_NAMES}
+        return {k: weights[k] for k in TORCH_LAYOUT_ARGS if weights.get(k) is not None}
+    p = gates_to_torch({k: weights.get(k) for k in WEIGHT_NAMES + BIAS_NAMES}, xp)
+    return {k[:-3]: v for k, v in p.items()}  # (weight_ih_l0 -> weight_ih)
 
 
-def _last(Y: Any, axes: str, output: str, direction: Any = None) -> Any:
-    """The value `output` picks from a GRU's Y: Y itself, or Y_h (its last time step; 'onnx' axes: each direction's
-    last step, time 0 for the reverse direction)."""
+def _check_call(sequence_lens: Any, output: str) -> None:
+    if sequence_lens is not None:
+        raise UnsupportedError("GRU sequence_lens is not supported")
     if output not in GRU_OUTPUTS:
         raise UnsupportedError(f"GRU output {output!r}; one of {', '.join(GRU_OUTPUTS)}")
-    if output == "Y":
-        return Y
-    if axes != "onnx":
-        return Y[..., -1, :]
-    rows = [Y[..., 0 if name == "reverse" else -1, d, :, :] for d, name in enumerate(directions(direction))]
-    return rows[0][..., None, :, :] if len(rows) == 1 else (
-        np.stack(rows, -3) if isinstance(Y, np.ndarray) else _torch_stack(rows, -3))
 
 
-def _torch_stack(rows: Any, axis: int) -> Any:
-    import torch
-
-    return torch.stack(rows, axis)
+def run_gru_numpy(X: np.ndarray, h0: Any, p: Mapping[str, Any], linear_before_reset: int = 1
+                  ) -> Tuple[np.ndarray, np.ndarray, None]:
+    """One direction over X (..., T, I) from h0 (..., H) (None: zeros) with torch-layout weights `p` (weight_ih,
+    weight_hh, optional bias_ih, bias_hh); returns (Y (..., T, H), h_T (..., H), None), as rnn.run_numpy does."""
+    gates = torch_to_gates({f"{k}_l0": v for k, v in p.items()})
+    Y = gru_numpy(X, 0.0 if h0 is None else h0, gates, linear_before_reset)
+    return Y, Y[..., -1, :], None
 
 
 def gru_op_numpy(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str = "trial", output: str = "Y",
-                 sequence_lens: Any = None, direction: Any = None, **weights: Any) -> np.ndarray:
+                 sequence_lens: Any = None, linear_before_reset: Any = 1, **weights: Any) -> np.ndarray:
     """The GRU op in numpy (see GRU_DESCRIPTION); X may carry a leading batch axis (trials)."""
-    return _last(_gru_op_numpy(X, h0, weight_layout, axes, sequence_lens, direction, **weights), axes, output,
-                 direction)
-
-
-def _gru_op_numpy(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str = "trial",
-                  sequence_lens: Any = None, direction: Any = None, **weights: Any) -> np.ndarray:
-    if sequence_lens is not None:
-        raise UnsupportedError("GRU sequence_lens is not supported")
+    _check_call(sequence_lens, output)
+    lbr = int(linear_before_reset or 0)
     X = np.asarray(X, dtype=float)
-    if axes == "onnx":  # (..., T, N, I) -> (..., N, T, I); initial_h (D, N, H) -> h0 (N, H) per direction
-        ys, seq = [], np.moveaxis(X, -3, -2)
-        for d, name in enumerate(directions(direction)):
-            gates = _weights(weight_layout, _direction_weights(weight_layout, weights, d))
-            H = np.shape(gates["wts_hr"])[0]
-            h = np.zeros((X.shape[-2], H)) if h0 is None else np.asarray(h0, dtype=float)[..., d, :, :]
-            Y = gru_numpy(seq[..., ::-1, :] if name == "reverse" else seq, h, gates)  # (..., N, T, H)
-            ys.append(np.moveaxis(Y[..., ::-1, :] if name == "reverse" else Y, -2, -3))  # (..., T, N, H)
-        return np.stack(ys, -3)  # (..., T, D, N, H)
-    return gru_numpy(X, 0.0 if h0 is None else h0, _weights(weight_layout, weights))
+
+    def run(x: Any, h: Any, c: Any, q: Mapping[str, Any]) -> Tuple[Any, Any, Any]:
+        return run_gru_numpy(x, h, q, lbr)
+
+    p = _torch_layout(weight_layout, weights, np)
+    if axes != "onnx":
+        return pick(_cell(), output, *run(X, h0, None, p))
+    return pick(_cell(), output, *onnx_axes(_cell(), X, h0, None, weights, run, NUMPY_ARRAYS, p))
 
 
-def _direction_weights(weight_layout: str, weights: Mapping[str, Any], d: int) -> Dict[str, Any]:
-    """ONNX-layout W, R, B of direction d (as the forward-only layout holds them: (1, ...)); others as they are."""
-    if weight_layout != "onnx":
-        return dict(weights)
-    return {**weights, **{k: weights[k][d:d + 1] for k in ("W", "R", "B") if weights.get(k) is not None}}
-
-
-def onnx_to_torch(W: Any, R: Any, B: Any = None) -> Dict[str, Any]:
-    """ONNX GRU W, R, B (torch tensors) -> torch.nn.GRU's parameters (rows z, r, h -> r, z, n)."""
+def run_gru_torch(X: Any, h0: Any, p: Mapping[str, Any], linear_before_reset: int = 1) -> Tuple[Any, Any, None]:
+    """One direction over X (..., T, I) from h0 (..., H) (None: zeros) with torch-layout weights `p`; returns
+    (Y (..., T, H), h_T (..., H), None). linear_before_reset 1 is torch's fused GRU kernel; 0 (ONNX's default,
+    which torch has no kernel for) runs the steps as tensor ops. Differentiable in the weights, X and h0."""
     import torch
 
-    H = R.shape[-1]
-    perm = torch.cat([torch.arange(H, 2 * H), torch.arange(0, H), torch.arange(2 * H, 3 * H)])
-    p = {"weight_ih_l0": W[0][perm], "weight_hh_l0": R[0][perm]}
-    if B is not None:
-        Bv = B.reshape(-1)
-        p["bias_ih_l0"], p["bias_hh_l0"] = Bv[:3 * H][perm], Bv[3 * H:][perm]
-    return p
+    H = p["weight_hh"].shape[1]
+    h = X.new_zeros(H) if h0 is None else torch.as_tensor(h0, dtype=X.dtype, device=X.device)
+    lead = torch.broadcast_shapes(X.shape[:-2], h.shape[:-1])
+    T, I = X.shape[-2:]
+    x3 = X.expand(*lead, T, I).reshape(-1, T, I)
+    hx = h.expand(*lead, H).reshape(-1, H)
+    if linear_before_reset:
+        weights = [p["weight_ih"], p["weight_hh"]] + ([p["bias_ih"], p["bias_hh"]] if "bias_ih" in p else [])
+        Y, hT = torch._VF.gru(x3, hx[None].contiguous(), weights, "bias_ih" in p, 1, 0.0, False, False, True)
+        hT = hT[0]
+    else:
+        Y, hT = _gru_steps(x3, hx, p)
+    return Y.reshape(*lead, T, H), hT.reshape(*lead, H), None
+
+
+def _gru_steps(x: Any, h: Any, p: Mapping[str, Any]) -> Tuple[Any, Any]:
+    """GRU with linear_before_reset=0 on x (n, T, I) from h (n, H), torch-layout weights (rows r, z, n)."""
+    import torch
+
+    H = h.shape[-1]
+    gi = x @ p["weight_ih"].T  # (n, T, 3H): the input's share of every step at once
+    w_rz, w_n = p["weight_hh"][:2 * H], p["weight_hh"][2 * H:]
+    b_rz = b_n = None
+    if "bias_ih" in p:
+        gi = gi + p["bias_ih"]
+        b_rz, b_n = p["bias_hh"][:2 * H], p["bias_hh"][2 * H:]
+    ys = []
+    for t in range(x.shape[1]):
+        a = gi[:, t]
+        hh = h @ w_rz.T if b_rz is None else torch.addmm(b_rz, h, w_rz.T)
+        r = torch.sigmoid(a[:, :H] + hh[:, :H])
+        z = torch.sigmoid(a[:, H:2 * H] + hh[:, H:])
+        rh = (r * h) @ w_n.T if b_n is None else torch.addmm(b_n, r * h, w_n.T)
+        n = torch.tanh(a[:, 2 * H:] + rh)
+        h = (1 - z) * n + z * h
+        ys.append(h)
+    return (torch.stack(ys, 1) if ys else x.new_zeros(x.shape[0], 0, H)), h
 
 
 def gru_op_torch(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str = "trial", output: str = "Y",
-                 sequence_lens: Any = None, direction: Any = None, **weights: Any) -> Any:
-    """The GRU op in torch (see GRU_DESCRIPTION) on a batch: X (B, T, I), or (B, T, N, I) / (T, N, I) for 'onnx'
-    axes."""
-    if sequence_lens is not None:
-        raise UnsupportedError("GRU sequence_lens is not supported")
+                 sequence_lens: Any = None, linear_before_reset: Any = 1, **weights: Any) -> Any:
+    """The GRU op in torch (see GRU_DESCRIPTION) on any leading (batch) axes: X (..., T, I), or ONNX's
+    (..., T, N, I) (layout 1: (..., N, T, I)) for 'onnx' axes."""
+    import torch
+
+    _check_call(sequence_lens, output)
+    lbr = int(linear_before_reset or 0)
+
+    def run(x: Any, h: Any, c: Any, q: Mapping[str, Any]) -> Tuple[Any, Any, Any]:
+        return run_gru_torch(x, h, q, lbr)
+
+    p = _torch_layout(weight_layout, weights, torch)
     if axes != "onnx":
-        return _last(_gru_op_torch(X, h0, weight_layout, axes, **weights), axes, output)
-    import torch
-
-    ys = []
-    for d, name in enumerate(directions(direction)):
-        h = None if h0 is None else torch.as_tensor(h0, dtype=X.dtype, device=X.device)[..., d:d + 1, :, :]
-        x = torch.flip(X, [-3]) if name == "reverse" else X
-        Y = _gru_op_torch(x, h, weight_layout, axes, **_direction_weights(weight_layout, weights, d))
-        ys.append(torch.flip(Y, [-4]) if name == "reverse" else Y)  # (..., T, 1, N, H)
-    return _last(torch.cat(ys, -3), axes, output, direction)
-
-
-def _gru_op_torch(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str = "trial", **weights: Any) -> Any:
-    import torch
-
-    if weight_layout == "onnx":
-        p = onnx_to_torch(weights["W"], weights["R"], weights.get("B"))
-    elif weight_layout == "torch":
-        p = {f"{k}_l0": weights[k] for k in TORCH_LAYOUT_ARGS if weights.get(k) is not None}
-    else:
-        p = gates_to_torch({k: weights.get(k) for k in WEIGHT_NAMES + BIAS_NAMES}, torch)
-    H = p["weight_hh_l0"].shape[1]
-    if axes != "onnx":
-        if X.dim() == 2:  # one trial (T, I): the executor's per-trial loop
-            return _torch_gru(X[None], X.new_zeros(H) if h0 is None else h0, p)[0][0]
-        return _torch_gru(X, X.new_zeros(H) if h0 is None else h0, p)[0]
-    single = X.dim() == 3  # (T, N, I): one trial
-    x4 = X[None] if single else X
-    bt, T, n, i = x4.shape  # trials and ONNX's batch axis fold into one batch
-    h = x4.new_zeros(H) if h0 is None else torch.as_tensor(h0, dtype=X.dtype, device=X.device)[0].repeat(bt, 1)
-    Y, _ = _torch_gru(x4.permute(0, 2, 1, 3).reshape(bt * n, T, i), h, p)
-    Y = Y.reshape(bt, n, T, H).permute(0, 2, 1, 3)[:, :, None]  # (bt, T, 1, N, H)
-    return Y[0] if single else Y
-
-
-def _torch_gru(X: Any, h0: Any, p: Mapping[str, Any]) -> Tuple[Any, Any]:
-    """torch's fused GRU kernel on X (B, T, I) batch-first from h0 (H,) or (B, H)."""
-    import torch
-
-    batch = X.shape[0]
-    H = p["weight_hh_l0"].shape[1]
-    h0 = torch.as_tensor(h0, dtype=X.dtype, device=X.device)
-    hx = h0.expand(batch, H).unsqueeze(0).contiguous()
-    weights = [p["weight_ih_l0"], p["weight_hh_l0"]]
-    if "bias_ih_l0" in p:
-        weights += [p["bias_ih_l0"], p["bias_hh_l0"]]
-    out, h = torch._VF.gru(X, hx, weights, "bias_ih_l0" in p, 1, 0.0, False, False, True)
-    return out, h[0]
+        return pick(_cell(), output, *run(X, h0, None, p))
+    return pick(_cell(), output, *onnx_axes(_cell(), X, h0, None, weights, run, torch_arrays(X.dtype), p))
 
 
 def check_onnx_gru_attrs(node: str, attrs: Mapping[str, Any], hidden: int, fn: str = "onnx::GRU") -> None:
     """Refuse ONNX GRU attributes mdfbridge does not implement, naming node, function and attribute."""
-    def bad(attr: str, why: str) -> UnsupportedError:
-        return UnsupportedError(f"{fn} attribute {attr}: {why}", where=f"node '{node}'")
-
-    if attrs.get("linear_before_reset") not in (1, True):
-        raise bad("linear_before_reset", f"{attrs.get('linear_before_reset')!r} is not supported (only 1, torch's GRU)")
-    check_direction(attrs, bad)
-    if attrs.get("layout", 0) not in (0, None):
-        raise bad("layout", "only layout=0 (onnxruntime rejects layout=1)")
-    if attrs.get("clip") is not None:
-        raise bad("clip", "clipping is not implemented")
-    from .ops.recurrent import ONNX_ACTIVATIONS  # the GRU record imports this module
-
-    acts = attrs.get("activations")
-    if acts is not None and tuple(a.decode() if isinstance(a, bytes) else a for a in acts) != ONNX_ACTIVATIONS:
-        raise bad("activations", f"{acts!r}; only the default {list(ONNX_ACTIVATIONS)}")
-    if attrs.get("activation_alpha") is not None or attrs.get("activation_beta") is not None:
-        raise bad("activation_alpha/beta", "not supported")
+    if attrs.get("linear_before_reset") not in (0, 1, True, False):
+        raise UnsupportedError(f"{fn} attribute linear_before_reset: {attrs.get('linear_before_reset')!r}; 0 or 1",
+                               where=f"node '{node}'")
+    check_onnx_attrs(_cell(), node, {k: v for k, v in attrs.items() if k != "R"}, fn)
     if attrs.get("hidden_size") is not None and int(attrs["hidden_size"]) != hidden:
-        raise bad("hidden_size", f"{attrs['hidden_size']} but R implies {hidden}")
+        raise UnsupportedError(f"{fn} attribute hidden_size: {attrs['hidden_size']} but R implies {hidden}",
+                               where=f"node '{node}'")
 
 
 def validate_gru(node: str, args: Mapping[str, Any], params: Mapping[str, Any]) -> None:
@@ -311,8 +297,9 @@ def validate_gru(node: str, args: Mapping[str, Any], params: Mapping[str, Any]) 
     hidden = int(args.get("hidden_size") or (recurrent.shape[-1] if recurrent is not None else 0))
     check_onnx_gru_attrs(node, args, hidden, fn)
     D = len(directions(args.get("direction")))
+    d_axis = 1 if args.get("layout") else 0  # initial_h (D, N, H), layout 1 (N, D, H)
     if axes == "onnx":  # (argument, name as written, shape test)
-        checks = [("h0", "initial_h", lambda s: len(s) == 3 and s[0] == D and s[2] == hidden)]
+        checks = [("h0", "initial_h", lambda s: len(s) == 3 and s[d_axis] == D and s[2] == hidden)]
     else:
         checks = [("h0", "h0", lambda s: s == (hidden,))]
     if layout == "onnx":

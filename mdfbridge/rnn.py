@@ -161,7 +161,8 @@ def _nonlinearity(cell: Cell, nonlinearity: str, activations: Any) -> str:
     return onnx_activation_nonlinearity(cell, activations) if activations else nonlinearity
 
 
-def _pick(cell: Cell, output: str, Y: Any, h: Any, c: Any) -> Any:
+def pick(cell: Cell, output: str, Y: Any, h: Any, c: Any) -> Any:
+    """The value of the call's `output` (Y, Y_h or Y_c) from a layer's (Y, h_T, c_T)."""
     if output not in cell.outputs:
         raise UnsupportedError(f"{cell.name} output {output!r}; one of {', '.join(cell.outputs)}")
     return {"Y": Y, "Y_h": h, "Y_c": c}[output]
@@ -174,21 +175,22 @@ def op_numpy(cell: Cell, X: Any, h0: Any = None, c0: Any = None, weight_layout: 
     nonlinearity = _nonlinearity(cell, nonlinearity, w.get("activations"))
     X = np.asarray(X, dtype=float)
     if axes != "onnx":
-        return _pick(cell, output, *run_numpy(cell, X, h0, c0, p, nonlinearity))
+        return pick(cell, output, *run_numpy(cell, X, h0, c0, p, nonlinearity))
+
     def run(x: Any, h: Any, c: Any, q: Mapping[str, Any]) -> Tuple[Any, Any, Any]:
         return run_numpy(cell, x, h, c, q, nonlinearity)
-    return _pick(cell, output, *_onnx_axes(cell, X, h0, c0, w, run, _NUMPY, p))
+    return pick(cell, output, *onnx_axes(cell, X, h0, c0, w, run, NUMPY_ARRAYS, p))
 
 
 class _Arrays:
-    """The array functions `_onnx_axes` needs, from numpy or torch."""
+    """The array functions `onnx_axes` needs, from numpy or torch."""
 
     def __init__(self, lib: Any, asarray: Callable[[Any], Any], flip: Callable[[Any, int], Any],
                  stack: Callable[[Any, int], Any], moveaxis: Callable[[Any, int, int], Any]) -> None:
         self.lib, self.asarray, self.flip, self.stack, self.moveaxis = lib, asarray, flip, stack, moveaxis
 
 
-_NUMPY = _Arrays(np, lambda v: np.asarray(v, dtype=float), lambda v, a: np.flip(v, a),
+NUMPY_ARRAYS = _Arrays(np, lambda v: np.asarray(v, dtype=float), lambda v, a: np.flip(v, a),
                  lambda vs, a: np.stack(vs, a), np.moveaxis)
 
 
@@ -214,7 +216,7 @@ def check_direction(attrs: Mapping[str, Any], bad: Callable[[str, str], Exceptio
                                "reverse direction on x[::-1], as a bidirectional torch.nn layer's import does)")
 
 
-def _onnx_axes(cell: Cell, X: Any, h0: Any, c0: Any, w: Mapping[str, Any], run: Callable[..., Tuple[Any, Any, Any]],
+def onnx_axes(cell: Cell, X: Any, h0: Any, c0: Any, w: Mapping[str, Any], run: Callable[..., Tuple[Any, Any, Any]],
                xp: _Arrays, torch_weights: Mapping[str, Any]) -> Tuple[Any, Any, Any]:
     """The onnx:: aliases: (Y, Y_h, Y_c) of ONNX's node from X (..., T, N, I) and initial states (..., D, N, H)
     (layout 1: X (..., N, T, I), states (..., N, D, H)), each direction d with W[d], R[d], B[d]; the reverse
@@ -243,6 +245,14 @@ def _onnx_axes(cell: Cell, X: Any, h0: Any, c0: Any, w: Mapping[str, Any], run: 
 
 
 # ------------------------------------------------------------------------------------------ torch
+
+def torch_arrays(dtype: Any) -> _Arrays:
+    """The array functions `onnx_axes` needs, from torch (constants made tensors of `dtype`)."""
+    import torch
+
+    return _Arrays(torch, lambda v: torch.as_tensor(v, dtype=dtype), lambda v, a: torch.flip(v, [a]),
+                   lambda vs, a: torch.stack(vs, a), torch.movedim)
+
 
 def run_torch(cell: Cell, X: Any, h0: Any, c0: Any, p: Mapping[str, Any], nonlinearity: str = "tanh"
               ) -> Tuple[Any, Any, Any]:
@@ -281,20 +291,23 @@ def op_torch(cell: Cell, X: Any, h0: Any = None, c0: Any = None, weight_layout: 
     p = _torch_weights(cell, weight_layout, w, torch)
     nonlinearity = _nonlinearity(cell, nonlinearity, w.get("activations"))
     if axes != "onnx":
-        return _pick(cell, output, *run_torch(cell, X, h0, c0, p, nonlinearity))
-    xp = _Arrays(torch, lambda v: torch.as_tensor(v, dtype=X.dtype), lambda v, a: torch.flip(v, [a]),
-                 lambda vs, a: torch.stack(vs, a), torch.movedim)
+        return pick(cell, output, *run_torch(cell, X, h0, c0, p, nonlinearity))
+    xp = torch_arrays(X.dtype)
+
     def run(x: Any, h: Any, c: Any, q: Mapping[str, Any]) -> Tuple[Any, Any, Any]:
         return run_torch(cell, x, h, c, q, nonlinearity)
-    return _pick(cell, output, *_onnx_axes(cell, X, h0, c0, w, run, xp, p))
+
+    return pick(cell, output, *onnx_axes(cell, X, h0, c0, w, run, xp, p))
 
 
 # ------------------------------------------------------------------------------------------ the records' hooks
 
-def shape(cell: Cell, a: Mapping[str, Any]) -> Tuple[int, ...]:
+def shape(cell: Cell, a: Mapping[str, Any], hidden: Optional[int] = None) -> Tuple[int, ...]:
     """Per-trial output shape: 'trial' axes Y (T, H), Y_h / Y_c (H,); 'onnx' Y (T, D, N, H), Y_h / Y_c (D, N, H)
-    (layout 1: X (N, T, I), Y (N, T, D, H), Y_h / Y_c (N, D, H)), D the number of directions."""
-    hidden = a["R"][-1] if a.get("weight_layout") == "onnx" else a["weight_hh"][-1]
+    (layout 1: X (N, T, I), Y (N, T, D, H), Y_h / Y_c (N, D, H)), D the number of directions; H is `hidden`
+    (default None: from R or weight_hh)."""
+    if hidden is None:
+        hidden = a["R"][-1] if a.get("weight_layout") == "onnx" else a["weight_hh"][-1]
     x = tuple(a["X"])
     output = a.get("output", "Y")
     D = len(directions(a.get("direction")))
@@ -364,7 +377,8 @@ def check_onnx_attrs(cell: Cell, node: str, attrs: Mapping[str, Any], fn: str) -
     acts = attrs.get("activations")
     if acts is not None:
         names = tuple(a.decode() if isinstance(a, bytes) else str(a) for a in acts)
-        if names not in cell.onnx_activations:
+        D = len(directions(attrs.get("direction")))
+        if names not in cell.onnx_activations and names not in {a * D for a in cell.onnx_activations}:
             raise bad("activations", f"{list(names)}; only {' or '.join(str(list(a)) for a in cell.onnx_activations)}")
     hidden = attrs.get("hidden_size")
     if hidden is not None and isinstance(attrs.get("R"), np.ndarray) and int(hidden) != attrs["R"].shape[-1]:

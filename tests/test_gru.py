@@ -25,6 +25,7 @@ from mdfbridge import (
     UnsupportedError,
 )
 from mdfbridge.api import save_mdf
+from mdfbridge.backends import get_backend
 from mdfbridge.document import load_document_dict
 from mdfbridge.exporters.mdf import composition_to_dict
 from mdfbridge.exporters.weights import write_back
@@ -693,8 +694,8 @@ def test_onnx_gru_input_size_mismatch():
     ("activations", ["Relu", "Tanh"]),
     ("activations", ["Sigmoid", "Sigmoid"]),
     ("activation_alpha", [1.0]),
-    ("layout", 1),
-    ("linear_before_reset", 0),
+    ("layout", 2),
+    ("linear_before_reset", 2),
     ("direction", "sideways"),
 ])
 def test_unsupported_onnx_gru_attribute(attr, value):
@@ -704,11 +705,31 @@ def test_unsupported_onnx_gru_attribute(attr, value):
         lower(doc)
 
 
-def test_onnx_gru_without_linear_before_reset_is_refused():
+def test_onnx_gru_without_linear_before_reset_computes_onnx_default():
+    """onnx::GRU without linear_before_reset is ONNX's default, 0 (the reset gate scales h before R_h), which differs
+    from torch's GRU: the numpy reference and the torch backend equal the hand-written lbr=0 equations (the fused
+    block runs a trial's time steps as one sequence from initial_h)."""
     doc = _onnx_doc()
-    del _gru_fn(doc)["linear_before_reset"]  # ONNX's default is 0, not torch's GRU
-    with pytest.raises(UnsupportedError, match=r"node 'GRU__gru'.*linear_before_reset"):
-        lower(doc)
+    fn = _gru_fn(doc)
+    del fn["linear_before_reset"]
+    prog = lower(doc)
+    p = {k: np.asarray(v["value"], dtype=float) for k, v in nodes_of(doc)["GRU__gru"]["parameters"].items()}
+    W, R, B, h = p["W"][0], p["R"][0], p["B"].reshape(-1), p["initial_h"].reshape(-1)
+    H = R.shape[1]
+    X = np.random.default_rng(11).normal(size=(7, W.shape[1]))
+    want = []
+    for x in X:  # ONNX's GRU equations, gate rows z, r, h
+        z = sigmoid(W[:H] @ x + B[:H] + R[:H] @ h + B[3 * H:4 * H])
+        r = sigmoid(W[H:2 * H] @ x + B[H:2 * H] + R[H:2 * H] @ h + B[4 * H:5 * H])
+        n = np.tanh(W[2 * H:] @ x + B[2 * H:3 * H] + R[2 * H:] @ (r * h) + B[5 * H:])
+        h = (1 - z) * n + z * h
+        want.append(h)
+    feeds = {"GRU__input": X[None]}  # (trials, time steps, I)
+    assert max_err(run_program(prog, feeds)["GRU__output"][0], np.array(want)) < F64
+    on_torch = get_backend("torch").prepare(prog).run(feeds)["GRU__output"]
+    assert max_err(np.asarray(on_torch, dtype=float)[0], np.array(want)) < F64
+    fn["linear_before_reset"] = 1  # torch's form: another result on the same weights
+    assert max_err(run_program(lower(doc), feeds)["GRU__output"][0], np.array(want)) > 1e-3
 
 
 @pytest.mark.parametrize("attr, value", [

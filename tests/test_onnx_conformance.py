@@ -39,7 +39,7 @@ list. `test_conformance_summary` asserts the pass counts, records the per-op tab
     Expand                     2      2      2
     Flatten                    9      9      9
     Floor                      2      2      2
-    GRU                        6      0      0  RECURRENT: 6
+    GRU                        6      6      6
     Gather                     4      4      4
     GatherElements             3      3      3
     Gelu                       4      4      4
@@ -101,7 +101,7 @@ list. `test_conformance_summary` asserts the pass counts, records the per-op tab
     Unsqueeze                  7      7      7
     Where                      2      1      1  INTEGER: 1
     (expanded functions)      99     81     85  BOOL_RESULT (numpy): 4, INTEGER: 14
-    total                    733    438    466  295 excluded
+    total                    733    444    472  289 excluded
     reasons:
       INTEGER: integer, bool or string tensors as data or results: mdfbridge values are floats (the node-test
         backend binds non-float graph inputs as constants, so a graph of only such inputs leaves nothing to
@@ -121,8 +121,8 @@ list. `test_conformance_summary` asserts the pass counts, records the per-op tab
         no identity
       NORM_STATS: LayerNormalization's Mean and InvStdDev outputs are used: mdfbridge imports one output per node
         (Y)
-      RECURRENT: GRU/LSTM/RNN settings the recurrent ops do not implement, refused at import: GRU's
-        linear_before_reset=0 (every ONNX GRU node test uses it; and its layout=1), sequence_lens, peepholes
+      RECURRENT: GRU/LSTM/RNN settings the recurrent ops do not implement, refused at import: sequence_lens,
+        peepholes
       BOOL_RESULT: a comparison's bool result: the numpy reference returns graph outputs as float64 (0.0 and 1.0;
         the torch module keeps bools)
       POOL_INDICES: MaxPool's Indices output is used: mdfbridge imports one output per node (Y)
@@ -170,8 +170,7 @@ EMPTY_REDUCE = ("ReduceMax/ReduceMin over an empty axis: ONNX defines -inf/+inf,
                 "identity")
 NORM_STATS = ("LayerNormalization's Mean and InvStdDev outputs are used: mdfbridge imports one output per node "
               "(Y)")
-RECURRENT = ("GRU/LSTM/RNN settings the recurrent ops do not implement, refused at import: GRU's "
-             "linear_before_reset=0 (every ONNX GRU node test uses it; and its layout=1), sequence_lens, "
+RECURRENT = ("GRU/LSTM/RNN settings the recurrent ops do not implement, refused at import: sequence_lens, "
              "peepholes")
 BOOL_RESULT = ("a comparison's bool result: the numpy reference returns graph outputs as float64 (0.0 and 1.0; the "
                "torch module keeps bools)")
@@ -300,8 +299,7 @@ EXCLUDED: Dict[str, Tuple[str, ...]] = {
         "test_layer_normalization_4d_axis_negative_4", "test_layer_normalization_default_axis",
     ),
     RECURRENT: (
-        "test_gru_batchwise", "test_gru_bidirectional", "test_gru_defaults", "test_gru_reverse",
-        "test_gru_seq_length", "test_gru_with_initial_bias", "test_lstm_with_peepholes",
+        "test_lstm_with_peepholes",
     ),
     BOOL_RESULT: (
         "test_greater", "test_greater_bcast", "test_greater_equal", "test_greater_equal_bcast",

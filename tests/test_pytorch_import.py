@@ -153,6 +153,31 @@ class ConvHead(nn.Module):
         return self.fc(torch.flatten(self.pool(torch.relu(self.conv(x))), 1))
 
 
+class ViewHead(nn.Module):
+    """A classic CNN head: conv, relu, then `x.view(x.size(0), -1)` into a Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.fc = nn.Linear(2 * 3 * 3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(x))
+        return self.fc(h.view(h.size(0), -1))
+
+
+class Reshapes(nn.Module):
+    """reshape with x.shape[0] and a -1, a Linear on the last axis, then reshape(-1, size(1) * size(2))."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x (B, 6)
+        h = torch.tanh(self.fc(x.reshape(x.shape[0], 2, -1)))  # (B, 2, 2)
+        return torch.reshape(h, (-1, h.size(1) * h.size(2)))
+
+
 MODULES = {
     "mlp": (lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3), nn.Sigmoid()), (4,)),
     "tanh_softmax": (lambda: nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 5), nn.Softmax(dim=-1)), (4,)),
@@ -168,6 +193,8 @@ MODULES = {
     "mlp_3d_input": (lambda: nn.Sequential(nn.Linear(4, 5), nn.Sigmoid(), nn.Linear(5, 2), nn.Softmax(-1)), (3, 4)),
     "branches": (Branches, (3, 4)),
     "conv_head": (ConvHead, (2, 5, 5)),
+    "view_head": (ViewHead, (1, 5, 5)),
+    "reshapes": (Reshapes, (6,)),
 }
 
 
@@ -290,7 +317,8 @@ def test_saved_document_runs_from_the_cli(name, tmp_path):
 
 
 @pytest.mark.slow  # trains five imported modules
-@pytest.mark.parametrize("name", ["mlp", "residual", "own_parameters", "gru_head", "pre_gru", "branches", "conv_head"])
+@pytest.mark.parametrize("name", ["mlp", "residual", "own_parameters", "gru_head", "pre_gru", "branches", "conv_head",
+                                  "view_head", "reshapes"])
 def test_learn_trains_imported_model_and_weights_load_back_strictly(name, tmp_path):
     module = make(name)
     doc = module_to_mdf(module, (inputs_for(name, 2),))
@@ -470,8 +498,14 @@ class Shared(nn.Module):
     (Lambda(lambda x: x.permute(1, 0, 2)), (2, 3, 4), r"the batch axis must stay first"),
     (Lambda(lambda x: torch.flatten(x)), (2, 3, 4), r"flattens the batch axis"),
     (Lambda(lambda x: x.mean()), (2, 3), r"mean over every axis"),
+    (Lambda(lambda x: x.view(2, -1)), (2, 3, 4), r"view/reshape to \(2, -1\).*first size must be the batch"),
+    (Lambda(lambda x: x.reshape(-1, 8)), (2, 3, 4), r"\(12 elements a trial\) to \(-1, 8\)"),
+    (Lambda(lambda x: x.view(x.size(0) * 3, 4)), (2, 3, 4), r"arithmetic \(\*\) on the batch size"),
+    (Lambda(lambda x: x.view(x.size(1), x.size(0), 4)), (2, 3, 4), r"first size must be the batch"),
+    (Lambda(lambda x: x * x.dtype.itemsize), (2, 3), r"attribute 'dtype'"),
 ], ids=["pixel_shuffle", "gru_dropout_training", "conv_reflect", "dropout_training", "softmax_dim0",
-        "shared_weights", "cat_batch_axis", "permute_batch_axis", "flatten_batch_axis", "mean_all_axes"])
+        "shared_weights", "cat_batch_axis", "permute_batch_axis", "flatten_batch_axis", "mean_all_axes",
+        "view_constant_batch", "reshape_across_trials", "view_batch_arithmetic", "view_batch_moved", "getattr_dtype"])
 def test_unsupported_modules_raise_naming_the_module(module, shape, expected):
     with pytest.raises(UnsupportedError, match=expected):
         module_to_mdf(module, (torch.randn(*shape),))
@@ -502,7 +536,7 @@ def test_program_state_dict_refuses_a_model_not_from_torch():
 # ------------------------------------------------------------------------------------------- round trip (issue 6.5)
 
 @pytest.mark.parametrize("name", ["mlp", "tanh_softmax", "leaky", "residual", "nested", "gru_head", "branches",
-                                  "conv_head"])
+                                  "conv_head", "view_head", "reshapes"])
 def test_torch_to_mdf_to_onnx_on_onnxruntime_equals_torch(name):
     ort = pytest.importorskip("onnxruntime")
     from mdfbridge.exporters import onnx as onnx_export
@@ -522,3 +556,39 @@ def test_torch_to_mdf_to_onnx_on_onnxruntime_equals_torch(name):
     x = inputs_for(name, 16, torch.float32)
     (got,) = sess.run(["output"], {only_input(doc): x.numpy()})
     np.testing.assert_allclose(got, torch_out(module, x), rtol=0, atol=1e-5)
+
+
+class ShapeBranchView(nn.Module):
+    """x.view(x.size(0), -1) behind a shape test fx cannot trace: torch.export writes the example's batch size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(12, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] == 4:
+            return self.fc(x.view(x.size(0), -1))
+        return x
+
+
+def test_torch_export_view_keeps_the_batch_axis_for_other_batch_sizes():
+    torch.manual_seed(0)
+    module = ShapeBranchView().double()
+    doc = module_to_mdf(module, (torch.randn(3, 3, 4, dtype=torch.float64),))
+    graph = next(iter(next(iter(doc.values()))["graphs"].values()))
+    assert graph["metadata"]["mdfbridge"]["torch"]["tracer"] == "export"
+    prog = lower(doc)
+    for batch in (1, 5):
+        x = torch.randn(batch, 3, 4, dtype=torch.float64)
+        np.testing.assert_allclose(run_program(prog, {only_input(doc): x.numpy()})["output"], torch_out(module, x),
+                                   rtol=0, atol=TOL64)
+
+
+def test_traced_shapes_are_read_for_the_converted_shape_check():
+    """shape_of reads ShapeProp's TensorMetadata (a NamedTuple: not a tuple of results), so every converted call's
+    per-trial shape is checked against torch's."""
+    from mdfbridge.importers.pytorch.tracing import shape_of, trace
+
+    tr = trace(make("view_head"), (inputs_for("view_head", 4),))
+    shapes = {n.name: shape_of(n) for n in tr.graph.nodes if n.op != "output"}
+    assert shapes["conv"] == (4, 2, 3, 3) and shapes["view"] == (4, 18) and shapes["fc"] == (4, 3), shapes

@@ -328,8 +328,12 @@ def _onnx_model(op_type: str, gates: int, outputs: Tuple[str, ...], states: int,
     ("RNN", 1, ("", "Y_h"), 1, {"direction": "reverse"}),
     ("GRU", 3, ("Y", "Y_h"), 1, {"linear_before_reset": 1, "direction": "bidirectional"}),
     ("GRU", 3, ("Y", "Y_h"), 0, {"linear_before_reset": 1, "direction": "reverse"}),
+    ("GRU", 3, ("Y", "Y_h"), 1, {}),
+    ("GRU", 3, ("Y", "Y_h"), 1, {"linear_before_reset": 0, "direction": "bidirectional"}),
+    ("GRU", 3, ("", "Y_h"), 0, {"direction": "reverse"}),
 ], ids=["lstm_all_outputs", "lstm_y_h_only", "rnn", "gru", "lstm_bidirectional", "lstm_reverse",
-        "rnn_bidirectional", "rnn_y_h_reverse", "gru_bidirectional", "gru_reverse"])
+        "rnn_bidirectional", "rnn_y_h_reverse", "gru_bidirectional", "gru_reverse", "gru_lbr0",
+        "gru_lbr0_bidirectional", "gru_lbr0_reverse_y_h"])
 def test_onnx_recurrent_nodes_read_equal_onnxruntime(op_type, gates, outputs, states, attrs):
     import onnxruntime as ort
 
@@ -353,11 +357,34 @@ def test_onnx_recurrent_nodes_read_equal_onnxruntime(op_type, gates, outputs, st
     assert len(node["metadata"]["mdfbridge"]["learnable_parameters"]) == 3
 
 
+@pytest.mark.parametrize("direction,layout", [("forward", 0), ("bidirectional", 1)])
+def test_gru_linear_before_reset_0_gradients_equal_finite_differences(direction, layout):
+    """The torch GRU with linear_before_reset=0 (no fused kernel: the steps as tensor ops) is differentiable in X,
+    initial_h, W, R and B: torch.autograd.gradcheck (float64 finite differences) on random values; and its value
+    equals the numpy reference."""
+    from mdfbridge.gru import gru_op_numpy, gru_op_torch
+
+    D, H, I, T, N = 2 if direction == "bidirectional" else 1, 3, 2, 4, 2
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(N, T, I) if layout else (T, N, I))
+    h0 = rng.normal(size=(N, D, H) if layout else (D, N, H))
+    W, R, B = rng.normal(size=(D, 3 * H, I)), rng.normal(size=(D, 3 * H, H)), rng.normal(size=(D, 6 * H))
+    kw = dict(weight_layout="onnx", axes="onnx", linear_before_reset=0, direction=direction, layout=layout)
+    tensors = [torch.tensor(v, requires_grad=True) for v in (X, h0, W, R, B)]
+
+    def f(x, h, w, r, b):
+        return gru_op_torch(x, h, W=w, R=r, B=b, output="Y", **kw)
+
+    assert torch.autograd.gradcheck(f, tensors)
+    np.testing.assert_allclose(f(*tensors).detach().numpy(), gru_op_numpy(X, h0, W=W, R=R, B=B, **kw),
+                               rtol=0, atol=TOL64)
+
+
 @pytest.mark.parametrize("op_type,gates,attrs,pattern", [
-    ("GRU", 3, {}, r"linear_before_reset: 0 is not supported"),
+    ("GRU", 3, {"clip": 2.0}, r"onnx::GRU attribute clip"),
     ("LSTM", 4, {"direction": "sideways"}, r"Unknown direction 'sideways'"),  # (the probe's evaluator says so)
     ("RNN", 1, {"clip": 1.0}, r"clip"),
-], ids=["gru_linear_before_reset_0", "lstm_unknown_direction", "rnn_clip"])
+], ids=["gru_clip", "lstm_unknown_direction", "rnn_clip"])
 def test_onnx_recurrent_settings_the_ops_lack_are_refused(op_type, gates, attrs, pattern):
     model = _onnx_model(op_type, gates, ("Y",), 1, **attrs)
     feeds = {"X": np.zeros((5, 2, I_SIZE)), "initial_h": np.zeros((1, 2, H_SIZE))}
@@ -372,19 +399,22 @@ def test_onnx_recurrent_node_with_batch_axis_is_refused():
         onnx_to_mdf(_onnx_model("LSTM", 4, ("Y",), 0))
 
 
-@pytest.mark.parametrize("op_type,gates,outputs,states,layout,direction", [
-    ("LSTM", 4, ("Y", "Y_h", "Y_c"), 2, 0, "forward"),
-    ("LSTM", 4, ("Y", "", "Y_c"), 2, 1, "forward"),
-    ("RNN", 1, ("Y", "Y_h"), 1, 1, "forward"),
-    ("LSTM", 4, ("Y", "Y_h", "Y_c"), 2, 0, "bidirectional"),
-    ("LSTM", 4, ("Y", "Y_h"), 1, 1, "bidirectional"),
-    ("RNN", 1, ("Y", "Y_h"), 1, 0, "reverse"),
-    ("GRU", 3, ("Y", "Y_h"), 1, 0, "bidirectional"),
-    ("GRU", 3, ("", "Y_h"), 1, 0, "reverse"),
+@pytest.mark.parametrize("op_type,gates,outputs,states,layout,direction,lbr", [
+    ("LSTM", 4, ("Y", "Y_h", "Y_c"), 2, 0, "forward", 1),
+    ("LSTM", 4, ("Y", "", "Y_c"), 2, 1, "forward", 1),
+    ("RNN", 1, ("Y", "Y_h"), 1, 1, "forward", 1),
+    ("LSTM", 4, ("Y", "Y_h", "Y_c"), 2, 0, "bidirectional", 1),
+    ("LSTM", 4, ("Y", "Y_h"), 1, 1, "bidirectional", 1),
+    ("RNN", 1, ("Y", "Y_h"), 1, 0, "reverse", 1),
+    ("GRU", 3, ("Y", "Y_h"), 1, 0, "bidirectional", 1),
+    ("GRU", 3, ("", "Y_h"), 1, 0, "reverse", 1),
+    ("GRU", 3, ("Y", "Y_h"), 1, 1, "bidirectional", 1),
+    ("GRU", 3, ("Y", "Y_h"), 1, 0, "forward", 0),
+    ("GRU", 3, ("Y", ""), 0, 1, "reverse", 0),
 ], ids=["lstm", "lstm_layout1", "rnn_layout1", "lstm_bidirectional", "lstm_bidirectional_layout1", "rnn_reverse",
-        "gru_bidirectional", "gru_reverse"])
+        "gru_bidirectional", "gru_reverse", "gru_bidirectional_layout1", "gru_lbr0", "gru_lbr0_reverse_layout1"])
 def test_read_onnx_nodes_run_on_trials_and_export_back_to_onnxruntime(op_type, gates, outputs, states, layout,
-                                                                      direction):
+                                                                      direction, lbr):
     """onnx:: aliases on several trials: numpy reference = torch backend = the re-exported ONNX model on
     onnxruntime (which runs layout 0 only: the export transposes around the node); layout 1 checked against onnx's
     reference evaluator."""
@@ -393,7 +423,7 @@ def test_read_onnx_nodes_run_on_trials_and_export_back_to_onnxruntime(op_type, g
     from mdfbridge.deploy import DeploymentSession
 
     model = _onnx_model(op_type, gates, outputs, states, direction=direction, **({"layout": 1} if layout else {}),
-                        **({"linear_before_reset": 1} if op_type == "GRU" else {}))
+                        **({"linear_before_reset": lbr} if op_type == "GRU" else {}))
     if layout:  # X (N, T, I), states (N, 1, H)
         for inp in model.graph.input:
             dims = inp.type.tensor_type.shape.dim

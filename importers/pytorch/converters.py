@@ -19,7 +19,7 @@ from torch import nn
 from ...transfer import Logistic, ReLU, SoftMax, TransferFunction
 from .builder import IN, Builder
 from .registry import Converter, add_converter, aten
-from .values import Call, GRUOutput, MDFTensor, Weight, Zeros
+from .values import BatchSize, Call, GRUOutput, MDFTensor, Weight, Zeros
 
 # --------------------------------------------------------------------------------------- shared conversions
 
@@ -287,18 +287,94 @@ def _dropout_function(b: Builder, call: Call) -> MDFTensor:
 
 # --------------------------------------------------------------------------------------- arithmetic, indexing
 
+_PYTHON_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul}
+
+
 def _binary_converter(symbol: str) -> Converter:
-    """The converter of an elementwise binary operator (+, -, *) between tensors and numbers."""
-    def convert(b: Builder, call: Call) -> MDFTensor:
+    """The converter of an elementwise binary operator (+, -, *) between tensors and numbers; between two sizes
+    (`x.size(1) * x.size(2)`), the number."""
+    def convert(b: Builder, call: Call) -> Any:
         """a <symbol> alpha * b (alpha from torch.add/torch.sub)."""
         alpha = call.kwargs.get("alpha", 1)
-        return b.binary(call, call.arg(0, "input"), call.arg(1, "other"), symbol, alpha)
+        x, y = call.arg(0, "input"), call.arg(1, "other")
+        if BatchSize() in (x, y):
+            raise call.unsupported(f"arithmetic ({symbol}) on the batch size (x.size(0) / x.shape[0]): MDF's "
+                                   "trial count is not a value of the graph; use -1 in view/reshape")
+        if all(type(v) is int for v in (x, y)) and type(alpha) is int:
+            return _PYTHON_OPS[symbol](x, alpha * y)
+        return b.binary(call, x, y, symbol, alpha)
     return convert
 
 
 add_converter(operator.add, torch.add, torch.Tensor.add, aten("add.Tensor"))(_binary_converter("+"))
 add_converter(operator.sub, torch.sub, torch.Tensor.sub, aten("sub.Tensor"))(_binary_converter("-"))
 add_converter(operator.mul, torch.mul, torch.Tensor.mul, aten("mul.Tensor"))(_binary_converter("*"))
+
+
+# --------------------------------------------------------------------------------------- sizes, view, reshape
+
+def _sizes(b: Builder, call: Call, x: MDFTensor) -> Tuple[Any, ...]:
+    """x's full size as `x.size()` gives it: BatchSize() on the batch axis, ints elsewhere (batch-first tensors
+    of per-trial data only)."""
+    x = _batch_first(b, call, x)
+    return (BatchSize(),) + tuple(x.shape)
+
+
+@add_converter(torch.Tensor.size, aten("sym_size.int"))
+def _size(b: Builder, call: Call) -> Any:
+    """x.size() (a tuple) or x.size(dim): an int, or BatchSize() for the batch axis."""
+    sizes = _sizes(b, call, call.tensor())
+    dim = call.arg(1, "dim")
+    return sizes if dim is None else sizes[int(dim)]
+
+
+@add_converter(getattr)
+def _getattr(b: Builder, call: Call) -> Any:
+    """`x.shape` (fx traces it as getattr(x, 'shape')): as x.size()."""
+    name = call.arg(1, "name")
+    if name != "shape" or not isinstance(call.arg(0, "object"), MDFTensor):
+        raise call.unsupported(f"attribute {name!r} of a traced value (only a tensor's .shape)")
+    return _sizes(b, call, call.tensor())
+
+
+@add_converter(torch.Tensor.view, torch.Tensor.reshape, torch.reshape, aten("view.default"),
+               aten("reshape.default"), aten("_unsafe_view.default"))
+def _reshape(b: Builder, call: Call) -> MDFTensor:
+    """view / reshape keeping the batch axis first: the first size x.size(0), x.shape[0] or -1 (a traced
+    torch.export graph, which fixes shapes, may give the example's batch size), the others ints (one -1) that keep
+    each trial's element count: a reshape node of the per-trial shape."""
+    x = _batch_first(b, call, call.tensor())
+    sizes = call.arg(1, "shape", call.kwargs.get("size"))
+    if not isinstance(sizes, (tuple, list)):
+        sizes = call.args[1:]
+    sizes = list(sizes)
+    written = "(" + ", ".join("x.size(0)" if s == BatchSize() else repr(s) for s in sizes) + ")"
+    per = int(np.prod(x.shape, dtype=np.int64))
+    exported = isinstance(getattr(call.fx_node, "target", None), torch._ops.OpOverload)
+    first, rest = (sizes[0], sizes[1:]) if sizes else (None, [])
+    batch_first = first == BatchSize() or first == -1 or (
+        exported and call.shape is not None and type(first) is int and first == call.shape[0])
+    if not batch_first:
+        raise call.unsupported(f"view/reshape to {written}: the first size must be the batch (x.size(0), "
+                               "x.shape[0] or -1); a constant would fix the number of trials")
+    if not all(type(v) is int and (v > 0 or v == -1) for v in rest):
+        raise call.unsupported(f"view/reshape to {written}: the sizes after the batch must be positive ints "
+                               "(one may be -1)")
+    if rest.count(-1) > (0 if first == -1 else 1):
+        raise call.unsupported(f"view/reshape to {written}: only one size may be -1")
+    known = int(np.prod([v for v in rest if v != -1], dtype=np.int64))
+    if -1 in rest:
+        if per % known:
+            raise call.unsupported(f"view/reshape of per-trial shape {x.shape} to {written}: {per} elements a "
+                                   f"trial do not divide into {known}")
+        rest[rest.index(-1)] = per // known
+    elif known != per:
+        raise call.unsupported(f"view/reshape of per-trial shape {x.shape} ({per} elements a trial) to {written}: "
+                               "each trial must keep its elements (the batch axis stays first)")
+    shape = tuple(rest)
+    if shape == x.shape:
+        return x
+    return b.expression(call, "reshape", [x], f"reshape({{}}, {list(shape)})", shape)
 
 
 @add_converter(operator.getitem)

@@ -125,7 +125,7 @@ def shape_of(node: Any) -> Optional[Tuple[int, ...]]:
         if isinstance(val, (tuple, list)) and val:
             val = val[0]
         return tuple(int(s) for s in val.shape) if hasattr(val, "shape") else None
-    if isinstance(meta, (tuple, list)):
+    if isinstance(meta, (tuple, list)) and not hasattr(meta, "shape"):  # (TensorMetadata is a NamedTuple itself)
         meta = meta[0] if meta else None
     return tuple(int(s) for s in meta.shape) if hasattr(meta, "shape") else None
 

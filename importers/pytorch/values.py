@@ -44,6 +44,12 @@ class Zeros:
     shape: Tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class BatchSize:
+    """What `x.size(0)` / `x.shape[0]` is for a tensor whose axis 0 is the batch: the number of trials, not known
+    while converting. A view or reshape may take it as its first size; arithmetic on it is refused."""
+
+
 @dataclass
 class Call:
     """One traced call being converted: what it is, where it sits in the module, its resolved arguments."""

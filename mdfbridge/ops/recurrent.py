@@ -7,7 +7,7 @@ weights train where they are).
 `weight_layout` ('gates': PsyNeuLink per-gate weights, as the gate form of a GRU block holds them; 'onnx': W, R, B
 as ONNX's GRU and the fused form hold them) and `axes` ('trial': X (T, I) per trial, as a GRU block's input node
 sends it; 'onnx': ONNX's X (T, N, I) and Y (T, 1, N, H)). `onnx::GRU` is an alias: ONNX's names (initial_h for
-h0), the 'onnx' layouts, and ONNX's default linear_before_reset (0, which lowering refuses unless written as 1).
+h0), the 'onnx' layouts, and ONNX's default linear_before_reset (0; the GRU op's own default is torch's 1).
 Its hooks: `validate` (lowering), `onnx_export` (exporters/onnx_gru.py: one ONNX GRU node), `torch_module`
 (importers/torch_gru.py: one torch.nn.GRU per per-gate call, weights converted once).
 """
@@ -17,25 +17,35 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ..gru import GRU_ARGS, GRU_ATTRS, GRU_DEFAULTS, GRU_DESCRIPTION, gru_op_numpy, gru_op_torch, validate_gru
+from ..gru import (
+    GRU_ARGS,
+    GRU_ATTRS,
+    GRU_DEFAULTS,
+    GRU_DESCRIPTION,
+    GRU_OUTPUTS,
+    gru_op_numpy,
+    gru_op_torch,
+    validate_gru,
+)
 from ..lazy_function import LazyFunction
-from ..rnn import ONNX_WEIGHTS, TORCH_WEIGHTS, Cell, Nonlinearity, directions, op_numpy, op_torch, register_cell
+from ..rnn import ONNX_WEIGHTS, TORCH_WEIGHTS, Cell, Nonlinearity, op_numpy, op_torch, register_cell
 from ..rnn import shape as recurrent_shape
 from ..rnn import validate as validate_recurrent
 from . import from_onnx
 from .base import Alias, OnnxImport, OpDef, only_x, register
 
 ONNX_ACTIVATIONS = ("Sigmoid", "Tanh")  # ONNX GRU's `activations` (f, g) the op computes: ONNX's default, torch's
+GRU_CELL = register_cell(Cell(  # torch's gate rows r, z, n; ONNX's z, r, h
+    "GRU", gates=3, torch_to_onnx=(1, 0, 2), onnx_to_torch=(1, 0, 2), outputs=GRU_OUTPUTS, has_cell=False,
+    nonlinearities={}, onnx_activations=(ONNX_ACTIVATIONS,)))
 
 
 def _gru_shape(a: Mapping[str, Any]) -> Tuple[int, ...]:
-    """Y per trial: (T, H) for X (T, I) ('trial' axes), (T, D, N, H) for X (T, N, I) ('onnx' axes, D directions)."""
+    """Y per trial: (T, H) for X (T, I) ('trial' axes), (T, D, N, H) for X (T, N, I) ('onnx' axes, D directions;
+    layout 1: (N, T, D, H)); Y_h without the time axis."""
     layout = a.get("weight_layout")
     hidden = a["R"][-1] if layout == "onnx" else a["weight_hh"][-1] if layout == "torch" else a["wts_hr"][0]
-    x = tuple(a["X"])
-    D = len(directions(a.get("direction")))
-    y = (x[0], D) + x[1:-1] + (hidden,) if a.get("axes") == "onnx" else x[:-1] + (hidden,)
-    return y if a.get("output", "Y") == "Y" else y[1:]
+    return recurrent_shape(GRU_CELL, a, hidden)
 
 
 def _gru_batched(batched_args: frozenset, attrs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
