@@ -93,7 +93,7 @@ def _prelu(b: Builder, call: Call) -> MDFTensor:
     c = int(m.weight.numel())
     if c > 1 and (not x.shape or x.shape[0] != c):
         raise call.unsupported(f"PReLU with {c} slopes of an input with per-trial shape {x.shape}")
-    key = f"{call.path}.weight"
+    key = b.key(call.path, "weight")
     if c == 1 or len(x.shape) == 1:
         return b.weighted_op(call, x, "PRelu", {"X": IN}, {"slope": Weight(key, m.weight)}, x.shape, "PReLU")
     shaped = m.weight.detach().reshape((c,) + (1,) * (len(x.shape) - 1))
@@ -144,6 +144,6 @@ def _embedding(b: Builder, call: Call) -> MDFTensor:
         raise call.unsupported("Embedding with max_norm (it rewrites the table while looking it up)")
     ids = call.tensor()
     shape = tuple(ids.shape) + (int(m.embedding_dim),)
-    return b.weighted_op(call, ids, "Gather", {"indices": IN, "axis": 0}, {"data": Weight(f"{call.path}.weight",
+    return b.weighted_op(call, ids, "Gather", {"indices": IN, "axis": 0}, {"data": Weight(b.key(call.path, "weight"),
                                                                                           m.weight)},
                          shape, "Embedding")

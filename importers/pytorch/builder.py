@@ -239,13 +239,15 @@ class Builder:
 
     def weighted_op(self, call: Call, x: MDFTensor, function: str, args: Dict[str, Any],
                     weights: Mapping[str, Optional[Weight]], shape: Tuple[int, ...], kind: str,
-                    running: Mapping[str, Weight] = {}, fixed: Mapping[str, Any] = {}) -> MDFTensor:
+                    running: Mapping[str, Weight] = {}, fixed: Mapping[str, Any] = {},
+                    extra_inputs: Mapping[str, MDFTensor] = {}) -> MDFTensor:
         """A node applying registry function `function` to `x` (its argument `args`'s IN) with the module's
         weights as learnable parameters: `weights` maps the function's argument to the Weight it takes (None:
         the argument is left out); each parameter records its torch key (`metadata.mdfbridge.torch_keys`), so
         `program_state_dict` writes it back. `running`: arguments taking buffers that training updates
         (BatchNorm's running statistics: `metadata.mdfbridge.running_statistics`, not learnable; default none);
-        `fixed`: arguments taking constant arrays of no torch key (default none)."""
+        `fixed`: arguments taking constant arrays of no torch key (default none); `extra_inputs`: further graph
+        tensors by input port (attention's key and value; default none: x alone). The result has x's batch axis."""
         nid = self.new_id(call.base)
         params: Dict[str, Any] = {}
         keys: Dict[str, Any] = {}
@@ -267,14 +269,17 @@ class Builder:
             meta["running_statistics"] = list(running)
         node: Dict[str, Any] = {
             "metadata": {"mdfbridge": meta},
-            "input_ports": {IN: {"shape": list(x.shape)}},
+            "input_ports": {IN: {"shape": list(x.shape)},
+                            **{port: {"shape": list(t.shape)} for port, t in extra_inputs.items()}},
             "functions": {FUNCTION: {"function": {function: fargs}}},
             "output_ports": {OUT: {"value": FUNCTION, "shape": list(shape)}}}
         if params:
             node["parameters"] = params
         self.nodes[nid] = node
         self.connect(x, nid, IN)
-        return MDFTensor(nid, OUT, tuple(int(d) for d in shape))
+        for port, t in extra_inputs.items():
+            self.connect(t, nid, port)
+        return MDFTensor(nid, OUT, tuple(int(d) for d in shape), x.batch_axis)
 
     def recurrent(self, call: Call, kind: str, x: MDFTensor, layers: Sequence[Mapping[str, Weight]], hidden: int,
                   state: Sequence[Optional[MDFTensor]], options: Mapping[str, Any], used: Tuple[bool, bool],

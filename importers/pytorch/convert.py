@@ -12,11 +12,12 @@ from ... import __version__
 from ...composition import identifier
 from ...errors import DataError, UnsupportedError
 from ...program import Program
-from . import activation_converters, converters, layer_converters  # noqa: F401 - registers the converters
+from . import activation_converters, attention_converters, converters, layer_converters  # noqa: F401 - registers
 from .builder import MDF_FORMAT, SOURCE, Builder
 from .registry import converter_for, supported_summary
 from .tracing import (
     ROOT_PREFIX,
+    WRAPPED_ROOTS,
     Trace,
     fetch_attr,
     needed_nodes,
@@ -63,7 +64,7 @@ def _walk(tr: Trace, example_inputs: Tuple[Any, ...], gru_form: str) -> Tuple[Bu
     dtype = next((p.dtype for p in tr.module.parameters() if p.is_floating_point()),
                  next((x.dtype for x in example_inputs if torch.is_tensor(x)), torch.float32))
     b = Builder(lead, dtype, gru_form)
-    if isinstance(tr.module, nn.RNNBase):  # traced wrapped (tracing._RecurrentRoot): keys are the layer's own
+    if isinstance(tr.module, WRAPPED_ROOTS):  # traced wrapped (tracing._RecurrentRoot): keys are the layer's own
         b.key_prefix = ROOT_PREFIX
     env: Dict[Any, Any] = {}
     examples = iter(example_inputs)

@@ -119,8 +119,8 @@ def _linear_module(b: Builder, call: Call) -> MDFTensor:
     """nn.Linear: weight and bias projections (see `Builder.linear`)."""
     m = call.module
     assert isinstance(m, nn.Linear)  # add_converter(nn.Linear) dispatches on the module class
-    bias = Weight(f"{call.path}.bias", m.bias) if m.bias is not None else None
-    return b.linear(call, call.tensor(), Weight(f"{call.path}.weight", m.weight), bias)
+    bias = Weight(b.key(call.path, "bias"), m.bias) if m.bias is not None else None
+    return b.linear(call, call.tensor(), Weight(b.key(call.path, "weight"), m.weight), bias)
 
 
 @add_converter(F.linear, aten("linear.default"))

@@ -80,8 +80,8 @@ def _layer_norm_module(b: Builder, call: Call) -> MDFTensor:
     """nn.LayerNorm (elementwise_affine True or False, bias True or False)."""
     m = call.module
     assert isinstance(m, nn.LayerNorm)  # add_converter(nn.LayerNorm) dispatches on the module class
-    weight = Weight(f"{call.path}.weight", m.weight) if m.weight is not None else None
-    bias = Weight(f"{call.path}.bias", m.bias) if m.bias is not None else None
+    weight = Weight(b.key(call.path, "weight"), m.weight) if m.weight is not None else None
+    bias = Weight(b.key(call.path, "bias"), m.bias) if m.bias is not None else None
     return _layer_norm(b, call, m.normalized_shape, weight, bias, m.eps)
 
 
@@ -151,8 +151,8 @@ def _conv_module(b: Builder, call: Call) -> MDFTensor:
     if m.padding_mode != "zeros":
         raise call.unsupported(f"Conv{k}d padding_mode={m.padding_mode!r}; only 'zeros' (ONNX Conv's zero padding) "
                                "is supported")
-    bias = Weight(f"{call.path}.bias", m.bias) if m.bias is not None else None
-    return _conv(b, call, k, Weight(f"{call.path}.weight", m.weight), bias, m.stride, m.padding, m.dilation,
+    bias = Weight(b.key(call.path, "bias"), m.bias) if m.bias is not None else None
+    return _conv(b, call, k, Weight(b.key(call.path, "weight"), m.weight), bias, m.stride, m.padding, m.dilation,
                  m.groups)
 
 
@@ -310,10 +310,10 @@ def _batch_norm_module(b: Builder, call: Call) -> MDFTensor:
     if len(x.shape) not in rank or x.shape[0] != m.num_features:
         raise call.unsupported(f"{kind} of {m.num_features} features on an input with per-trial shape {x.shape}")
     c = m.num_features
-    weights = {"scale": Weight(f"{call.path}.weight", m.weight), "B": Weight(f"{call.path}.bias", m.bias)} \
+    weights = {"scale": Weight(b.key(call.path, "weight"), m.weight), "B": Weight(b.key(call.path, "bias"), m.bias)} \
         if m.affine else {}
     fixed = {} if m.affine else {"scale": np.ones(c), "B": np.zeros(c)}
-    running = {"input_mean": Weight(f"{call.path}.running_mean", m.running_mean),
-               "input_var": Weight(f"{call.path}.running_var", m.running_var)}
+    running = {"input_mean": Weight(b.key(call.path, "running_mean"), m.running_mean),
+               "input_var": Weight(b.key(call.path, "running_var"), m.running_var)}
     args = {"X": IN, "epsilon": float(m.eps), "momentum": 1.0 - float(m.momentum), "channel_axis": 0}
     return b.weighted_op(call, x, "BatchNormalization", args, weights, x.shape, kind, running=running, fixed=fixed)

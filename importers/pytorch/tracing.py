@@ -64,7 +64,8 @@ def _export_trace(module: nn.Module, example_inputs: Tuple[Any, ...]) -> Trace:
 
 
 class _RecurrentRoot(nn.Module):
-    """A torch.nn recurrent layer given as the module itself, wrapped so fx sees it as a layer call."""
+    """A torch.nn recurrent (or transformer) layer given as the module itself, wrapped so fx sees it as a layer
+    call."""
 
     def __init__(self, layer: nn.Module) -> None:
         super().__init__()
@@ -84,15 +85,30 @@ class _LSTMRootWithState(_RecurrentRoot):
         return self.layer(input, (h0, c0))
 
 
+class _AttentionRoot(_RecurrentRoot):
+    """nn.MultiheadAttention given as the module itself (its forward has control flow fx cannot trace)."""
+
+    def forward(self, query: Any, key: Any, value: Any) -> Any:  # type: ignore[override]
+        return self.layer(query, key, value)
+
+
+WRAPPED_ROOTS = (nn.RNNBase, nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerEncoder)
+"""Layers traced as one layer call (wrapped, state_dict keys under ROOT_PREFIX) when given as the module itself."""
+
+
 ROOT_PREFIX = "layer."  # state_dict keys of a wrapped root layer start with it; the module's own keys do not
 
 
 def trace(module: nn.Module, example_inputs: Tuple[Any, ...]) -> Trace:
     """fx symbolic tracing first; torch.export when fx cannot trace (data-dependent Python control flow). A
     recurrent layer given as the module (nn.GRU, nn.RNN, nn.LSTM) is traced as one layer call (its initial state,
-    if given, as further inputs: hx, or LSTM's h0 and c0)."""
-    if isinstance(module, nn.RNNBase):
-        wrapped = [_RecurrentRoot, _RecurrentRootWithState, _LSTMRootWithState][min(len(example_inputs), 3) - 1](module)
+    if given, as further inputs: hx, or LSTM's h0 and c0), and so are attention and transformer layers
+    (WRAPPED_ROOTS)."""
+    if isinstance(module, WRAPPED_ROOTS):
+        roots = (_AttentionRoot,) * 3 if isinstance(module, nn.MultiheadAttention) else (
+            (_RecurrentRoot, _RecurrentRootWithState, _LSTMRootWithState) if isinstance(module, nn.RNNBase)
+            else (_RecurrentRoot,) * 3)  # (transformer layers: one input, src)
+        wrapped = roots[min(len(example_inputs), 3) - 1](module)
         tr = _fx_trace(wrapped, example_inputs)
         tr.module = module
         return tr
@@ -219,14 +235,26 @@ def sequence_layout(tr: Trace, needed: Set[Any]) -> Tuple[int, int]:
     """(lead, input batch axis) of a traced module: (2, 0) when every recurrent layer can be a GRU block (inputs
     (batch, time, ...), every tensor keeps the time axis); otherwise (1, axis): per-trial sequences, the recurrent
     layers' ops over whole sequences (X (T, I) per trial), the inputs' batch axis 1 for time-major layers
-    (batch_first=False), else 0. Layers that disagree on batch_first are refused."""
-    if not has_recurrent_layer(tr, needed):
+    (batch_first=False), else 0; attention and transformer layers likewise. Layers that disagree on batch_first
+    are refused."""
+    attention = [n for n in needed if n.op == "call_module"
+                 and isinstance(tr.root.get_submodule(n.target), WRAPPED_ROOTS[1:])]
+    if not has_recurrent_layer(tr, needed) and not attention:
         return 1, 0
     layers = [n for n in needed if n.op == "call_module" and isinstance(tr.root.get_submodule(n.target), nn.RNNBase)]
-    if all(_gru_block_compatible(tr, n, needed) for n in layers):
+    if not attention and all(_gru_block_compatible(tr, n, needed) for n in layers):
         return 2, 0
-    firsts = {bool(tr.root.get_submodule(n.target).batch_first) for n in layers}
+    firsts = {_batch_first(tr.root.get_submodule(n.target)) for n in layers + attention}
     if len(firsts) > 1:
-        raise UnsupportedError("recurrent layers with batch_first=True and batch_first=False in one module; the "
-                               "inputs need one batch axis", where=f"module {type(tr.module).__name__}")
+        raise UnsupportedError("recurrent or attention layers with batch_first=True and batch_first=False in one "
+                               "module; the inputs need one batch axis", where=f"module {type(tr.module).__name__}")
     return 1, 0 if firsts == {True} else 1
+
+
+def _batch_first(layer: nn.Module) -> bool:
+    """A recurrent, attention or transformer layer's batch_first (a TransformerEncoder's: its first layer's)."""
+    if isinstance(layer, nn.TransformerEncoder):
+        layer = layer.layers[0]
+    if isinstance(layer, nn.TransformerEncoderLayer):
+        layer = layer.self_attn
+    return bool(layer.batch_first)
