@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ..dtypes import stored_weight_dtype
 from ..errors import UnsupportedError
 from ..ops.onnx_rewrites import tensor_readers
 from ..program import Op, Program, TensorRef
@@ -203,9 +204,11 @@ class OnnxGraphBuilder:
 
     def weight_initializer(self, name: str, p: Any, arr: np.ndarray, doc: Optional[str] = None) -> Val:
         """Parameter `p` (its value `arr` in the model's dtype) as the initializer `name` (doc_string `doc`, default
-        none): in float16, cast to the model's dtype by a Cast node, where an ONNX import recorded a float16 tensor
-        and the values are still float16 numbers (training may have moved them), else in the model's dtype."""
-        half = arr.astype(np.float16) if self.stored_half(p) else None
+        none): in float16 / bfloat16, cast to the model's dtype by a Cast node, where an ONNX import recorded a tensor
+        of that dtype and the values are still numbers of it (training may have moved them), else in the model's
+        dtype."""
+        small = self.stored_dtype(p)
+        half = arr.astype(small) if small is not None else None
         if half is None or not np.array_equal(half.astype(np.float64), np.asarray(p.value, dtype=np.float64)):
             self.initializer(name, arr, doc)
             return Val(name, False, arr.shape)
@@ -213,13 +216,14 @@ class OnnxGraphBuilder:
         return self.emit("Cast", [name], shape=arr.shape, batched=False, to=self.elem_type,
                          out=self.fresh(f"{name}_as_{self.dtype}"))
 
-    def stored_half(self, p: Any) -> bool:
-        """Did an ONNX import record parameter `p` as a float16 tensor (`parameter_dtypes` in its node's metadata)?"""
+    def stored_dtype(self, p: Any) -> Optional[np.dtype]:
+        """The dtype (float16, bfloat16) an ONNX import recorded parameter `p`'s tensor in (`parameter_dtypes` in its
+        node's metadata), else None."""
         loc: Tuple[str, ...] = tuple(p.location or ())
         if len(loc) < 6 or loc[2] != "nodes" or loc[4] != "parameters":
-            return False
+            return None
         node = (self.program.metadata.get("nodes") or {}).get(loc[3]) or {}
-        return (node.get("parameter_dtypes") or {}).get(loc[5]) == "float16"
+        return stored_weight_dtype((node.get("parameter_dtypes") or {}).get(loc[5]))
 
     def weights(self, name: str, value: Any) -> np.ndarray:
         """Parameter `name`'s value in the model's dtype; finite values that the dtype cannot hold (1e200 in float32)

@@ -13,7 +13,8 @@ what is computed from shapes alone folds to constants).
 
 Faithful round trips: the graph's `metadata.mdfbridge.onnx` records MDF id -> ONNX name of every graph input and
 output in the ONNX graph's order, their element types, the model's float type ('float64' when any input, output
-or initializer is double) and the batch axis; float16 parameters are listed per node (`parameter_dtypes`). The
+or initializer is double) and the batch axis; float16 and bfloat16 parameters (initializers of those dtypes, also
+behind a Cast to float) are listed per node (`parameter_dtypes`). The
 Program keeps that output order, and `exporters.onnx.program_to_onnx` writes the names, order, element types
 and (for a batch_axis=False import) the original's one-trial shapes back. Models older than an import handler's
 opset range are converted by `onnx.version_converter` to IMPORT_OPSET first.
@@ -32,6 +33,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
+from ..dtypes import stored_weight_name
 from ..errors import MdfBridgeError, UnsupportedError
 from ..limits import LimitError
 from ..ops import REGISTRY
@@ -387,10 +389,11 @@ class OnnxImporter:
         for index, (node, first) in enumerate(zip(graph_nodes, firsts)):
             kind = kinds.get(first, "const") if first else "const"
             if kind == "const":
+                stored = self.cast_from_low_precision(node)
                 for o in node.output:
                     if o and o in runs[0]:
                         v = np.asarray(runs[0][o])
-                        self.tensors[o] = Tensor(o, "const", tuple(v.shape), v)
+                        self.tensors[o] = Tensor(o, "const", tuple(v.shape), v, stored_dtype=stored)
                 continue
             if kind == "shape":
                 for o in node.output:
@@ -402,6 +405,16 @@ class OnnxImporter:
             self.add_output(out)
         self.prune()
         return self.document()
+
+    def cast_from_low_precision(self, node: onnx.NodeProto) -> str:
+        """'float16' / 'bfloat16' for a Cast to float or double of an initializer in that dtype (weights stored
+        small, computed in float32: the export writes them so again), else ''."""
+        if node.op_type != "Cast" or not node.input or node.input[0] not in self.inits:
+            return ""
+        to = next((a.i for a in node.attribute if a.name == "to"), None)
+        if to not in (TensorProto.FLOAT, TensorProto.DOUBLE):
+            return ""
+        return stored_weight_name(self.inits[node.input[0]].dtype) or ""
 
     def missing_ops_error(self, missing: Sequence[onnx.NodeProto]) -> "MissingOpsError":
         """One error line for every op type of `missing` (nodes without a handler at this opset), with counts:
@@ -492,7 +505,7 @@ class OnnxImporter:
         running: List[str] = []
         args: Dict[str, Any] = {}
         local: Optional[_Names] = None  # parameter ids, made only for a node with constant operands
-        half: List[str] = []  # parameters whose ONNX tensors are float16 (the exporter writes them so again)
+        half: Dict[str, str] = {}  # parameters whose ONNX tensors are float16/bfloat16 (the export writes them so)
         for key, v in em.args.items():
             if not isinstance(v, Tensor):
                 args[key] = v
@@ -523,8 +536,9 @@ class OnnxImporter:
                 pid = local.make(v.name, key, "p")
             params[pid] = {"value": _stored(raw, self.arrays)}
             args[key] = pid
-            if raw.dtype == np.float16:
-                half.append(pid)
+            small = stored_weight_name(raw.dtype) or v.stored_dtype
+            if small:
+                half[pid] = small
             if learn:
                 learnable.append(pid)
                 self.learnable_users.setdefault(v.name, []).append(nid)
@@ -539,7 +553,7 @@ class OnnxImporter:
         if running:
             meta["running_statistics"] = running
         if half:
-            meta["parameter_dtypes"] = {pid: "float16" for pid in half}
+            meta["parameter_dtypes"] = half
         if em.value is not None:
             function: Dict[str, Any] = {"value": em.value}
         else:

@@ -34,6 +34,7 @@ class Tensor:
     value: Optional[np.ndarray] = None  # const values
     producer: Optional[Tuple[str, str]] = None  # (MDF node id, output port id) of a dynamic tensor
     producer_op: str = ""  # the registry function computing a dynamic tensor ("" for inputs and value expressions)
+    stored_dtype: str = ""  # a constant Cast to float from a float16/bfloat16 initializer: that dtype
 
     @property
     def rank(self) -> int:

@@ -56,3 +56,28 @@ def numpy_dtype(dtype: Any, allowed: Sequence[str] = ("float32", "float64"), whe
     'float64'), the ones numpy computes in); where: what the dtype is for, in the UnsupportedError a dtype outside
     `allowed` raises (default 'dtype')."""
     return np.dtype(dtype_name(dtype, allowed, where))
+
+
+def _bfloat16() -> np.dtype:
+    from onnx import TensorProto, helper  # (ml_dtypes' bfloat16, which onnx depends on)
+
+    return np.dtype(helper.tensor_dtype_to_np_dtype(TensorProto.BFLOAT16))
+
+
+STORED_WEIGHT_DTYPES = ("float16", "bfloat16")
+"""Weight dtypes below float32 an ONNX import records per parameter (`parameter_dtypes`) so the export writes the
+weights in them again (computing in float32 or float64)."""
+
+
+def stored_weight_dtype(name: Optional[str]) -> Optional[np.dtype]:
+    """The numpy dtype of a recorded weight dtype name ('float16', 'bfloat16'; ml_dtypes' bfloat16), None for
+    anything else (default None: none recorded)."""
+    if name == "float16":
+        return np.dtype(np.float16)
+    return _bfloat16() if name == "bfloat16" else None
+
+
+def stored_weight_name(dtype: Any) -> Optional[str]:
+    """'float16' / 'bfloat16' for an array dtype of those, else None."""
+    d = np.dtype(dtype)
+    return next((n for n in STORED_WEIGHT_DTYPES if stored_weight_dtype(n) == d), None)

@@ -171,6 +171,46 @@ def test_float16_interface_is_kept(tmp_path):
         np.testing.assert_allclose(got[k].astype(float), want[k].astype(float), rtol=2e-3, atol=4e-3)
 
 
+@pytest.mark.parametrize("elem", [TensorProto.FLOAT16, TensorProto.BFLOAT16])
+@pytest.mark.parametrize("weights", ["random", "fixed"])
+def test_low_precision_weights_behind_a_cast_stay_in_their_dtype(elem, weights, tmp_path):
+    """A float32 model storing its weight in float16 / bfloat16 with a Cast to float (how small checkpoints are
+    written): the weight is recorded in its dtype (`parameter_dtypes`), and the re-export writes it so again, cast
+    to float32 inside; onnxruntime's outputs equal the original's exactly (the same computation). Moved by
+    training off that dtype's numbers, it is written in float32."""
+    small = helper.tensor_dtype_to_np_dtype(elem)
+    w = (np.random.default_rng(9).normal(size=(3, 4)) if weights == "random" else FIXED_W).astype(small)
+    vi = helper.make_tensor_value_info
+    original = model_of([helper.make_node("Cast", ["w"], ["wf"], to=TensorProto.FLOAT),
+                         helper.make_node("MatMul", ["x", "wf"], ["y"], name="mm")],
+                        [vi("x", TensorProto.FLOAT, ["N", 3])], [vi("y", TensorProto.FLOAT, ["N", 4])], [("w", w)])
+    prog = through_files(original, tmp_path)
+    again = program_to_onnx(prog)
+    (init,) = again.graph.initializer
+    assert init.data_type == elem
+    np.testing.assert_array_equal(numpy_helper.to_array(init).astype(np.float64), w.astype(np.float64))
+    assert [n.op_type for n in again.graph.node] == ["Cast", "MatMul"]
+    feeds = {"x": np.random.default_rng(10).normal(size=(6, 3)).astype(np.float32)}
+    np.testing.assert_array_equal(ort_run(again, feeds)["y"], ort_run(original, feeds)["y"])
+    (name,) = [k for k in prog.params if prog.params[k].learnable]
+    prog.params[name].value = np.asarray(prog.params[name].value) + 1e-3  # (no longer numbers of that dtype)
+    assert {i.data_type for i in program_to_onnx(prog).graph.initializer} == {TensorProto.FLOAT}
+
+
+def test_bfloat16_weights_of_a_bfloat16_model_are_kept(tmp_path):
+    import ml_dtypes
+
+    w = np.random.default_rng(11).normal(size=(3, 4)).astype(ml_dtypes.bfloat16)
+    vi = helper.make_tensor_value_info
+    original = model_of([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+                        [vi("x", TensorProto.BFLOAT16, ["N", 3])], [vi("y", TensorProto.BFLOAT16, ["N", 4])],
+                        [("w", w)])
+    again = program_to_onnx(through_files(original, tmp_path))
+    (init,) = again.graph.initializer
+    assert init.data_type == TensorProto.BFLOAT16 and interface(again) == interface(original)
+    np.testing.assert_array_equal(numpy_helper.to_array(init).astype(np.float64), w.astype(np.float64))
+
+
 @pytest.mark.parametrize("elem", [TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE])
 @pytest.mark.parametrize("weights", ["random", "fixed"])
 def test_arrays_keep_weights_in_their_dtype(elem, weights, tmp_path):

@@ -96,6 +96,8 @@ SAMPLES: Dict[str, Dict[str, Any]] = {
     "BatchNormalization": {"X": In((2, 4), -1.0, 1.0), "scale": P((2,)), "B": P((2,)), "input_mean": P((2,)),
                            "input_var": P((2,)), "epsilon": 0.25},
     "InstanceNormalization": {"X": In((2, 4), -1.0, 1.0), "scale": P((2,)), "B": P((2,)), "epsilon": 0.25},
+    "MultiheadAttention": {"X": In((3, 4), -1.0, 1.0), "in_proj_weight": P((12, 4), -0.5, 0.5),
+                           "in_proj_bias": P((12,)), "out_proj_weight": P((4, 4), -0.5, 0.5), "num_heads": 2},
     "GroupNormalization": {"X": In((4, 3), -1.0, 1.0), "scale": P((4,)), "B": P((4,)), "num_groups": 2,
                            "epsilon": 0.25},
     "Pad": {"X": In((3, 4), -1.0, 1.0), "pads": [1, -1, 0, 2], "mode": "reflect"},
@@ -161,6 +163,7 @@ _not_supported("llvm", ("Conv", "LayerNormalization", "BatchNormalization", "Max
                         "GlobalAveragePool", "GlobalMaxPool", "InstanceNormalization", "GroupNormalization", "Pad",
                         "ConvTranspose", "LRN"),
                "no llvm kernel: convolution, pooling and normalization run on torch")
+_not_supported("llvm", ("MultiheadAttention",), "no llvm kernel: attention runs on torch")
 _not_supported("llvm", ("FloorDiv", "Mod", "Int", "Round", "ZerosLike", "OnesLike"), "no LLVM form in its record yet")
 _not_supported("onnxruntime", ("Zeros", "Ones", "Full"),
                "creates an array of a static shape: lowering folds it when its arguments are constants, and it has no "
