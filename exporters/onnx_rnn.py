@@ -45,6 +45,10 @@ def _weights(b: OnnxGraphBuilder, op: Op) -> Tuple[Val, Val, Optional[Val], int]
     """(W, R, B or None, hidden size) in ONNX's layout, as initializers named `<node>.W`, `.R`, `.B`, each
     doc_string naming the MDF parameters it holds."""
     held: Dict[str, List[str]]
+    if op.args.get("weight_hr") is not None:
+        raise UnsupportedError(f"{op.fn} with a projection (weight_hr: torch's proj_size): ONNX's LSTM has none (nor "
+                               "does torch.onnx export one); the model runs on the numpy and torch backends",
+                               where=b.where)
     if op.args.get("weight_layout", "torch") == "onnx":
         W, R, B = (_static(b, op, k) for k in ("W", "R", "B"))
         assert W is not None and R is not None  # the record requires them

@@ -126,15 +126,16 @@ def run_numpy(cell: Cell, X: np.ndarray, h0: Any, c0: Any, p: Mapping[str, Any],
     """One layer over X (..., T, I) from h0, c0 (..., H) (None: zeros), torch-layout weights `p`; returns
     (Y (..., T, H), h_T (..., H), c_T (..., H) or None for RNN). Leading axes broadcast."""
     w_ih, w_hh = np.asarray(p["weight_ih"], dtype=float), np.asarray(p["weight_hh"], dtype=float)
-    H = w_hh.shape[1]
+    w_hr = None if p.get("weight_hr") is None else np.asarray(p["weight_hr"], dtype=float)
+    H, out = w_hh.shape[0] // cell.gates, w_hh.shape[1]  # cell size, output size (LSTM's proj_size, else H)
     b = 0.0 if p.get("bias_ih") is None else np.asarray(p["bias_ih"], dtype=float) + np.asarray(p["bias_hh"],
                                                                                                  dtype=float)
     X = np.asarray(X, dtype=float)
-    h = np.zeros(H) if h0 is None else np.asarray(h0, dtype=float)
+    h = np.zeros(out) if h0 is None else np.asarray(h0, dtype=float)
     c = np.zeros(H) if c0 is None else np.asarray(c0, dtype=float)
     lead = np.broadcast_shapes(X.shape[:-2], h.shape[:-1], c.shape[:-1] if cell.has_cell else ())
     X = np.broadcast_to(X, lead + X.shape[-2:])
-    h = np.broadcast_to(h, lead + (H,)).astype(float)
+    h = np.broadcast_to(h, lead + (out,)).astype(float)
     c = np.broadcast_to(c, lead + (H,)).astype(float)
     ys = []
     for t in range(X.shape[-2]):
@@ -143,17 +144,19 @@ def run_numpy(cell: Cell, X: np.ndarray, h0: Any, c0: Any, p: Mapping[str, Any],
             i, f, g, o = (z[..., k * H:(k + 1) * H] for k in range(4))
             c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
             h = _sigmoid(o) * np.tanh(c)
+            if w_hr is not None:  # torch's proj_size
+                h = h @ w_hr.T
         else:
             h = cell.nonlinearities[nonlinearity].numpy(z)
         ys.append(h)
-    Y = np.stack(ys, axis=-2) if ys else np.zeros(lead + (0, H))
+    Y = np.stack(ys, axis=-2) if ys else np.zeros(lead + (0, out))
     return Y, h, (c if cell.has_cell else None)
 
 
 def _torch_weights(cell: Cell, weight_layout: str, w: Mapping[str, Any], xp: Any) -> Dict[str, Any]:
     if weight_layout == "onnx":
         return onnx_to_torch(cell, w["W"], w["R"], w.get("B"), xp)
-    return {k: w[k] for k in TORCH_WEIGHTS if w.get(k) is not None}
+    return {k: w[k] for k in TORCH_WEIGHTS + ("weight_hr",) if w.get(k) is not None}
 
 
 def _nonlinearity(cell: Cell, nonlinearity: str, activations: Any) -> str:
@@ -260,18 +263,20 @@ def run_torch(cell: Cell, X: Any, h0: Any, c0: Any, p: Mapping[str, Any], nonlin
     returns (Y (..., T, H), h_T, c_T or None). Differentiable in the weights, X, h0 and c0."""
     import torch
 
-    H = p["weight_hh"].shape[1]
-    h = X.new_zeros(H) if h0 is None else torch.as_tensor(h0, dtype=X.dtype, device=X.device)
+    H, out = p["weight_hh"].shape[0] // cell.gates, p["weight_hh"].shape[1]  # cell and output sizes
+    h = X.new_zeros(out) if h0 is None else torch.as_tensor(h0, dtype=X.dtype, device=X.device)
     c = X.new_zeros(H) if c0 is None else torch.as_tensor(c0, dtype=X.dtype, device=X.device)
     lead = torch.broadcast_shapes(X.shape[:-2], h.shape[:-1], c.shape[:-1] if cell.has_cell else ())
     T, I = X.shape[-2:]
     x3 = X.expand(*lead, T, I).reshape(-1, T, I)
     n = x3.shape[0]
-    hx = h.expand(*lead, H).reshape(1, n, H).contiguous()
+    hx = h.expand(*lead, out).reshape(1, n, out).contiguous()
     weights = [p["weight_ih"], p["weight_hh"]]
     has_bias = "bias_ih" in p
     if has_bias:
         weights += [p["bias_ih"], p["bias_hh"]]
+    if p.get("weight_hr") is not None:  # (torch's kernel reads the projection from h's size: proj_size)
+        weights.append(p["weight_hr"])
     if cell.has_cell:
         cx = c.expand(*lead, H).reshape(1, n, H).contiguous()
         Y, hT, cT = torch._VF.lstm(x3, (hx, cx), weights, has_bias, 1, 0.0, False, False, True)
@@ -280,7 +285,7 @@ def run_torch(cell: Cell, X: Any, h0: Any, c0: Any, p: Mapping[str, Any], nonlin
         fn = getattr(torch._VF, cell.nonlinearities[nonlinearity].torch_kernel)
         Y, hT = fn(x3, hx, weights, has_bias, 1, 0.0, False, False, True)
         cT = None
-    return Y.reshape(*lead, T, H), hT[0].reshape(*lead, H), cT
+    return Y.reshape(*lead, T, out), hT[0].reshape(*lead, out), cT
 
 
 def op_torch(cell: Cell, X: Any, h0: Any = None, c0: Any = None, weight_layout: str = "torch", axes: str = "trial",
@@ -306,10 +311,12 @@ def shape(cell: Cell, a: Mapping[str, Any], hidden: Optional[int] = None) -> Tup
     """Per-trial output shape: 'trial' axes Y (T, H), Y_h / Y_c (H,); 'onnx' Y (T, D, N, H), Y_h / Y_c (D, N, H)
     (layout 1: X (N, T, I), Y (N, T, D, H), Y_h / Y_c (N, D, H)), D the number of directions; H is `hidden`
     (default None: from R or weight_hh)."""
+    output = a.get("output", "Y")
     if hidden is None:
         hidden = a["R"][-1] if a.get("weight_layout") == "onnx" else a["weight_hh"][-1]
+        if output == "Y_c" and a.get("weight_hr") is not None:  # (the cell keeps its size; h is projected)
+            hidden = a["weight_hr"][-1]
     x = tuple(a["X"])
-    output = a.get("output", "Y")
     D = len(directions(a.get("direction")))
     if a.get("axes") == "onnx" and a.get("layout"):
         return (x[0], x[1], D, hidden) if output == "Y" else (x[0], D, hidden)
@@ -344,14 +351,19 @@ def validate(cell: Cell, node: str, args: Mapping[str, Any], params: Mapping[str
     G, D = cell.gates, len(directions(args.get("direction")))
     if D > 1 and layout != "onnx":
         raise bad("direction", "bidirectional needs ONNX-layout weights (W, R, B of both directions)")
+    proj = value("weight_hr")
+    if args.get("weight_hr") is not None and (layout != "torch" or axes != "trial"):
+        raise bad("weight_hr", "a projection (torch's proj_size) needs torch-layout weights and 'trial' axes")
     rec = value("R" if layout == "onnx" else "weight_hh")
     if rec is None:
         return
-    H = int(rec.shape[-1])
+    P = int(rec.shape[-1])  # the output size: H, or LSTM's proj_size
+    H = int(proj.shape[-1]) if proj is not None and proj.ndim == 2 else P
     want = ({"W": lambda s: len(s) == 3 and s[:2] == (D, G * H), "R": lambda s: s == (D, G * H, H),
              "B": lambda s: s == (D, 2 * G * H)} if layout == "onnx" else
-            {"weight_ih": lambda s: len(s) == 2 and s[0] == G * H, "weight_hh": lambda s: s == (G * H, H),
-             "bias_ih": lambda s: s == (G * H,), "bias_hh": lambda s: s == (G * H,)})
+            {"weight_ih": lambda s: len(s) == 2 and s[0] == G * H, "weight_hh": lambda s: s == (G * H, P),
+             "bias_ih": lambda s: s == (G * H,), "bias_hh": lambda s: s == (G * H,),
+             "weight_hr": lambda s: s == (P, H)})
     for arg, ok in want.items():
         arr = value(arg)
         if arr is not None and not ok(tuple(arr.shape)):

@@ -283,7 +283,7 @@ class Builder:
 
     def recurrent(self, call: Call, kind: str, x: MDFTensor, layers: Sequence[Mapping[str, Weight]], hidden: int,
                   state: Sequence[Optional[MDFTensor]], options: Mapping[str, Any], used: Tuple[bool, bool],
-                  bidirectional: bool = False) -> Tuple[Any, ...]:
+                  bidirectional: bool = False, out: Optional[int] = None) -> Tuple[Any, ...]:
         """A recurrent layer (`kind` GRU, RNN or LSTM; one MDF node per stacked layer, each running the op over the
         whole per-trial sequence x (T, I) with torch-layout weights as learnable parameters). `layers`: per layer,
         torch name without the _l<k> suffix -> weight (with `bidirectional` (default False) also the reverse
@@ -292,7 +292,8 @@ class Builder:
         (num_layers x directions, H), or None (zeros); `options`: the op's static arguments (RNN's nonlinearity).
         Returns what the module returns: (output, h_n) or (output, (h_n, c_n)), h_n and c_n per trial (num_layers x
         directions, H) with torch's batch axis 1; the cell states are computed only where `used` (h_n, c_n) says
-        the graph uses them."""
+        the graph uses them. `out`: the size of the outputs and h_n (LSTM's proj_size; default None:
+        hidden)."""
         if self.lead != 1 or len(x.shape) != 2:
             raise call.unsupported(f"{kind} input of per-trial shape {x.shape}; expected (time, features)")
         base = identifier(call.base)
@@ -300,6 +301,7 @@ class Builder:
         names = ("h0", "c0")
         h_used, cell_used = used
         directions = ("", "_reverse") if bidirectional else ("",)
+        size = out or hidden
         for k, weights in enumerate(layers):
             nid = self.new_id(f"{base}_l{k}" if len(layers) > 1 else base)
             I = int(weights["weight_ih"].value.shape[1])
@@ -321,13 +323,13 @@ class Builder:
                         fns[f"{name}_l{j}"] = {"value": f"{name}[{j}]"}
                         args[name] = f"{name}_l{j}"
                 fns[f"y{d}"] = {"function": {kind: args}}
-                outs[f"h_n{d}"] = {"value": f"y{d}[-1]", "shape": [hidden]}
+                outs[f"h_n{d}"] = {"value": f"y{d}[-1]", "shape": [size]}
                 if cell_used:
                     fns[f"c{d}"] = {"function": {kind: {**args, "output": "Y_c"}}}
                     outs[f"c_n{d}"] = {"value": f"c{d}", "shape": [hidden]}
-                finals.append(MDFTensor(nid, f"h_n{d}", (hidden,)))
+                finals.append(MDFTensor(nid, f"h_n{d}", (size,)))
                 cells.append(MDFTensor(nid, f"c_n{d}", (hidden,)))
-            width = hidden * len(directions)
+            width = size * len(directions)
             outs = {OUT: {"value": "concatenate([y, y_reverse[::-1]], axis=-1)" if bidirectional else "y",
                           "shape": list(seq.shape[:-1]) + [width]}, **outs}
             for w in weights.values():

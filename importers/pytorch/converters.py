@@ -413,8 +413,10 @@ def _item_used(node: Any, path: Tuple[int, ...]) -> bool:
     return False
 
 
-def _states(call: Call, kind: str, has_cell: bool, layers: int, hidden: int) -> List[Optional[MDFTensor]]:
-    """The initial state argument: [h0] (or LSTM's [h0, c0]), each torch (num_layers, batch, hidden) or None."""
+def _states(call: Call, kind: str, has_cell: bool, layers: int, hidden: int, out: Optional[int] = None
+            ) -> List[Optional[MDFTensor]]:
+    """The initial state argument: [h0] (or LSTM's [h0, c0]), each torch (num_layers, batch, size) or None; h0's
+    size is `out` (LSTM's proj_size; default None: hidden), c0's hidden."""
     hx = call.arg(1, "hx")
     count = 2 if has_cell else 1
     if hx is None:
@@ -423,11 +425,11 @@ def _states(call: Call, kind: str, has_cell: bool, layers: int, hidden: int) -> 
     if len(parts) != count or not all(isinstance(p, MDFTensor) for p in parts):
         raise call.unsupported(f"{kind} initial state hx must be {'(h0, c0), tensors' if count == 2 else 'a tensor'} "
                                "computed from the inputs (or absent: zeros)")
-    for p in parts:
-        if p.batch_axis != 1 or p.shape != (layers, hidden):
+    for p, size in zip(parts, (out or hidden, hidden)):
+        if p.batch_axis != 1 or p.shape != (layers, size):
             raise call.unsupported(f"{kind} initial state of per-trial shape {p.shape} (batch axis {p.batch_axis}); "
-                                   f"torch's (num_layers={layers}, batch, hidden_size={hidden}) passed as a module "
-                                   "input is supported")
+                                   f"torch's (num_layers={layers}, batch, {size}) passed as a module input is "
+                                   "supported")
     return parts
 
 
@@ -437,8 +439,6 @@ def _recurrent(b: Builder, call: Call, kind: str, has_cell: bool = False) -> Any
     m = call.module
     assert isinstance(m, nn.RNNBase)
     bad = []
-    if getattr(m, "proj_size", 0):
-        bad.append(f"proj_size={m.proj_size}")
     if m.num_layers > 1 and m.dropout and m.training:
         bad.append(f"dropout={m.dropout} in training mode (call module.eval() first)")
     if bad:
@@ -446,14 +446,16 @@ def _recurrent(b: Builder, call: Call, kind: str, has_cell: bool = False) -> Any
     x = call.tensor()
     if x.batch_axis != (0 if m.batch_first else 1):
         raise call.unsupported(f"{kind} input has its batch axis at {x.batch_axis}, batch_first={m.batch_first}")
-    names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if m.bias else [])
+    proj = int(getattr(m, "proj_size", 0))  # (nn.LSTM's: h projected to proj_size by weight_hr)
+    names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if m.bias else []) + (["weight_hr"] if proj else [])
     directions = ("", "_reverse") if m.bidirectional else ("",)  # (torch's suffixes of the two directions)
     layers = [{f"{n}{d}": Weight(b.key(call.path, f"{n}_l{k}{d}"), getattr(m, f"{n}_l{k}{d}"))
                for d in directions for n in names} for k in range(m.num_layers)]
     options = {"nonlinearity": m.nonlinearity} if isinstance(m, nn.RNN) else {}
-    state = _states(call, kind, has_cell, m.num_layers * len(directions), m.hidden_size)
+    state = _states(call, kind, has_cell, m.num_layers * len(directions), m.hidden_size, proj or None)
     used = (_item_used(call.fx_node, (1, 0) if has_cell else (1,)), has_cell and _item_used(call.fx_node, (1, 1)))
-    return b.recurrent(call, kind, x, layers, m.hidden_size, state, options, used, bidirectional=m.bidirectional)
+    return b.recurrent(call, kind, x, layers, m.hidden_size, state, options, used, bidirectional=m.bidirectional,
+                       out=proj or None)
 
 
 @add_converter(nn.RNN)

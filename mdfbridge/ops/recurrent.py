@@ -84,7 +84,8 @@ LSTM_CELL = register_cell(Cell(  # torch's gate rows i, f, g, o; ONNX's i, o, f,
 
 def _recurrent_args(kind: str) -> Tuple[str, ...]:
     state = ("h0", "c0") if kind == "LSTM" else ("h0",)
-    return ("X",) + state + TORCH_WEIGHTS + ONNX_WEIGHTS + ("sequence_lens",) + (("P",) if kind == "LSTM" else ())
+    return ("X",) + state + TORCH_WEIGHTS + ONNX_WEIGHTS + ("sequence_lens",) + (("P", "weight_hr") if kind == "LSTM"
+                                                                                else ())
 
 
 def _recurrent_attrs(kind: str) -> Tuple[str, ...]:
@@ -150,7 +151,10 @@ register(OpDef("RNN", _recurrent_args("RNN"), rnn_numpy, rnn_torch, defaults=_re
 
 register(OpDef("LSTM", _recurrent_args("LSTM"), lstm_numpy, lstm_torch, defaults=_recurrent_defaults("LSTM"),
                attrs=_recurrent_attrs("LSTM"), batch_rule=state_batched,
-               description=_DESCRIPTION.format(kind="LSTM", extra=", gate rows i, f, g, o", g=4, g2=8,
+               description=_DESCRIPTION.format(kind="LSTM", extra=", gate rows i, f, g, o; with torch's projection "
+                                               "weight_hr (P, H) (proj_size P) h = (o * tanh(c)) @ weight_hr.T, "
+                                               "weight_hh (4H, P), Y and Y_h of size P, torch layout only",
+                                               g=4, g2=8,
                                                order=" in ONNX's gate order i, o, f, c", c=", c0",
                                                ic=", initial_c", yc="; Y_c the last cell state",
                                                acts=", default activations, input_forget 0",
