@@ -1,5 +1,6 @@
 """Attention through the bridge: the MultiheadAttention op against torch.nn.MultiheadAttention (the oracle), and
-nn.MultiheadAttention, nn.TransformerEncoderLayer and nn.TransformerEncoder converted from torch: numpy reference
+nn.MultiheadAttention and the nn.Transformer family (encoder and decoder layers and stacks, masks held as buffers)
+converted from torch: numpy reference
 and torch backend equal torch (float64, 1e-10) at batch sizes other than the traced one, the ONNX export runs on
 onnxruntime (float32, 1e-5), training changes the weights and they load back into the module strictly."""
 from __future__ import annotations
@@ -98,6 +99,42 @@ class Classifier(nn.Module):
         return self.head(self.enc(x).mean(dim=1))
 
 
+class Masked(nn.Module):
+    """An encoder under an attention mask held as a buffer, then attention under the same mask: torch's causal
+    float mask (0 / -inf), its bool form, or an arbitrary float mask."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(E, HEADS, dim_feedforward=16, batch_first=True)
+        self.enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.attn = nn.MultiheadAttention(E, HEADS, batch_first=True)
+        mask = nn.Transformer.generate_square_subsequent_mask(L)
+        if kind == "bool":
+            mask = torch.isinf(mask)
+        elif kind == "float":
+            mask = torch.randn(L, L, generator=torch.Generator().manual_seed(2)) * 0.3
+        self.register_buffer("mask", mask)
+        self.causal = kind != "float"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.enc(x, mask=self.mask, is_causal=self.causal)
+        return self.attn(h, h, h, attn_mask=self.mask)[0]
+
+
+class Seq2Seq(nn.Module):
+    """nn.Transformer with a causal target mask, then a Linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.t = nn.Transformer(E, HEADS, num_encoder_layers=1, num_decoder_layers=2, dim_feedforward=16,
+                                batch_first=True)
+        self.register_buffer("tgt_mask", nn.Transformer.generate_square_subsequent_mask(L))
+        self.head = nn.Linear(E, 3)
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        return self.head(self.t(src, tgt, tgt_mask=self.tgt_mask, tgt_is_causal=True))
+
+
 # name -> (module factory, per-sample input shapes, the inputs' batch axis)
 MODULES: Dict[str, Tuple[Callable[[], nn.Module], Tuple[Tuple[int, ...], ...], int]] = {
     "self_attention": (SelfAttention, ((L, E),), 0),
@@ -110,6 +147,14 @@ MODULES: Dict[str, Tuple[Callable[[], nn.Module], Tuple[Tuple[int, ...], ...], i
         E, HEADS, dim_feedforward=16, batch_first=True, norm_first=True, activation="gelu"), ((L, E),), 0),
     "encoder_layer_seq_first": (lambda: nn.TransformerEncoderLayer(E, HEADS, dim_feedforward=16), ((L, E),), 1),
     "classifier": (Classifier, ((L, E),), 0),
+    "causal_mask": (lambda: Masked("causal"), ((L, E),), 0),
+    "bool_mask": (lambda: Masked("bool"), ((L, E),), 0),
+    "float_mask": (lambda: Masked("float"), ((L, E),), 0),
+    "decoder_layer": (lambda: nn.TransformerDecoderLayer(E, HEADS, dim_feedforward=16, batch_first=True),
+                      ((L, E), (S, E)), 0),
+    "decoder_pre_norm_seq_first": (lambda: nn.TransformerDecoder(nn.TransformerDecoderLayer(
+        E, HEADS, dim_feedforward=16, norm_first=True), 2, norm=nn.LayerNorm(E)), ((L, E), (S, E)), 1),
+    "seq2seq": (Seq2Seq, ((S, E), (L, E)), 0),
 }
 
 
@@ -137,12 +182,13 @@ def _torch_outputs(module: nn.Module, doc: Dict[str, Any], xs: Tuple[torch.Tenso
     """The module's outputs by MDF output name, trials first."""
     graph = next(iter(next(iter(doc.values()))["graphs"].values()))
     meta = graph["metadata"]["mdfbridge"]["torch"]
-    with torch.no_grad():
+    with torch.enable_grad():  # (torch's composite path: its fused no-grad fast path gives NaN for a float mask)
         out = module(*xs)
     outs = list(out) if isinstance(out, tuple) else [out]
     names = meta["outputs"]
     axes = meta.get("batch_axes", {})
-    return {n: np.moveaxis(o.double().numpy(), axes.get(n, 0), 0) for n, o in zip(names, outs) if o is not None}
+    return {n: np.moveaxis(o.detach().double().numpy(), axes.get(n, 0), 0) for n, o in zip(names, outs)
+            if o is not None}
 
 
 @pytest.mark.parametrize("name", list(MODULES))
@@ -162,11 +208,13 @@ def test_converted_module_equals_torch_on_numpy_and_torch_backends(name):
             np.testing.assert_allclose(np.asarray(theirs[o], dtype=float), w, rtol=0, atol=TOL64, err_msg=o)
     assert list(program_state_dict(prog)) == list(module.state_dict())  # every weight under its own key
     meta = next(iter(next(iter(doc.values()))["graphs"].values()))["metadata"]["mdfbridge"]["torch"]
-    assert "unused_state" not in meta  # ... and every one a parameter of the graph (none kept aside unused)
+    # ... and every weight a parameter of the graph: only buffers (a mask) are kept aside, with their values
+    assert set(meta.get("unused_state", {})) <= {k for k, _ in module.named_buffers()}
 
 
 @pytest.mark.parametrize("name", ["self_attention", "cross_attention", "encoder_layer_pre_norm_gelu",
-                                  "encoder_layer_seq_first", "classifier"])
+                                  "encoder_layer_seq_first", "classifier", "causal_mask", "float_mask",
+                                  "decoder_pre_norm_seq_first", "seq2seq"])
 def test_onnx_export_runs_on_onnxruntime_like_torch(name):
     ort = pytest.importorskip("onnxruntime")
     from mdfbridge.exporters.onnx import mdf_to_onnx
@@ -202,7 +250,7 @@ def test_learn_trains_a_converted_transformer_and_weights_load_back_strictly():
         np.testing.assert_allclose(trained[o], w, rtol=0, atol=TOL64)
 
 
-class Masked(nn.Module):
+class Attn(nn.Module):
     def __init__(self, **kw: Any) -> None:
         super().__init__()
         self.attn = nn.MultiheadAttention(E, HEADS, batch_first=True, **kw)
@@ -212,7 +260,7 @@ class Masked(nn.Module):
         return self.attn(x, x, x, **self.call_kw)[0]
 
 
-def _with(module: Masked, **call_kw: Any) -> Masked:
+def _with(module: "Attn", **call_kw: Any) -> "Attn":
     module.call_kw = call_kw
     return module
 
@@ -246,17 +294,34 @@ class MixedBatchFirst(nn.Module):
 
 
 @pytest.mark.parametrize("module,pattern", [
-    (_with(Masked(), attn_mask=torch.zeros(L, L, dtype=torch.bool)), r"attn_mask; masks are not supported"),
-    (_with(Masked(), key_padding_mask=torch.zeros(2, L, dtype=torch.bool)), r"key_padding_mask"),
+    (_with(Attn(), attn_mask=torch.zeros(2 * HEADS, L, L, dtype=torch.float64)),
+     r"attention mask of shape \(4, 5, 5\); \(5, 5\)"),
+    (_with(Attn(), key_padding_mask=torch.zeros(2, L, dtype=torch.bool)), r"key_padding_mask; padding masks"),
     (KDim(), r"kdim=4, vdim=4"),
-    (Masked(add_bias_kv=True), r"add_bias_kv=True"),
-    (Masked(dropout=0.2), r"dropout=0.2 in training mode \(call module\.eval\(\)\)"),  # (modules start in training)
+    (Attn(add_bias_kv=True), r"add_bias_kv=True"),
+    (Attn(dropout=0.2), r"dropout=0.2 in training mode \(call module\.eval\(\)\)"),  # (modules start in training)
     (PerHeadWeights(), r"per-head attention weights"),
     (MixedBatchFirst(), r"batch_first=True and batch_first=False"),
-], ids=["attn_mask", "key_padding_mask", "kdim", "bias_kv", "dropout_training", "per_head_weights", "mixed"])
+], ids=["3d_mask", "key_padding_mask", "kdim", "bias_kv", "dropout_training", "per_head_weights",
+        "mixed"])
 def test_unsupported_attention_settings_raise_one_clear_error(module, pattern):
     with pytest.raises(UnsupportedError, match=pattern):
         module_to_mdf(module.double(), (torch.randn(2, L, E, dtype=torch.float64),))
+
+
+class InputMask(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(E, HEADS, batch_first=True)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.attn(x, x, x, attn_mask=mask)[0]
+
+
+def test_a_mask_given_as_an_input_is_refused():
+    x = torch.randn(2, L, E, dtype=torch.float64)
+    with pytest.raises(UnsupportedError, match=r"an attention mask computed from the inputs; a constant mask"):
+        module_to_mdf(InputMask().double(), (x, torch.zeros(L, L, dtype=torch.float64)))
 
 
 def test_num_heads_must_divide_the_embedding_size():

@@ -25,14 +25,14 @@ after the fx placeholders; outputs are nodes named after the fx output (`output`
 is traced as one layer call. Shape ops on batch-first tensors (torch.cat, transpose, permute keeping the batch
 first, flatten from dim 1, mean over per-trial dims, view/reshape whose first size is the batch: `x.size(0)`,
 `x.shape[0]` or -1) are expression nodes (`Builder.expression`); one that would move or merge the batch axis is
-refused. nn.MultiheadAttention is one `MultiheadAttention` node holding its weights in torch's layout;
-nn.TransformerEncoderLayer / nn.TransformerEncoder are that node plus their submodules' own conversions.
+refused. nn.MultiheadAttention is one `MultiheadAttention` node holding its weights in torch's layout; the
+nn.Transformer family (encoder and decoder layers and stacks) is that node plus their submodules' own conversions.
 
 Modules: `values` (what converters see), `builder` (the MDF nodes and edges the converters write), `registry`
 (converters keyed by torch callables / nn.Module classes), `converters` (one per layer / function / method /
 aten op; `layer_converters`: Conv1d/2d/3d, LayerNorm and GELU, whose nodes hold their weights in torch's
 layout; `activation_converters`: ELU, SELU, Hardsigmoid, Softplus, PReLU, LogSoftmax and Embedding;
-`attention_converters`: MultiheadAttention, TransformerEncoderLayer, TransformerEncoder),
+`attention_converters`: MultiheadAttention and the Transformer family),
 `tracing` (torch.fx, torch.export fallback), `convert` (the graph walk, `module_to_mdf`) and `state_dict`
 (weights back to the module). A converter is registered for the torch callables it stands for (onnx2torch style),
 so the graph walk stays generic:

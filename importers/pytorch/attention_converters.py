@@ -1,17 +1,20 @@
 """Converters of attention layers: nn.MultiheadAttention as the registry's `MultiheadAttention` op (its weights
-learnable parameters in torch's layout, `Builder.weighted_op`), nn.TransformerEncoderLayer and nn.TransformerEncoder
-as that op plus the converters of their own submodules (Linear, LayerNorm, the activation, residual adds), so every
-weight keeps its torch key.
+learnable parameters in torch's layout, `Builder.weighted_op`); nn.TransformerEncoderLayer, nn.TransformerEncoder,
+nn.TransformerDecoderLayer, nn.TransformerDecoder and nn.Transformer as that op plus the converters of their own
+submodules (Linear, LayerNorm, the activation, residual adds), so every weight keeps its torch key.
 
-Eval mode only (dropout is refused in training mode, as nn.Dropout is), no masks (src_mask, key_padding_mask,
-attn_mask, is_causal), embed_dim == kdim == vdim, no bias_k/bias_v or add_zero_attn. batch_first=False layers take
-time-major data: their tensors carry the batch on axis 1 (`MDFTensor.batch_axis`), as batch_first=False recurrent
-layers do."""
+Eval mode only (dropout is refused in training mode, as nn.Dropout is). Attention masks (attn_mask, src_mask,
+tgt_mask, memory_mask, mask: (L, S), bool or float, is_causal their hint) must be constants of the module (a buffer
+or tensor attribute); padding masks (key_padding_mask) are refused. embed_dim == kdim == vdim, no bias_k/bias_v or
+add_zero_attn. batch_first=False layers take time-major data: their tensors carry the batch on axis 1
+(`MDFTensor.batch_axis`), as batch_first=False recurrent layers do."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
+import torch
 from torch import nn
 
 from .builder import IN, Builder
@@ -33,8 +36,29 @@ def _weight(b: Builder, call: Call, name: str, value: Any) -> Optional[Weight]:
     return None if value is None else Weight(b.key(call.path, name), value)
 
 
+def _mask(call: Call, mask: Any, L: int, S: int) -> Dict[str, np.ndarray]:
+    """An attention mask as the op's `attn_bias` / `attn_block` (see mdfbridge.ops.attention): {} for none."""
+    if mask is None:
+        return {}
+    if not isinstance(mask, Weight):
+        raise call.unsupported("an attention mask computed from the inputs; a constant mask of the module (a buffer "
+                               "or tensor attribute) is supported")
+    m = mask.value.detach().cpu()
+    if tuple(m.shape) != (L, S):
+        raise call.unsupported(f"an attention mask of shape {tuple(m.shape)}; ({L}, {S}) (one for every trial and "
+                               "head) is supported")
+    if m.dtype == torch.bool:
+        return {"attn_block": m.double().numpy()} if bool(m.any()) else {}
+    values = m.double().numpy()
+    block = np.isneginf(values)
+    if np.isnan(values).any() or np.isposinf(values).any():
+        raise call.unsupported("an attention mask holding NaN or +inf")
+    out = {"attn_bias": np.where(block, 0.0, values)} if np.any(values[~block]) else {}
+    return {**out, "attn_block": block.astype(float)} if block.any() else out
+
+
 def _attention(b: Builder, call: Call, m: nn.MultiheadAttention, q: MDFTensor, k: MDFTensor, v: MDFTensor,
-               outputs: Tuple[str, ...] = ("Y",)) -> List[MDFTensor]:
+               outputs: Tuple[str, ...] = ("Y",), mask: Any = None) -> List[MDFTensor]:
     """One MultiheadAttention node of `m` on query q, key k, value v (self-attention when all three are one), with
     a function and an output port for each of `outputs` ('Y', 'weights'): the values, in that order."""
     bad = []
@@ -61,7 +85,8 @@ def _attention(b: Builder, call: Call, m: nn.MultiheadAttention, q: MDFTensor, k
     extra = {name: t for name, t in (("K", k), ("V", v)) if t != q}
     args = {"X": IN, **{n: n for n in extra}, "num_heads": m.num_heads}
     first = b.weighted_op(call, q, "MultiheadAttention", {**args, "output": outputs[0]}, weights,
-                          shapes[outputs[0]], "MultiheadAttention", extra_inputs=extra)
+                          shapes[outputs[0]], "MultiheadAttention", fixed=_mask(call, mask, q.shape[0], k.shape[0]),
+                          extra_inputs=extra)
     node = b.nodes[first.node]
     fargs = next(iter(node["functions"].values()))["function"]["MultiheadAttention"]
     values = [first]
@@ -80,17 +105,15 @@ def _multihead_attention(b: Builder, call: Call) -> Tuple[Optional[MDFTensor], O
     m = call.module
     assert isinstance(m, nn.MultiheadAttention)  # add_converter dispatches on the module class
     q, k, v = call.tensor(0, "query"), call.tensor(1, "key"), call.tensor(2, "value")
-    for i, name in ((3, "key_padding_mask"), (5, "attn_mask")):
-        if call.arg(i, name) is not None:
-            raise call.unsupported(f"nn.MultiheadAttention with {name}; masks are not supported")
-    if call.arg(7, "is_causal", False):
-        raise call.unsupported("nn.MultiheadAttention with is_causal=True; masks are not supported")
+    if call.arg(3, "key_padding_mask") is not None:
+        raise call.unsupported("nn.MultiheadAttention with key_padding_mask; padding masks are not supported")
+    mask = call.arg(5, "attn_mask")  # (is_causal, argument 7, is torch's hint that the mask is causal)
     need_weights = bool(call.arg(4, "need_weights", True))
     if need_weights and not call.arg(6, "average_attn_weights", True) and _item_used(call.fx_node, (1,)):
         raise call.unsupported("per-head attention weights (average_attn_weights=False)")
     used = [out for i, out in enumerate(("Y", "weights")) if _item_used(call.fx_node, (i,))
             and (out == "Y" or need_weights)]
-    values = dict(zip(used, _attention(b, call, m, q, k, v, tuple(used)))) if used else {}
+    values = dict(zip(used, _attention(b, call, m, q, k, v, tuple(used), mask))) if used else {}
     return values.get("Y"), values.get("weights")
 
 
@@ -120,14 +143,15 @@ def _activation(b: Builder, call: Call, act: Any, x: MDFTensor) -> MDFTensor:
                         None, None, False, None))
 
 
-def _encoder_layer(b: Builder, call: Call, m: nn.TransformerEncoderLayer, x: MDFTensor) -> MDFTensor:
+def _encoder_layer(b: Builder, call: Call, m: nn.TransformerEncoderLayer, x: MDFTensor, mask: Any = None
+                   ) -> MDFTensor:
     """x through one encoder layer (post-norm, or pre-norm with norm_first), as torch computes it in eval mode."""
     if m.training and any(d.p for d in (m.dropout, m.dropout1, m.dropout2)):
         raise call.unsupported("nn.TransformerEncoderLayer with dropout in training mode (call module.eval())")
     attn = m.self_attn
 
     def sa(h: MDFTensor) -> MDFTensor:
-        return _attention(b, _sub(call, "self_attn", (h, h, h), attn), attn, h, h, h)[0]
+        return _attention(b, _sub(call, "self_attn", (h, h, h), attn), attn, h, h, h, mask=mask)[0]
 
     def ff(h: MDFTensor) -> MDFTensor:
         h = _activation(b, call, m.activation, _apply(b, call, "linear1", m.linear1, h))
@@ -143,32 +167,109 @@ def _encoder_layer(b: Builder, call: Call, m: nn.TransformerEncoderLayer, x: MDF
     return _apply(b, call, "norm2", m.norm2, add(x, ff(x)))
 
 
-def _no_masks(call: Call, names: Tuple[str, ...]) -> None:
-    for i, name in enumerate(names, 1):
-        if call.arg(i, name) not in (None, False):
-            raise call.unsupported(f"{name} given; masks are not supported")
+def _decoder_layer(b: Builder, call: Call, m: nn.TransformerDecoderLayer, x: MDFTensor, memory: MDFTensor,
+                   tgt_mask: Any = None, memory_mask: Any = None) -> MDFTensor:
+    """x through one decoder layer (self-attention, attention over `memory`, feed-forward; post- or pre-norm)."""
+    if m.training and any(d.p for d in (m.dropout, m.dropout1, m.dropout2, m.dropout3)):
+        raise call.unsupported("nn.TransformerDecoderLayer with dropout in training mode (call module.eval())")
+
+    def sa(h: MDFTensor) -> MDFTensor:
+        return _attention(b, _sub(call, "self_attn", (h, h, h), m.self_attn), m.self_attn, h, h, h,
+                          mask=tgt_mask)[0]
+
+    def mha(h: MDFTensor) -> MDFTensor:
+        return _attention(b, _sub(call, "multihead_attn", (h, memory, memory), m.multihead_attn), m.multihead_attn,
+                          h, memory, memory, mask=memory_mask)[0]
+
+    def ff(h: MDFTensor) -> MDFTensor:
+        h = _activation(b, call, m.activation, _apply(b, call, "linear1", m.linear1, h))
+        return _apply(b, call, "linear2", m.linear2, h)
+
+    def add(a: MDFTensor, c: MDFTensor) -> MDFTensor:
+        return b.binary(call, a, c, "+")
+
+    if m.norm_first:
+        x = add(x, sa(_apply(b, call, "norm1", m.norm1, x)))
+        x = add(x, mha(_apply(b, call, "norm2", m.norm2, x)))
+        return add(x, ff(_apply(b, call, "norm3", m.norm3, x)))
+    x = _apply(b, call, "norm1", m.norm1, add(x, sa(x)))
+    x = _apply(b, call, "norm2", m.norm2, add(x, mha(x)))
+    return _apply(b, call, "norm3", m.norm3, add(x, ff(x)))
+
+
+def _encoder(b: Builder, call: Call, m: nn.TransformerEncoder, x: MDFTensor, mask: Any) -> MDFTensor:
+    for i, layer in enumerate(m.layers):
+        if not isinstance(layer, nn.TransformerEncoderLayer):
+            raise call.unsupported(f"layer {i} is a {type(layer).__name__}, not an nn.TransformerEncoderLayer")
+        x = _encoder_layer(b, _sub(call, f"layers.{i}", (x,), layer), layer, x, mask)
+    return x if m.norm is None else _apply(b, call, "norm", m.norm, x)
+
+
+def _decoder(b: Builder, call: Call, m: nn.TransformerDecoder, x: MDFTensor, memory: MDFTensor, tgt_mask: Any,
+             memory_mask: Any) -> MDFTensor:
+    for i, layer in enumerate(m.layers):
+        if not isinstance(layer, nn.TransformerDecoderLayer):
+            raise call.unsupported(f"layer {i} is a {type(layer).__name__}, not an nn.TransformerDecoderLayer")
+        x = _decoder_layer(b, _sub(call, f"layers.{i}", (x, memory), layer), layer, x, memory, tgt_mask, memory_mask)
+    return x if m.norm is None else _apply(b, call, "norm", m.norm, x)
+
+
+def _no_padding_mask(call: Call, i: int, name: str) -> None:
+    if call.arg(i, name) is not None:
+        raise call.unsupported(f"{name} given; padding masks are not supported")
 
 
 @add_converter(nn.TransformerEncoderLayer)
 def _transformer_encoder_layer(b: Builder, call: Call) -> MDFTensor:
-    """nn.TransformerEncoderLayer(src): self-attention and feed-forward blocks with residual adds and LayerNorms
-    (activation relu, gelu or any converted module or function)."""
+    """nn.TransformerEncoderLayer(src, src_mask): self-attention and feed-forward blocks with residual adds and
+    LayerNorms (activation relu, gelu or any converted module or function)."""
     m = call.module
     assert isinstance(m, nn.TransformerEncoderLayer)  # add_converter dispatches on the module class
-    _no_masks(call, ("src_mask", "src_key_padding_mask", "is_causal"))
-    return _encoder_layer(b, call, m, call.tensor(0, "src"))
+    _no_padding_mask(call, 2, "src_key_padding_mask")
+    return _encoder_layer(b, call, m, call.tensor(0, "src"), call.arg(1, "src_mask"))
 
 
 @add_converter(nn.TransformerEncoder)
 def _transformer_encoder(b: Builder, call: Call) -> MDFTensor:
-    """nn.TransformerEncoder(src): its layers in order, then its norm if it has one."""
+    """nn.TransformerEncoder(src, mask): its layers in order (each with the mask), then its norm if it has one."""
     m = call.module
     assert isinstance(m, nn.TransformerEncoder)  # add_converter dispatches on the module class
-    _no_masks(call, ("mask", "src_key_padding_mask", "is_causal"))
-    x = call.tensor(0, "src")
-    for i, layer in enumerate(m.layers):
-        if not isinstance(layer, nn.TransformerEncoderLayer):
-            raise call.unsupported(f"layer {i} is a {type(layer).__name__}, not an nn.TransformerEncoderLayer")
-        x = _encoder_layer(b, _sub(call, f"layers.{i}", (x,), layer), layer, x)
-    return x if m.norm is None else _apply(b, call, "norm", m.norm, x)
+    _no_padding_mask(call, 2, "src_key_padding_mask")
+    return _encoder(b, call, m, call.tensor(0, "src"), call.arg(1, "mask"))
 
+
+@add_converter(nn.TransformerDecoderLayer)
+def _transformer_decoder_layer(b: Builder, call: Call) -> MDFTensor:
+    """nn.TransformerDecoderLayer(tgt, memory, tgt_mask, memory_mask)."""
+    m = call.module
+    assert isinstance(m, nn.TransformerDecoderLayer)  # add_converter dispatches on the module class
+    for i, name in ((4, "tgt_key_padding_mask"), (5, "memory_key_padding_mask")):
+        _no_padding_mask(call, i, name)
+    return _decoder_layer(b, call, m, call.tensor(0, "tgt"), call.tensor(1, "memory"), call.arg(2, "tgt_mask"),
+                          call.arg(3, "memory_mask"))
+
+
+@add_converter(nn.TransformerDecoder)
+def _transformer_decoder(b: Builder, call: Call) -> MDFTensor:
+    """nn.TransformerDecoder(tgt, memory, tgt_mask, memory_mask): its layers in order, then its norm."""
+    m = call.module
+    assert isinstance(m, nn.TransformerDecoder)  # add_converter dispatches on the module class
+    for i, name in ((4, "tgt_key_padding_mask"), (5, "memory_key_padding_mask")):
+        _no_padding_mask(call, i, name)
+    return _decoder(b, call, m, call.tensor(0, "tgt"), call.tensor(1, "memory"), call.arg(2, "tgt_mask"),
+                    call.arg(3, "memory_mask"))
+
+
+@add_converter(nn.Transformer)
+def _transformer(b: Builder, call: Call) -> MDFTensor:
+    """nn.Transformer(src, tgt, src_mask, tgt_mask, memory_mask): memory = encoder(src), then decoder(tgt, memory)."""
+    m = call.module
+    assert isinstance(m, nn.Transformer)  # add_converter dispatches on the module class
+    for i, name in ((5, "src_key_padding_mask"), (6, "tgt_key_padding_mask"), (7, "memory_key_padding_mask")):
+        _no_padding_mask(call, i, name)
+    if not isinstance(m.encoder, nn.TransformerEncoder) or not isinstance(m.decoder, nn.TransformerDecoder):
+        raise call.unsupported("nn.Transformer with a custom encoder or decoder")
+    memory = _encoder(b, _sub(call, "encoder", (), m.encoder), m.encoder, call.tensor(0, "src"),
+                      call.arg(2, "src_mask"))
+    return _decoder(b, _sub(call, "decoder", (), m.decoder), m.decoder, call.tensor(1, "tgt"), memory,
+                    call.arg(3, "tgt_mask"), call.arg(4, "memory_mask"))

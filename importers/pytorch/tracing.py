@@ -85,6 +85,13 @@ class _LSTMRootWithState(_RecurrentRoot):
         return self.layer(input, (h0, c0))
 
 
+class _TwoInputRoot(_RecurrentRoot):
+    """A layer of two inputs given as the module itself (a transformer decoder: tgt, memory; nn.Transformer)."""
+
+    def forward(self, first: Any, second: Any) -> Any:  # type: ignore[override]
+        return self.layer(first, second)
+
+
 class _AttentionRoot(_RecurrentRoot):
     """nn.MultiheadAttention given as the module itself (its forward has control flow fx cannot trace)."""
 
@@ -92,7 +99,8 @@ class _AttentionRoot(_RecurrentRoot):
         return self.layer(query, key, value)
 
 
-WRAPPED_ROOTS = (nn.RNNBase, nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerEncoder)
+WRAPPED_ROOTS = (nn.RNNBase, nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerEncoder,
+                 nn.TransformerDecoderLayer, nn.TransformerDecoder, nn.Transformer)
 """Layers traced as one layer call (wrapped, state_dict keys under ROOT_PREFIX) when given as the module itself."""
 
 
@@ -105,9 +113,8 @@ def trace(module: nn.Module, example_inputs: Tuple[Any, ...]) -> Trace:
     if given, as further inputs: hx, or LSTM's h0 and c0), and so are attention and transformer layers
     (WRAPPED_ROOTS)."""
     if isinstance(module, WRAPPED_ROOTS):
-        roots = (_AttentionRoot,) * 3 if isinstance(module, nn.MultiheadAttention) else (
-            (_RecurrentRoot, _RecurrentRootWithState, _LSTMRootWithState) if isinstance(module, nn.RNNBase)
-            else (_RecurrentRoot,) * 3)  # (transformer layers: one input, src)
+        roots = ((_RecurrentRoot, _RecurrentRootWithState, _LSTMRootWithState) if isinstance(module, nn.RNNBase)
+                 else (_RecurrentRoot, _TwoInputRoot, _AttentionRoot))  # (by the number of inputs)
         wrapped = roots[min(len(example_inputs), 3) - 1](module)
         tr = _fx_trace(wrapped, example_inputs)
         tr.module = module
@@ -252,9 +259,11 @@ def sequence_layout(tr: Trace, needed: Set[Any]) -> Tuple[int, int]:
 
 
 def _batch_first(layer: nn.Module) -> bool:
-    """A recurrent, attention or transformer layer's batch_first (a TransformerEncoder's: its first layer's)."""
-    if isinstance(layer, nn.TransformerEncoder):
+    """A recurrent, attention or transformer layer's batch_first (a stack's: its first layer's)."""
+    if isinstance(layer, nn.Transformer):
+        layer = layer.encoder
+    if isinstance(layer, (nn.TransformerEncoder, nn.TransformerDecoder)):
         layer = layer.layers[0]
-    if isinstance(layer, nn.TransformerEncoderLayer):
+    if isinstance(layer, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)):
         layer = layer.self_attn
     return bool(layer.batch_first)
