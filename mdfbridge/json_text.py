@@ -12,7 +12,8 @@ so is a document whose numbers are mostly in long arrays (weights), where encodi
 
 Read (`loads`) by orjson (about 5 times the standard library's speed) when its result is the standard library's:
 not for a duplicate key (orjson keeps the last; mdfbridge refuses it), NaN/Infinity literals or an integer
-literal of 20 digits or more (orjson reads one beyond 64 bits as a float); then None, and the standard library
+literal of 19 digits or more (orjson reads one beyond 64 bits as a float: a negative one below -2**63 has 19
+digits, a positive one above 2**64 - 1 has 20); then None, and the standard library
 reads the text (`document._parse_json`), with its error messages.
 """
 from __future__ import annotations
@@ -143,7 +144,7 @@ def loads(text: str, max_depth: int) -> Any:
     from .parse_limits import json_text_is_plain
 
     raw = text.encode("utf-8", "surrogatepass")
-    if not json_text_is_plain(raw, integer_digits=20):
+    if not json_text_is_plain(raw, integer_digits=19):
         return None
     try:
         data = orjson.loads(raw)

@@ -94,7 +94,7 @@ def test_loads_leaves_to_the_standard_library_what_orjson_reads_otherwise(text):
 
 
 @pytest.mark.parametrize("text", ['{"a:b": "c:d", "e\\":": [1, -0.00012345678901234567, 1.5e30]}',
-                                  '{"n12": 1844674407370955161, "\\\\": "\\\\\\"{:"}', '[[1, 2], {"k" : [3]}]'])
+                                  '{"n12": 184467440737095516, "\\\\": "\\\\\\"{:"}', '[[1, 2], {"k" : [3]}]'])
 def test_loads_reads_what_the_standard_library_reads(text):
     assert json_text.loads(text, 64) == json.loads(text)
 
@@ -106,6 +106,15 @@ def test_loads_reads_what_the_standard_library_reads(text):
 def test_the_fast_readers_pre_check(text, plain):
     from mdfbridge.parse_limits import json_text_is_plain
     assert json_text_is_plain(text.encode(), integer_digits=20) is plain
+
+
+@pytest.mark.parametrize("value", [-9223372036854775809, -(10 ** 18) * 9 - 1, 18446744073709551616, 10 ** 19])
+def test_integers_orjson_would_read_as_floats_go_to_the_standard_library(value):
+    """orjson reads an integer below -2**63 (19 digits) or above 2**64 - 1 as a float; the fast reader leaves such a
+    text to the standard library (found by the property test below), which keeps the integer exactly."""
+    text = json.dumps({"v": [value]})
+    fast = json_text.loads(text, 64)
+    assert fast is None or fast == {"v": [value]} and type(fast["v"][0]) is int
 
 
 @settings(max_examples=200, deadline=None)
