@@ -11,7 +11,7 @@ add_zero_attn. batch_first=False layers take time-major data: their tensors carr
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -143,58 +143,52 @@ def _activation(b: Builder, call: Call, act: Any, x: MDFTensor) -> MDFTensor:
                         None, None, False, None))
 
 
-def _encoder_layer(b: Builder, call: Call, m: nn.TransformerEncoderLayer, x: MDFTensor, mask: Any = None
-                   ) -> MDFTensor:
-    """x through one encoder layer (post-norm, or pre-norm with norm_first), as torch computes it in eval mode."""
-    if m.training and any(d.p for d in (m.dropout, m.dropout1, m.dropout2)):
-        raise call.unsupported("nn.TransformerEncoderLayer with dropout in training mode (call module.eval())")
-    attn = m.self_attn
+def _sublayers(b: Builder, call: Call, m: Any, x: MDFTensor, blocks: Sequence[Tuple[str, Any]]) -> MDFTensor:
+    """x through a transformer layer's blocks, (norm submodule, block) in order, with torch's residual adds:
+    x = x + block(norm(x)) with norm_first (pre-norm), else x = norm(x + block(x)); refused in training mode with
+    dropout (as nn.Dropout is)."""
+    if m.training and any(d.p for d in (m.dropout, m.dropout1, m.dropout2, getattr(m, "dropout3", m.dropout))):
+        raise call.unsupported(f"nn.{type(m).__name__} with dropout in training mode (call module.eval())")
+    for norm, block in blocks:
+        if m.norm_first:
+            x = b.binary(call, x, block(_apply(b, call, norm, getattr(m, norm), x)), "+")
+        else:
+            x = _apply(b, call, norm, getattr(m, norm), b.binary(call, x, block(x), "+"))
+    return x
 
-    def sa(h: MDFTensor) -> MDFTensor:
-        return _attention(b, _sub(call, "self_attn", (h, h, h), attn), attn, h, h, h, mask=mask)[0]
 
+def _feed_forward(b: Builder, call: Call, m: Any) -> Any:
+    """The layer's feed-forward block: linear2(activation(linear1(h)))."""
     def ff(h: MDFTensor) -> MDFTensor:
         h = _activation(b, call, m.activation, _apply(b, call, "linear1", m.linear1, h))
         return _apply(b, call, "linear2", m.linear2, h)
+    return ff
 
-    def add(a: MDFTensor, c: MDFTensor) -> MDFTensor:
-        return b.binary(call, a, c, "+")
 
-    if m.norm_first:
-        x = add(x, sa(_apply(b, call, "norm1", m.norm1, x)))
-        return add(x, ff(_apply(b, call, "norm2", m.norm2, x)))
-    x = _apply(b, call, "norm1", m.norm1, add(x, sa(x)))
-    return _apply(b, call, "norm2", m.norm2, add(x, ff(x)))
+def _attention_block(b: Builder, call: Call, attn: nn.MultiheadAttention, mask: Any, name: str = "self_attn",
+                    memory: Optional[MDFTensor] = None) -> Any:
+    """The layer's attention block `name` over its input (or over `memory`) under `mask`."""
+    def block(h: MDFTensor) -> MDFTensor:
+        kv = h if memory is None else memory
+        return _attention(b, _sub(call, name, (h, kv, kv), attn), attn, h, kv, kv, mask=mask)[0]
+    return block
+
+
+def _encoder_layer(b: Builder, call: Call, m: nn.TransformerEncoderLayer, x: MDFTensor, mask: Any = None
+                   ) -> MDFTensor:
+    """x through one encoder layer (self-attention, feed-forward; post- or pre-norm), as torch computes it in eval
+    mode."""
+    return _sublayers(b, call, m, x, [("norm1", _attention_block(b, call, m.self_attn, mask)),
+                                      ("norm2", _feed_forward(b, call, m))])
 
 
 def _decoder_layer(b: Builder, call: Call, m: nn.TransformerDecoderLayer, x: MDFTensor, memory: MDFTensor,
                    tgt_mask: Any = None, memory_mask: Any = None) -> MDFTensor:
     """x through one decoder layer (self-attention, attention over `memory`, feed-forward; post- or pre-norm)."""
-    if m.training and any(d.p for d in (m.dropout, m.dropout1, m.dropout2, m.dropout3)):
-        raise call.unsupported("nn.TransformerDecoderLayer with dropout in training mode (call module.eval())")
-
-    def sa(h: MDFTensor) -> MDFTensor:
-        return _attention(b, _sub(call, "self_attn", (h, h, h), m.self_attn), m.self_attn, h, h, h,
-                          mask=tgt_mask)[0]
-
-    def mha(h: MDFTensor) -> MDFTensor:
-        return _attention(b, _sub(call, "multihead_attn", (h, memory, memory), m.multihead_attn), m.multihead_attn,
-                          h, memory, memory, mask=memory_mask)[0]
-
-    def ff(h: MDFTensor) -> MDFTensor:
-        h = _activation(b, call, m.activation, _apply(b, call, "linear1", m.linear1, h))
-        return _apply(b, call, "linear2", m.linear2, h)
-
-    def add(a: MDFTensor, c: MDFTensor) -> MDFTensor:
-        return b.binary(call, a, c, "+")
-
-    if m.norm_first:
-        x = add(x, sa(_apply(b, call, "norm1", m.norm1, x)))
-        x = add(x, mha(_apply(b, call, "norm2", m.norm2, x)))
-        return add(x, ff(_apply(b, call, "norm3", m.norm3, x)))
-    x = _apply(b, call, "norm1", m.norm1, add(x, sa(x)))
-    x = _apply(b, call, "norm2", m.norm2, add(x, mha(x)))
-    return _apply(b, call, "norm3", m.norm3, add(x, ff(x)))
+    return _sublayers(b, call, m, x, [
+        ("norm1", _attention_block(b, call, m.self_attn, tgt_mask)),
+        ("norm2", _attention_block(b, call, m.multihead_attn, memory_mask, "multihead_attn", memory)),
+        ("norm3", _feed_forward(b, call, m))])
 
 
 def _encoder(b: Builder, call: Call, m: nn.TransformerEncoder, x: MDFTensor, mask: Any) -> MDFTensor:
@@ -219,45 +213,33 @@ def _no_padding_mask(call: Call, i: int, name: str) -> None:
         raise call.unsupported(f"{name} given; padding masks are not supported")
 
 
-@add_converter(nn.TransformerEncoderLayer)
-def _transformer_encoder_layer(b: Builder, call: Call) -> MDFTensor:
-    """nn.TransformerEncoderLayer(src, src_mask): self-attention and feed-forward blocks with residual adds and
-    LayerNorms (activation relu, gelu or any converted module or function)."""
-    m = call.module
-    assert isinstance(m, nn.TransformerEncoderLayer)  # add_converter dispatches on the module class
-    _no_padding_mask(call, 2, "src_key_padding_mask")
-    return _encoder_layer(b, call, m, call.tensor(0, "src"), call.arg(1, "src_mask"))
-
-
-@add_converter(nn.TransformerEncoder)
+@add_converter(nn.TransformerEncoderLayer, nn.TransformerEncoder)
 def _transformer_encoder(b: Builder, call: Call) -> MDFTensor:
-    """nn.TransformerEncoder(src, mask): its layers in order (each with the mask), then its norm if it has one."""
+    """nn.TransformerEncoderLayer(src, src_mask): self-attention and feed-forward blocks with residual adds and
+    LayerNorms (activation relu, gelu or any converted module or function); nn.TransformerEncoder(src, mask): its
+    layers in order (each with the mask), then its norm if it has one."""
     m = call.module
-    assert isinstance(m, nn.TransformerEncoder)  # add_converter dispatches on the module class
     _no_padding_mask(call, 2, "src_key_padding_mask")
-    return _encoder(b, call, m, call.tensor(0, "src"), call.arg(1, "mask"))
+    x = call.tensor(0, "src")
+    if isinstance(m, nn.TransformerEncoderLayer):
+        return _encoder_layer(b, call, m, x, call.arg(1, "src_mask"))
+    assert isinstance(m, nn.TransformerEncoder)  # add_converter dispatches on the module class
+    return _encoder(b, call, m, x, call.arg(1, "mask"))
 
 
-@add_converter(nn.TransformerDecoderLayer)
-def _transformer_decoder_layer(b: Builder, call: Call) -> MDFTensor:
-    """nn.TransformerDecoderLayer(tgt, memory, tgt_mask, memory_mask)."""
-    m = call.module
-    assert isinstance(m, nn.TransformerDecoderLayer)  # add_converter dispatches on the module class
-    for i, name in ((4, "tgt_key_padding_mask"), (5, "memory_key_padding_mask")):
-        _no_padding_mask(call, i, name)
-    return _decoder_layer(b, call, m, call.tensor(0, "tgt"), call.tensor(1, "memory"), call.arg(2, "tgt_mask"),
-                          call.arg(3, "memory_mask"))
-
-
-@add_converter(nn.TransformerDecoder)
+@add_converter(nn.TransformerDecoderLayer, nn.TransformerDecoder)
 def _transformer_decoder(b: Builder, call: Call) -> MDFTensor:
-    """nn.TransformerDecoder(tgt, memory, tgt_mask, memory_mask): its layers in order, then its norm."""
+    """nn.TransformerDecoderLayer(tgt, memory, tgt_mask, memory_mask): self-attention, attention over memory and
+    feed-forward blocks; nn.TransformerDecoder (the same arguments): its layers in order, then its norm."""
     m = call.module
-    assert isinstance(m, nn.TransformerDecoder)  # add_converter dispatches on the module class
     for i, name in ((4, "tgt_key_padding_mask"), (5, "memory_key_padding_mask")):
         _no_padding_mask(call, i, name)
-    return _decoder(b, call, m, call.tensor(0, "tgt"), call.tensor(1, "memory"), call.arg(2, "tgt_mask"),
-                    call.arg(3, "memory_mask"))
+    x, memory = call.tensor(0, "tgt"), call.tensor(1, "memory")
+    masks = call.arg(2, "tgt_mask"), call.arg(3, "memory_mask")
+    if isinstance(m, nn.TransformerDecoderLayer):
+        return _decoder_layer(b, call, m, x, memory, *masks)
+    assert isinstance(m, nn.TransformerDecoder)  # add_converter dispatches on the module class
+    return _decoder(b, call, m, x, memory, *masks)
 
 
 @add_converter(nn.Transformer)
