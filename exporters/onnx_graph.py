@@ -208,11 +208,11 @@ class OnnxGraphBuilder:
         of that dtype and the values are still numbers of it (training may have moved them), else in the model's
         dtype."""
         small = self.stored_dtype(p)
-        half = arr.astype(small) if small is not None else None
-        if half is None or not np.array_equal(half.astype(np.float64), np.asarray(p.value, dtype=np.float64)):
+        stored = arr.astype(small) if small is not None else None
+        if stored is None or not np.array_equal(stored.astype(np.float64), np.asarray(p.value, dtype=np.float64)):
             self.initializer(name, arr, doc)
             return Val(name, False, arr.shape)
-        self.initializer(name, half, doc)
+        self.initializer(name, stored, doc)
         return self.emit("Cast", [name], shape=arr.shape, batched=False, to=self.elem_type,
                          out=self.fresh(f"{name}_as_{self.dtype}"))
 

@@ -505,7 +505,7 @@ class OnnxImporter:
         running: List[str] = []
         args: Dict[str, Any] = {}
         local: Optional[_Names] = None  # parameter ids, made only for a node with constant operands
-        half: Dict[str, str] = {}  # parameters whose ONNX tensors are float16/bfloat16 (the export writes them so)
+        small: Dict[str, str] = {}  # parameters whose ONNX tensors are float16/bfloat16 (the export writes them so)
         for key, v in em.args.items():
             if not isinstance(v, Tensor):
                 args[key] = v
@@ -536,9 +536,9 @@ class OnnxImporter:
                 pid = local.make(v.name, key, "p")
             params[pid] = {"value": _stored(raw, self.arrays)}
             args[key] = pid
-            small = stored_weight_name(raw.dtype) or v.stored_dtype
-            if small:
-                half[pid] = small
+            dtype = stored_weight_name(raw.dtype) or v.stored_dtype
+            if dtype:
+                small[pid] = dtype
             if learn:
                 learnable.append(pid)
                 self.learnable_users.setdefault(v.name, []).append(nid)
@@ -552,8 +552,8 @@ class OnnxImporter:
             meta["learnable_parameters"] = learnable
         if running:
             meta["running_statistics"] = running
-        if half:
-            meta["parameter_dtypes"] = half
+        if small:
+            meta["parameter_dtypes"] = small
         if em.value is not None:
             function: Dict[str, Any] = {"value": em.value}
         else:

@@ -3,7 +3,8 @@ numpy dtype or type, or a torch dtype; one spelling rule for learn, run, evaluat
 the backends."""
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+import functools
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
@@ -58,10 +59,14 @@ def numpy_dtype(dtype: Any, allowed: Sequence[str] = ("float32", "float64"), whe
     return np.dtype(dtype_name(dtype, allowed, where))
 
 
-def _bfloat16() -> np.dtype:
-    from onnx import TensorProto, helper  # (ml_dtypes' bfloat16, which onnx depends on)
+@functools.lru_cache(maxsize=1)
+def _stored_weight_dtypes() -> Dict[str, np.dtype]:
+    """STORED_WEIGHT_DTYPES by name (ml_dtypes' bfloat16, which onnx depends on), made once: the importer asks for
+    every parameter."""
+    from onnx import TensorProto, helper
 
-    return np.dtype(helper.tensor_dtype_to_np_dtype(TensorProto.BFLOAT16))
+    return {"float16": np.dtype(np.float16),
+            "bfloat16": np.dtype(helper.tensor_dtype_to_np_dtype(TensorProto.BFLOAT16))}
 
 
 STORED_WEIGHT_DTYPES = ("float16", "bfloat16")
@@ -72,12 +77,14 @@ weights in them again (computing in float32 or float64)."""
 def stored_weight_dtype(name: Optional[str]) -> Optional[np.dtype]:
     """The numpy dtype of a recorded weight dtype name ('float16', 'bfloat16'; ml_dtypes' bfloat16), None for
     anything else (default None: none recorded)."""
-    if name == "float16":
-        return np.dtype(np.float16)
-    return _bfloat16() if name == "bfloat16" else None
+    return _stored_weight_dtypes().get(name) if name is not None else None
 
 
 def stored_weight_name(dtype: Any) -> Optional[str]:
     """'float16' / 'bfloat16' for an array dtype of those, else None."""
-    d = np.dtype(dtype)
-    return next((n for n in STORED_WEIGHT_DTYPES if stored_weight_dtype(n) == d), None)
+    return _stored_weight_names().get(dtype if isinstance(dtype, np.dtype) else np.dtype(dtype))
+
+
+@functools.lru_cache(maxsize=1)
+def _stored_weight_names() -> Dict[np.dtype, str]:
+    return {t: n for n, t in _stored_weight_dtypes().items()}

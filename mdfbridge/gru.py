@@ -14,6 +14,7 @@ ONNX GRU (linear_before_reset=1 is torch's GRU): W (1, 3H, I) rows z, r, h; R (1
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
@@ -163,7 +164,7 @@ def _cell() -> Cell:
 
 def _torch_layout(weight_layout: str, weights: Mapping[str, Any], xp: Any) -> Dict[str, Any]:
     """torch.nn.GRU's weight_ih, weight_hh (, bias_ih, bias_hh) of a call (numpy or torch arrays, `xp` the library);
-    'onnx' weights: their first direction's (rnn.onnx_axes converts each direction's)."""
+    'onnx' weights (with 'trial' axes): their first direction's."""
     if weight_layout == "onnx":
         return onnx_to_torch(_cell(), weights["W"], weights["R"], weights.get("B"), xp)
     if weight_layout == "torch":
@@ -198,9 +199,9 @@ def gru_op_numpy(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str
     def run(x: Any, h: Any, c: Any, q: Mapping[str, Any]) -> Tuple[Any, Any, Any]:
         return run_gru_numpy(x, h, q, lbr)
 
-    p = _torch_layout(weight_layout, weights, np)
+    p = functools.partial(_torch_layout, weight_layout, weights, np)
     if axes != "onnx":
-        return pick(_cell(), output, *run(X, h0, None, p))
+        return pick(_cell(), output, *run(X, h0, None, p()))
     return pick(_cell(), output, *onnx_axes(_cell(), X, h0, None, weights, run, NUMPY_ARRAYS, p))
 
 
@@ -261,9 +262,9 @@ def gru_op_torch(X: Any, h0: Any = None, weight_layout: str = "gates", axes: str
     def run(x: Any, h: Any, c: Any, q: Mapping[str, Any]) -> Tuple[Any, Any, Any]:
         return run_gru_torch(x, h, q, lbr)
 
-    p = _torch_layout(weight_layout, weights, torch)
+    p = functools.partial(_torch_layout, weight_layout, weights, torch)
     if axes != "onnx":
-        return pick(_cell(), output, *run(X, h0, None, p))
+        return pick(_cell(), output, *run(X, h0, None, p()))
     return pick(_cell(), output, *onnx_axes(_cell(), X, h0, None, weights, run, torch_arrays(X.dtype), p))
 
 

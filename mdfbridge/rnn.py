@@ -18,6 +18,7 @@ call computes.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
@@ -174,11 +175,11 @@ def pick(cell: Cell, output: str, Y: Any, h: Any, c: Any) -> Any:
 def op_numpy(cell: Cell, X: Any, h0: Any = None, c0: Any = None, weight_layout: str = "torch", axes: str = "trial",
              output: str = "Y", nonlinearity: str = "tanh", **w: Any) -> np.ndarray:
     """The RNN / LSTM op in numpy (see the module docstring); X may carry a leading batch axis (trials)."""
-    p = _torch_weights(cell, weight_layout, w, np)
+    p = functools.partial(_torch_weights, cell, weight_layout, w, np)
     nonlinearity = _nonlinearity(cell, nonlinearity, w.get("activations"))
     X = np.asarray(X, dtype=float)
     if axes != "onnx":
-        return pick(cell, output, *run_numpy(cell, X, h0, c0, p, nonlinearity))
+        return pick(cell, output, *run_numpy(cell, X, h0, c0, p(), nonlinearity))
 
     def run(x: Any, h: Any, c: Any, q: Mapping[str, Any]) -> Tuple[Any, Any, Any]:
         return run_numpy(cell, x, h, c, q, nonlinearity)
@@ -194,7 +195,7 @@ class _Arrays:
 
 
 NUMPY_ARRAYS = _Arrays(np, lambda v: np.asarray(v, dtype=float), lambda v, a: np.flip(v, a),
-                 lambda vs, a: np.stack(vs, a), np.moveaxis)
+                      lambda vs, a: np.stack(vs, a), np.moveaxis)
 
 
 def direction_name(direction: Any) -> str:
@@ -220,20 +221,21 @@ def check_direction(attrs: Mapping[str, Any], bad: Callable[[str, str], Exceptio
 
 
 def onnx_axes(cell: Cell, X: Any, h0: Any, c0: Any, w: Mapping[str, Any], run: Callable[..., Tuple[Any, Any, Any]],
-               xp: _Arrays, torch_weights: Mapping[str, Any]) -> Tuple[Any, Any, Any]:
+              xp: _Arrays, torch_weights: Callable[[], Mapping[str, Any]]) -> Tuple[Any, Any, Any]:
     """The onnx:: aliases: (Y, Y_h, Y_c) of ONNX's node from X (..., T, N, I) and initial states (..., D, N, H)
     (layout 1: X (..., N, T, I), states (..., N, D, H)), each direction d with W[d], R[d], B[d]; the reverse
     direction runs on the time-reversed sequence and its Y is reversed back; Y (..., T, D, N, H) (layout 1:
     (..., N, T, D, H)), Y_h / Y_c (..., D, N, H) (layout 1: (..., N, D, H)). `run`: run_numpy or run_torch on
-    X (..., N, T, I) and states (..., N, H) with torch-layout weights; `torch_weights`: the call's own, for a call
-    with torch-layout weights (one direction)."""
+    X (..., N, T, I) and states (..., N, H) with torch-layout weights; `torch_weights`: makes the call's own, for a
+    call without ONNX-layout weights (one direction; not made otherwise)."""
     layout1 = bool(w.get("layout"))
     X = xp.asarray(X)
     seq = X if layout1 else xp.moveaxis(X, -3, -2)  # (..., N, T, I)
     ys, hs, cs = [], [], []
+    own = torch_weights() if w.get("W") is None else None
     for d, name in enumerate(directions(w.get("direction"))):
         B = w.get("B")
-        p = (torch_weights if w.get("W") is None else
+        p = (own if own is not None else
              onnx_to_torch(cell, w["W"][d:d + 1], w["R"][d:d + 1], None if B is None else B[d:d + 1], xp.lib))
         states = [None if s is None else xp.asarray(s)[..., :, d, :] if layout1 else xp.asarray(s)[..., d, :, :]
                   for s in (h0, c0)]
@@ -293,10 +295,10 @@ def op_torch(cell: Cell, X: Any, h0: Any = None, c0: Any = None, weight_layout: 
     """The RNN / LSTM op in torch (see the module docstring), on any leading (batch) axes."""
     import torch
 
-    p = _torch_weights(cell, weight_layout, w, torch)
+    p = functools.partial(_torch_weights, cell, weight_layout, w, torch)
     nonlinearity = _nonlinearity(cell, nonlinearity, w.get("activations"))
     if axes != "onnx":
-        return pick(cell, output, *run_torch(cell, X, h0, c0, p, nonlinearity))
+        return pick(cell, output, *run_torch(cell, X, h0, c0, p(), nonlinearity))
     xp = torch_arrays(X.dtype)
 
     def run(x: Any, h: Any, c: Any, q: Mapping[str, Any]) -> Tuple[Any, Any, Any]:

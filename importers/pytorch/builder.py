@@ -377,7 +377,6 @@ class Builder:
         return self.expression(call, "getitem", [x], f"{{}}[{_index_text(per)}]", np.zeros(x.shape)[per].shape,
                                batch_axis)
 
-
     def expression(self, call: Call, function: str, inputs: Sequence[MDFTensor], value: str,
                    shape: Tuple[int, ...], batch_axis: int = 0) -> MDFTensor:
         """A node computing the MDF expression `value` (its `{}`s the input ports: `input` for one input, `input<i>`

@@ -99,8 +99,10 @@ class _AttentionRoot(_RecurrentRoot):
         return self.layer(query, key, value)
 
 
-WRAPPED_ROOTS = (nn.RNNBase, nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerEncoder,
-                 nn.TransformerDecoderLayer, nn.TransformerDecoder, nn.Transformer)
+ATTENTION_LAYERS = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerEncoder,
+                    nn.TransformerDecoderLayer, nn.TransformerDecoder, nn.Transformer)
+"""Layers with a batch_first of their own besides the recurrent ones (sequence_layout reads it)."""
+WRAPPED_ROOTS = (nn.RNNBase,) + ATTENTION_LAYERS
 """Layers traced as one layer call (wrapped, state_dict keys under ROOT_PREFIX) when given as the module itself."""
 
 
@@ -245,7 +247,7 @@ def sequence_layout(tr: Trace, needed: Set[Any]) -> Tuple[int, int]:
     (batch_first=False), else 0; attention and transformer layers likewise. Layers that disagree on batch_first
     are refused."""
     attention = [n for n in needed if n.op == "call_module"
-                 and isinstance(tr.root.get_submodule(n.target), WRAPPED_ROOTS[1:])]
+                 and isinstance(tr.root.get_submodule(n.target), ATTENTION_LAYERS)]
     if not has_recurrent_layer(tr, needed) and not attention:
         return 1, 0
     layers = [n for n in needed if n.op == "call_module" and isinstance(tr.root.get_submodule(n.target), nn.RNNBase)]
