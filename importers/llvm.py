@@ -2,7 +2,7 @@
 
 `train_llvm` (the trainer of backend 'llvm', mdfbridge/backends/llvm_backend.py, which `learn(..., backend='llvm')`
 reaches) runs every epoch, minibatch, forward pass, backward pass and optimizer step in one native call, with
-PsyNeuLink AutodiffComposition / torch semantics (see mdfbridge/learning.py): the losses of mdfbridge/losses.py
+PsyNeuLink AutodiffComposition / torch semantics (see mdfbridge/learning/__init__.py): the losses of mdfbridge/losses.py
 with their torch reductions, the optimizers of mdfbridge/optimizers.py (sgd, adam with torch's `weight_decay`, L2
 added to the gradient), early stopping on
 the epoch loss (mean of the minibatch losses), per-minibatch losses and final-epoch outputs (each taken

@@ -7,7 +7,7 @@ and reads/writes them through the binding's mapping when weights go back to (or 
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Mapping, Optional, cast
+from typing import Any, Dict, List, Mapping, Optional, Sequence, cast
 
 import numpy as np
 import torch
@@ -97,6 +97,21 @@ class ProgramModule(nn.Module):
         per_step: inputs (name -> (batch, steps, ...)) fed one time point per step, state carried, as the numpy
         reference's `run_sequence` (default None: none). trajectory: a dict filled with each output's value after
         every step, output name -> list of tensors (default None: not recorded)."""
+        env, batch = self.initial_env(inputs)
+        if steps > 1:
+            require_static(self.program.schedule, steps, "torch")
+        feeds = self.step_feeds(per_step) if per_step else []
+        for step in range(steps):
+            out = self.step(env, batch, 0.0 if step == 0 else float(dt), [(key, v[:, step]) for key, v in feeds])
+            if trajectory is not None:
+                for k, v in out.items():
+                    trajectory.setdefault(k, []).append(v)
+        return out if steps else self.step_outputs(env, batch)
+
+    def initial_env(self, inputs: Mapping[str, torch.Tensor]) -> "tuple[Dict[str, Any], int]":
+        """(the environment before the first step, the batch size): parameters, inputs (name or port id ->
+        (batch, ...) tensor; one left out takes its default value, else zeros) and every state at its initial
+        value."""
         prog = self.program
         env: Dict[str, Any] = self.param_tensors()
         batch, missing = None, []
@@ -118,21 +133,32 @@ class ProgramModule(nn.Module):
         for name, st in prog.states.items():
             init = torch.as_tensor(st.initial, dtype=self.dtype, device=device)
             env[name] = init.expand((batch,) + tuple(init.shape))
-        if steps > 1:
-            require_static(prog.schedule, steps, "torch")
-        feeds = [(key, per_step[name] if name in per_step else per_step[port]) for name, port, key in self._input_keys
-                 if name in per_step or port in per_step] if per_step else []
-        for step in range(steps):
-            env["dt"] = 0.0 if step == 0 else float(dt)
-            for key, v in feeds:
-                env[key] = v[:, step]
-            execute(self.steps, env)
-            if trajectory is not None:
-                for k, t in prog.outputs.items():
-                    trajectory.setdefault(k, []).append(env[t] if t in self.batched else self._broadcast(env[t], batch))
-            if prog.states:
-                env.update({name: env[st.update] for name, st in prog.states.items()})
-        return {k: env[t] if t in self.batched else self._broadcast(env[t], batch) for k, t in prog.outputs.items()}
+        return env, batch
+
+    def step_feeds(self, per_step: Mapping[str, torch.Tensor]) -> "List[tuple[str, torch.Tensor]]":
+        """(environment key, (batch, steps, ...) tensor) of each input in `per_step` (input name or port id ->
+        tensor), for `step`'s feeds (one time point each)."""
+        return [(key, per_step[name] if name in per_step else per_step[port]) for name, port, key in self._input_keys
+                if name in per_step or port in per_step]
+
+    def step(self, env: Dict[str, Any], batch: int, dt: float,
+             feeds: "Sequence[tuple[str, torch.Tensor]]" = ()) -> Dict[str, torch.Tensor]:
+        """One time step in place on `env` (from `initial_env`): the inputs `feeds` gives ((key, (batch, ...))
+        pairs) set, every op run with `dt` (modeci-mdf's first step runs with dt 0), then each state replaced by its
+        update. Returns the step's outputs (name -> (batch, ...)), read before the states advance."""
+        env["dt"] = dt
+        for key, v in feeds:
+            env[key] = v
+        execute(self.steps, env)
+        out = self.step_outputs(env, batch)
+        if self.program.states:
+            env.update({name: env[st.update] for name, st in self.program.states.items()})
+        return out
+
+    def step_outputs(self, env: Mapping[str, Any], batch: int) -> Dict[str, torch.Tensor]:
+        """Output name -> (batch, ...) tensor as `env` holds it now."""
+        return {k: env[t] if t in self.batched else self._broadcast(env[t], batch)
+                for k, t in self.program.outputs.items()}
 
     def _broadcast(self, v: Any, batch: int) -> torch.Tensor:
         v = torch.as_tensor(v, dtype=self.dtype)

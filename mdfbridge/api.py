@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 from .document import load_document_dict, model_from_dict, save_document
 from .dtypes import torch_dtype  # noqa: F401 - also importable from here (to_torch uses it)
@@ -20,16 +20,17 @@ def load_mdf(path: PathLike) -> Any:
     return model_from_dict(load_document_dict(path), path=str(path))
 
 
-def load_program(path: PathLike, graph: Optional[str] = None) -> Program:
+def load_program(path: PathLike, graph: Optional[str] = None, *, learnable: Sequence[str] = ()) -> Program:
     """Read and validate an MDF file and lower it to a Program (its `metadata["source"]` is `path`).
 
     path: the MDF file (str or path-like; `.json`, `.yaml` or `.yml`); graph: the id of the graph to lower (default
-    None: the first graph, with a logged warning when the document has several)."""
+    None: the first graph, with a logged warning when the document has several); learnable: MDF parameters
+    ('node.param') to make learnable besides those the document marks (default none; see `lower`)."""
     from .lowering import gc_paused
 
     with gc_paused():  # a large document: millions of live objects the collector would walk again and again
         doc = load_document_dict(path)
-        prog = lower(doc, graph, source=str(path))
+        prog = lower(doc, graph, source=str(path), learnable=learnable)
     prog.metadata["source"] = str(path)
     return prog
 

@@ -191,8 +191,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     for path in (out, plot):  # a read-only --in-place model is refused before training, not after
         if path:
             check_writable(path)
-    prog = load_program(args.model)
-    inputs, targets = checked_training_data(prog, args.data, args.targets)
+    from .learning.algorithms import get_algorithm, parse_algorithm_args
+
+    algorithm = get_algorithm(args.algorithm, **parse_algorithm_args(args.algorithm_arg))
+    if args.checkpoint and not Path(args.checkpoint).resolve().parent.is_dir():
+        raise DataError(f"directory {Path(args.checkpoint).parent} does not exist", where=args.checkpoint)
+    prog = load_program(args.model, learnable=args.learnable)
+    inputs, targets = checked_training_data(prog, args.data, args.targets, over_time=algorithm.over_time)
     # the command line first, then what the document records (PsyNeuLink's AutodiffComposition settings), then
     # LearnConfig's defaults
     given = {"epochs": args.epochs, "learning_rate": args.lr, "minibatch_size": args.minibatch_size,
@@ -201,7 +206,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings.update({k: v for k, v in given.items() if v is not None})
     recorded = sorted(k for k in prog.metadata.get("learning_settings") or {} if given.get(k) is None)
     config = LearnConfig(randomize_minibatch=args.randomize, weight_decay=args.weight_decay, patience=args.patience,
-                         min_delta=args.min_delta, seed=args.seed, **settings)
+                         min_delta=args.min_delta, seed=args.seed, algorithm=algorithm,
+                         learnable=tuple(args.learnable), checkpoint=args.checkpoint, resume=args.resume, **settings)
     config.check()
     n = len(next(iter(inputs.values()))) if inputs else 0
     per_epoch = -(-n // config.minibatch_size) if n else 0
@@ -233,8 +239,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                                    loss=get_loss(config.loss_spec).name, minibatch_size=int(config.minibatch_size),
                                    stopped_early=result.stopped_early), plot)
     final = result.epoch_losses[-1] if result.epoch_losses else float("nan")
+    by = "" if algorithm.name == "backprop" else f" by {algorithm.name}"
     _out(f"trained {result.epochs_run} epoch(s){' (stopped early)' if result.stopped_early else ''} in "
-         f"{result.seconds:.2f} s on {args.backend}: loss {result.epoch_losses[0]:.6g} -> {final:.6g}; wrote {out}"
+         f"{result.seconds:.2f} s on {args.backend}{by}: loss {result.epoch_losses[0]:.6g} -> {final:.6g}; wrote {out}"
          + (f" and the loss curve {plot}" if plot else "")
          + (f" (settings the document records: {', '.join(f'{k}={settings[k]}' for k in recorded)})"
             if recorded else ""))
@@ -514,6 +521,7 @@ FORCE_HELP = ("replace a read-only output file too (default: refuse it, as cp do
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `mdfbridge` command."""
     from .backends import BACKENDS, training_backend_names
+    from .learning.algorithms import ALGORITHMS
     from .losses import loss_names
     from .optimizers import optimizer_names
 
@@ -597,6 +605,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="early stopping: epochs without improvement (default: none, train every epoch)")
     sp.add_argument("--min-delta", type=float, default=0.0, help="early stopping: the improvement that counts")
     sp.add_argument("--backend", choices=training_backend_names(), default="torch", help="training backend")
+    sp.add_argument("--algorithm", default="backprop", type=str.lower, metavar="|".join(ALGORITHMS),
+                    help="learning algorithm (default backprop; bptt and tbptt train a stateful model on sequences: "
+                         "inputs (trials, time steps, size), targets per step or for the last step)")
+    sp.add_argument("--algorithm-arg", action="append", default=[], metavar="NAME=VALUE",
+                    help="an argument of the algorithm, e.g. backward_time_steps=10 or dt=0.1 (repeatable)")
+    sp.add_argument("--learnable", action="append", default=[], metavar="NODE.PARAM",
+                    help="also train this MDF parameter, e.g. cell.tau (repeatable)")
+    sp.add_argument("--checkpoint", metavar="CKPT.npz", default=None,
+                    help="write a checkpoint (weights, optimizer and algorithm state) after every epoch")
+    sp.add_argument("--resume", action="store_true",
+                    help="continue from --checkpoint when it exists (--epochs counts the epochs trained before)")
     sp.add_argument("--out", help="where to write the trained MDF (default: <stem>.trained.<ext> beside MODEL, "
                     "e.g. xor.mdf.json -> xor.trained.mdf.json)")
     sp.add_argument("--in-place", action="store_true", help="overwrite MODEL when --out is omitted")

@@ -644,14 +644,16 @@ class Composition(_Named):
               synch_node_values_with_torch: Any = "run", synch_node_variables_with_torch: Any = None,
               synch_results_with_torch: Any = "run", retain_torch_sample_values: Any = "minibatch",
               retain_torch_trained_outputs: Any = None, retain_torch_targets: Any = "minibatch",
-              retain_torch_losses: Any = "minibatch", **other: Any) -> np.ndarray:
+              retain_torch_losses: Any = "minibatch", algorithm: Any = None, learnable: Optional[Any] = None,
+              checkpoint: Optional[Any] = None, resume: Optional[bool] = None, **other: Any) -> np.ndarray:
         """AutodiffComposition.learn: train; returns, as PsyNeuLink 0.21 does, the last trained trial's output
         values: an ndarray with one row per output node (get_output_nodes() order), float of shape (outputs, size)
         when the output nodes have one size, else an object array of the per-node arrays.
 
         inputs: {node: trials}; targets: {output node: trials} (default None: none, an error unless the targets are
         in PsyNeuLink's inputs dict); epochs (default 1); minibatch_size (default None: 1); the other settings as in
-        README's list (`learning.SETTING_ARGS`).
+        README's list (`learning.SETTING_ARGS`); algorithm, learnable, checkpoint, resume: as
+        `mdfbridge.learning.learn`'s (default None each: Backprop, nothing more learnable, no checkpoint).
 
         Bookkeeping after learn, as PsyNeuLink's: `results` gets one entry per trained trial of every epoch (the
         outputs of its forward pass, before its minibatch's update, in training order; e.g. 12 after 3 epochs of 4

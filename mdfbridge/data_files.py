@@ -456,14 +456,16 @@ def checked_inputs(program: Any, path: PathLike) -> Tuple[Arrays, Arrays]:
     return inputs, targets
 
 
-def checked_training_data(program: Any, data: PathLike, targets_path: Optional[PathLike] = None
-                          ) -> Tuple[Arrays, Arrays]:
+def checked_training_data(program: Any, data: PathLike, targets_path: Optional[PathLike] = None, *,
+                          over_time: bool = False) -> Tuple[Arrays, Arrays]:
     """(inputs, targets) for training, checked against the Program (shapes, trials, NaN, every input and output)
     with errors naming the file at fault.
 
     program: the lowered Program to train; data: the data file (.npz, .npy or .csv; str or Path) holding the
     inputs, and the targets too unless targets_path holds them; targets_path: a second file holding the
-    targets (default None: the targets are in `data`; an array both files hold is refused). Raises DataError."""
+    targets (default None: the targets are in `data`; an array both files hold is refused); over_time: sequences
+    for an algorithm that steps the program through time (default False; see learning.prepare_data). Raises
+    DataError."""
     from .learning import prepare_data
 
     spec = spec_of_program(program)
@@ -480,7 +482,7 @@ def checked_training_data(program: Any, data: PathLike, targets_path: Optional[P
         raise DataError(f"holds the inputs only; give the targets with --targets TARGETS.npy (output node "
                         f"{', '.join(map(repr, spec.outputs))}), or use an .npz/.csv holding both", where=str(data))
     try:
-        prepare_data(program, inputs, {})
+        prepare_data(program, inputs, {}, over_time=over_time)
     except DataError as exc:
         if "no targets given" not in str(exc):  # the inputs' checks come first
             raise _in_file(data, exc) from exc
@@ -489,7 +491,7 @@ def checked_training_data(program: Any, data: PathLike, targets_path: Optional[P
                         f"({'columns' if Path(data).suffix.lower() == '.csv' else 'arrays'} named by output node "
                         "id), or --targets FILE", where=str(data))
     try:
-        prepare_data(program, inputs, targets)
+        prepare_data(program, inputs, targets, over_time=over_time)
     except DataError as exc:
         raise _in_file(targets_path or data, exc) from exc
     return inputs, targets

@@ -331,9 +331,13 @@ class Lowering:
     """Builds a Program from one graph of an MDF document; `fuse_blocks`: block lowerings fuse their blocks."""
 
     def __init__(self, doc: Mapping[str, Any], graph: Optional[str] = None, source: Optional[str] = None,
-                 fuse_blocks: bool = True) -> None:
+                 fuse_blocks: bool = True, learnable: Sequence[str] = ()) -> None:
         self.source = source
         self.fuse_blocks = fuse_blocks
+        self.extra_learnable: Dict[str, Tuple[str, ...]] = {}  # node id -> parameters named learnable by the caller
+        for name in learnable:
+            nid, _, pid = name.rpartition(".")
+            self.extra_learnable[nid] = self.extra_learnable.get(nid, ()) + (pid,)
         self.sequence = False
         if not isinstance(doc, Mapping) or len(doc) != 1:
             raise SchemaError("an MDF document holds exactly one model", json_path="$")
@@ -664,7 +668,11 @@ class Lowering:
                               {"x": TensorRef(name), "d": d, "dt": TensorRef("dt")})
 
     def learnable_params_of(self, nid: str, node: Mapping[str, Any]) -> Sequence[str]:
-        """Parameters of a node marked learnable in mdfbridge metadata (projection matrices, a block lowering's)."""
+        """Parameters of a node marked learnable in mdfbridge metadata (projection matrices, a block lowering's),
+        and those the caller named (`lower(..., learnable=)`)."""
+        return self._marked_learnable(node) + self.extra_learnable.get(nid, ())
+
+    def _marked_learnable(self, node: Mapping[str, Any]) -> Tuple[str, ...]:
         meta = _mdf_meta(node)
         if meta.get("role") == "projection" and meta.get("learnable", True):
             return ("matrix",)
@@ -768,14 +776,20 @@ def _strongly_connected(nodes: List[str], succ: Mapping[str, List[str]]) -> List
     return out
 
 
-def lower(doc: Any, graph: Optional[str] = None, source: Optional[str] = None, fuse_gru: bool = True) -> Program:
+def lower(doc: Any, graph: Optional[str] = None, source: Optional[str] = None, fuse_gru: bool = True,
+          learnable: Sequence[str] = ()) -> Program:
     """Lower an MDF document (Model or serialised dict) to a Program; `source` names its file in errors.
 
     Blocks that block lowerings recognise run fused (their own ops, e.g. one op over whole sequences) unless
     `fuse_gru=False` (the keyword keeps its first plug-in's name), which lowers their nodes one by one.
+    learnable: MDF parameters, 'node.param', to make learnable besides those the document marks (default none:
+    e.g. a time constant, kept a parameter instead of being folded into the expressions); a name that is no such
+    parameter raises DataError (Program.mark_learnable).
     """
     with gc_paused():
-        return Lowering(drop_learning_pathway(model_to_dict(doc)), graph, source, fuse_gru).lower()
+        prog = Lowering(drop_learning_pathway(model_to_dict(doc)), graph, source, fuse_gru, learnable).lower()
+    prog.mark_learnable(learnable)
+    return prog
 
 
 @contextlib.contextmanager

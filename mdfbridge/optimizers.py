@@ -7,7 +7,7 @@ gradient (not AdamW), Adam with torch's betas and eps, bias corrections and lerp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Protocol
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol
 
 from .errors import UnsupportedError
 from .lazy_function import LazyFunction
@@ -57,6 +57,19 @@ class PlainSGD:
         for params, _ in self.groups:
             for p in params:
                 p.grad = None
+
+    def state_dict(self) -> Dict[str, Any]:
+        """torch.optim's form: no per-parameter state; each group's lr and weight_decay (for checkpoints)."""
+        return {"state": {}, "param_groups": [{"lr": lr, "weight_decay": self.weight_decay, "params": len(params)}
+                                              for params, lr in self.groups]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what state_dict gave; groups of other sizes raise ValueError."""
+        groups = list(state["param_groups"])
+        if [int(g["params"]) for g in groups] != [len(params) for params, _ in self.groups]:
+            raise ValueError("the saved optimizer has other parameter groups")
+        self.groups = [(params, float(g["lr"])) for (params, _), g in zip(self.groups, groups)]
+        self.weight_decay = float(groups[0]["weight_decay"]) if groups else self.weight_decay
 
     def step(self) -> None:
         """One update of every parameter that has a gradient."""

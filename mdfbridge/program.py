@@ -7,10 +7,13 @@ integrated time derivatives, and edges that close a cycle, which read the sender
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+
+from .errors import DataError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .scheduling import Schedule
@@ -108,6 +111,26 @@ class Program:
     def stateful(self) -> bool:
         """True when a step's result depends on earlier steps."""
         return bool(self.states)
+
+    def mark_learnable(self, names: Sequence[str]) -> None:
+        """Make the named parameters learnable too (e.g. a time constant: 'node.tau').
+
+        names: parameter names, 'node.param'. A name that is a state (a stateful parameter: carried between
+        steps, not trained), or no parameter of this Program (one the lowering folded into the expressions: lower
+        the document with `lower(doc, learnable=names)` to keep it), raises DataError naming the closest."""
+        for name in names:
+            p = self.params.get(name)
+            if p is not None:
+                p.learnable = True
+                continue
+            if name in self.states:
+                raise DataError(f"learnable: '{name}' is a stateful parameter (its value is carried from step to "
+                                "step); train the parameters its update reads instead")
+            close = difflib.get_close_matches(name, list(self.params), n=3)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise DataError(f"learnable: no parameter '{name}' in the model{hint} (names are 'node.param'; a "
+                            "parameter the lowering folded into the expressions is kept when the document is lowered "
+                            "with learnable=[...])")
 
     def learnable_params(self) -> Dict[str, Param]:
         """The parameters training may change."""

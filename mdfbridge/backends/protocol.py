@@ -30,6 +30,7 @@ class Backend(abc.ABC):
     summary: str = ""  # a few words for help texts
     trains: bool = False  # BackendRep.train works
     records_trajectory: bool = False  # BackendRep.run(record=True) works
+    checkpoints: bool = False  # BackendRep.train writes and resumes checkpoints (LearnConfig.checkpoint)
 
     @abc.abstractmethod
     def prepare(self, program: Program, **options: Any) -> "BackendRep":
@@ -56,7 +57,7 @@ class BackendRep(abc.ABC):
 
     def train(self, inputs: Mapping[str, Any], targets: Mapping[str, Any], config: Optional["LearnConfig"] = None,
               *, callback: Callback = None, on_synch: OnSynch = None, **settings: Any) -> "LearnResult":
-        """Train the Program's learnable parameters in place (AutodiffComposition semantics, see learning.py).
+        """Train the Program's learnable parameters in place (AutodiffComposition semantics, see mdfbridge/learning).
 
         inputs: input name -> (trials, ...); targets: output name -> (trials, ...); config: a LearnConfig (default
         None: LearnConfig()) and/or `settings` (its fields: epochs, learning_rate, ...) overriding it; callback:
@@ -72,10 +73,19 @@ class BackendRep(abc.ABC):
 
         config = make_config(config, settings)
         config.check()
-        data = prepare_data(self.program, inputs, targets)
+        algorithm = config.algorithm
+        if self.backend.name not in algorithm.backends:
+            raise UnsupportedError(f"learning algorithm '{algorithm.name}' trains on backend "
+                                   f"{' or '.join(map(repr, algorithm.backends))}, not {self.backend.name!r}")
+        if config.checkpoint is not None and not self.backend.checkpoints:
+            keeps = [name for name, b in BACKENDS.items() if b.checkpoints]
+            raise UnsupportedError(f"backend {self.backend.name!r} keeps no checkpoints; train on "
+                                   f"{' or '.join(map(repr, keeps))} to write or resume one")
+        data = prepare_data(self.program, inputs, targets, over_time=algorithm.over_time)
         loss = get_loss(config.loss_spec)
-        for name, t in data[1].items():
-            units = int(np.prod(t.shape[2 if self.program.sequence else 1:]))
+        for name in data.targets:
+            per_trial = tuple(self.program.shapes.get(self.program.outputs[name], ()))
+            units = int(np.prod(per_trial))
             if units < loss.min_units:
                 raise DataError(f"loss_spec '{loss.name}' needs outputs of at least {loss.min_units} units, and "
                                 f"output '{name}' has {units}: it would train nothing (use 'mse', or "

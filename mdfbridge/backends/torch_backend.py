@@ -91,6 +91,7 @@ class TorchBackend(Backend):
     name = "torch"
     summary = "the Program's torch module"
     trains = True
+    checkpoints = True
 
     def prepare(self, program: Program, dtype: Any = None, device: Optional[Any] = None  # type: ignore[override]
                 ) -> TorchRep:

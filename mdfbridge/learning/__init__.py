@@ -11,16 +11,17 @@ from __future__ import annotations
 import difflib
 import enum
 import logging
+import os
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .errors import DataError, UnsupportedError
-from .losses import Loss, get_loss, loss_name  # noqa: F401 - Loss and loss_name: also importable from here
-from .optimizers import PlainSGD, get_optimizer  # noqa: F401 - PlainSGD: also importable from here
-from .program import Program
-from .shapes import fit_unit_axes
+from ..errors import DataError, UnsupportedError
+from ..losses import Loss, get_loss, loss_name  # noqa: F401 - Loss and loss_name: also importable from here
+from ..optimizers import PlainSGD, get_optimizer  # noqa: F401 - PlainSGD: also importable from here
+from ..program import Program
+from ..shapes import fit_unit_axes
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def backend_name(backend: Optional[str] = None, execution_mode: Any = None) -> s
     the available ones. execution_mode: an ExecutionMode, PsyNeuLink's own ExecutionMode member, or its name as a
     string, e.g. 'LLVMRun' (default None: use `backend`); when given it wins over `backend` (see
     ExecutionMode.backend). An unknown mode, or PTXRun (no backend), raises UnsupportedError listing the modes."""
-    from .backends import get_backend
+    from ..backends import get_backend
 
     if execution_mode is not None:
         name = str(getattr(execution_mode, "name", None) or execution_mode).split(".")[-1]
@@ -95,9 +96,28 @@ class LearnConfig:
     synch_projection_matrices: str = "run"
     seed: Optional[int] = None
     optimizations_per_minibatch: int = 1
+    # mdfbridge's own: the learning algorithm (mdfbridge.learning.algorithms: an instance or a name; None:
+    # Backprop), MDF parameters to train besides the learnable ones ("node.param"), and a checkpoint file written
+    # after every epoch (resume: continue from it when it exists)
+    algorithm: Any = None
+    learnable: Tuple[str, ...] = ()
+    checkpoint: Optional[str] = None
+    resume: bool = False
 
     def check(self) -> None:
-        """Reject settings that cannot work, naming the argument."""
+        """Reject settings that cannot work, naming the argument (the algorithm becomes an instance)."""
+        from .algorithms import get_algorithm
+
+        self.algorithm = get_algorithm(self.algorithm)
+        if isinstance(self.learnable, str):
+            self.learnable = (self.learnable,)
+        self.learnable = tuple(self.learnable or ())
+        if not all(isinstance(n, str) for n in self.learnable):
+            raise DataError(f"learnable must be parameter names ('node.param'), got {self.learnable!r}")
+        if self.checkpoint is not None:
+            self.checkpoint = os.fspath(self.checkpoint)
+        if self.resume and self.checkpoint is None:
+            raise DataError("resume needs a checkpoint file (checkpoint=PATH; CLI: --checkpoint PATH --resume)")
         if not isinstance(self.epochs, (int, np.integer)) or isinstance(self.epochs, bool):
             raise DataError(f"epochs must be an integer >= 1, got {self.epochs!r}")
         if int(self.epochs) < 1:
@@ -153,6 +173,9 @@ class TrainingData(NamedTuple):
     targets: Dict[str, np.ndarray]  # output name -> (trials, ...)
     n: int  # trials (each repeated `repeats` times in a row)
     repeats: int = 1  # optimization steps per trial (PsyNeuLink's optimizations_per_minibatch)
+    # time steps of sequence data for a program stepped through time (inputs (trials, steps, ...); targets per step
+    # (trials, steps, ...) or for the last step (trials, ...)); 0: none
+    steps: int = 0
 
     def repeated(self, k: int) -> "TrainingData":
         """Every trial k times in a row (k >= 1): PsyNeuLink's optimizations_per_minibatch with minibatch_size 1,
@@ -160,7 +183,8 @@ class TrainingData(NamedTuple):
         if k == 1:
             return self
         return TrainingData({n: np.repeat(v, k, axis=0) for n, v in self.inputs.items()},
-                            {n: np.repeat(v, k, axis=0) for n, v in self.targets.items()}, self.n * k, self.repeats * k)
+                            {n: np.repeat(v, k, axis=0) for n, v in self.targets.items()}, self.n * k, self.repeats * k,
+                            self.steps)
 
     def epoch_orders(self, config: LearnConfig) -> Iterator[Optional[np.ndarray]]:
         """One trial order per epoch (config.epochs of them): None (trial order) unless config.randomize_minibatch,
@@ -227,32 +251,38 @@ def make_config(config: Optional[LearnConfig] = None, settings: Optional[Mapping
     return replace(config, **settings) if settings else config
 
 
-def prepare_data(program: Program, inputs: Mapping[str, Any], targets: Mapping[str, Any]) -> TrainingData:
+def prepare_data(program: Program, inputs: Mapping[str, Any], targets: Mapping[str, Any],
+                 over_time: bool = False) -> TrainingData:
     """Check training data against the program and align it by trial.
 
     inputs: input node (or port) name -> (trials, ...) arrays; inputs with a default value may be left out.
     targets: output node name -> (trials, ...) arrays ((trials, 1, ...) is accepted too; sequence programs take
-    (trials, time steps, ...)). Raises DataError naming the node for anything that does not fit.
+    (trials, time steps, ...)). over_time: the data are sequences for a program stepped through time (default
+    False): inputs (trials, time steps, ...), targets per step (trials, time steps, ...) or for the last step
+    (trials, ...). Raises DataError naming the node for anything that does not fit.
     """
-    x, n = _training_inputs(program, inputs)
+    x, n = _training_inputs(program, inputs, 2 if over_time else None)
     unknown = set(targets) - set(program.outputs)
     if unknown:
         raise DataError(f"targets for {sorted(unknown)}, which are not output nodes; outputs are "
                         f"{sorted(program.outputs)}")
     if not targets:
         raise DataError(f"no targets given; the output nodes are {sorted(program.outputs)}")
-    lead_shape = next(iter(x.values())).shape[:2] if program.sequence and x else None
-    return TrainingData(x, {k: _aligned_targets(program, k, v, n, lead_shape) for k, v in targets.items()}, n)
+    sequences = (program.sequence or over_time) and bool(x)
+    lead_shape = next(iter(x.values())).shape[:2] if sequences else None
+    steps = int(lead_shape[1]) if over_time and lead_shape is not None and not program.sequence else 0
+    return TrainingData(x, {k: _aligned_targets(program, k, v, n, lead_shape, last_step_too=steps > 0)
+                            for k, v in targets.items()}, n, steps=steps)
 
 
-def _training_inputs(program: Program, inputs: Mapping[str, Any]) -> tuple:
-    """(input name -> (trials, ...) array, trials): the reference's input rules, and every input without a default
-    must have data."""
-    from .importers.reference import runner_for
+def _training_inputs(program: Program, inputs: Mapping[str, Any], lead: Optional[int] = None) -> tuple:
+    """(input name -> (trials, ...) array, trials): the reference's input rules (`lead` leading axes; default
+    None: the program's), and every input without a default must have data."""
+    from ..importers.reference import runner_for
 
     if not inputs:
         raise DataError("no inputs given")
-    x, n = runner_for(program).prepare_inputs(inputs)
+    x, n = runner_for(program).prepare_inputs(inputs, lead=lead)
     missing_inputs = [k for k, s in program.inputs.items() if k not in inputs and s.port not in inputs
                       and s.default is None]
     if missing_inputs:
@@ -260,20 +290,25 @@ def _training_inputs(program: Program, inputs: Mapping[str, Any]) -> tuple:
     return {k: x[f"{s.node}.{s.port}"] for k, s in program.inputs.items()}, n
 
 
-def _aligned_targets(program: Program, name: str, value: Any, n: int, lead_shape: Optional[tuple]) -> np.ndarray:
+def _aligned_targets(program: Program, name: str, value: Any, n: int, lead_shape: Optional[tuple],
+                     last_step_too: bool = False) -> np.ndarray:
     """One output's targets as a float (trials, ...) array ((trials, time steps, ...) for sequences, whose leading
-    axes must be the inputs' `lead_shape`), checked for shape, trial count and finiteness."""
+    axes must be the inputs' `lead_shape`), checked for shape, trial count and finiteness; last_step_too: a
+    (trials, ...) array, the targets of a sequence's last step, is taken too (default False)."""
     arr = np.asarray(value, dtype=float)
-    lead = 2 if program.sequence else 1
+    lead = 2 if lead_shape is not None else 1
     want = tuple(program.shapes.get(program.outputs[name], ()))
+    if last_step_too and arr.shape[1:] == want:
+        lead = 1
     if arr.shape[lead:] != want or (lead == 2 and arr.shape[:2] != lead_shape):
         fitted = fit_unit_axes(arr, lead, want) if lead == 1 or arr.shape[:2] == lead_shape else None
         if fitted is not None:
             arr = fitted
         else:
             head = "trials, time steps" if lead == 2 else "trials"
+            also = f", or (trials, {', '.join(map(str, want))}) for the last step" if last_step_too else ""
             raise DataError(f"targets for '{name}' have shape {arr.shape}; expected ({head}, "
-                            f"{', '.join(map(str, want))})")
+                            f"{', '.join(map(str, want))}){also}")
     if arr.shape[0] != n:
         raise DataError(f"targets for '{name}' have {arr.shape[0]} trials, inputs have {n}")
     if not np.all(np.isfinite(arr)):
@@ -298,7 +333,7 @@ def train_program(program: Program, inputs: Mapping[str, Any], targets: Mapping[
     config.synch_projection_matrices, and at the end; default None). A backend that does not train raises
     UnsupportedError; settings and data that do not fit raise DataError / UnsupportedError naming them.
     """
-    from .backends import get_backend, training_backend_names
+    from ..backends import get_backend, training_backend_names
 
     config = config or LearnConfig()
     config.check()
@@ -306,6 +341,7 @@ def train_program(program: Program, inputs: Mapping[str, Any], targets: Mapping[
     if not chosen.trains:
         raise UnsupportedError(f"learn() runs on backend {' or '.join(map(repr, training_backend_names()))}, "
                                f"not {backend!r}")
+    program.mark_learnable(config.learnable)
     rep = chosen.prepare(program, dtype=dtype, device=device)
     return rep.train(inputs, targets, config, callback=callback, on_synch=on_synch)
 
@@ -342,6 +378,16 @@ LEARN_ARGUMENTS_DOC = """inputs: {input node: (trials, size) array-like}, or Psy
     callback; on llvm a callback makes the native loop call back into Python each minibatch).
     randomize_minibatch: the earlier name of randomize_minibatches (default None).
     synch_projection_matrices: the earlier name of synch_projection_matrices_with_torch (default None).
+    algorithm: the learning algorithm (mdfbridge.learning.algorithms), an instance such as
+    TBPTT(backward_time_steps=10, optim_time_steps=10) or a name ('backprop', 'bptt', 'tbptt'; default None:
+    Backprop, the behaviour described above). The time algorithms (BPTT, TBPTT) take sequences: inputs (trials,
+    time steps, size), targets per step (trials, time steps, size) or for the last step (trials, size), and step
+    a stateful model once per time point; they run on the torch backend.
+    learnable: MDF parameters to train besides the learnable weights, as 'node.param' (e.g. a time constant
+    'cell.tau'; default None: none); they are written back with the weights.
+    checkpoint: a file (.npz) written after every epoch: weights, optimizer and algorithm state, losses (default
+    None: none; torch backend). resume: continue from `checkpoint` when it exists, `epochs` counting the epochs
+    already trained (default None: False); a checkpoint of another model or algorithm is refused.
     Other keywords are refused naming the closest valid one."""
 
 
@@ -360,7 +406,8 @@ def _left_at_default(key: str, value: Any) -> bool:
 # learn()'s setting arguments (Composition.learn and learning.learn take the same ones)
 SETTING_ARGS = ("epochs", "learning_rate", "minibatch_size", "patience", "min_delta", "randomize_minibatches",
                 "optimizations_per_minibatch", "optimizer_type", "loss_spec", "weight_decay", "seed",
-                "synch_projection_matrices_with_torch", "randomize_minibatch", "synch_projection_matrices")
+                "synch_projection_matrices_with_torch", "randomize_minibatch", "synch_projection_matrices", "algorithm",
+                "learnable", "checkpoint", "resume")
 
 
 def read_learn_call(inputs: Any, targets: Optional[Mapping[str, Any]], arguments: Mapping[str, Any],
@@ -414,25 +461,28 @@ def learn(model: Any, inputs: Mapping[str, Any], targets: Optional[Mapping[str, 
           weight_decay: Optional[float] = None, synch_projection_matrices_with_torch: Any = None,
           seed: Optional[int] = None, backend: Optional[str] = None, dtype: Any = None, device: Any = None,
           callback: Optional[Callable[[int, int, float], None]] = None, randomize_minibatch: Optional[bool] = None,
-          synch_projection_matrices: Any = None, **other: Any) -> LearnResult:
+          synch_projection_matrices: Any = None, algorithm: Any = None, learnable: Optional[Sequence[str]] = None,
+          checkpoint: Optional[Union[str, "os.PathLike[str]"]] = None, resume: Optional[bool] = None,
+          **other: Any) -> LearnResult:
     """Train a loaded MDF model (path, dict, modeci-mdf Model or Program) with PsyNeuLink's learn() arguments;
     returns a LearnResult. Write the trained weights back with `write_back(source, result.program, out)`.
 
     model: an MDF file path, document dict, modeci-mdf Model or Program (trained in place). The data are keyed by
     the Program's input and output names.
     """
-    from .lowering import lower
+    from ..lowering import lower
 
     inputs, targets, num_trials, execution_mode, settings = read_learn_call(inputs, targets, locals(), other)
+    config = make_config(None, settings)
+    extra = config.learnable if not isinstance(config.learnable, str) else (config.learnable,)
     if isinstance(model, Program):
         program = model
     elif isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
-        from .api import load_program
+        from ..api import load_program
 
-        program = load_program(model)
+        program = load_program(model, learnable=extra)
     else:
-        program = lower(model)
-    config = make_config(None, settings)
+        program = lower(model, learnable=extra)
     x = cycle_trials(inputs or {}, num_trials)
     t = cycle_trials(targets or {}, num_trials, "targets")
     return train_program(program, x, t, config, backend=backend_name(backend, execution_mode),
