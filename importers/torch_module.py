@@ -143,9 +143,10 @@ class ProgramModule(nn.Module):
 
     def step(self, env: Dict[str, Any], batch: int, dt: float,
              feeds: "Sequence[tuple[str, torch.Tensor]]" = ()) -> Dict[str, torch.Tensor]:
-        """One time step in place on `env` (from `initial_env`): the inputs `feeds` gives ((key, (batch, ...))
-        pairs) set, every op run with `dt` (modeci-mdf's first step runs with dt 0), then each state replaced by its
-        update. Returns the step's outputs (name -> (batch, ...)), read before the states advance."""
+        """One time step in place on `env` (from `initial_env`; batch: its batch size): the inputs that `feeds`
+        gives, (key, (batch, ...) tensor) pairs (default (): none), set; every op run with `dt` (modeci-mdf's first
+        step runs with dt 0); then each state replaced by its update. Returns the step's outputs (name -> (batch,
+        ...)), read before the states advance."""
         env["dt"] = dt
         for key, v in feeds:
             env[key] = v

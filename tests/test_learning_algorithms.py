@@ -313,3 +313,65 @@ def test_cli_train_tbptt_with_checkpoint_and_resume(tmp_path: Path, weights: np.
     bad = subprocess.run(exe + ["train", str(model), "--data", str(tmp_path / "seq.npz"), "--algorithm", "eprp"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown learning algorithm" in bad.stderr
+
+
+def test_bptt_through_a_cycle_closed_by_a_default_value() -> None:
+    """a(t) = tanh(W b(t-1) + x(t)), b(t) = 0.5 a(t), b(-1) = the port's default_value: BPTT's gradient is
+    autograd's of that loop."""
+    W0 = np.array([[0.8, -0.3], [0.4, 0.9]])
+    doc = {"m": {"format": "ModECI MDF v0.4", "graphs": {"g": {
+        "nodes": {
+            "stim": {"input_ports": {"x": {"shape": [2]}}, "output_ports": {"y": {"value": "x"}}},
+            "a": {"metadata": {"mdfbridge": {"learnable_parameters": ["W"]}},
+                  "input_ports": {"drive": {"shape": [2]}, "fb": {"shape": [2], "default_value": [0.25, -0.5]}},
+                  "parameters": {"W": {"value": W0.tolist()}},
+                  "functions": {"f": {"value": "tanh(matmul(W, fb) + drive)"}}, "output_ports": {"o": {"value": "f"}}},
+            "b": {"input_ports": {"b_in": {"shape": [2]}}, "functions": {"g": {"value": "0.5 * b_in"}},
+                  "output_ports": {"o": {"value": "g"}}}},
+        "edges": {"sa": {"sender": "stim", "sender_port": "y", "receiver": "a", "receiver_port": "drive"},
+                  "ab": {"sender": "a", "sender_port": "o", "receiver": "b", "receiver_port": "b_in"},
+                  "ba": {"sender": "b", "sender_port": "o", "receiver": "a", "receiver_port": "fb"}}}}}}
+    prog = lower(doc)
+    assert prog.stateful and any(s.kind == "delay" for s in prog.states.values())
+    out = "b" if "b" in prog.outputs else next(iter(prog.outputs))
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(3, 7, 2))
+    y = rng.normal(size=(3, 7, 2)) * 0.3
+    res = learn(doc, {"stim": x}, {out: y}, algorithm="bptt", learning_rate=0.3, minibatch_size=3)
+    W = torch.tensor(W0, requires_grad=True)
+    fb = torch.tensor([0.25, -0.5], dtype=torch.float64).expand(3, 2)
+    outs = []
+    for t in range(7):
+        a = torch.tanh(fb @ W.T + torch.tensor(x[:, t]))
+        b = 0.5 * a
+        outs.append(b if out == "b" else a)
+        fb = b
+    torch.nn.functional.mse_loss(torch.stack(outs, 1), torch.tensor(y)).backward()
+    np.testing.assert_allclose(res.program.params["a.W"].value, W0 - 0.3 * W.grad.numpy(), atol=1e-12, rtol=0)
+
+
+def test_bptt_on_the_gru_gate_form_equals_backprop_on_the_fused_block() -> None:
+    """The same GRUComposition lowered two ways: gate by gate (a stateful program stepped through time, its
+    gate weights named learnable) trained by BPTT, and as the fused block (one op over the whole sequence) trained
+    by Backprop: the same losses and weights (1e-12)."""
+    from mdfbridge import GRUComposition, get_mdf_serialized
+
+    comp = GRUComposition(3, 4, bias=True, seed=4)
+    raw = get_mdf_serialized(comp)
+    doc = json.loads(raw) if isinstance(raw, str) else raw
+    fused = lower(doc)
+    names = [k for k, p in fused.params.items() if p.learnable]
+    gates = lower(doc, fuse_gru=False, learnable=names)
+    assert fused.sequence and not gates.sequence and gates.stateful
+    rng = np.random.default_rng(0)
+    x = {"GRU__input": rng.normal(size=(5, 6, 3))}
+    y = {"GRU__output": rng.normal(size=(5, 6, 4)) * 0.5}
+    common = dict(epochs=2, learning_rate=0.1, minibatch_size=5)
+    a = learn(fused, x, y, algorithm=Backprop(), **common)
+    b = learn(gates, x, y, algorithm=BPTT(), **common)
+    np.testing.assert_allclose(a.losses, b.losses, atol=1e-12, rtol=0)
+    assert learn(lower(doc), x, y, algorithm=BPTT(), **common).losses == a.losses  # (the block: whole sequences)
+    for name in names:
+        np.testing.assert_allclose(a.program.params[name].value, b.program.params[name].value, atol=1e-12, rtol=0)
+    with pytest.raises(UnsupportedError, match="GRU block"):
+        learn(fused, x, y, algorithm=TBPTT(backward_time_steps=2), **common)
