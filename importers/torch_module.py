@@ -142,15 +142,17 @@ class ProgramModule(nn.Module):
                 if name in per_step or port in per_step]
 
     def step(self, env: Dict[str, Any], batch: int, dt: float,
-             feeds: "Sequence[tuple[str, torch.Tensor]]" = ()) -> Dict[str, torch.Tensor]:
+             feeds: "Sequence[tuple[str, torch.Tensor]]" = (), steps: Optional[List[Any]] = None
+             ) -> Dict[str, torch.Tensor]:
         """One time step in place on `env` (from `initial_env`; batch: its batch size): the inputs that `feeds`
         gives, (key, (batch, ...) tensor) pairs (default (): none), set; every op run with `dt` (modeci-mdf's first
         step runs with dt 0); then each state replaced by its update. Returns the step's outputs (name -> (batch,
-        ...)), read before the states advance."""
+        ...)), read before the states advance. steps: the compiled (op, function) pairs to run (default None: the
+        module's own, `self.steps`; e-prop passes them with some functions wrapped)."""
         env["dt"] = dt
         for key, v in feeds:
             env[key] = v
-        execute(self.steps, env)
+        execute(self.steps if steps is None else steps, env)
         out = self.step_outputs(env, batch)
         if self.program.states:
             env.update({name: env[st.update] for name, st in self.program.states.items()})

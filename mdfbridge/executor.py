@@ -5,7 +5,7 @@ batch, registry batch rules, a per-trial loop otherwise) are decided in one plac
 """
 from __future__ import annotations
 
-from typing import AbstractSet, Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import AbstractSet, Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 import numpy as np
 
@@ -30,9 +30,10 @@ def _is_tensor_arg(v: Any) -> bool:
     return isinstance(v, TensorRef) or (isinstance(v, list) and bool(v) and isinstance(v[0], TensorRef))
 
 
-def batched_tensors(program: Program) -> Set[str]:
-    """Names of the tensors that carry the batch axis (inputs, state and what depends on them)."""
-    batched = set(program.states) | {f"{s.node}.{s.port}" for s in program.inputs.values()}
+def batched_tensors(program: Program, also: Iterable[str] = ()) -> Set[str]:
+    """Names of the tensors that carry the batch axis (inputs, state, the names in `also` (default none) and what
+    depends on them)."""
+    batched = set(program.states) | {f"{s.node}.{s.port}" for s in program.inputs.values()} | set(also)
     for op in program.ops:
         for v in op.args.values():
             if (v.name in batched) if type(v) is TensorRef else _refs_batched(v, batched):
@@ -47,9 +48,12 @@ def _refs_batched(v: Any, batched: Set[str]) -> bool:
     return isinstance(v, TensorRef) and v.name in batched
 
 
-def compile_program(program: Program, lib: str = "numpy") -> Tuple[List[Step], Set[str]]:
-    """(op, closure) pairs in program order for `lib` ('numpy' or 'torch'), and the batched tensor names."""
-    batched = batched_tensors(program)
+def compile_program(program: Program, lib: str = "numpy", batched_too: Iterable[str] = ()
+                    ) -> Tuple[List[Step], Set[str]]:
+    """(op, closure) pairs in program order for `lib` ('numpy' or 'torch'), and the batched tensor names.
+    batched_too: parameters to treat as batched too, given one value per trial (default none; e-prop's per-trial
+    copies)."""
+    batched = batched_tensors(program, batched_too)
     stack = np.stack if lib == "numpy" else _torch_stack
     lead = 2 if program.sequence else 1
     steps = [(op, _compile_op(_simplify(op, program), lib, batched, stack, lead)) for op in program.ops]

@@ -109,13 +109,14 @@ class TorchTrainer:
     def train(self) -> LearnResult:
         """Run every epoch (or until early stopping) with the module in train() mode (BatchNormalization: batch
         statistics, running ones updated, as torch's), then back in eval(); the Program then holds the trained
-        values (running statistics included). A checkpoint is resumed first when asked for and present."""
+        values (running statistics included). After the algorithm's start, a checkpoint is resumed when asked for
+        and present."""
         config = self.config
-        if config.resume and config.checkpoint is not None and os.path.exists(config.checkpoint):
-            self.load_checkpoint(config.checkpoint)
-        self.module.train()
         self.algorithm.start(self)
         try:
+            if config.resume and config.checkpoint is not None and os.path.exists(config.checkpoint):
+                self.load_checkpoint(config.checkpoint)
+            self.module.train()
             return self._train()
         finally:
             self.algorithm.close(self)

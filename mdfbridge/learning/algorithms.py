@@ -5,7 +5,7 @@
 `get_algorithm`). The torch trainer (mdfbridge/backends/torch_trainer.py) runs the epochs and minibatches that
 learn()'s settings give and calls, per run and per minibatch (a `Batch`):
 
-    start(trainer)                               once, before the first epoch (after a checkpoint is loaded)
+    start(trainer)                               once, before the first epoch (and before a checkpoint is loaded)
       on_batch_begin(trainer, batch)
       batch.pred = forward(trainer, batch)       the outputs: one pass, or a sequence unrolled through time
       on_optimization_begin(trainer, batch)      the update; it sets batch.loss
@@ -49,8 +49,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..backends.torch_trainer import TorchTrainer
 
-__all__ = ["ALGORITHMS", "BPTT", "Backprop", "Batch", "LearningAlgorithm", "TBPTT", "get_algorithm",
-           "parse_algorithm_args"]
+__all__ = ["ALGORITHMS", "BPTT", "Backprop", "Batch", "Eprop", "LearningAlgorithm", "TBPTT", "get_algorithm",
+           "parse_algorithm_args", "register_algorithm"]
 
 
 @dataclass
@@ -82,7 +82,8 @@ class LearningAlgorithm:
     backends: ClassVar[Tuple[str, ...]] = ("torch",)
 
     def start(self, trainer: "TorchTrainer") -> None:
-        """Before the first epoch (after a checkpoint is loaded); trainer: the TorchTrainer."""
+        """Before the first epoch, and before a checkpoint is loaded (so it may set up trainer.optimizer);
+        trainer: the TorchTrainer."""
 
     def on_batch_begin(self, trainer: "TorchTrainer", batch: Batch) -> None:
         """Before a minibatch's forward pass."""
@@ -110,7 +111,7 @@ class LearningAlgorithm:
         return {}
 
     def load_checkpoint_state(self, trainer: "TorchTrainer", state: Mapping[str, Any]) -> None:
-        """Restore what get_checkpoint_state gave (called before `start` on a resumed run)."""
+        """Restore what get_checkpoint_state gave (called after `start` on a resumed run)."""
 
     def settings(self) -> Dict[str, Any]:
         """The constructor arguments as set (for repr and logs)."""
@@ -317,7 +318,7 @@ class _Unrolled:
         return {k: torch.stack([out[k] for out in self.outputs[start:]], dim=1) for k in self.outputs[0]}
 
 
-ALGORITHMS: Dict[str, Type[LearningAlgorithm]] = {cls.name: cls for cls in (Backprop, BPTT, TBPTT)}
+ALGORITHMS: Dict[str, Type[LearningAlgorithm]] = {cls.name: cls for cls in (Backprop, BPTT, TBPTT)}  # (+ below)
 
 
 def register_algorithm(cls: Type[LearningAlgorithm]) -> Type[LearningAlgorithm]:
@@ -388,3 +389,6 @@ def parse_algorithm_args(pairs: Sequence[str]) -> Dict[str, Any]:
         except ValueError:
             out[key] = text
     return out
+
+
+from .eprop import Eprop  # noqa: E402  (registers itself; it builds on BPTT above)
