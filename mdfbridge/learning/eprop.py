@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, List, Mapping, 
 
 from ..errors import DataError, UnsupportedError
 from .algorithms import BPTT, Batch, register_algorithm
+from .stepping import computed_from, matmul_use, recording_steps, uses_of
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -147,29 +148,12 @@ class Eprop(BPTT):
                                    ": train it with BPTT")
         self.update = updates[0]
         units = tuple(program.shapes.get(self.update, ()))
-        producers = {op.out: op for op in program.ops}
-        feeding: Set[str] = set()  # tensors the state's update is computed from (this step)
-        stack = [self.update]
-        while stack:
-            name = stack.pop()
-            if name in feeding:
-                continue
-            feeding.add(name)
-            op = producers.get(name)
-            if op is not None:
-                stack.extend(_refs(op.args))
+        feeding = computed_from(program, [self.update])  # (this step's)
         learnable = [k for k, p in program.params.items() if p.learnable]
         self.output_params = [k for k in learnable if k not in feeding]
         self.traces = [self._trace_of(program, k, units, feeding) for k in learnable if k in feeding]
-        from ..executor import compile_program
-
-        wrapped = {t.op_out: t for t in self.traces if t.op_out}
-        module = trainer.module
-        # (compiled again: each per-unit or scalar parameter runs as a copy per trial and unit, a batched value)
-        compiled, _ = compile_program(program, "torch", [t.name for t in self.traces if t.kind in ("units", "scalar")])
-        self.steps = [(op, module.bindings[op.out].forward if op.out in module.bindings else
-                       self._recording(op.out, wrapped[op.out].operand, f) if op.out in wrapped else f)
-                      for op, f in compiled]
+        self.steps = recording_steps(trainer.module, {t.op_out: t.operand for t in self.traces if t.op_out},
+                                     self._matmuls, [t.name for t in self.traces if t.kind in ("units", "scalar")])
         tensors = trainer.module.param_tensors()
         config = trainer.config
         groups = [{"params": [tensors[t.name] for t in self.traces],
@@ -183,17 +167,11 @@ class Eprop(BPTT):
 
     def _trace_of(self, program: Any, name: str, units: Tuple[int, ...], feeding: Set[str]) -> _Trace:
         """How parameter `name`, which feeds the state, is traced (UnsupportedError when it cannot be)."""
-        uses = [op for op in program.ops if op.out in feeding and name in _refs(op.args)]
+        use = matmul_use(program, name, feeding)
+        if use is not None and tuple(program.shapes.get(use.op_out, ())) == units:
+            return _Trace(name, use.orientation, use.op_out, use.operand)
+        uses = uses_of(program, name, feeding)
         shape = tuple(program.params[name].value.shape)
-        if len(uses) == 1 and uses[0].fn == "MatMul":
-            op = uses[0]
-            a, b = op.args.get("A"), op.args.get("B")
-            out_units = tuple(program.shapes.get(op.out, ()))
-            if out_units == units and len(shape) == 2:
-                if getattr(a, "name", None) == name and getattr(b, "name", None) not in program.params:
-                    return _Trace(name, "rows", op.out, b.name)
-                if getattr(b, "name", None) == name and getattr(a, "name", None) not in program.params:
-                    return _Trace(name, "columns", op.out, a.name)
         if all(op.fn != "MatMul" for op in uses):
             if shape == units:
                 return _Trace(name, "units")
@@ -202,21 +180,6 @@ class Eprop(BPTT):
         raise UnsupportedError(f"e-prop keeps eligibility traces for the weights of a MatMul onto the state's units "
                                f"and for parameters of the units' shape {units} or scalars; '{name}' (shape {shape}, "
                                f"used by {', '.join(op.fn for op in uses)}) is neither: train it with BPTT")
-
-    def _recording(self, out: str, operand: str, f: Callable[[Dict[str, Any]], Any]) -> Callable[[Dict[str, Any]], Any]:
-        """A MatMul's compiled function that reads its batched operand held constant and records (output,
-        operand)."""
-        def run(env: Dict[str, Any]) -> Any:
-            u = env[operand]
-            held = u.detach()
-            env[operand] = held
-            try:
-                result = f(env)
-            finally:
-                env[operand] = u
-            self._matmuls[out] = (result, held)
-            return result
-        return run
 
     # ------------------------------------------------------------------ the pass
     def forward(self, trainer: "TorchTrainer", batch: Batch) -> Dict[str, "torch.Tensor"]:
@@ -369,17 +332,4 @@ class Eprop(BPTT):
             import torch
 
             self.feedback = torch.as_tensor(fb, dtype=trainer.module.dtype, device=trainer.device)
-
-
-def _refs(args: Mapping[str, Any]) -> List[str]:
-    """The tensor names an op's args refer to."""
-    from ..program import TensorRef
-
-    out: List[str] = []
-    for v in args.values():
-        if isinstance(v, TensorRef):
-            out.append(v.name)
-        elif isinstance(v, (list, tuple)):
-            out.extend(x.name for x in v if isinstance(x, TensorRef))
-    return out
 

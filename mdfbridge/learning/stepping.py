@@ -1,0 +1,100 @@
+"""What the time algorithms share: reading a Program's structure (which tensors an update is computed from, the
+MatMuls a weight feeds) and re-compiling its steps with some MatMuls recorded (their batched operand held
+constant, the operand and the output kept for the algorithm)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple
+
+from ..program import Op, Program, TensorRef
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..importers.torch_module import ProgramModule
+
+
+def refs(args: Mapping[str, Any]) -> List[str]:
+    """The tensor names an op's args refer to."""
+    out: List[str] = []
+    for v in args.values():
+        if isinstance(v, TensorRef):
+            out.append(v.name)
+        elif isinstance(v, (list, tuple)):
+            out.extend(x.name for x in v if isinstance(x, TensorRef))
+    return out
+
+
+def computed_from(program: Program, tensors: Iterable[str]) -> Set[str]:
+    """Every tensor (and parameter) the given tensors are computed from within one step, themselves included."""
+    producers = {op.out: op for op in program.ops}
+    seen: Set[str] = set()
+    stack = list(tensors)
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        op = producers.get(name)
+        if op is not None:
+            stack.extend(refs(op.args))
+    return seen
+
+
+@dataclass(frozen=True)
+class WeightUse:
+    """A learnable weight's one use: a MatMul onto units, a = W u ('rows': unit j owns row j of W) or a = u W
+    ('columns': unit j owns column j), u the batched operand."""
+
+    name: str
+    orientation: str  # "rows" | "columns"
+    op_out: str
+    operand: str
+
+
+def matmul_use(program: Program, name: str, within: Optional[Set[str]] = None) -> Optional[WeightUse]:
+    """How parameter `name` is used, when its only use (among ops whose output is in `within`, default every
+    op) is a MatMul with a batched operand and the weight is a matrix; else None."""
+    uses = [op for op in program.ops if (within is None or op.out in within) and name in refs(op.args)]
+    if len(uses) != 1 or uses[0].fn != "MatMul" or program.params[name].value.ndim != 2:
+        return None
+    op = uses[0]
+    a, b = op.args.get("A"), op.args.get("B")
+    if isinstance(a, TensorRef) and a.name == name and isinstance(b, TensorRef) and b.name not in program.params:
+        return WeightUse(name, "rows", op.out, b.name)
+    if isinstance(b, TensorRef) and b.name == name and isinstance(a, TensorRef) and a.name not in program.params:
+        return WeightUse(name, "columns", op.out, a.name)
+    return None
+
+
+def uses_of(program: Program, name: str, within: Optional[Set[str]] = None) -> List[Op]:
+    """The ops (whose output is in `within`, default every op) that read tensor `name`."""
+    return [op for op in program.ops if (within is None or op.out in within) and name in refs(op.args)]
+
+
+Recorded = Dict[str, Tuple[Any, Any]]  # MatMul output -> (its value, its operand as the MatMul read it) this step
+
+
+def recording_steps(module: "ProgramModule", operands: Mapping[str, str], record: Recorded,
+                    batched_too: Iterable[str] = ()) -> List[Any]:
+    """The module's program compiled again for the torch module's `step(..., steps=)`: the MatMuls in `operands`
+    (output -> batched operand) read their operand detached (held constant) and put (output, operand) into
+    `record`; the parameters in `batched_too` (default none) run as per-trial values; ops with their own torch
+    module keep it."""
+    from ..executor import compile_program
+
+    compiled, _ = compile_program(module.program, "torch", batched_too)
+
+    def recording(out: str, operand: str, f: Callable[[Dict[str, Any]], Any]) -> Callable[[Dict[str, Any]], Any]:
+        def run(env: Dict[str, Any]) -> Any:
+            u = env[operand]
+            held = u.detach()
+            env[operand] = held
+            try:
+                result = f(env)
+            finally:
+                env[operand] = u
+            record[out] = (result, held)
+            return result
+        return run
+
+    return [(op, module.bindings[op.out].forward if op.out in module.bindings else
+             recording(op.out, operands[op.out], f) if op.out in operands else f) for op, f in compiled]
