@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from sequence_models import TAU, readout_doc, readout_weights
 
 from mdfbridge.errors import DataError, UnsupportedError
 from mdfbridge.learning import learn
@@ -17,31 +18,11 @@ from mdfbridge.learning.algorithms import BPTT, Eprop
 from mdfbridge.learning.eprop import FEEDBACK_STRATEGIES
 from mdfbridge.lowering import lower
 
-M, N, K, T, B, DT, TAU = 2, 4, 2, 10, 3, 0.5, 2.0
-
-
-def readout_doc(W: np.ndarray, U: np.ndarray, Wout: np.ndarray) -> dict:
-    """stim (M) -> cell (N rate units, dr/dt = (-r + tanh(W r + U I)) / tau) -> readout (K = Wout r)."""
-    return {"m": {"format": "ModECI MDF v0.4", "graphs": {"g": {
-        "nodes": {
-            "stim": {"input_ports": {"x": {"shape": [M]}}, "output_ports": {"y": {"value": "x"}}},
-            "cell": {"metadata": {"mdfbridge": {"learnable_parameters": ["W", "U", "tau"]}},
-                     "input_ports": {"I": {"shape": [M]}},
-                     "parameters": {"tau": {"value": TAU}, "W": {"value": W.tolist()}, "U": {"value": U.tolist()},
-                                    "r": {"default_initial_value": [0.1] * N,
-                                          "time_derivative": "(-r + tanh(matmul(W, r) + matmul(U, I))) / tau"}},
-                     "output_ports": {"out": {"value": "r"}}},
-            "readout": {"metadata": {"mdfbridge": {"learnable_parameters": ["Wout"]}},
-                        "input_ports": {"h": {"shape": [N]}}, "parameters": {"Wout": {"value": Wout.tolist()}},
-                        "functions": {"f": {"value": "matmul(Wout, h)"}}, "output_ports": {"y": {"value": "f"}}}},
-        "edges": {"e1": {"sender": "stim", "sender_port": "y", "receiver": "cell", "receiver_port": "I"},
-                  "e2": {"sender": "cell", "sender_port": "out", "receiver": "readout", "receiver_port": "h"}}}}}}
+M, N, K, T, B, DT = 2, 4, 2, 10, 3, 0.5
 
 
 def weights(seed: int, recurrent: bool) -> tuple:
-    rng = np.random.default_rng(seed)
-    W = rng.normal(size=(N, N)) * 0.5 if recurrent else np.zeros((N, N))
-    return W, rng.normal(size=(N, M)), rng.normal(size=(K, N)) * 0.5
+    return readout_weights(seed, recurrent, N, M, K)
 
 
 def data(seed: int = 0) -> tuple:

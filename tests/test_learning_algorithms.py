@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sequence_models import TAU, rate_doc
 
 from mdfbridge.errors import DataError, UnsupportedError
 from mdfbridge.learning import learn
@@ -28,22 +29,7 @@ from mdfbridge.learning.algorithms import (
 from mdfbridge.learning.checkpoints import load_checkpoint, save_checkpoint
 from mdfbridge.lowering import lower
 
-N, T, B, DT, TAU = 3, 12, 4, 0.5, 2.0
-
-
-def rate_doc(W: np.ndarray, tau: float = TAU) -> dict:
-    """A rate network in MDF: stim -> cell, dr/dt = (-r + tanh(W r + I)) / tau (W learnable)."""
-    n = len(W)
-    return {"m": {"format": "ModECI MDF v0.4", "graphs": {"g": {
-        "nodes": {
-            "stim": {"input_ports": {"x": {"shape": [n]}}, "output_ports": {"y": {"value": "x"}}},
-            "cell": {"metadata": {"mdfbridge": {"learnable_parameters": ["W"]}},
-                     "input_ports": {"I": {"shape": [n]}},
-                     "parameters": {"tau": {"value": tau}, "W": {"value": W.tolist()},
-                                    "r": {"default_initial_value": [0.0] * n,
-                                          "time_derivative": "(-r + tanh(matmul(W, r) + I)) / tau"}},
-                     "output_ports": {"out": {"value": "r"}}}},
-        "edges": {"e": {"sender": "stim", "sender_port": "y", "receiver": "cell", "receiver_port": "I"}}}}}}
+N, T, B, DT = 3, 12, 4, 0.5
 
 
 def hand_unrolled(W: torch.Tensor, tau: torch.Tensor, x: torch.Tensor, dt: float = DT,

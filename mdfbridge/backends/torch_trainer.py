@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -70,7 +70,7 @@ class TorchTrainer:
         self.epoch_losses: List[float] = []
         self.stopping = EarlyStopping(config.patience, config.min_delta)
 
-    def loss(self, pred: Dict[str, torch.Tensor], y: Dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss(self, pred: Mapping[str, torch.Tensor], y: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The loss of outputs `pred` against targets `y`, summed over the outputs with targets (a sequence's
         whole loss when the data are stepped through time)."""
         if self.time_steps:
@@ -84,7 +84,7 @@ class TorchTrainer:
         assert total is not None  # the program has at least one target
         return total
 
-    def sequence_loss(self, pred: Dict[str, torch.Tensor], y: Dict[str, torch.Tensor], start: int,
+    def sequence_loss(self, pred: Mapping[str, torch.Tensor], y: Mapping[str, torch.Tensor], start: int,
                       stop: int) -> Optional[torch.Tensor]:
         """The share of time steps [start, stop) in the loss of whole sequences: `pred` holds those steps' outputs
         (batch, stop - start, ...); targets are per step (batch, steps, ...) or for the last step (batch, ...).

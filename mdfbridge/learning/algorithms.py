@@ -49,7 +49,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..backends.torch_trainer import TorchTrainer
 
-__all__ = ["ALGORITHMS", "BPTT", "Backprop", "Batch", "Eprop", "LearningAlgorithm", "TBPTT", "get_algorithm",
+__all__ = ["ALGORITHMS", "BPTT", "Backprop", "Batch", "Eprop", "LearningAlgorithm", "RLS", "TBPTT", "get_algorithm",
            "parse_algorithm_args", "register_algorithm"]
 
 
@@ -392,3 +392,4 @@ def parse_algorithm_args(pairs: Sequence[str]) -> Dict[str, Any]:
 
 
 from .eprop import Eprop  # noqa: E402  (registers itself; it builds on BPTT above)
+from .rls import RLS  # noqa: E402  (likewise)

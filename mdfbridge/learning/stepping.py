@@ -74,11 +74,11 @@ Recorded = Dict[str, Tuple[Any, Any]]  # MatMul output -> (its value, its operan
 
 
 def recording_steps(module: "ProgramModule", operands: Mapping[str, str], record: Recorded,
-                    batched_too: Iterable[str] = ()) -> List[Any]:
+                    batched_too: Iterable[str] = (), hold: bool = True) -> List[Any]:
     """The module's program compiled again for the torch module's `step(..., steps=)`: the MatMuls in `operands`
-    (output -> batched operand) read their operand detached (held constant) and put (output, operand) into
-    `record`; the parameters in `batched_too` (default none) run as per-trial values; ops with their own torch
-    module keep it."""
+    (output -> batched operand) put (output, operand) into `record`, reading their operand detached (held
+    constant) with `hold` (default True); the parameters in `batched_too` (default none) run as per-trial values;
+    ops with their own torch module keep it."""
     from ..executor import compile_program
 
     compiled, _ = compile_program(module.program, "torch", batched_too)
@@ -86,7 +86,7 @@ def recording_steps(module: "ProgramModule", operands: Mapping[str, str], record
     def recording(out: str, operand: str, f: Callable[[Dict[str, Any]], Any]) -> Callable[[Dict[str, Any]], Any]:
         def run(env: Dict[str, Any]) -> Any:
             u = env[operand]
-            held = u.detach()
+            held = u.detach() if hold else u
             env[operand] = held
             try:
                 result = f(env)
