@@ -297,13 +297,12 @@ class _Unrolled:
         module = trainer.module
         self.module = module
         self.env, self.size = module.initial_env({k: v[:, 0] for k, v in batch.x.items()})
-        self.feeds = module.step_feeds(batch.x)
+        self.feeds = step_slices(module.step_feeds(batch.x), trainer.time_steps)
         self.outputs: List[Dict[str, Any]] = []
 
     def step(self, t: int, dt: float) -> None:
         """Time point t (dt 0 at the first, as modeci-mdf's engine)."""
-        self.outputs.append(self.module.step(self.env, self.size, 0.0 if t == 0 else dt,
-                                             [(key, v[:, t]) for key, v in self.feeds]))
+        self.outputs.append(self.module.step(self.env, self.size, 0.0 if t == 0 else dt, self.feeds[t]))
 
     def truncate(self) -> None:
         """Detach the state (and the outputs kept so far) from the autograd graph."""
@@ -316,6 +315,14 @@ class _Unrolled:
         import torch
 
         return {k: torch.stack([out[k] for out in self.outputs[start:]], dim=1) for k in self.outputs[0]}
+
+
+def step_slices(feeds: Sequence[Tuple[str, "torch.Tensor"]], steps: int) -> List[List[Tuple[str, "torch.Tensor"]]]:
+    """For each of `steps` time steps, the (key, (batch, ...) tensor) pairs `ProgramModule.step` feeds, from
+    (key, (batch, steps, ...)) pairs (views made once: slicing at each step costs more than the step's small
+    ops)."""
+    columns = [(key, v.unbind(1)) for key, v in feeds]
+    return [[(key, col[t]) for key, col in columns] for t in range(steps)]
 
 
 ALGORITHMS: Dict[str, Type[LearningAlgorithm]] = {cls.name: cls for cls in (Backprop, BPTT, TBPTT)}  # (+ below)

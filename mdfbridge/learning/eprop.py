@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, List, Mapping, Optional, Set, Tuple
 
 from ..errors import DataError, UnsupportedError
-from .algorithms import BPTT, Batch, register_algorithm
+from .algorithms import BPTT, Batch, register_algorithm, step_slices
 from .stepping import computed_from, matmul_use, recording_steps, uses_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -190,7 +190,7 @@ class Eprop(BPTT):
         module, program = trainer.module, trainer.module.program
         steps = trainer.time_steps
         env, size = module.initial_env({k: v[:, 0] for k, v in batch.x.items()})
-        feeds = module.step_feeds(batch.x)
+        feeds = step_slices(module.step_feeds(batch.x), trainer.time_steps)
         tensors = module.param_tensors()
         units = tuple(program.shapes.get(self.update, ()))
         traces = {t.name: torch.zeros(self._trace_shape(t, size, units, tensors), dtype=module.dtype,
@@ -206,7 +206,7 @@ class Eprop(BPTT):
                       for tr in elementwise}
             env.update(copies)
             self._matmuls.clear()
-            out = module.step(env, size, 0.0 if t == 0 else self.dt, [(key, v[:, t]) for key, v in feeds],
+            out = module.step(env, size, 0.0 if t == 0 else self.dt, feeds[t],
                               steps=self.steps)
             h = env[self.update]
             self._advance_traces(h, held, copies, traces, tensors)

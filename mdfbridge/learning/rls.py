@@ -29,7 +29,7 @@ import math
 from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import DataError, UnsupportedError
-from .algorithms import BPTT, Batch, register_algorithm
+from .algorithms import BPTT, Batch, register_algorithm, step_slices
 from .stepping import Recorded, WeightUse, computed_from, matmul_use, recording_steps
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -154,7 +154,7 @@ class RLS(BPTT):
         module, program = trainer.module, trainer.module.program
         steps = trainer.time_steps
         env, size = module.initial_env({k: v[:, 0] for k, v in batch.x.items()})
-        feeds = module.step_feeds(batch.x)
+        feeds = step_slices(module.step_feeds(batch.x), trainer.time_steps)
         tensors = module.param_tensors()
         if not self.P:
             self._initial_P(tensors, module.dtype, trainer.device)
@@ -164,7 +164,7 @@ class RLS(BPTT):
                 env[name] = env[name].detach()
             self._record.clear()
             with torch.set_grad_enabled(self.strategy in ("grad", "jacobian")):
-                out = module.step(env, size, 0.0 if t == 0 else self.dt, [(key, v[:, t]) for key, v in feeds],
+                out = module.step(env, size, 0.0 if t == 0 else self.dt, feeds[t],
                                   steps=self.steps)
             targets = self._targets_at(batch.y, out, t, steps)
             if targets:
