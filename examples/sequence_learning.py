@@ -127,6 +127,28 @@ def train_gru(iterations: int, traces: np.ndarray) -> Dict[str, Any]:
     return {"pvar": pvar(pred, y[0]), "seconds_per_iteration": seconds}
 
 
+def torch_loop_check(traces: np.ndarray) -> float:
+    """max |W after one BPTT step (SGD, lr 0.5) - the same step by a hand-written torch loop of the model|."""
+    import torch
+
+    W0 = initial_weights(traces.shape[1])
+    got = learn(wilson_cowan_doc(traces[0], W0), {"wc": np.zeros((1,) + traces.shape)}, {"wc": traces[None]},
+                algorithm=BPTT(dt=DT), learning_rate=0.5).program.params["wc.W"].value
+    W = torch.tensor(W0, requires_grad=True)
+    x, outs = torch.tensor(traces[0])[None], []
+    for t in range(len(traces)):
+        step = 0.0 if t == 0 else DT
+        x = x + step * (-x + torch.sigmoid(x @ W)) / TAU
+        outs.append(x)
+    torch.nn.functional.mse_loss(torch.stack(outs, 1), torch.tensor(traces)[None]).backward()
+    return float(np.abs(got - (W0 - 0.5 * W.grad.numpy())).max())
+
+
+# the least pVar each entry must reach in 100 iterations (what the benchmark measures; e-prop and TBPTT: better than
+# the start, as NeuroTorch's own e-prop on this model)
+PVAR_AT_LEAST = {"bptt": 0.5, "tbptt": 0.1, "eprop": 0.0, "rls": 0.5, "rls-readout": 0.2, "gru": 0.9}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--algorithm", default="all",
@@ -137,7 +159,9 @@ def main() -> int:
     out = output_dir(__doc__.splitlines()[0], ["--out", args.out] if args.out else [])
     traces = smooth_traces()
     names = ["bptt", "tbptt", "eprop", "rls", "rls-readout", "gru"] if args.algorithm == "all" else [args.algorithm]
-    ok = True
+    diff = torch_loop_check(traces)
+    print(f"one BPTT step: max |mdfbridge - hand-written torch loop| = {diff:.1e}")
+    ok = diff < 1e-12
     for name in names:
         if name == "gru":
             got = train_gru(args.iterations, traces)
@@ -147,8 +171,8 @@ def main() -> int:
             if name == "bptt":
                 write_back(path, got["result"].program, out / "wilson_cowan.trained.mdf.json")
         print(f"{name:12s} pVar {got['pvar']:.3f}   {1e3 * got['seconds_per_iteration']:.1f} ms an iteration")
-        ok = ok and got["pvar"] > 0.0
-    print("OK" if ok else "NOT LEARNED")
+        ok = ok and (args.iterations < 100 or got["pvar"] >= PVAR_AT_LEAST[name])
+    print("OK" if ok else "MISMATCH")
     return 0 if ok else 1
 
 

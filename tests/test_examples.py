@@ -128,8 +128,24 @@ def test_example_deploy_onnxruntime(tmp_path):
     assert written(tmp_path / "out") == ["blobs.trained.onnx"]
 
 
+def test_example_sequence_learning(tmp_path):
+    out = run_example("sequence_learning", tmp_path / "out")
+    assert numbers_after(out, "hand-written torch loop| =")[0] < 1e-12
+    pvars = dict(re.findall(r"^(\S+) +pVar ([-0-9.]+)", out, re.M))
+    assert set(pvars) == {"bptt", "tbptt", "eprop", "rls", "rls-readout", "gru"}
+    assert float(pvars["bptt"]) >= 0.5 and float(pvars["rls"]) >= 0.5 and float(pvars["gru"]) >= 0.9
+    assert written(tmp_path / "out") == ["wilson_cowan.mdf.json", "wilson_cowan.trained.mdf.json"]
+
+
+def test_example_force_learning(tmp_path):
+    out = run_example("force_learning", tmp_path / "out")
+    assert numbers_after(out, "on its own, steps 3000-3600: pVar")[0] > 0.9
+    assert written(tmp_path / "out") == ["force.mdf.json", "force.trained.mdf.json"]
+
+
 @pytest.mark.parametrize("name", ["gru_sequences", "nested_composition", "onnx_roundtrip", "torch_import_training",
-                                  "llvm_training", "stateful_model", "deploy_onnxruntime", "cli_walkthrough"])
+                                  "llvm_training", "stateful_model", "deploy_onnxruntime", "cli_walkthrough",
+                                  "sequence_learning", "force_learning"])
 def test_examples_readme_lists_every_example(name):
     text = (EXAMPLES / "README.md").read_text()
     assert f"`{name}.py`" in text
