@@ -15,12 +15,15 @@ layer is fed its own previous output, SequentialRNN's forecasting), hh_init="inp
 traces[0]), batch size 1, no Dale's law, regularisation, early stopping or checkpoint files. NeuroTorch computes in
 float32 (its layers and SequentialRNN cast to it). As in the tutorial, an iteration is one pass of the Trainer over
 the one sequence: the input is traces[0], the target traces[1:], and the model forecasts the T - 1 steps after the
-first; the final fit is scored on all T points, traces[0] followed by that forecast, against traces.
+first, so the training losses are means over those T - 1 points; the final fit is scored on all T points,
+traces[0] followed by that forecast, against traces (the prediction of step k is compared with traces[k]).
 
 Algorithms (NeuroTorch's own classes, with their defaults except where said):
 
 - bptt: BPTT with torch.optim.Adam(W, lr=learning_rate) on torch.nn.MSELoss.
 - tbptt: TBPTT(backward_time_steps = optim_time_steps = backward_time_steps), the same optimizer and criterion.
+  In 0.0.2 it fails from the third pass when T - 1 is not a multiple of backward_time_steps (T = 100 with 10):
+  reported as an error, see known_cause.
 - eprop: Eprop(criterion=torch.nn.MSELoss(), output_params=[W]). With one layer NeuroTorch sees W as the output
   layer's weights: no hidden parameters, so no random feedbacks are used; each step's gradient is the one-step local
   one (backward_time_steps = optim_time_steps = 1, output eligibility decay alpha = 1e-3), applied by its default
@@ -32,8 +35,8 @@ Algorithms (NeuroTorch's own classes, with their defaults except where said):
 
 Prints one JSON object as the last line of stdout: algorithm, pvar (1 - MSE / Var(traces) over all time points and
 units, computed in numpy), seconds_per_iteration (wall time of Trainer.train / iterations), iterations, dtype,
-peak_rss_mb (ru_maxrss at the end) and neurotorch_version; an algorithm that fails in NeuroTorch gives
-{"algorithm": ..., "error": ...} instead (exit status 0). NeuroTorch's own output goes to stderr.
+peak_rss_mb (ru_maxrss at the end) and neurotorch_version; where NeuroTorch fails, "error" takes the place of
+pvar and seconds_per_iteration (exit status 0). NeuroTorch's own output goes to stderr.
 """
 
 from __future__ import annotations

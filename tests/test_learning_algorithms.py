@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -361,3 +362,48 @@ def test_bptt_on_the_gru_gate_form_equals_backprop_on_the_fused_block() -> None:
         np.testing.assert_allclose(a.program.params[name].value, b.program.params[name].value, atol=1e-12, rtol=0)
     with pytest.raises(UnsupportedError, match="GRU block"):
         learn(fused, x, y, algorithm=TBPTT(backward_time_steps=2), **common)
+
+
+def test_bptt_through_a_stateful_parameter() -> None:
+    """A parameter whose value reads itself (modeci-mdf's stateful parameter, no time derivative): v_t =
+    decay * v_{t-1} + w * x_t; BPTT trains w and decay (learnable=) as autograd of that loop does."""
+    doc = {"m": {"format": "ModECI MDF v0.4", "graphs": {"g": {"nodes": {"acc": {
+        "input_ports": {"x": {"shape": [1]}},
+        "parameters": {"w": {"value": 0.5}, "decay": {"value": 0.8},
+                       "v": {"default_initial_value": [0.0], "value": "decay * v + w * x"}},
+        "output_ports": {"out": {"value": "v"}}}}}}}}
+    prog = lower(doc, learnable=["acc.w", "acc.decay"])
+    assert [s.kind for s in prog.states.values()] == ["parameter"]
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(3, 8, 1)), rng.normal(size=(3, 8, 1))
+    res = learn(prog, {"acc": x}, {"acc": y}, algorithm="bptt", learning_rate=0.1, minibatch_size=3)
+    w = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+    decay = torch.tensor(0.8, dtype=torch.float64, requires_grad=True)
+    v, outs = torch.zeros(3, 1, dtype=torch.float64), []
+    for t in range(8):
+        v = decay * v + w * torch.tensor(x[:, t])
+        outs.append(v)
+    torch.nn.functional.mse_loss(torch.stack(outs, 1), torch.tensor(y)).backward()
+    assert abs(float(res.program.params["acc.w"].value) - (0.5 - 0.1 * w.grad.item())) < 1e-12
+    assert abs(float(res.program.params["acc.decay"].value) - (0.8 - 0.1 * decay.grad.item())) < 1e-12
+
+
+@pytest.mark.parametrize("algorithm, args", [("eprop", ["feedbacks_gen_strategy=symmetric", "dt=0.5"]),
+                                             ("rls", ["strategy=outputs", "delta=1", "dt=0.5"]),
+                                             ("bptt", ["dt=0.5"])])
+def test_cli_train_each_time_algorithm(tmp_path: Path, algorithm: str, args: list) -> None:
+    from mdfbridge import save_mdf
+
+    model = tmp_path / "rate.json"
+    save_mdf(rate_doc(np.eye(N) * 0.5), model)
+    x, y = data()
+    np.savez(tmp_path / "seq.npz", stim=x["stim"], cell=y["cell"])
+    extra = [a for pair in args for a in ("--algorithm-arg", pair)]
+    r = subprocess.run([sys.executable, "-m", "mdfbridge.cli", "train", str(model), "--data", str(tmp_path / "seq.npz"),
+                        "--algorithm", algorithm, *extra, "--epochs", "3", "--lr", "0.1", "--quiet",
+                        "--out", str(tmp_path / "out.json")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    first, last = (float(v) for v in re.search(r"loss ([-0-9.e]+) -> ([-0-9.e]+)", r.stdout).groups())
+    assert last < first and f"by {algorithm}" in r.stdout
+    trained = json.loads((tmp_path / "out.json").read_text())["m"]["graphs"]["g"]["nodes"]["cell"]["parameters"]
+    assert trained["W"]["value"] != (np.eye(N) * 0.5).tolist()

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, List, Mapping, 
 
 from ..errors import DataError, UnsupportedError
 from .algorithms import BPTT, Batch, register_algorithm, step_slices
-from .stepping import computed_from, matmul_use, recording_steps, uses_of
+from .stepping import computed_from, is_matrix_product, matmul_use, recording_steps, uses_of
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -172,7 +172,7 @@ class Eprop(BPTT):
             return _Trace(name, use.orientation, use.op_out, use.operand)
         uses = uses_of(program, name, feeding)
         shape = tuple(program.params[name].value.shape)
-        if all(op.fn != "MatMul" for op in uses):
+        if not any(is_matrix_product(op) for op in uses):
             if shape == units:
                 return _Trace(name, "units")
             if shape == ():

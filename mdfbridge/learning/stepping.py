@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
+from ..ops import get_op
 from ..program import Op, Program, TensorRef
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,16 +54,24 @@ class WeightUse:
 def matmul_use(program: Program, name: str, within: Optional[Set[str]] = None) -> Optional[WeightUse]:
     """How parameter `name` is used, when its only use (among ops whose output is in `within`, default every
     op) is a MatMul with a batched operand and the weight is a matrix; else None."""
-    uses = [op for op in program.ops if (within is None or op.out in within) and name in refs(op.args)]
-    if len(uses) != 1 or uses[0].fn != "MatMul" or program.params[name].value.ndim != 2:
+    uses = uses_of(program, name, within)
+    if len(uses) != 1 or not is_matrix_product(uses[0]) or program.params[name].value.ndim != 2:
         return None
     op = uses[0]
-    a, b = op.args.get("A"), op.args.get("B")
+    opdef = get_op(op.fn)
+    assert opdef is not None  # (is_matrix_product found its record)
+    a, b = (op.args.get(k) for k in opdef.all_args[:2])
     if isinstance(a, TensorRef) and a.name == name and isinstance(b, TensorRef) and b.name not in program.params:
         return WeightUse(name, "rows", op.out, b.name)
     if isinstance(b, TensorRef) and b.name == name and isinstance(a, TensorRef) and a.name not in program.params:
         return WeightUse(name, "columns", op.out, a.name)
     return None
+
+
+def is_matrix_product(op: Op) -> bool:
+    """Whether the op's record says it is a plain matrix product of its first two arguments (`matrix_product`)."""
+    opdef = get_op(op.fn)
+    return opdef is not None and opdef.matrix_product
 
 
 def uses_of(program: Program, name: str, within: Optional[Set[str]] = None) -> List[Op]:

@@ -138,6 +138,9 @@ class OpDef:
     - `weight_arg`: the argument holding the weights of a product with weights (MatMul, Gemm): written inline in
       a projection node (PsyNeuLink's `<projection>_dummy_node`s) it is learnable, and the ONNX importer makes
       a constant added right after such a product a learnable bias.
+    - `matrix_product`: the op is the plain matrix product of its first two arguments, A @ B per trial (MatMul):
+      a 2-D weight in it maps its other operand onto units, a row (A = W) or a column (B = W) per unit, which is
+      how e-prop keeps eligibility traces and RLS regresses (mdfbridge/learning/stepping.py).
     - `expr_names`: the names MDF `value` expressions call this op by (`exp`, `numpy.exp`; positional
       arguments in `all_args` order); operators (`+`, `<`, `@`, ...) map to ops in mdfbridge.expressions.
     - `onnx_export(builder, op)`: emits the ONNX nodes computing one Program op through an
@@ -166,6 +169,7 @@ class OpDef:
     shape: Optional[Callable[[Mapping[str, Any]], Tuple[int, ...]]] = None
     simplify: Optional[Callable[[Mapping[str, Any], Mapping[str, Any]], Optional[Tuple[str, Dict[str, Any]]]]] = None
     weight_arg: Optional[str] = None
+    matrix_product: bool = False
     specialise: Optional[Callable[[Mapping[str, Any], Tuple[str, ...], str], Optional[Callable[..., Any]]]] = None
     onnx_export: Optional[Callable[[OnnxGraphBuilder, Op], Operand]] = None
     onnx_import: Tuple[OnnxImport, ...] = ()

@@ -68,6 +68,7 @@ def _t_outer(A: Any, B: Any) -> Any:
 register(OpDef("MatMul", ("A", "B"), lambda A, B: np.matmul(A, B), _t_matmul,
                batch_rule=first_arg_batched, description="A @ B (numpy.matmul)", aliases=(Alias("onnx::MatMul"),),
                expr_names=("matmul",), shape=lambda a: sr.matmul(a["A"], a["B"]), simplify=_bias_row, weight_arg="B",
+               matrix_product=True,
                specialise=lambda static, tensors, lib: (operator.matmul if lib == "numpy" else _t_matmul)
                if tensors == ("A", "B") else None,
                llvm_kernel="projection",
