@@ -407,3 +407,18 @@ def test_cli_train_each_time_algorithm(tmp_path: Path, algorithm: str, args: lis
     assert last < first and f"by {algorithm}" in r.stdout
     trained = json.loads((tmp_path / "out.json").read_text())["m"]["graphs"]["g"]["nodes"]["cell"]["parameters"]
     assert trained["W"]["value"] != (np.eye(N) * 0.5).tolist()
+
+
+def test_llvm_runs_plain_backprop_only() -> None:
+    """A Backprop subclass's hooks would not run in the llvm trainer's native loop: refused, not ignored."""
+    class Logged(Backprop):
+        name = "logged"
+
+    doc = {"m": {"format": "ModECI MDF v0.4", "graphs": {"g": {"nodes": {
+        "a": {"metadata": {"mdfbridge": {"learnable_parameters": ["w"]}}, "input_ports": {"x": {"shape": [2]}},
+              "parameters": {"w": {"value": [[0.5, -0.5], [0.25, 1.0]]}},
+              "functions": {"f": {"value": "matmul(x, w)"}}, "output_ports": {"y": {"value": "f"}}}}}}}}
+    x, y = {"a": np.ones((2, 2))}, {"a": np.zeros((2, 2))}
+    with pytest.raises(UnsupportedError, match="runs learn\\(\\)'s own Backprop only, not Logged's hooks"):
+        learn(doc, x, y, algorithm=Logged(), backend="llvm")
+    assert learn(doc, x, y, algorithm=Logged()).losses  # (torch runs its hooks)

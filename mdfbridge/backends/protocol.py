@@ -31,6 +31,7 @@ class Backend(abc.ABC):
     trains: bool = False  # BackendRep.train works
     records_trajectory: bool = False  # BackendRep.run(record=True) works
     checkpoints: bool = False  # BackendRep.train writes and resumes checkpoints (LearnConfig.checkpoint)
+    runs_hooks: bool = False  # its trainer calls a learning algorithm's hooks (else it runs plain Backprop only)
 
     @abc.abstractmethod
     def prepare(self, program: Program, **options: Any) -> "BackendRep":
@@ -69,6 +70,7 @@ class BackendRep(abc.ABC):
             raise UnsupportedError(f"backend {self.backend.name!r} does not train; train on "
                                    f"{' or '.join(map(repr, training_backend_names()))}")
         from ..learning import make_config, prepare_data
+        from ..learning.algorithms import Backprop
         from ..losses import check_targets, get_loss
 
         config = make_config(config, settings)
@@ -77,6 +79,10 @@ class BackendRep(abc.ABC):
         if self.backend.name not in algorithm.backends:
             raise UnsupportedError(f"learning algorithm '{algorithm.name}' trains on backend "
                                    f"{' or '.join(map(repr, algorithm.backends))}, not {self.backend.name!r}")
+        if not self.backend.runs_hooks and type(algorithm) is not Backprop:  # (a subclass's hooks would not run)
+            keeps = [name for name, b in BACKENDS.items() if b.runs_hooks]
+            raise UnsupportedError(f"backend {self.backend.name!r} runs learn()'s own Backprop only, not "
+                                   f"{type(algorithm).__name__}'s hooks; train on {' or '.join(map(repr, keeps))}")
         if config.checkpoint is not None and not self.backend.checkpoints:
             keeps = [name for name, b in BACKENDS.items() if b.checkpoints]
             raise UnsupportedError(f"backend {self.backend.name!r} keeps no checkpoints; train on "

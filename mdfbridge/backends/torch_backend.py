@@ -92,6 +92,7 @@ class TorchBackend(Backend):
     summary = "the Program's torch module"
     trains = True
     checkpoints = True
+    runs_hooks = True
 
     def prepare(self, program: Program, dtype: Any = None, device: Optional[Any] = None  # type: ignore[override]
                 ) -> TorchRep:

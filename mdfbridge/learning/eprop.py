@@ -137,6 +137,7 @@ class Eprop(BPTT):
         """Find the state, the traced parameters and the readout's; wrap the traced MatMuls; give the two kinds of
         parameters their learning rates."""
         program = trainer.module.program
+        self.feedback = None  # (drawn again from `seed` at the first batch; a checkpoint brings its own)
         if program.sequence:
             raise UnsupportedError("e-prop steps a program through time; this one's ops (a GRU block) run whole "
                                    "sequences at once: write it in gate form (mdfbridge convert --gru gates) or "

@@ -90,6 +90,7 @@ class RLS(BPTT):
     def start(self, trainer: "TorchTrainer") -> None:
         """Choose the trained parameters (UnsupportedError naming what the strategy needs when there are none)."""
         program = trainer.module.program
+        self.P = {}  # (a fresh run starts from P0; a checkpoint, loaded after this, brings its own)
         if program.sequence:
             raise UnsupportedError("RLS steps a program through time; this one's ops (a GRU block) run whole "
                                    "sequences at once")
