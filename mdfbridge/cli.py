@@ -606,7 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--min-delta", type=float, default=0.0, help="early stopping: the improvement that counts")
     sp.add_argument("--backend", choices=training_backend_names(), default="torch", help="training backend")
     sp.add_argument("--algorithm", default="backprop", type=str.lower, metavar="|".join(ALGORITHMS),
-                    help="learning algorithm (default backprop; bptt and tbptt train a stateful model on sequences: "
+                    help="learning algorithm (default backprop; bptt, tbptt, eprop and rls train a stateful model on "
+                         "sequences: "
                          "inputs (trials, time steps, size), targets per step or for the last step)")
     sp.add_argument("--algorithm-arg", action="append", default=[], metavar="NAME=VALUE",
                     help="an argument of the algorithm, e.g. backward_time_steps=10 or dt=0.1 (repeatable)")
