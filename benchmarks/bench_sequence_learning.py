@@ -107,16 +107,17 @@ def main() -> int:
             ours = subprocess_json(me + ["--one", name, "--iterations", str(args.iterations)], 1800)
             theirs: Dict[str, Any] = {"error": "not run (no NeuroTorch venv)"} if nt_python else {"error": "absent"}
             if nt_python and name in NEUROTORCH:
-                iterations = args.iterations if name in ("bptt", "tbptt") else min(args.iterations, 5)
                 theirs = subprocess_json([nt_python, str(REPO / "benchmarks" / "neurotorch_wc.py"), "--data",
                                           str(task_file), "--algorithm", NEUROTORCH[name], "--iterations",
-                                          str(iterations)], 1800)
+                                          str(args.iterations)], 1800)
             elif name not in NEUROTORCH:
                 theirs = {"error": "no counterpart"}
             ratio = (f"{theirs['seconds_per_iteration'] / ours['seconds_per_iteration']:.1f}x"
                      if "error" not in ours and "error" not in theirs else "-")
             rows[name] = {"mdfbridge": ours, "neurotorch": theirs}
             print(f"{name:12s} | {fmt(ours):>30s} | {fmt(theirs):>31s} | {ratio}")
+            if "error" in theirs and len(theirs["error"]) > 60:
+                print(f"{'':12s}   NeuroTorch: {theirs['error']}")
         memory: Dict[str, Dict[int, Any]] = {}
         if not args.no_memory:
             print("\npeak MB against sequence length (N = 400 units, one iteration each):")
