@@ -21,7 +21,7 @@ import torch
 from ..errors import DataError, UnsupportedError
 from ..lazy_function import resolved
 from ..learning import EarlyStopping, LearnConfig, LearnResult, TrainingData
-from ..learning.algorithms import BPTT, Batch, LearningAlgorithm, get_algorithm
+from ..learning.algorithms import Batch, LearningAlgorithm, get_algorithm, unroll
 from ..losses import get_loss
 from ..optimizers import get_optimizer
 
@@ -187,7 +187,7 @@ class TorchTrainer:
         pass for sequences stepped through time)."""
         batch = Batch(self.epochs_done, len(self.losses), slice(0, self.data.n), self.x, self.t)
         with torch.no_grad():
-            pred = (BPTT.forward(self.algorithm, self, batch) if self.time_steps  # type: ignore[arg-type]
+            pred = (unroll(self, batch, getattr(self.algorithm, "dt", 1.0)) if self.time_steps
                     else self.module.forward(self.x))
         return [(slice(0, self.data.n), pred)]
 

@@ -199,11 +199,7 @@ class BPTT(Backprop):
         """The outputs at every time step, (batch, time steps, ...), from one unrolled pass."""
         if trainer.module.program.sequence:
             return trainer.module.forward(batch.x)
-        steps = trainer.time_steps
-        run = _Unrolled(trainer, batch)
-        for t in range(steps):
-            run.step(t, self.dt)
-        return run.stacked()
+        return unroll(trainer, batch, self.dt)
 
     def before_step(self, trainer: "TorchTrainer") -> None:
         """The gradient safeguards."""
@@ -315,6 +311,15 @@ class _Unrolled:
         import torch
 
         return {k: torch.stack([out[k] for out in self.outputs[start:]], dim=1) for k in self.outputs[0]}
+
+
+def unroll(trainer: "TorchTrainer", batch: Batch, dt: float) -> Dict[str, "torch.Tensor"]:
+    """The minibatch's outputs at every time step, (batch, time steps, ...), from one pass stepped through time
+    (dt from the second step on), its autograd graph kept."""
+    run = _Unrolled(trainer, batch)
+    for t in range(trainer.time_steps):
+        run.step(t, dt)
+    return run.stacked()
 
 
 def step_slices(feeds: Sequence[Tuple[str, "torch.Tensor"]], steps: int) -> List[List[Tuple[str, "torch.Tensor"]]]:
