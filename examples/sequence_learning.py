@@ -78,8 +78,9 @@ def make_algorithm(name: str) -> Tuple[Any, Dict[str, Any]]:
         return BPTT(dt=DT), adam
     if name == "tbptt":
         return TBPTT(backward_time_steps=10, optim_time_steps=10, dt=DT), adam
-    if name == "eprop":
-        return Eprop(dt=DT, feedbacks_gen_strategy="symmetric"), adam
+    if name == "eprop":  # (online: an update every 10 steps)
+        return (Eprop(dt=DT, feedbacks_gen_strategy="symmetric", optim_time_steps=10),
+                {"optimizer_type": "adam", "learning_rate": 0.01})
     if name == "rls":
         return RLS(strategy="outputs", delta=1.0, dt=DT), {}
     if name == "rls-readout":
@@ -144,9 +145,8 @@ def torch_loop_check(traces: np.ndarray) -> float:
     return float(np.abs(got - (W0 - 0.5 * W.grad.numpy())).max())
 
 
-# the least pVar each entry must reach in 100 iterations (what the benchmark measures; e-prop and TBPTT: better than
-# the start, as NeuroTorch's own e-prop on this model)
-PVAR_AT_LEAST = {"bptt": 0.5, "tbptt": 0.1, "eprop": 0.0, "rls": 0.5, "rls-readout": 0.2, "gru": 0.9}
+# the least pVar each entry must reach in 100 iterations (what the benchmark measures; it starts at -0.235)
+PVAR_AT_LEAST = {"bptt": 0.5, "tbptt": 0.1, "eprop": 0.2, "rls": 0.5, "rls-readout": 0.2, "gru": 0.9}
 
 
 def main() -> int:
