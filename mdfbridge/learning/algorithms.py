@@ -280,9 +280,8 @@ class TBPTT(BPTT):
                 optimizer.zero_grad(set_to_none=True)
         return run.stacked()
 
-    def on_optimization_begin(self, trainer: "TorchTrainer", batch: Batch) -> None:
-        """The updates happened during forward; batch.loss is the loss of the outputs made on the way."""
-        batch.loss = trainer.loss(batch.pred, batch.y).detach()
+    # the updates happened during forward: batch.loss is the loss of the outputs made on the way
+    on_optimization_begin = LearningAlgorithm.on_optimization_begin
 
 
 class _Unrolled:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, List, Mapping, Optional, Set, Tuple
 
 from ..errors import DataError, UnsupportedError
-from .algorithms import BPTT, Batch, register_algorithm, step_slices
+from .algorithms import BPTT, Batch, LearningAlgorithm, register_algorithm, step_slices
 from .stepping import computed_from, is_matrix_product, matmul_use, recording_steps, uses_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -317,9 +317,8 @@ class Eprop(BPTT):
         for g in grads.values():
             g.zero_()
 
-    def on_optimization_begin(self, trainer: "TorchTrainer", batch: Batch) -> None:
-        """The updates happened during forward; batch.loss is the loss of the outputs made on the way."""
-        batch.loss = trainer.loss(batch.pred, batch.y).detach()
+    # the updates happened during forward: batch.loss is the loss of the outputs made on the way
+    on_optimization_begin = LearningAlgorithm.on_optimization_begin
 
     # ------------------------------------------------------------------ checkpoints
     def get_checkpoint_state(self, trainer: "TorchTrainer") -> Dict[str, Any]:

@@ -29,7 +29,7 @@ import math
 from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import DataError, UnsupportedError
-from .algorithms import BPTT, Batch, register_algorithm, step_slices
+from .algorithms import BPTT, Batch, LearningAlgorithm, register_algorithm, step_slices
 from .stepping import Recorded, WeightUse, computed_from, matmul_use, recording_steps
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -287,9 +287,8 @@ class RLS(BPTT):
                 p.copy_(theta[offset:offset + n].reshape(p.shape))
                 offset += n
 
-    def on_optimization_begin(self, trainer: "TorchTrainer", batch: Batch) -> None:
-        """The updates happened during forward; batch.loss is the loss of the outputs made on the way."""
-        batch.loss = trainer.loss(batch.pred, batch.y).detach()
+    # the updates happened during forward: batch.loss is the loss of the outputs made on the way
+    on_optimization_begin = LearningAlgorithm.on_optimization_begin
 
     # ------------------------------------------------------------------ checkpoints
     def get_checkpoint_state(self, trainer: "TorchTrainer") -> Dict[str, Any]:
