@@ -8,7 +8,7 @@ e-prop; RLS 'outputs' (CURBD) fits it online; RLS 'inputs' fits, in one pass, th
 network kept fixed (a reservoir). A GRU block (GRUComposition) learns the same traces one step ahead.
 
     python examples/sequence_learning.py [--algorithm bptt|tbptt|eprop|rls|rls-readout|gru|all]
-        [--iterations N] [--out DIR]      (writes wilson_cowan.trained.mdf.json)
+        [--iterations N] [--out DIR]      (writes wilson_cowan.trained.mdf.json; the benchmark adds bptt-float32)
 """
 from __future__ import annotations
 
@@ -76,6 +76,8 @@ def make_algorithm(name: str) -> Tuple[Any, Dict[str, Any]]:
     adam = {"optimizer_type": "adam", "learning_rate": 0.02}
     if name == "bptt":
         return BPTT(dt=DT), adam
+    if name == "bptt-float32":  # (NeuroTorch's dtype)
+        return BPTT(dt=DT), {**adam, "dtype": "float32"}
     if name == "tbptt":
         return TBPTT(backward_time_steps=10, optim_time_steps=10, dt=DT), adam
     if name == "eprop":  # (online: an update every 10 steps)
