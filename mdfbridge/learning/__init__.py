@@ -474,15 +474,15 @@ def learn(model: Any, inputs: Mapping[str, Any], targets: Optional[Mapping[str, 
 
     inputs, targets, num_trials, execution_mode, settings = read_learn_call(inputs, targets, locals(), other)
     config = make_config(None, settings)
-    extra = config.learnable if not isinstance(config.learnable, str) else (config.learnable,)
+    config.check()  # (before lowering: `learnable` as names; train_program's check finds it checked)
     if isinstance(model, Program):
         program = model
     elif isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
         from ..api import load_program
 
-        program = load_program(model, learnable=extra)
+        program = load_program(model, learnable=config.learnable)
     else:
-        program = lower(model, learnable=extra)
+        program = lower(model, learnable=config.learnable)
     x = cycle_trials(inputs or {}, num_trials)
     t = cycle_trials(targets or {}, num_trials, "targets")
     return train_program(program, x, t, config, backend=backend_name(backend, execution_mode),

@@ -40,9 +40,10 @@ import difflib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, Mapping, Optional, Sequence, Tuple, Type, Union
 
 from ..errors import DataError, UnsupportedError
+from .stepping import Unrolled
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -262,7 +263,7 @@ class TBPTT(BPTT):
         k1, k2 = self.time_steps_for(steps)
         optimizer = trainer.optimizer
         optimizer.zero_grad(set_to_none=True)
-        run = _Unrolled(trainer, batch)
+        run = Unrolled(trainer, batch)
         chunk_start = 0
         for t in range(steps):
             run.step(t, self.dt)
@@ -284,49 +285,13 @@ class TBPTT(BPTT):
     on_optimization_begin = LearningAlgorithm.on_optimization_begin
 
 
-class _Unrolled:
-    """A minibatch stepped through time on the trainer's module: the environment, each step's outputs, and the
-    truncation that cuts the state's gradient path."""
-
-    def __init__(self, trainer: "TorchTrainer", batch: Batch) -> None:
-        module = trainer.module
-        self.module = module
-        self.env, self.size = module.initial_env({k: v[:, 0] for k, v in batch.x.items()})
-        self.feeds = step_slices(module.step_feeds(batch.x), trainer.time_steps)
-        self.outputs: List[Dict[str, Any]] = []
-
-    def step(self, t: int, dt: float) -> None:
-        """Time point t (dt 0 at the first, as modeci-mdf's engine)."""
-        self.outputs.append(self.module.step(self.env, self.size, 0.0 if t == 0 else dt, self.feeds[t]))
-
-    def truncate(self) -> None:
-        """Detach the state (and the outputs kept so far) from the autograd graph."""
-        for name in self.module.program.states:
-            self.env[name] = self.env[name].detach()
-        self.outputs = [{k: v.detach() for k, v in out.items()} for out in self.outputs]
-
-    def stacked(self, start: int = 0) -> Dict[str, "torch.Tensor"]:
-        """Output name -> (batch, steps since `start`, ...)."""
-        import torch
-
-        return {k: torch.stack([out[k] for out in self.outputs[start:]], dim=1) for k in self.outputs[0]}
-
-
 def unroll(trainer: "TorchTrainer", batch: Batch, dt: float) -> Dict[str, "torch.Tensor"]:
     """The minibatch's outputs at every time step, (batch, time steps, ...), from one pass stepped through time
     (dt from the second step on), its autograd graph kept."""
-    run = _Unrolled(trainer, batch)
+    run = Unrolled(trainer, batch)
     for t in range(trainer.time_steps):
         run.step(t, dt)
     return run.stacked()
-
-
-def step_slices(feeds: Sequence[Tuple[str, "torch.Tensor"]], steps: int) -> List[List[Tuple[str, "torch.Tensor"]]]:
-    """For each of `steps` time steps, the (key, (batch, ...) tensor) pairs `ProgramModule.step` feeds, from
-    (key, (batch, steps, ...)) pairs (views made once: slicing at each step costs more than the step's small
-    ops)."""
-    columns = [(key, v.unbind(1)) for key, v in feeds]
-    return [[(key, col[t]) for key, col in columns] for t in range(steps)]
 
 
 ALGORITHMS: Dict[str, Type[LearningAlgorithm]] = {cls.name: cls for cls in (Backprop, BPTT, TBPTT)}  # (+ below)

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, List, Mapping, Optional, Set, Tuple
 
 from ..errors import DataError, UnsupportedError
-from .algorithms import BPTT, Batch, LearningAlgorithm, register_algorithm, step_slices
-from .stepping import computed_from, is_matrix_product, matmul_use, recording_steps, uses_of
+from .algorithms import BPTT, Batch, LearningAlgorithm, register_algorithm
+from .stepping import Unrolled, computed_from, is_matrix_product, matmul_use, recording_steps, uses_of
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -190,15 +190,14 @@ class Eprop(BPTT):
 
         module, program = trainer.module, trainer.module.program
         steps = trainer.time_steps
-        env, size = module.initial_env({k: v[:, 0] for k, v in batch.x.items()})
-        feeds = step_slices(module.step_feeds(batch.x), trainer.time_steps)
+        run = Unrolled(trainer, batch)
+        env, size = run.env, run.size
         tensors = module.param_tensors()
         units = tuple(program.shapes.get(self.update, ()))
         traces = {t.name: torch.zeros(self._trace_shape(t, size, units, tensors), dtype=module.dtype,
                                       device=trainer.device) for t in self.traces}
         grads = {k: torch.zeros_like(tensors[k]) for k in [t.name for t in self.traces] + self.output_params}
         elementwise = [t for t in self.traces if t.kind in ("units", "scalar")]
-        outputs: List[Dict[str, Any]] = []
         trainer.optimizer.zero_grad(set_to_none=True)
         for t in range(steps):
             held = {name: env[name].detach().clone().requires_grad_() for name in program.states}
@@ -207,14 +206,12 @@ class Eprop(BPTT):
                       for tr in elementwise}
             env.update(copies)
             self._matmuls.clear()
-            out = module.step(env, size, 0.0 if t == 0 else self.dt, feeds[t],
-                              steps=self.steps)
+            out = run.step(t, self.dt, self.steps, keep_graph=False)
             h = env[self.update]
             self._advance_traces(h, held, copies, traces, tensors)
             loss = trainer.sequence_loss({k: v[:, None] for k, v in out.items()}, batch.y, t, t + 1)
             if loss is not None:
                 self._accumulate(loss, h, out, traces, grads, tensors)
-            outputs.append({k: v.detach() for k, v in out.items()})
             for name in program.states:  # (the next step starts from values, not from this step's graph)
                 env[name] = env[name].detach()
             for name in copies:
@@ -222,7 +219,7 @@ class Eprop(BPTT):
             done = t + 1
             if done == steps or (self.optim_time_steps and done % self.optim_time_steps == 0):
                 self._step(trainer, grads, tensors)
-        return {k: torch.stack([o[k] for o in outputs], dim=1) for k in outputs[0]}
+        return run.stacked()
 
     @staticmethod
     def _trace_shape(t: _Trace, size: int, units: Tuple[int, ...], tensors: Mapping[str, Any]) -> Tuple[int, ...]:

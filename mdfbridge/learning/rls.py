@@ -29,8 +29,8 @@ import math
 from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import DataError, UnsupportedError
-from .algorithms import BPTT, Batch, LearningAlgorithm, register_algorithm, step_slices
-from .stepping import Recorded, WeightUse, computed_from, matmul_use, recording_steps
+from .algorithms import BPTT, Batch, LearningAlgorithm, register_algorithm
+from .stepping import Recorded, Unrolled, WeightUse, computed_from, matmul_use, recording_steps
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -154,19 +154,16 @@ class RLS(BPTT):
 
         module, program = trainer.module, trainer.module.program
         steps = trainer.time_steps
-        env, size = module.initial_env({k: v[:, 0] for k, v in batch.x.items()})
-        feeds = step_slices(module.step_feeds(batch.x), trainer.time_steps)
+        run = Unrolled(trainer, batch)
         tensors = module.param_tensors()
         if not self.P:
             self._initial_P(tensors, module.dtype, trainer.device)
-        outputs: List[Dict[str, Any]] = []
         for t in range(steps):
             for name in program.states:
-                env[name] = env[name].detach()
+                run.env[name] = run.env[name].detach()
             self._record.clear()
             with torch.set_grad_enabled(self.strategy in ("grad", "jacobian")):
-                out = module.step(env, size, 0.0 if t == 0 else self.dt, feeds[t],
-                                  steps=self.steps)
+                out = run.step(t, self.dt, self.steps, keep_graph=False)
             targets = self._targets_at(batch.y, out, t, steps)
             if targets:
                 if self.strategy in ("inputs", "outputs"):
@@ -175,8 +172,7 @@ class RLS(BPTT):
                     self._grad(trainer, out, batch.y, t, tensors)
                 else:
                     self._jacobian(out, targets, tensors)
-            outputs.append({k: v.detach() for k, v in out.items()})
-        return {k: torch.stack([o[k] for o in outputs], dim=1) for k in outputs[0]}
+        return run.stacked()
 
     def _initial_P(self, tensors: Mapping[str, Any], dtype: Any, device: Any) -> None:
         import torch
@@ -248,7 +244,8 @@ class RLS(BPTT):
                 if w.grad is None:
                     continue
                 P = self.P[u.name]
-                phi = self._record[u.op_out][1].detach().reshape(self._record[u.op_out][1].shape[0], -1).mean(0)
+                operand = self._record[u.op_out][1].detach()
+                phi = operand.reshape(operand.shape[0], -1).mean(0)
                 k = P @ phi
                 h = 1.0 / (lam + phi @ k)
                 step = w.grad @ P if u.orientation == "rows" else P @ w.grad

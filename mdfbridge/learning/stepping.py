@@ -1,6 +1,7 @@
-"""What the time algorithms share: reading a Program's structure (which tensors an update is computed from, the
-MatMuls a weight feeds) and re-compiling its steps with some MatMuls recorded (their batched operand held
-constant, the operand and the output kept for the algorithm)."""
+"""What the time algorithms share: a minibatch stepped through time on the trainer's module (`Unrolled`), reading a
+Program's structure (which tensors an update is computed from, the MatMuls a weight feeds) and re-compiling its
+steps with some MatMuls recorded (their batched operand held constant, the operand and the output kept for the
+algorithm)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,7 +11,47 @@ from ..ops import get_op
 from ..program import Op, Program, TensorRef
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from ..backends.torch_trainer import TorchTrainer
     from ..importers.torch_module import ProgramModule
+    from .algorithms import Batch
+
+
+class Unrolled:
+    """A minibatch stepped through time on the trainer's module: the environment (`env`), each step's outputs, and
+    the truncation that cuts the state's gradient path.
+
+    trainer: the TorchTrainer (its module and time steps); batch: the minibatch, inputs (batch, time steps, ...)."""
+
+    def __init__(self, trainer: "TorchTrainer", batch: "Batch") -> None:
+        module = trainer.module
+        self.module = module
+        self.env, self.size = module.initial_env({k: v[:, 0] for k, v in batch.x.items()})
+        # (each step's input views made once: slicing at every step costs more than the step's small ops)
+        columns = [(key, v.unbind(1)) for key, v in module.step_feeds(batch.x)]
+        self.feeds = [[(key, col[t]) for key, col in columns] for t in range(trainer.time_steps)]
+        self.outputs: List[Dict[str, Any]] = []
+
+    def step(self, t: int, dt: float, steps: Optional[List[Any]] = None, keep_graph: bool = True
+             ) -> Dict[str, "torch.Tensor"]:
+        """Time point t (dt 0 at the first, as modeci-mdf's engine) with the module's compiled steps (or `steps`,
+        default None); returns its outputs, kept detached unless `keep_graph` (default True)."""
+        out = self.module.step(self.env, self.size, 0.0 if t == 0 else dt, self.feeds[t], steps=steps)
+        self.outputs.append(out if keep_graph else {k: v.detach() for k, v in out.items()})
+        return out
+
+    def truncate(self) -> None:
+        """Detach the state (and the outputs kept so far) from the autograd graph."""
+        for name in self.module.program.states:
+            self.env[name] = self.env[name].detach()
+        self.outputs = [{k: v.detach() for k, v in out.items()} for out in self.outputs]
+
+    def stacked(self, start: int = 0) -> Dict[str, "torch.Tensor"]:
+        """Output name -> (batch, steps since `start`, ...)."""
+        import torch
+
+        return {k: torch.stack([out[k] for out in self.outputs[start:]], dim=1) for k in self.outputs[0]}
 
 
 def refs(args: Mapping[str, Any]) -> List[str]:
