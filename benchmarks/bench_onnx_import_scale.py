@@ -56,12 +56,12 @@ def main() -> int:
             path = Path(tmp) / f"chain{n}.onnx"
             onnx.save(chain(n), str(path))
             t0 = time.perf_counter()
-            doc = onnx_to_mdf(str(path), learnable=False)
+            doc = onnx_to_mdf(str(path), arrays=True)  # (as `mdfbridge convert` imports)
             t_import = time.perf_counter() - t0
             t_save = "-"
             if not args.no_save:
                 t0 = time.perf_counter()
-                save_mdf(doc, str(Path(tmp) / f"chain{n}.mdf.json"))
+                save_mdf(doc, str(Path(tmp) / f"chain{n}.mdf.json"), plain=True)  # (as `mdfbridge convert` saves)
                 t_save = f"{time.perf_counter() - t0:.2f}"
             t_cli = "-"
             if not args.no_cli:

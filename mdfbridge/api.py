@@ -46,15 +46,16 @@ def run_mdf(path: PathLike, inputs: Mapping[str, Any], *, steps: int = 1, dt: fl
     return run_program(load_program(path), inputs, steps=steps, dt=dt)
 
 
-def save_mdf(model: Any, path: PathLike, *, force: bool = False) -> None:
+def save_mdf(model: Any, path: PathLike, *, force: bool = False, plain: bool = False) -> None:
     """Write a Model (or serialised dict) as MDF JSON/YAML, atomically, marked as written by mdfbridge.
 
     model: a `modeci_mdf.mdf.Model` or its serialised dict ({model id: {...}}); path: the file to write (str or
     path-like); its extension (`.json`, `.yaml`, `.yml`) picks the format; force: replace a read-only file too
-    (default False: DocumentError '<path>: is read-only')."""
+    (default False: DocumentError '<path>: is read-only'); plain: `model` is a dict built from plain JSON types and
+    numeric numpy arrays only, as `onnx_to_mdf` returns it (default False; see `document.save_document`)."""
     from . import __version__
 
-    save_document(model, path, generating_application=f"mdfbridge {__version__}", force=force)
+    save_document(model, path, generating_application=f"mdfbridge {__version__}", force=force, plain=plain)
 
 
 def run_with_backend(program: Program, inputs: Mapping[str, Any], backend: str = "numpy", *, steps: int = 1,

@@ -406,7 +406,7 @@ def cmd_convert_formats(args: argparse.Namespace) -> int:
         from .api import save_mdf
         from .importers.onnx import onnx_to_mdf
 
-        save_mdf(onnx_to_mdf(args.input, arrays=True, **_onnx_import_options(args)), args.output)
+        save_mdf(onnx_to_mdf(args.input, arrays=True, **_onnx_import_options(args)), args.output, plain=True)
     elif dst == ".onnx":
         from .exporters.onnx import program_to_onnx, save_onnx
 

@@ -912,7 +912,8 @@ def _write_atomically(target: Path, fmt: str, data: Dict[str, Any], force: bool 
 
 
 def save_document(model_or_dict: Union[Model, Dict[str, Any]], path: PathLike, *,
-                  generating_application: Optional[str] = None, liberal: bool = False, force: bool = False) -> None:
+                  generating_application: Optional[str] = None, liberal: bool = False, force: bool = False,
+                  plain: bool = False) -> None:
     """Validate and atomically write a Model or MDF dict as JSON (mdfbridge.json_text: objects indented, numeric
     arrays on one line) or YAML, chosen by extension.
 
@@ -920,7 +921,10 @@ def save_document(model_or_dict: Union[Model, Dict[str, Any]], path: PathLike, *
     path-like; `.json`, `.yaml` or `.yml`), replaced only once the whole document is written;
     generating_application: recorded in the header (default None: as the dict has it); liberal: validate as
     another writer's document is read, its ids, forms and format header kept (default False: mdfbridge's own form);
-    force: replace a read-only file too (default False: DocumentError '<path>: is read-only'). Written as
+    force: replace a read-only file too (default False: DocumentError '<path>: is read-only'); plain: the caller
+    built the dict from plain JSON types and numeric numpy arrays only, as mdfbridge's importers do (default False:
+    a walk over the document checks and converts its types first): for JSON, the walk is skipped and its checks
+    are made in the encoded text (`json_text.dumps_plain`), falling back to the walk where they fail. Written as
     mdfbridge.atomic writes: through a symlink, the file's permissions kept."""
     from .lowering import gc_paused
 
@@ -932,6 +936,9 @@ def save_document(model_or_dict: Union[Model, Dict[str, Any]], path: PathLike, *
         raise TypeError(f"save_document expects a modeci_mdf Model or an MDF dict, "
                         f"got {type(model_or_dict).__name__}")
     with gc_paused():  # a large document: millions of new objects the collector would walk again and again
+        if plain and fmt == "json" and not liberal and isinstance(model_or_dict, dict) \
+                and _save_plain(model_or_dict, where, generating_application, force):
+            return
         # plain JSON types, string keys, no NUL or lone surrogate (nothing a reader would refuse is ever written)
         data, seen = _plain_checked(model_or_dict, where, arrays=fmt == "json")
         _check_top_level(data, where, SchemaError)
@@ -942,6 +949,29 @@ def save_document(model_or_dict: Union[Model, Dict[str, Any]], path: PathLike, *
         _write_atomically(Path(where), fmt, data, force, finite=not seen.non_finite,
                           array_heavy=seen.row_numbers > 16 * seen.objects)
     logger.debug("saved %s document %s (model %r)", fmt, where, next(iter(data)))
+
+
+def _save_plain(data: Dict[str, Any], where: str, generating_application: Optional[str], force: bool) -> bool:
+    """save_document of a dict its caller built from plain JSON types (`plain=True`): validated as it is, encoded
+    by `json_text.dumps_plain` and written; False (nothing written) where the careful path must decide: the dict
+    is not valid as it is, or its text holds what that path checks for."""
+    if len(data) != 1 or not isinstance(next(iter(data.values())), dict):
+        return False
+    data = _with_header(data, generating_application)
+    try:
+        _validate(data, where, False, keys_checked=True)
+    except Exception:  # noqa: BLE001 - the careful path decides, on the document it makes plain (its error)
+        return False
+    text = json_text.dumps_plain(data)
+    if text is None:
+        return False
+
+    def write(f: IO[Any]) -> None:
+        f.write(text)
+
+    atomic_write(Path(where), write, binary=True, force=force)
+    logger.debug("saved json document %s (model %r)", where, next(iter(data)))
+    return True
 
 
 def convert_document(src: PathLike, dst: PathLike, *, force: bool = False) -> None:

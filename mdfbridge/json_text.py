@@ -93,6 +93,33 @@ def dumps(data: Any, *, finite: bool = False, array_heavy: bool = False) -> byte
     return orjson.dumps(_prepared(data), option=_OPTIONS)
 
 
+_STRICT = (_OPTIONS | orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME
+           | orjson.OPT_PASSTHROUGH_DATACLASS)
+# a null orjson wrote (None, or a NaN or infinity it writes so): an array item on its own line, or an object's value
+# (which text in a string can imitate: then the careful path runs for nothing)
+_NULL = re.compile(rb"(?:\n +|: )null[,\n]")
+
+
+def dumps_plain(data: Any) -> "bytes | None":
+    """`dumps` of a document its caller built from plain JSON types and numeric numpy arrays in C order (an
+    importer's), with what `document.save_document` otherwise checks by a walk over the document checked in the
+    encoding instead: None, for the careful path, where the document holds another type (a subclass of a JSON type,
+    a date, an array not in C order), an integer beyond 64 bits, a lone surrogate (orjson refuses each), a NUL
+    character or a null (None, or a non-finite float orjson would write as null). A tuple, an Enum, a UUID or a
+    numpy scalar where the caller said JSON types would be is written in orjson's form of it (an array, the value,
+    the string, the number)."""
+    try:
+        raw = orjson.dumps(data, option=_STRICT)
+    except (orjson.JSONEncodeError, TypeError):
+        return None
+    if b"\\u0000" in raw or (b"null" in raw and _NULL.search(raw)):  # (the regex scans slowly: only if needed)
+        return None
+    lines, objects = raw.count(b"\n"), raw.count(b"{")
+    if lines > 16 * objects:  # (mostly long arrays, one number a line: `_prepared` encodes them faster)
+        return orjson.dumps(_prepared(data), option=_OPTIONS)
+    return _NUMBER_ARRAY.sub(_one_line, raw)
+
+
 _NOT_KEY_BYTES = bytes(b for b in range(256) if b not in b'[]{}":')
 _QUOTED = re.compile(rb'"[^"]*"')
 

@@ -179,3 +179,63 @@ def test_a_document_nested_past_what_orjson_writes_goes_to_the_checks():
     text = '{"a": ' * 300 + "1" + "}" * 300
     assert 200 * text.count(":") > len(text)
     assert json_text.loads(text, 1000) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(_docs)
+def test_dumps_plain_writes_dumps_text_or_leaves_it_to_the_careful_path(doc):
+    text = json_text.dumps_plain(doc)
+    if text is None:  # what the careful path must see: a null (None or non-finite), NUL, beyond 64 bits
+        assert "null" in json.dumps(doc) or "\\u0000" in json.dumps(doc) or "Infinity" in json.dumps(doc) \
+            or any(abs(v) >= 2 ** 63 for v in _ints(doc))
+    else:
+        assert text == json_text.dumps(doc, finite=True)
+        assert json.loads(text) == doc
+
+
+def _ints(value):
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        for v in value:
+            yield from _ints(v)
+    elif type(value) is int:
+        yield value
+
+
+@pytest.mark.parametrize("value", [math.nan, -math.inf, None, "a\x00b", "\ud800", 2 ** 70, np.str_("a"),
+                                   np.arange(6.0).reshape(2, 3)[:, 1], np.array([1.0, math.nan])])
+def test_dumps_plain_refuses_what_the_walk_must_see(value):
+    assert json_text.dumps_plain({"m": {"v": value, "w": [1.0, 2.0]}}) is None
+
+
+def test_dumps_plain_writes_numeric_arrays_as_dumps_does():
+    doc = {"m": {"W": np.arange(6, dtype=np.float32).reshape(2, 3) / 10, "b": np.array([1, 2]), "s": [4],
+                 "t": "null: not a null", "long": np.linspace(0, 1, 200)}}
+    assert json_text.dumps_plain(doc) == json_text.dumps(doc, finite=True)
+
+
+@pytest.mark.parametrize("extra,error", [
+    ({}, None), ({"q": {"value": math.nan}}, None), ({"q": {"value": np.float64(2.5)}}, None),
+    ({"q": {"value": "a\x00"}}, "NUL"), ({"q": {"value": [1, 2]}, "bad": 1}, "unexpected key")])
+def test_save_document_plain_writes_what_the_careful_path_writes(tmp_path, extra, error):
+    def doc():
+        node = {"parameters": {"W": {"value": np.eye(2, dtype=np.float32)}, **{k: v for k, v in extra.items()
+                                                                               if k != "bad"}},
+                "input_ports": {"x": {"shape": [2]}}, "output_ports": {"y": {"value": "W"}}}
+        if "bad" in extra:
+            node["bad"] = 1
+        return {"m": {"format": "ModECI MDF v0.4", "graphs": {"g": {"nodes": {"n": node}}}}}
+
+    careful, plain = tmp_path / "careful.json", tmp_path / "plain.json"
+    if error is None:
+        save_document(doc(), careful)
+        save_document(doc(), plain, plain=True)
+        assert plain.read_bytes() == careful.read_bytes()
+        return
+    with pytest.raises(Exception) as got:
+        save_document(doc(), careful)
+    with pytest.raises(type(got.value)) as got_plain:
+        save_document(doc(), plain, plain=True)
+    assert str(got_plain.value).replace("plain.json", "careful.json") == str(got.value) and error in str(got.value)
+    assert not plain.exists()
