@@ -191,9 +191,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     for path in (out, plot):  # a read-only --in-place model is refused before training, not after
         if path:
             check_writable(path)
-    from .learning.algorithms import get_algorithm, parse_algorithm_args
+    from .learning.algorithms import PredictiveCoding, get_algorithm, parse_algorithm_args
 
-    algorithm = get_algorithm(args.algorithm, **parse_algorithm_args(args.algorithm_arg))
+    algorithm_args = parse_algorithm_args(args.algorithm_arg)
+    if args.T is not None:
+        if args.algorithm != "pc":
+            raise DataError(f"--T {args.T}: the inference steps of predictive coding; give it with --algorithm pc")
+        if "T" in algorithm_args:
+            raise DataError("--T and --algorithm-arg T=... both given; give one")
+        algorithm_args["T"] = args.T
+    algorithm = get_algorithm(args.algorithm, **algorithm_args)
     if args.checkpoint and not Path(args.checkpoint).resolve().parent.is_dir():
         raise DataError(f"directory {Path(args.checkpoint).parent} does not exist", where=args.checkpoint)
     prog = load_program(args.model, learnable=args.learnable)
@@ -230,7 +237,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     write_back(args.model, prog, out)
-    if plot:
+    if plot and isinstance(algorithm, PredictiveCoding):
+        from .loss_plot import pc_figure, save_loss_plot
+
+        save_loss_plot(pc_figure(algorithm.energies, algorithm.epoch_accuracy, result.epoch_losses, per_epoch,
+                                 model=str(prog.metadata.get("model", "model")), T=algorithm.T), plot)
+    elif plot:
         from .loss_plot import loss_figure, save_loss_plot
         from .losses import get_loss
 
@@ -608,7 +620,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--algorithm", default="backprop", type=str.lower, metavar="|".join(ALGORITHMS),
                     help="learning algorithm (default backprop; bptt, tbptt, eprop and rls train a stateful model on "
                          "sequences: "
-                         "inputs (trials, time steps, size), targets per step or for the last step)")
+                         "inputs (trials, time steps, size), targets per step or for the last step; pc: predictive "
+                         "coding of a feedforward model)")
+    sp.add_argument("--T", type=int, default=None, metavar="STEPS",
+                    help="--algorithm pc: inference steps per minibatch (default 8)")
     sp.add_argument("--algorithm-arg", action="append", default=[], metavar="NAME=VALUE",
                     help="an argument of the algorithm, e.g. backward_time_steps=10 or dt=0.1 (repeatable)")
     sp.add_argument("--learnable", action="append", default=[], metavar="NODE.PARAM",
@@ -622,7 +637,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--in-place", action="store_true", help="overwrite MODEL when --out is omitted")
     sp.add_argument("--plot", nargs="?", const="", default=None, metavar="LOSS.png",
                     help="save the loss curve as a PNG (--plot alone: <stem>.loss.png beside the trained file; "
-                         "default: no plot)")
+                         "default: no plot); with --algorithm pc the energy over the inference steps and the "
+                         "accuracy over the epochs")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     sp.add_argument("--force", action="store_true", help=FORCE_HELP)
     sp = add("convert", cmd_convert, "convert between formats: MDF .json/.yaml <-> .onnx, and MDF/ONNX -> .pt "

@@ -1,5 +1,6 @@
 """The training loss plot `mdfbridge train --plot` writes: every minibatch's loss as a light line, each epoch's mean
-as a bold line over it, the x axis in epochs (matplotlib's Agg canvas; no display, no pyplot state)."""
+as a bold line over it, the x axis in epochs; for predictive coding the energy over the inference steps and the
+accuracy over the epochs (matplotlib's Agg canvas; no display, no pyplot state)."""
 from __future__ import annotations
 
 import io
@@ -63,3 +64,52 @@ def save_loss_plot(fig: Any, path: Union[str, Path], *, force: bool = False) -> 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     atomic_write_bytes(Path(path), buf.getvalue(), force=force)
+
+
+def pc_figure(energies: Sequence[Sequence[float]], epoch_accuracy: Sequence[float], epoch_losses: Sequence[float],
+              per_epoch: int, *, model: str = "model", T: int = 0) -> Any:
+    """A matplotlib Figure (Agg canvas) of a predictive-coding run: left, the energy over the inference steps
+    (each epoch's mean over its minibatches, a line per epoch, early epochs light; the last point is the weight
+    step's energy when a minibatch has one more than the inference steps), right, the accuracy over the epochs
+    (the loss where there is none).
+
+    energies: each minibatch's energies (`PredictiveCoding.energies`); epoch_accuracy: each epoch's fraction of
+    trials classified right (`PredictiveCoding.epoch_accuracy`; empty: plot epoch_losses); epoch_losses: each
+    epoch's mean loss; per_epoch: minibatches per epoch; model: the name in the title (default 'model'); T: the
+    inference steps (default 0: the length of the energies)."""
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4.2))
+    FigureCanvasAgg(fig)
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    per_epoch = max(int(per_epoch), 1)
+    epochs = [energies[k:k + per_epoch] for k in range(0, len(energies), per_epoch)]
+    cmap = colormaps["viridis"]
+    for e, rows in enumerate(epochs):
+        width = min(len(r) for r in rows)
+        mean = [math.fsum(r[j] for r in rows) / len(rows) for j in range(width)]
+        shade = e / max(len(epochs) - 1, 1)
+        left.plot(range(width), mean, color=cmap(shade), marker="o", markersize=3, linewidth=1.2,
+                  label=f"epoch {e + 1}" if e in (0, len(epochs) - 1) else None)
+    steps = T or (min(len(r) for r in energies) if energies else 0)
+    left.set_xlabel(f"inference step (0..{steps - 1})" + (f"; {steps}: the weight step" if energies and
+                                                          min(len(r) for r in energies) > steps else ""))
+    left.set_ylabel("energy (mean over the minibatch)")
+    left.grid(True, alpha=0.3)
+    if epochs:
+        left.legend(loc="upper right")
+    if epoch_accuracy:
+        right.plot(range(1, len(epoch_accuracy) + 1), [100 * a for a in epoch_accuracy], marker="o",
+                   color="tab:green")
+        right.set_ylabel("training accuracy (%), before each update")
+    else:
+        right.plot(range(1, len(epoch_losses) + 1), list(epoch_losses), marker="o", color="tab:blue")
+        right.set_ylabel("loss")
+    right.set_xlabel("epoch")
+    right.grid(True, alpha=0.3)
+    fig.suptitle(f"{model}: predictive coding, T={steps}, {len(epochs)} epoch{'s' if len(epochs) != 1 else ''}",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig

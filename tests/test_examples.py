@@ -143,9 +143,18 @@ def test_example_force_learning(tmp_path):
     assert written(tmp_path / "out") == ["force.mdf.json", "force.trained.mdf.json"]
 
 
+def test_example_predictive_coding_two_moons(tmp_path):
+    out = run_example("predictive_coding_two_moons", tmp_path / "out")
+    accuracy = numbers_after(out, "test accuracy")
+    assert len(accuracy) == 8 and accuracy[-1] >= 95.0, out  # (the 8 epochs')
+    assert numbers_after(out, "test accuracy of the written file:") == accuracy[-1:]
+    assert written(tmp_path / "out") == ["two_moons.mdf.json", "two_moons.trained.mdf.json",
+                                         "two_moons_decision_boundary.png"]
+
+
 @pytest.mark.parametrize("name", ["gru_sequences", "nested_composition", "onnx_roundtrip", "torch_import_training",
                                   "llvm_training", "stateful_model", "deploy_onnxruntime", "cli_walkthrough",
-                                  "sequence_learning", "force_learning"])
+                                  "sequence_learning", "force_learning", "predictive_coding_two_moons"])
 def test_examples_readme_lists_every_example(name):
     text = (EXAMPLES / "README.md").read_text()
     assert f"`{name}.py`" in text

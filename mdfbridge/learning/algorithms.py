@@ -50,8 +50,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..backends.torch_trainer import TorchTrainer
 
-__all__ = ["ALGORITHMS", "BPTT", "Backprop", "Batch", "Eprop", "LearningAlgorithm", "RLS", "TBPTT", "get_algorithm",
-           "parse_algorithm_args", "register_algorithm"]
+__all__ = ["ALGORITHMS", "BPTT", "Backprop", "Batch", "Eprop", "LearningAlgorithm", "PredictiveCoding", "RLS", "TBPTT",
+           "get_algorithm", "parse_algorithm_args", "register_algorithm"]
 
 
 @dataclass
@@ -368,4 +368,5 @@ def parse_algorithm_args(pairs: Sequence[str]) -> Dict[str, Any]:
 
 
 from .eprop import Eprop  # noqa: E402  (registers itself; it builds on BPTT above)
+from .predictive_coding import PredictiveCoding  # noqa: E402  (likewise)
 from .rls import RLS  # noqa: E402  (likewise)
