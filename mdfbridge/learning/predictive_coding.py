@@ -156,8 +156,11 @@ class PredictiveCoding(LearningAlgorithm):
             self._zil(trainer, env, h, free, size, energies)
         else:
             step_h = self._h_stepper(h, free, size)
+            for v in graph.vodes:  # (what the steps that do not re-run read: the activities)
+                env[v.tensor] = h[v.name]
             for _ in range(self.T):
-                e = graph.energy(h, graph.predict(env, h), size)
+                u = graph.infer(env, h, u)
+                e = graph.energy(h, u, size)
                 energies.append(e.detach())
                 if free:
                     step_h(torch.autograd.grad(e, [h[k] for k in free]))
@@ -341,6 +344,11 @@ class VodeGraph:
         self.by_tensor = {v.tensor: v for v in self.vodes}
         self.schedule: Dict[str, int] = {}
         self.steps = self._compile(module)
+        free = [v.tensor for v in self.vodes if not v.frozen]
+        moved = {op.out for op in self.program.ops if set(free) & (computed_from(self.program, [op.out]) - {op.out})}
+        # the steps an inference step re-runs: those computed from a free activity (the rest, the weights held,
+        # keep the values of the minibatch's init pass)
+        self.inference_steps = [(op, f) for op, f in self.steps if op.out in moved]
 
     def _compile(self, module: Any) -> List[Any]:
         """The module's steps, each vode's op wrapped to record its prediction and return the activity."""
@@ -369,6 +377,13 @@ class VodeGraph:
         vode name -> prediction u."""
         self._u, self._h = {}, h
         execute(self.steps, env)
+        return self._u
+
+    def infer(self, env: Dict[str, Any], h: Mapping[str, Any], u: Mapping[str, Any]) -> Dict[str, Any]:
+        """The predictions after the free activities moved: only `inference_steps` run over `env` (left by a
+        pass, its vode tensors holding the activities `h`), the other vodes keep their predictions in `u`."""
+        self._u, self._h = dict(u), h
+        execute(self.inference_steps, env)
         return self._u
 
     def energy(self, h: Mapping[str, "torch.Tensor"], u: Mapping[str, "torch.Tensor"], size: int) -> "torch.Tensor":
