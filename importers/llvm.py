@@ -76,8 +76,10 @@ def cache_key(program: Program, mode: str, *extra: Any) -> Tuple[Any, ...]:
     return (program.fingerprint(), mode, shapes, vector_width()) + tuple(extra)
 
 
-def _compiled(key: Tuple[Any, ...], build: Callable[[], Tuple[Any, Any, Tuple[str, ...]]], label: str = "") -> Compiled:
-    """The cached module for `key`, or build (plan, ir module, names) and compile it."""
+def _compiled(key: Tuple[Any, ...], build: Callable[[], Tuple[Any, Any, Tuple[str, ...]]], label: str = "",
+              speed_level: int = 3, unroll: bool = True) -> Compiled:
+    """The cached module for `key`, or build (plan, ir module, names) and compile it at LLVM's O`speed_level`
+    (default 3), with loop unrolling unless `unroll` is False."""
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None:
@@ -85,7 +87,7 @@ def _compiled(key: Tuple[Any, ...], build: Callable[[], Tuple[Any, Any, Tuple[st
             stats["cache_hits"] += 1
             return hit
     plan, module, names = build()
-    compiled = compile_module(module, names)
+    compiled = compile_module(module, names, speed_level, unroll)
     compiled.plan = plan
     with _cache_lock:
         _cache[key] = compiled
@@ -169,21 +171,30 @@ def train_llvm(program: Program, data: TrainingData, config: LearnConfig,
                on_synch: Optional[Callable[[], None]] = None) -> LearnResult:
     """Train the Program's learnable parameters in one native call; the Program holds the trained values.
 
-    data: from learning.prepare_data; config: checked settings; callback(epoch, minibatch index, loss) after each
-    minibatch and on_synch() after each write of the trained values to the Program (both default None)."""
+    data: from learning.prepare_data; config: checked settings (config.algorithm: Backprop, or a PredictiveCoding
+    run by importers/llvm_pc.py); callback(epoch, minibatch index, loss) after each minibatch and on_synch() after
+    each write of the trained values to the Program (both default None)."""
+    from .llvm_pc import PCRun
+
     require_static(program.schedule, 1, "llvm")
     loss = get_loss(config.loss_spec).name
     opt = get_optimizer(config.optimizer_type).name
     x, t, n = data.inputs, data.targets, data.n
     mb = int(config.minibatch_size)
     target_names = tuple(t)
-    key = cache_key(program, "train", loss, opt, mb, target_names)
+    pc = PCRun(config.algorithm, program, target_names, config) if config.algorithm.name == "pc" else None
+    key = cache_key(program, "train", loss, opt, mb, target_names, pc.key() if pc is not None else None)
 
     def build():
         plan = analyse(program, target_names)
+        if pc is not None:
+            plan, module = pc.build(plan, mb, vector_width(), loss)
+            return plan, module, ("train",)
         module, names = build_module(plan, mb, vector_width(), loss=loss, optimizer_name=opt)
         return plan, module, names
-    compiled = _compiled(key, build, program.name)
+    # (predictive coding's module holds several passes over the kernels: at O2 without loop unrolling it compiles in
+    # a third of O3's time and runs as fast, the matrix products being register-tiled already)
+    compiled = _compiled(key, build, program.name, *((2, False) if pc is not None else (3, True)))
     plan = compiled.plan
     epochs = int(config.epochs)
     nb = -(-n // mb)
@@ -191,7 +202,11 @@ def train_llvm(program: Program, data: TrainingData, config: LearnConfig,
     ts = _pack_rows(t, plan.targets, n)
     params = _pack_params(program, plan)
     perm = _orders(data, config)
-    hyper = np.array([config.learning_rate, config.weight_decay, config.min_delta], dtype=np.float64)
+    lr, wd = pc.hyper() if pc is not None else (config.learning_rate, config.weight_decay)
+    hyper = np.array([lr, wd, config.min_delta], dtype=np.float64)
+    extra = pc.arrays(epochs * nb) if pc is not None else []
+    if pc is not None and callback is not None:
+        callback = _observed(callback, pc.observe)
     losses = np.zeros(epochs * nb)
     epoch_losses = np.zeros(epochs)
     y = np.zeros((n, max(plan.n_out, 1)))
@@ -200,12 +215,12 @@ def train_llvm(program: Program, data: TrainingData, config: LearnConfig,
     flags = (USE_PERM if config.randomize_minibatch else 0) | hook.flags()
     c_hook = HOOK(hook)
     fn = compiled.function("train", ctypes.c_int64, _D, _D, _D, _I, ctypes.c_int64, ctypes.c_int64, _D,
-                           ctypes.c_int64, ctypes.c_int64, _D, _D, _D, HOOK, _I)
+                           ctypes.c_int64, ctypes.c_int64, _D, _D, _D, HOOK, _I, *([_D] * len(extra)))
     patience = -1 if config.patience is None else int(config.patience)
     start = time.perf_counter()
     with compiled.lock:
         ran = fn(_ptr(params), _ptr(xs), _ptr(ts), _ptr(perm, _I), n, epochs, _ptr(hyper), patience, flags,
-                 _ptr(losses), _ptr(epoch_losses), _ptr(y), c_hook, _ptr(stopped, _I))
+                 _ptr(losses), _ptr(epoch_losses), _ptr(y), c_hook, _ptr(stopped, _I), *map(_ptr, extra))
     seconds = time.perf_counter() - start
     stats["last_run_seconds"] = seconds
     if hook.errors:
@@ -213,6 +228,8 @@ def train_llvm(program: Program, data: TrainingData, config: LearnConfig,
     if ran < 0:
         raise UnsupportedError("llvm training stopped by a callback")
     _write_params(program, plan, params)
+    if pc is not None:
+        pc.finish(max(ran, 0) * nb, nb, n, plan)
     if on_synch is not None:
         on_synch()
     loss_list = losses[:ran * nb].tolist()
@@ -221,6 +238,15 @@ def train_llvm(program: Program, data: TrainingData, config: LearnConfig,
     log.info("llvm: trained %d epoch(s) x %d minibatch(es) in %.4f s", ran, nb, seconds)
     return LearnResult(_split_outputs(program, plan, y, n), loss_list, program, int(ran), bool(stopped[0]),
                        seconds, epoch_list)
+
+
+def _observed(callback: Callable[[int, int, float], None], observe: Callable[[int], None]
+              ) -> Callable[[int, int, float], None]:
+    """callback, with observe(minibatch index) before each call."""
+    def call(epoch: int, index: int, loss: float) -> None:
+        observe(index)
+        callback(epoch, index, loss)
+    return call
 
 
 def _orders(data: TrainingData, config: LearnConfig) -> np.ndarray:

@@ -60,7 +60,10 @@ class Codegen:
     """Builds one LLVM module for a Plan with room for `cap` rows."""
 
     def __init__(self, plan: Plan, cap: int, vector_width: int = 4, name: str = "mdfbridge",
-                 training: bool = False) -> None:
+                 training: bool = False, passes: bool = True) -> None:
+        """plan: what to compile; cap: rows per pass; vector_width: doubles per SIMD vector (default 4); name: the
+        module's (default 'mdfbridge'); training: allocate gradients and optimizer state (default False); passes:
+        emit `fwd` (and `bwd` when training) now (default True; False: the caller emits its own passes)."""
         self.plan, self.cap, self.vw, self.training = plan, int(cap), int(vector_width), training
         self.module = ir.Module(name=name)
         self.b: ir.IRBuilder = None  # type: ignore[assignment]
@@ -92,9 +95,10 @@ class Codegen:
             self.ROW = ir.GlobalVariable(self.module, ir.ArrayType(I64, self.cap), "ROW")
             self.ROW.initializer = ir.Constant(ir.ArrayType(I64, self.cap), None)
             self.ROW.linkage = "internal"
-        self.emit_fwd()
-        if training:
-            self.emit_bwd()
+        if passes:
+            self.emit_fwd()
+            if training:
+                self.emit_bwd()
 
     # ------------------------------------------------------------------ memory
     def rows_of(self, tensor: str) -> int:
@@ -188,12 +192,14 @@ class Codegen:
         with self.b.if_then(cond):
             yield
 
-    def function(self, name: str, ret: ir.Type, args: List[ir.Type], internal: bool = False) -> ir.Function:
-        """Start a new function (internal ones are always inlined); the builder is at its entry."""
+    def function(self, name: str, ret: ir.Type, args: List[ir.Type], internal: bool = False,
+                 inline: bool = True) -> ir.Function:
+        """Start a new function; the builder is at its entry. internal: module-private (default False); inline:
+        an internal one is always inlined (default True; False: never, so that its code exists once)."""
         fn = ir.Function(self.module, ir.FunctionType(ret, args), name)
         if internal:
             fn.linkage = "internal"
-            fn.attributes.add("alwaysinline")
+            fn.attributes.add("alwaysinline" if inline else "noinline")
         fn.attributes.add("nounwind")
         self.entry_block = fn.append_basic_block("entry")
         self.b = ir.IRBuilder(self.entry_block)

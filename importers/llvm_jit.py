@@ -64,8 +64,9 @@ class Compiled:
         return fn
 
 
-def compile_module(module: ir.Module, names: Sequence[str], speed_level: int = 3) -> Compiled:
-    """Verify, optimise (LLVM's O`speed_level` pipeline with loop and SLP vectorisation) and JIT a module."""
+def compile_module(module: ir.Module, names: Sequence[str], speed_level: int = 3, unroll: bool = True) -> Compiled:
+    """Verify, optimise (LLVM's O`speed_level` pipeline, default 3, with loop and SLP vectorisation, and loop
+    unrolling unless `unroll` is False) and JIT a module."""
     start = time.perf_counter()
     tm = target_machine()
     module.triple = tm.triple
@@ -75,6 +76,7 @@ def compile_module(module: ir.Module, names: Sequence[str], speed_level: int = 3
     pto = llvm.create_pipeline_tuning_options(speed_level=speed_level)
     pto.loop_vectorization = True
     pto.slp_vectorization = True
+    pto.loop_unrolling = unroll
     pass_builder = llvm.create_pass_builder(tm, pto)
     pass_builder.getModulePassManager().run(mod, pass_builder)
     engine = llvm.create_mcjit_compiler(mod, tm)

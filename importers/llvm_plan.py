@@ -104,6 +104,13 @@ class Plan:
     inputs: List[Tuple[str, str, int, int]]  # (input name, tensor, column, size) in the packed input rows
     outputs: List[Tuple[str, str, int, int]]  # (output name, tensor, column, size)
     targets: List[Tuple[str, str, int, int]] = field(default_factory=list)  # outputs with targets
+    aliases: Dict[str, str] = field(default_factory=dict)  # program tensor -> the tensor it is (fused or renamed)
+
+    def canon(self, name: str) -> str:
+        """The plan's tensor a program tensor name stands for."""
+        while name in self.aliases:
+            name = self.aliases[name]
+        return name
 
     @property
     def n_in(self) -> int:
@@ -393,7 +400,7 @@ def analyse(program: Program, targets: Optional[Sequence[str]] = None) -> Plan:
 
     inputs = columns([(k, f"{s.node}.{s.port}") for k, s in program.inputs.items()])
     outputs = columns([(k, canon(t)) for k, t in program.outputs.items()])
-    plan = Plan(tensors, kernels, order, offsets, pos, n_train, inputs, outputs)
+    plan = Plan(tensors, kernels, order, offsets, pos, n_train, inputs, outputs, aliases=dict(alias))
     if targets is not None:
         plan.targets = columns([(k, canon(program.outputs[k])) for k in targets])
     log.debug("llvm plan for '%s': %d kernels, %d tensors, %d trainable values", program.name, len(kernels),

@@ -1,13 +1,16 @@
 """The training run in native code: the `train` entry point of the LLVM backend.
 
 `emit_train` writes the epoch loop (minibatches gathered in order or by a precomputed permutation, forward,
-loss, backward, optimizer step, per-minibatch and epoch losses, early stopping, optional hooks into Python).
+loss, backward, optimizer step, per-minibatch and epoch losses, early stopping, optional hooks into Python). A
+learning algorithm other than backprop gives a `MinibatchStep`: its own forward pass and update in place of the
+backward pass and optimizer step (importers/llvm_pc.py, predictive coding), with extra arguments of its own.
 The loss and the optimizer step come from their records' LLVM emitters (mdfbridge/losses.py and
 mdfbridge/optimizers.py; the emitters are in llvm_losses.py and llvm_optimizers.py).
 """
 from __future__ import annotations
 
 import functools
+from typing import List, Optional, Sequence
 
 from llvmlite import ir
 
@@ -30,18 +33,44 @@ def _at_offset(b: ir.IRBuilder, array: ir.Value, off: int, i: ir.Value) -> ir.Va
     return b.gep(array, [i64(0), b.add(i64(off), i)], inbounds=True)
 
 
-def emit_train(cg: Codegen, loss: LossRecord, optimizer: OptimizerRecord) -> None:
-    """i64 train(params, X, T, perm, n, epochs, hyper[lr, weight_decay, min_delta], patience, flags,
-    losses, epoch_losses, Y, hook, stopped): the whole run; returns epochs run (-1: a hook asked to stop).
+class MinibatchStep:
+    """What a learning algorithm does with a gathered minibatch (the default: backprop's)."""
 
-    loss, optimizer: records whose `llvm` emitters compute the loss (and its gradient) and the update."""
+    extra_args: Sequence[ir.Type] = ()  # arguments `train` takes after its own
+
+    def forward(self, cg: Codegen, rows: ir.Value) -> None:
+        """The forward pass whose outputs are scattered and scored by the loss."""
+        cg.b.call(cg.fwd, [rows])
+
+    def update(self, cg: Codegen, rows: ir.Value, step: ir.Value, index: ir.Value, lr: ir.Value, wd: ir.Value,
+               args: List[ir.Value]) -> None:
+        """After the loss (whose gradient is in G): the weights' update. step: the update's number (from 1);
+        index: the minibatch's over the run; args: the values of `extra_args`."""
+        cg.b.call(cg.bwd, [rows])
+        self.step(cg, step, lr, wd)
+
+    def __init__(self, optimizer: OptimizerRecord) -> None:
+        assert optimizer.llvm is not None  # refused before compiling (llvm_codegen.check_supported)
+        self.step = optimizer.llvm
+
+
+def emit_train(cg: Codegen, loss: LossRecord, optimizer: OptimizerRecord,
+               minibatch: Optional[MinibatchStep] = None) -> None:
+    """i64 train(params, X, T, perm, n, epochs, hyper[lr, weight_decay, min_delta, ...], patience, flags,
+    losses, epoch_losses, Y, hook, stopped, *minibatch.extra_args): the whole run; returns epochs run (-1: a hook
+    asked to stop).
+
+    loss, optimizer: records whose `llvm` emitters compute the loss (and its gradient) and the update; minibatch:
+    the algorithm's forward pass and update (default None: backprop's, MinibatchStep(optimizer))."""
+    minibatch = minibatch or MinibatchStep(optimizer)
     fn = cg.function("train", I64, [DPTR, DPTR, DPTR, IPTR, I64, I64, DPTR, I64, I64, DPTR, DPTR, DPTR,
-                                    HOOK_TYPE.as_pointer(), IPTR])
-    params, X, T, perm, n, epochs, hyper, patience, flags, losses, elosses, Y, hook, stopped = fn.args
+                                    HOOK_TYPE.as_pointer(), IPTR, *minibatch.extra_args])
+    params, X, T, perm, n, epochs, hyper, patience, flags, losses, elosses, Y, hook, stopped = fn.args[:14]
+    extra = list(fn.args[14:])
     for a in (params, X, T, perm, hyper, losses, elosses, Y, stopped):
         a.add_attribute("noalias")
-    emit_loss, emit_step = loss.llvm, optimizer.llvm
-    assert emit_loss is not None and emit_step is not None  # refused before compiling (llvm_codegen.check_supported)
+    emit_loss = loss.llvm
+    assert emit_loss is not None  # refused before compiling (llvm_codegen.check_supported)
     b = cg.b
     lr, wd, min_delta = (b.load(b.gep(hyper, [i64(i)])) for i in range(3))
     plan, cap = cg.plan, cg.cap
@@ -74,7 +103,7 @@ def emit_train(cg: Codegen, loss: LossRecord, optimizer: OptimizerRecord) -> Non
                 tdst = b.mul(r, i64(plan.n_target))
                 cg.copy(lambda i: b.gep(cg.TB, [i64(0), b.add(tdst, i)], inbounds=True),
                         lambda i: b.gep(T, [b.add(tsrc, i)], inbounds=True), plan.n_target)
-            b.call(cg.fwd, [rows])
+            minibatch.forward(cg, rows)
             with cg.loop(rows, name="r") as r:
                 cg.scatter_outputs(Y, b.load(b.gep(cg.ROW, [i64(0), r], inbounds=True)), r)
             _zero_grads(cg, rows)
@@ -82,10 +111,9 @@ def emit_train(cg: Codegen, loss: LossRecord, optimizer: OptimizerRecord) -> Non
             for _, t, col, size in plan.targets:
                 term = emit_loss(cg, t, col, size, rows)
                 loss_value = term if loss_value is None else b.fadd(loss_value, term)
-            b.call(cg.bwd, [rows])
-            b.store(b.add(b.load(step), i64(1)), step)
-            emit_step(cg, b.load(step), lr, wd)
             k = b.add(b.mul(epoch, nb), mb)
+            b.store(b.add(b.load(step), i64(1)), step)
+            minibatch.update(cg, rows, b.load(step), k, lr, wd, extra)
             b.store(loss_value, b.gep(losses, [k], inbounds=True))
             b.store(b.fadd(b.load(esum), loss_value), esum)
             _hook(cg, flags, HOOK_MINIBATCH, 0, epoch, k, loss_value, params, hook, done, ran)

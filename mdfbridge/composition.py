@@ -1038,10 +1038,10 @@ class AutodiffComposition(Composition):
     unless its own arguments override them.
 
     name, pathways, seed: as Composition. With PsyNeuLink's defaults: learning_rate (default None: learn()'s
-    0.001), optimizer_type ('sgd' (default) | 'adam', any case, or the torch.optim class), loss_spec (a Loss member
-    or name; default Loss.MSE), weight_decay (default 0), synch_projection_matrices_with_torch ('run' (default) |
-    'epoch' | 'minibatch'), device (learn()'s torch device; default None: CPU); and minibatch_size (default None:
-    learn()'s 1). An unknown setting is refused by learn() naming the valid ones.
+    0.001), optimizer_type ('sgd' (default) | 'adam' | 'adamw', any case, or the torch.optim class), loss_spec (a
+    Loss member or name; default Loss.MSE), weight_decay (default 0), synch_projection_matrices_with_torch ('run'
+    (default) | 'epoch' | 'minibatch'), device (learn()'s torch device; default None: CPU); and minibatch_size
+    (default None: learn()'s 1). An unknown setting is refused by learn() naming the valid ones.
     """
 
     def __init__(self, name: Optional[str] = None, pathways: Optional[Iterable[Sequence[Any]]] = None,

@@ -2,7 +2,8 @@
 
 A record says how the torch backend steps (a factory building the optimizer over parameter groups) and names the
 LLVM emitter of the same update in native code. Both follow torch.optim: weight_decay is L2 added to the
-gradient (not AdamW), Adam with torch's betas and eps, bias corrections and lerp.
+gradient for sgd and adam, decoupled (the parameter shrinks by lr * weight_decay first) for adamw; Adam and AdamW
+with torch's betas and eps, bias corrections and lerp.
 """
 from __future__ import annotations
 
@@ -98,13 +99,22 @@ def _torch_adam(groups: List[Dict[str, Any]], lr: float, weight_decay: float) ->
 
 register_optimizer(OptimizerRecord("sgd", _torch_sgd, LazyFunction(_LLVM_OPTIMIZERS, "sgd"),
                                    "torch.optim.SGD without momentum"))
+def _torch_adamw(groups: List[Dict[str, Any]], lr: float, weight_decay: float) -> Any:
+    import torch
+
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, betas=ADAM_BETAS, eps=ADAM_EPS)
+
+
 register_optimizer(OptimizerRecord("adam", _torch_adam, LazyFunction(_LLVM_OPTIMIZERS, "adam"),
                                    "torch.optim.Adam (amsgrad off)"))
+register_optimizer(OptimizerRecord("adamw", _torch_adamw, LazyFunction(_LLVM_OPTIMIZERS, "adamw"),
+                                   "torch.optim.AdamW (amsgrad off; weight_decay decoupled)"))
 
 
 def get_optimizer(name: Any) -> OptimizerRecord:
-    """The record of an optimizer_type: 'sgd' | 'adam' in any case ('SGD', 'Adam'), or the torch.optim class
-    (torch.optim.SGD, torch.optim.Adam: the same updates, with torch's defaults). Anything else raises
+    """The record of an optimizer_type: 'sgd' | 'adam' | 'adamw' in any case ('SGD', 'Adam', 'AdamW'), or the
+    torch.optim class (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW: the same updates, with torch's
+    defaults). Anything else raises
     UnsupportedError listing the valid spellings."""
     spelling = name.__name__ if isinstance(name, type) else name
     key = spelling.lower() if isinstance(spelling, str) else None

@@ -419,6 +419,18 @@ def test_llvm_runs_plain_backprop_only() -> None:
               "parameters": {"w": {"value": [[0.5, -0.5], [0.25, 1.0]]}},
               "functions": {"f": {"value": "matmul(x, w)"}}, "output_ports": {"y": {"value": "f"}}}}}}}}
     x, y = {"a": np.ones((2, 2))}, {"a": np.zeros((2, 2))}
-    with pytest.raises(UnsupportedError, match="runs learn\\(\\)'s own Backprop only, not Logged's hooks"):
+    with pytest.raises(UnsupportedError,
+                       match="runs learn\\(\\)'s own Backprop and PredictiveCoding only, not Logged's hooks"):
         learn(doc, x, y, algorithm=Logged(), backend="llvm")
     assert learn(doc, x, y, algorithm=Logged()).losses  # (torch runs its hooks)
+
+
+@pytest.mark.parametrize("module", ["eprop", "rls", "predictive_coding", "stepping", "algorithms"])
+def test_any_algorithm_module_imports_first(module: str) -> None:
+    """`import mdfbridge.learning.<module>` in a fresh interpreter (a circular import once broke all but one)."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", f"import mdfbridge.learning.{module}"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr

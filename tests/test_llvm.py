@@ -246,6 +246,14 @@ def test_training_matches_torch_backend(loss, optimizer, minibatch, randomize):
     assert not np.allclose(l_prog.params["i_h.matrix"].value, build_net().program().params["i_h.matrix"].value)
 
 
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+def test_adamw_training_matches_torch_backend(loss):
+    """AdamW's decoupled weight decay, native against torch.optim.AdamW."""
+    res = train_both(build_net, NET_X, NET_T, epochs=8, learning_rate=0.01, optimizer_type="adamw",
+                     weight_decay=0.05, loss_spec=loss, minibatch_size=4, randomize_minibatch=True, seed=3)
+    assert_same_training(*res)
+
+
 def test_poisson_nll_matches_torch_backend():
     res = train_both(build_net, NET_X, NET_T, epochs=5, learning_rate=0.01, loss_spec="poisson_nll",
                      minibatch_size=2)

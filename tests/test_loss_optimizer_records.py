@@ -104,8 +104,8 @@ def test_a_loss_without_llvm_emitter_trains_on_torch_only(monkeypatch):
 
 
 def test_optimizer_records():
-    assert optimizers.optimizer_names() == ["sgd", "adam"]
-    with pytest.raises(UnsupportedError, match="optimizer_type must be 'sgd' or 'adam', got 'rmsprop'"):
+    assert optimizers.optimizer_names() == ["sgd", "adam", "adamw"]
+    with pytest.raises(UnsupportedError, match="optimizer_type must be 'sgd' or 'adam' or 'adamw', got 'rmsprop'"):
         optimizers.get_optimizer("rmsprop")
     sgd = optimizers.get_optimizer("sgd")
     record = optimizers.OptimizerRecord("sgd_torch_only", sgd.torch, None)

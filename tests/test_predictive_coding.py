@@ -202,6 +202,9 @@ def test_cli_train_pc_with_plot(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     trained = json.loads((tmp_path / "moons.trained.json").read_text())
     assert trained != json.loads(model.read_text())
+    native = subprocess.run(exe + ["--algorithm", "pc", "--T", "3", "--epochs", "2", "--backend", "llvm",
+                                   "--out", str(tmp_path / "native.json")], capture_output=True, text=True, timeout=300)
+    assert native.returncode == 0 and "on llvm by pc" in native.stdout, native.stderr
     bad = subprocess.run(exe + ["--T", "3"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--algorithm pc" in bad.stderr, bad.stderr
 
@@ -239,3 +242,71 @@ def test_default_vodes_are_the_mechanisms_after_the_input() -> None:
     program = lower(build_net(0, (2, 4, 4, 2)).to_mdf())
     assert list(default_vodes(program)) == ["hidden1", "hidden2", "output"]
     assert default_vodes(program)["hidden1"] == "hidden1.function"
+
+
+# ----------------------------------------------------------------------------------------- the llvm backend
+
+def _train_both(comp: Composition, X: np.ndarray, Y: np.ndarray, output: str, **settings):
+    """The same PC run on the torch backend (float64) and the llvm backend: (program, algorithm, result) each."""
+    out = []
+    for backend in ("torch", "llvm"):
+        program = lower(comp.to_mdf())
+        pc = PredictiveCoding(**settings)
+        result = learn(program, {"input": X}, {output: Y}, epochs=3, minibatch_size=12, randomize_minibatches=True,
+                       seed=7, algorithm=pc, backend=backend)
+        out.append((result.program, pc, result))
+    return out
+
+
+LLVM_CASES = [
+    (0, 3, dict(T=6, energy="ce")),
+    (1, 4, dict(T=4, energy="se", optim_h=("sgd", 0.3), optim_w=("adam", 0.02))),
+    (2, 5, dict(T=7, energy="ce", optim_w=("sgd", 0.05))),
+    (3, 3, dict(T=3, energy={"layer1": "ce", "layer3": "se"}, optim_w=("adamw", 0.01, {"weight_decay": 0.1}))),
+    (4, 4, dict(T=5, energy="se", frozen=[])),  # the output vode moves too
+]
+
+
+@pytest.mark.parametrize("seed,layers,settings", LLVM_CASES, ids=[f"net{c[0]}-{c[1]}layers" for c in LLVM_CASES])
+def test_llvm_equals_torch(seed: int, layers: int, settings: dict) -> None:
+    """Native predictive coding against the torch backend's (float64): weights, every energy, the losses and
+    accuracies, on random 3-5 layer nets (a short last minibatch: 40 trials in 12s)."""
+    comp, _, Ws, _ = random_net(seed, layers)
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(40, Ws[0].shape[0]))
+    Y = np.eye(Ws[-1].shape[1])[rng.integers(0, Ws[-1].shape[1], 40)]
+    (pt, at, rt), (pl, al, rl) = _train_both(comp, X, Y, f"layer{layers}", **settings)
+    for name, p in pt.params.items():
+        np.testing.assert_allclose(pl.params[name].value, p.value, rtol=1e-10, atol=1e-12, err_msg=name)
+    assert np.abs(pl.params[f"w{layers}.matrix"].value - Ws[-1]).max() > 1e-3  # (trained)
+    np.testing.assert_allclose(al.energies, at.energies, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(rl.losses, rt.losses, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(al.epoch_energy, at.epoch_energy, rtol=1e-10, atol=1e-12)
+    assert al.epoch_accuracy == at.epoch_accuracy and len(al.epoch_accuracy) == 3
+    np.testing.assert_allclose(rl.outputs[f"layer{layers}"], rt.outputs[f"layer{layers}"], rtol=1e-10, atol=1e-12)
+
+
+def test_llvm_callbacks_see_the_energies_and_refusals() -> None:
+    X, labels = make_moons(48, 0.2, 4)
+    Y = np.eye(2)[labels]
+    comp = build_net(3, (2, 5, 2))
+    seen: Dict[str, List[List[float]]] = {"torch": [], "llvm": []}
+    for backend in seen:
+        pc = PredictiveCoding(T=3, energy="ce")
+        learn(lower(comp.to_mdf()), {"input": X}, {"output": Y}, epochs=2, minibatch_size=16, algorithm=pc,
+              backend=backend, callback=lambda epoch, index, loss, pc=pc, b=backend: seen[b].append(
+                  list(pc.energies[index])))
+    assert len(seen["llvm"]) == 6
+    np.testing.assert_allclose(seen["llvm"], seen["torch"], rtol=1e-10, atol=1e-12)
+    data = (lower(comp.to_mdf()), {"input": X}, {"output": Y})
+    for settings, match in ((dict(mode="zil"), "mode 'zil'.*backend 'torch'"),
+                            (dict(optim_h=("adam", 0.1)), "optim_h=.*plain SGD"),
+                            (dict(optim_w=("rmsprop", 0.01)), "optim_w=.*'sgd' \\| 'adam' \\| 'adamw'"),
+                            (dict(optim_w=lambda ps: torch.optim.SGD(ps, lr=0.1)), "optim_w=")):
+        with pytest.raises(UnsupportedError, match=match):
+            learn(*data, algorithm=PredictiveCoding(**settings), backend="llvm")
+
+    class Mine(PredictiveCoding):
+        pass
+    with pytest.raises(UnsupportedError, match="not Mine's hooks"):
+        learn(*data, algorithm=Mine(), backend="llvm")

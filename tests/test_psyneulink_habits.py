@@ -158,7 +158,7 @@ def test_autodiff_composition_constructor_has_psyneulinks_defaults():
     assert params["optimizer_type"].default == "sgd" and params["loss_spec"].default == losses.Loss.MSE
     assert params["weight_decay"].default == 0 and params["learning_rate"].default is None
     assert params["synch_projection_matrices_with_torch"].default == "run" and params["device"].default is None
-    with pytest.raises(UnsupportedError, match="optimizer_type must be 'sgd' or 'adam', got 'rmsprop'"):
+    with pytest.raises(UnsupportedError, match="optimizer_type must be 'sgd' or 'adam' or 'adamw', got 'rmsprop'"):
         AutodiffComposition("a", optimizer_type="rmsprop")
 
 

@@ -360,7 +360,7 @@ LEARN_ARGUMENTS_DOC = """inputs: {input node: (trials, size) array-like}, or Psy
     default_rng(seed)). optimizations_per_minibatch: forward passes and updates on each trial before the next, as
     PsyNeuLink's (default None: 1; more than 1 needs minibatch_size 1; every step is a loss, a minibatch and a
     `results` entry, and the outputs are each trial's last step's).
-    optimizer_type: 'sgd' | 'adam', any case, or torch.optim.SGD / torch.optim.Adam (default None: 'sgd', or the
+    optimizer_type: 'sgd' | 'adam' | 'adamw', any case, or torch.optim.SGD / Adam / AdamW (default None: 'sgd', or the
     AutodiffComposition's). loss_spec: a Loss member, PsyNeuLink's pnl.Loss member or a name ('mse', 'MSE',
     'cross_entropy', 'crossentropy', 'l1', 'sse', 'nll', 'kl_div', 'kldiv', 'poisson_nll', 'binary_cross_entropy';
     default None: Loss.MSE). weight_decay: L2 penalty (default None: 0).
@@ -494,3 +494,7 @@ learn.__doc__ = (learn.__doc__ or "") + "\n    " + LEARN_ARGUMENTS_DOC + "\n"
 # learn()'s explicit defaults that are LearnConfig's too: an argument left there is "not given" (so the dict form
 # or an earlier spelling may set it)
 _LEARN_DEFAULTS = {"epochs": 1, "min_delta": 0, "randomize_minibatches": False}
+
+
+# the algorithm registry, loaded here so that any algorithm's module may be imported first
+from . import algorithms  # noqa: E402,F401

@@ -70,6 +70,7 @@ class PredictiveCoding(LearningAlgorithm):
     weight_decay (a warning says so when those were set)."""
 
     name: ClassVar[str] = "pc"
+    backends: ClassVar[Tuple[str, ...]] = ("torch", "llvm")
 
     def __init__(self, *, T: int = 8, energy: Union[str, Mapping[str, str]] = "se", optim_h: OptimSpec = None,
                  optim_w: OptimSpec = ("adamw", 0.01), mode: str = "standard", vodes: Optional[Sequence[str]] = None,
@@ -108,21 +109,25 @@ class PredictiveCoding(LearningAlgorithm):
     # ------------------------------------------------------------------ set-up
     def start(self, trainer: "TorchTrainer") -> None:
         """Find the vodes, check the settings against the model, build optim_w as the trainer's optimizer."""
-        from ..learning import LearnConfig
-
         self.graph = VodeGraph(trainer.module, self.vodes, self.frozen, self.energy, set(trainer.t))
         if self.mode == "zil":
             self.graph.zil_schedule(self.T)
         self.energies, self.epoch_accuracy, self.epoch_energy, self._tally = [], [], [], {}
-        config, defaults = trainer.config, LearnConfig()
         if self.optim_w is not None:
-            moved = [k for k in ("optimizer_type", "learning_rate", "weight_decay")
-                     if getattr(config, k) != getattr(defaults, k)]
-            if moved:
-                log.warning("predictive coding steps the weights with optim_w=%r; learn()'s %s not used",
-                            self.optim_w, ", ".join(moved))
+            self.warn_unused(trainer.config)
             params = [p for p in trainer.module.parameters() if p.requires_grad]
             trainer.optimizer = optimizer_factory(self.optim_w, "optim_w")(params)
+
+    def warn_unused(self, config: Any) -> None:
+        """A warning naming learn()'s optimizer settings (a LearnConfig's) that optim_w replaces, when set."""
+        from ..learning import LearnConfig
+
+        defaults = LearnConfig()
+        moved = [k for k in ("optimizer_type", "learning_rate", "weight_decay")
+                 if getattr(config, k) != getattr(defaults, k)]
+        if moved:
+            log.warning("predictive coding steps the weights with optim_w=%r; learn()'s %s not used",
+                        self.optim_w, ", ".join(moved))
 
     # ------------------------------------------------------------------ the pass
     def forward(self, trainer: "TorchTrainer", batch: Batch) -> Dict[str, "torch.Tensor"]:
@@ -248,13 +253,14 @@ def _check_energy(label: str, energy: Any) -> None:
         raise DataError(f"{label} must be one of {', '.join(map(repr, ENERGIES))}, got {energy!r}")
 
 
-def optimizer_factory(spec: OptimSpec, label: str) -> Callable[[List["torch.Tensor"]], Any]:
-    """A function from a list of tensors to a torch optimizer over them, from an optimizer spec (see
-    PredictiveCoding); a spec that names no torch optimizer raises DataError naming `label` and the closest name."""
+def resolve_optimizer(spec: OptimSpec, label: str) -> Tuple[Any, Dict[str, Any]]:
+    """(torch.optim class, its keyword arguments with 'lr' when given) of an optimizer spec (see PredictiveCoding),
+    or (None, {}) for a callable spec; a spec that names no torch optimizer raises DataError naming `label` and
+    the closest name."""
     import torch
 
     if callable(spec) and not isinstance(spec, type):
-        return spec
+        return None, {}
     items: List[Any] = [spec] if isinstance(spec, (str, type)) else list(spec or [])
     if not 1 <= len(items) <= 3:
         raise DataError(f"{label} must be (name, learning rate[, {{keyword: value}}]), got {spec!r}")
@@ -280,6 +286,16 @@ def optimizer_factory(spec: OptimSpec, label: str) -> Callable[[List["torch.Tens
         extra.setdefault("weight_decay", ADAMW_WEIGHT_DECAY)
     if lr is not None:
         extra["lr"] = float(lr)
+    return cls, extra
+
+
+def optimizer_factory(spec: OptimSpec, label: str) -> Callable[[List["torch.Tensor"]], Any]:
+    """A function from a list of tensors to a torch optimizer over them, from an optimizer spec (see
+    PredictiveCoding); a spec that names no torch optimizer raises DataError naming `label` and the closest name."""
+    cls, extra = resolve_optimizer(spec, label)
+    if cls is None:  # a callable spec is the factory
+        assert callable(spec)
+        return spec
 
     def build(tensors: List["torch.Tensor"]) -> Any:
         try:
@@ -311,36 +327,8 @@ class VodeGraph:
     def __init__(self, module: Any, vodes: Optional[Sequence[str]], frozen: Optional[Sequence[str]],
                  energy: Union[str, Mapping[str, str]], targeted: Set[str]) -> None:
         program: Program = module.program
-        if program.sequence or program.states:
-            raise UnsupportedError("predictive coding trains feedforward models; this one has state (carried "
-                                   "between time steps" + (", a GRU block)" if program.sequence else ")"))
         self.program = program
-        found = default_vodes(program)
-        names = list(found) if vodes is None else list(vodes)
-        unknown = [n for n in names if n not in found and n not in _node_tensors(program)]
-        if unknown:
-            close = difflib.get_close_matches(unknown[0], list(_node_tensors(program)), n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise DataError(f"vodes: no node or output {unknown[0]!r} in the model; {hint}the default vodes: "
-                            f"{', '.join(found) or 'none'}")
-        outputs = {t: k for k, t in program.outputs.items()}
-        tensors = {n: found[n] if n in found else _node_tensors(program)[n] for n in names}
-        if isinstance(energy, Mapping):
-            bad = [k for k in energy if k not in tensors]
-            if bad:
-                raise DataError(f"energy: {bad[0]!r} is no vode of the model; its vodes: {', '.join(tensors)}")
-        frozen_names = [outputs[tensors[n]] for n in names if outputs.get(tensors[n]) in targeted] \
-            if frozen is None else list(frozen)
-        bad = [k for k in frozen_names if k not in tensors]
-        if bad:
-            raise DataError(f"frozen: {bad[0]!r} is no vode of the model; its vodes: {', '.join(tensors)}")
-        self.vodes: List[Vode] = []
-        for n in names:
-            out = outputs.get(tensors[n])
-            e = energy.get(n, "se") if isinstance(energy, Mapping) else (energy if out is not None else "se")
-            self.vodes.append(Vode(n, tensors[n], e, n in frozen_names, out if out in targeted else None))
-        if not self.vodes:
-            raise UnsupportedError("predictive coding found no value nodes in the model (nodes after the inputs)")
+        self.vodes = find_vodes(program, vodes, frozen, energy, targeted)
         self.by_tensor = {v.tensor: v for v in self.vodes}
         self.schedule: Dict[str, int] = {}
         self.steps = self._compile(module)
@@ -456,6 +444,43 @@ class VodeGraph:
         return out
 
 
+def find_vodes(program: Program, vodes: Optional[Sequence[str]], frozen: Optional[Sequence[str]],
+               energy: Union[str, Mapping[str, str]], targeted: Set[str]) -> List[Vode]:
+    """The value nodes of a feedforward Program: PredictiveCoding's `vodes` / `frozen` (None: the defaults) and
+    `energy` setting, `targeted` the output names with targets. Bad names raise DataError naming the closest;
+    programs with state, or with no value nodes, UnsupportedError."""
+    if program.sequence or program.states:
+        raise UnsupportedError("predictive coding trains feedforward models; this one has state (carried "
+                               "between time steps" + (", a GRU block)" if program.sequence else ")"))
+    found = default_vodes(program)
+    names = list(found) if vodes is None else list(vodes)
+    unknown = [n for n in names if n not in found and n not in _node_tensors(program)]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(_node_tensors(program)), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise DataError(f"vodes: no node or output {unknown[0]!r} in the model; {hint}the default vodes: "
+                        f"{', '.join(found) or 'none'}")
+    outputs = {t: k for k, t in program.outputs.items()}
+    tensors = {n: found[n] if n in found else _node_tensors(program)[n] for n in names}
+    if isinstance(energy, Mapping):
+        bad = [k for k in energy if k not in tensors]
+        if bad:
+            raise DataError(f"energy: {bad[0]!r} is no vode of the model; its vodes: {', '.join(tensors)}")
+    frozen_names = [outputs[tensors[n]] for n in names if outputs.get(tensors[n]) in targeted] \
+        if frozen is None else list(frozen)
+    bad = [k for k in frozen_names if k not in tensors]
+    if bad:
+        raise DataError(f"frozen: {bad[0]!r} is no vode of the model; its vodes: {', '.join(tensors)}")
+    found_vodes: List[Vode] = []
+    for n in names:
+        out = outputs.get(tensors[n])
+        e = energy.get(n, "se") if isinstance(energy, Mapping) else (energy if out is not None else "se")
+        found_vodes.append(Vode(n, tensors[n], e, n in frozen_names, out if out in targeted else None))
+    if not found_vodes:
+        raise UnsupportedError("predictive coding found no value nodes in the model (nodes after the inputs)")
+    return found_vodes
+
+
 def _node_tensors(program: Program) -> Dict[str, str]:
     """Node (and output) name -> the tensor that is its value: an output's tensor, a node's last op's output."""
     found: Dict[str, str] = {}
@@ -495,5 +520,5 @@ def _unique(node: str, tensor: str, found: Mapping[str, str]) -> str:
     return tensor if node in found else node
 
 
-__all__: Tuple[str, ...] = ("ENERGIES", "MODES", "PredictiveCoding", "VodeGraph", "default_vodes",
-                            "optimizer_factory")
+__all__: Tuple[str, ...] = ("ENERGIES", "MODES", "PredictiveCoding", "Vode", "VodeGraph", "default_vodes",
+                            "find_vodes", "optimizer_factory", "resolve_optimizer")
