@@ -20,9 +20,10 @@ Notes
   values are written to the Program and `on_synch` runs, in the torch backend's order. Without a callback
   or on_synch no Python runs between trials.
 - Compiled code is cached per process by content: `program.fingerprint()` plus what else changes the
-  code (tensor shapes, mode, loss, optimizer, minibatch size, which outputs have targets). `stats` counts
-  compiles and cache hits and keeps the last compile and run times; `LearnResult.seconds` is the native
-  run alone (compile time excluded).
+  code (tensor shapes, mode, loss, optimizer, minibatch size, which outputs have targets), and on disk between
+  processes by the IR's hash (importers/llvm_cache.py; MDFBRIDGE_LLVM_CACHE=0 turns it off). `stats` counts
+  compiles, disk loads and cache hits and keeps the last compile and run times; `LearnResult.seconds` is the
+  native run alone (compile time excluded).
 - Supported programs: see importers/llvm_plan.py; anything else raises UnsupportedError naming the node.
 """
 from __future__ import annotations
@@ -52,7 +53,9 @@ log = logging.getLogger(__name__)
 FORWARD_CHUNK = 64  # rows per forward pass in `run_llvm`
 CACHE_SIZE = 64  # compiled modules kept (least recently used dropped)
 
-stats: Dict[str, float] = {"compiles": 0, "cache_hits": 0, "last_compile_seconds": 0.0,
+# compiles: modules built in this process (disk_hits of them loaded from the disk cache, importers/llvm_cache.py);
+# cache_hits: calls that found their module built; the compile seconds include a disk load's
+stats: Dict[str, float] = {"compiles": 0, "cache_hits": 0, "disk_hits": 0, "last_compile_seconds": 0.0,
                            "total_compile_seconds": 0.0, "last_run_seconds": 0.0}
 
 _cache: "OrderedDict[Tuple[Any, ...], Compiled]" = OrderedDict()
@@ -94,9 +97,11 @@ def _compiled(key: Tuple[Any, ...], build: Callable[[], Tuple[Any, Any, Tuple[st
         while len(_cache) > CACHE_SIZE:
             _cache.popitem(last=False)
         stats["compiles"] += 1
+        stats["disk_hits"] += int(compiled.from_disk)
         stats["last_compile_seconds"] = compiled.compile_seconds
         stats["total_compile_seconds"] += compiled.compile_seconds
-    log.info("llvm: compiled %s of '%s' in %.3f s", key[1], label, compiled.compile_seconds)
+    log.info("llvm: %s %s of '%s' in %.3f s", "loaded" if compiled.from_disk else "compiled", key[1], label,
+             compiled.compile_seconds)
     return compiled
 
 

@@ -1,4 +1,4 @@
-"""LLVM IR -> native code in this process: the host target machine, the O3 pipeline, MCJIT."""
+"""LLVM IR -> native code in this process: the host target machine, the O3 pipeline, MCJIT, the disk cache."""
 from __future__ import annotations
 
 import ctypes
@@ -53,6 +53,7 @@ class Compiled:
     addresses: Dict[str, int]
     compile_seconds: float
     plan: Any = None
+    from_disk: bool = False  # the object code came from the disk cache
     lock: threading.Lock = field(default_factory=threading.Lock)
     functions: Dict[str, Any] = field(default_factory=dict)
 
@@ -66,22 +67,35 @@ class Compiled:
 
 def compile_module(module: ir.Module, names: Sequence[str], speed_level: int = 3, unroll: bool = True) -> Compiled:
     """Verify, optimise (LLVM's O`speed_level` pipeline, default 3, with loop and SLP vectorisation, and loop
-    unrolling unless `unroll` is False) and JIT a module."""
+    unrolling unless `unroll` is False) and JIT a module; the object code comes from, or goes to, the disk cache
+    (importers/llvm_cache.py) when it is on, so a later process skips the optimisation and code generation."""
+    from . import llvm_cache
+
     start = time.perf_counter()
     tm = target_machine()
     module.triple = tm.triple
     module.data_layout = str(tm.target_data)
-    mod = llvm.parse_assembly(str(module))
+    text = str(module)
+    key = llvm_cache.cache_key(text, speed_level, unroll)
+    cached = llvm_cache.load(key)
+    mod = llvm.parse_assembly(text)
     mod.verify()
-    pto = llvm.create_pipeline_tuning_options(speed_level=speed_level)
-    pto.loop_vectorization = True
-    pto.slp_vectorization = True
-    pto.loop_unrolling = unroll
-    pass_builder = llvm.create_pass_builder(tm, pto)
-    pass_builder.getModulePassManager().run(mod, pass_builder)
+    if cached is None:
+        pto = llvm.create_pipeline_tuning_options(speed_level=speed_level)
+        pto.loop_vectorization = True
+        pto.slp_vectorization = True
+        pto.loop_unrolling = unroll
+        pass_builder = llvm.create_pass_builder(tm, pto)
+        pass_builder.getModulePassManager().run(mod, pass_builder)
     engine = llvm.create_mcjit_compiler(mod, tm)
+    produced: list = []
+    engine.set_object_cache(notify_func=lambda _mod, code: produced.append(bytes(code)),
+                            getbuffer_func=lambda _mod: cached)
     engine.finalize_object()
     addresses = {n: engine.get_function_address(n) for n in names}
+    if cached is None and produced:
+        llvm_cache.store(key, produced[0])
     seconds = time.perf_counter() - start
-    log.debug("compiled module '%s' (%s) in %.3f s", module.name, ", ".join(names), seconds)
-    return Compiled(engine, addresses, seconds)
+    log.debug("%s module '%s' (%s) in %.3f s", "loaded" if cached is not None else "compiled", module.name,
+              ", ".join(names), seconds)
+    return Compiled(engine, addresses, seconds, from_disk=cached is not None)

@@ -1,8 +1,12 @@
 """Shared fixtures: small compositions used across the suite."""
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +14,12 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(REPO / "examples"))
+
+# the LLVM backend's disk cache (importers/llvm_cache.py): a fresh folder per test process (and its children),
+# so that the suite neither reads nor fills the user's
+if "MDFBRIDGE_CACHE_DIR" not in os.environ:
+    os.environ["MDFBRIDGE_CACHE_DIR"] = tempfile.mkdtemp(prefix="mdfbridge-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["MDFBRIDGE_CACHE_DIR"], True)
 
 from xor_model import XOR_INPUTS, XOR_TARGETS, build_xor  # noqa: E402,F401
 

@@ -10,6 +10,8 @@
 """
 from __future__ import annotations
 
+from typing import Dict
+
 import numpy as np
 import pytest
 import torch
@@ -354,6 +356,55 @@ def test_callback_error_propagates():
 
 
 # ----------------------------------------------------------------------------------------- compile cache
+
+def _xor_weights_after_llvm(seed: int = 0) -> Dict[str, np.ndarray]:
+    llvm_backend.clear_cache()  # (the next learn builds its module again: from the disk cache when it has it)
+    comp = build_xor(seed)
+    comp.learn({"input": XOR_INPUTS}, {"output": XOR_TARGETS}, epochs=5, learning_rate=0.5, backend="llvm")
+    return {k: p.value.copy() for k, p in comp.program().params.items()}
+
+
+def test_disk_cache_loads_what_an_earlier_compile_wrote(tmp_path, monkeypatch, caplog):
+    """Object code kept on disk (importers/llvm_cache.py): the second build loads it, same numbers bit for bit;
+    a damaged entry or one others may write is not run; MDFBRIDGE_LLVM_CACHE=0 and an unusable folder only
+    cost the compile."""
+    from mdfbridge.importers import llvm_cache
+
+    monkeypatch.setenv("MDFBRIDGE_CACHE_DIR", str(tmp_path))
+    before = dict(llvm_backend.stats)
+    first = _xor_weights_after_llvm()
+    entries = list((tmp_path / "llvm").glob("*.o"))
+    assert len(entries) == 1 and llvm_backend.stats["disk_hits"] == before["disk_hits"]
+    assert oct((tmp_path / "llvm").stat().st_mode & 0o777) == "0o700"
+    second = _xor_weights_after_llvm()
+    assert llvm_backend.stats["disk_hits"] == before["disk_hits"] + 1
+    for k in first:
+        np.testing.assert_array_equal(second[k], first[k])
+    entry = entries[0]
+    data = bytearray(entry.read_bytes())
+    data[-10] ^= 0xFF
+    entry.write_bytes(bytes(data))
+    with caplog.at_level("WARNING"):
+        damaged = _xor_weights_after_llvm()
+    assert "damaged" in caplog.text and llvm_backend.stats["disk_hits"] == before["disk_hits"] + 1
+    assert llvm_cache.load(entry.stem) is not None  # (compiled again and replaced)
+    for k in first:
+        np.testing.assert_array_equal(damaged[k], first[k])
+    entry.chmod(0o666)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        _xor_weights_after_llvm()
+    assert "not private" in caplog.text and llvm_backend.stats["disk_hits"] == before["disk_hits"] + 1
+    monkeypatch.setenv("MDFBRIDGE_CACHE_DIR", str(tmp_path / "off"))
+    monkeypatch.setenv("MDFBRIDGE_LLVM_CACHE", "0")
+    _xor_weights_after_llvm()
+    assert not (tmp_path / "off").exists()
+    monkeypatch.delenv("MDFBRIDGE_LLVM_CACHE")
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("MDFBRIDGE_CACHE_DIR", str(tmp_path / "file"))  # (no folder can be made under a file)
+    for k, v in _xor_weights_after_llvm().items():
+        np.testing.assert_array_equal(v, first[k])
+
 
 def test_second_learn_does_not_recompile():
     llvm_backend.clear_cache()
