@@ -148,6 +148,7 @@ def test_example_predictive_coding_two_moons(tmp_path):
     accuracy = numbers_after(out, "test accuracy")
     assert len(accuracy) == 8 and accuracy[-1] >= 95.0, out  # (the 8 epochs')
     assert numbers_after(out, "test accuracy of the written file:") == accuracy[-1:]
+    assert numbers_after(out, "backend llvm: accuracy on the test set")[0] >= 95.0, out
     assert written(tmp_path / "out") == ["two_moons.mdf.json", "two_moons.trained.mdf.json",
                                          "two_moons_decision_boundary.png"]
 
