@@ -127,8 +127,8 @@ def main() -> None:
     cpu = time.process_time() - start
     native_acc = float((np.asarray(run_program(fast.program, {"input": data["X_test"]})["output"]).argmax(-1)
                         == data["y_test"]).mean())
-    print(f"backend llvm: accuracy on the test set {100 * native_acc:.2f}% in {cpu:.2f} s CPU with compiling (or loading the "
-          f"code compiled before), {fast.seconds:.3f} s of it training")
+    print(f"backend llvm: accuracy on the test set {100 * native_acc:.2f}% in {cpu:.2f} s CPU with compiling (or "
+          f"loading the code compiled before), {fast.seconds:.3f} s of it training")
     assert accuracy[-1] >= 0.9 and same == 1.0 and native_acc >= 0.9, (accuracy, same, native_acc)
     print("OK")
 
