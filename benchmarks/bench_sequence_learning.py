@@ -5,7 +5,8 @@ Wilson-Cowan tutorial task: N = 50 units forecast T = 100 steps of smooth traces
 weights). Each run is its own subprocess, so its peak memory (max RSS) is its own.
 
 Printed: algorithm x (pVar, ms an iteration, peak MB) for mdfbridge and NeuroTorch, the ratio of their times an
-iteration, and e-prop's memory against BPTT's as the sequence grows (N = 400, T = 200, 800, 3200: e-prop keeps no
+iteration (bptt-llvm: BPTT compiled on the llvm backend, its time including the compile, and the native run's
+alone), and e-prop's memory against BPTT's as the sequence grows (N = 400, T = 200, 800, 3200: e-prop keeps no
 sequence for a backward pass). Times are whole training runs over iterations; torch's one-time import on the first
 optimizer (torch._dynamo, about 1.8 s) is paid before timing on both sides.
 
@@ -32,9 +33,10 @@ sys.path.insert(0, str(REPO / "examples"))
 sys.path.insert(0, str(REPO))
 import sequence_learning as task  # noqa: E402
 
-ALGORITHMS = ("bptt", "bptt-float32", "tbptt", "eprop", "rls", "rls-readout", "gru")
+ALGORITHMS = ("bptt", "bptt-float32", "bptt-llvm", "tbptt", "eprop", "rls", "rls-readout", "gru")
 # ours -> NeuroTorch's
-NEUROTORCH = {"bptt": "bptt", "bptt-float32": "bptt", "tbptt": "tbptt", "eprop": "eprop", "rls": "rls"}
+NEUROTORCH = {"bptt": "bptt", "bptt-float32": "bptt", "bptt-llvm": "bptt", "tbptt": "tbptt", "eprop": "eprop",
+              "rls": "rls"}
 DEFAULT_NT = Path("/work/nt-venv/bin/python")
 
 
@@ -52,11 +54,19 @@ def run_one(name: str, iterations: int, steps: int, units: int) -> Dict[str, Any
     # its optimizer before its timed Trainer.train, so the same one-time cost is paid here before timing
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     traces = task.smooth_traces(n=units, steps=steps)
+    if name == "bptt-llvm":  # (cold: the disk cache off, so the time includes compiling)
+        os.environ["MDFBRIDGE_LLVM_CACHE"] = "0"
     if name == "gru":
         got = task.train_gru(iterations, traces)
     else:
         got = task.train_rate_network(name, iterations, traces)
-    return {"pvar": got["pvar"], "seconds_per_iteration": got["seconds_per_iteration"], "peak_rss_mb": peak_mb()}
+    out = {"pvar": got["pvar"], "seconds_per_iteration": got["seconds_per_iteration"], "peak_rss_mb": peak_mb()}
+    if name == "bptt-llvm":
+        from mdfbridge.importers import llvm
+
+        out["native_seconds_per_iteration"] = got["native_seconds_per_iteration"]
+        out["compile_seconds"] = llvm.stats["last_compile_seconds"]
+    return out
 
 
 def subprocess_json(cmd: List[str], timeout: float) -> Dict[str, Any]:
@@ -120,6 +130,12 @@ def main() -> int:
                      if "error" not in ours and "error" not in theirs else "-")
             rows[name] = {"mdfbridge": ours, "neurotorch": theirs}
             print(f"{name:12s} | {fmt(ours):>30s} | {fmt(theirs):>31s} | {ratio}")
+            if "native_seconds_per_iteration" in ours:  # (the llvm row: its time above includes the compile)
+                native = ours["native_seconds_per_iteration"]
+                versus = (f"; NeuroTorch / native = {theirs['seconds_per_iteration'] / native:.0f}x"
+                          if "error" not in theirs else "")
+                print(f"{'':12s}   native code alone {1000 * native:.3f} ms/it (compile "
+                      f"{ours['compile_seconds']:.2f} s once per model structure, in the time above){versus}")
             if "error" in theirs and len(theirs["error"]) > 60:
                 print(f"{'':12s}   NeuroTorch: {theirs['error']}")
         memory: Dict[str, Dict[int, Any]] = {}

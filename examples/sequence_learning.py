@@ -78,6 +78,8 @@ def make_algorithm(name: str) -> Tuple[Any, Dict[str, Any]]:
         return BPTT(dt=DT), adam
     if name == "bptt-float32":  # (NeuroTorch's dtype)
         return BPTT(dt=DT), {**adam, "dtype": "float32"}
+    if name == "bptt-llvm":  # (the whole run in native code)
+        return BPTT(dt=DT), {**adam, "backend": "llvm"}
     if name == "tbptt":
         return TBPTT(backward_time_steps=10, optim_time_steps=10, dt=DT), adam
     if name == "eprop":  # (online: an update every 10 steps)
@@ -105,7 +107,8 @@ def train_rate_network(name: str, iterations: int, traces: np.ndarray, path: Any
                    epochs=1 if readout else iterations, **settings)
     seconds = (time.perf_counter() - start) / (1 if readout else iterations)
     pred = result.outputs["readout" if readout else "wc"][0]
-    return {"pvar": pvar(pred, traces), "seconds_per_iteration": seconds, "result": result}
+    return {"pvar": pvar(pred, traces), "seconds_per_iteration": seconds, "result": result,
+            "native_seconds_per_iteration": result.seconds / (1 if readout else iterations)}
 
 
 def train_gru(iterations: int, traces: np.ndarray) -> Dict[str, Any]:

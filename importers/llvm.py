@@ -179,6 +179,7 @@ def train_llvm(program: Program, data: TrainingData, config: LearnConfig,
     data: from learning.prepare_data; config: checked settings (config.algorithm: Backprop, or a PredictiveCoding
     run by importers/llvm_pc.py); callback(epoch, minibatch index, loss) after each minibatch and on_synch() after
     each write of the trained values to the Program (both default None)."""
+    from .llvm_bptt import BPTTRun
     from .llvm_pc import PCRun
 
     require_static(program.schedule, 1, "llvm")
@@ -187,19 +188,22 @@ def train_llvm(program: Program, data: TrainingData, config: LearnConfig,
     x, t, n = data.inputs, data.targets, data.n
     mb = int(config.minibatch_size)
     target_names = tuple(t)
-    pc = PCRun(config.algorithm, program, target_names, config) if config.algorithm.name == "pc" else None
-    key = cache_key(program, "train", loss, opt, mb, target_names, pc.key() if pc is not None else None)
+    name = config.algorithm.name
+    pc = PCRun(config.algorithm, program, target_names, config) if name == "pc" else None
+    bptt = BPTTRun(config.algorithm, program, data, loss) if name == "bptt" else None
+    native = pc or bptt
+    key = cache_key(program, "train", loss, opt, mb, target_names, native.key() if native is not None else None)
 
     def build():
-        plan = analyse(program, target_names)
-        if pc is not None:
-            plan, module = pc.build(plan, mb, vector_width(), loss)
+        plan = analyse(program, target_names, stateful=bptt is not None)
+        if native is not None:
+            plan, module = native.build(plan, mb, vector_width(), loss, opt)
             return plan, module, ("train",)
         module, names = build_module(plan, mb, vector_width(), loss=loss, optimizer_name=opt)
         return plan, module, names
-    # (predictive coding's module holds several passes over the kernels: at O2 without loop unrolling it compiles in
-    # a third of O3's time and runs as fast, the matrix products being register-tiled already)
-    compiled = _compiled(key, build, program.name, *((2, False) if pc is not None else (3, True)))
+    # (the modules of predictive coding and BPTT hold several passes over the kernels: at O2 without loop unrolling
+    # they compile in a third of O3's time and run as fast, the matrix products being register-tiled already)
+    compiled = _compiled(key, build, program.name, *((2, False) if native is not None else (3, True)))
     plan = compiled.plan
     epochs = int(config.epochs)
     nb = -(-n // mb)
@@ -207,9 +211,9 @@ def train_llvm(program: Program, data: TrainingData, config: LearnConfig,
     ts = _pack_rows(t, plan.targets, n)
     params = _pack_params(program, plan)
     perm = _orders(data, config)
-    lr, wd = pc.hyper() if pc is not None else (config.learning_rate, config.weight_decay)
+    lr, wd = native.hyper(config) if native is not None else (config.learning_rate, config.weight_decay)
     hyper = np.array([lr, wd, config.min_delta], dtype=np.float64)
-    extra = pc.arrays(epochs * nb) if pc is not None else []
+    extra = native.arrays(epochs * nb) if native is not None else []
     if pc is not None and callback is not None:
         callback = _observed(callback, pc.observe)
     losses = np.zeros(epochs * nb)
@@ -241,8 +245,8 @@ def train_llvm(program: Program, data: TrainingData, config: LearnConfig,
     # the epoch loss as the torch backend reports it (numpy's mean of that epoch's minibatch losses)
     epoch_list = losses[:ran * nb].reshape(ran, nb).mean(axis=1).tolist()
     log.info("llvm: trained %d epoch(s) x %d minibatch(es) in %.4f s", ran, nb, seconds)
-    return LearnResult(_split_outputs(program, plan, y, n), loss_list, program, int(ran), bool(stopped[0]),
-                       seconds, epoch_list)
+    outputs = bptt.split_outputs(plan, y, n) if bptt is not None else _split_outputs(program, plan, y, n)
+    return LearnResult(outputs, loss_list, program, int(ran), bool(stopped[0]), seconds, epoch_list)
 
 
 def _observed(callback: Callable[[int, int, float], None], observe: Callable[[int], None]

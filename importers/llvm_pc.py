@@ -215,7 +215,7 @@ class PCStep(MinibatchStep):
         return m, b.call(logf, [b.load(se)])
 
     # ------------------------------------------------------------------ the minibatch
-    def forward(self, cg: Codegen, rows: ir.Value) -> None:
+    def forward(self, cg: Codegen, rows: ir.Value, args: List[ir.Value]) -> None:
         """The init step (its outputs are the minibatch's predictions)."""
         cg.b.call(self.init, [rows])
 
@@ -342,8 +342,9 @@ class PCRun:
         return ("pc", self.algorithm.T, self.settings["optimizer"],
                 tuple((v.tensor, v.energy, v.frozen, v.output) for v in self.vodes))
 
-    def build(self, plan: Plan, cap: int, vector_width: int, loss: Any) -> Tuple[Plan, ir.Module]:
-        """The rewritten plan and the module with `train`."""
+    def build(self, plan: Plan, cap: int, vector_width: int, loss: Any, optimizer_name: str = ""
+              ) -> Tuple[Plan, ir.Module]:
+        """The rewritten plan and the module with `train` (optimizer_name: learn()'s, unused: optim_w steps)."""
         from ..losses import get_loss
         from ..optimizers import get_optimizer
         from .llvm_codegen import check_supported
@@ -363,8 +364,8 @@ class PCRun:
         self.correct = np.zeros(max(n_minibatches, 1))
         return [self.energies, self.correct, np.array([self.settings["lr_h"], self.settings["per_trial"]])]
 
-    def hyper(self) -> Tuple[float, float]:
-        """The weights' learning rate and weight decay (optim_w's)."""
+    def hyper(self, config: Any = None) -> Tuple[float, float]:
+        """The weights' learning rate and weight decay (optim_w's; config: learn()'s, unused)."""
         return self.settings["lr"], self.settings["weight_decay"]
 
     def observe(self, index: int) -> None:

@@ -238,12 +238,21 @@ class _Builder:
                                    coefs=dict(p.form.coefs)))
 
     # ------------------------------------------------------------------ ops
-    def build(self) -> Tuple[Dict[str, Tensor], List[Kernel], Dict[str, str]]:
-        """(tensors, kernels, aliases) of the program; raises UnsupportedError at the first unsupported op."""
+    def build(self, stateful: bool = False) -> Tuple[Dict[str, Tensor], List[Kernel], Dict[str, str]]:
+        """(tensors, kernels, aliases) of the program; raises UnsupportedError at the first unsupported op.
+        stateful: a program with states is stepped through time by its caller (importers/llvm_bptt.py): each state
+        is a per-trial tensor the step reads, `dt` a one-value tensor (default False: states refused)."""
         prog = self.prog
-        if prog.states:
+        if prog.states and not stateful:
             name, st = next(iter(prog.states.items()))
-            raise _unsupported(f"a stateful program (state '{name}', {st.kind})", st.node)
+            raise _unsupported(f"a stateful program (state '{name}', {st.kind}) outside backprop through time",
+                               st.node)
+        for name, st in prog.states.items():
+            if np.ndim(st.initial) > 1:
+                raise _unsupported(f"state '{name}' of per-trial shape {np.shape(st.initial)} (only vectors)", st.node)
+            self.tensors[name] = Tensor(name, int(np.size(st.initial)), True, "state")
+        if prog.states:
+            self.tensors["dt"] = Tensor("dt", 1, False, "state")
         for spec in prog.inputs.values():
             name = f"{spec.node}.{spec.port}"
             shape = prog.shapes.get(name, spec.shape or ())
@@ -257,7 +266,7 @@ class _Builder:
             self.tensors[name] = Tensor(name, int(np.size(p.value)), False, "param")
         for op in prog.ops:
             self.lower_call(op)
-        for out in prog.outputs.values():
+        for out in [*prog.outputs.values(), *(st.update for st in prog.states.values())]:
             self.materialize(self.canon(out))
         return self.tensors, self.kernels, self.alias
 
@@ -372,9 +381,10 @@ KERNEL_LOWERERS: Dict[str, Callable[[_Builder, Op, OpDef], None]] = {PROJECTION:
 
 # ------------------------------------------------------------------------------------------ analysis
 
-def analyse(program: Program, targets: Optional[Sequence[str]] = None) -> Plan:
-    """Check `program` and build its Plan; with `targets` (output names) also the training plan."""
-    tensors, kernels, alias = _Builder(program).build()
+def analyse(program: Program, targets: Optional[Sequence[str]] = None, stateful: bool = False) -> Plan:
+    """Check `program` and build its Plan; with `targets` (output names) also the training plan; stateful: the
+    plan of one time step of a stateful program (see _Builder.build; default False)."""
+    tensors, kernels, alias = _Builder(program).build(stateful)
 
     def canon(name: str) -> str:
         while name in alias:
@@ -383,7 +393,8 @@ def analyse(program: Program, targets: Optional[Sequence[str]] = None) -> Plan:
 
     trainable: List[str] = []
     if targets is not None:
-        trainable = _check_training(program, tensors, kernels, [canon(program.outputs[k]) for k in targets])
+        trainable = _check_training(program, tensors, kernels, [canon(program.outputs[k]) for k in targets],
+                                    {name: canon(st.update) for name, st in program.states.items()})
     order = trainable + [k for k in program.params if k not in trainable]
     offsets, pos = {}, 0
     for k in order:
@@ -409,9 +420,12 @@ def analyse(program: Program, targets: Optional[Sequence[str]] = None) -> Plan:
 
 
 def _check_training(program: Program, tensors: Dict[str, Tensor], kernels: List[Kernel],
-                    target_tensors: List[str]) -> List[str]:
+                    target_tensors: List[str], updates: Optional[Dict[str, str]] = None) -> List[str]:
     """Mark the tensors whose gradients training needs; returns the trainable parameters (autograd's leaves
-    that reach the loss: torch gives the others no gradient, so its optimizer skips them)."""
+    that reach the loss: torch gives the others no gradient, so its optimizer skips them). updates: state ->
+    its update's tensor (a state depends on the weights through the earlier steps, and its update reaches the
+    loss through the later ones; default None: no states)."""
+    updates = updates or {}
     learnable = [k for k, p in program.params.items() if p.learnable]
     if not learnable:
         raise UnsupportedError("the model has no learnable parameters")
@@ -420,11 +434,11 @@ def _check_training(program: Program, tensors: Dict[str, Tensor], kernels: List[
             if t in learnable and not (k.kind == PROJECTION and arg == "B"):
                 raise _unsupported(f"learnable parameter '{t}' used as argument '{arg}' of "
                                    f"{k.fn} (the llvm backend trains projection matrices only)", k.node)
-    depends: Set[str] = set(learnable)  # tensors computed from a learnable parameter
+    depends: Set[str] = set(learnable) | set(updates)  # tensors computed from a learnable parameter
     for k in kernels:
         if any(t in depends for t in k.inputs.values()):
             depends.add(k.out)
-    reach: Set[str] = set(target_tensors)  # tensors the loss depends on
+    reach: Set[str] = set(target_tensors) | set(updates.values())  # tensors the loss depends on
     for k in reversed(kernels):
         if k.out in reach:
             reach.update(k.inputs.values())

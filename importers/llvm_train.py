@@ -38,8 +38,9 @@ class MinibatchStep:
 
     extra_args: Sequence[ir.Type] = ()  # arguments `train` takes after its own
 
-    def forward(self, cg: Codegen, rows: ir.Value) -> None:
-        """The forward pass whose outputs are scattered and scored by the loss."""
+    def forward(self, cg: Codegen, rows: ir.Value, args: List[ir.Value]) -> None:
+        """The forward pass whose outputs are scattered and scored by the loss; args: the values of
+        `extra_args`."""
         cg.b.call(cg.fwd, [rows])
 
     def update(self, cg: Codegen, rows: ir.Value, step: ir.Value, index: ir.Value, lr: ir.Value, wd: ir.Value,
@@ -103,7 +104,7 @@ def emit_train(cg: Codegen, loss: LossRecord, optimizer: OptimizerRecord,
                 tdst = b.mul(r, i64(plan.n_target))
                 cg.copy(lambda i: b.gep(cg.TB, [i64(0), b.add(tdst, i)], inbounds=True),
                         lambda i: b.gep(T, [b.add(tsrc, i)], inbounds=True), plan.n_target)
-            minibatch.forward(cg, rows)
+            minibatch.forward(cg, rows, extra)
             with cg.loop(rows, name="r") as r:
                 cg.scatter_outputs(Y, b.load(b.gep(cg.ROW, [i64(0), r], inbounds=True)), r)
             _zero_grads(cg, rows)

@@ -247,7 +247,9 @@ def test_write_back_after_bptt(tmp_path: Path, weights: np.ndarray) -> None:
 def test_refusals_name_what_is_wrong() -> None:
     x, y = data()
     with pytest.raises(UnsupportedError, match="trains on backend 'torch', not 'llvm'"):
-        learn(rate_doc(np.eye(N)), x, y, algorithm="bptt", backend="llvm")
+        learn(rate_doc(np.eye(N)), x, y, algorithm="tbptt", backend="llvm")
+    with pytest.raises(UnsupportedError, match="MatMul whose B is not a parameter matrix.*use backend 'torch'"):
+        learn(rate_doc(np.eye(N)), x, y, algorithm="bptt", backend="llvm")  # (W r: the llvm plan takes r W)
     with pytest.raises(UnsupportedError, match="did you mean 'tbptt'"):
         get_algorithm("tbpt")
     with pytest.raises(UnsupportedError, match="no argument 'backward_steps'; did you mean 'backward_time_steps'"):
@@ -390,19 +392,24 @@ def test_bptt_through_a_stateful_parameter() -> None:
 
 @pytest.mark.parametrize("algorithm, args", [("eprop", ["feedbacks_gen_strategy=symmetric", "dt=0.5"]),
                                              ("rls", ["strategy=outputs", "delta=1", "dt=0.5"]),
-                                             ("bptt", ["dt=0.5"])])
+                                             ("bptt", ["dt=0.5"]), ("bptt", ["dt=0.5", "--backend", "llvm"])])
 def test_cli_train_each_time_algorithm(tmp_path: Path, algorithm: str, args: list) -> None:
     from mdfbridge import save_mdf
 
     model = tmp_path / "rate.json"
-    save_mdf(rate_doc(np.eye(N) * 0.5), model)
+    native = "llvm" in args
+    if native:  # (the llvm backend's projections are r W)
+        args = [a for a in args if a not in ("--backend", "llvm")]
+    save_mdf(rate_doc(np.eye(N) * 0.5, right=native), model)
     x, y = data()
     np.savez(tmp_path / "seq.npz", stim=x["stim"], cell=y["cell"])
     extra = [a for pair in args for a in ("--algorithm-arg", pair)]
     r = subprocess.run([sys.executable, "-m", "mdfbridge.cli", "train", str(model), "--data", str(tmp_path / "seq.npz"),
                         "--algorithm", algorithm, *extra, "--epochs", "3", "--lr", "0.1", "--quiet",
-                        "--out", str(tmp_path / "out.json")], capture_output=True, text=True, timeout=300)
+                        "--out", str(tmp_path / "out.json"), *(["--backend", "llvm"] if native else [])],
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
+    assert ("on llvm" in r.stdout) == native, r.stdout
     first, last = (float(v) for v in re.search(r"loss ([-0-9.e]+) -> ([-0-9.e]+)", r.stdout).groups())
     assert last < first and f"by {algorithm}" in r.stdout
     trained = json.loads((tmp_path / "out.json").read_text())["m"]["graphs"]["g"]["nodes"]["cell"]["parameters"]
@@ -420,7 +427,7 @@ def test_llvm_runs_plain_backprop_only() -> None:
               "functions": {"f": {"value": "matmul(x, w)"}}, "output_ports": {"y": {"value": "f"}}}}}}}}
     x, y = {"a": np.ones((2, 2))}, {"a": np.zeros((2, 2))}
     with pytest.raises(UnsupportedError,
-                       match="runs learn\\(\\)'s own Backprop and PredictiveCoding only, not Logged's hooks"):
+                       match="runs learn\\(\\)'s own Backprop, BPTT and PredictiveCoding only, not Logged's hooks"):
         learn(doc, x, y, algorithm=Logged(), backend="llvm")
     assert learn(doc, x, y, algorithm=Logged()).losses  # (torch runs its hooks)
 

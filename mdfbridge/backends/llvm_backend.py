@@ -40,10 +40,11 @@ class LLVMRep(BackendRep):
 
 
 class LLVMBackend(Backend):
-    """Compiled native code (float64, CPU): stateless Programs of the kernels importers/llvm_plan.py supports."""
+    """Compiled native code (float64, CPU): Programs of the kernels importers/llvm_plan.py supports, stateless ones
+    (stateful ones trained by BPTT, importers/llvm_bptt.py)."""
 
     name = "llvm"
-    summary = "compiled with llvmlite; stateless models"
+    summary = "compiled with llvmlite; stateless models (stateful ones: BPTT training)"
     trains = True
 
     def prepare(self, program: Program, dtype: Any = None, device: Any = None  # type: ignore[override]

@@ -70,7 +70,7 @@ class BackendRep(abc.ABC):
             raise UnsupportedError(f"backend {self.backend.name!r} does not train; train on "
                                    f"{' or '.join(map(repr, training_backend_names()))}")
         from ..learning import make_config, prepare_data
-        from ..learning.algorithms import Backprop, PredictiveCoding
+        from ..learning.algorithms import BPTT, Backprop, PredictiveCoding
         from ..losses import check_targets, get_loss
 
         config = make_config(config, settings)
@@ -79,11 +79,11 @@ class BackendRep(abc.ABC):
         if self.backend.name not in algorithm.backends:
             raise UnsupportedError(f"learning algorithm '{algorithm.name}' trains on backend "
                                    f"{' or '.join(map(repr, algorithm.backends))}, not {self.backend.name!r}")
-        if not self.backend.runs_hooks and type(algorithm) not in (Backprop, PredictiveCoding):
-            # (native code runs these two algorithms itself: a subclass's hooks would not run)
+        if not self.backend.runs_hooks and type(algorithm) not in (Backprop, BPTT, PredictiveCoding):
+            # (native code runs these algorithms itself: a subclass's hooks would not run)
             keeps = [name for name, b in BACKENDS.items() if b.runs_hooks]
-            raise UnsupportedError(f"backend {self.backend.name!r} runs learn()'s own Backprop and PredictiveCoding "
-                                   f"only, not {type(algorithm).__name__}'s hooks; train on "
+            raise UnsupportedError(f"backend {self.backend.name!r} runs learn()'s own Backprop, BPTT and "
+                                   f"PredictiveCoding only, not {type(algorithm).__name__}'s hooks; train on "
                                    f"{' or '.join(map(repr, keeps))}")
         if config.checkpoint is not None and not self.backend.checkpoints:
             keeps = [name for name, b in BACKENDS.items() if b.checkpoints]

@@ -180,7 +180,7 @@ class BPTT(Backprop):
 
     name = "bptt"
     over_time = True
-    backends: ClassVar[Tuple[str, ...]] = ("torch",)
+    backends: ClassVar[Tuple[str, ...]] = ("torch", "llvm")
 
     def __init__(self, *, dt: float = 1.0, grad_norm_clip_value: float = math.inf, nan: float = 0.0,
                  posinf: float = 1.0, neginf: float = -1.0) -> None:
@@ -218,6 +218,7 @@ class TBPTT(BPTT):
     backward_time_steps and k2 = optim_time_steps the truncations fall at the multiples of k1 and of k2."""
 
     name = "tbptt"
+    backends: ClassVar[Tuple[str, ...]] = ("torch",)
 
     def __init__(self, *, backward_time_steps: Optional[int] = None, optim_time_steps: Optional[int] = None,
                  auto_backward_time_steps_ratio: float = 0.1, auto_optim_time_steps_ratio: Optional[float] = None,

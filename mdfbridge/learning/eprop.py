@@ -94,6 +94,7 @@ class Eprop(BPTT):
     grad_norm_clip_value (default inf), nan, posinf, neginf: as BPTT's."""
 
     name: ClassVar[str] = "eprop"
+    backends: ClassVar[Tuple[str, ...]] = ("torch",)
 
     def __init__(self, *, feedbacks_gen_strategy: str = "xavier_normal", seed: int = 0,
                  params_lr: Optional[float] = None, output_params_lr: Optional[float] = None,

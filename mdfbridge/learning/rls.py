@@ -52,6 +52,7 @@ class RLS(BPTT):
     their square; default 4096); dt, grad_norm_clip_value (for 'grad'), nan, posinf, neginf: as BPTT's."""
 
     name: ClassVar[str] = "rls"
+    backends: ClassVar[Tuple[str, ...]] = ("torch",)
 
     def __init__(self, *, strategy: str = "inputs", forgetting_factor: float = 1.0, delta: float = 1e-2,
                  params: Optional[Sequence[str]] = None, max_parameters: int = 4096, dt: float = 1.0,
