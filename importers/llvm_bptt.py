@@ -95,6 +95,7 @@ class BPTTStep(MinibatchStep):
                 cg.store(dst, r, dj, b.fadd(cg.load(dst, r, dj), x) if add else x)
 
     def _tape(self, cg: Codegen, t: ir.Value, save: bool) -> None:
+        """Step t's tensors onto the tape (save) or back from it."""
         b = cg.b
         base = b.mul(t, i64(self.width))
 
@@ -103,7 +104,10 @@ class BPTTStep(MinibatchStep):
 
         def a_at(i: ir.Value) -> ir.Value:
             return b.gep(cg.A, [i64(0), i], inbounds=True)
-        cg.copy(tape_at, a_at, self.width) if save else cg.copy(a_at, tape_at, self.width)
+        if save:
+            cg.copy(tape_at, a_at, self.width)
+        else:
+            cg.copy(a_at, tape_at, self.width)
 
     def forward(self, cg: Codegen, rows: ir.Value, args: List[ir.Value]) -> None:
         """The sequence: initial states, then every time step (see the module docstring)."""
