@@ -33,7 +33,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Type
 
 import numpy as np
 
@@ -46,7 +46,7 @@ from ..scheduling import require_static
 from .llvm_codegen import build_module
 from .llvm_jit import Compiled, compile_module, vector_width
 from .llvm_plan import analyse
-from .llvm_train import HOOK_EPOCH, HOOK_MINIBATCH, USE_PERM
+from .llvm_train import HOOK_EPOCH, HOOK_MINIBATCH, USE_PERM, NativeRun
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +134,13 @@ def _pack_rows(arrays: Mapping[str, np.ndarray], columns: Any, n: int) -> np.nda
                                                 for name, *_ in columns], axis=1))
 
 
-def _split_outputs(program: Program, plan: Any, y: np.ndarray, n: int) -> Dict[str, np.ndarray]:
+def _split_outputs(program: Program, plan: Any, y: np.ndarray, n: int, steps: int = 0) -> Dict[str, np.ndarray]:
+    """Output name -> (trials, ...) from the packed outputs; (trials, steps, ...) with `steps` (default 0: none)."""
+    lead = (n, steps) if steps else (n,)
     out = {}
     for name, _, col, size in plan.outputs:
-        shape = tuple(program.shapes.get(program.outputs[name], (size,)))
-        out[name] = y[:, col:col + size].reshape((n,) + shape).copy()
+        shape = tuple(program.shapes.get(program.outputs[name], (size // max(steps, 1),)))
+        out[name] = y[:, col:col + size].reshape(lead + shape).copy()
     return out
 
 
@@ -176,34 +178,23 @@ def train_llvm(program: Program, data: TrainingData, config: LearnConfig,
                on_synch: Optional[Callable[[], None]] = None) -> LearnResult:
     """Train the Program's learnable parameters in one native call; the Program holds the trained values.
 
-    data: from learning.prepare_data; config: checked settings (config.algorithm: Backprop, or a PredictiveCoding
-    run by importers/llvm_pc.py); callback(epoch, minibatch index, loss) after each minibatch and on_synch() after
-    each write of the trained values to the Program (both default None)."""
-    from .llvm_bptt import BPTTRun
-    from .llvm_pc import PCRun
-
+    data: from learning.prepare_data; config: checked settings (config.algorithm: Backprop, or a BPTT or
+    PredictiveCoding, run by their `NATIVE_RUNS` entry); callback(epoch, minibatch index, loss) after each minibatch
+    and on_synch() after each write of the trained values to the Program (both default None)."""
     require_static(program.schedule, 1, "llvm")
     loss = get_loss(config.loss_spec).name
     opt = get_optimizer(config.optimizer_type).name
     x, t, n = data.inputs, data.targets, data.n
     mb = int(config.minibatch_size)
     target_names = tuple(t)
-    name = config.algorithm.name
-    pc = PCRun(config.algorithm, program, target_names, config) if name == "pc" else None
-    bptt = BPTTRun(config.algorithm, program, data, loss) if name == "bptt" else None
-    native = pc or bptt
-    key = cache_key(program, "train", loss, opt, mb, target_names, native.key() if native is not None else None)
+    native = native_run(config.algorithm.name)(config.algorithm, program, data, config)
+    key = cache_key(program, "train", loss, opt, mb, target_names, native.key())
 
     def build():
-        plan = analyse(program, target_names, stateful=bptt is not None)
-        if native is not None:
-            plan, module = native.build(plan, mb, vector_width(), loss, opt)
-            return plan, module, ("train",)
-        module, names = build_module(plan, mb, vector_width(), loss=loss, optimizer_name=opt)
-        return plan, module, names
-    # (the modules of predictive coding and BPTT hold several passes over the kernels: at O2 without loop unrolling
-    # they compile in a third of O3's time and run as fast, the matrix products being register-tiled already)
-    compiled = _compiled(key, build, program.name, *((2, False) if native is not None else (3, True)))
+        plan, module = native.build(analyse(program, target_names, stateful=native.stateful), mb, vector_width(),
+                                    loss, opt)
+        return plan, module, ("train",)
+    compiled = _compiled(key, build, program.name, *native.speed)
     plan = compiled.plan
     epochs = int(config.epochs)
     nb = -(-n // mb)
@@ -211,11 +202,11 @@ def train_llvm(program: Program, data: TrainingData, config: LearnConfig,
     ts = _pack_rows(t, plan.targets, n)
     params = _pack_params(program, plan)
     perm = _orders(data, config)
-    lr, wd = native.hyper(config) if native is not None else (config.learning_rate, config.weight_decay)
+    lr, wd = native.hyper()
     hyper = np.array([lr, wd, config.min_delta], dtype=np.float64)
-    extra = native.arrays(epochs * nb) if native is not None else []
-    if pc is not None and callback is not None:
-        callback = _observed(callback, pc.observe)
+    extra = native.arrays(epochs * nb)
+    if callback is not None:
+        callback = _observed(callback, native.observe)
     losses = np.zeros(epochs * nb)
     epoch_losses = np.zeros(epochs)
     y = np.zeros((n, max(plan.n_out, 1)))
@@ -237,16 +228,24 @@ def train_llvm(program: Program, data: TrainingData, config: LearnConfig,
     if ran < 0:
         raise UnsupportedError("llvm training stopped by a callback")
     _write_params(program, plan, params)
-    if pc is not None:
-        pc.finish(max(ran, 0) * nb, nb, n, plan)
+    native.finish(max(ran, 0) * nb, nb, n, plan)
     if on_synch is not None:
         on_synch()
     loss_list = losses[:ran * nb].tolist()
     # the epoch loss as the torch backend reports it (numpy's mean of that epoch's minibatch losses)
     epoch_list = losses[:ran * nb].reshape(ran, nb).mean(axis=1).tolist()
     log.info("llvm: trained %d epoch(s) x %d minibatch(es) in %.4f s", ran, nb, seconds)
-    outputs = bptt.split_outputs(plan, y, n) if bptt is not None else _split_outputs(program, plan, y, n)
-    return LearnResult(outputs, loss_list, program, int(ran), bool(stopped[0]), seconds, epoch_list)
+    return LearnResult(_split_outputs(program, plan, y, n, native.steps), loss_list, program, int(ran),
+                       bool(stopped[0]), seconds, epoch_list)
+
+
+def native_run(name: str) -> Type[NativeRun]:
+    """The NativeRun class of a learning algorithm's name (backprop's, NativeRun itself, for any other: the
+    backend protocol lets only Backprop, BPTT and PredictiveCoding through)."""
+    from .llvm_bptt import BPTTRun
+    from .llvm_pc import PCRun
+
+    return {"bptt": BPTTRun, "pc": PCRun}.get(name, NativeRun)
 
 
 def _observed(callback: Callable[[int, int, float], None], observe: Callable[[int], None]

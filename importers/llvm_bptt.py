@@ -18,7 +18,7 @@ Losses whose value over a flattened sequence equals torch's over (trials, steps,
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple
 
 import numpy as np
 from llvmlite import ir
@@ -28,7 +28,7 @@ from ..optimizers import OptimizerRecord
 from .llvm_codegen import DPTR, Codegen, View, f64, i64
 from .llvm_plan import Plan, Tensor
 from .llvm_scalar import declare_math
-from .llvm_train import MinibatchStep
+from .llvm_train import MinibatchStep, NativeRun
 
 SEQUENCE_LOSSES = ("mse", "sse", "l1")
 SEQ_IN, SEQ_OUT = "seq.in:", "seq.out:"
@@ -192,12 +192,18 @@ class BPTTStep(MinibatchStep):
                 b.store(b.fmul(b.load(p), coef), p)
 
 
-class BPTTRun:
-    """The Python side of a native BPTT run (importers/llvm.py's train_llvm calls it)."""
+class BPTTRun(NativeRun):
+    """The Python side of a native BPTT run (importers/llvm.py's train_llvm calls it); arguments as NativeRun's,
+    the algorithm a BPTT, the program stateful, the data sequences."""
 
-    def __init__(self, algorithm: Any, program: Any, data: Any, loss: str) -> None:
-        """algorithm: the BPTT; program: the stateful Program; data: prepare_data's (sequences); loss: the loss
-        record's name. Settings native code does not run raise UnsupportedError naming backend 'torch'."""
+    stateful = True
+    speed = (2, False)  # (as predictive coding's: several passes over the kernels)
+
+    def __init__(self, algorithm: Any, program: Any, data: Any, config: Any) -> None:
+        from ..losses import get_loss
+
+        super().__init__(algorithm, program, data, config)
+        loss = get_loss(config.loss_spec).name
         use_torch = "; train it on backend 'torch'"
         if program.sequence:
             raise UnsupportedError(f"a GRU block (a whole sequence per step) is not compiled by the llvm backend"
@@ -216,15 +222,11 @@ class BPTTRun:
         for name, st in program.states.items():
             if not np.all(np.isfinite(np.asarray(st.initial, dtype=float))):
                 raise UnsupportedError(f"state '{name}' has a non-finite initial value{use_torch}")
-        self.algorithm, self.program, self.steps = algorithm, program, int(data.steps)
+        self.steps = int(data.steps)
 
     def key(self) -> Tuple[Any, ...]:
         """What besides the program changes the compiled code."""
         return ("bptt", self.steps)
-
-    def hyper(self, config: Any) -> Tuple[float, float]:
-        """The weights' learning rate and weight decay: learn()'s."""
-        return config.learning_rate, config.weight_decay
 
     def build(self, plan: Plan, cap: int, vector_width: int, loss: str, optimizer_name: str) -> Tuple[Plan, ir.Module]:
         """The sequence plan and the module with `train`."""
@@ -249,11 +251,3 @@ class BPTTRun:
         g = self.algorithm.guards
         return [np.ascontiguousarray(initial), np.array([self.algorithm.dt, g.grad_norm_clip_value, g.nan, g.posinf,
                                                           g.neginf], dtype=np.float64)]
-
-    def split_outputs(self, plan: Plan, y: np.ndarray, n: int) -> Dict[str, np.ndarray]:
-        """Output name -> (trials, steps, ...) from the packed output sequences."""
-        out = {}
-        for name, _, col, size in plan.outputs:
-            shape = tuple(self.program.shapes.get(self.program.outputs[name], (size // self.steps,)))
-            out[name] = y[:, col:col + size].reshape((n, self.steps) + shape).copy()
-        return out

@@ -28,7 +28,7 @@ from ..optimizers import OptimizerRecord
 from .llvm_codegen import DPTR, Codegen, View, f64, i64
 from .llvm_plan import AFFINE, Plan, Tensor
 from .llvm_scalar import DOUBLE, declare_math
-from .llvm_train import MinibatchStep, _zero_grads
+from .llvm_train import MinibatchStep, NativeRun, _zero_grads
 
 H_PREFIX = "pc.h:"
 
@@ -323,27 +323,29 @@ def native_settings(algorithm: Any) -> Dict[str, Any]:
     return out
 
 
-class PCRun:
-    """The Python side of a native predictive-coding run (importers/llvm.py's train_llvm calls it)."""
+class PCRun(NativeRun):
+    """The Python side of a native predictive-coding run (importers/llvm.py's train_llvm calls it); arguments as
+    NativeRun's, the algorithm a PredictiveCoding."""
 
-    def __init__(self, algorithm: Any, program: Any, targets: Sequence[str], config: Any) -> None:
-        """algorithm: the PredictiveCoding; program: the Program; targets: the output names with targets; config:
-        learn()'s LearnConfig."""
+    # (several passes over the kernels: at O2 without loop unrolling the module compiles in a third of O3's time and
+    # runs as fast, the matrix products being register-tiled already)
+    speed = (2, False)
+
+    def __init__(self, algorithm: Any, program: Any, data: Any, config: Any) -> None:
         from ..learning.predictive_coding import find_vodes
 
-        self.algorithm = algorithm
+        super().__init__(algorithm, program, data, config)
         self.settings = native_settings(algorithm)
         if algorithm.optim_w is not None:
             algorithm.warn_unused(config)
-        self.vodes = find_vodes(program, algorithm.vodes, algorithm.frozen, algorithm.energy, set(targets))
+        self.vodes = find_vodes(program, algorithm.vodes, algorithm.frozen, algorithm.energy, set(data.targets))
 
     def key(self) -> Tuple[Any, ...]:
         """What besides the program changes the compiled code."""
         return ("pc", self.algorithm.T, self.settings["optimizer"],
                 tuple((v.tensor, v.energy, v.frozen, v.output) for v in self.vodes))
 
-    def build(self, plan: Plan, cap: int, vector_width: int, loss: Any, optimizer_name: str = ""
-              ) -> Tuple[Plan, ir.Module]:
+    def build(self, plan: Plan, cap: int, vector_width: int, loss: str, optimizer_name: str) -> Tuple[Plan, ir.Module]:
         """The rewritten plan and the module with `train` (optimizer_name: learn()'s, unused: optim_w steps)."""
         from ..losses import get_loss
         from ..optimizers import get_optimizer
@@ -364,8 +366,8 @@ class PCRun:
         self.correct = np.zeros(max(n_minibatches, 1))
         return [self.energies, self.correct, np.array([self.settings["lr_h"], self.settings["per_trial"]])]
 
-    def hyper(self, config: Any = None) -> Tuple[float, float]:
-        """The weights' learning rate and weight decay (optim_w's; config: learn()'s, unused)."""
+    def hyper(self) -> Tuple[float, float]:
+        """The weights' learning rate and weight decay (optim_w's)."""
         return self.settings["lr"], self.settings["weight_decay"]
 
     def observe(self, index: int) -> None:

@@ -10,7 +10,7 @@ mdfbridge/optimizers.py; the emitters are in llvm_losses.py and llvm_optimizers.
 from __future__ import annotations
 
 import functools
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 from llvmlite import ir
 
@@ -53,6 +53,47 @@ class MinibatchStep:
     def __init__(self, optimizer: OptimizerRecord) -> None:
         assert optimizer.llvm is not None  # refused before compiling (llvm_codegen.check_supported)
         self.step = optimizer.llvm
+
+
+class NativeRun:
+    """The Python side of a native training run: what importers/llvm.py's train_llvm asks of the learning algorithm
+    (here, backprop's: learn()'s optimizer settings, no extra arguments, the module build_module makes).
+
+    algorithm: the LearningAlgorithm; program: the Program; data: prepare_data's TrainingData; config: the
+    LearnConfig. Subclasses raise UnsupportedError for settings native code does not run."""
+
+    stateful = False  # the plan is one time step of a stateful program (llvm_plan.analyse's `stateful`)
+    speed = (3, True)  # compile_module's (speed_level, unroll)
+    steps = 0  # time steps of each trial's outputs (0: one row of outputs per trial)
+
+    def __init__(self, algorithm: Any, program: Any, data: Any, config: Any) -> None:
+        self.algorithm, self.program, self.data, self.config = algorithm, program, data, config
+
+    def key(self) -> Tuple[Any, ...]:
+        """What besides the program and learn()'s settings changes the compiled code."""
+        return ()
+
+    def build(self, plan: Any, cap: int, vector_width: int, loss: str, optimizer_name: str) -> Tuple[Any, Any]:
+        """(the plan the module computes, the llvmlite module with `train`) from analyse's training plan."""
+        from .llvm_codegen import build_module
+
+        module, _ = build_module(plan, cap, vector_width, loss=loss, optimizer_name=optimizer_name)
+        return plan, module
+
+    def hyper(self) -> Tuple[float, float]:
+        """The weights' learning rate and weight decay."""
+        return self.config.learning_rate, self.config.weight_decay
+
+    def arrays(self, n_minibatches: int) -> List[Any]:
+        """The buffers of the step's `extra_args` (float64 numpy arrays), for a run of n_minibatches."""
+        return []
+
+    def observe(self, index: int) -> None:
+        """Before a callback on minibatch `index` (nothing here)."""
+
+    def finish(self, minibatches: int, nb: int, n: int, plan: Any) -> None:
+        """After a run of `minibatches` minibatches (nb an epoch, n trials an epoch): the algorithm's own results
+        (nothing here)."""
 
 
 def emit_train(cg: Codegen, loss: LossRecord, optimizer: OptimizerRecord,
