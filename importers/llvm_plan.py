@@ -108,9 +108,7 @@ class Plan:
 
     def canon(self, name: str) -> str:
         """The plan's tensor a program tensor name stands for."""
-        while name in self.aliases:
-            name = self.aliases[name]
-        return name
+        return _follow(self.aliases, name)
 
     @property
     def n_in(self) -> int:
@@ -126,6 +124,13 @@ class Plan:
     def n_target(self) -> int:
         """Values per trial of the packed targets."""
         return sum(s for *_, s in self.targets)
+
+
+def _follow(aliases: Dict[str, str], name: str) -> str:
+    """The tensor `name` stands for: its aliases followed to the end."""
+    while name in aliases:
+        name = aliases[name]
+    return name
 
 
 def _unsupported(what: str, node: str) -> UnsupportedError:
@@ -176,9 +181,7 @@ class _Builder:
     # ------------------------------------------------------------------ tensors
     def canon(self, name: str) -> str:
         """The tensor a name stands for (following aliases)."""
-        while name in self.alias:
-            name = self.alias[name]
-        return name
+        return _follow(self.alias, name)
 
     def alias_to(self, name: str, target: str) -> None:
         """`name` is `target` (its readers read target)."""
@@ -387,9 +390,7 @@ def analyse(program: Program, targets: Optional[Sequence[str]] = None, stateful:
     tensors, kernels, alias = _Builder(program).build(stateful)
 
     def canon(name: str) -> str:
-        while name in alias:
-            name = alias[name]
-        return name
+        return _follow(alias, name)
 
     trainable: List[str] = []
     if targets is not None:
