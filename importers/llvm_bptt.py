@@ -83,17 +83,6 @@ class BPTTStep(MinibatchStep):
         self.carry = {s: cg.global_array(f"CARRY{i}", cg.cap * cg.plan.tensors[s].size) for i, (s, _) in
                       enumerate(states)}
 
-    def _rows_copy(self, cg: Codegen, rows: ir.Value, dst: View, src: View, size: int, add: bool = False,
-                   dst_at: Any = None, src_at: Any = None) -> None:
-        """dst[r, dst_at + j] (+)= src[r, src_at + j] for r < rows, j < size (offsets default 0)."""
-        b = cg.b
-        with cg.loop(rows, name="cr") as r:
-            with cg.loop(size, name="cj") as j:
-                dj = j if dst_at is None else b.add(dst_at, j)
-                sj = j if src_at is None else b.add(src_at, j)
-                x = cg.load(src, r, sj)
-                cg.store(dst, r, dj, b.fadd(cg.load(dst, r, dj), x) if add else x)
-
     def _tape(self, cg: Codegen, t: ir.Value, save: bool) -> None:
         """Step t's tensors onto the tape (save) or back from it."""
         b = cg.b
@@ -126,13 +115,13 @@ class BPTTStep(MinibatchStep):
         with cg.loop(self.T, name="t") as t:
             cg.store(cg.val("dt"), 0, 0, b.select(b.icmp_signed("==", t, i64(0)), f64(0.0), dt))
             for name, tensor, _, size in self.step_plan.inputs:
-                self._rows_copy(cg, rows, cg.val(tensor), cg.val(seq_in[name]), size, src_at=b.mul(t, i64(size)))
+                cg.copy_rows(rows, cg.val(tensor), cg.val(seq_in[name]), size, src_at=b.mul(t, i64(size)))
             b.call(cg.fwd, [rows])
             self._tape(cg, t, save=True)
             for name, tensor, _, size in self.step_plan.outputs:
-                self._rows_copy(cg, rows, cg.val(seq_out[name]), cg.val(tensor), size, dst_at=b.mul(t, i64(size)))
+                cg.copy_rows(rows, cg.val(seq_out[name]), cg.val(tensor), size, dst_at=b.mul(t, i64(size)))
             for state, update in self.states:
-                self._rows_copy(cg, rows, cg.val(state), cg.val(update), cg.plan.tensors[state].size)
+                cg.copy_rows(rows, cg.val(state), cg.val(update), cg.plan.tensors[state].size)
 
     def update(self, cg: Codegen, rows: ir.Value, step: ir.Value, index: ir.Value, lr: ir.Value, wd: ir.Value,
                args: List[ir.Value]) -> None:
@@ -152,18 +141,18 @@ class BPTTStep(MinibatchStep):
                     cg.zero(element(cg.G, off), b.mul(rows, i64(info.size)) if info.batched else i64(info.size))
             for name, tensor, _, size in self.step_plan.targets:
                 if cg.needs_grad(tensor):
-                    self._rows_copy(cg, rows, cg.grad(tensor), cg.grad(seq_out[name]), size, add=True,
+                    cg.copy_rows(rows, cg.grad(tensor), cg.grad(seq_out[name]), size, add=True,
                                     src_at=b.mul(t, i64(size)))
             for state, update in self.states:
                 carry = View(cg.at(self.carry[state], 0), cg.plan.tensors[state].size, cg.plan.tensors[state].size)
                 if cg.needs_grad(update):
-                    self._rows_copy(cg, rows, cg.grad(update), carry, cg.plan.tensors[state].size, add=True)
+                    cg.copy_rows(rows, cg.grad(update), carry, cg.plan.tensors[state].size, add=True)
             b.call(cg.bwd, [rows])
             for state, _ in self.states:
                 if cg.needs_grad(state):
                     carry = View(cg.at(self.carry[state], 0), cg.plan.tensors[state].size,
                                  cg.plan.tensors[state].size)
-                    self._rows_copy(cg, rows, carry, cg.grad(state), cg.plan.tensors[state].size)
+                    cg.copy_rows(rows, carry, cg.grad(state), cg.plan.tensors[state].size)
         self._guards(cg, args[1])
         self.step(cg, step, lr, wd)
 

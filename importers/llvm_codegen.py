@@ -210,6 +210,18 @@ class Codegen:
         with self.loop(n, name="cp") as i:
             self.b.store(self.b.load(src(i)), dst(i))
 
+    def copy_rows(self, rows: Index, dst: View, src: View, size: int, add: bool = False,
+                  dst_at: Optional[ir.Value] = None, src_at: Optional[ir.Value] = None) -> None:
+        """dst[r, dst_at + j] = src[r, src_at + j] (+= with `add`, default False) for r < rows, j < size; the
+        offsets default to None: 0."""
+        b = self.b
+        with self.loop(rows, name="cr") as r:
+            with self.loop(size, name="cj") as j:
+                dj = j if dst_at is None else b.add(dst_at, j)
+                sj = j if src_at is None else b.add(src_at, j)
+                x = self.load(src, r, sj)
+                self.store(dst, r, dj, b.fadd(self.load(dst, r, dj), x) if add else x)
+
     def zero(self, ptr: Callable[[ir.Value], ir.Value], n: Index) -> None:
         """ptr(i) = 0 for i < n."""
         with self.loop(n, name="z") as i:

@@ -5,7 +5,7 @@ Each takes (codegen, output tensor, target column, size, rows), adds d loss / d 
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Tuple
 
 from llvmlite import ir
 
@@ -94,24 +94,32 @@ def poisson_nll(cg: Codegen, t: str, col: int, size: int, rows: ir.Value) -> ir.
     return loss
 
 
+def log_sum_exp(cg: Codegen, v: View, r: ir.Value, size: int) -> Tuple[ir.Value, ir.Value]:
+    """(max, log sum exp(x - max)) of row r's `size` values x of view v (a NaN propagates through the max, as
+    numpy's and torch's do)."""
+    b = cg.b
+    exp, logf = declare_math(cg.module, "exp"), declare_math(cg.module, "log")
+    top = cg.var(float("-inf"))
+    with cg.loop(size, name="lm") as j:
+        o, t = cg.load(v, r, j), b.load(top)
+        b.store(b.select(b.fcmp_unordered("uno", o, o), o, b.select(b.fcmp_ordered(">", o, t), o, t)), top)
+    m = b.load(top)
+    total = cg.var(0.0)
+    with cg.loop(size, name="ls") as j:
+        b.store(b.fadd(b.load(total), b.call(exp, [b.fsub(cg.load(v, r, j), m)])), total)
+    return m, b.call(logf, [b.load(total)])
+
+
 def cross_entropy(cg: Codegen, t: str, col: int, size: int, rows: ir.Value) -> ir.Value:
     """torch's cross_entropy with class-probability targets: -(log_softmax(o) * t).sum() / rows."""
     b = cg.b
     out, tgt = cg.val(t), _target(cg, col)
-    exp, logf = declare_math(cg.module, "exp"), declare_math(cg.module, "log")
+    exp = declare_math(cg.module, "exp")
     total = cg.var(0.0)
     nrows = b.uitofp(rows, DOUBLE)
     grad = cg.grad(t) if cg.needs_grad(t) else None
     with cg.loop(rows, name="cr") as r:
-        top = cg.var(float("-inf"))
-        with cg.loop(size, name="cm") as j:
-            o, m = cg.load(out, r, j), b.load(top)
-            b.store(b.select(b.fcmp_unordered("uno", o, o), o, b.select(b.fcmp_ordered(">", o, m), o, m)), top)
-        m = b.load(top)
-        se = cg.var(0.0)
-        with cg.loop(size, name="cs") as j:
-            b.store(b.fadd(b.load(se), b.call(exp, [b.fsub(cg.load(out, r, j), m)])), se)
-        lse = b.call(logf, [b.load(se)])
+        m, lse = log_sum_exp(cg, out, r, size)
         gsum = cg.var(0.0)
         with cg.loop(size, name="cl") as j:
             logp = b.fsub(b.fsub(cg.load(out, r, j), m), lse)

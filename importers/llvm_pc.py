@@ -26,6 +26,7 @@ from llvmlite import ir
 from ..errors import UnsupportedError
 from ..optimizers import OptimizerRecord
 from .llvm_codegen import DPTR, Codegen, View, f64, i64
+from .llvm_losses import log_sum_exp
 from .llvm_plan import AFFINE, Plan, Tensor
 from .llvm_scalar import DOUBLE, declare_math
 from .llvm_train import MinibatchStep, NativeRun, _zero_grads
@@ -126,23 +127,18 @@ class PCStep(MinibatchStep):
                 after(k)
 
     def _init(self, cg: Codegen, rows: ir.Value) -> None:
-        b = cg.b
+        """The kernels in order, each vode's activity set to its prediction once computed; then the targets."""
         by_u = {n.u: n for n in self.natives}
 
         def copy_to_h(k: Any) -> None:
             n = by_u.get(k.out)
             if n is not None:
-                src, dst = cg.val(n.u), cg.val(n.h)
-                cg.copy(lambda i: b.gep(dst.base, [i], inbounds=True), lambda i: b.gep(src.base, [i], inbounds=True),
-                        b.mul(rows, i64(src.size)))
+                cg.copy_rows(rows, cg.val(n.h), cg.val(n.u), cg.plan.tensors[n.u].size)
         self._forward(cg, rows, cg.plan.kernels, copy_to_h)
         for n in self.natives:
             if n.target is not None:
                 col, size = n.target
-                tgt, h = View(cg.at(cg.TB, col), cg.plan.n_target, size), cg.val(n.h)
-                with cg.loop(rows, name="tr") as r:
-                    with cg.loop(size, name="tj") as j:
-                        cg.store(h, r, j, cg.load(tgt, r, j))
+                cg.copy_rows(rows, cg.val(n.h), View(cg.at(cg.TB, col), cg.plan.n_target, size), size)
 
     def _backward(self, cg: Codegen, name: str, grads: Set[str], union: Set[str]) -> ir.Function:
         """The backward pass with only `grads` marked (the plan's flags restored after)."""
@@ -187,7 +183,7 @@ class PCStep(MinibatchStep):
         """Row r's -sum h log_softmax(u) into `term`; d E / d u (torch's backward through it, times s) into g."""
         b = cg.b
         exp = declare_math(cg.module, "exp")
-        m, lse = self._log_sum_exp(cg, u, r)
+        m, lse = log_sum_exp(cg, u, r, u.size)
         gsum = cg.var(0.0)
         with cg.loop(u.size, name="ej") as j:
             logp = b.fsub(b.fsub(cg.load(u, r, j), m), lse)
@@ -198,21 +194,6 @@ class PCStep(MinibatchStep):
             logp = b.fsub(b.fsub(cg.load(u, r, j), m), lse)
             gy = b.fmul(b.fneg(cg.load(h, r, j)), s)
             cg.store(g, r, j, b.fsub(gy, b.fmul(b.call(exp, [logp]), b.load(gsum))))
-
-    @staticmethod
-    def _log_sum_exp(cg: Codegen, u: View, r: ir.Value) -> Tuple[ir.Value, ir.Value]:
-        """(max, log sum exp(u - max)) of row r."""
-        b = cg.b
-        exp, logf = declare_math(cg.module, "exp"), declare_math(cg.module, "log")
-        top = cg.var(float("-inf"))
-        with cg.loop(u.size, name="lm") as j:
-            o, t = cg.load(u, r, j), b.load(top)
-            b.store(b.select(b.fcmp_unordered("uno", o, o), o, b.select(b.fcmp_ordered(">", o, t), o, t)), top)
-        m = b.load(top)
-        se = cg.var(0.0)
-        with cg.loop(u.size, name="ls") as j:
-            b.store(b.fadd(b.load(se), b.call(exp, [b.fsub(cg.load(u, r, j), m)])), se)
-        return m, b.call(logf, [b.load(se)])
 
     # ------------------------------------------------------------------ the minibatch
     def forward(self, cg: Codegen, rows: ir.Value, args: List[ir.Value]) -> None:
@@ -254,7 +235,7 @@ class PCStep(MinibatchStep):
         gh = cg.grad(n.h) if cg.needs_grad(n.h) else None  # (None: no prediction reads this activity)
         with cg.loop(rows, name="hr") as r:
             if n.energy == "ce":
-                m, lse = self._log_sum_exp(cg, u, r)
+                m, lse = log_sum_exp(cg, u, r, u.size)
             with cg.loop(u.size, name="hj") as j:
                 hv = cg.load(h, r, j)
                 if n.energy == "se":
