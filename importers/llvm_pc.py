@@ -271,13 +271,17 @@ class PCStep(MinibatchStep):
         return b.load(at)
 
 
-def native_settings(algorithm: Any) -> Dict[str, Any]:
+def native_settings(algorithm: Any, config: Any) -> Dict[str, Any]:
     """What the native run of a PredictiveCoding needs from its settings: the weights' optimizer record name, lr,
-    weight decay; the activities' lr and whether it scales with the minibatch's trials. Settings native code does
-    not run raise UnsupportedError naming them and backend 'torch'."""
+    weight decay (optim_w's, or with optim_w None learn()'s, from `config`, as on torch); the activities' lr and
+    whether it scales with the minibatch's trials. Settings native code does not run raise UnsupportedError naming
+    them and backend 'torch'."""
+    import inspect
+
     import torch
 
     from ..learning.predictive_coding import resolve_optimizer
+    from ..optimizers import get_optimizer
 
     use_torch = "; train it on backend 'torch'"
     if algorithm.mode != "standard":
@@ -292,14 +296,17 @@ def native_settings(algorithm: Any) -> Dict[str, Any]:
             raise UnsupportedError(f"optim_h={algorithm.optim_h!r}: the llvm backend steps the activities with "
                                    f"plain SGD, ('sgd', lr){use_torch}")
         out["lr_h"], out["per_trial"] = extra["lr"], 0.0
+    if algorithm.optim_w is None:  # learn()'s optimizer
+        out["optimizer"] = get_optimizer(config.optimizer_type).name
+        out["lr"], out["weight_decay"] = config.learning_rate, config.weight_decay
+        return out
     records = {torch.optim.SGD: "sgd", torch.optim.Adam: "adam", torch.optim.AdamW: "adamw"}
     cls, extra = resolve_optimizer(algorithm.optim_w, "optim_w")
-    defaults = {"sgd": 1e-3, "adam": 1e-3, "adamw": 1e-3}
     if cls not in records or set(extra) - {"lr", "weight_decay"}:
         raise UnsupportedError(f"optim_w={algorithm.optim_w!r}: the llvm backend updates the weights with "
                                f"('sgd' | 'adam' | 'adamw', lr[, {{'weight_decay': w}}]){use_torch}")
     out["optimizer"] = records[cls]
-    out["lr"] = extra.get("lr", defaults[records[cls]])
+    out["lr"] = float(extra.get("lr", inspect.signature(cls).parameters["lr"].default))  # (torch's default)
     out["weight_decay"] = float(extra.get("weight_decay", 0.0))
     return out
 
@@ -316,7 +323,7 @@ class PCRun(NativeRun):
         from ..learning.predictive_coding import find_vodes
 
         super().__init__(algorithm, program, data, config)
-        self.settings = native_settings(algorithm)
+        self.settings = native_settings(algorithm, config)
         if algorithm.optim_w is not None:
             algorithm.warn_unused(config)
         self.vodes = find_vodes(program, algorithm.vodes, algorithm.frozen, algorithm.energy, set(data.targets))

@@ -246,14 +246,15 @@ def test_default_vodes_are_the_mechanisms_after_the_input() -> None:
 
 # ----------------------------------------------------------------------------------------- the llvm backend
 
-def _train_both(comp: Composition, X: np.ndarray, Y: np.ndarray, output: str, **settings):
-    """The same PC run on the torch backend (float64) and the llvm backend: (program, algorithm, result) each."""
+def _train_both(comp: Composition, X: np.ndarray, Y: np.ndarray, output: str, learn_settings=None, **settings):
+    """The same PC run on the torch backend (float64) and the llvm backend: (program, algorithm, result) each;
+    learn_settings: more of learn()'s (default None: none)."""
     out = []
     for backend in ("torch", "llvm"):
         program = lower(comp.to_mdf())
         pc = PredictiveCoding(**settings)
         result = learn(program, {"input": X}, {output: Y}, epochs=3, minibatch_size=12, randomize_minibatches=True,
-                       seed=7, algorithm=pc, backend=backend)
+                       seed=7, algorithm=pc, backend=backend, **(learn_settings or {}))
         out.append((result.program, pc, result))
     return out
 
@@ -264,6 +265,8 @@ LLVM_CASES = [
     (2, 5, dict(T=7, energy="ce", optim_w=("sgd", 0.05))),
     (3, 3, dict(T=3, energy={"layer1": "ce", "layer3": "se"}, optim_w=("adamw", 0.01, {"weight_decay": 0.1}))),
     (4, 4, dict(T=5, energy="se", frozen=[])),  # the output vode moves too
+    (5, 3, dict(T=4, energy="ce", optim_w=None,  # learn()'s optimizer steps the weights
+                learn_settings=dict(optimizer_type="adam", learning_rate=0.03, weight_decay=0.01))),
 ]
 
 
