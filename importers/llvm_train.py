@@ -38,6 +38,11 @@ class MinibatchStep:
 
     extra_args: Sequence[ir.Type] = ()  # arguments `train` takes after its own
 
+    def __init__(self, optimizer: OptimizerRecord) -> None:
+        """optimizer: the record whose LLVM emitter steps the weights."""
+        assert optimizer.llvm is not None  # refused before compiling (llvm_codegen.check_supported)
+        self.step = optimizer.llvm
+
     def forward(self, cg: Codegen, rows: ir.Value, args: List[ir.Value]) -> None:
         """The forward pass whose outputs are scattered and scored by the loss; args: the values of
         `extra_args`."""
@@ -49,10 +54,6 @@ class MinibatchStep:
         index: the minibatch's over the run; args: the values of `extra_args`."""
         cg.b.call(cg.bwd, [rows])
         self.step(cg, step, lr, wd)
-
-    def __init__(self, optimizer: OptimizerRecord) -> None:
-        assert optimizer.llvm is not None  # refused before compiling (llvm_codegen.check_supported)
-        self.step = optimizer.llvm
 
 
 class NativeRun:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from ..errors import DataError, UnsupportedError
@@ -305,17 +306,16 @@ def optimizer_factory(spec: OptimSpec, label: str) -> Callable[[List["torch.Tens
     return build
 
 
+@dataclass(frozen=True)
 class Vode:
-    """One value node: its name, the tensor it replaces, its energy, whether inference holds it, the output it
-    is (None: a hidden vode)."""
+    """One value node: its name, the tensor it replaces, its energy, whether inference holds it, the output with
+    targets it is (None: a hidden vode)."""
 
-    __slots__ = ("name", "tensor", "energy", "frozen", "output")
-
-    def __init__(self, name: str, tensor: str, energy: str, frozen: bool, output: Optional[str]) -> None:
-        self.name, self.tensor, self.energy, self.frozen, self.output = name, tensor, energy, frozen, output
-
-    def __repr__(self) -> str:
-        return f"Vode({self.name!r}, {self.tensor!r}, {self.energy!r}, frozen={self.frozen})"
+    name: str
+    tensor: str
+    energy: str
+    frozen: bool
+    output: Optional[str]
 
 
 class VodeGraph:
