@@ -332,10 +332,14 @@ class VodeGraph:
         self.by_tensor = {v.tensor: v for v in self.vodes}
         self.schedule: Dict[str, int] = {}
         self.steps = self._compile(module)
-        free = [v.tensor for v in self.vodes if not v.frozen]
-        moved = {op.out for op in self.program.ops if set(free) & (computed_from(self.program, [op.out]) - {op.out})}
         # the steps an inference step re-runs: those computed from a free activity (the rest, the weights held,
-        # keep the values of the minibatch's init pass)
+        # keep the values of the minibatch's init pass); one pass in program order
+        derived = {v.tensor for v in self.vodes if not v.frozen}
+        moved: Set[str] = set()
+        for op in self.program.ops:
+            if derived.intersection(refs(op.args)):
+                derived.add(op.out)
+                moved.add(op.out)
         self.inference_steps = [(op, f) for op, f in self.steps if op.out in moved]
 
     def _compile(self, module: Any) -> List[Any]:
