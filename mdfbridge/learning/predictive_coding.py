@@ -39,7 +39,7 @@ from ..executor import compile_program, execute
 from ..ops import get_op
 from ..program import Program
 from .algorithms import Batch, LearningAlgorithm, register_algorithm
-from .stepping import computed_from, refs
+from .stepping import refs
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -501,7 +501,10 @@ def default_vodes(program: Program) -> Dict[str, str]:
     input_nodes = {s.node for s in program.inputs.values()}
     outputs = {t: k for k, t in program.outputs.items()}
     projected: Set[str] = set()  # tensors a projection reads as its batched operand
+    from_inputs = set(inputs)  # tensors computed from an input (one pass in program order)
     for op in program.ops:
+        if from_inputs.intersection(refs(op.args)):
+            from_inputs.add(op.out)
         opdef = get_op(op.fn)
         if opdef is None or not (opdef.matrix_product or opdef.weight_arg):
             continue
@@ -513,7 +516,7 @@ def default_vodes(program: Program) -> Dict[str, str]:
         t = op.out
         if op.node in input_nodes or not (t in projected or t in outputs):
             continue
-        if not computed_from(program, [t]) & inputs or producers[t].node != op.node:
+        if t not in from_inputs or producers[t].node != op.node:
             continue
         found[outputs.get(t, op.node) if t in outputs else _unique(op.node, t, found)] = t
     return found
