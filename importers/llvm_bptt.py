@@ -203,9 +203,8 @@ class BPTTRun(NativeRun):
         if loss not in SEQUENCE_LOSSES:
             raise UnsupportedError(f"loss '{loss}' over sequences is not compiled by the llvm backend (it runs "
                                    f"{', '.join(SEQUENCE_LOSSES)}){use_torch}")
-        for name, target in data.targets.items():
-            if target.ndim < 2 or target.shape[1] != data.steps or target.ndim == 2 and data.steps > 1 and \
-                    tuple(program.shapes.get(program.outputs[name], ())) == target.shape[1:]:
+        for name, target in data.targets.items():  # (prepare_data took them per step or for the last step)
+            if target.shape[1:] != (data.steps,) + tuple(program.shapes.get(program.outputs[name], ())):
                 raise UnsupportedError(f"targets for '{name}' of the last step only are not compiled by the llvm "
                                        f"backend (give one per step){use_torch}")
         for name, st in program.states.items():
